@@ -1,1 +1,64 @@
-//! Safe Rust API over libnrt (in progress).
+//! Safe Rust API over `libnrt`, the AWS Neuron Runtime that loads compiled models (NEFFs)
+//! onto the NeuronCores of Inferentia2 and Trainium instances and runs them.
+//!
+//! libnrt is loaded at run time (see [`RuntimeBuilder`]), so this crate builds anywhere;
+//! without Neuron hardware, `nrt-sim` (a simulated libnrt with the same C interface) runs
+//! the same code.
+//!
+//! * [`Runtime`]: `nrt_init` / `nrt_close`, version, core counts, memory statistics.
+//! * [`Model`]: a loaded model, its [`TensorInfo`]s, and [`Model::execute`].
+//! * [`Tensor`]: device, host or virtual memory with bounds-checked typed access.
+//! * [`TensorSet`]: named tensors bound as the inputs or outputs of an execution.
+//! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
+//! * [`Capabilities`]: what the loaded library offers; missing parts give
+//!   [`Error::Unsupported`] instead of a call into nothing.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use neuron_rt::Runtime;
+//!
+//! let runtime = Runtime::new()?; // finds libnrt.so.1
+//! let model = runtime.load_model_file("add.neff")?;
+//! let inputs = model.allocate_inputs()?;
+//! let mut outputs = model.allocate_outputs()?;
+//! inputs.get("a").unwrap().write(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+//! inputs.get("b").unwrap().write(&[10.0f32; 6])?;
+//! model.execute(&inputs, &mut outputs)?;
+//! let out: Vec<f32> = outputs.get("out").unwrap().to_vec()?;
+//! println!("{out:?} on libnrt {}", runtime.version()?);
+//! # Ok::<(), neuron_rt::Error>(())
+//! ```
+//!
+//! # Safety model
+//!
+//! Every handle keeps the runtime open, so `nrt_close` runs after the last one is
+//! dropped; a tensor stays alive while any set or slice refers to it; every offset and
+//! size is checked before libnrt sees it; and no safe function can cause undefined
+//! behaviour, whatever its input (including `mem::forget` of anything it returns).
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod capabilities;
+mod dtype;
+mod error;
+mod model;
+mod runtime;
+mod status;
+mod tensor;
+mod tensor_set;
+
+pub use capabilities::Capabilities;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
+pub use runtime::{
+    Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
+};
+pub use status::NrtStatus;
+pub use tensor::{Placement, Tensor};
+pub use tensor_set::TensorSet;
+
+/// The raw bindings and loader this crate is built on.
+pub use nrt_sys;

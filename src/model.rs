@@ -1,0 +1,546 @@
+//! [`Model`]: a model loaded on a NeuronCore, its tensor descriptions, and synchronous execution.
+
+use std::ffi::c_int;
+use std::fmt;
+use std::path::Path;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use nrt_sys as sys;
+
+use crate::runtime::{fixed_c_string, nrt_fn};
+use crate::tensor::core_arg;
+use crate::{Capabilities, DType, Error, Placement, Result, Runtime, TensorSet};
+
+/// Whether a model tensor is read or written by the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TensorUsage {
+    /// An input.
+    Input,
+    /// An output.
+    Output,
+}
+
+/// One input or output of a model, as libnrt describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TensorInfo {
+    /// The name to bind a tensor under in a [`TensorSet`].
+    pub name: String,
+    /// Input or output.
+    pub usage: TensorUsage,
+    /// Size in bytes.
+    pub size: usize,
+    /// Element type.
+    pub dtype: DType,
+    /// Dimensions.
+    pub shape: Vec<u32>,
+}
+
+impl TensorInfo {
+    /// The number of elements (product of the shape; 1 for a scalar), or `None` on overflow.
+    pub fn element_count(&self) -> Option<usize> {
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(usize::try_from(d).ok()?))
+    }
+}
+
+/// What libnrt reports about a loaded model (`nrt_get_model_info`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ModelInfo {
+    /// The NeuronCore the model is loaded on.
+    pub core: u32,
+}
+
+/// A model (compiled NEFF) loaded on a NeuronCore; unloaded (`nrt_unload`) when the last
+/// handle is dropped.
+///
+/// `Model` is a handle: `clone` gives another handle to the same loaded model. It is
+/// `Send + Sync`, so one model can be shared by threads: libnrt documents `nrt_execute` as
+/// callable concurrently on the same model (each thread with its own tensor sets).
+///
+/// ```no_run
+/// use neuron_rt::Runtime;
+///
+/// let runtime = Runtime::new()?;
+/// let model = runtime.load_model_file("model.neff")?;
+/// let inputs = model.allocate_inputs()?;
+/// let mut outputs = model.allocate_outputs()?;
+/// for (name, tensor) in inputs.iter() {
+///     tensor.fill(0)?;
+///     println!("input {name}: {} bytes", tensor.size());
+/// }
+/// model.execute(&inputs, &mut outputs)?;
+/// let first = &model.outputs()[0];
+/// let values: Vec<f32> = outputs.get(&first.name).unwrap().to_vec()?;
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Model {
+    inner: Arc<ModelInner>,
+}
+
+pub(crate) struct ModelInner {
+    raw: NonNull<sys::nrt_model_t>,
+    rt: Runtime,
+    label: String,
+    core: Option<u32>,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+}
+
+// SAFETY: libnrt documents nrt_execute as callable from several threads at once on the
+// same model, and its other model functions (tensor info, model info, unload) take the
+// handle from any thread; the Rust-side fields are immutable after loading. Unload runs
+// once, from the last owner.
+unsafe impl Send for ModelInner {}
+// SAFETY: as for `Send` above.
+unsafe impl Sync for ModelInner {}
+
+impl Drop for ModelInner {
+    fn drop(&mut self) {
+        if let Some(unload) = self.rt.inner.fns().nrt_unload {
+            // SAFETY: `raw` is a loaded model of this runtime, unloaded exactly once (this
+            // is the last owner). A failure status cannot be reported from Drop; the model
+            // is gone either way.
+            unsafe { unload(self.raw.as_ptr()) };
+        }
+    }
+}
+
+impl Runtime {
+    /// Loads a model from the bytes of a NEFF file onto the first free NeuronCore.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without [`Capabilities::MODEL_TENSOR_INFO`];
+    /// [`Error::Nrt`] if libnrt rejects the model (e.g.
+    /// [`NrtStatus::Invalid`](crate::NrtStatus::Invalid) for a bad file,
+    /// [`NrtStatus::LoadNotEnoughNc`](crate::NrtStatus::LoadNotEnoughNc) when no core is free).
+    pub fn load_model(&self, neff: &[u8]) -> Result<Model> {
+        self.load(neff, None, header_name(neff))
+    }
+
+    /// Loads a model from the bytes of a NEFF file onto NeuronCore `core`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::load_model`], and [`Error::InvalidArgument`] for a core above `i32::MAX`.
+    pub fn load_model_on(&self, neff: &[u8], core: u32) -> Result<Model> {
+        self.load(neff, Some(core), header_name(neff))
+    }
+
+    /// Reads a NEFF file and loads it onto the first free NeuronCore.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be read; otherwise as [`Runtime::load_model`].
+    pub fn load_model_file(&self, path: impl AsRef<Path>) -> Result<Model> {
+        let (bytes, label) = read_model_file(path.as_ref())?;
+        self.load(&bytes, None, label)
+    }
+
+    /// Reads a NEFF file and loads it onto NeuronCore `core`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::load_model_file`] and [`Runtime::load_model_on`].
+    pub fn load_model_file_on(&self, path: impl AsRef<Path>, core: u32) -> Result<Model> {
+        let (bytes, label) = read_model_file(path.as_ref())?;
+        self.load(&bytes, Some(core), label)
+    }
+
+    fn load(&self, neff: &[u8], core: Option<u32>, label: String) -> Result<Model> {
+        self.require(
+            Capabilities::SYNC_CORE | Capabilities::MODEL_TENSOR_INFO,
+            "model loading",
+        )?;
+        let load = nrt_fn!(self.inner, nrt_load);
+        let vnc = core_arg(core)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: `neff` is valid for reads of its length for the call; `raw` is a valid
+        // out-pointer. vnc_count is deprecated and must be -1.
+        let status = unsafe { load(neff.as_ptr().cast(), neff.len(), vnc, -1, &mut raw) };
+        self.inner.check("nrt_load", status, || {
+            format!("model `{label}`, {} bytes, core {vnc}", neff.len())
+        })?;
+        let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
+            function: "nrt_load",
+            reason: format!("no model returned for `{label}`"),
+        })?;
+        let mut inner = ModelInner {
+            raw,
+            rt: self.clone(),
+            label,
+            core,
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+        };
+        // From here on a failure unloads the model (ModelInner::drop).
+        if self.capabilities().contains(Capabilities::MODEL_INFO) {
+            inner.core = Some(inner.query_info()?.core);
+        }
+        let (inputs, outputs) = inner.query_tensor_info()?;
+        inner.inputs = inputs;
+        inner.outputs = outputs;
+        Ok(Model {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// The model name from a NEFF-shaped header (bytes 268..524), when it holds text; a
+/// label for messages only.
+fn header_name(neff: &[u8]) -> String {
+    neff.get(268..524)
+        .map(|field| field.split(|&b| b == 0).next().unwrap_or_default())
+        .and_then(|name| std::str::from_utf8(name).ok())
+        .filter(|name| !name.is_empty() && name.chars().all(|c| !c.is_control()))
+        .map_or_else(|| "<in-memory model>".to_owned(), str::to_owned)
+}
+
+fn read_model_file(path: &Path) -> Result<(Vec<u8>, String)> {
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok((bytes, path.display().to_string()))
+}
+
+impl ModelInner {
+    fn query_info(&self) -> Result<ModelInfo> {
+        let get = nrt_fn!(self.rt.inner, nrt_get_model_info);
+        let mut info = sys::nrt_model_info_t::default();
+        let mut written = 0usize;
+        let size = size_of::<sys::nrt_model_info_t>();
+        // SAFETY: the model is live; `info` is valid and writable for `size` bytes;
+        // `written` is a valid usize.
+        let status = unsafe { get(self.raw.as_ptr(), &mut info, size, &mut written) };
+        self.rt.inner.check("nrt_get_model_info", status, || {
+            format!("model `{}`", self.label)
+        })?;
+        if written < size {
+            return Err(Error::UnexpectedResult {
+                function: "nrt_get_model_info",
+                reason: format!("wrote {written} bytes of model info, expected {size}"),
+            });
+        }
+        Ok(ModelInfo { core: info.vnc })
+    }
+
+    fn query_tensor_info(&self) -> Result<(Vec<TensorInfo>, Vec<TensorInfo>)> {
+        let get = nrt_fn!(self.rt.inner, nrt_get_model_tensor_info);
+        let free = nrt_fn!(self.rt.inner, nrt_free_model_tensor_info);
+        let mut array: *mut sys::nrt_tensor_info_array_t = ptr::null_mut();
+        // SAFETY: the model is live; `array` is a valid out-pointer.
+        let status = unsafe { get(self.raw.as_ptr(), &mut array) };
+        self.rt
+            .inner
+            .check("nrt_get_model_tensor_info", status, || {
+                format!("model `{}`", self.label)
+            })?;
+        if array.is_null() {
+            return Err(Error::UnexpectedResult {
+                function: "nrt_get_model_tensor_info",
+                reason: format!("no tensor info returned for model `{}`", self.label),
+            });
+        }
+        // SAFETY: libnrt returned a live array of `tensor_count` entries, each with
+        // `ndim` dimensions behind `shape` (or a null shape), valid until freed below.
+        let infos = unsafe { copy_tensor_infos(array) };
+        // SAFETY: `array` came from nrt_get_model_tensor_info and is freed once.
+        let status = unsafe { free(array) };
+        let infos = infos?;
+        self.rt
+            .inner
+            .check("nrt_free_model_tensor_info", status, || {
+                format!("model `{}`", self.label)
+            })?;
+        let (inputs, outputs) = infos
+            .into_iter()
+            .partition(|info| info.usage == TensorUsage::Input);
+        Ok((inputs, outputs))
+    }
+}
+
+/// Copies libnrt's tensor descriptions into Rust values.
+///
+/// # Safety
+///
+/// `array` must point to a live `nrt_tensor_info_array_t` with `tensor_count` entries,
+/// each with a `shape` that is null or points to `ndim` values.
+unsafe fn copy_tensor_infos(array: *const sys::nrt_tensor_info_array_t) -> Result<Vec<TensorInfo>> {
+    // SAFETY: the caller guarantees `array` is live.
+    let count = unsafe { (*array).tensor_count };
+    let count = usize::try_from(count).map_err(|_| Error::UnexpectedResult {
+        function: "nrt_get_model_tensor_info",
+        reason: format!("{count} tensors"),
+    })?;
+    // SAFETY: the entries follow the count (flexible array member) and there are
+    // `count` of them (the caller's guarantee); addr_of avoids a reference to the header.
+    let entries = unsafe {
+        std::slice::from_raw_parts(
+            ptr::addr_of!((*array).tensor_array).cast::<sys::nrt_tensor_info_t>(),
+            count,
+        )
+    };
+    let mut infos = Vec::with_capacity(count);
+    for entry in entries {
+        let usage = match entry.usage {
+            sys::NRT_TENSOR_USAGE_INPUT => TensorUsage::Input,
+            sys::NRT_TENSOR_USAGE_OUTPUT => TensorUsage::Output,
+            other => {
+                return Err(Error::UnexpectedResult {
+                    function: "nrt_get_model_tensor_info",
+                    reason: format!(
+                        "tensor `{}` has unknown usage {other}",
+                        fixed_c_string(&entry.name)
+                    ),
+                });
+            }
+        };
+        let shape = if entry.shape.is_null() || entry.ndim == 0 {
+            Vec::new()
+        } else {
+            // SAFETY: a non-null shape points to `ndim` values (the caller's guarantee).
+            unsafe { std::slice::from_raw_parts(entry.shape, entry.ndim as usize) }.to_vec()
+        };
+        infos.push(TensorInfo {
+            name: fixed_c_string(&entry.name),
+            usage,
+            size: entry.size,
+            dtype: DType::from_raw(entry.dtype),
+            shape,
+        });
+    }
+    Ok(infos)
+}
+
+impl Model {
+    /// The inputs, in the order libnrt lists them.
+    pub fn inputs(&self) -> &[TensorInfo] {
+        &self.inner.inputs
+    }
+
+    /// The outputs, in the order libnrt lists them.
+    pub fn outputs(&self) -> &[TensorInfo] {
+        &self.inner.outputs
+    }
+
+    /// The input or output named `name`.
+    pub fn tensor_info(&self, name: &str) -> Option<&TensorInfo> {
+        self.inputs()
+            .iter()
+            .chain(self.outputs())
+            .find(|info| info.name == name)
+    }
+
+    /// The NeuronCore the model is loaded on: as reported by libnrt, or as requested at
+    /// load; `None` only for an auto-placed model on a library without `nrt_get_model_info`.
+    pub fn core(&self) -> Option<u32> {
+        self.inner.core
+    }
+
+    /// A label for messages: the file path, or the name in the model header.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// Asks libnrt for the model's information (`nrt_get_model_info`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without [`Capabilities::MODEL_INFO`]; [`Error::Nrt`] if it fails.
+    pub fn info(&self) -> Result<ModelInfo> {
+        self.inner
+            .rt
+            .require(Capabilities::MODEL_INFO, "model information")?;
+        self.inner.query_info()
+    }
+
+    /// The runtime the model is loaded in.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.rt
+    }
+
+    /// Runs the model once (`nrt_execute`): reads the tensors bound in `inputs`, writes
+    /// those bound in `outputs`.
+    ///
+    /// Before calling libnrt, checks that every model input and output is bound under
+    /// its name with exactly the model's size, on the model's core.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingTensor`], [`Error::SizeMismatch`], [`Error::WrongCore`] or
+    /// [`Error::ForeignHandle`] naming the offending tensor (nothing runs);
+    /// [`Error::Nrt`] if the execution fails.
+    pub fn execute(&self, inputs: &TensorSet, outputs: &mut TensorSet) -> Result<()> {
+        let execute = nrt_fn!(self.inner.rt.inner, nrt_execute);
+        self.check_bindings(inputs, outputs)?;
+        // SAFETY: the model and both sets are live handles of the same runtime, every
+        // tensor bound in them is kept alive by its set, and each model tensor is bound
+        // with its exact size (checked above).
+        let status = unsafe { execute(self.raw(), inputs.raw(), outputs.raw()) };
+        self.inner.rt.inner.check("nrt_execute", status, || {
+            format!("model `{}`", self.label())
+        })
+    }
+
+    /// Runs the model `repeat` times in a row with the same tensors (`nrt_execute_repeat`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `repeat` is 0 or above `i32::MAX`; otherwise as
+    /// [`Model::execute`].
+    pub fn execute_repeat(
+        &self,
+        inputs: &TensorSet,
+        outputs: &mut TensorSet,
+        repeat: u32,
+    ) -> Result<()> {
+        let execute_repeat = nrt_fn!(self.inner.rt.inner, nrt_execute_repeat);
+        let count = c_int::try_from(repeat)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "repeat",
+                    format!("must be 1 to {}, got {repeat}", c_int::MAX),
+                )
+            })?;
+        self.check_bindings(inputs, outputs)?;
+        // SAFETY: as in `execute`.
+        let status = unsafe { execute_repeat(self.raw(), inputs.raw(), outputs.raw(), count) };
+        self.inner.rt.inner.check("nrt_execute_repeat", status, || {
+            format!("model `{}`, {repeat} times", self.label())
+        })
+    }
+
+    /// A set with a new device tensor for every input, named and sized as the model
+    /// says, on the model's core.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] if the model's core is unknown; [`Error::Nrt`] if an
+    /// allocation fails.
+    pub fn allocate_inputs(&self) -> Result<TensorSet> {
+        self.allocate_set(self.inputs())
+    }
+
+    /// A set with a new device tensor for every output, named and sized as the model
+    /// says, on the model's core.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::allocate_inputs`].
+    pub fn allocate_outputs(&self) -> Result<TensorSet> {
+        self.allocate_set(self.outputs())
+    }
+
+    fn allocate_set(&self, infos: &[TensorInfo]) -> Result<TensorSet> {
+        let core = self.core().ok_or_else(|| Error::Unsupported {
+            feature: "nrt_get_model_info",
+            needed: Some("a libnrt that reports the core of an auto-placed model".into()),
+        })?;
+        let rt = self.runtime();
+        let mut set = rt.tensor_set()?;
+        for info in infos {
+            let tensor =
+                rt.allocate_tensor(Placement::Device, Some(core), info.size, &info.name)?;
+            set.insert(&info.name, &tensor)?;
+        }
+        Ok(set)
+    }
+
+    /// The raw libnrt model, valid while this `Model` (or a clone) is alive.
+    pub(crate) fn raw(&self) -> *mut sys::nrt_model_t {
+        self.inner.raw.as_ptr()
+    }
+
+    /// Checks that `inputs` and `outputs` bind every model input and output with the
+    /// model's size, on its core, in its runtime: the checks every execution path (sync
+    /// and async) makes before handing the sets to libnrt.
+    pub(crate) fn check_bindings(&self, inputs: &TensorSet, outputs: &TensorSet) -> Result<()> {
+        let rt = self.runtime();
+        rt.check_same(inputs.runtime(), || "input tensor set".into())?;
+        rt.check_same(outputs.runtime(), || "output tensor set".into())?;
+        for (role, infos, set) in [
+            ("input", self.inputs(), inputs),
+            ("output", self.outputs(), outputs),
+        ] {
+            for info in infos {
+                let tensor = set.get(&info.name).ok_or_else(|| Error::MissingTensor {
+                    model: self.label().to_owned(),
+                    role,
+                    tensor: info.name.clone(),
+                })?;
+                if tensor.size() != info.size {
+                    return Err(Error::SizeMismatch {
+                        tensor: info.name.clone(),
+                        what: if role == "input" {
+                            "model input"
+                        } else {
+                            "model output"
+                        },
+                        expected: info.size,
+                        actual: tensor.size(),
+                    });
+                }
+                if let (Placement::Device, Some(tensor_core), Some(model_core)) =
+                    (tensor.placement(), tensor.core(), self.core())
+                    && tensor_core != model_core
+                {
+                    return Err(Error::WrongCore {
+                        tensor: tensor.name().to_owned(),
+                        tensor_core,
+                        what: format!("model `{}`", self.label()),
+                        expected_core: model_core,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Model")
+            .field("label", &self.inner.label)
+            .field("core", &self.inner.core)
+            .field("inputs", &self.inner.inputs)
+            .field("outputs", &self.inner.outputs)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_name_is_read_when_it_is_text() {
+        let mut neff = vec![0u8; 1024];
+        neff[268..271].copy_from_slice(b"add");
+        assert_eq!(header_name(&neff), "add");
+        assert_eq!(header_name(&[1, 2, 3]), "<in-memory model>");
+        neff[268] = 0xff;
+        assert_eq!(header_name(&neff), "<in-memory model>");
+    }
+
+    #[test]
+    fn element_count_multiplies_the_shape() {
+        let mut info = TensorInfo {
+            name: "x".into(),
+            usage: TensorUsage::Input,
+            size: 24,
+            dtype: DType::F32,
+            shape: vec![2, 3],
+        };
+        assert_eq!(info.element_count(), Some(6));
+        info.shape.clear();
+        assert_eq!(info.element_count(), Some(1));
+        info.shape = vec![u32::MAX, u32::MAX, u32::MAX];
+        assert_eq!(info.element_count(), None);
+    }
+}

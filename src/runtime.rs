@@ -1,0 +1,706 @@
+//! [`Runtime`] and [`RuntimeBuilder`]: choosing the library, `nrt_init` / `nrt_close`, and
+//! the queries that need no model: version, instance, core counts, memory statistics.
+
+use std::ffi::{CStr, CString, c_char};
+use std::fmt;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nrt_sys::{self as sys, Library};
+
+use crate::{Capabilities, Error, NrtStatus, Result};
+
+/// Takes a function out of the library's table, or fails with
+/// [`Error::Unsupported`] naming it: `nrt_fn!(runtime_inner, nrt_execute)`.
+macro_rules! nrt_fn {
+    ($rt:expr, $name:ident) => {
+        $crate::runtime::require_fn($rt.fns().$name, stringify!($name))?
+    };
+}
+pub(crate) use nrt_fn;
+
+/// `f`, or [`Error::Unsupported`] naming the C function.
+pub(crate) fn require_fn<F>(f: Option<F>, function: &'static str) -> Result<F> {
+    f.ok_or_else(|| Error::Unsupported {
+        feature: function,
+        needed: Some(format!("a libnrt that exports {function}")),
+    })
+}
+
+/// The environment variable libnrt reads at `nrt_init` for the cores to use.
+pub const VISIBLE_CORES_VAR: &str = "NEURON_RT_VISIBLE_CORES";
+
+/// Keys (address of `nrt_init`) of the libraries with a live runtime. Keyed by the
+/// function's address, not the `Library`, so that one shared object opened under two
+/// names still counts once. The lock is also held across `nrt_init` and `nrt_close`, so
+/// a new runtime never starts while the previous one is still closing.
+static LIVE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn live() -> MutexGuard<'static, Vec<usize>> {
+    // The Vec is only pushed to and removed from, each a single step, so a panic while
+    // the lock was held cannot leave it inconsistent.
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The framework type passed to `nrt_init`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Framework {
+    /// No framework: a program calling libnrt directly (`NRT_FRAMEWORK_TYPE_NO_FW`).
+    #[default]
+    NoFramework,
+    /// TensorFlow.
+    TensorFlow,
+    /// PyTorch.
+    PyTorch,
+    /// MXNet.
+    MxNet,
+    /// A pre-check run (`NRT_FRAMEWORK_TYPE_PRECHECK`).
+    Precheck,
+}
+
+impl Framework {
+    fn as_raw(self) -> sys::nrt_framework_type_t {
+        match self {
+            Framework::NoFramework => sys::NRT_FRAMEWORK_TYPE_NO_FW,
+            Framework::TensorFlow => sys::NRT_FRAMEWORK_TYPE_TENSORFLOW,
+            Framework::PyTorch => sys::NRT_FRAMEWORK_TYPE_PYTORCH,
+            Framework::MxNet => sys::NRT_FRAMEWORK_TYPE_MXNET,
+            Framework::Precheck => sys::NRT_FRAMEWORK_TYPE_PRECHECK,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum LibraryChoice {
+    Default,
+    Path(PathBuf),
+    Loaded(&'static Library),
+}
+
+/// Configures and starts a [`Runtime`].
+///
+/// ```no_run
+/// use neuron_rt::{Framework, Runtime};
+///
+/// let runtime = Runtime::builder()
+///     .library_path("/opt/aws/neuron/lib/libnrt.so.1")
+///     .framework(Framework::NoFramework, "")
+///     .build()?;
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct RuntimeBuilder {
+    library: LibraryChoice,
+    framework: Framework,
+    framework_version: String,
+    fal_version: String,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder::new()
+    }
+}
+
+impl RuntimeBuilder {
+    /// A builder that finds libnrt the default way ([`Library::open_default`]:
+    /// `LIBNRT_PATH`, then `libnrt.so.1` on the linker path, then `/opt/aws/neuron/lib`)
+    /// and initialises it with no framework.
+    pub fn new() -> RuntimeBuilder {
+        RuntimeBuilder {
+            library: LibraryChoice::Default,
+            framework: Framework::NoFramework,
+            framework_version: String::new(),
+            fal_version: String::new(),
+        }
+    }
+
+    /// Loads libnrt from this file instead of searching for it.
+    pub fn library_path(mut self, path: impl Into<PathBuf>) -> RuntimeBuilder {
+        self.library = LibraryChoice::Path(path.into());
+        self
+    }
+
+    /// Uses an already loaded library, for example the in-process simulator
+    /// (`nrt_sim::library()`).
+    pub fn library(mut self, library: &'static Library) -> RuntimeBuilder {
+        self.library = LibraryChoice::Loaded(library);
+        self
+    }
+
+    /// The framework type and its version string passed to `nrt_init` (default: no
+    /// framework, empty version).
+    pub fn framework(mut self, framework: Framework, version: &str) -> RuntimeBuilder {
+        self.framework = framework;
+        self.framework_version = version.to_owned();
+        self
+    }
+
+    /// The framework-abstraction-layer version string passed to `nrt_init` (default empty).
+    pub fn fal_version(mut self, version: &str) -> RuntimeBuilder {
+        self.fal_version = version.to_owned();
+        self
+    }
+
+    /// Restricts the runtime to the NeuronCores in `cores` (an inclusive range; one core
+    /// is `n..=n`) by setting `NEURON_RT_VISIBLE_CORES`, which libnrt reads at `nrt_init`.
+    ///
+    /// The variable is set by this call, for the whole process. The safe alternative is
+    /// to set `NEURON_RT_VISIBLE_CORES` before the process starts (in the shell or the
+    /// service definition), or in `main` before any other thread exists.
+    ///
+    /// # Safety
+    ///
+    /// This calls [`std::env::set_var`]: no other thread may read or write the
+    /// environment during the call (including through C's `getenv`, which libraries
+    /// may call at any time). In practice: call it while the process has one thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the range is empty; [`Error::AlreadyInitialized`]
+    /// if any runtime is up in this process (the setting would not take effect).
+    pub unsafe fn visible_cores(self, cores: RangeInclusive<u32>) -> Result<RuntimeBuilder> {
+        let (first, last) = (*cores.start(), *cores.end());
+        if first > last {
+            return Err(Error::invalid(
+                "cores",
+                format!("the range {first}..={last} is empty"),
+            ));
+        }
+        let live = live();
+        if !live.is_empty() {
+            return Err(Error::AlreadyInitialized);
+        }
+        let value = if first == last {
+            first.to_string()
+        } else {
+            format!("{first}-{last}")
+        };
+        // SAFETY: the caller guarantees that no other thread accesses the environment
+        // during this call (this function's `# Safety` contract).
+        unsafe { std::env::set_var(VISIBLE_CORES_VAR, value) };
+        drop(live);
+        Ok(self)
+    }
+
+    /// Loads the library if needed and initialises the runtime (`nrt_init`).
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::LibraryNotFound`] listing every place tried;
+    /// * [`Error::Unsupported`] if the library lacks `nrt_init` or `nrt_close`;
+    /// * [`Error::InvalidArgument`] if a version string contains a NUL byte;
+    /// * [`Error::AlreadyInitialized`] while another [`Runtime`] on the same library is
+    ///   alive (including any [`Model`](crate::Model), [`Tensor`](crate::Tensor) or
+    ///   [`TensorSet`](crate::TensorSet) that keeps it open);
+    /// * [`Error::Nrt`] if `nrt_init` fails.
+    pub fn build(self) -> Result<Runtime> {
+        let lib = match self.library {
+            LibraryChoice::Default => Library::open_default()?,
+            LibraryChoice::Path(path) => Library::open(path)?,
+            LibraryChoice::Loaded(lib) => lib,
+        };
+        let init = require_fn(lib.fns().nrt_init, "nrt_init")?;
+        let close = require_fn(lib.fns().nrt_close, "nrt_close")?;
+        let fw_version = c_string("framework version", &self.framework_version)?;
+        let fal_version = c_string("fal_version", &self.fal_version)?;
+        let key = init as usize;
+
+        let mut live = live();
+        if live.contains(&key) {
+            return Err(Error::AlreadyInitialized);
+        }
+        // SAFETY: `init` is libnrt's nrt_init (signature from the bindings); both strings
+        // are NUL-terminated and outlive the call; no runtime is live on this library
+        // (checked above under the lock), so this is not a second init.
+        let raw = unsafe {
+            init(
+                self.framework.as_raw(),
+                fw_version.as_ptr(),
+                fal_version.as_ptr(),
+            )
+        };
+        if raw != sys::NRT_SUCCESS {
+            return Err(status_error(lib, "nrt_init", raw, None));
+        }
+        live.push(key);
+        drop(live);
+
+        // Queried after nrt_init: the library is only guaranteed to answer inside the
+        // init/close window. A failure leaves the version unknown (and async disabled).
+        let version = query_version(lib).ok();
+        let caps = Capabilities::detect(lib, version.as_ref());
+        let inner = RuntimeInner {
+            lib,
+            key,
+            close,
+            caps,
+            version,
+        };
+        Ok(Runtime {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// The runtime library version reported by `nrt_get_version`, e.g. 2.31.24.0.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Version {
+    /// Major version.
+    pub major: u64,
+    /// Minor version.
+    pub minor: u64,
+    /// Patch level.
+    pub patch: u64,
+    /// Maintenance level.
+    pub maintenance: u64,
+    /// Free-form detail text from the library.
+    pub detail: String,
+    /// The library's source revision.
+    pub git_hash: String,
+}
+
+impl Version {
+    /// Whether this version is `major.minor` or newer.
+    pub fn at_least(&self, major: u64, minor: u64) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}.{}",
+            self.major, self.minor, self.patch, self.maintenance
+        )
+    }
+}
+
+/// The kind of instance the runtime runs on (`nrt_get_instance_info`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InstanceInfo {
+    /// Instance family as libnrt numbers it (`NRT_INSTANCE_*`); see [`InstanceInfo::family_name`].
+    pub family: u32,
+    /// Instance size as libnrt numbers it (`NRT_INSTANCE_SIZE_*`); see [`InstanceInfo::size_name`].
+    pub size: u32,
+    /// Architecture name.
+    pub arch_name: String,
+    /// Device revision.
+    pub device_revision: String,
+}
+
+impl InstanceInfo {
+    /// The family's name (`"inf2"`, `"trn1"`, ...), `None` for values this crate does not know.
+    pub fn family_name(&self) -> Option<&'static str> {
+        const NAMES: [&str; 16] = [
+            "unknown",
+            "inf1",
+            "trn1",
+            "trn1n",
+            "inf2",
+            "trn2",
+            "trn2n",
+            "inf2e",
+            "trn2p",
+            "trn2u",
+            "trn2e",
+            "trn2eu",
+            "trn2ac",
+            "trn2uac",
+            "trn3",
+            "trn3pds98",
+        ];
+        NAMES.get(usize::try_from(self.family).ok()?).copied()
+    }
+
+    /// The size's name (`"xlarge"`, `"24xlarge"`, ...), `None` for unknown values.
+    pub fn size_name(&self) -> Option<&'static str> {
+        const NAMES: [&str; 9] = [
+            "xlarge", "2xlarge", "4xlarge", "6xlarge", "8xlarge", "24xlarge", "32xlarge",
+            "48xlarge", "3xlarge",
+        ];
+        NAMES.get(usize::try_from(self.size).ok()?).copied()
+    }
+}
+
+/// Device memory use of one NeuronCore (`nrt_get_vnc_memory_stats`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemoryStats {
+    /// Bytes in use.
+    pub bytes_used: usize,
+    /// Bytes available in total.
+    pub bytes_limit: usize,
+}
+
+/// An initialised Neuron runtime: the handle everything else is created from.
+///
+/// A `Runtime` is a cheap, clonable handle. Every [`Model`](crate::Model),
+/// [`Tensor`](crate::Tensor) and [`TensorSet`](crate::TensorSet) holds one too, so
+/// `nrt_close` runs only after the last of them is dropped. libnrt allows one runtime per
+/// process: while one is alive, starting another on the same library fails with
+/// [`Error::AlreadyInitialized`]; once everything is dropped, a new one can start.
+///
+/// `Runtime` is `Send + Sync`: libnrt's runtime is process-wide and its functions are
+/// not tied to the thread that called `nrt_init`.
+///
+/// ```no_run
+/// let runtime = neuron_rt::Runtime::new()?;
+/// println!("libnrt {}", runtime.version()?);
+/// println!("{} NeuronCores visible", runtime.visible_core_count()?);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    lib: &'static Library,
+    key: usize,
+    close: sys::fn_types::nrt_close,
+    caps: Capabilities,
+    version: Option<Version>,
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        // Held across nrt_close so a new runtime cannot start while this one closes.
+        let mut live = live();
+        // SAFETY: the runtime was initialised by `build` and every handle that used it
+        // has been dropped (each holds an Arc of this value), so nothing can call into
+        // it after the close.
+        unsafe { (self.close)() };
+        live.retain(|k| *k != self.key);
+    }
+}
+
+impl RuntimeInner {
+    pub(crate) fn fns(&self) -> &sys::NrtFns {
+        self.lib.fns()
+    }
+
+    /// `Ok` for `NRT_SUCCESS`, else [`Error::Nrt`] with the library's text and `context`.
+    pub(crate) fn check(
+        &self,
+        function: &'static str,
+        raw: sys::NRT_STATUS,
+        context: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if raw == sys::NRT_SUCCESS {
+            Ok(())
+        } else {
+            Err(status_error(self.lib, function, raw, Some(context())))
+        }
+    }
+
+    pub(crate) fn require(&self, caps: Capabilities, feature: &'static str) -> Result<()> {
+        if self.caps.contains(caps) {
+            Ok(())
+        } else {
+            Err(Error::Unsupported {
+                feature,
+                needed: Some((caps - self.caps).requirement()),
+            })
+        }
+    }
+
+    fn count(&self, function: &'static str, f: Option<CountFn>) -> Result<u32> {
+        let f = require_fn(f, function)?;
+        let mut n = 0u32;
+        // SAFETY: `n` is a valid, writable u32.
+        let raw = unsafe { f(&mut n) };
+        self.check(function, raw, String::new)?;
+        Ok(n)
+    }
+}
+
+/// The version `lib` reports.
+fn query_version(lib: &Library) -> Result<Version> {
+    let get = require_fn(lib.fns().nrt_get_version, "nrt_get_version")?;
+    let mut v = sys::nrt_version_t::default();
+    // SAFETY: `v` is a valid, writable nrt_version_t of the size passed.
+    let raw = unsafe { get(&mut v, size_of::<sys::nrt_version_t>()) };
+    if raw != sys::NRT_SUCCESS {
+        return Err(status_error(lib, "nrt_get_version", raw, None));
+    }
+    Ok(Version {
+        major: v.rt_major,
+        minor: v.rt_minor,
+        patch: v.rt_patch,
+        maintenance: v.rt_maintenance,
+        detail: fixed_c_string(&v.rt_detail),
+        git_hash: fixed_c_string(&v.git_hash),
+    })
+}
+
+type CountFn = unsafe extern "C" fn(*mut u32) -> sys::NRT_STATUS;
+
+impl Runtime {
+    /// Starts the runtime with the default settings: [`RuntimeBuilder::new`] then
+    /// [`build`](RuntimeBuilder::build).
+    ///
+    /// # Errors
+    ///
+    /// As [`RuntimeBuilder::build`].
+    pub fn new() -> Result<Runtime> {
+        RuntimeBuilder::new().build()
+    }
+
+    /// A builder to choose the library and `nrt_init` parameters.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::new()
+    }
+
+    /// The loaded library.
+    pub fn library(&self) -> &'static Library {
+        self.inner.lib
+    }
+
+    /// What the loaded library offers.
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.caps
+    }
+
+    /// The runtime library's version, read once at start.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] if the library has no `nrt_get_version` or it failed.
+    pub fn version(&self) -> Result<&Version> {
+        self.inner.version.as_ref().ok_or(Error::Unsupported {
+            feature: "nrt_get_version",
+            needed: Some("a libnrt that reports its version".into()),
+        })
+    }
+
+    /// The instance family, size and device revision.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without `nrt_get_instance_info`; [`Error::Nrt`] if it fails.
+    pub fn instance_info(&self) -> Result<InstanceInfo> {
+        let get = nrt_fn!(self.inner, nrt_get_instance_info);
+        let mut info = sys::nrt_instance_info_t::default();
+        // SAFETY: `info` is a valid, writable nrt_instance_info_t of the size passed.
+        let raw = unsafe { get(&mut info, size_of::<sys::nrt_instance_info_t>()) };
+        self.inner
+            .check("nrt_get_instance_info", raw, String::new)?;
+        Ok(InstanceInfo {
+            family: info.family,
+            size: info.size,
+            arch_name: fixed_c_string(&info.arch_name),
+            device_revision: fixed_c_string(&info.device_revision),
+        })
+    }
+
+    /// The number of NeuronCores on the instance (`nrt_get_total_vnc_count`, or the
+    /// older `nrt_get_total_nc_count`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without either function; [`Error::Nrt`] if it fails.
+    pub fn total_core_count(&self) -> Result<u32> {
+        let fns = self.inner.fns();
+        match fns.nrt_get_total_vnc_count {
+            Some(f) => self.inner.count("nrt_get_total_vnc_count", Some(f)),
+            None => self
+                .inner
+                .count("nrt_get_total_nc_count", fns.nrt_get_total_nc_count),
+        }
+    }
+
+    /// The number of NeuronCores this process may use (`nrt_get_visible_vnc_count`, or
+    /// the older `nrt_get_visible_nc_count`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without either function; [`Error::Nrt`] if it fails.
+    pub fn visible_core_count(&self) -> Result<u32> {
+        let fns = self.inner.fns();
+        match fns.nrt_get_visible_vnc_count {
+            Some(f) => self.inner.count("nrt_get_visible_vnc_count", Some(f)),
+            None => self
+                .inner
+                .count("nrt_get_visible_nc_count", fns.nrt_get_visible_nc_count),
+        }
+    }
+
+    /// Device memory use of NeuronCore `core`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without `nrt_get_vnc_memory_stats`; [`Error::Nrt`] if it
+    /// fails (e.g. `core` out of range); [`Error::UnexpectedResult`] if the library
+    /// reports fewer bytes than the two counters need.
+    pub fn memory_stats(&self, core: u32) -> Result<MemoryStats> {
+        let get = nrt_fn!(self.inner, nrt_get_vnc_memory_stats);
+        let mut stats = sys::nrt_vnc_memory_stats_t::default();
+        let mut written = 0usize;
+        let size = size_of::<sys::nrt_vnc_memory_stats_t>();
+        // SAFETY: `stats` is valid and writable for `size` bytes; `written` is a valid usize.
+        let raw = unsafe { get(core, &mut stats, size, &mut written) };
+        self.inner
+            .check("nrt_get_vnc_memory_stats", raw, || format!("core {core}"))?;
+        if written < size {
+            return Err(Error::UnexpectedResult {
+                function: "nrt_get_vnc_memory_stats",
+                reason: format!("wrote {written} bytes of statistics, expected {size}"),
+            });
+        }
+        Ok(MemoryStats {
+            bytes_used: stats.bytes_used,
+            bytes_limit: stats.bytes_limit,
+        })
+    }
+
+    /// Fails with [`Error::Unsupported`] unless the library has every capability in `caps`.
+    pub(crate) fn require(&self, caps: Capabilities, feature: &'static str) -> Result<()> {
+        self.inner.require(caps, feature)
+    }
+
+    /// Whether `other` is the same runtime (same initialisation of the same library).
+    pub(crate) fn same_as(&self, other: &Runtime) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// [`Error::ForeignHandle`] unless `other` is this runtime.
+    pub(crate) fn check_same(&self, other: &Runtime, what: impl FnOnce() -> String) -> Result<()> {
+        if self.same_as(other) {
+            Ok(())
+        } else {
+            Err(Error::ForeignHandle {
+                what: what(),
+                found: other.inner.lib.origin().to_string(),
+                expected: self.inner.lib.origin().to_string(),
+            })
+        }
+    }
+}
+
+impl fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library", &self.inner.lib.origin())
+            .field(
+                "version",
+                &self.inner.version.as_ref().map(|v| v.to_string()),
+            )
+            .field("capabilities", &self.inner.caps)
+            .finish()
+    }
+}
+
+/// [`Error::Nrt`] for `raw`, with the library's text for it when it has one.
+pub(crate) fn status_error(
+    lib: &Library,
+    function: &'static str,
+    raw: sys::NRT_STATUS,
+    context: Option<String>,
+) -> Error {
+    Error::Nrt {
+        function,
+        status: NrtStatus::from_raw(raw),
+        message: status_text(lib, raw),
+        context: context.filter(|c| !c.is_empty()),
+    }
+}
+
+/// The library's description of `raw` (`nrt_get_status_as_str`), if it has one.
+fn status_text(lib: &Library, raw: sys::NRT_STATUS) -> Option<String> {
+    let f = lib.fns().nrt_get_status_as_str?;
+    // SAFETY: nrt_get_status_as_str takes any value and returns NULL or a pointer to a
+    // NUL-terminated string owned by the library that stays valid (static text); it is
+    // copied before anything else calls into the library.
+    unsafe {
+        let text = f(raw);
+        (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
+    }
+}
+
+/// A C string for `value`, or [`Error::InvalidArgument`] if it contains a NUL byte.
+pub(crate) fn c_string(argument: &'static str, value: &str) -> Result<CString> {
+    CString::new(value).map_err(|e| {
+        Error::invalid(
+            argument,
+            format!("{value:?} contains a NUL byte at {}", e.nul_position()),
+        )
+    })
+}
+
+/// The text of a fixed-size C char array: up to the first NUL, or all of it if there is none.
+pub(crate) fn fixed_c_string(chars: &[c_char]) -> String {
+    let bytes: Vec<u8> = chars
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_strings_stop_at_nul_or_the_end() {
+        let a: [c_char; 4] = [b'a' as c_char, b'b' as c_char, 0, b'z' as c_char];
+        assert_eq!(fixed_c_string(&a), "ab");
+        let full: [c_char; 2] = [b'x' as c_char, b'y' as c_char];
+        assert_eq!(fixed_c_string(&full), "xy");
+    }
+
+    #[test]
+    fn version_comparison() {
+        let v = Version {
+            major: 2,
+            minor: 31,
+            patch: 24,
+            maintenance: 0,
+            detail: String::new(),
+            git_hash: String::new(),
+        };
+        assert!(v.at_least(2, 31));
+        assert!(v.at_least(1, 99));
+        assert!(!v.at_least(2, 32));
+        assert!(!v.at_least(3, 0));
+        assert_eq!(v.to_string(), "2.31.24.0");
+    }
+
+    #[test]
+    fn a_library_without_nrt_init_is_unsupported() {
+        let lib = Library::in_process("runtime-no-init", sys::NrtFns::default(), None);
+        let err = Runtime::builder().library(lib).build().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Unsupported {
+                    feature: "nrt_init",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn instance_names() {
+        let info = InstanceInfo {
+            family: sys::NRT_INSTANCE_INF2,
+            size: sys::NRT_INSTANCE_SIZE_24XL,
+            arch_name: String::new(),
+            device_revision: String::new(),
+        };
+        assert_eq!(info.family_name(), Some("inf2"));
+        assert_eq!(info.size_name(), Some("24xlarge"));
+        let odd = InstanceInfo {
+            family: 99,
+            size: 99,
+            ..info
+        };
+        assert_eq!(odd.family_name(), None);
+        assert_eq!(odd.size_name(), None);
+    }
+}

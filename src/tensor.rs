@@ -1,0 +1,574 @@
+//! [`Tensor`]: a libnrt tensor (device, host or virtual memory) with checked, typed access.
+
+use std::ffi::c_void;
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use nrt_sys as sys;
+
+use crate::runtime::{c_string, nrt_fn};
+use crate::{Capabilities, Element, Error, Result, Runtime};
+
+/// Where a tensor's storage lives (`nrt_tensor_placement_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// Device memory (HBM) of one NeuronCore.
+    Device,
+    /// Host memory managed by libnrt.
+    Host,
+    /// No storage of its own until the runtime binds it (`NRT_TENSOR_PLACEMENT_VIRTUAL`).
+    Virtual,
+}
+
+impl Placement {
+    fn as_raw(self) -> sys::nrt_tensor_placement_t {
+        match self {
+            Placement::Device => sys::NRT_TENSOR_PLACEMENT_DEVICE,
+            Placement::Host => sys::NRT_TENSOR_PLACEMENT_HOST,
+            Placement::Virtual => sys::NRT_TENSOR_PLACEMENT_VIRTUAL,
+        }
+    }
+}
+
+/// A tensor: a named block of `size` bytes in device, host or virtual memory.
+///
+/// `Tensor` is a handle: `clone` gives another handle to the *same* tensor (like
+/// `Arc`), not a copy of its data. The tensor is freed (`nrt_tensor_free`) when the last
+/// handle is dropped, including the handles that [`TensorSet`](crate::TensorSet)s and
+/// slices ([`Tensor::slice`]) hold; a slice keeps its parent alive, and every tensor
+/// keeps its [`Runtime`] open.
+///
+/// All access goes through libnrt calls, with every offset and length checked first on
+/// the Rust side. Offsets and lengths are in **bytes**, also for the typed methods.
+///
+/// # Thread safety
+///
+/// `Tensor` is `Send + Sync`. Its handle is not tied to a thread in libnrt, and Rust never
+/// forms a reference into the tensor's storage: data moves only by copies that libnrt
+/// makes (`nrt_tensor_read`, `nrt_tensor_write`, ...) into or out of buffers Rust owns.
+/// So two threads writing the same tensor, or the device writing it while a thread
+/// reads it, race on the *contents* (the result is some mix of the bytes, as with any
+/// DMA), never on Rust memory: it is a logic error, not undefined behaviour.
+///
+/// ```no_run
+/// use neuron_rt::{Placement, Runtime};
+///
+/// let runtime = Runtime::new()?;
+/// let t = runtime.allocate_tensor(Placement::Device, Some(0), 16, "x")?;
+/// t.write(&[1.0f32, 2.0, 3.0, 4.0])?;
+/// assert_eq!(t.to_vec::<f32>()?, [1.0, 2.0, 3.0, 4.0]);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) inner: Arc<TensorInner>,
+}
+
+/// The tensor behind every handle. Dropped once: frees the libnrt tensor, then the
+/// parent (for a slice) and the attached buffer (for [`Runtime::tensor_from_buffer`]).
+pub(crate) struct TensorInner {
+    raw: NonNull<sys::nrt_tensor_t>,
+    rt: Runtime,
+    size: usize,
+    placement: Placement,
+    core: Option<u32>,
+    name: String,
+    // Declared after the fields above so it drops after the tensor is freed; only held,
+    // never read: a slice's storage is its parent's.
+    _parent: Option<Arc<TensorInner>>,
+    buffer: Option<AttachedBuffer>,
+}
+
+// SAFETY: the tensor handle is a pointer libnrt accepts from any thread (its functions
+// are not thread-bound), and the Rust-side fields are immutable after creation. Data is
+// only moved by libnrt copies, never through Rust references to the storage, so sharing
+// (`Sync`) cannot make Rust code observe a data race; see the `Tensor` docs.
+unsafe impl Send for TensorInner {}
+// SAFETY: as for `Send` above; `&TensorInner` only reads the immutable fields and passes
+// the handle to libnrt.
+unsafe impl Sync for TensorInner {}
+
+/// Host memory handed to libnrt with `nrt_tensor_attach_buffer`. Held as a raw pointer
+/// (not a `Box`) because libnrt and the device write through it while attached.
+struct AttachedBuffer {
+    ptr: *mut [u8],
+}
+
+impl AttachedBuffer {
+    fn new(buffer: Vec<u8>) -> AttachedBuffer {
+        AttachedBuffer {
+            ptr: Box::into_raw(buffer.into_boxed_slice()),
+        }
+    }
+
+    fn data_ptr(&self) -> *mut u8 {
+        self.ptr.cast()
+    }
+
+    fn into_vec(self) -> Vec<u8> {
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        // SAFETY: `ptr` came from `Box::into_raw` in `new` and was not freed (this
+        // value's Drop does that, and it was forgotten just above).
+        unsafe { Box::from_raw(ptr) }.into_vec()
+    }
+}
+
+impl Drop for AttachedBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `Box::into_raw` in `new`; the tensor using it has been
+        // freed (TensorInner::drop runs before its fields drop).
+        drop(unsafe { Box::from_raw(self.ptr) });
+    }
+}
+
+impl Drop for TensorInner {
+    fn drop(&mut self) {
+        if let Some(free) = self.rt.inner.fns().nrt_tensor_free {
+            let mut raw = self.raw.as_ptr();
+            // SAFETY: `raw` is a live tensor of this runtime, freed exactly once (this is
+            // the last handle). No set refers to it: sets hold a handle while it is in them.
+            unsafe { free(&mut raw) };
+        }
+    }
+}
+
+/// Where a new tensor comes from: [`Runtime::allocate_tensor`] and friends fill it in.
+struct NewTensor<'a> {
+    rt: &'a Runtime,
+    size: usize,
+    placement: Placement,
+    core: Option<u32>,
+    name: String,
+    parent: Option<Arc<TensorInner>>,
+    buffer: Option<AttachedBuffer>,
+}
+
+impl NewTensor<'_> {
+    /// Wraps `raw`, which libnrt just created (or [`Error::UnexpectedResult`] if null).
+    fn wrap(self, function: &'static str, raw: *mut sys::nrt_tensor_t) -> Result<Tensor> {
+        let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
+            function,
+            reason: format!("no tensor returned for `{}`", self.name),
+        })?;
+        Ok(Tensor {
+            inner: Arc::new(TensorInner {
+                raw,
+                rt: self.rt.clone(),
+                size: self.size,
+                placement: self.placement,
+                core: self.core,
+                name: self.name,
+                _parent: self.parent,
+                buffer: self.buffer,
+            }),
+        })
+    }
+}
+
+/// `core` as libnrt's `int`: -1 for none.
+pub(crate) fn core_arg(core: Option<u32>) -> Result<i32> {
+    match core {
+        None => Ok(-1),
+        Some(c) => i32::try_from(c)
+            .map_err(|_| Error::invalid("core", format!("core {c} is larger than libnrt accepts"))),
+    }
+}
+
+impl Runtime {
+    /// Allocates a tensor of `size` bytes (`nrt_tensor_allocate`).
+    ///
+    /// `core` is the NeuronCore for [`Placement::Device`] (required) and
+    /// [`Placement::Virtual`]; for [`Placement::Host`] pass `None` (or a core as a
+    /// locality hint). `name` labels the tensor in libnrt and in this crate's errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a device tensor without a core, a core above
+    /// `i32::MAX` or a name with a NUL byte; [`Error::Nrt`] if libnrt fails (e.g.
+    /// [`NrtStatus::Resource`](crate::NrtStatus::Resource) when the core's memory is full,
+    /// [`NrtStatus::Invalid`](crate::NrtStatus::Invalid) for a core that does not exist).
+    pub fn allocate_tensor(
+        &self,
+        placement: Placement,
+        core: Option<u32>,
+        size: usize,
+        name: &str,
+    ) -> Result<Tensor> {
+        let allocate = nrt_fn!(self.inner, nrt_tensor_allocate);
+        if placement == Placement::Device && core.is_none() {
+            return Err(Error::invalid(
+                "core",
+                format!("device tensor `{name}` needs a core, got None"),
+            ));
+        }
+        let vnc = core_arg(core)?;
+        let c_name = c_string("name", name)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid
+        // out-pointer.
+        let status = unsafe { allocate(placement.as_raw(), vnc, size, c_name.as_ptr(), &mut raw) };
+        self.inner.check("nrt_tensor_allocate", status, || {
+            format!("tensor `{name}`, {size} bytes, {placement:?} on core {vnc}")
+        })?;
+        NewTensor {
+            rt: self,
+            size,
+            placement,
+            core,
+            name: name.to_owned(),
+            parent: None,
+            buffer: None,
+        }
+        .wrap("nrt_tensor_allocate", raw)
+    }
+
+    /// A host tensor over `buffer`, which the tensor then owns
+    /// (`nrt_tensor_allocate_empty` + `nrt_tensor_attach_buffer`). The buffer is
+    /// freed with the tensor, or handed back by [`Tensor::into_buffer`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without [`Capabilities::TENSOR_ATTACH`];
+    /// [`Error::InvalidArgument`] for a name with a NUL byte; [`Error::Nrt`] if libnrt fails.
+    pub fn tensor_from_buffer(&self, buffer: Vec<u8>, name: &str) -> Result<Tensor> {
+        self.require(Capabilities::TENSOR_ATTACH, "tensors over host buffers")?;
+        let allocate_empty = nrt_fn!(self.inner, nrt_tensor_allocate_empty);
+        let attach = nrt_fn!(self.inner, nrt_tensor_attach_buffer);
+        let c_name = c_string("name", name)?;
+        let size = buffer.len();
+        let buffer = AttachedBuffer::new(buffer);
+        let mut raw = ptr::null_mut();
+        // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid
+        // out-pointer.
+        let status = unsafe { allocate_empty(c_name.as_ptr(), &mut raw) };
+        self.inner.check("nrt_tensor_allocate_empty", status, || {
+            format!("tensor `{name}`")
+        })?;
+        // Wrapped before attaching, so that a failed attach still frees the tensor.
+        let tensor = NewTensor {
+            rt: self,
+            size,
+            placement: Placement::Host,
+            core: None,
+            name: name.to_owned(),
+            parent: None,
+            buffer: Some(buffer),
+        }
+        .wrap("nrt_tensor_allocate_empty", raw)?;
+        let inner = &tensor.inner;
+        let data = inner
+            .buffer
+            .as_ref()
+            .map_or(ptr::null_mut(), |b| b.data_ptr());
+        // SAFETY: `data` points to `size` bytes that the tensor owns and frees only after
+        // nrt_tensor_free (AttachedBuffer drops after TensorInner::drop), so the buffer
+        // outlives its use by libnrt. Nothing in Rust references those bytes meanwhile.
+        let status = unsafe { attach(inner.raw.as_ptr(), data.cast::<c_void>(), size) };
+        self.inner.check("nrt_tensor_attach_buffer", status, || {
+            format!("tensor `{name}`, {size} bytes")
+        })?;
+        Ok(tensor)
+    }
+}
+
+impl Tensor {
+    /// The tensor's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    /// Where the storage lives.
+    pub fn placement(&self) -> Placement {
+        self.inner.placement
+    }
+
+    /// The NeuronCore it was allocated on (`None` for host tensors allocated without one).
+    pub fn core(&self) -> Option<u32> {
+        self.inner.core
+    }
+
+    /// The runtime this tensor belongs to.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.rt
+    }
+
+    /// The raw libnrt handle, valid while this `Tensor` (or any clone) is alive.
+    pub(crate) fn raw(&self) -> *mut sys::nrt_tensor_t {
+        self.inner.raw.as_ptr()
+    }
+
+    /// Another owner of the tensor, for sets and in-flight requests that must keep it alive.
+    pub(crate) fn share(&self) -> Arc<TensorInner> {
+        Arc::clone(&self.inner)
+    }
+
+    /// [`Error::OutOfBounds`] unless `offset..offset + len` lies inside the tensor.
+    pub(crate) fn check_range(&self, offset: usize, len: usize) -> Result<()> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.size() => Ok(()),
+            _ => Err(Error::OutOfBounds {
+                tensor: self.name().to_owned(),
+                offset,
+                len,
+                size: self.size(),
+            }),
+        }
+    }
+
+    /// Writes `data` at the start of the tensor (`nrt_tensor_write`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if `data` is larger than the tensor; [`Error::Nrt`] if
+    /// libnrt fails.
+    pub fn write<T: Element>(&self, data: &[T]) -> Result<()> {
+        self.write_at(0, data)
+    }
+
+    /// Writes `data` starting `offset` bytes into the tensor (`nrt_tensor_write`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if the bytes do not fit; [`Error::Nrt`] if libnrt fails.
+    pub fn write_at<T: Element>(&self, offset: usize, data: &[T]) -> Result<()> {
+        let write = nrt_fn!(self.inner.rt.inner, nrt_tensor_write);
+        let len = size_of_val(data);
+        self.check_range(offset, len)?;
+        // SAFETY: the tensor is live (this handle); `data` is valid for reads of `len`
+        // bytes for the whole call, and `offset + len` is inside the tensor (checked).
+        let status = unsafe { write(self.raw(), data.as_ptr().cast::<c_void>(), offset, len) };
+        self.inner.rt.inner.check("nrt_tensor_write", status, || {
+            format!("tensor `{}`, {len} bytes at offset {offset}", self.name())
+        })
+    }
+
+    /// Fills `out` from the start of the tensor (`nrt_tensor_read`), with no extra copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if `out` is larger than the tensor; [`Error::Nrt`] if
+    /// libnrt fails.
+    pub fn read<T: Element>(&self, out: &mut [T]) -> Result<()> {
+        self.read_at(0, out)
+    }
+
+    /// Fills `out` from the bytes starting `offset` bytes into the tensor (`nrt_tensor_read`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if the bytes do not fit; [`Error::Nrt`] if libnrt fails.
+    pub fn read_at<T: Element>(&self, offset: usize, out: &mut [T]) -> Result<()> {
+        let read = nrt_fn!(self.inner.rt.inner, nrt_tensor_read);
+        let len = size_of_val(out);
+        self.check_range(offset, len)?;
+        // SAFETY: the tensor is live; `out` is valid for writes of `len` bytes for the
+        // whole call, and any bytes are a valid `T` (Element's sealed contract), so
+        // whatever libnrt copies leaves `out` initialised and valid.
+        let status = unsafe { read(self.raw(), out.as_mut_ptr().cast::<c_void>(), offset, len) };
+        self.inner.rt.inner.check("nrt_tensor_read", status, || {
+            format!("tensor `{}`, {len} bytes at offset {offset}", self.name())
+        })
+    }
+
+    /// The whole tensor as elements of `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the size is not a multiple of `T`'s size;
+    /// [`Error::Nrt`] if libnrt fails.
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        let elem = size_of::<T>();
+        if !self.size().is_multiple_of(elem) {
+            return Err(Error::invalid(
+                "T",
+                format!(
+                    "tensor `{}` has {} bytes, not a multiple of the {elem}-byte element {}",
+                    self.name(),
+                    self.size(),
+                    std::any::type_name::<T>()
+                ),
+            ));
+        }
+        let mut out = vec![T::default(); self.size() / elem];
+        self.read(&mut out)?;
+        Ok(out)
+    }
+
+    /// Copies all of `src` into this tensor (`nrt_tensor_copy`); both must have the same size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SizeMismatch`] if the sizes differ; otherwise as [`Tensor::copy_range_from`].
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.size() != self.size() {
+            return Err(Error::SizeMismatch {
+                tensor: self.name().to_owned(),
+                what: "copy destination",
+                expected: src.size(),
+                actual: self.size(),
+            });
+        }
+        self.copy_range_from(src, 0, 0, src.size())
+    }
+
+    /// Copies `len` bytes from `src` at `src_offset` to this tensor at `dst_offset`
+    /// (`nrt_tensor_copy`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ForeignHandle`] if `src` belongs to another runtime;
+    /// [`Error::WrongCore`] for two device tensors on different cores (libnrt copies
+    /// device to device only within a core); [`Error::OutOfBounds`] if either range does
+    /// not fit; [`Error::Nrt`] if libnrt fails.
+    pub fn copy_range_from(
+        &self,
+        src: &Tensor,
+        src_offset: usize,
+        dst_offset: usize,
+        len: usize,
+    ) -> Result<()> {
+        let rt = &self.inner.rt;
+        let copy = nrt_fn!(rt.inner, nrt_tensor_copy);
+        rt.check_same(src.runtime(), || format!("tensor `{}`", src.name()))?;
+        if let (Placement::Device, Placement::Device, Some(s), Some(d)) =
+            (src.placement(), self.placement(), src.core(), self.core())
+            && s != d
+        {
+            return Err(Error::WrongCore {
+                tensor: src.name().to_owned(),
+                tensor_core: s,
+                what: format!("copy destination `{}`", self.name()),
+                expected_core: d,
+            });
+        }
+        src.check_range(src_offset, len)?;
+        self.check_range(dst_offset, len)?;
+        // SAFETY: both tensors are live handles of this runtime and both ranges are
+        // inside their tensors (checked).
+        let status = unsafe { copy(src.raw(), src_offset, self.raw(), dst_offset, len) };
+        rt.inner.check("nrt_tensor_copy", status, || {
+            format!(
+                "{len} bytes from `{}`+{src_offset} to `{}`+{dst_offset}",
+                src.name(),
+                self.name()
+            )
+        })
+    }
+
+    /// Sets every byte of the tensor to `value` (`nrt_tensor_memset`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Nrt`] if libnrt fails.
+    pub fn fill(&self, value: u8) -> Result<()> {
+        self.fill_range(0, self.size(), value)
+    }
+
+    /// Sets `len` bytes starting at `offset` to `value` (`nrt_tensor_memset`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OutOfBounds`] if the range does not fit; [`Error::Nrt`] if libnrt fails.
+    pub fn fill_range(&self, offset: usize, len: usize, value: u8) -> Result<()> {
+        let memset = nrt_fn!(self.inner.rt.inner, nrt_tensor_memset);
+        self.check_range(offset, len)?;
+        let offset64 = u64::try_from(offset)
+            .map_err(|_| Error::invalid("offset", format!("{offset} does not fit in 64 bits")))?;
+        // SAFETY: the tensor is live and the range is inside it (checked).
+        let status = unsafe { memset(self.raw(), offset64, i32::from(value), len) };
+        self.inner.rt.inner.check("nrt_tensor_memset", status, || {
+            format!(
+                "tensor `{}`, {len} bytes at offset {offset} to {value:#04x}",
+                self.name()
+            )
+        })
+    }
+
+    /// A tensor viewing `len` bytes of this one starting at `offset`, without a copy
+    /// (`nrt_tensor_allocate_slice`). The slice keeps this tensor alive.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without [`Capabilities::TENSOR_SLICE`];
+    /// [`Error::OutOfBounds`] if the range does not fit; [`Error::InvalidArgument`] for a
+    /// name with a NUL byte; [`Error::Nrt`] if libnrt fails.
+    pub fn slice(&self, offset: usize, len: usize, name: &str) -> Result<Tensor> {
+        let rt = &self.inner.rt;
+        rt.require(Capabilities::TENSOR_SLICE, "tensor slices")?;
+        let allocate_slice = nrt_fn!(rt.inner, nrt_tensor_allocate_slice);
+        self.check_range(offset, len)?;
+        let c_name = c_string("name", name)?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: the source tensor is live (and kept alive by the slice, below); the
+        // range is inside it (checked); `c_name` outlives the call; `raw` is a valid
+        // out-pointer.
+        let status = unsafe { allocate_slice(self.raw(), offset, len, c_name.as_ptr(), &mut raw) };
+        rt.inner.check("nrt_tensor_allocate_slice", status, || {
+            format!("{len} bytes at offset {offset} of `{}`", self.name())
+        })?;
+        NewTensor {
+            rt,
+            size: len,
+            placement: self.placement(),
+            core: self.core(),
+            name: name.to_owned(),
+            parent: Some(self.share()),
+            buffer: None,
+        }
+        .wrap("nrt_tensor_allocate_slice", raw)
+    }
+
+    /// Frees the tensor and returns the buffer it was created over
+    /// ([`Runtime::tensor_from_buffer`]), with the data libnrt or the device left in it.
+    ///
+    /// On error the handle is dropped like any other: the tensor (and its buffer) are
+    /// freed when the last holder lets go.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the tensor was not created over a buffer;
+    /// [`Error::InUse`] if another handle (a clone, a tensor set, a slice) still holds it.
+    pub fn into_buffer(self) -> Result<Vec<u8>> {
+        if self.inner.buffer.is_none() {
+            return Err(Error::invalid(
+                "self",
+                format!("tensor `{}` does not own a host buffer", self.name()),
+            ));
+        }
+        let users = Arc::strong_count(&self.inner) - 1;
+        let name = self.name().to_owned();
+        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| Error::InUse {
+            what: format!("tensor `{name}`"),
+            users,
+        })?;
+        match inner.buffer.take() {
+            Some(buffer) => {
+                // Frees the libnrt tensor (TensorInner::drop) before the buffer is handed out.
+                drop(inner);
+                Ok(buffer.into_vec())
+            }
+            None => Err(Error::invalid(
+                "self",
+                format!("tensor `{name}` does not own a host buffer"),
+            )),
+        }
+    }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tensor")
+            .field("name", &self.inner.name)
+            .field("size", &self.inner.size)
+            .field("placement", &self.inner.placement)
+            .field("core", &self.inner.core)
+            .finish()
+    }
+}

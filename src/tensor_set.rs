@@ -1,0 +1,186 @@
+//! [`TensorSet`]: named tensors passed to a model execution.
+
+use std::collections::BTreeMap;
+use std::ffi::c_void;
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::Arc;
+
+use nrt_sys as sys;
+
+use crate::runtime::{c_string, nrt_fn};
+use crate::{Error, Result, Runtime, Tensor};
+
+/// Named tensors, the inputs or outputs of an execution (`nrt_tensor_set_t`).
+///
+/// The set holds a handle to each tensor in it, so a tensor stays alive as long as it is
+/// in a set, even if every other handle is dropped. Dropping the set destroys the libnrt
+/// set first, then lets go of the tensors.
+///
+/// `TensorSet` is `Send + Sync`: libnrt only reads a set during an execution, and the set
+/// is changed only through `&mut self`.
+///
+/// ```no_run
+/// use neuron_rt::{Placement, Runtime};
+///
+/// let runtime = Runtime::new()?;
+/// let mut inputs = runtime.tensor_set()?;
+/// let a = runtime.allocate_tensor(Placement::Device, Some(0), 24, "a")?;
+/// inputs.insert("a", &a)?;
+/// assert_eq!(inputs.get("a").map(|t| t.size()), Some(24));
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+pub struct TensorSet {
+    inner: Arc<TensorSetInner>,
+}
+
+pub(crate) struct TensorSetInner {
+    raw: NonNull<c_void>,
+    rt: Runtime,
+    // Dropped after the libnrt set is destroyed (TensorSetInner::drop runs first).
+    tensors: BTreeMap<String, Tensor>,
+}
+
+// SAFETY: the set handle is accepted by libnrt from any thread; libnrt reads a set during
+// nrt_execute (documented as callable concurrently) and this crate changes it only
+// through `&mut TensorSet` while no other owner exists (`Arc::get_mut`), so shared
+// access never mutates it.
+unsafe impl Send for TensorSetInner {}
+// SAFETY: see `Send` above: `&TensorSetInner` only reads.
+unsafe impl Sync for TensorSetInner {}
+
+impl Drop for TensorSetInner {
+    fn drop(&mut self) {
+        if let Some(destroy) = self.rt.inner.fns().nrt_destroy_tensor_set {
+            let mut raw = self.raw.as_ptr();
+            // SAFETY: `raw` is a live set of this runtime, destroyed exactly once (this is
+            // the last owner); its tensors are still alive (dropped after this).
+            unsafe { destroy(&mut raw) };
+        }
+    }
+}
+
+impl Runtime {
+    /// An empty tensor set (`nrt_allocate_tensor_set`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Nrt`] if libnrt fails.
+    pub fn tensor_set(&self) -> Result<TensorSet> {
+        let allocate = nrt_fn!(self.inner, nrt_allocate_tensor_set);
+        let mut raw = ptr::null_mut();
+        // SAFETY: `raw` is a valid out-pointer.
+        let status = unsafe { allocate(&mut raw) };
+        self.inner
+            .check("nrt_allocate_tensor_set", status, String::new)?;
+        let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
+            function: "nrt_allocate_tensor_set",
+            reason: "no set returned".into(),
+        })?;
+        Ok(TensorSet {
+            inner: Arc::new(TensorSetInner {
+                raw,
+                rt: self.clone(),
+                tensors: BTreeMap::new(),
+            }),
+        })
+    }
+}
+
+impl TensorSet {
+    /// Adds `tensor` under `name`, replacing (and returning) the tensor that had that
+    /// name (`nrt_add_tensor_to_tensor_set`). The set keeps the tensor alive.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for an empty name, a name with a NUL byte or longer
+    /// than libnrt's limit (255 bytes); [`Error::ForeignHandle`] if the tensor belongs to
+    /// another runtime; [`Error::InUse`] while an in-flight request uses the set;
+    /// [`Error::Nrt`] if libnrt fails. On error the set is unchanged.
+    pub fn insert(&mut self, name: &str, tensor: &Tensor) -> Result<Option<Tensor>> {
+        let add = nrt_fn!(self.inner.rt.inner, nrt_add_tensor_to_tensor_set);
+        let max = sys::NRT_TENSOR_NAME_MAX as usize - 1;
+        if name.is_empty() || name.len() > max {
+            return Err(Error::invalid(
+                "name",
+                format!(
+                    "tensor set names must be 1 to {max} bytes, `{name}` has {}",
+                    name.len()
+                ),
+            ));
+        }
+        let c_name = c_string("name", name)?;
+        self.inner
+            .rt
+            .check_same(tensor.runtime(), || format!("tensor `{}`", tensor.name()))?;
+        let users = Arc::strong_count(&self.inner) - 1;
+        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| Error::InUse {
+            what: "tensor set".into(),
+            users,
+        })?;
+        // SAFETY: the set and the tensor are live handles of the same runtime; `c_name`
+        // outlives the call. The set keeps the tensor alive from here on (map below), and
+        // the tensor it replaces stays alive until after the call.
+        let status = unsafe { add(inner.raw.as_ptr(), c_name.as_ptr(), tensor.raw()) };
+        inner
+            .rt
+            .inner
+            .check("nrt_add_tensor_to_tensor_set", status, || {
+                format!("tensor `{}` as `{name}`", tensor.name())
+            })?;
+        Ok(inner.tensors.insert(name.to_owned(), tensor.clone()))
+    }
+
+    /// The tensor stored under `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.inner.tensors.get(name)
+    }
+
+    /// Whether a tensor is stored under `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.tensors.contains_key(name)
+    }
+
+    /// The names in the set, in sorted order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.inner.tensors.keys().map(String::as_str)
+    }
+
+    /// `(name, tensor)` pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tensor)> {
+        self.inner.tensors.iter().map(|(n, t)| (n.as_str(), t))
+    }
+
+    /// The number of tensors in the set.
+    pub fn len(&self) -> usize {
+        self.inner.tensors.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.tensors.is_empty()
+    }
+
+    /// The runtime this set belongs to.
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.rt
+    }
+
+    /// The raw libnrt set, valid while this `TensorSet` is alive.
+    pub(crate) fn raw(&self) -> *mut c_void {
+        self.inner.raw.as_ptr()
+    }
+
+    /// Another owner of the set, for in-flight requests that must keep it (and its
+    /// tensors) alive and unchanged.
+    #[allow(dead_code)] // used by the async API
+    pub(crate) fn share(&self) -> Arc<TensorSetInner> {
+        Arc::clone(&self.inner)
+    }
+}
+
+impl fmt::Debug for TensorSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
