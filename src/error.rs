@@ -141,6 +141,22 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// An execution unit is in its terminal state after a fatal error (reported by
+    /// libnrt as `NRT_EXEC_UNIT_UNRECOVERABLE`, or a request that completed with a fatal
+    /// status such as a timeout or a hardware error). Nothing was scheduled.
+    ///
+    /// The unit will not accept work again in this process: requests already queued on
+    /// it still complete with their own status, but recovering needs the runtime to be
+    /// re-initialised, which in practice means restarting the process (on real hardware
+    /// sometimes also reloading the Neuron driver or rebooting the instance).
+    #[error("{unit} is unrecoverable after {status}; restart the process to use it again")]
+    Unrecoverable {
+        /// The unit, e.g. "compute unit (core 0, queue 0)".
+        unit: String,
+        /// The fatal status that put it into that state.
+        status: NrtStatus,
+    },
+
     /// libnrt reported success but returned something unusable (e.g. a null handle).
     #[error("{function} returned an unusable result: {reason}")]
     UnexpectedResult {
@@ -155,7 +171,7 @@ impl Error {
     /// The libnrt status, when this error came from libnrt.
     pub fn status(&self) -> Option<NrtStatus> {
         match self {
-            Error::Nrt { status, .. } => Some(*status),
+            Error::Nrt { status, .. } | Error::Unrecoverable { status, .. } => Some(*status),
             _ => None,
         }
     }

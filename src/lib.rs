@@ -48,6 +48,7 @@ mod runtime;
 mod status;
 mod tensor;
 mod tensor_set;
+mod xu;
 
 pub use capabilities::Capabilities;
 pub use dtype::{DType, Element};
@@ -59,6 +60,10 @@ pub use runtime::{
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
+pub use xu::{
+    DEFAULT_DEPTH, ExecSets, ExecUnit, HostBuffer, Payload, Pipeline, Rejected, Request,
+    RequestFuture, RetryPolicy, Scheduled, SeqId, XuKind,
+};
 
 /// The raw bindings and loader this crate is built on.
 pub use nrt_sys;

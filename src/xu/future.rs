@@ -1,0 +1,163 @@
+//! Awaiting requests: [`RequestFuture`], woken by one shared poller thread.
+//!
+//! libnrt offers no completion callback in the v3 API, only polls. Rather than have
+//! every pending future re-poll itself through the executor (a busy loop), pending
+//! futures register with one background thread that polls all of them with the usual
+//! backoff and wakes each when its request completes. The thread is started on first
+//! use and blocks on a condition variable (no CPU) while nothing is registered.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use super::request::{Payload, Request};
+use super::seq::SeqId;
+use super::unit::UnitInner;
+use super::wait::Backoff;
+use crate::{Error, Result};
+
+/// A [`Request`] as a [`Future`]: resolves to what [`Request::wait`] returns, without
+/// blocking the executor's thread and without busy polling. Works with any executor.
+///
+/// ```no_run
+/// # async fn demo(unit: neuron_rt::ExecUnit, tensor: neuron_rt::Tensor) -> neuron_rt::Result<()> {
+/// let filled: Vec<f32> = unit.read(&tensor, 0, vec![0.0f32; 6])?.await?;
+/// # Ok(())
+/// # }
+/// ```
+///
+/// Dropping the future before it resolves drops the request, which waits for it.
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct RequestFuture<T: Payload> {
+    request: Option<Request<T>>,
+}
+
+impl<T: Payload> IntoFuture for Request<T> {
+    type Output = Result<T>;
+    type IntoFuture = RequestFuture<T>;
+
+    fn into_future(self) -> RequestFuture<T> {
+        RequestFuture {
+            request: Some(self),
+        }
+    }
+}
+
+impl<T: Payload> Future for RequestFuture<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        // RequestFuture is Unpin (it holds no self-references).
+        let this = self.get_mut();
+        let Some(request) = this.request.as_ref() else {
+            return Poll::Ready(Err(Error::invalid(
+                "self",
+                "a request future was polled after it resolved",
+            )));
+        };
+        match request.is_complete() {
+            Ok(false) => {
+                poller().register(request.unit_inner(), request.seq(), cx.waker());
+                Poll::Pending
+            }
+            // Complete: `wait` returns at once. On a polling error, `wait` reports it
+            // (and leaks the payload if completion stays unobservable).
+            Ok(true) | Err(_) => match this.request.take() {
+                Some(request) => Poll::Ready(request.wait()),
+                None => Poll::Pending,
+            },
+        }
+    }
+}
+
+/// Futures waiting for their request, polled by one thread.
+struct Poller {
+    waiting: Mutex<Vec<Waiting>>,
+    changed: Condvar,
+    /// Whether the thread could be started; if not, futures wake themselves at once.
+    running: bool,
+}
+
+struct Waiting {
+    unit: Arc<UnitInner>,
+    seq: SeqId,
+    waker: Waker,
+}
+
+fn poller() -> &'static Poller {
+    static POLLER: OnceLock<&'static Poller> = OnceLock::new();
+    POLLER.get_or_init(|| {
+        let started = std::thread::Builder::new()
+            .name("neuron-rt-poller".into())
+            .spawn(|| poll_forever(poller()));
+        // Leaked once per process: the thread refers to it for as long as it runs.
+        Box::leak(Box::new(Poller {
+            waiting: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+            running: started.is_ok(),
+        }))
+    })
+}
+
+impl Poller {
+    fn lock(&self) -> MutexGuard<'_, Vec<Waiting>> {
+        // Entries are pushed and removed whole, so a poisoned list is still consistent.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(&self, unit: Arc<UnitInner>, seq: SeqId, waker: &Waker) {
+        if !self.running {
+            // No poller thread: fall back to being polled again by the executor.
+            waker.wake_by_ref();
+            return;
+        }
+        let mut waiting = self.lock();
+        match waiting
+            .iter_mut()
+            .find(|w| w.seq == seq && Arc::ptr_eq(&w.unit, &unit))
+        {
+            Some(entry) => entry.waker.clone_from(waker),
+            None => waiting.push(Waiting {
+                unit,
+                seq,
+                waker: waker.clone(),
+            }),
+        }
+        drop(waiting);
+        self.changed.notify_one();
+    }
+}
+
+fn poll_forever(poller: &'static Poller) {
+    let mut backoff = Backoff::new();
+    let mut ready: Vec<Waker> = Vec::new();
+    loop {
+        {
+            let mut waiting = poller.lock();
+            while waiting.is_empty() {
+                waiting = poller
+                    .changed
+                    .wait(waiting)
+                    .unwrap_or_else(|e| e.into_inner());
+                backoff = Backoff::new();
+            }
+            // Completed (or unpollable: the future reports the error) entries go.
+            waiting.retain(|w| match w.unit.is_completed(w.seq) {
+                Ok(false) => true,
+                Ok(true) | Err(_) => {
+                    ready.push(w.waker.clone());
+                    false
+                }
+            });
+        }
+        if ready.is_empty() {
+            backoff.pause(None);
+        } else {
+            // Woken outside the lock: a waker may poll (and register) right away.
+            ready.drain(..).for_each(Waker::wake);
+            backoff = Backoff::new();
+        }
+    }
+}

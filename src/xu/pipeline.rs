@@ -1,0 +1,157 @@
+//! [`Pipeline`]: keep N requests queued from a stream of jobs, results in order.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::iter::Fuse;
+
+use super::request::{Payload, Request};
+use crate::{Error, Result};
+
+/// The default number of requests a [`Pipeline`] keeps queued: the vendor's advice of
+/// 2-3 per execution unit.
+pub const DEFAULT_DEPTH: usize = 3;
+
+/// Keeps up to `depth` requests in flight from an iterator of jobs and yields their
+/// results in job order.
+///
+/// `submit` turns a job into a scheduled [`Request`] (doing any host-side preparation
+/// first, e.g. filling input tensors). On each [`next`](Iterator::next), the pipeline
+/// tops the queue up to `depth`, waits for the oldest request, submits the next job
+/// *before* handing the result back (so the unit stays busy while the caller works on
+/// it), and returns the result. A job whose `submit` fails yields that error in its
+/// place; the other jobs carry on. Dropping the pipeline waits for the requests still in
+/// flight.
+///
+/// The queue is allocated once (with room for `depth` requests), so the steady state
+/// allocates nothing per job beyond what `submit` does.
+///
+/// ```no_run
+/// # fn main() -> neuron_rt::Result<()> {
+/// use neuron_rt::{Pipeline, Runtime};
+///
+/// let rt = Runtime::new()?;
+/// let model = rt.load_model_file("model.neff")?;
+/// let unit = rt.compute_unit(model.core().unwrap_or(0))?;
+/// // Four pairs of (inputs, outputs): up to three in flight, one being looked at.
+/// let sets = (0..4)
+///     .map(|_| Ok((model.allocate_inputs()?, model.allocate_outputs()?)))
+///     .collect::<neuron_rt::Result<Vec<_>>>()?;
+/// let results = Pipeline::new(sets, |(inputs, outputs)| {
+///     Ok(unit.execute(&model, inputs, outputs)?)
+/// });
+/// for result in results {
+///     let (_inputs, outputs) = result?;
+///     let out: Vec<f32> = outputs.get("out").expect("model output").to_vec()?;
+///     println!("{out:?}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
+pub struct Pipeline<I: Iterator, F, T: Payload> {
+    jobs: Fuse<I>,
+    submit: F,
+    queue: VecDeque<Slot<T>>,
+    depth: usize,
+}
+
+enum Slot<T: Payload> {
+    Pending(Request<T>),
+    Failed(Error),
+}
+
+impl<I, F, T> Pipeline<I, F, T>
+where
+    I: Iterator,
+    F: FnMut(I::Item) -> Result<Request<T>>,
+    T: Payload,
+{
+    /// A pipeline of depth [`DEFAULT_DEPTH`]. Nothing is submitted until the first call
+    /// to `next`.
+    pub fn new(jobs: impl IntoIterator<IntoIter = I>, submit: F) -> Pipeline<I, F, T> {
+        Pipeline {
+            jobs: jobs.into_iter().fuse(),
+            submit,
+            queue: VecDeque::with_capacity(DEFAULT_DEPTH),
+            depth: DEFAULT_DEPTH,
+        }
+    }
+
+    /// A pipeline keeping up to `depth` requests in flight.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if `depth` is 0.
+    pub fn with_depth(
+        depth: usize,
+        jobs: impl IntoIterator<IntoIter = I>,
+        submit: F,
+    ) -> Result<Pipeline<I, F, T>> {
+        if depth == 0 {
+            return Err(Error::invalid(
+                "depth",
+                "a pipeline needs a depth of at least 1, got 0",
+            ));
+        }
+        let mut pipeline = Pipeline::new(jobs, submit);
+        pipeline.depth = depth;
+        pipeline.queue.reserve_exact(depth);
+        Ok(pipeline)
+    }
+
+    /// The number of requests kept in flight.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// The number of jobs submitted whose results have not been returned yet.
+    pub fn pending(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn fill(&mut self) {
+        while self.queue.len() < self.depth {
+            let Some(job) = self.jobs.next() else { break };
+            self.queue.push_back(match (self.submit)(job) {
+                Ok(request) => Slot::Pending(request),
+                Err(error) => Slot::Failed(error),
+            });
+        }
+    }
+}
+
+impl<I, F, T> Iterator for Pipeline<I, F, T>
+where
+    I: Iterator,
+    F: FnMut(I::Item) -> Result<Request<T>>,
+    T: Payload,
+{
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        self.fill();
+        let result = match self.queue.pop_front()? {
+            Slot::Pending(request) => request.wait(),
+            Slot::Failed(error) => Err(error),
+        };
+        self.fill();
+        Some(result)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (low, high) = self.jobs.size_hint();
+        let queued = self.queue.len();
+        (
+            low.saturating_add(queued),
+            high.and_then(|h| h.checked_add(queued)),
+        )
+    }
+}
+
+impl<I: Iterator, F, T: Payload> fmt::Debug for Pipeline<I, F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("depth", &self.depth)
+            .field("pending", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
