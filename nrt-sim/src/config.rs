@@ -1,0 +1,252 @@
+//! Settings read from the environment at `nrt_init`.
+
+use std::time::Duration;
+
+/// Default number of simulated NeuronCores.
+pub(crate) const DEFAULT_VNC_COUNT: u32 = 2;
+/// Default device memory per core: 1 GiB.
+pub(crate) const DEFAULT_DEVICE_MEMORY: u64 = 1 << 30;
+/// Default async queue depth.
+pub(crate) const DEFAULT_QUEUE_DEPTH: u32 = 8;
+/// Default execution timeout (the runtime's documented default).
+pub(crate) const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default emulated runtime library version.
+pub(crate) const DEFAULT_VERSION: Version = Version {
+    major: 2,
+    minor: 34,
+    patch: 10,
+    maintenance: 0,
+};
+const MAX_VNC_COUNT: u32 = 128;
+const MAX_QUEUE_DEPTH: u32 = 1 << 16;
+
+/// A runtime library version (`major.minor.patch.maintenance`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Version {
+    pub(crate) major: u64,
+    pub(crate) minor: u64,
+    pub(crate) patch: u64,
+    pub(crate) maintenance: u64,
+}
+
+impl Version {
+    /// Whether this library version has the v3 async API (runtime 2.31 and later).
+    pub(crate) fn has_async_v3(self) -> bool {
+        (self.major, self.minor) >= (2, 31)
+    }
+
+    fn parse(text: &str) -> Option<Version> {
+        let parts: Vec<u64> = text
+            .trim()
+            .split('.')
+            .map(|p| p.parse().ok())
+            .collect::<Option<_>>()?;
+        if parts.len() < 2 || parts.len() > 4 {
+            return None;
+        }
+        Some(Version {
+            major: parts[0],
+            minor: parts[1],
+            patch: parts.get(2).copied().unwrap_or(0),
+            maintenance: parts.get(3).copied().unwrap_or(0),
+        })
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}.{}.{}.{}",
+            self.major, self.minor, self.patch, self.maintenance
+        )
+    }
+}
+
+/// Everything `nrt_init` reads from the environment.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Cores of the simulated machine (`NRT_SIM_VNC_COUNT`).
+    pub(crate) total_cores: u32,
+    /// First visible core, as a machine index (`NEURON_RT_VISIBLE_CORES`).
+    pub(crate) first_visible: u32,
+    /// Number of visible cores; API core indices are `0..visible_cores`.
+    pub(crate) visible_cores: u32,
+    /// Device memory per core in bytes (`NRT_SIM_DEVICE_MEMORY`).
+    pub(crate) device_memory: u64,
+    /// Requests an async queue holds, in flight included (`NRT_SIM_QUEUE_DEPTH`).
+    pub(crate) queue_depth: u32,
+    /// Device time of every execution, overriding the model's (`NRT_SIM_EXEC_LATENCY_US`).
+    pub(crate) exec_latency: Option<Duration>,
+    /// Executions longer than this fail with `NRT_TIMEOUT` (`NEURON_RT_EXEC_TIMEOUT`).
+    pub(crate) exec_timeout: Duration,
+    /// Emulated runtime version (`NRT_SIM_VERSION`).
+    pub(crate) version: Version,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn parse_u32(name: &str, text: &str, min: u32, max: u32) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| format!("{name}={text:?} is not an integer from {min} to {max}"))
+}
+
+/// Parses a byte count with an optional binary suffix: `4096`, `64K`, `512M`, `2G`.
+fn parse_bytes(name: &str, text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.as_bytes().last().map(u8::to_ascii_uppercase) {
+        Some(b'K') => (&t[..t.len() - 1], 10),
+        Some(b'M') => (&t[..t.len() - 1], 20),
+        Some(b'G') => (&t[..t.len() - 1], 30),
+        Some(b'T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|v| v.checked_mul(1u64 << shift))
+        .filter(|&v| v > 0)
+        .ok_or_else(|| {
+            format!("{name}={text:?} is not a positive byte count (e.g. 1073741824, 512M, 1G)")
+        })
+}
+
+/// Total cores: `NRT_SIM_VNC_COUNT`, or the default.
+pub(crate) fn total_cores_from_env() -> Result<u32, String> {
+    match var("NRT_SIM_VNC_COUNT") {
+        Some(t) => parse_u32("NRT_SIM_VNC_COUNT", &t, 1, MAX_VNC_COUNT),
+        None => Ok(DEFAULT_VNC_COUNT),
+    }
+}
+
+/// Visible cores `(first, count)` out of `total`: `NEURON_RT_VISIBLE_CORES` is one
+/// index (`3`) or an inclusive range (`0-2`); unset means all.
+pub(crate) fn visible_from_env(total: u32) -> Result<(u32, u32), String> {
+    match var("NEURON_RT_VISIBLE_CORES") {
+        Some(text) => parse_visible(&text, total),
+        None => Ok((0, total)),
+    }
+}
+
+fn parse_visible(text: &str, total: u32) -> Result<(u32, u32), String> {
+    let bad = || {
+        format!(
+            "NEURON_RT_VISIBLE_CORES={text:?} is not a core index or an inclusive range like 0-1 within the {total} cores (0-{})",
+            total - 1
+        )
+    };
+    let t = text.trim();
+    let (first, last) = match t.split_once('-') {
+        Some((a, b)) => (a.trim().parse::<u32>(), b.trim().parse::<u32>()),
+        None => (t.parse::<u32>(), t.parse::<u32>()),
+    };
+    match (first, last) {
+        (Ok(first), Ok(last)) if first <= last && last < total => Ok((first, last - first + 1)),
+        _ => Err(bad()),
+    }
+}
+
+/// `NRT_SIM_VERSION`, or the default.
+pub(crate) fn version_from_env() -> Result<Version, String> {
+    match var("NRT_SIM_VERSION") {
+        Some(t) => Version::parse(&t).ok_or_else(|| {
+            format!("NRT_SIM_VERSION={t:?} is not a version like 2.30.0 or 2.34.10.0")
+        }),
+        None => Ok(DEFAULT_VERSION),
+    }
+}
+
+impl Config {
+    /// Reads every setting; the error names the variable and its bad value.
+    pub(crate) fn from_env() -> Result<Config, String> {
+        let total_cores = total_cores_from_env()?;
+        let (first_visible, visible_cores) = visible_from_env(total_cores)?;
+        let device_memory = match var("NRT_SIM_DEVICE_MEMORY") {
+            Some(t) => parse_bytes("NRT_SIM_DEVICE_MEMORY", &t)?,
+            None => DEFAULT_DEVICE_MEMORY,
+        };
+        let queue_depth = match var("NRT_SIM_QUEUE_DEPTH") {
+            Some(t) => parse_u32("NRT_SIM_QUEUE_DEPTH", &t, 1, MAX_QUEUE_DEPTH)?,
+            None => DEFAULT_QUEUE_DEPTH,
+        };
+        let exec_latency = match var("NRT_SIM_EXEC_LATENCY_US") {
+            Some(t) => Some(Duration::from_micros(t.trim().parse::<u64>().map_err(
+                |_| format!("NRT_SIM_EXEC_LATENCY_US={t:?} is not a whole number of microseconds"),
+            )?)),
+            None => None,
+        };
+        let exec_timeout = match var("NEURON_RT_EXEC_TIMEOUT") {
+            Some(t) => t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    format!("NEURON_RT_EXEC_TIMEOUT={t:?} is not a positive number of seconds")
+                })?,
+            None => DEFAULT_EXEC_TIMEOUT,
+        };
+        Ok(Config {
+            total_cores,
+            first_visible,
+            visible_cores,
+            device_memory,
+            queue_depth,
+            exec_latency,
+            exec_timeout,
+            version: version_from_env()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_with_two_to_four_parts() {
+        assert_eq!(
+            Version::parse("2.30"),
+            Some(Version {
+                major: 2,
+                minor: 30,
+                patch: 0,
+                maintenance: 0
+            })
+        );
+        assert_eq!(Version::parse("2.31.24.0").unwrap().patch, 24);
+        assert!(Version::parse("2").is_none());
+        assert!(Version::parse("2.x").is_none());
+        assert!(!Version::parse("2.30.9").unwrap().has_async_v3());
+        assert!(Version::parse("2.31.0").unwrap().has_async_v3());
+        assert!(Version::parse("3.0").unwrap().has_async_v3());
+    }
+
+    #[test]
+    fn byte_counts_take_binary_suffixes() {
+        assert_eq!(parse_bytes("X", "4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("X", "64k").unwrap(), 65536);
+        assert_eq!(parse_bytes("X", "2G").unwrap(), 2 << 30);
+        assert!(parse_bytes("X", "0").is_err());
+        assert!(parse_bytes("X", "lots").unwrap_err().contains("X=\"lots\""));
+        assert!(parse_bytes("X", "99999999999T").is_err());
+    }
+
+    #[test]
+    fn visible_cores_are_an_index_or_inclusive_range() {
+        assert_eq!(parse_visible("1", 4).unwrap(), (1, 1));
+        assert_eq!(parse_visible(" 1-3 ", 4).unwrap(), (1, 3));
+        assert_eq!(parse_visible("0-0", 1).unwrap(), (0, 1));
+        for bad in ["4", "2-1", "0-4", "a", "1-", "-1", "1,2"] {
+            let err = parse_visible(bad, 4).unwrap_err();
+            assert!(err.contains("within the 4 cores (0-3)"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Control of a loaded simulator from outside the libnrt API: counters, fault injection,
+//! the last error. Exported as C functions (`nrt_sim_*`, declared in
+//! `nrt-sim/include/nrt_sim.h`) so that a copy loaded with `dlopen` can be driven, and
+//! wrapped for Rust by [`SimControl`].
+
+use crate::faults::{self, FaultSpecError};
+use crate::ffi::guard;
+use crate::log;
+use crate::runtime::{self, Core, Phase, fail};
+use nrt_sys::*;
+use std::ffi::{CStr, CString, c_char};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Process-wide counters, C layout (`nrt_sim_counters_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct nrt_sim_counters_t {
+    /// Visible cores of the open runtime, or of the last closed one (0 before any).
+    pub core_count: u32,
+    /// 1 between `nrt_init` and `nrt_close`.
+    pub open: u32,
+    /// Live tensor sets.
+    pub tensor_sets: u64,
+    /// Live tensors not on a device (HOST, VIRTUAL, empty).
+    pub host_tensors: u64,
+    /// Host bytes owned by those tensors.
+    pub host_bytes: u64,
+    /// Models, tensors and tensor sets that the last `nrt_close` had to free.
+    pub live_at_last_close: u64,
+}
+
+/// Counters of one core, C layout (`nrt_sim_core_counters_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct nrt_sim_core_counters_t {
+    /// Live models loaded on the core.
+    pub models: u64,
+    /// Live tensors on the core (slices included).
+    pub tensors: u64,
+    /// Device bytes in use (tensors and models).
+    pub device_bytes: u64,
+    /// Device memory of the core.
+    pub device_bytes_limit: u64,
+    /// Executions run (sync and async, failed ones included).
+    pub executions: u64,
+    /// Executions that ended with a status other than success.
+    pub failed_executions: u64,
+    /// Time the core spent executing, in nanoseconds.
+    pub busy_ns: u64,
+    /// Async tensor requests (read, write, copy) processed by the core's queues.
+    pub tensor_ops: u64,
+}
+
+fn core_counters(core: &Core, live: bool) -> nrt_sim_core_counters_t {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    nrt_sim_core_counters_t {
+        models: if live { load(&core.models) } else { 0 },
+        tensors: if live { load(&core.tensors) } else { 0 },
+        device_bytes: if live { load(&core.bytes) } else { 0 },
+        device_bytes_limit: core.capacity,
+        executions: load(&core.executions),
+        failed_executions: load(&core.failed_executions),
+        busy_ns: load(&core.busy_ns),
+        tensor_ops: load(&core.tensor_ops),
+    }
+}
+
+/// Cores to report: the open runtime's (live) or the last session's.
+fn cores() -> (Vec<Arc<Core>>, bool) {
+    if let Phase::Open(rt) = &*runtime::phase() {
+        return (rt.cores.clone(), true);
+    }
+    match &*runtime::last_session() {
+        Some(last) => (last.cores.clone(), false),
+        None => (Vec::new(), false),
+    }
+}
+
+/// Fills `*counters` (`size` must be at least `sizeof(nrt_sim_counters_t)`). Works at any
+/// time: between init and close it reports live objects; after close, zero live objects
+/// and the last session's core count.
+///
+/// # Safety
+///
+/// `counters` must be valid for writes of `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_get_counters(
+    counters: *mut nrt_sim_counters_t,
+    size: usize,
+) -> NRT_STATUS {
+    guard("nrt_sim_get_counters", || {
+        if counters.is_null() || !counters.is_aligned() {
+            return fail(NRT_INVALID, "counters is NULL or misaligned");
+        }
+        if size < std::mem::size_of::<nrt_sim_counters_t>() {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "size {size} is less than sizeof(nrt_sim_counters_t) = {}",
+                    std::mem::size_of::<nrt_sim_counters_t>()
+                ),
+            );
+        }
+        let live_at_last_close = runtime::last_session()
+            .as_ref()
+            .map_or(0, |l| l.live_at_close);
+        let value = match &*runtime::phase() {
+            Phase::Open(rt) => nrt_sim_counters_t {
+                core_count: rt.cores.len() as u32,
+                open: 1,
+                tensor_sets: rt.tensor_sets(),
+                host_tensors: rt.host_tensors,
+                host_bytes: rt.host_bytes,
+                live_at_last_close,
+            },
+            _ => nrt_sim_counters_t {
+                core_count: runtime::last_session()
+                    .as_ref()
+                    .map_or(0, |l| l.cores.len() as u32),
+                live_at_last_close,
+                ..Default::default()
+            },
+        };
+        // SAFETY: non-null, aligned, and writable for `size` >= size_of bytes (caller).
+        unsafe { counters.write(value) };
+        Ok(())
+    })
+}
+
+/// Fills `*counters` for core `vnc` (`size` at least `sizeof(nrt_sim_core_counters_t)`).
+/// After close, the last session's cores report their execution counters and no live
+/// objects. `NRT_INVALID` for a core that does not exist.
+///
+/// # Safety
+///
+/// `counters` must be valid for writes of `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_get_core_counters(
+    vnc: u32,
+    counters: *mut nrt_sim_core_counters_t,
+    size: usize,
+) -> NRT_STATUS {
+    guard("nrt_sim_get_core_counters", || {
+        if counters.is_null() || !counters.is_aligned() {
+            return fail(NRT_INVALID, "counters is NULL or misaligned");
+        }
+        if size < std::mem::size_of::<nrt_sim_core_counters_t>() {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "size {size} is less than sizeof(nrt_sim_core_counters_t) = {}",
+                    std::mem::size_of::<nrt_sim_core_counters_t>()
+                ),
+            );
+        }
+        let (cores, live) = cores();
+        let Some(core) = cores.get(vnc as usize) else {
+            return fail(
+                NRT_INVALID,
+                format!("core {vnc} does not exist ({} core(s))", cores.len()),
+            );
+        };
+        // SAFETY: non-null, aligned, and writable for `size` >= size_of bytes (caller).
+        unsafe { counters.write(core_counters(core, live)) };
+        Ok(())
+    })
+}
+
+/// Arms the faults of `spec` (the `NRT_SIM_FAULTS` language). A bad spec arms nothing and
+/// returns `NRT_INVALID` with the reason logged.
+///
+/// # Safety
+///
+/// `spec` must be NULL or a C string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_inject_faults(spec: *const c_char) -> NRT_STATUS {
+    guard("nrt_sim_inject_faults", || {
+        if spec.is_null() {
+            return fail(NRT_INVALID, "spec is NULL");
+        }
+        // SAFETY: non-null C string (caller).
+        let text = unsafe { CStr::from_ptr(spec) }.to_string_lossy();
+        let parsed = faults::parse(&text).or_else(|e| fail(NRT_INVALID, e.to_string()))?;
+        // Lock order: the registry before the fault list.
+        let ph = runtime::phase();
+        faults::arm(parsed);
+        if let Phase::Open(rt) = &*ph {
+            rt.apply_immediate_xu_faults();
+        }
+        Ok(())
+    })
+}
+
+/// Disarms every fault (queues already unrecoverable stay so until the next `nrt_init`).
+///
+/// # Safety
+///
+/// Always safe to call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_clear_faults() {
+    let _ = guard("nrt_sim_clear_faults", || {
+        faults::clear();
+        Ok(())
+    });
+}
+
+/// The calling thread's last error line (`"function: reason"`), or NULL if none. The
+/// string stays valid until the thread's next failing call.
+///
+/// # Safety
+///
+/// Always safe to call; do not free the result.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_last_error() -> *const c_char {
+    log::with_last_error(|e| e.map_or(std::ptr::null(), |c| c.as_ptr()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Rust side
+
+/// Counters of one simulated core.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CoreCounters {
+    /// Live models loaded on the core.
+    pub models: u64,
+    /// Live tensors on the core (slices included).
+    pub tensors: u64,
+    /// Device bytes in use (tensors and models).
+    pub device_bytes: u64,
+    /// Device memory of the core.
+    pub device_bytes_limit: u64,
+    /// Executions run (sync and async, failed ones included).
+    pub executions: u64,
+    /// Executions that ended with a status other than success.
+    pub failed_executions: u64,
+    /// Time the core spent executing.
+    pub busy: Duration,
+    /// Async tensor requests (read, write, copy) processed by the core's queues.
+    pub tensor_ops: u64,
+}
+
+/// A snapshot of a simulator's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Per visible core (of the open runtime, or the last closed one).
+    pub cores: Vec<CoreCounters>,
+    /// Whether the runtime is between `nrt_init` and `nrt_close`.
+    pub open: bool,
+    /// Live tensor sets.
+    pub tensor_sets: u64,
+    /// Live tensors not on a device.
+    pub host_tensors: u64,
+    /// Host bytes owned by those tensors.
+    pub host_bytes: u64,
+    /// Objects the last `nrt_close` had to free (a leak indicator).
+    pub live_at_last_close: u64,
+}
+
+impl Counters {
+    /// Live models, tensors and tensor sets, on every core and the host.
+    pub fn live_objects(&self) -> u64 {
+        self.tensor_sets
+            + self.host_tensors
+            + self.cores.iter().map(|c| c.models + c.tensors).sum::<u64>()
+    }
+}
+
+type GetCountersFn = unsafe extern "C" fn(*mut nrt_sim_counters_t, usize) -> NRT_STATUS;
+type GetCoreCountersFn =
+    unsafe extern "C" fn(u32, *mut nrt_sim_core_counters_t, usize) -> NRT_STATUS;
+type InjectFn = unsafe extern "C" fn(*const c_char) -> NRT_STATUS;
+type ClearFn = unsafe extern "C" fn();
+type LastErrorFn = unsafe extern "C" fn() -> *const c_char;
+
+// The exported functions have exactly these types (checked here at compile time).
+const _: (
+    GetCountersFn,
+    GetCoreCountersFn,
+    InjectFn,
+    ClearFn,
+    LastErrorFn,
+) = (
+    nrt_sim_get_counters,
+    nrt_sim_get_core_counters,
+    nrt_sim_inject_faults,
+    nrt_sim_clear_faults,
+    nrt_sim_last_error,
+);
+
+/// Counters and fault control of one loaded simulator, through its exported `nrt_sim_*`
+/// functions: the in-process one ([`crate::library`]) or a `dlopen`ed `libnrt_sim.so`
+/// (each copy has its own state).
+///
+/// ```
+/// let lib = nrt_sim::library();
+/// let sim = nrt_sim::SimControl::new(lib).expect("nrt-sim exports its control functions");
+/// assert!(sim.inject_faults("exec:nth=0").is_err());
+/// let _ = sim.counters().live_objects();
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SimControl {
+    get_counters: GetCountersFn,
+    get_core_counters: GetCoreCountersFn,
+    inject: InjectFn,
+    clear: ClearFn,
+    last_error: LastErrorFn,
+}
+
+impl SimControl {
+    /// The controls of `lib`, or `None` when `lib` is not nrt-sim (lacks the `nrt_sim_*`
+    /// symbols).
+    pub fn new(lib: &'static nrt_sys::Library) -> Option<SimControl> {
+        let get = |name: &CStr| lib.symbol(name);
+        let (a, b, c, d, e) = (
+            get(c"nrt_sim_get_counters")?,
+            get(c"nrt_sim_get_core_counters")?,
+            get(c"nrt_sim_inject_faults")?,
+            get(c"nrt_sim_clear_faults")?,
+            get(c"nrt_sim_last_error")?,
+        );
+        // SAFETY: a library exporting these nrt-sim symbols is nrt-sim (the names are
+        // this crate's own), whose functions have exactly these types (checked above);
+        // the library stays loaded for the life of the process (`&'static Library`).
+        unsafe {
+            Some(SimControl {
+                get_counters: std::mem::transmute::<*mut std::ffi::c_void, GetCountersFn>(a),
+                get_core_counters: std::mem::transmute::<*mut std::ffi::c_void, GetCoreCountersFn>(
+                    b,
+                ),
+                inject: std::mem::transmute::<*mut std::ffi::c_void, InjectFn>(c),
+                clear: std::mem::transmute::<*mut std::ffi::c_void, ClearFn>(d),
+                last_error: std::mem::transmute::<*mut std::ffi::c_void, LastErrorFn>(e),
+            })
+        }
+    }
+
+    /// A snapshot of the counters (see [`Counters`]).
+    pub fn counters(&self) -> Counters {
+        let mut global = nrt_sim_counters_t::default();
+        // SAFETY: `global` is a writable nrt_sim_counters_t of the size passed.
+        let status =
+            unsafe { (self.get_counters)(&mut global, std::mem::size_of::<nrt_sim_counters_t>()) };
+        if status != NRT_SUCCESS {
+            return Counters::default();
+        }
+        let cores = (0..global.core_count)
+            .map_while(|vnc| {
+                let mut c = nrt_sim_core_counters_t::default();
+                // SAFETY: `c` is a writable nrt_sim_core_counters_t of the size passed.
+                let status = unsafe {
+                    (self.get_core_counters)(
+                        vnc,
+                        &mut c,
+                        std::mem::size_of::<nrt_sim_core_counters_t>(),
+                    )
+                };
+                (status == NRT_SUCCESS).then(|| CoreCounters {
+                    models: c.models,
+                    tensors: c.tensors,
+                    device_bytes: c.device_bytes,
+                    device_bytes_limit: c.device_bytes_limit,
+                    executions: c.executions,
+                    failed_executions: c.failed_executions,
+                    busy: Duration::from_nanos(c.busy_ns),
+                    tensor_ops: c.tensor_ops,
+                })
+            })
+            .collect();
+        Counters {
+            cores,
+            open: global.open != 0,
+            tensor_sets: global.tensor_sets,
+            host_tensors: global.host_tensors,
+            host_bytes: global.host_bytes,
+            live_at_last_close: global.live_at_last_close,
+        }
+    }
+
+    /// Arms the faults of `spec` (the `NRT_SIM_FAULTS` language, see the crate docs).
+    ///
+    /// # Errors
+    ///
+    /// [`FaultSpecError`] naming the bad fault and what is wrong; nothing is armed then.
+    pub fn inject_faults(&self, spec: &str) -> Result<(), FaultSpecError> {
+        faults::parse(spec)?;
+        let c_spec = CString::new(spec).map_err(|_| FaultSpecError {
+            fault: spec.to_string(),
+            message: "the spec contains a NUL byte".into(),
+        })?;
+        // SAFETY: `c_spec` is a valid C string for the duration of the call.
+        let status = unsafe { (self.inject)(c_spec.as_ptr()) };
+        if status == NRT_SUCCESS {
+            Ok(())
+        } else {
+            Err(FaultSpecError {
+                fault: spec.to_string(),
+                message: format!("the simulator refused the spec (status {status})"),
+            })
+        }
+    }
+
+    /// Disarms every fault.
+    pub fn clear_faults(&self) {
+        // SAFETY: takes no arguments.
+        unsafe { (self.clear)() }
+    }
+
+    /// The calling thread's last error line in this simulator, if any.
+    pub fn last_error(&self) -> Option<String> {
+        // SAFETY: takes no arguments; returns NULL or a C string valid until this
+        // thread's next failing call, copied out at once.
+        unsafe {
+            let p = (self.last_error)();
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        }
+    }
+}

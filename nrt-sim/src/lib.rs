@@ -1,0 +1,249 @@
+//! `nrt-sim`: a simulated libnrt (the AWS Neuron Runtime) with the same C ABI, over host
+//! memory, for developing and testing Neuron code on machines without Neuron hardware.
+//!
+//! It is built two ways:
+//!
+//! * a `cdylib`, `libnrt_sim.so`: a drop-in for `libnrt.so.1`. A C program built against
+//!   the libnrt headers links to it (or `dlopen`s it) unchanged; symlink it as
+//!   `libnrt.so.1` or point `LIBNRT_PATH` at it. Find it with [`cdylib_path`].
+//! * an `rlib`: [`library`] hands the nrt-sys loader an in-process function table.
+//!
+//! Every libnrt function of the sync API and the async API v3 is exported (see [`ffi`]);
+//! the ones the simulator does not model (collectives, profiling, multi-device) return
+//! `NRT_FAILURE` and log why. Control functions outside the `nrt_` namespace
+//! (`nrt_sim_get_counters`, `nrt_sim_inject_faults`, ...; `include/nrt_sim.h`) give
+//! counters and fault injection, wrapped for Rust by [`SimControl`].
+//!
+//! # Device model
+//!
+//! * `nrt_init` reads the environment (below) and opens the runtime; a second `nrt_init`
+//!   without `nrt_close` returns `NRT_FAILURE`; after `nrt_close`, `nrt_init` works again
+//!   with fresh cores. Calls outside the window return `NRT_UNINITIALIZED` / `NRT_CLOSED`.
+//! * Handles are opaque tokens checked against a registry and never reused: NULL gives
+//!   `NRT_INVALID`, a stale or foreign handle `NRT_INVALID_HANDLE`.
+//! * Each visible core has its own device memory (accounting only: bytes live in host
+//!   memory). Models occupy their file size. Over capacity -> `NRT_RESOURCE`.
+//!   HOST tensors live in host memory; VIRTUAL tensors and `nrt_tensor_allocate_empty`
+//!   have no storage until `nrt_tensor_attach_buffer`. `nrt_tensor_get_va` gives host
+//!   addresses of HOST and attached tensors only (NULL for device memory).
+//! * Every offset and size is checked (overflow-safe): out of range -> `NRT_INVALID` with
+//!   the numbers in the log. Device-to-device copies across cores -> `NRT_INVALID`.
+//! * Tensor sets hold tensors by name without owning them; a freed tensor is detected
+//!   (`NRT_INVALID_HANDLE`) when the set is used. Slices are views; freeing the tensor
+//!   that owns the memory makes its slices unusable (`NRT_INVALID_HANDLE`).
+//! * `nrt_execute` checks that every model input and output is bound with exactly its
+//!   size and on the model's core (or host memory) -> else `NRT_INVALID`; computes the
+//!   outputs exactly; executions on one core run one at a time and each takes the model's
+//!   device time (a sleep), counted as busy time. A device time over
+//!   `NEURON_RT_EXEC_TIMEOUT` fails with `NRT_TIMEOUT` after the timeout, outputs untouched.
+//! * Async v3: see the `xu` notes in [`ffi`] and the README (one worker thread per queue,
+//!   FIFO, depth `NRT_SIM_QUEUE_DEPTH`, sequence ids `xu_id << 48 | n` with
+//!   `xu_id = type | queue << 4 | core << 8`). A request ending with a fatal status
+//!   (timeout, hardware errors) makes its queue unrecoverable.
+//!
+//! # Environment (read at `nrt_init`)
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `NRT_SIM_VNC_COUNT` | 2 | cores of the simulated machine (1-128) |
+//! | `NEURON_RT_VISIBLE_CORES` | all | one index (`1`) or inclusive range (`0-1`); API core indices count from the first visible core; a bad value fails `nrt_init` with `NRT_INVALID` |
+//! | `NRT_SIM_DEVICE_MEMORY` | `1G` | device bytes per core; suffixes K, M, G, T (binary) |
+//! | `NRT_SIM_QUEUE_DEPTH` | 8 | requests in flight per async queue (1-65536) |
+//! | `NRT_SIM_EXEC_LATENCY_US` | model's | device time of every execution, in microseconds |
+//! | `NEURON_RT_EXEC_TIMEOUT` | 30 | execution timeout in seconds (fractions allowed) |
+//! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`, `OFF` |
+//! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version; below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE` |
+//! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
+//!
+//! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line
+//! naming the variable. The core-count queries and `nrt_get_version` also work before
+//! `nrt_init`, reading the same variables.
+//!
+//! `nrta_error_tracker_create` (the marker of the older async v2 API) is exported whatever
+//! `NRT_SIM_VERSION` says, because a shared library's symbol table cannot depend on the
+//! environment; it always fails. Code that gates async support must use `nrt_get_version`.
+//!
+//! # Faults
+#![doc = include_str!("../FAULTS.md")]
+//!
+//! # Model files
+//!
+//! Written by [`ModelBuilder`] or the `nrt-sim-model` command; format in the README.
+
+#![warn(missing_docs)]
+
+mod config;
+mod container;
+pub mod control;
+mod faults;
+pub mod ffi;
+mod info;
+mod log;
+mod memory;
+mod model;
+mod runtime;
+mod status;
+mod xu;
+
+pub use control::{CoreCounters, Counters, SimControl};
+pub use faults::FaultSpecError;
+pub use model::{BuildError, DType, ModelBuilder, Op, build_model_from_text, describe_model};
+
+use std::ffi::{CStr, c_void};
+use std::path::PathBuf;
+
+/// Builds [`function_table`] and the symbol lookup from one list of names, so both
+/// always agree; the table is a struct literal naming every field (no defaults), so a
+/// missing function or a signature that differs from the bindings does not compile.
+macro_rules! exported {
+    ($($name:ident),* $(,)?) => {
+        /// The simulator's functions as an nrt-sys table: every entry is `Some`.
+        pub fn function_table() -> nrt_sys::NrtFns {
+            nrt_sys::NrtFns {
+                $($name: Some(ffi::$name),)*
+            }
+        }
+
+        fn table_symbol(name: &CStr) -> *mut c_void {
+            $(
+                if name.to_bytes() == stringify!($name).as_bytes() {
+                    return ffi::$name as *mut c_void;
+                }
+            )*
+            std::ptr::null_mut()
+        }
+    };
+}
+
+exported!(
+    nrt_add_tensor_to_tensor_set,
+    nrt_allocate_tensor_set,
+    nrt_barrier,
+    nrt_build_global_comm,
+    nrt_cc_global_comm_init,
+    nrt_close,
+    nrt_destroy_tensor_set,
+    nrt_execute,
+    nrt_execute_repeat,
+    nrt_free_model_tensor_info,
+    nrt_get_instance_info,
+    nrt_get_model_info,
+    nrt_get_model_instance_count,
+    nrt_get_model_nc_count,
+    nrt_get_model_tensor_info,
+    nrt_get_model_vnc_count,
+    nrt_get_status_as_str,
+    nrt_get_tensor_from_tensor_set,
+    nrt_get_total_nc_count,
+    nrt_get_total_vnc_count,
+    nrt_get_version,
+    nrt_get_visible_nc_count,
+    nrt_get_visible_vnc_count,
+    nrt_get_vnc_memory_stats,
+    nrt_init,
+    nrt_load,
+    nrt_load_collectives,
+    nrt_profile_start,
+    nrt_profile_stop,
+    nrt_tensor_allocate,
+    nrt_tensor_allocate_empty,
+    nrt_tensor_allocate_slice,
+    nrt_tensor_attach_buffer,
+    nrt_tensor_copy,
+    nrt_tensor_free,
+    nrt_tensor_get_device_allocation_info,
+    nrt_tensor_get_size,
+    nrt_tensor_get_va,
+    nrt_tensor_memset,
+    nrt_tensor_read,
+    nrt_tensor_read_batch,
+    nrt_tensor_write,
+    nrt_tensor_write_batch,
+    nrt_unload,
+    nrta_cc_prepare,
+    nrta_cc_schedule,
+    nrta_execute_schedule,
+    nrta_get_sequence,
+    nrta_is_completed,
+    nrta_tensor_copy,
+    nrta_tensor_read,
+    nrta_tensor_write,
+);
+
+/// The address of any symbol the cdylib exports: every libnrt function of the table,
+/// `nrta_error_tracker_create`, and the `nrt_sim_*` control functions; null otherwise.
+pub fn symbol_lookup(name: &CStr) -> *mut c_void {
+    let found = table_symbol(name);
+    if !found.is_null() {
+        return found;
+    }
+    match name.to_bytes() {
+        b"nrta_error_tracker_create" => ffi::nrta_error_tracker_create as *mut c_void,
+        b"nrt_sim_get_counters" => control::nrt_sim_get_counters as *mut c_void,
+        b"nrt_sim_get_core_counters" => control::nrt_sim_get_core_counters as *mut c_void,
+        b"nrt_sim_inject_faults" => control::nrt_sim_inject_faults as *mut c_void,
+        b"nrt_sim_clear_faults" => control::nrt_sim_clear_faults as *mut c_void,
+        b"nrt_sim_last_error" => control::nrt_sim_last_error as *mut c_void,
+        _ => std::ptr::null_mut(),
+    }
+}
+
+/// The in-process simulator as an nrt-sys library (registered once, under the name
+/// `nrt-sim`). Its state is this process's copy of the rlib, separate from any
+/// `dlopen`ed `libnrt_sim.so`.
+pub fn library() -> &'static nrt_sys::Library {
+    nrt_sys::Library::in_process("nrt-sim", function_table(), Some(symbol_lookup))
+}
+
+/// File name of the cdylib.
+pub const CDYLIB_NAME: &str = "libnrt_sim.so";
+
+/// Finds `libnrt_sim.so` for the running executable: in its folder, the parent folder,
+/// or `../deps` (test binaries live in `target/<profile>/deps`, examples in
+/// `target/<profile>/examples`, binaries in `target/<profile>`). `None` if not built.
+pub fn cdylib_path() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let mut candidates = vec![dir.join(CDYLIB_NAME), dir.join("deps").join(CDYLIB_NAME)];
+    if let Some(parent) = dir.parent() {
+        candidates.push(parent.join(CDYLIB_NAME));
+        candidates.push(parent.join("deps").join(CDYLIB_NAME));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_complete_and_matches_the_lookup() {
+        let table = function_table();
+        for (name, present) in table.presence() {
+            assert!(present, "{name:?} missing from the table");
+            assert!(
+                !symbol_lookup(name).is_null(),
+                "{name:?} missing from the lookup"
+            );
+        }
+        // SAFETY: symbol_lookup returns this crate's functions with their C signatures.
+        let looked_up = unsafe { nrt_sys::NrtFns::from_lookup(symbol_lookup) };
+        assert_eq!(
+            looked_up.nrt_init.map(|f| f as usize),
+            table.nrt_init.map(|f| f as usize)
+        );
+        assert!(symbol_lookup(c"nrt_sim_get_counters").addr() != 0);
+        assert!(symbol_lookup(c"nrta_error_tracker_create").addr() != 0);
+        assert!(symbol_lookup(c"nrt_no_such_function").is_null());
+    }
+
+    #[test]
+    fn library_is_registered_once_and_controllable() {
+        let lib = library();
+        assert!(std::ptr::eq(lib, library()));
+        assert!(lib.has_symbol(c"nrt_sim_inject_faults"));
+        assert!(SimControl::new(lib).is_some());
+        let plain = nrt_sys::Library::in_process("not-the-sim", nrt_sys::NrtFns::default(), None);
+        assert!(SimControl::new(plain).is_none());
+    }
+}

@@ -1,0 +1,142 @@
+//! Logging to stderr, filtered by `NEURON_RT_LOG_LEVEL`, and the per-thread last error.
+//!
+//! Every failing entry point logs one line saying which function failed and why (with
+//! the numbers involved), and stores that line as the calling thread's last error, so
+//! tests and tools can read it back (`nrt_sim_last_error`, [`crate::SimControl::last_error`]).
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Log levels of `NEURON_RT_LOG_LEVEL`, most severe first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub(crate) enum Level {
+    Off = 0,
+    Error = 1,
+    Warn = 2,
+    Info = 3,
+    Debug = 4,
+    Trace = 5,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Off => "OFF",
+            Level::Error => "ERROR",
+            Level::Warn => "WARN",
+            Level::Info => "INFO",
+            Level::Debug => "DEBUG",
+            Level::Trace => "TRACE",
+        }
+    }
+
+    /// Parses a level name, case-insensitively.
+    pub(crate) fn parse(text: &str) -> Option<Level> {
+        let text = text.trim();
+        [
+            Level::Off,
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ]
+        .into_iter()
+        .find(|l| l.name().eq_ignore_ascii_case(text))
+        .or_else(|| text.eq_ignore_ascii_case("warning").then_some(Level::Warn))
+    }
+}
+
+/// Sentinel: the level has not been read from the environment yet.
+const UNSET: u8 = u8::MAX;
+static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The default when `NEURON_RT_LOG_LEVEL` is unset, as in the real runtime.
+const DEFAULT_LEVEL: Level = Level::Error;
+
+/// Re-reads `NEURON_RT_LOG_LEVEL` (done at every `nrt_init`).
+pub(crate) fn reload_level() {
+    let level = match std::env::var("NEURON_RT_LOG_LEVEL") {
+        Ok(text) if !text.trim().is_empty() => match Level::parse(&text) {
+            Some(level) => level,
+            None => {
+                LEVEL.store(DEFAULT_LEVEL as u8, Ordering::Relaxed);
+                log(
+                    Level::Warn,
+                    "nrt_init",
+                    &format!(
+                        "NEURON_RT_LOG_LEVEL={text:?} is not one of ERROR, WARN, INFO, DEBUG, TRACE, OFF; using ERROR"
+                    ),
+                );
+                DEFAULT_LEVEL
+            }
+        },
+        _ => DEFAULT_LEVEL,
+    };
+    LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+fn current_level() -> u8 {
+    let level = LEVEL.load(Ordering::Relaxed);
+    if level == UNSET {
+        reload_level();
+        LEVEL.load(Ordering::Relaxed)
+    } else {
+        level
+    }
+}
+
+/// Whether a message at `level` would be printed.
+pub(crate) fn enabled(level: Level) -> bool {
+    level != Level::Off && (level as u8) <= current_level()
+}
+
+/// Prints `message` from function `func` at `level`, if enabled.
+pub(crate) fn log(level: Level, func: &str, message: &str) {
+    if enabled(level) {
+        eprintln!("nrt-sim: {} {func}: {message}", level.name());
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+/// Logs an error and remembers it as this thread's last error.
+pub(crate) fn error(func: &str, message: &str) {
+    log(Level::Error, func, message);
+    let line = format!("{func}: {message}");
+    let line = CString::new(line.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|slot| *slot.borrow_mut() = Some(line));
+}
+
+/// Runs `f` with this thread's last error (if any).
+pub(crate) fn with_last_error<R>(f: impl FnOnce(Option<&CString>) -> R) -> R {
+    LAST_ERROR.with(|slot| f(slot.borrow().as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_names_parse_case_insensitively() {
+        assert_eq!(Level::parse("debug"), Some(Level::Debug));
+        assert_eq!(Level::parse(" TRACE "), Some(Level::Trace));
+        assert_eq!(Level::parse("Warning"), Some(Level::Warn));
+        assert_eq!(Level::parse("loud"), None);
+    }
+
+    #[test]
+    fn error_is_remembered_per_thread() {
+        error("nrt_test_fn", "offset 10 past size 4");
+        let text = with_last_error(|e| e.map(|c| c.to_string_lossy().into_owned()));
+        assert_eq!(text.as_deref(), Some("nrt_test_fn: offset 10 past size 4"));
+        let other = std::thread::spawn(|| with_last_error(|e| e.is_some()))
+            .join()
+            .unwrap();
+        assert!(!other);
+    }
+}

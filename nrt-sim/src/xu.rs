@@ -1,0 +1,423 @@
+//! Async v3 execution units: one FIFO queue per (core, XU type, queue index), each served
+//! by its own worker thread, started on the first request.
+//!
+//! A queue holds at most `NRT_SIM_QUEUE_DEPTH` requests in flight (queued or running,
+//! `issued - completed`). Request `n` (1, 2, 3, ...) of a queue gets the sequence id
+//! `xu_id << 48 | n` with `xu_id = type | queue << 4 | core << 8`. The worker writes the
+//! request's status to `*ret` (atomic store, release) and then publishes the completion
+//! (`completed = n`, release); readers load `completed` with acquire, so a completed
+//! request's `*ret` is always visible.
+//!
+//! `nrt_close` stops taking requests, lets every worker finish the requests already queued
+//! (their `*ret` are written as usual), and joins the workers.
+
+use crate::faults;
+use crate::log::{self, Level};
+use crate::runtime::{Bound, Core, Fail, Res, Tensor, copy_between, fail};
+use crate::status;
+use nrt_sys::*;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+/// Host memory of a request (source of a write, destination of a read).
+pub(crate) struct HostPtr(pub(crate) *mut u8);
+
+// SAFETY: the scheduling caller promised the memory stays valid until the request
+// completes; only the queue's worker touches it, and only before completing.
+unsafe impl Send for HostPtr {}
+
+/// The caller's status slot.
+struct RetSlot(*mut NRT_STATUS);
+
+// SAFETY: as `HostPtr`: valid until completion (caller's promise), written once by the
+// worker with an atomic store.
+unsafe impl Send for RetSlot {}
+
+/// What a request does.
+pub(crate) enum Work {
+    Write {
+        tensor: Arc<Tensor>,
+        src: HostPtr,
+        offset: usize,
+        size: usize,
+    },
+    Read {
+        tensor: Arc<Tensor>,
+        dst: HostPtr,
+        offset: usize,
+        size: usize,
+    },
+    Copy {
+        src: Arc<Tensor>,
+        src_offset: usize,
+        dst: Arc<Tensor>,
+        dst_offset: usize,
+        size: usize,
+    },
+    Execute(Bound),
+}
+
+impl Work {
+    fn func(&self) -> &'static str {
+        match self {
+            Work::Write { .. } => "nrta_tensor_write",
+            Work::Read { .. } => "nrta_tensor_read",
+            Work::Copy { .. } => "nrta_tensor_copy",
+            Work::Execute(_) => "nrta_execute_schedule",
+        }
+    }
+}
+
+struct Job {
+    n: u64,
+    work: Work,
+    ret: RetSlot,
+}
+
+#[derive(Default)]
+struct State {
+    pending: VecDeque<Job>,
+    /// Number of the last request accepted.
+    issued: u64,
+    worker: Option<JoinHandle<()>>,
+    shutdown: bool,
+}
+
+/// One execution-unit queue.
+pub(crate) struct XuQueue {
+    pub(crate) core: Arc<Core>,
+    pub(crate) xu: nrta_xu_t,
+    pub(crate) queue: u32,
+    pub(crate) xu_id: u16,
+    depth: u64,
+    state: Mutex<State>,
+    wake: Condvar,
+    /// Number of the last completed request (0 before any).
+    completed: AtomicU64,
+    /// Unrecoverable: schedules are refused, queued requests fail.
+    dead: Arc<AtomicBool>,
+}
+
+fn xu_name(xu: nrta_xu_t) -> &'static str {
+    match xu {
+        NRTA_XU_TENSOR_OP => "TENSOR_OP",
+        NRTA_XU_COMPUTE => "COMPUTE",
+        NRTA_XU_COLLECTIVES => "COLLECTIVES",
+        _ => "?",
+    }
+}
+
+/// Every queue of every core: per core, TENSOR_OP 0-1, COMPUTE 0, COLLECTIVES 0-2.
+pub(crate) fn make_queues(cores: &[Arc<Core>], depth: u32) -> Vec<Arc<XuQueue>> {
+    let mut queues = Vec::new();
+    for core in cores {
+        for xu in [NRTA_XU_TENSOR_OP, NRTA_XU_COMPUTE, NRTA_XU_COLLECTIVES] {
+            for queue in 0..faults::queues_of(xu).unwrap_or(0) {
+                let dead = if xu == NRTA_XU_COMPUTE {
+                    core.compute_dead.clone()
+                } else {
+                    Arc::new(AtomicBool::new(false))
+                };
+                queues.push(Arc::new(XuQueue {
+                    core: core.clone(),
+                    xu,
+                    queue,
+                    xu_id: (xu as u16) | ((queue as u16) << 4) | ((core.index as u16) << 8),
+                    depth: depth.into(),
+                    state: Mutex::new(State::default()),
+                    wake: Condvar::new(),
+                    completed: AtomicU64::new(0),
+                    dead,
+                }));
+            }
+        }
+    }
+    queues
+}
+
+/// The queue `(vnc, xu, queue)`, if it exists.
+pub(crate) fn find_queue(
+    queues: &[Arc<XuQueue>],
+    vnc: u32,
+    xu: nrta_xu_t,
+    queue: u32,
+) -> Option<&Arc<XuQueue>> {
+    queues
+        .iter()
+        .find(|q| q.core.index == vnc && q.xu == xu && q.queue == queue)
+}
+
+/// Like [`find_queue`] for API arguments, with an error naming the bad one.
+pub(crate) fn lookup(
+    queues: &[Arc<XuQueue>],
+    cores: usize,
+    vnc: i64,
+    xu: nrta_xu_t,
+    queue: i64,
+) -> Res<&Arc<XuQueue>> {
+    let Some(count) = faults::queues_of(xu) else {
+        return fail(
+            NRT_INVALID,
+            format!("XU type {xu} is not TENSOR_OP (0), COMPUTE (1) or COLLECTIVES (2)"),
+        );
+    };
+    if vnc < 0 || vnc as usize >= cores {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "core {vnc} is not a visible core (0 to {})",
+                cores as i64 - 1
+            ),
+        );
+    }
+    if queue < 0 || queue >= count.into() {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "queue {queue} does not exist: {} has queues 0 to {} per core",
+                xu_name(xu),
+                count - 1
+            ),
+        );
+    }
+    Ok(find_queue(queues, vnc as u32, xu, queue as u32).expect("every valid queue exists"))
+}
+
+/// The queue that issued `seq`, decoded from its top 16 bits.
+pub(crate) fn queue_of_seq(
+    queues: &[Arc<XuQueue>],
+    cores: usize,
+    seq: nrta_seq_t,
+) -> Res<&Arc<XuQueue>> {
+    let xu_id = seq >> 48;
+    let (xu, queue, vnc) = (xu_id & 0xf, (xu_id >> 4) & 0xf, xu_id >> 8);
+    lookup(queues, cores, vnc as i64, xu as nrta_xu_t, queue as i64).map_err(|e| Fail {
+        message: format!("sequence id {seq:#x} names no queue: {}", e.message),
+        ..e
+    })
+}
+
+impl XuQueue {
+    fn label(&self) -> String {
+        format!(
+            "core {} {} queue {}",
+            self.core.index,
+            xu_name(self.xu),
+            self.queue
+        )
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // State updates are single assignments or VecDeque push/pop; a poisoned lock
+        // still guards consistent data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the queue unrecoverable.
+    pub(crate) fn make_dead(&self, why: &str) {
+        if !self.dead.swap(true, Ordering::AcqRel) {
+            log::log(
+                Level::Error,
+                "nrta",
+                &format!("{} is now unrecoverable: {why}", self.label()),
+            );
+        }
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
+    }
+
+    /// Last completed sequence id (`xu_id << 48` before any).
+    pub(crate) fn last_completed(&self) -> nrta_seq_t {
+        ((self.xu_id as u64) << 48) | self.completed.load(Ordering::Acquire)
+    }
+
+    /// Whether request `seq` (issued by this queue) has completed.
+    pub(crate) fn is_completed(&self, seq: nrta_seq_t) -> Res<bool> {
+        let n = seq & NRTA_SEQ_NUM_MASK;
+        let issued = self.state().issued;
+        if n == 0 || n > issued {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "sequence id {seq:#x} (number {n}) was never issued by {} (last issued: {issued})",
+                    self.label()
+                ),
+            );
+        }
+        Ok(n <= self.completed.load(Ordering::Acquire))
+    }
+
+    /// Queues `work`; returns its sequence id. Nothing changes on error.
+    ///
+    /// # Safety
+    ///
+    /// `ret` must be non-null, aligned, and valid for writes until the request completes;
+    /// host pointers inside `work` likewise.
+    pub(crate) unsafe fn schedule(
+        self: &Arc<Self>,
+        work: Work,
+        ret: *mut NRT_STATUS,
+    ) -> Res<nrta_seq_t> {
+        if self.is_dead() {
+            return fail(
+                NRT_EXEC_UNIT_UNRECOVERABLE,
+                format!(
+                    "{} is unrecoverable; re-initialize the runtime",
+                    self.label()
+                ),
+            );
+        }
+        let mut st = self.state();
+        if st.shutdown {
+            return fail(NRT_CLOSED, "the runtime is closing");
+        }
+        let in_flight = st.issued - self.completed.load(Ordering::Acquire);
+        if in_flight >= self.depth {
+            return Err(Fail {
+                status: NRT_QUEUE_FULL,
+                message: format!(
+                    "{} has {in_flight} request(s) in flight, its depth (NRT_SIM_QUEUE_DEPTH)",
+                    self.label()
+                ),
+                level: Level::Debug,
+            });
+        }
+        if st.worker.is_none() {
+            let me = self.clone();
+            let name = format!(
+                "nrt-sim-{}-{}-{}",
+                self.core.index,
+                xu_name(self.xu).to_ascii_lowercase(),
+                self.queue
+            );
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || me.work_loop())
+                .map_err(|e| Fail {
+                    status: NRT_RESOURCE,
+                    message: format!("cannot start the worker of {}: {e}", self.label()),
+                    level: Level::Error,
+                })?;
+            st.worker = Some(handle);
+        }
+        st.issued += 1;
+        let n = st.issued;
+        st.pending.push_back(Job {
+            n,
+            work,
+            ret: RetSlot(ret),
+        });
+        drop(st);
+        self.wake.notify_one();
+        Ok(((self.xu_id as u64) << 48) | n)
+    }
+
+    fn work_loop(&self) {
+        loop {
+            let job = {
+                let mut st = self.state();
+                loop {
+                    if let Some(job) = st.pending.pop_front() {
+                        break job;
+                    }
+                    if st.shutdown {
+                        return;
+                    }
+                    st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let Job { n, work, ret } = job;
+            let func = work.func();
+            // A panic in the simulator must not leave the request incomplete forever.
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(work)))
+                    .unwrap_or_else(|_| {
+                        fail(NRT_FAILURE, "internal error (panic) in the simulator")
+                    });
+            let status = match result {
+                Ok(()) => NRT_SUCCESS,
+                Err(f) => {
+                    log::log(
+                        Level::Error,
+                        func,
+                        &format!("request {n} on {}: {}", self.label(), f.message),
+                    );
+                    f.status
+                }
+            };
+            // SAFETY: `ret` is non-null, aligned and valid until this request completes
+            // (checked and promised at schedule time); the store happens before the
+            // completion is published below.
+            unsafe { AtomicU32::from_ptr(ret.0) }.store(status, Ordering::Release);
+            self.completed.store(n, Ordering::Release);
+        }
+    }
+
+    fn process(&self, work: Work) -> Res<()> {
+        if self.is_dead() {
+            return fail(
+                NRT_EXEC_UNIT_UNRECOVERABLE,
+                format!("{} is unrecoverable", self.label()),
+            );
+        }
+        if let Some(status) = faults::on_xu_request(self.core.index, self.xu, self.queue) {
+            self.make_dead("fault injected");
+            return fail(status, "injected execution-unit fault");
+        }
+        let is_tensor_op = !matches!(work, Work::Execute(_));
+        let result = match work {
+            // SAFETY: the caller of nrta_tensor_write promised `src` holds `size` readable
+            // bytes until completion; the range was checked at schedule time.
+            Work::Write {
+                tensor,
+                src,
+                offset,
+                size,
+            } => unsafe { tensor.write_from(src.0, offset, size) },
+            // SAFETY: as above, `dst` holds `size` writable bytes until completion.
+            Work::Read {
+                tensor,
+                dst,
+                offset,
+                size,
+            } => unsafe { tensor.read_into(dst.0, offset, size) },
+            Work::Copy {
+                src,
+                src_offset,
+                dst,
+                dst_offset,
+                size,
+            } => copy_between(&src, src_offset, &dst, dst_offset, size),
+            Work::Execute(bound) => bound.run(),
+        };
+        if is_tensor_op {
+            self.core.tensor_ops.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Err(f) = &result
+            && status::is_fatal(f.status)
+        {
+            self.make_dead(&format!("a request failed with status {}", f.status));
+        }
+        result
+    }
+}
+
+/// Stops every queue: no new requests; workers finish what is queued, then exit.
+pub(crate) fn shutdown(queues: &[Arc<XuQueue>]) {
+    let mut workers = Vec::new();
+    for q in queues {
+        let mut st = q.state();
+        st.shutdown = true;
+        workers.extend(st.worker.take());
+        drop(st);
+        q.wake.notify_all();
+    }
+    for w in workers {
+        // A worker never panics past its catch_unwind; nothing to do if it did.
+        let _ = w.join();
+    }
+}
