@@ -231,13 +231,21 @@ impl Runtime {
     /// # Errors
     ///
     /// [`Error::Unsupported`] without [`Capabilities::TENSOR_ATTACH`];
-    /// [`Error::InvalidArgument`] for a name with a NUL byte; [`Error::Nrt`] if libnrt fails.
+    /// [`Error::InvalidArgument`] for an empty buffer or a name with a NUL byte;
+    /// [`Error::Nrt`] if libnrt fails.
     pub fn tensor_from_buffer(&self, buffer: Vec<u8>, name: &str) -> Result<Tensor> {
         self.require(Capabilities::TENSOR_ATTACH, "tensors over host buffers")?;
         let allocate_empty = nrt_fn!(self.inner, nrt_tensor_allocate_empty);
         let attach = nrt_fn!(self.inner, nrt_tensor_attach_buffer);
         let c_name = c_string("name", name)?;
         let size = buffer.len();
+        if size == 0 {
+            // libnrt has no storage to attach for zero bytes and refuses it.
+            return Err(Error::invalid(
+                "buffer",
+                format!("tensor `{name}` needs at least 1 byte, got an empty buffer"),
+            ));
+        }
         let buffer = AttachedBuffer::new(buffer);
         let mut raw = ptr::null_mut();
         // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid

@@ -1,0 +1,122 @@
+//! Shared by the integration tests: the simulator loaded through the real loader (dlopen
+//! of `libnrt_sim.so`), a lock that serialises tests (one runtime per library), model
+//! files, and leak checks through the simulator's counters.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::sync::{Mutex, MutexGuard};
+
+use neuron_rt::nrt_sys::Library;
+use neuron_rt::{Runtime, TensorSet};
+use nrt_sim::{DType, ModelBuilder, Op, SimControl};
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// The dlopen'ed simulator: the same loader path users get for a real libnrt.
+pub fn sim() -> &'static Library {
+    let path = nrt_sim::cdylib_path().expect("libnrt_sim.so not found next to the test binary");
+    Library::open(&path).unwrap_or_else(|e| panic!("could not open {}: {e}", path.display()))
+}
+
+/// Control and counters of the dlopen'ed simulator.
+pub fn control() -> SimControl {
+    SimControl::new(sim()).expect("the dlopen'ed library is not nrt-sim")
+}
+
+/// Held for the whole test: tests of one binary share one simulator.
+pub struct Guard {
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        control().clear_faults();
+    }
+}
+
+/// Serialises the test and clears faults left armed by an earlier (failed) test.
+pub fn lock() -> Guard {
+    // A test that failed while holding the lock poisons it; the simulator is still usable.
+    let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    control().clear_faults();
+    Guard { _lock: lock }
+}
+
+/// A runtime on the dlopen'ed simulator.
+pub fn runtime() -> Runtime {
+    Runtime::builder()
+        .library(sim())
+        .build()
+        .expect("runtime on nrt-sim")
+}
+
+/// Asserts that the simulator holds no model, tensor, set or byte.
+pub fn assert_no_leaks() {
+    let c = control().counters();
+    assert_eq!(c.live_objects(), 0, "live objects left: {c:?}");
+    assert_eq!(c.host_bytes, 0, "host bytes left: {c:?}");
+    for (core, cc) in c.cores.iter().enumerate() {
+        assert_eq!(
+            cc.device_bytes, 0,
+            "device bytes left on core {core}: {c:?}"
+        );
+    }
+}
+
+/// `out = a + b` on two f32 [2, 3] inputs.
+pub fn add_model() -> Vec<u8> {
+    ModelBuilder::new("add")
+        .input("a", DType::F32, &[2, 3])
+        .input("b", DType::F32, &[2, 3])
+        .output("out", DType::F32, &[2, 3])
+        .op(Op::Add {
+            a: "a".into(),
+            b: "b".into(),
+            out: "out".into(),
+        })
+        .build()
+        .expect("add model")
+}
+
+/// `y = x @ w` ([2, 3] x [3, 2]) and `r = relu(y)`, f32.
+pub fn matmul_relu_model() -> Vec<u8> {
+    ModelBuilder::new("mm")
+        .input("x", DType::F32, &[2, 3])
+        .input("w", DType::F32, &[3, 2])
+        .output("y", DType::F32, &[2, 2])
+        .output("r", DType::F32, &[2, 2])
+        .op(Op::MatMul {
+            a: "x".into(),
+            b: "w".into(),
+            out: "y".into(),
+        })
+        .op(Op::Relu {
+            input: "y".into(),
+            out: "r".into(),
+        })
+        .build()
+        .expect("matmul model")
+}
+
+/// `y = x * scale + bias` on i32 [4].
+pub fn scale_bias_i32_model(scale: f64, bias: f64) -> Vec<u8> {
+    ModelBuilder::new("scale_bias_i32")
+        .input("x", DType::I32, &[4])
+        .output("y", DType::I32, &[4])
+        .op(Op::ScaleBias {
+            input: "x".into(),
+            scale,
+            bias,
+            out: "y".into(),
+        })
+        .build()
+        .expect("scale-bias model")
+}
+
+/// The f32 contents of `name` in `set`.
+pub fn f32s(set: &TensorSet, name: &str) -> Vec<f32> {
+    set.get(name)
+        .unwrap_or_else(|| panic!("no `{name}` in the set"))
+        .to_vec()
+        .unwrap()
+}
