@@ -12,15 +12,18 @@ use std::time::{Duration, Instant};
 /// The longest single sleep between two polls.
 pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(1);
 /// The shortest sleep, once sleeping has started.
-const MIN_SLEEP: Duration = Duration::from_micros(5);
-/// Polls in the spinning phase (each followed by a growing number of spin hints).
-const SPIN_POLLS: u32 = 7;
-/// Polls in the yielding phase.
-const YIELD_POLLS: u32 = 10;
-/// Sleep = time waited so far / this divisor (before clamping).
+const MIN_SLEEP: Duration = Duration::from_micros(10);
+/// How long a wait spins (polls separated by spin hints) before it starts yielding.
+const SPIN_FOR: Duration = Duration::from_micros(10);
+/// How long into a wait it yields between polls before it starts sleeping. Completions
+/// that are a thread wake-up away (tens of microseconds) are noticed without a sleep,
+/// whose real length is at least the kernel's timer slack (~50 us).
+const YIELD_UNTIL: Duration = Duration::from_micros(100);
+/// Sleep = time waited so far / this divisor (before clamping), so a completion is
+/// noticed at most about 1/8 of the wait late.
 const SLEEP_DIVISOR: u32 = 8;
 
-/// The state of one wait: which phase it is in and when it started.
+/// The state of one wait: when it started and how many polls it made.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     polls: u32,
@@ -42,35 +45,41 @@ impl Backoff {
 
     /// Pauses before the next poll; never longer than `limit` (a deadline's remainder).
     pub(crate) fn pause(&mut self, limit: Option<Duration>) {
-        let polls = self.polls;
+        let step = Self::step(self.elapsed(), self.polls);
         self.polls = self.polls.saturating_add(1);
-        if polls < SPIN_POLLS {
-            for _ in 0..(1u32 << polls) {
-                std::hint::spin_loop();
-            }
-        } else if polls < SPIN_POLLS + YIELD_POLLS {
-            std::thread::yield_now();
-        } else {
-            let mut sleep = self.next_sleep();
-            if let Some(limit) = limit {
-                sleep = sleep.min(limit);
-            }
-            if !sleep.is_zero() {
-                std::thread::sleep(sleep);
+        match step {
+            Step::Spin(hints) => (0..hints).for_each(|_| std::hint::spin_loop()),
+            Step::Yield => std::thread::yield_now(),
+            Step::Sleep(sleep) => {
+                let sleep = limit.map_or(sleep, |l| sleep.min(l));
+                if !sleep.is_zero() {
+                    std::thread::sleep(sleep);
+                }
             }
         }
     }
 
-    /// The sleep for the current point of the wait.
-    fn next_sleep(&self) -> Duration {
-        (self.elapsed() / SLEEP_DIVISOR).clamp(MIN_SLEEP, MAX_SLEEP)
+    /// What to do after `elapsed` of waiting and `polls` polls.
+    fn step(elapsed: Duration, polls: u32) -> Step {
+        if elapsed < SPIN_FOR {
+            Step::Spin(1 << polls.min(6))
+        } else if elapsed < YIELD_UNTIL {
+            Step::Yield
+        } else {
+            Step::Sleep((elapsed / SLEEP_DIVISOR).clamp(MIN_SLEEP, MAX_SLEEP))
+        }
     }
+}
 
-    /// Whether the wait has reached the sleeping phase.
-    #[cfg(test)]
-    fn is_sleeping(&self) -> bool {
-        self.polls >= SPIN_POLLS + YIELD_POLLS
-    }
+/// One pause of a [`Backoff`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Spin for this many spin-loop hints.
+    Spin(u32),
+    /// Give the core to another thread.
+    Yield,
+    /// Sleep this long.
+    Sleep(Duration),
 }
 
 /// Polls `done` until it returns `Some` (or an error), pausing with [`Backoff`] between
@@ -104,27 +113,42 @@ mod tests {
     use std::cell::Cell;
 
     #[test]
-    fn sleeps_only_after_spinning_and_yielding() {
-        let mut b = Backoff::new();
-        for _ in 0..(SPIN_POLLS + YIELD_POLLS) {
-            assert!(!b.is_sleeping());
-            b.pause(None);
-        }
-        assert!(b.is_sleeping());
+    fn spins_then_yields_then_sleeps_longer_and_longer() {
+        let us = Duration::from_micros;
+        assert_eq!(Backoff::step(us(0), 0), Step::Spin(1));
+        assert_eq!(Backoff::step(us(5), 3), Step::Spin(8));
+        assert_eq!(Backoff::step(us(9), 40), Step::Spin(64));
+        assert_eq!(Backoff::step(us(10), 41), Step::Yield);
+        assert_eq!(Backoff::step(us(99), 500), Step::Yield);
+        assert_eq!(
+            Backoff::step(us(100), 501),
+            Step::Sleep(Duration::from_nanos(12_500))
+        );
+        assert_eq!(Backoff::step(us(1600), 600), Step::Sleep(us(200)));
+        assert_eq!(
+            Backoff::step(Duration::from_secs(60), 9000),
+            Step::Sleep(MAX_SLEEP)
+        );
     }
 
     #[test]
-    fn sleep_grows_with_the_wait_and_is_capped() {
+    fn a_pause_late_in_a_wait_sleeps_and_respects_the_limit() {
         let mut b = Backoff::new();
-        assert_eq!(b.next_sleep(), MIN_SLEEP);
-        b.started = Instant::now() - Duration::from_micros(800);
-        let mid = b.next_sleep();
+        b.started = Instant::now() - Duration::from_millis(8);
+        let t = Instant::now();
+        b.pause(None);
         assert!(
-            mid >= Duration::from_micros(100) && mid < MAX_SLEEP,
-            "{mid:?}"
+            t.elapsed() >= Duration::from_micros(900),
+            "{:?}",
+            t.elapsed()
         );
-        b.started = Instant::now() - Duration::from_secs(60);
-        assert_eq!(b.next_sleep(), MAX_SLEEP);
+        let t = Instant::now();
+        b.pause(Some(Duration::ZERO));
+        assert!(
+            t.elapsed() < Duration::from_micros(900),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]
@@ -152,14 +176,15 @@ mod tests {
     }
 
     #[test]
-    fn a_long_wait_does_not_spin_a_core() {
-        // 50 ms of waiting must not take anywhere near a full core: at most a few
-        // hundred polls (the sleep phase sleeps >= 5 us, growing).
+    fn a_long_wait_polls_rarely() {
+        // 100 ms of waiting: after the first 100 us, polls are at least 10 us apart and
+        // soon 1/8 of the time waited, so a few hundred polls plus the early ones.
         let polls = Cell::new(0u32);
-        let _: Result<Option<()>, ()> = poll_until(Some(Duration::from_millis(50)), || {
+        let _: Result<Option<()>, ()> = poll_until(Some(Duration::from_millis(100)), || {
             polls.set(polls.get() + 1);
             Ok(None)
         });
-        assert!(polls.get() < 2_000, "{} polls in 50 ms", polls.get());
+        let late = polls.get();
+        assert!(late < 5_000, "{late} polls in 100 ms");
     }
 }
