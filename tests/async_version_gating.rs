@@ -1,0 +1,45 @@
+//! With `NRT_SIM_VERSION=2.30.0` the simulator is an async-v2 runtime: its `nrta_*`
+//! functions have other signatures, so no execution unit may be created (and nothing
+//! may be called through the v3 table). In its own test binary: the variable is read at
+//! the simulator's `nrt_init`.
+
+mod support;
+
+use neuron_rt::{Capabilities, Error, XuKind};
+
+#[test]
+fn async_units_need_runtime_2_31() {
+    let _g = support::lock();
+    // SAFETY: set while no other thread of this test binary touches the environment
+    // (this binary has this one test, which holds the lock).
+    unsafe { std::env::set_var("NRT_SIM_VERSION", "2.30.0") };
+    let rt = support::runtime();
+    assert!(!rt.capabilities().contains(Capabilities::ASYNC_V3));
+    let attempts = [
+        rt.compute_unit(0),
+        rt.tensor_op_unit(0, 0),
+        rt.collectives_unit(0, 0),
+        rt.exec_unit(1, XuKind::TensorOp, 1),
+        // Even invalid arguments report the version first: nothing is looked at.
+        rt.exec_unit(99, XuKind::Compute, 7),
+    ];
+    for result in attempts {
+        let err = result.unwrap_err();
+        match &err {
+            Error::Unsupported { needed, .. } => {
+                let needed = needed.as_deref().unwrap_or_default();
+                assert!(needed.starts_with("runtime >= 2.31"), "{err}");
+            }
+            other => panic!("expected Unsupported, got {other}"),
+        }
+        assert!(err.to_string().contains("runtime >= 2.31"), "{err}");
+    }
+    // The sync API is unaffected.
+    let model = rt.load_model(&support::add_model()).unwrap();
+    let inputs = model.allocate_inputs().unwrap();
+    let mut outputs = model.allocate_outputs().unwrap();
+    inputs.get("a").unwrap().write(&[1.0f32; 6]).unwrap();
+    inputs.get("b").unwrap().write(&[2.0f32; 6]).unwrap();
+    model.execute(&inputs, &mut outputs).unwrap();
+    assert_eq!(support::f32s(&outputs, "out"), [3.0; 6]);
+}
