@@ -15,18 +15,34 @@
 //!
 //! # Example
 //!
-//! ```no_run
-//! use neuron_rt::Runtime;
+//! On a Neuron instance, `Runtime::new()` finds libnrt and `load_model_file` loads a
+//! compiled NEFF. This example runs anywhere: it uses the simulator (`nrt-sim`, a
+//! dev-dependency here) and a model built for it.
 //!
-//! let runtime = Runtime::new()?; // finds libnrt.so.1
-//! let model = runtime.load_model_file("add.neff")?;
-//! let inputs = model.allocate_inputs()?;
+//! ```
+//! use neuron_rt::Runtime;
+//! use nrt_sim::{DType, ModelBuilder, Op};
+//!
+//! // out = a + b, on f32 [2, 3]
+//! let neff = ModelBuilder::new("add")
+//!     .input("a", DType::F32, &[2, 3])
+//!     .input("b", DType::F32, &[2, 3])
+//!     .output("out", DType::F32, &[2, 3])
+//!     .op(Op::Add { a: "a".into(), b: "b".into(), out: "out".into() })
+//!     .build()
+//!     .unwrap();
+//!
+//! // On hardware: `Runtime::new()?` and `runtime.load_model_file("add.neff")?`.
+//! let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+//! let model = runtime.load_model(&neff)?;
+//! let inputs = model.allocate_inputs()?; // one device tensor per model input
 //! let mut outputs = model.allocate_outputs()?;
 //! inputs.get("a").unwrap().write(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
 //! inputs.get("b").unwrap().write(&[10.0f32; 6])?;
-//! model.execute(&inputs, &mut outputs)?;
+//! model.execute(&inputs, &mut outputs)?; // checks every binding, then nrt_execute
 //! let out: Vec<f32> = outputs.get("out").unwrap().to_vec()?;
-//! println!("{out:?} on libnrt {}", runtime.version()?);
+//! assert_eq!(out, [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]);
+//! println!("libnrt {}", runtime.version()?);
 //! # Ok::<(), neuron_rt::Error>(())
 //! ```
 //!
@@ -67,3 +83,8 @@ pub use xu::{
 
 /// The raw bindings and loader this crate is built on.
 pub use nrt_sys;
+
+/// The simulated libnrt (`nrt-sim`): its model builder and control API, for use with
+/// [`RuntimeBuilder::simulator`]. Only with feature `sim`.
+#[cfg(feature = "sim")]
+pub use nrt_sim as sim;

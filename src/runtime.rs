@@ -130,6 +130,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Uses the simulated libnrt (`nrt-sim`) in this process: for development and tests
+    /// without Neuron hardware. Only with feature `sim`; never chosen otherwise.
+    #[cfg(feature = "sim")]
+    pub fn simulator(self) -> RuntimeBuilder {
+        self.library(nrt_sim::library())
+    }
+
     /// The framework type and its version string passed to `nrt_init` (default: no
     /// framework, empty version).
     pub fn framework(mut self, framework: Framework, version: &str) -> RuntimeBuilder {
@@ -346,8 +353,11 @@ pub struct MemoryStats {
 /// `Runtime` is `Send + Sync`: libnrt's runtime is process-wide and its functions are
 /// not tied to the thread that called `nrt_init`.
 ///
-/// ```no_run
-/// let runtime = neuron_rt::Runtime::new()?;
+/// ```
+/// use neuron_rt::Runtime;
+///
+/// // On hardware: `Runtime::new()?`. Here: the simulator.
+/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
 /// println!("libnrt {}", runtime.version()?);
 /// println!("{} NeuronCores visible", runtime.visible_core_count()?);
 /// # Ok::<(), neuron_rt::Error>(())

@@ -51,10 +51,11 @@ impl Placement {
 /// reads it, race on the *contents* (the result is some mix of the bytes, as with any
 /// DMA), never on Rust memory: it is a logic error, not undefined behaviour.
 ///
-/// ```no_run
+/// ```
 /// use neuron_rt::{Placement, Runtime};
 ///
-/// let runtime = Runtime::new()?;
+/// // On hardware: `Runtime::new()?`. Here: the simulator.
+/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
 /// let t = runtime.allocate_tensor(Placement::Device, Some(0), 16, "x")?;
 /// t.write(&[1.0f32, 2.0, 3.0, 4.0])?;
 /// assert_eq!(t.to_vec::<f32>()?, [1.0, 2.0, 3.0, 4.0]);

@@ -20,10 +20,11 @@ use crate::{Error, Result, Runtime, Tensor};
 /// `TensorSet` is `Send + Sync`: libnrt only reads a set during an execution, and the set
 /// is changed only through `&mut self`.
 ///
-/// ```no_run
+/// ```
 /// use neuron_rt::{Placement, Runtime};
 ///
-/// let runtime = Runtime::new()?;
+/// // On hardware: `Runtime::new()?`. Here: the simulator.
+/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
 /// let mut inputs = runtime.tensor_set()?;
 /// let a = runtime.allocate_tensor(Placement::Device, Some(0), 24, "a")?;
 /// inputs.insert("a", &a)?;
