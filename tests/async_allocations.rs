@@ -1,0 +1,133 @@
+//! No heap allocation per request on the steady-state async path: after a warm-up,
+//! scheduling and waiting for executions, writes, reads and copies (and running them
+//! through a `Pipeline`) allocates nothing in this crate. Counted by a global allocator
+//! on the test's own thread; the simulator is dlopen'ed, so its own allocations (made
+//! by its separate copy of the Rust allocator) are not counted.
+
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use neuron_rt::{ExecSets, Pipeline, Placement};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    ALLOCATIONS.with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
+// only a const-initialised thread-local without a destructor, which never allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Allocations made on this thread by `f`.
+fn allocations_in(f: impl FnOnce()) -> u64 {
+    let before = allocations();
+    f();
+    allocations() - before
+}
+
+#[test]
+fn the_counter_counts() {
+    let n = allocations_in(|| drop(std::hint::black_box(Vec::<u8>::with_capacity(64))));
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn steady_state_requests_allocate_nothing() {
+    let _g = support::lock();
+    let rt = support::runtime();
+    let model = rt.load_model_on(&support::add_model(), 0).unwrap();
+    let compute = rt.compute_unit(0).unwrap();
+    let tensor_op = rt.tensor_op_unit(0, 0).unwrap();
+    let t = rt
+        .allocate_tensor(Placement::Device, Some(0), 4096, "t")
+        .unwrap();
+    let u = rt
+        .allocate_tensor(Placement::Device, Some(0), 4096, "u")
+        .unwrap();
+    let mut sets: Option<ExecSets> = Some((
+        model.allocate_inputs().unwrap(),
+        model.allocate_outputs().unwrap(),
+    ));
+    let mut buffer: Option<Vec<f32>> = Some(vec![1.5f32; 1024]);
+
+    let mut round = |rounds: usize| {
+        for _ in 0..rounds {
+            let (i, o) = sets.take().unwrap();
+            sets = Some(compute.execute(&model, i, o).unwrap().wait().unwrap());
+            let b = buffer.take().unwrap();
+            let b = tensor_op.write(&t, 0, b).unwrap().wait().unwrap();
+            let b = tensor_op.read(&t, 0, b).unwrap().wait().unwrap();
+            buffer = Some(b);
+            tensor_op.copy(&t, 0, &u, 0, 4096).unwrap().wait().unwrap();
+            // Several in flight at once, dropped (not waited) in order.
+            let (i, o) = sets.take().unwrap();
+            let r1 = compute.execute(&model, i, o).unwrap();
+            let r2 = tensor_op.copy(&u, 0, &t, 0, 2048).unwrap();
+            drop(r2);
+            sets = Some(r1.wait().unwrap());
+        }
+    };
+    round(20); // warm-up: slot pools, registry, simulator workers
+    let n = allocations_in(|| round(200));
+    assert_eq!(n, 0, "{n} allocations in 200 rounds of 6 requests");
+
+    // Through a pipeline of depth 3, recycling 4 pairs of sets.
+    let pool: Vec<ExecSets> = (0..4)
+        .map(|_| {
+            (
+                model.allocate_inputs().unwrap(),
+                model.allocate_outputs().unwrap(),
+            )
+        })
+        .collect();
+    let pool = std::cell::RefCell::new(pool);
+    let run = |jobs: usize| {
+        let pipeline = Pipeline::new(0..jobs, |_| {
+            let (i, o) = pool.borrow_mut().pop().expect("a free pair");
+            Ok(compute.execute(&model, i, o)?)
+        });
+        for result in pipeline {
+            pool.borrow_mut().push(result.unwrap());
+        }
+    };
+    run(10);
+    // One pipeline = one queue allocation; nothing per job.
+    let n_small = allocations_in(|| run(10));
+    let n_large = allocations_in(|| run(300));
+    assert_eq!(n_small, n_large, "allocations grow with the number of jobs");
+    assert!(n_large <= 1, "{n_large} allocations for one pipeline");
+}
