@@ -1,0 +1,51 @@
+/*
+ * nrt-sim control interface: functions exported by libnrt_sim.so besides the libnrt
+ * API, for tests and tools. Not part of libnrt; check for them with dlsym before use
+ * when the library may be a real libnrt.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include "nrt/nrt_status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Process-wide counters. */
+typedef struct nrt_sim_counters {
+    uint32_t core_count;         /* visible cores of the open (or last closed) runtime */
+    uint32_t open;               /* 1 between nrt_init and nrt_close */
+    uint64_t tensor_sets;        /* live tensor sets */
+    uint64_t host_tensors;       /* live tensors not on a device */
+    uint64_t host_bytes;         /* host bytes owned by those tensors */
+    uint64_t live_at_last_close; /* objects the last nrt_close had to free */
+} nrt_sim_counters_t;
+
+/* Counters of one core. After nrt_close the live counts are 0 and the rest are kept. */
+typedef struct nrt_sim_core_counters {
+    uint64_t models;             /* live models */
+    uint64_t tensors;            /* live tensors, slices included */
+    uint64_t device_bytes;       /* device bytes in use (tensors and models) */
+    uint64_t device_bytes_limit; /* device memory of the core */
+    uint64_t executions;         /* executions run, failed ones included */
+    uint64_t failed_executions;  /* executions that did not succeed */
+    uint64_t busy_ns;            /* time spent executing */
+    uint64_t tensor_ops;         /* async tensor requests processed */
+} nrt_sim_core_counters_t;
+
+/* size: sizeof(nrt_sim_counters_t) (or more). */
+NRT_STATUS nrt_sim_get_counters(nrt_sim_counters_t *counters, size_t size);
+/* size: sizeof(nrt_sim_core_counters_t) (or more). NRT_INVALID for an unknown core. */
+NRT_STATUS nrt_sim_get_core_counters(uint32_t vnc, nrt_sim_core_counters_t *counters, size_t size);
+/* Arms faults (the NRT_SIM_FAULTS language, see the nrt-sim README). NRT_INVALID if bad. */
+NRT_STATUS nrt_sim_inject_faults(const char *spec);
+/* Disarms every fault. */
+void nrt_sim_clear_faults(void);
+/* The calling thread's last error line, or NULL; valid until its next failing call. */
+const char *nrt_sim_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
