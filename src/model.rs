@@ -89,10 +89,10 @@ pub(crate) struct ModelInner {
     outputs: Vec<TensorInfo>,
 }
 
-// SAFETY: libnrt documents nrt_execute as callable from several threads at once on the
-// same model, and its other model functions (tensor info, model info, unload) take the
-// handle from any thread; the Rust-side fields are immutable after loading. Unload runs
-// once, from the last owner.
+// libnrt documents nrt_execute as callable from several threads at once on the same
+// model; its other model functions (tensor info, model info, unload) take the handle
+// from any thread. The Rust-side fields are immutable after loading.
+// SAFETY: see above; unload runs once, from the last owner, on whatever thread that is.
 unsafe impl Send for ModelInner {}
 // SAFETY: as for `Send` above.
 unsafe impl Sync for ModelInner {}

@@ -81,10 +81,10 @@ pub(crate) struct TensorInner {
     buffer: Option<AttachedBuffer>,
 }
 
-// SAFETY: the tensor handle is a pointer libnrt accepts from any thread (its functions
-// are not thread-bound), and the Rust-side fields are immutable after creation. Data is
-// only moved by libnrt copies, never through Rust references to the storage, so sharing
-// (`Sync`) cannot make Rust code observe a data race; see the `Tensor` docs.
+// The Rust-side fields are immutable after creation, and data is only moved by libnrt
+// copies, never through Rust references to the storage, so sharing (`Sync`) cannot make
+// Rust code observe a data race; see the `Tensor` docs.
+// SAFETY: libnrt accepts the tensor handle from any thread (its functions are not thread-bound).
 unsafe impl Send for TensorInner {}
 // SAFETY: as for `Send` above; `&TensorInner` only reads the immutable fields and passes
 // the handle to libnrt.

@@ -42,10 +42,10 @@ pub(crate) struct TensorSetInner {
     tensors: BTreeMap<String, Tensor>,
 }
 
-// SAFETY: the set handle is accepted by libnrt from any thread; libnrt reads a set during
-// nrt_execute (documented as callable concurrently) and this crate changes it only
-// through `&mut TensorSet` while no other owner exists (`Arc::get_mut`), so shared
-// access never mutates it.
+// libnrt reads a set during nrt_execute (documented as callable concurrently), and this
+// crate changes a set only through `&mut TensorSet` while no other owner exists
+// (`Arc::get_mut`), so shared access never mutates it.
+// SAFETY: libnrt accepts the set handle from any thread; see above for shared use.
 unsafe impl Send for TensorSetInner {}
 // SAFETY: see `Send` above: `&TensorSetInner` only reads.
 unsafe impl Sync for TensorSetInner {}

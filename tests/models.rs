@@ -360,12 +360,14 @@ fn execution_failures_carry_status_function_and_model() {
         Error::Nrt {
             function,
             status,
+            message,
             context,
-            ..
         } => {
             assert_eq!(*function, "nrt_execute");
             assert_eq!(*status, NrtStatus::ExecCompletedWithNumErr);
             assert_eq!(context.as_deref(), Some("model `add`"));
+            // The library's own text for the status (nrt_get_status_as_str).
+            assert!(message.as_deref().is_some_and(|m| !m.is_empty()), "{err}");
         }
         other => panic!("unexpected {other}"),
     }
