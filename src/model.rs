@@ -114,7 +114,7 @@ impl Runtime {
     /// # Errors
     ///
     /// [`Error::Unsupported`] without [`Capabilities::MODEL_TENSOR_INFO`];
-    /// [`Error::Nrt`] if libnrt rejects the model (e.g.
+    /// [`Error::InvalidArgument`] for empty bytes; [`Error::Nrt`] if libnrt rejects the model (e.g.
     /// [`NrtStatus::Invalid`](crate::NrtStatus::Invalid) for a bad file,
     /// [`NrtStatus::LoadNotEnoughNc`](crate::NrtStatus::LoadNotEnoughNc) when no core is free).
     pub fn load_model(&self, neff: &[u8]) -> Result<Model> {
@@ -156,6 +156,12 @@ impl Runtime {
             "model loading",
         )?;
         let load = nrt_fn!(self.inner, nrt_load);
+        if neff.is_empty() {
+            return Err(Error::invalid(
+                "neff",
+                format!("model `{label}` has 0 bytes: not a model file"),
+            ));
+        }
         let vnc = core_arg(core)?;
         let mut raw = ptr::null_mut();
         // SAFETY: `neff` is valid for reads of its length for the call; `raw` is a valid

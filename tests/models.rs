@@ -182,6 +182,23 @@ fn load_errors_are_typed() {
         matches!(&err, Error::Io { path, .. } if path.to_str() == Some("/nonexistent/model.neff")),
         "{err}"
     );
+    let err = rt.load_model(&[]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "neff",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let err = rt.load_model_file(empty.path()).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument { reason, .. } if reason.contains("0 bytes")),
+        "{err}"
+    );
     let err = rt.load_model(b"definitely not a NEFF").unwrap_err();
     assert_eq!(err.status(), Some(NrtStatus::Invalid), "{err}");
     assert!(
