@@ -36,10 +36,28 @@
 //!   outputs exactly; executions on one core run one at a time and each takes the model's
 //!   device time (a sleep), counted as busy time. A device time over
 //!   `NEURON_RT_EXEC_TIMEOUT` fails with `NRT_TIMEOUT` after the timeout, outputs untouched.
-//! * Async v3: see the `xu` notes in [`ffi`] and the README (one worker thread per queue,
-//!   FIFO, depth `NRT_SIM_QUEUE_DEPTH`, sequence ids `xu_id << 48 | n` with
-//!   `xu_id = type | queue << 4 | core << 8`). A request ending with a fatal status
-//!   (timeout, hardware errors) makes its queue unrecoverable.
+//! * Async v3 (runtime 2.31+ mode): one FIFO queue per (core, XU type, queue index) —
+//!   TENSOR_OP 0-1, COMPUTE 0, COLLECTIVES 0-2 per core; other indices -> `NRT_INVALID` —
+//!   each served by its own worker thread, started on the first request; queues run
+//!   concurrently. A queue holds at most `NRT_SIM_QUEUE_DEPTH` requests in flight (queued
+//!   or running); a schedule on a full queue returns `NRT_QUEUE_FULL` and changes nothing.
+//!   Request `n` (1, 2, 3, ...) of a queue gets the id `xu_id << 48 | n`, with
+//!   `xu_id = type | queue << 4 | core << 8`. The worker stores the final status in
+//!   `*ret` (release) before it publishes the completion (release; readers acquire).
+//!   `nrta_get_sequence` gives the last completed id (`xu_id << 48` before any);
+//!   `nrta_is_completed` answers for ids the queue issued and gives `NRT_INVALID` for any
+//!   other. Schedules do the checks of their sync twins at once (a failing schedule queues
+//!   nothing and writes neither `*ret` nor `*req_sequence`). Reads, writes and copies go
+//!   to TENSOR_OP queue `queue` of the device tensor's core (the destination's for a copy;
+//!   core 0 when no tensor is on a device); executions to the COMPUTE queue of the
+//!   model's core (`queue` must be 0). Collectives are not simulated (`NRT_FAILURE`).
+//!   A request ending with a fatal status (`NRT_TIMEOUT`, `NRT_HW_ERROR`, the
+//!   `NRT_EXEC_HW_ERR_*` codes except the repairable HBM one and the notification-queue
+//!   overflow, `NRT_NETWORK_PROXY_FAILURE`) makes its queue unrecoverable: later schedules
+//!   return `NRT_EXEC_UNIT_UNRECOVERABLE` and queued requests complete with it; a dead
+//!   COMPUTE queue also fails sync `nrt_execute` on that core. `nrt_init` starts fresh.
+//!   `nrt_close` stops taking requests, lets the workers finish every queued request
+//!   (writing their `*ret`), joins them, then frees all objects.
 //!
 //! # Environment (read at `nrt_init`)
 //!
@@ -68,8 +86,10 @@
 //!
 //! # Model files
 //!
-//! Written by [`ModelBuilder`] or the `nrt-sim-model` command; format in the README.
-
+//! Written by [`ModelBuilder`], [`build_model_from_text`] or the `nrt-sim-model` command
+//! (`nrt-sim-model --help`).
+//!
+#![doc = include_str!("../MODEL_FORMAT.md")]
 #![warn(missing_docs)]
 
 mod config;

@@ -1,40 +1,6 @@
 //! Simulator model files: the builder, the payload format, and the computation.
 //!
-//! # Payload format (version 1)
-//!
-//! A model file is the NEFF-shaped container (see the crate docs) around a UTF-8 text
-//! payload, one statement per line, fields separated by spaces or tabs. Blank lines and
-//! lines starting with `#` are ignored. The first statement must be the magic line
-//! `nrt-sim-model 1`. Then, in any order except that `op` lines run in the order given:
-//!
-//! ```text
-//! nrt-sim-model 1
-//! name <model name, rest of the line>
-//! device_time_ns <u64>                       # simulated device time per execution
-//! input  <tensor> <dtype> [<d0>,<d1>,...]    # [] is a scalar
-//! output <tensor> <dtype> [<d0>,...]
-//! op identity   <in> <out>
-//! op add        <a> <b> <out>
-//! op mul        <a> <b> <out>
-//! op scale_bias <in> <scale f64> <bias f64> <out>
-//! op matmul     <a> <b> <out>                # [m,k] x [k,n] -> [m,n]
-//! op relu       <in> <out>
-//! ```
-//!
-//! dtypes: `u8 i8 u16 i16 u32 i32 u64 i64 f32 bf16 f16`. Every op but `identity` needs a
-//! numeric type other than `f16`. Tensor names are 1-255 bytes without whitespace or
-//! control characters, unique among inputs and outputs. An op reads model inputs or
-//! values written by earlier ops; it writes a new value (never one already written, never
-//! an input). A value that is not a declared output is a temporary. Every output must be
-//! written, with exactly its declared dtype and shape.
-//!
-//! Arithmetic: integers wrap; `f32` is IEEE single precision with one rounding per
-//! operation; `bf16` is computed in `f32` and rounded to nearest-even after each
-//! operation; `scale_bias` computes `x * scale + bias` in `f64` and rounds once to the
-//! element type (integers: rounded to nearest, saturating; `bf16`: rounded to `f32`, then
-//! to `bf16`); `relu(x) = if x < 0 { 0 }
-//! else { x }` (NaN stays NaN); `matmul` sums over `k` in increasing order, starting
-//! from zero, in the element type.
+//! The file format is documented in the crate docs and `nrt-sim/MODEL_FORMAT.md`.
 
 use crate::container;
 use nrt_sys::*;

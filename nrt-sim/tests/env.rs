@@ -241,3 +241,41 @@ fn bad_fault_spec_in_the_environment_fails_init() {
     assert_eq!(init_status(), NRT_INVALID);
     assert!(last_error().contains("NRT_SIM_FAULTS"), "{}", last_error());
 }
+
+/// Runs `log_child` with `NEURON_RT_LOG_LEVEL=level`; returns its stderr.
+fn log_output(level: &str) -> String {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["log_child", "--exact", "--nocapture", "--include-ignored"])
+        .env("NRT_SIM_TEST_CHILD", "1")
+        .env("NEURON_RT_LOG_LEVEL", level)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// In the child: one init (logged at INFO) and one failing call (logged at ERROR).
+#[test]
+#[ignore = "run by log_level_filters_stderr in a child process"]
+fn log_child() {
+    let _s = Session::new();
+    assert_eq!(write(std::ptr::null_mut(), 0, &[1]), NRT_INVALID);
+}
+
+#[test]
+fn log_level_filters_stderr() {
+    let info = log_output("info");
+    assert!(
+        info.contains("nrt-sim: INFO nrt_init: simulated runtime"),
+        "{info}"
+    );
+    assert!(
+        info.contains("nrt-sim: ERROR nrt_tensor_write: tensor is NULL"),
+        "{info}"
+    );
+    let error = log_output("ERROR");
+    assert!(!error.contains("INFO"), "{error}");
+    assert!(error.contains("nrt-sim: ERROR nrt_tensor_write"), "{error}");
+    let off = log_output("OFF");
+    assert!(!off.contains("nrt-sim:"), "{off}");
+}
