@@ -370,21 +370,25 @@ impl XuQueue {
         }
         let is_tensor_op = !matches!(work, Work::Execute(_));
         let result = match work {
-            // SAFETY: the caller of nrta_tensor_write promised `src` holds `size` readable
-            // bytes until completion; the range was checked at schedule time.
             Work::Write {
                 tensor,
                 src,
                 offset,
                 size,
-            } => unsafe { tensor.write_from(src.0, offset, size) },
-            // SAFETY: as above, `dst` holds `size` writable bytes until completion.
+            } => {
+                // SAFETY: the caller of nrta_tensor_write promised `src` holds `size`
+                // readable bytes until completion; the range was checked at schedule time.
+                unsafe { tensor.write_from(src.0, offset, size) }
+            }
             Work::Read {
                 tensor,
                 dst,
                 offset,
                 size,
-            } => unsafe { tensor.read_into(dst.0, offset, size) },
+            } => {
+                // SAFETY: as for writes: `dst` holds `size` writable bytes until completion.
+                unsafe { tensor.read_into(dst.0, offset, size) }
+            }
             Work::Copy {
                 src,
                 src_offset,
