@@ -419,3 +419,36 @@ impl SimControl {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_structs_have_the_header_sizes() {
+        // tests/c/flow.c checks the same numbers on the C side.
+        assert_eq!(std::mem::size_of::<nrt_sim_counters_t>(), 40);
+        assert_eq!(std::mem::size_of::<nrt_sim_core_counters_t>(), 64);
+    }
+
+    #[test]
+    fn live_objects_sums_every_kind() {
+        let c = Counters {
+            cores: vec![
+                CoreCounters {
+                    models: 1,
+                    tensors: 2,
+                    ..Default::default()
+                },
+                CoreCounters {
+                    tensors: 3,
+                    ..Default::default()
+                },
+            ],
+            tensor_sets: 4,
+            host_tensors: 5,
+            ..Default::default()
+        };
+        assert_eq!(c.live_objects(), 15);
+    }
+}

@@ -1447,3 +1447,35 @@ pub unsafe extern "C" fn nrta_error_tracker_create() -> NRT_STATUS {
         not_simulated("the async v2 error tracker")
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_turns_a_panic_into_failure_and_logs_it() {
+        let status = guard("nrt_test_entry", || panic!("simulated bug"));
+        assert_eq!(status, NRT_FAILURE);
+        let last = log::with_last_error(|e| e.map(|c| c.to_string_lossy().into_owned()));
+        assert_eq!(
+            last.as_deref(),
+            Some("nrt_test_entry: internal error (panic) in the simulator")
+        );
+    }
+
+    #[test]
+    fn guard_returns_the_failure_status_and_success() {
+        assert_eq!(guard("f", || Ok(())), NRT_SUCCESS);
+        assert_eq!(guard("f", || fail(NRT_RESOURCE, "no room")), NRT_RESOURCE);
+    }
+
+    #[test]
+    fn put_prefix_copies_only_what_fits() {
+        let value = nrt_model_info_t { vnc: 7 };
+        let mut out = [0u8; 2];
+        // SAFETY: `out` has 2 writable bytes.
+        let n = unsafe { put_prefix(out.as_mut_ptr().cast::<nrt_model_info_t>(), 2, "x", &value) };
+        assert_eq!(n.unwrap(), 2);
+        assert_eq!(out, [7, 0]);
+    }
+}
