@@ -149,7 +149,9 @@ pub enum Error {
     /// it still complete with their own status, but recovering needs the runtime to be
     /// re-initialised, which in practice means restarting the process (on real hardware
     /// sometimes also reloading the Neuron driver or rebooting the instance).
-    #[error("{unit} is unrecoverable after {status}; restart the process to use it again")]
+    #[error(
+        "{unit} is unrecoverable (it failed with {status}); restart the process to use it again"
+    )]
     Unrecoverable {
         /// The unit, e.g. "compute unit (core 0, queue 0)".
         unit: String,
