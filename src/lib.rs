@@ -12,6 +12,8 @@
 //! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
 //! * [`Capabilities`]: what the loaded library offers; missing parts give
 //!   [`Error::Unsupported`] instead of a call into nothing.
+//! * [`xu`]: the async API: [`ExecUnit`]s (execution-unit queues), [`Request`]s that own
+//!   what the device uses until they complete, [`Pipeline`] to keep a unit busy.
 //!
 //! # Example
 //!
@@ -64,7 +66,7 @@ mod runtime;
 mod status;
 mod tensor;
 mod tensor_set;
-mod xu;
+pub mod xu;
 
 pub use capabilities::Capabilities;
 pub use dtype::{DType, Element};

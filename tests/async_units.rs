@@ -825,3 +825,22 @@ fn units_do_not_keep_the_runtime_open_after_they_are_dropped() {
     let unit = rt.compute_unit(0).unwrap();
     assert_eq!(unit.last_submitted().number(), 0);
 }
+
+#[test]
+fn a_dropped_future_does_not_keep_the_runtime_open() {
+    let _g = support::lock();
+    {
+        let rt = support::runtime();
+        let model = loaded(&rt, Duration::from_millis(20), 0);
+        let unit = rt.compute_unit(0).unwrap();
+        let mut future = pin!(exec(&unit, &model, sets(&model, 1.0)).unwrap().into_future());
+        let mut cx = Context::from_waker(Waker::noop());
+        // Pending: registered with the poller thread.
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+        // Dropping the future drops (and so waits for) the request.
+    }
+    // Immediately: nothing holds the runtime any more, the poller included.
+    support::assert_no_leaks();
+    let rt = support::runtime();
+    assert_eq!(rt.compute_unit(0).unwrap().last_submitted().number(), 0);
+}

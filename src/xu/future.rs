@@ -8,7 +8,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use super::request::{Payload, Request};
@@ -59,7 +59,7 @@ impl<T: Payload> Future for RequestFuture<T> {
         };
         match request.is_complete() {
             Ok(false) => {
-                poller().register(request.unit_inner(), request.seq(), cx.waker());
+                poller().register(&request.unit_inner(), request.seq(), cx.waker());
                 Poll::Pending
             }
             // Complete: `wait` returns at once. On a polling error, `wait` reports it
@@ -80,8 +80,10 @@ struct Poller {
     running: bool,
 }
 
+/// A registered future. The unit is held weakly: the poller must not be what keeps a
+/// runtime open (its future, which owns the request, does that while it lives).
 struct Waiting {
-    unit: Arc<UnitInner>,
+    unit: Weak<UnitInner>,
     seq: SeqId,
     waker: Waker,
 }
@@ -107,7 +109,7 @@ impl Poller {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, unit: Arc<UnitInner>, seq: SeqId, waker: &Waker) {
+    fn register(&self, unit: &Arc<UnitInner>, seq: SeqId, waker: &Waker) {
         if !self.running {
             // No poller thread: fall back to being polled again by the executor.
             waker.wake_by_ref();
@@ -116,11 +118,11 @@ impl Poller {
         let mut waiting = self.lock();
         match waiting
             .iter_mut()
-            .find(|w| w.seq == seq && Arc::ptr_eq(&w.unit, &unit))
+            .find(|w| w.seq == seq && std::ptr::eq(w.unit.as_ptr(), Arc::as_ptr(unit)))
         {
             Some(entry) => entry.waker.clone_from(waker),
             None => waiting.push(Waiting {
-                unit,
+                unit: Arc::downgrade(unit),
                 seq,
                 waker: waker.clone(),
             }),
@@ -143,13 +145,17 @@ fn poll_forever(poller: &'static Poller) {
                     .unwrap_or_else(|e| e.into_inner());
                 backoff = Backoff::new();
             }
-            // Completed (or unpollable: the future reports the error) entries go.
-            waiting.retain(|w| match w.unit.is_completed(w.seq) {
-                Ok(false) => true,
-                Ok(true) | Err(_) => {
+            // Completed, unpollable (the future reports the error) and abandoned (future
+            // dropped) entries go.
+            waiting.retain(|w| {
+                let pending = w
+                    .unit
+                    .upgrade()
+                    .is_some_and(|unit| matches!(unit.is_completed(w.seq), Ok(false)));
+                if !pending {
                     ready.push(w.waker.clone());
-                    false
                 }
+                pending
             });
         }
         if ready.is_empty() {

@@ -1,5 +1,7 @@
 //! The async API (libnrt's `nrta_*`, v3): requests scheduled on execution units.
 //!
+//! Everything here is also re-exported at the crate root.
+//!
 //! A NeuronCore has several execution units (XUs), each a queue that runs its requests
 //! one at a time in submission order: one COMPUTE queue (model executions), two
 //! TENSOR_OP queues (host<->device transfers, tensor copies) and three COLLECTIVES
@@ -26,39 +28,48 @@
 //! execution, say) nothing is ordered: schedule the consumer only after the producer
 //! has completed. Double buffering keeps both units busy anyway:
 //!
-//! ```no_run
-//! # fn main() -> neuron_rt::Result<()> {
-//! use neuron_rt::{Runtime, TensorSet};
+//! ```
+//! use neuron_rt::{ExecSets, Request, Runtime};
+//! use nrt_sim::{DType, ModelBuilder, Op};
 //!
-//! let rt = Runtime::new()?;
-//! let model = rt.load_model_file("model.neff")?;
+//! // y = 2 x, on f32 [4]. On hardware: `Runtime::new()?` and `load_model_file`.
+//! let neff = ModelBuilder::new("double")
+//!     .input("x", DType::F32, &[4])
+//!     .output("y", DType::F32, &[4])
+//!     .op(Op::ScaleBias { input: "x".into(), scale: 2.0, bias: 0.0, out: "y".into() })
+//!     .build()
+//!     .unwrap();
+//! let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+//! let model = rt.load_model(&neff)?;
 //! let core = model.core().unwrap_or(0);
-//! let (compute, copy_in) = (rt.compute_unit(core)?, rt.tensor_op_unit(core, 0)?);
-//! let batches: Vec<Vec<f32>> = vec![vec![0.5; 6]; 8];
+//! let compute = rt.compute_unit(core)?;
+//! let (copy_in, copy_out) = (rt.tensor_op_unit(core, 0)?, rt.tensor_op_unit(core, 1)?);
 //!
-//! // Two sets of (inputs, outputs): one is being executed while the other is filled.
-//! let mut free: Vec<(TensorSet, TensorSet)> = (0..2)
+//! // Two pairs of (inputs, outputs): one executes while the other is being filled.
+//! let mut free: Vec<ExecSets> = (0..2)
 //!     .map(|_| Ok((model.allocate_inputs()?, model.allocate_outputs()?)))
 //!     .collect::<neuron_rt::Result<_>>()?;
-//! let mut running = None;
-//! for batch in batches {
-//!     let (inputs, outputs) = free.pop().expect("two sets, at most one running");
-//!     let input = inputs.get("a").expect("model input `a`").clone();
-//!     // Producer: the write runs while the previous execution is still on the device.
-//!     let write = copy_in.write(&input, 0, batch)?;
-//!     let _buffer = write.wait()?; // the consumer starts only after its producer completed
+//! let mut running: Option<Request<ExecSets>> = None;
+//! let mut results = Vec::new();
+//! for batch in 0..4 {
+//!     let (inputs, outputs) = free.pop().expect("two pairs, at most one running");
+//!     let x = inputs.get("x").expect("model input").clone();
+//!     // Producer on TENSOR_OP: runs while the previous execution is on the device.
+//!     let written = copy_in.write(&x, 0, vec![batch as f32; 4])?;
+//!     written.wait()?; // the consumer is scheduled only after its producer completed
 //!     let next = compute.execute(&model, inputs, outputs)?;
 //!     if let Some(previous) = running.replace(next) {
-//!         let (inputs, outputs): (TensorSet, TensorSet) = neuron_rt::Request::wait(previous)?;
-//!         // ... read `outputs` (or schedule a TENSOR_OP read) ...
+//!         let (inputs, outputs) = previous.wait()?;
+//!         let y = outputs.get("y").expect("model output");
+//!         results.push(copy_out.read(y, 0, vec![0.0f32; 4])?.wait()?[0]);
 //!         free.push((inputs, outputs));
 //!     }
 //! }
-//! if let Some(last) = running {
-//!     last.wait()?;
-//! }
-//! # Ok(())
-//! # }
+//! let (_, outputs) = running.take().expect("the last batch").wait()?;
+//! let y = outputs.get("y").expect("model output");
+//! results.push(copy_out.read(y, 0, vec![0.0f32; 4])?.wait()?[0]);
+//! assert_eq!(results, [0.0, 2.0, 4.0, 6.0]);
+//! # Ok::<(), neuron_rt::Error>(())
 //! ```
 //!
 //! # Version

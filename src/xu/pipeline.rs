@@ -25,27 +25,34 @@ pub const DEFAULT_DEPTH: usize = 3;
 /// The queue is allocated once (with room for `depth` requests), so the steady state
 /// allocates nothing per job beyond what `submit` does.
 ///
-/// ```no_run
-/// # fn main() -> neuron_rt::Result<()> {
+/// ```
 /// use neuron_rt::{Pipeline, Runtime};
+/// use nrt_sim::{DType, ModelBuilder, Op};
 ///
-/// let rt = Runtime::new()?;
-/// let model = rt.load_model_file("model.neff")?;
+/// // y = x + 1 on f32 [4]. On hardware: `Runtime::new()?` and `load_model_file`.
+/// let neff = ModelBuilder::new("inc")
+///     .input("x", DType::F32, &[4])
+///     .output("y", DType::F32, &[4])
+///     .op(Op::ScaleBias { input: "x".into(), scale: 1.0, bias: 1.0, out: "y".into() })
+///     .build()
+///     .unwrap();
+/// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let model = rt.load_model(&neff)?;
 /// let unit = rt.compute_unit(model.core().unwrap_or(0))?;
-/// // Four pairs of (inputs, outputs): up to three in flight, one being looked at.
-/// let sets = (0..4)
-///     .map(|_| Ok((model.allocate_inputs()?, model.allocate_outputs()?)))
-///     .collect::<neuron_rt::Result<Vec<_>>>()?;
-/// let results = Pipeline::new(sets, |(inputs, outputs)| {
+///
+/// // One pair of (inputs, outputs) per job here; see `ExecSets` recycling in the
+/// // crate's examples for a fixed pool.
+/// let results = Pipeline::new(0..10, |job| {
+///     let (inputs, outputs) = (model.allocate_inputs()?, model.allocate_outputs()?);
+///     inputs.get("x").expect("model input").write(&[job as f32; 4])?; // host-side work
 ///     Ok(unit.execute(&model, inputs, outputs)?)
 /// });
-/// for result in results {
-///     let (_inputs, outputs) = result?;
-///     let out: Vec<f32> = outputs.get("out").expect("model output").to_vec()?;
-///     println!("{out:?}");
+/// for (job, result) in results.enumerate() {
+///     let (_inputs, outputs) = result?; // in job order
+///     let y: Vec<f32> = outputs.get("y").expect("model output").to_vec()?;
+///     assert_eq!(y, [job as f32 + 1.0; 4]);
 /// }
-/// # Ok(())
-/// # }
+/// # Ok::<(), neuron_rt::Error>(())
 /// ```
 pub struct Pipeline<I: Iterator, F, T: Payload> {
     jobs: Fuse<I>,
