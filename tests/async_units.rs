@@ -833,7 +833,11 @@ fn a_dropped_future_does_not_keep_the_runtime_open() {
         let rt = support::runtime();
         let model = loaded(&rt, Duration::from_millis(20), 0);
         let unit = rt.compute_unit(0).unwrap();
-        let mut future = pin!(exec(&unit, &model, sets(&model, 1.0)).unwrap().into_future());
+        let mut future = pin!(
+            exec(&unit, &model, sets(&model, 1.0))
+                .unwrap()
+                .into_future()
+        );
         let mut cx = Context::from_waker(Waker::noop());
         // Pending: registered with the poller thread.
         assert!(future.as_mut().poll(&mut cx).is_pending());
