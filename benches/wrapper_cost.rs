@@ -295,8 +295,7 @@ impl Setup {
 type Case = fn(&mut Setup);
 
 /// (group, safe, raw, calls per timed batch in the interleaved pass, batches per side).
-/// Async cases time single calls: their time depends on whether the simulator's worker
-/// thread is awake, which changes from call to call, so sides alternate call by call.
+/// Async cases (batch 1) time single calls, each after [`SETTLE`], alternating sides.
 const CASES: [(&str, Case, Case, u32, usize); 5] = [
     ("execute", Setup::safe_execute, Setup::raw_execute, 200, 101),
     (
@@ -318,22 +317,55 @@ const CASES: [(&str, Case, Case, u32, usize); 5] = [
         Setup::safe_execute_async,
         Setup::raw_execute_async,
         1,
-        4001,
+        1001,
     ),
     (
         "schedule_wait_write_4k",
         Setup::safe_write_async,
         Setup::raw_write_async,
         1,
-        4001,
+        1001,
     ),
 ];
 
+/// Untimed pause before each timed async call, long enough for the simulator's queue
+/// worker to go back to sleep. Without it, whether a request finds the worker still
+/// awake (about 1.5 us to completion) or asleep (about 20 us: a thread wake-up) depends
+/// on how quickly the previous iteration came back, which turns a few hundred
+/// nanoseconds of difference into a bimodal, unstable median. With it, every call pays
+/// one wake-up, as a request to an idle device would.
+const SETTLE: Duration = Duration::from_micros(200);
+
+/// Times `iters` calls of `op`, one at a time after [`SETTLE`] each (async cases), or
+/// back to back (sync cases, `settle == false`).
+fn timed(setup: &mut Setup, op: Case, iters: u64, settle: bool) -> Duration {
+    if !settle {
+        let start = Instant::now();
+        for _ in 0..iters {
+            op(setup);
+        }
+        return start.elapsed();
+    }
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        std::thread::sleep(SETTLE);
+        let start = Instant::now();
+        op(setup);
+        total += start.elapsed();
+    }
+    total
+}
+
 fn bench(c: &mut Criterion, setup: &mut Setup) {
-    for (group, safe, raw, ..) in CASES {
+    for (group, safe, raw, batch, _) in CASES {
+        let settle = batch == 1;
         let mut g = c.benchmark_group(group);
-        g.bench_function("safe", |b| b.iter(|| safe(setup)));
-        g.bench_function("raw", |b| b.iter(|| raw(setup)));
+        g.bench_function("safe", |b| {
+            b.iter_custom(|iters| timed(setup, safe, iters, settle))
+        });
+        g.bench_function("raw", |b| {
+            b.iter_custom(|iters| timed(setup, raw, iters, settle))
+        });
         g.finish();
     }
 }
@@ -352,11 +384,8 @@ fn interleaved(setup: &mut Setup) {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in order {
                 let op = if side == 0 { safe } else { raw };
-                let start = Instant::now();
-                for _ in 0..batch {
-                    op(setup);
-                }
-                times[side].push(start.elapsed() / batch);
+                let elapsed = timed(setup, op, u64::from(batch), batch == 1);
+                times[side].push(elapsed / batch);
             }
         }
         let [safe_t, raw_t] = times.map(|mut t| {
