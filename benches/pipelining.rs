@@ -18,7 +18,7 @@ const D: Duration = Duration::from_millis(2);
 /// Host preparation per request.
 const H: Duration = Duration::from_millis(1);
 /// Jobs per measured batch.
-const JOBS: usize = 50;
+const JOBS: usize = 100;
 
 fn model(rt: &Runtime) -> Model {
     let bytes = ModelBuilder::new("scale")
