@@ -20,7 +20,9 @@
 //! execution, the host buffer of a write or read, the status slot, and handles to the
 //! model and tensors. `wait` hands the payload back. Dropping a request waits for it;
 //! leaking one (`mem::forget`) leaks its memory rather than freeing it under the
-//! device. No allocation happens per request once a unit is warm.
+//! device. No allocation happens per request once a unit is warm. Alternatively,
+//! requests made through a [`scope`] may borrow buffers and sets: the scope waits for
+//! all of them before the borrows end.
 //!
 //! # Ordering across units
 //!
@@ -82,6 +84,7 @@
 mod future;
 mod pipeline;
 mod request;
+mod scope;
 mod seq;
 mod slots;
 mod unit;
@@ -90,5 +93,6 @@ mod wait;
 pub use future::RequestFuture;
 pub use pipeline::{DEFAULT_DEPTH, Pipeline};
 pub use request::{ExecSets, HostBuffer, Payload, Rejected, Request, Scheduled};
+pub use scope::{Scope, scope};
 pub use seq::SeqId;
 pub use unit::{ExecUnit, RetryPolicy, XuKind};

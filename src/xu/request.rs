@@ -48,7 +48,8 @@ use sealed::{Sealed, SealedBuffer};
 
 /// What a [`Request`] can own and hand back: `(TensorSet, TensorSet)` for an
 /// execution (inputs, outputs), a [`HostBuffer`] for a tensor write or read, `()` for a
-/// tensor copy. Sealed: the list is fixed by this crate.
+/// tensor copy; and, for requests of an async [`scope`](crate::xu::scope) only, borrowed
+/// slices and `(&TensorSet, &mut TensorSet)`. Sealed: the list is fixed by this crate.
 pub trait Payload: Sealed {}
 
 /// A host buffer that a tensor write reads from or a tensor read fills: `Vec<T>` or
@@ -138,6 +139,94 @@ impl<E: Element> SealedBuffer for Box<[E]> {
 }
 impl<E: Element> HostBuffer for Box<[E]> {}
 
+/// A borrowed slice as raw parts, kept instead of the reference while libnrt uses it (a
+/// reference that is moved around would be re-asserted at each move, while libnrt
+/// writes through a pointer derived from it).
+pub struct RawSlice<E> {
+    ptr: NonNull<E>,
+    len: usize,
+}
+
+// SAFETY: stands for a `&[E]` or `&mut [E]` (both Send for `E: Send + Sync`, which every
+// Element is); Rust never accesses the elements through it while parked.
+unsafe impl<E: Send + Sync> Send for RawSlice<E> {}
+// SAFETY: `&RawSlice` gives no access to the elements (only the pointer is read).
+unsafe impl<E: Sync> Sync for RawSlice<E> {}
+
+impl<E> RawSlice<E> {
+    fn from_slice(slice: &[E]) -> RawSlice<E> {
+        RawSlice {
+            ptr: NonNull::from(slice).cast(),
+            len: slice.len(),
+        }
+    }
+
+    fn from_mut(slice: &mut [E]) -> RawSlice<E> {
+        RawSlice {
+            len: slice.len(),
+            ptr: NonNull::from(slice).cast(),
+        }
+    }
+}
+
+// Borrowed buffers: only for requests of an async scope (`xu::scope`), which waits for
+// every request before its borrows end, also for requests that were leaked. They are
+// deliberately not `HostBuffer`s: `ExecUnit::write`/`read` cannot take them.
+impl<'a, E: Element> Sealed for &'a [E] {
+    type Parked = RawSlice<E>;
+    fn park(self) -> RawSlice<E> {
+        RawSlice::from_slice(self)
+    }
+    unsafe fn unpark(parked: RawSlice<E>) -> &'a [E] {
+        // SAFETY: the parts come from a `&'a [E]` (the caller's guarantee) that is still
+        // borrowed for 'a and was only read meanwhile.
+        unsafe { std::slice::from_raw_parts(parked.ptr.as_ptr(), parked.len) }
+    }
+}
+impl<E: Element> Payload for &[E] {}
+impl<E: Element> SealedBuffer for &[E] {
+    fn byte_len(&self) -> usize {
+        size_of_val(*self)
+    }
+    fn parked_ptr(parked: &RawSlice<E>) -> *mut u8 {
+        parked.ptr.as_ptr().cast()
+    }
+}
+
+impl<'a, E: Element> Sealed for &'a mut [E] {
+    type Parked = RawSlice<E>;
+    fn park(self) -> RawSlice<E> {
+        RawSlice::from_mut(self)
+    }
+    unsafe fn unpark(parked: RawSlice<E>) -> &'a mut [E] {
+        // SAFETY: the parts come from a `&'a mut [E]` (the caller's guarantee), still
+        // exclusively borrowed for 'a; libnrt is done writing it, and any bytes it wrote
+        // are valid elements (`Element`'s contract).
+        unsafe { std::slice::from_raw_parts_mut(parked.ptr.as_ptr(), parked.len) }
+    }
+}
+impl<E: Element> Payload for &mut [E] {}
+impl<E: Element> SealedBuffer for &mut [E] {
+    fn byte_len(&self) -> usize {
+        size_of_val(&**self)
+    }
+    fn parked_ptr(parked: &RawSlice<E>) -> *mut u8 {
+        parked.ptr.as_ptr().cast()
+    }
+}
+
+impl<'a> Sealed for (&'a TensorSet, &'a mut TensorSet) {
+    // As for owned sets: Rust never touches what libnrt reads or writes through them.
+    type Parked = (&'a TensorSet, &'a mut TensorSet);
+    fn park(self) -> Self::Parked {
+        self
+    }
+    unsafe fn unpark(parked: Self::Parked) -> Self {
+        parked
+    }
+}
+impl<'a> Payload for (&'a TensorSet, &'a mut TensorSet) {}
+
 impl Sealed for (TensorSet, TensorSet) {
     // The sets are libnrt objects; Rust never touches what the device reads or writes
     // through them, so they are simply held.
@@ -196,12 +285,60 @@ pub struct Request<T: Payload> {
 }
 
 struct Inner<T: Payload> {
-    unit: Arc<UnitInner>,
+    unit: UnitRef,
     seq: SeqId,
     slot: Slot,
     function: &'static str,
     parked: T::Parked,
-    keep: KeepAlive,
+    /// `None` once handed to an async scope, which then holds it.
+    keep: Option<KeepAlive>,
+}
+
+/// How a request refers to its unit: by a counted reference, or (for a request of an
+/// async scope) by a pointer to a unit that the scope keeps alive for longer than the
+/// request can exist. With the latter, leaking the request leaks no reference count, so
+/// the runtime still closes after the scope.
+enum UnitRef {
+    Owned(Arc<UnitInner>),
+    Scoped(NonNull<UnitInner>),
+}
+
+// SAFETY: both variants stand for a shared reference to a `UnitInner`, which is Send and
+// Sync; the scoped pointer stays valid for the request's whole life (see `UnitRef`).
+unsafe impl Send for UnitRef {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for UnitRef {}
+
+impl std::ops::Deref for UnitRef {
+    type Target = UnitInner;
+    fn deref(&self) -> &UnitInner {
+        match self {
+            UnitRef::Owned(unit) => unit,
+            // SAFETY: the scope that made this request holds an `Arc` of the unit until
+            // after the request is gone (its type cannot outlive the scope), so the
+            // pointer is valid for as long as `self` is.
+            UnitRef::Scoped(ptr) => unsafe { ptr.as_ref() },
+        }
+    }
+}
+
+impl UnitRef {
+    /// A counted reference to the unit.
+    fn to_arc(&self) -> Arc<UnitInner> {
+        match self {
+            UnitRef::Owned(unit) => Arc::clone(unit),
+            UnitRef::Scoped(ptr) => {
+                let ptr = ptr.as_ptr().cast_const();
+                // SAFETY: `ptr` came from `Arc::as_ptr` of an `Arc` the scope still holds
+                // (see `Deref`), so it points to a live `Arc` allocation whose count is at
+                // least 1; incrementing it and adopting the increment is balanced.
+                unsafe {
+                    Arc::increment_strong_count(ptr);
+                    Arc::from_raw(ptr)
+                }
+            }
+        }
+    }
 }
 
 impl<T: Payload> Request<T> {
@@ -215,14 +352,26 @@ impl<T: Payload> Request<T> {
     ) -> Request<T> {
         Request {
             inner: ManuallyDrop::new(Inner {
-                unit,
+                unit: UnitRef::Owned(unit),
                 seq,
                 slot,
                 function,
                 parked,
-                keep,
+                keep: Some(keep),
             }),
         }
+    }
+
+    /// Hands the request's counted unit reference and keep-alive handles to an async
+    /// scope, which must hold them until after this request is gone (guaranteed when
+    /// `T` borrows for the scope's lifetime, so the request cannot outlive the scope).
+    pub(crate) fn detach_to_scope(&mut self) -> (Arc<UnitInner>, Option<KeepAlive>) {
+        let ptr = NonNull::from(&*self.inner.unit);
+        let unit = match std::mem::replace(&mut self.inner.unit, UnitRef::Scoped(ptr)) {
+            UnitRef::Owned(unit) => unit,
+            scoped @ UnitRef::Scoped(_) => scoped.to_arc(),
+        };
+        (unit, self.inner.keep.take())
     }
 
     /// The request's sequence id.
@@ -231,13 +380,13 @@ impl<T: Payload> Request<T> {
     }
 
     pub(crate) fn unit_inner(&self) -> Arc<UnitInner> {
-        Arc::clone(&self.inner.unit)
+        self.inner.unit.to_arc()
     }
 
     /// The unit the request was scheduled on.
     pub fn unit(&self) -> ExecUnit {
         ExecUnit {
-            inner: Arc::clone(&self.inner.unit),
+            inner: self.inner.unit.to_arc(),
         }
     }
 
@@ -323,7 +472,8 @@ impl<T: Payload> Inner<T> {
         // Pairs with libnrt's release when it publishes completion: the slot's value
         // and a read's bytes are visible from here on.
         fence(Ordering::Acquire);
-        // SAFETY: the slot's pool belongs to `self.unit`, alive while `self` is.
+        // SAFETY: the slot's pool belongs to `self.unit`, alive while `self` is (held by
+        // this request, or by its scope for longer).
         let raw = unsafe { self.slot.cell() }.load(Ordering::Acquire);
         let Inner {
             unit,
@@ -342,7 +492,10 @@ impl<T: Payload> Inner<T> {
             sys::NRT_SUCCESS => Ok(()),
             UNWRITTEN => Err(Error::UnexpectedResult {
                 function,
-                reason: format!("request {seq} on {unit} completed without writing its status"),
+                reason: format!(
+                    "request {seq} on {} completed without writing its status",
+                    &*unit
+                ),
             }),
             raw => Err(unit.request_error(function, seq, raw)),
         };
@@ -374,7 +527,7 @@ impl<T: Payload> fmt::Debug for Request<T> {
         f.debug_struct("Request")
             .field("seq", &self.inner.seq)
             .field("function", &self.inner.function)
-            .field("unit", &format_args!("{}", self.inner.unit))
+            .field("unit", &format_args!("{}", &*self.inner.unit))
             .finish_non_exhaustive()
     }
 }

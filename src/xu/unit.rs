@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use nrt_sys as sys;
 
+use super::request::sealed::SealedBuffer;
 use super::request::{ExecSets, HostBuffer, KeepAlive, Payload, Rejected, Request, Scheduled};
 use super::seq::SeqId;
 use super::slots::SlotPool;
@@ -434,8 +435,22 @@ impl ExecUnit {
         inputs: TensorSet,
         outputs: TensorSet,
     ) -> Scheduled<ExecSets> {
-        let payload = (inputs, outputs);
-        let (function, raw_inputs, raw_outputs) = match self.check_execute(model, &payload) {
+        self.execute_payload(model, (inputs, outputs), |(i, o)| (i, o))
+    }
+
+    /// [`execute`](ExecUnit::execute) for any payload holding the two sets: owned, or
+    /// borrowed for an async [`scope`](crate::xu::scope) (which outlives the request).
+    pub(crate) fn execute_payload<P: Payload>(
+        &self,
+        model: &Model,
+        payload: P,
+        sets: impl Fn(&P) -> (&TensorSet, &TensorSet),
+    ) -> Scheduled<P> {
+        let checked = {
+            let (inputs, outputs) = sets(&payload);
+            self.check_execute(model, inputs, outputs)
+        };
+        let (function, raw_inputs, raw_outputs) = match checked {
             Ok(f) => f,
             Err(error) => return Err(Rejected::new(error, payload)),
         };
@@ -448,10 +463,11 @@ impl ExecUnit {
             |_, ret, seq| {
                 // SAFETY: v3 signature (ASYNC_V3 checked at unit creation). The model and
                 // both sets stay alive and unchanged until completion: the request owns
-                // the sets and a model handle, and a forgotten request leaks them. Every
-                // model tensor is bound with its exact size on the model's core
-                // (checked). `ret` is a pool slot valid until completion is observed;
-                // `seq` is a valid out-pointer.
+                // the sets (or borrows them within a scope that waits for the request
+                // before the borrow ends) and a model handle, and a forgotten request
+                // leaks them. Every model tensor is bound with its exact size on the
+                // model's core (checked). `ret` is a pool slot valid until completion is
+                // observed; `seq` is a valid out-pointer.
                 unsafe { function(raw_model, raw_inputs, raw_outputs, 0, ret, seq) }
             },
         )
@@ -460,7 +476,8 @@ impl ExecUnit {
     fn check_execute(
         &self,
         model: &Model,
-        (inputs, outputs): &ExecSets,
+        inputs: &TensorSet,
+        outputs: &TensorSet,
     ) -> Result<(
         sys::fn_types::nrta_execute_schedule,
         *const c_void,
@@ -504,6 +521,16 @@ impl ExecUnit {
     /// if the bytes do not fit, [`Error::Unrecoverable`] if the unit failed earlier, and
     /// [`Error::Nrt`] if libnrt refuses the request.
     pub fn write<B: HostBuffer>(&self, tensor: &Tensor, offset: usize, data: B) -> Scheduled<B> {
+        self.write_payload(tensor, offset, data)
+    }
+
+    /// [`write`](ExecUnit::write) for owned buffers and for slices borrowed by a scope.
+    pub(crate) fn write_payload<B: SealedBuffer + Payload>(
+        &self,
+        tensor: &Tensor,
+        offset: usize,
+        data: B,
+    ) -> Scheduled<B> {
         let (function, offset64, len64) = match self.check_transfer(
             "write",
             tensor,
@@ -531,9 +558,10 @@ impl ExecUnit {
                 let src = B::parked_ptr(parked).cast::<c_void>().cast_const();
                 // SAFETY: v3 signature (checked at unit creation). `src` points to
                 // `len64` initialised bytes owned by the request (parked, never touched
-                // by Rust until completion, leaked if the request is forgotten); the
-                // range is inside the tensor (checked), which the request keeps alive.
-                // `ret`/`seq` as in `execute`.
+                // by Rust until completion, leaked if the request is forgotten) or
+                // borrowed by a scope that waits for the request before the borrow
+                // ends; the range is inside the tensor (checked), which the request
+                // keeps alive. `ret`/`seq` as in `execute_payload`.
                 unsafe { function(raw_tensor, src, offset64, len64, queue, ret, seq) }
             },
         )
@@ -549,6 +577,16 @@ impl ExecUnit {
     ///
     /// As for [`write`](ExecUnit::write); `buffer` comes back in the [`Rejected`].
     pub fn read<B: HostBuffer>(&self, tensor: &Tensor, offset: usize, buffer: B) -> Scheduled<B> {
+        self.read_payload(tensor, offset, buffer)
+    }
+
+    /// [`read`](ExecUnit::read) for owned buffers and for slices borrowed by a scope.
+    pub(crate) fn read_payload<B: SealedBuffer + Payload>(
+        &self,
+        tensor: &Tensor,
+        offset: usize,
+        buffer: B,
+    ) -> Scheduled<B> {
         let (function, offset64, len64) = match self.check_transfer(
             "read",
             tensor,
@@ -575,10 +613,11 @@ impl ExecUnit {
             |parked, ret, seq| {
                 let dst = B::parked_ptr(parked).cast::<c_void>();
                 // SAFETY: v3 signature (checked at unit creation). `dst` points to
-                // `len64` bytes owned by the request and not accessed by Rust until
-                // completion is observed (leaked if the request is forgotten); any bytes
-                // are valid elements (`Element`'s contract). Range checked; tensor kept
-                // alive; `ret`/`seq` as in `execute`.
+                // `len64` bytes owned by the request (or exclusively borrowed by a scope
+                // that waits for the request) and not accessed by Rust until completion
+                // is observed (leaked if the request is forgotten); any bytes are valid
+                // elements (`Element`'s contract). Range checked; tensor kept alive;
+                // `ret`/`seq` as in `execute_payload`.
                 unsafe { function(dst, raw_tensor, offset64, len64, queue, ret, seq) }
             },
         )
@@ -633,7 +672,7 @@ impl ExecUnit {
             |_, ret, seq| {
                 // SAFETY: v3 signature (checked at unit creation); both tensors are live
                 // (kept by the request) and both ranges are inside them (checked);
-                // `ret`/`seq` as in `execute`.
+                // `ret`/`seq` as in `execute_payload`.
                 unsafe { function(raw_src, src64, raw_dst, dst64, len64, queue, ret, seq) }
             },
         )
