@@ -848,3 +848,35 @@ fn a_dropped_future_does_not_keep_the_runtime_open() {
     let rt = support::runtime();
     assert_eq!(rt.compute_unit(0).unwrap().last_submitted().number(), 0);
 }
+
+#[test]
+fn a_request_that_times_out_makes_its_unit_unrecoverable() {
+    let _g = support::lock();
+    let rt = support::runtime();
+    let model = loaded(&rt, Duration::from_millis(1), 1);
+    let unit = rt.compute_unit(1).unwrap();
+    support::control()
+        .inject_faults("exec:vnc=1:nth=1:status=NRT_TIMEOUT")
+        .unwrap();
+    let err = exec(&unit, &model, sets(&model, 1.0))
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert_eq!(err.status(), Some(NrtStatus::Timeout), "{err}");
+    assert!(err.is_fatal());
+    // The unit remembers the timeout: the next request is refused without a call.
+    assert_eq!(unit.unrecoverable(), Some(NrtStatus::Timeout));
+    let submitted = unit.last_submitted();
+    let rejected = exec(&unit, &model, sets(&model, 2.0)).unwrap_err();
+    assert!(
+        matches!(
+            rejected.error(),
+            Error::Unrecoverable {
+                status: NrtStatus::Timeout,
+                ..
+            }
+        ),
+        "{rejected}"
+    );
+    assert_eq!(unit.last_submitted(), submitted);
+}
