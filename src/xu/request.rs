@@ -275,10 +275,25 @@ pub(crate) enum KeepAlive {
 /// `wait` to see them). If completion can no longer be observed (polling fails), or if
 /// the request is leaked with [`mem::forget`](std::mem::forget), its payload, slot and
 /// handles are leaked instead of freed, so libnrt never writes to freed memory. A leaked
-/// request also keeps the runtime open for the rest of the process.
+/// request also keeps the runtime open for the rest of the process (except a request of
+/// an async [`scope`](crate::xu::scope), whose scope holds those handles).
 ///
-/// With the default executors (any that polls futures), `Request` can be awaited:
-/// see [`RequestFuture`](crate::RequestFuture).
+/// `Request` implements [`IntoFuture`](std::future::IntoFuture): `request.await` works
+/// with any executor (see [`RequestFuture`](crate::RequestFuture)).
+///
+/// ```
+/// use neuron_rt::{Placement, Runtime};
+///
+/// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let tensor = rt.allocate_tensor(Placement::Device, Some(0), 16, "t")?;
+/// let unit = rt.tensor_op_unit(0, 0)?;
+/// let request = unit.write(&tensor, 0, vec![1u32, 2, 3, 4])?; // the Vec moves in
+/// println!("scheduled as {}", request.seq()); // XU id : number on that queue
+/// let data = request.wait()?; // ... and comes back once written
+/// let filled = unit.read(&tensor, 0, vec![0u32; 4])?.wait()?;
+/// assert_eq!(filled, data);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
 #[must_use = "a request's status is only known by waiting for it; dropping it waits and discards errors"]
 pub struct Request<T: Payload> {
     inner: ManuallyDrop<Inner<T>>,
