@@ -34,6 +34,23 @@ fn async_units_need_runtime_2_31() {
         }
         assert!(err.to_string().contains("runtime >= 2.31"), "{err}");
     }
+    // Nothing reached the simulator's v3 entry points: they record an error line for
+    // the calling thread when called in 2.30 mode, as the direct call below shows.
+    let control = support::control();
+    let seen = control.last_error().unwrap_or_default();
+    assert!(
+        !seen.contains("async v3"),
+        "a v3 function was called: {seen}"
+    );
+    let get_sequence = support::sim().fns().nrta_get_sequence.unwrap();
+    let mut seq = 0u64;
+    // SAFETY: the simulator exports the v3 signature in every mode (it only refuses the
+    // call in 2.30 mode); `seq` is a valid out-pointer.
+    let status = unsafe { get_sequence(0, neuron_rt::nrt_sys::NRTA_XU_COMPUTE, 0, &mut seq) };
+    assert_ne!(status, neuron_rt::nrt_sys::NRT_SUCCESS);
+    let seen = control.last_error().unwrap_or_default();
+    assert!(seen.contains("async v3"), "{seen}");
+
     // The sync API is unaffected.
     let model = rt.load_model(&support::add_model()).unwrap();
     let inputs = model.allocate_inputs().unwrap();
