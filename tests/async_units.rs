@@ -831,7 +831,7 @@ fn a_dropped_future_does_not_keep_the_runtime_open() {
     let _g = support::lock();
     {
         let rt = support::runtime();
-        let model = loaded(&rt, Duration::from_millis(20), 0);
+        let model = loaded(&rt, Duration::from_millis(300), 0);
         let unit = rt.compute_unit(0).unwrap();
         let mut future = pin!(
             exec(&unit, &model, sets(&model, 1.0))
