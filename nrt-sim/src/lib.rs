@@ -52,8 +52,8 @@
 //!   core 0 when no tensor is on a device); executions to the COMPUTE queue of the
 //!   model's core (`queue` must be 0). Collectives are not simulated (`NRT_FAILURE`).
 //!   A request ending with a fatal status (`NRT_TIMEOUT`, `NRT_HW_ERROR`, the
-//!   `NRT_EXEC_HW_ERR_*` codes except the repairable HBM one and the notification-queue
-//!   overflow, `NRT_NETWORK_PROXY_FAILURE`) makes its queue unrecoverable: later schedules
+//!   `NRT_EXEC_HW_ERR_*` codes; not the notification-queue overflow or
+//!   `NRT_NETWORK_PROXY_FAILURE`) makes its queue unrecoverable: later schedules
 //!   return `NRT_EXEC_UNIT_UNRECOVERABLE` and queued requests complete with it; a dead
 //!   COMPUTE queue also fails sync `nrt_execute` on that core. `nrt_init` starts fresh.
 //!   `nrt_close` stops taking requests, lets the workers finish every queued request

@@ -145,7 +145,10 @@ pub(crate) fn parse(text: &str) -> Option<NRT_STATUS> {
 }
 
 /// Whether a request that ends with `status` leaves its execution unit unusable
-/// (timeouts and hardware errors, as the runtime documents).
+/// (timeouts and hardware errors, as the runtime documents). Kept in step with
+/// `neuron_rt::NrtStatus::is_fatal`: the repairable HBM error is a hardware error that
+/// needs a repair first; the notification-queue overflow and the network proxy failure
+/// are not device faults.
 pub(crate) fn is_fatal(status: NRT_STATUS) -> bool {
     matches!(
         status,
@@ -156,7 +159,7 @@ pub(crate) fn is_fatal(status: NRT_STATUS) -> bool {
             | NRT_EXEC_HW_ERR_HBM_UE
             | NRT_EXEC_HW_ERR_NC_UE
             | NRT_EXEC_HW_ERR_DMA_ABORT
-            | NRT_NETWORK_PROXY_FAILURE
+            | NRT_EXEC_HW_ERR_REPAIRABLE_HBM_UE
     )
 }
 
@@ -187,6 +190,9 @@ mod tests {
     fn timeouts_and_hardware_errors_are_fatal() {
         assert!(is_fatal(NRT_TIMEOUT));
         assert!(is_fatal(NRT_EXEC_HW_ERR_NC_UE));
+        assert!(is_fatal(NRT_EXEC_HW_ERR_REPAIRABLE_HBM_UE));
+        assert!(!is_fatal(NRT_NETWORK_PROXY_FAILURE));
+        assert!(!is_fatal(NRT_EXEC_SW_NQ_OVERFLOW));
         assert!(!is_fatal(NRT_EXEC_COMPLETED_WITH_NUM_ERR));
         assert!(!is_fatal(NRT_SUCCESS));
     }
