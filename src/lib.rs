@@ -90,3 +90,8 @@ pub use nrt_sys;
 /// [`RuntimeBuilder::simulator`]. Only with feature `sim`.
 #[cfg(feature = "sim")]
 pub use nrt_sim as sim;
+
+/// README.md's code blocks, compiled as doc tests so that the README cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
