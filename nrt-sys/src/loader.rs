@@ -139,9 +139,9 @@ impl Library {
         if let Some(lib) = reg.iter().find(|l| l.origin == origin) {
             return Ok(lib);
         }
-        // SAFETY: loading a library runs its initialisers. libnrt (and the simulator)
-        // have initialisers that are safe to run at any time in any thread; the user
-        // chose this library by path or environment.
+        // Loading a library runs its initialisers; the user chose this library by path
+        // or environment, and libnrt's (and the simulator's) may run in any thread.
+        // SAFETY: as above: nothing but the library's own initialisers runs here.
         let handle =
             unsafe { libloading::Library::new(path.as_os_str()) }.map_err(|e| Attempt {
                 place: path.display().to_string(),

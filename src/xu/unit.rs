@@ -461,13 +461,14 @@ impl ExecUnit {
             payload,
             KeepAlive::Model(model.clone()),
             |_, ret, seq| {
-                // SAFETY: v3 signature (ASYNC_V3 checked at unit creation). The model and
+                // Why the call below is sound: v3 signature (ASYNC_V3 checked at unit creation). The model and
                 // both sets stay alive and unchanged until completion: the request owns
                 // the sets (or borrows them within a scope that waits for the request
                 // before the borrow ends) and a model handle, and a forgotten request
                 // leaks them. Every model tensor is bound with its exact size on the
                 // model's core (checked). `ret` is a pool slot valid until completion is
                 // observed; `seq` is a valid out-pointer.
+                // SAFETY: the conditions just above hold for this call.
                 unsafe { function(raw_model, raw_inputs, raw_outputs, 0, ret, seq) }
             },
         )
@@ -556,12 +557,13 @@ impl ExecUnit {
             KeepAlive::Tensor(tensor.share()),
             |parked, ret, seq| {
                 let src = B::parked_ptr(parked).cast::<c_void>().cast_const();
-                // SAFETY: v3 signature (checked at unit creation). `src` points to
+                // Why the call below is sound: v3 signature (checked at unit creation). `src` points to
                 // `len64` initialised bytes owned by the request (parked, never touched
                 // by Rust until completion, leaked if the request is forgotten) or
                 // borrowed by a scope that waits for the request before the borrow
                 // ends; the range is inside the tensor (checked), which the request
                 // keeps alive. `ret`/`seq` as in `execute_payload`.
+                // SAFETY: the conditions just above hold for this call.
                 unsafe { function(raw_tensor, src, offset64, len64, queue, ret, seq) }
             },
         )
@@ -612,12 +614,13 @@ impl ExecUnit {
             KeepAlive::Tensor(tensor.share()),
             |parked, ret, seq| {
                 let dst = B::parked_ptr(parked).cast::<c_void>();
-                // SAFETY: v3 signature (checked at unit creation). `dst` points to
+                // Why the call below is sound: v3 signature (checked at unit creation). `dst` points to
                 // `len64` bytes owned by the request (or exclusively borrowed by a scope
                 // that waits for the request) and not accessed by Rust until completion
                 // is observed (leaked if the request is forgotten); any bytes are valid
                 // elements (`Element`'s contract). Range checked; tensor kept alive;
                 // `ret`/`seq` as in `execute_payload`.
+                // SAFETY: the conditions just above hold for this call.
                 unsafe { function(dst, raw_tensor, offset64, len64, queue, ret, seq) }
             },
         )
