@@ -12,6 +12,18 @@
 //! * Feature `link`: also link `-lnrt` at build time and expose the plain
 //!   `extern "C"` functions in [`linked`].
 //!
+//! ```no_run
+//! // Open libnrt the default way and call it through the table.
+//! let lib = nrt_sys::Library::open_default()?;
+//! let get_version = lib.fns().nrt_get_version.expect("libnrt exports nrt_get_version");
+//! let mut version = nrt_sys::nrt_version_t::default();
+//! // SAFETY: `version` is a writable nrt_version_t and its size is passed with it.
+//! let status = unsafe { get_version(&mut version, std::mem::size_of_val(&version)) };
+//! assert_eq!(status, nrt_sys::NRT_SUCCESS);
+//! println!("libnrt {}.{}", version.rt_major, version.rt_minor);
+//! # Ok::<(), nrt_sys::LoadError>(())
+//! ```
+//!
 //! The committed bindings are regenerated with
 //! `NRT_SYS_BLESS=1 cargo build -p nrt-sys --features bindgen`; with feature `bindgen`
 //! and `LIBNRT_INCLUDE_DIR=/opt/aws/neuron/include` they are generated from the real SDK
