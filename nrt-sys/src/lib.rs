@@ -10,7 +10,7 @@
 //!   search order) or wraps an in-process table (the simulator's), so that nothing
 //!   needs the Neuron SDK to build.
 //! * Feature `link`: also link `-lnrt` at build time and expose the plain
-//!   `extern "C"` functions in [`linked`].
+//!   `extern "C"` functions in `nrt_sys::linked`.
 //!
 //! ```no_run
 //! // Open libnrt the default way and call it through the table.
