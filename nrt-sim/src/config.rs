@@ -125,31 +125,95 @@ pub(crate) fn total_cores_from_env() -> Result<u32, String> {
     }
 }
 
-/// Visible cores `(first, count)` out of `total`: `NEURON_RT_VISIBLE_CORES` is one
-/// index (`3`) or an inclusive range (`0-2`); unset means all.
-pub(crate) fn visible_from_env(total: u32) -> Result<(u32, u32), String> {
-    match var("NEURON_RT_VISIBLE_CORES") {
-        Some(text) => parse_visible(&text, total),
+/// Visible cores `(first, count)` out of `total`. `NEURON_RT_VISIBLE_CORES` is a list of
+/// indices and inclusive ranges that must form one contiguous increasing run (`3`,
+/// `0-2`, `3,4,5`, `3-5,6`), as the runtime documents; it takes precedence over
+/// `NEURON_RT_NUM_CORES`, a core count (0 = all) that takes the first cores. Unset means
+/// all.
+pub(crate) fn visible_from_env(total: u32) -> Result<(u32, u32), EnvError> {
+    if let Some(text) = var("NEURON_RT_VISIBLE_CORES") {
+        return parse_visible(&text, total).map_err(EnvError::Invalid);
+    }
+    match var("NEURON_RT_NUM_CORES") {
+        Some(text) => parse_num_cores(&text, total),
         None => Ok((0, total)),
     }
 }
 
+/// A setting that stops `nrt_init`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EnvError {
+    /// A malformed or out-of-range value (`nrt_init` fails with `NRT_INVALID`).
+    Invalid(String),
+    /// More cores requested than the machine has (`NRT_RESOURCE`, like a runtime that
+    /// cannot reserve them).
+    NotEnough(String),
+}
+
+impl From<String> for EnvError {
+    fn from(message: String) -> EnvError {
+        EnvError::Invalid(message)
+    }
+}
+
+impl EnvError {
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            EnvError::Invalid(m) | EnvError::NotEnough(m) => m,
+        }
+    }
+}
+
+fn parse_num_cores(text: &str, total: u32) -> Result<(u32, u32), EnvError> {
+    let n = text.trim().parse::<u32>().map_err(|_| {
+        EnvError::Invalid(format!(
+            "NEURON_RT_NUM_CORES={text:?} is not a number of cores (0 for all)"
+        ))
+    })?;
+    match n {
+        0 => Ok((0, total)),
+        n if n <= total => Ok((0, n)),
+        n => Err(EnvError::NotEnough(format!(
+            "NEURON_RT_NUM_CORES={n} asks for more cores than the {total} of the simulated machine (NRT_SIM_VNC_COUNT)"
+        ))),
+    }
+}
+
 fn parse_visible(text: &str, total: u32) -> Result<(u32, u32), String> {
-    let bad = || {
+    let bad = |why: &str| {
         format!(
-            "NEURON_RT_VISIBLE_CORES={text:?} is not a core index or an inclusive range like 0-1 within the {total} cores (0-{})",
+            "NEURON_RT_VISIBLE_CORES={text:?} {why}; expected core indices or inclusive ranges forming one increasing contiguous run (like 1, 0-1 or 2,3-4) within the {total} cores (0-{})",
             total - 1
         )
     };
-    let t = text.trim();
-    let (first, last) = match t.split_once('-') {
-        Some((a, b)) => (a.trim().parse::<u32>(), b.trim().parse::<u32>()),
-        None => (t.parse::<u32>(), t.parse::<u32>()),
-    };
-    match (first, last) {
-        (Ok(first), Ok(last)) if first <= last && last < total => Ok((first, last - first + 1)),
-        _ => Err(bad()),
+    let mut run: Option<(u32, u32)> = None;
+    for part in text.trim().split(',') {
+        let part = part.trim();
+        let (first, last) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u32>(), b.trim().parse::<u32>()),
+            None => (part.parse::<u32>(), part.parse::<u32>()),
+        };
+        let (Ok(first), Ok(last)) = (first, last) else {
+            return Err(bad(&format!("has {part:?}, not an index or a range")));
+        };
+        if first > last {
+            return Err(bad(&format!("has the decreasing range {part:?}")));
+        }
+        if last >= total {
+            return Err(bad(&format!("names core {last}, which does not exist")));
+        }
+        run = match run {
+            None => Some((first, last)),
+            Some((start, end)) if first == end + 1 => Some((start, last)),
+            Some((_, end)) => {
+                return Err(bad(&format!(
+                    "is not contiguous: {part:?} does not continue right after core {end}"
+                )));
+            }
+        };
     }
+    let (first, last) = run.expect("split yields at least one part");
+    Ok((first, last - first + 1))
 }
 
 /// `NRT_SIM_VERSION`, or the default.
@@ -164,9 +228,13 @@ pub(crate) fn version_from_env() -> Result<Version, String> {
 
 impl Config {
     /// Reads every setting; the error names the variable and its bad value.
-    pub(crate) fn from_env() -> Result<Config, String> {
+    pub(crate) fn from_env() -> Result<Config, EnvError> {
+        let (first_visible, visible_cores) = visible_from_env(total_cores_from_env()?)?;
+        Config::rest_from_env(first_visible, visible_cores).map_err(EnvError::Invalid)
+    }
+
+    fn rest_from_env(first_visible: u32, visible_cores: u32) -> Result<Config, String> {
         let total_cores = total_cores_from_env()?;
-        let (first_visible, visible_cores) = visible_from_env(total_cores)?;
         let device_memory = match var("NRT_SIM_DEVICE_MEMORY") {
             Some(t) => parse_bytes("NRT_SIM_DEVICE_MEMORY", &t)?,
             None => DEFAULT_DEVICE_MEMORY,
@@ -240,13 +308,35 @@ mod tests {
     }
 
     #[test]
-    fn visible_cores_are_an_index_or_inclusive_range() {
+    fn visible_cores_are_indices_and_ranges_forming_one_run() {
         assert_eq!(parse_visible("1", 4).unwrap(), (1, 1));
         assert_eq!(parse_visible(" 1-3 ", 4).unwrap(), (1, 3));
         assert_eq!(parse_visible("0-0", 1).unwrap(), (0, 1));
-        for bad in ["4", "2-1", "0-4", "a", "1-", "-1", "1,2"] {
+        // Lists and list/range mixes, as long as they are contiguous and increasing.
+        assert_eq!(parse_visible("1,2", 4).unwrap(), (1, 2));
+        assert_eq!(parse_visible("0-1, 2,3", 4).unwrap(), (0, 4));
+        assert_eq!(parse_visible("1,2-3", 4).unwrap(), (1, 3));
+        for bad in [
+            "4", "2-1", "0-4", "a", "1-", "-1", "0,2", "2,1", "1,1", "0-2,1", "", "1,",
+        ] {
             let err = parse_visible(bad, 4).unwrap_err();
             assert!(err.contains("within the 4 cores (0-3)"), "{bad}: {err}");
         }
+        assert!(
+            parse_visible("0,2", 4)
+                .unwrap_err()
+                .contains("not contiguous")
+        );
+    }
+
+    #[test]
+    fn num_cores_takes_the_first_cores() {
+        assert_eq!(parse_num_cores("0", 4), Ok((0, 4)));
+        assert_eq!(parse_num_cores("3", 4), Ok((0, 3)));
+        assert!(matches!(
+            parse_num_cores("5", 4),
+            Err(EnvError::NotEnough(m)) if m.contains("more cores than the 4")
+        ));
+        assert!(matches!(parse_num_cores("x", 4), Err(EnvError::Invalid(_))));
     }
 }

@@ -233,9 +233,11 @@ fn visible_cores() -> Res<u32> {
         return Ok(rt.cfg.visible_cores);
     }
     let total = config::total_cores_from_env().or_else(|m| fail(NRT_INVALID, m))?;
-    config::visible_from_env(total)
-        .map(|(_, n)| n)
-        .or_else(|m| fail(NRT_INVALID, m))
+    match config::visible_from_env(total) {
+        Ok((_, n)) => Ok(n),
+        Err(config::EnvError::Invalid(m)) => fail(NRT_INVALID, m),
+        Err(config::EnvError::NotEnough(m)) => fail(NRT_RESOURCE, m),
+    }
 }
 
 /// Number of cores of the simulated machine (`NRT_SIM_VNC_COUNT`); works before init.
@@ -570,8 +572,9 @@ pub unsafe extern "C" fn nrt_execute_repeat(
 // Tensors
 
 /// Allocates a zeroed tensor: DEVICE on core `vnc` (counted against its memory), HOST
-/// (`vnc` ignored), or VIRTUAL (no storage until `nrt_tensor_attach_buffer`). `name` may
-/// be NULL. Size 0 -> `NRT_INVALID`; not enough device memory -> `NRT_RESOURCE`.
+/// (pinned host memory, at most 4 MiB; `vnc` ignored) or VIRTUAL (pageable host memory;
+/// `vnc` ignored). `name` may be NULL. Size 0 -> `NRT_INVALID`; not enough device
+/// memory, or a HOST tensor over 4 MiB -> `NRT_RESOURCE`.
 ///
 /// # Safety
 ///
@@ -618,8 +621,9 @@ pub unsafe extern "C" fn nrt_tensor_allocate_empty(
     })
 }
 
-/// Gives an empty (or VIRTUAL) tensor caller-owned storage of `size` bytes; the tensor's
-/// size becomes `size`. Tensors that own memory -> `NRT_INVALID`.
+/// Gives a tensor caller-owned storage of `size` bytes: its previous storage (if any) is
+/// detached, and freed once no slice uses it; the tensor's size becomes `size` and its
+/// placement VIRTUAL.
 ///
 /// # Safety
 ///
@@ -637,8 +641,8 @@ pub unsafe extern "C" fn nrt_tensor_attach_buffer(
     })
 }
 
-/// A view of `size` bytes at `offset` of another tensor (no copy). The view is unusable
-/// (`NRT_INVALID_HANDLE`) once the tensor owning the memory is freed.
+/// A view of `size` bytes at `offset` of another tensor (no copy). The storage is shared:
+/// it stays allocated (and counted) until the last tensor using it is freed.
 ///
 /// # Safety
 ///
@@ -1032,8 +1036,8 @@ pub unsafe extern "C" fn nrt_add_tensor_to_tensor_set(
     })
 }
 
-/// Looks a tensor up by name: unknown name -> `NRT_INVALID`; a tensor freed since it was
-/// added -> `NRT_INVALID_HANDLE`.
+/// Looks a tensor up by name: unknown name -> `NRT_FAILURE` (as the runtime documents)
+/// and `*tensor` is left alone; a tensor freed since it was added -> `NRT_INVALID_HANDLE`.
 ///
 /// # Safety
 ///

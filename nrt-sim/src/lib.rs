@@ -23,14 +23,17 @@
 //!   `NRT_INVALID`, a stale or foreign handle `NRT_INVALID_HANDLE`.
 //! * Each visible core has its own device memory (accounting only: bytes live in host
 //!   memory). Models occupy their file size. Over capacity -> `NRT_RESOURCE`.
-//!   HOST tensors live in host memory; VIRTUAL tensors and `nrt_tensor_allocate_empty`
-//!   have no storage until `nrt_tensor_attach_buffer`. `nrt_tensor_get_va` gives host
-//!   addresses of HOST and attached tensors only (NULL for device memory).
+//!   HOST (pinned, at most 4 MiB each) and VIRTUAL (pageable) tensors live in host
+//!   memory; `nrt_tensor_allocate_empty` tensors have no storage until
+//!   `nrt_tensor_attach_buffer`, which works on any tensor (its old storage is detached
+//!   and it becomes VIRTUAL). `nrt_tensor_get_va` gives host addresses of HOST, VIRTUAL
+//!   and attached tensors only (NULL for device memory).
 //! * Every offset and size is checked (overflow-safe): out of range -> `NRT_INVALID` with
 //!   the numbers in the log. Device-to-device copies across cores -> `NRT_INVALID`.
 //! * Tensor sets hold tensors by name without owning them; a freed tensor is detected
-//!   (`NRT_INVALID_HANDLE`) when the set is used. Slices are views; freeing the tensor
-//!   that owns the memory makes its slices unusable (`NRT_INVALID_HANDLE`).
+//!   (`NRT_INVALID_HANDLE`) when the set is used; an unknown name gives `NRT_FAILURE`.
+//!   Slices are views whose storage is shared: it stays allocated (and counted against
+//!   the core's memory) until the last tensor using it is freed.
 //! * `nrt_execute` checks that every model input and output is bound with exactly its
 //!   size and on the model's core (or host memory) -> else `NRT_INVALID`; computes the
 //!   outputs exactly; executions on one core run one at a time and each takes the model's
@@ -64,12 +67,13 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `NRT_SIM_VNC_COUNT` | 2 | cores of the simulated machine (1-128) |
-//! | `NEURON_RT_VISIBLE_CORES` | all | one index (`1`) or inclusive range (`0-1`); API core indices count from the first visible core; a bad value fails `nrt_init` with `NRT_INVALID` |
+//! | `NEURON_RT_VISIBLE_CORES` | all | indices and inclusive ranges forming one contiguous increasing run (`1`, `0-1`, `1,2`, `0-1,2`); API core indices count from the first visible core; takes precedence over `NEURON_RT_NUM_CORES`; a bad value fails `nrt_init` with `NRT_INVALID` |
+//! | `NEURON_RT_NUM_CORES` | 0 (all) | use the first N cores; more than the machine has fails `nrt_init` with `NRT_RESOURCE` |
 //! | `NRT_SIM_DEVICE_MEMORY` | `1G` | device bytes per core; suffixes K, M, G, T (binary) |
 //! | `NRT_SIM_QUEUE_DEPTH` | 8 | requests in flight per async queue (1-65536) |
 //! | `NRT_SIM_EXEC_LATENCY_US` | model's | device time of every execution, in microseconds |
 //! | `NEURON_RT_EXEC_TIMEOUT` | 30 | execution timeout in seconds (fractions allowed) |
-//! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`, `INFO`, `DEBUG`, `TRACE`, `OFF` |
+//! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`/`WARNING`, `INFO`, `DEBUG`, `TRACE`; `QUIET` or `OFF` for none |
 //! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version; below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE` |
 //! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
 //!

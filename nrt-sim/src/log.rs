@@ -46,6 +46,8 @@ impl Level {
         .into_iter()
         .find(|l| l.name().eq_ignore_ascii_case(text))
         .or_else(|| text.eq_ignore_ascii_case("warning").then_some(Level::Warn))
+        // QUIET is the runtime's documented way to turn console logging off.
+        .or_else(|| text.eq_ignore_ascii_case("quiet").then_some(Level::Off))
     }
 }
 
@@ -67,7 +69,7 @@ pub(crate) fn reload_level() {
                     Level::Warn,
                     "nrt_init",
                     &format!(
-                        "NEURON_RT_LOG_LEVEL={text:?} is not one of ERROR, WARN, INFO, DEBUG, TRACE, OFF; using ERROR"
+                        "NEURON_RT_LOG_LEVEL={text:?} is not one of ERROR, WARN(ING), INFO, DEBUG, TRACE, QUIET, OFF; using ERROR"
                     ),
                 );
                 DEFAULT_LEVEL
@@ -126,6 +128,7 @@ mod tests {
         assert_eq!(Level::parse("debug"), Some(Level::Debug));
         assert_eq!(Level::parse(" TRACE "), Some(Level::Trace));
         assert_eq!(Level::parse("Warning"), Some(Level::Warn));
+        assert_eq!(Level::parse("quiet"), Some(Level::Off));
         assert_eq!(Level::parse("loud"), None);
     }
 

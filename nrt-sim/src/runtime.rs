@@ -68,6 +68,10 @@ impl HandleKind {
     }
 }
 
+/// Largest HOST-placement tensor: the runtime documents HOST tensors as one physically
+/// contiguous page of at most 4 MB.
+pub(crate) const HOST_PLACEMENT_MAX: usize = 4 << 20;
+
 /// Ids are never reused (not even across init/close), so a stale handle is always
 /// recognised as such. 36 bits of id fit below the tag.
 const ID_BITS: u32 = 36;
@@ -115,14 +119,13 @@ pub(crate) enum Place {
     Virtual,
 }
 
-/// A tensor's storage: a window of a buffer.
+/// A tensor's storage: a window of a buffer. The buffer is shared by the tensor that
+/// allocated it and every slice of it, and lives until the last of them is freed (the
+/// runtime documents slice storage as reference counted).
 #[derive(Clone)]
 pub(crate) struct Mem {
     pub(crate) buf: Arc<Buffer>,
     pub(crate) offset: usize,
-    /// Id of the tensor that owns (allocated or attached) the buffer; a slice is unusable
-    /// once that tensor is freed.
-    pub(crate) owner: u64,
 }
 
 pub(crate) struct Tensor {
@@ -131,10 +134,13 @@ pub(crate) struct Tensor {
     pub(crate) place: Place,
     pub(crate) size: usize,
     pub(crate) mem: Option<Mem>,
-    /// Bytes this tensor adds to its core's (or the host's) accounting.
-    accounted: u64,
-    /// Whether this is a slice (a view onto another tensor's storage).
-    is_slice: bool,
+}
+
+/// Live tensors using one buffer, and the memory the buffer is charged to.
+struct Storage {
+    users: u64,
+    /// Where the buffer's bytes are accounted (`None`: caller-owned, not accounted).
+    charge: Option<(Place, u64)>,
 }
 
 impl Tensor {
@@ -319,6 +325,8 @@ pub(crate) struct Runtime {
     pub(crate) cores: Vec<Arc<Core>>,
     models: HashMap<u64, Arc<Model>>,
     tensors: HashMap<u64, Arc<Tensor>>,
+    /// Buffers by id, with the count of live tensors using each.
+    storage: HashMap<u64, Storage>,
     sets: HashMap<u64, TensorSet>,
     pub(crate) host_tensors: u64,
     pub(crate) host_bytes: u64,
@@ -341,9 +349,12 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
             "the runtime is already initialized; call nrt_close first",
         );
     }
-    let cfg = Config::from_env().map_err(|m| Fail {
-        status: NRT_INVALID,
-        message: m,
+    let cfg = Config::from_env().map_err(|e| Fail {
+        status: match e {
+            crate::config::EnvError::Invalid(_) => NRT_INVALID,
+            crate::config::EnvError::NotEnough(_) => NRT_RESOURCE,
+        },
+        message: e.message().to_owned(),
         level: Level::Error,
     })?;
     let env_faults = match std::env::var("NRT_SIM_FAULTS") {
@@ -380,6 +391,7 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
         cores,
         models: HashMap::new(),
         tensors: HashMap::new(),
+        storage: HashMap::new(),
         sets: HashMap::new(),
         host_tensors: 0,
         host_bytes: 0,
@@ -512,75 +524,107 @@ impl Runtime {
     }
 
     fn tensor_by_id(&self, id: u64, what: &str) -> Res<Arc<Tensor>> {
-        let t = self.tensors.get(&id).ok_or_else(|| Fail {
+        self.tensors.get(&id).cloned().ok_or_else(|| Fail {
             status: NRT_INVALID_HANDLE,
             message: format!("{what} (tensor #{id}) was freed or belongs to a closed runtime"),
             level: Level::Error,
-        })?;
-        if let Some(mem) = &t.mem
-            && mem.owner != id
-            && !self.tensors.contains_key(&mem.owner)
-        {
-            return fail(
-                NRT_INVALID_HANDLE,
-                format!(
-                    "{what} ({}) is a slice of tensor #{}, which was freed",
-                    t.label(),
-                    mem.owner
-                ),
-            );
-        }
-        Ok(t.clone())
+        })
     }
 
-    fn account_add(&mut self, place: Place, bytes: u64) -> Res<()> {
+    /// Counts a live tensor on its core or the host (`delta` +1 or -1).
+    fn count_tensor(&mut self, place: Place, add: bool) {
         match place {
             Place::Device(c) => {
-                let core = &self.cores[c as usize];
-                let used = core.bytes.load(Ordering::Relaxed);
-                if used.saturating_add(bytes) > core.capacity {
-                    return fail(
-                        NRT_RESOURCE,
-                        format!(
-                            "core {c} has {} of {} device bytes free; {bytes} requested",
-                            core.capacity - used,
-                            core.capacity
-                        ),
-                    );
+                let count = &self.cores[c as usize].tensors;
+                if add {
+                    count.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    count.fetch_sub(1, Ordering::Relaxed);
                 }
-                core.bytes.store(used + bytes, Ordering::Relaxed);
-                core.tensors.fetch_add(1, Ordering::Relaxed);
             }
             Place::Host | Place::Virtual => {
-                self.host_bytes += bytes;
-                self.host_tensors += 1;
+                if add {
+                    self.host_tensors += 1;
+                } else {
+                    self.host_tensors -= 1;
+                }
+            }
+        }
+    }
+
+    /// Checks that `bytes` more fit in `place`'s memory.
+    fn check_room(&self, place: Place, bytes: u64, name: &str) -> Res<()> {
+        if let Place::Device(c) = place {
+            let core = &self.cores[c as usize];
+            let used = core.bytes.load(Ordering::Relaxed);
+            if used.saturating_add(bytes) > core.capacity {
+                return fail(
+                    NRT_RESOURCE,
+                    format!(
+                        "core {c} has {} of {} device bytes free; tensor '{name}' needs {bytes}",
+                        core.capacity - used,
+                        core.capacity
+                    ),
+                );
             }
         }
         Ok(())
     }
 
-    fn account_remove(&mut self, place: Place, bytes: u64) {
-        match place {
-            Place::Device(c) => {
-                let core = &self.cores[c as usize];
-                core.bytes.fetch_sub(bytes, Ordering::Relaxed);
-                core.tensors.fetch_sub(1, Ordering::Relaxed);
-            }
-            Place::Host | Place::Virtual => {
-                self.host_bytes -= bytes;
-                self.host_tensors -= 1;
+    /// One more live tensor uses `buf`; `charge` is where a new buffer's bytes go.
+    fn use_storage(&mut self, buf: &Buffer, charge: Option<(Place, u64)>) {
+        let entry = self
+            .storage
+            .entry(buf.id)
+            .or_insert_with(|| Storage { users: 0, charge });
+        entry.users += 1;
+        if entry.users == 1
+            && let Some((place, bytes)) = entry.charge
+        {
+            match place {
+                Place::Device(c) => {
+                    self.cores[c as usize]
+                        .bytes
+                        .fetch_add(bytes, Ordering::Relaxed);
+                }
+                Place::Host | Place::Virtual => self.host_bytes += bytes,
             }
         }
     }
 
-    fn insert_tensor(&mut self, t: Tensor) -> Res<*mut nrt_tensor_t> {
-        self.account_add(t.place, t.accounted)?;
-        let id = t.id;
-        self.tensors.insert(id, Arc::new(t));
-        Ok(to_handle(HandleKind::Tensor, id))
+    /// One live tensor fewer uses `buf`; the last one releases its bytes.
+    fn release_storage(&mut self, buf: &Buffer) {
+        let Some(entry) = self.storage.get_mut(&buf.id) else {
+            return;
+        };
+        entry.users -= 1;
+        if entry.users > 0 {
+            return;
+        }
+        let charge = entry.charge;
+        self.storage.remove(&buf.id);
+        match charge {
+            Some((Place::Device(c), bytes)) => {
+                self.cores[c as usize]
+                    .bytes
+                    .fetch_sub(bytes, Ordering::Relaxed);
+            }
+            Some((_, bytes)) => self.host_bytes -= bytes,
+            None => {}
+        }
     }
 
-    /// `nrt_tensor_allocate`.
+    /// Registers a tensor whose storage (if any) is already in use by it.
+    fn insert_tensor(&mut self, t: Tensor) -> *mut nrt_tensor_t {
+        self.count_tensor(t.place, true);
+        let id = t.id;
+        self.tensors.insert(id, Arc::new(t));
+        to_handle(HandleKind::Tensor, id)
+    }
+
+    /// `nrt_tensor_allocate`. DEVICE tensors live in the core's memory; HOST (pinned,
+    /// at most [`HOST_PLACEMENT_MAX`] bytes, as the runtime documents) and VIRTUAL
+    /// (pageable) tensors in host memory.
     pub(crate) fn allocate_tensor(
         &mut self,
         placement: nrt_tensor_placement_t,
@@ -602,6 +646,14 @@ impl Runtime {
         if size == 0 {
             return fail(NRT_INVALID, format!("size 0 requested for tensor '{name}'"));
         }
+        if place == Place::Host && size > HOST_PLACEMENT_MAX {
+            return fail(
+                NRT_RESOURCE,
+                format!(
+                    "tensor '{name}' asks for {size} bytes of HOST (pinned) memory; HOST tensors are limited to {HOST_PLACEMENT_MAX} bytes (use VIRTUAL placement for larger host tensors)"
+                ),
+            );
+        }
         let fault_core = match place {
             Place::Device(c) => Some(c),
             _ => None,
@@ -612,63 +664,39 @@ impl Runtime {
                 format!("injected allocation fault for tensor '{name}' ({size} bytes)"),
             );
         }
+        self.check_room(place, size as u64, &name)?;
+        let buf = Buffer::allocate(size).ok_or_else(|| Fail {
+            status: NRT_RESOURCE,
+            message: format!("cannot allocate {size} bytes of memory for tensor '{name}'"),
+            level: Level::Error,
+        })?;
         let id = new_id()?;
-        let (mem, accounted) = if place == Place::Virtual {
-            (None, 0)
-        } else {
-            if let Place::Device(c) = place {
-                let core = &self.cores[c as usize];
-                let free = core.capacity - core.bytes.load(Ordering::Relaxed);
-                if size as u64 > free {
-                    return fail(
-                        NRT_RESOURCE,
-                        format!(
-                            "core {c} has {free} of {} device bytes free; tensor '{name}' needs {size}",
-                            core.capacity
-                        ),
-                    );
-                }
-            }
-            let buf = Buffer::allocate(size).ok_or_else(|| Fail {
-                status: NRT_RESOURCE,
-                message: format!("cannot allocate {size} bytes of memory for tensor '{name}'"),
-                level: Level::Error,
-            })?;
-            (
-                Some(Mem {
-                    buf: Arc::new(buf),
-                    offset: 0,
-                    owner: id,
-                }),
-                size as u64,
-            )
-        };
-        self.insert_tensor(Tensor {
+        let buf = Arc::new(buf);
+        self.use_storage(&buf, Some((place, size as u64)));
+        Ok(self.insert_tensor(Tensor {
             id,
             name,
             place,
             size,
-            mem,
-            accounted,
-            is_slice: false,
-        })
+            mem: Some(Mem { buf, offset: 0 }),
+        }))
     }
 
     /// `nrt_tensor_allocate_empty`: a tensor without storage, to attach a buffer to.
     pub(crate) fn allocate_empty(&mut self, name: String) -> Res<*mut nrt_tensor_t> {
         let id = new_id()?;
-        self.insert_tensor(Tensor {
+        Ok(self.insert_tensor(Tensor {
             id,
             name,
             place: Place::Virtual,
             size: 0,
             mem: None,
-            accounted: 0,
-            is_slice: false,
-        })
+        }))
     }
 
-    /// `nrt_tensor_attach_buffer`.
+    /// `nrt_tensor_attach_buffer`: the tensor's previous storage is detached (and freed
+    /// when no slice uses it any more) and the tensor becomes VIRTUAL over `buffer`, as
+    /// the runtime documents, whatever its placement was.
     ///
     /// # Safety
     ///
@@ -680,41 +708,31 @@ impl Runtime {
         size: usize,
     ) -> Res<()> {
         let t = self.tensor(handle, "tensor")?;
-        if t.place != Place::Virtual || t.is_slice {
-            return fail(
-                NRT_INVALID,
-                format!(
-                    "{} owns its memory; buffers can only be attached to tensors made by nrt_tensor_allocate_empty or with VIRTUAL placement",
-                    t.label()
-                ),
-            );
-        }
         let Some(ptr) = NonNull::new(buffer) else {
             return fail(NRT_INVALID, "buffer is NULL");
         };
         if size == 0 {
             return fail(NRT_INVALID, format!("size 0 attached to {}", t.label()));
         }
+        if let Some(old) = &t.mem {
+            self.release_storage(&old.buf);
+        }
+        self.count_tensor(t.place, false);
         // SAFETY: the caller guarantees `buffer` is valid for `size` bytes while used.
-        let buf = unsafe { Buffer::attach(ptr, size) };
-        let updated = Tensor {
+        let buf = Arc::new(unsafe { Buffer::attach(ptr, size) });
+        self.use_storage(&buf, None);
+        self.insert_tensor(Tensor {
             id: t.id,
             name: t.name.clone(),
             place: Place::Virtual,
             size,
-            mem: Some(Mem {
-                buf: Arc::new(buf),
-                offset: 0,
-                owner: t.id,
-            }),
-            accounted: 0,
-            is_slice: false,
-        };
-        self.tensors.insert(t.id, Arc::new(updated));
+            mem: Some(Mem { buf, offset: 0 }),
+        });
         Ok(())
     }
 
-    /// `nrt_tensor_allocate_slice`.
+    /// `nrt_tensor_allocate_slice`: shares the source's storage, which stays allocated
+    /// while any tensor using it is live.
     pub(crate) fn allocate_slice(
         &mut self,
         source: *const nrt_tensor_t,
@@ -729,7 +747,8 @@ impl Runtime {
             return fail(NRT_INVALID, format!("size 0 slice of {}", src.label()));
         }
         let id = new_id()?;
-        let t = Tensor {
+        self.use_storage(&mem.buf, None);
+        Ok(self.insert_tensor(Tensor {
             id,
             name,
             place: src.place,
@@ -738,10 +757,7 @@ impl Runtime {
                 offset: mem.offset + offset,
                 ..mem
             }),
-            accounted: 0,
-            is_slice: true,
-        };
-        self.insert_tensor(t)
+        }))
     }
 
     /// `nrt_tensor_free`.
@@ -753,7 +769,10 @@ impl Runtime {
                 format!("*tensor (tensor #{id}) was already freed or belongs to a closed runtime"),
             );
         };
-        self.account_remove(t.place, t.accounted);
+        self.count_tensor(t.place, false);
+        if let Some(mem) = &t.mem {
+            self.release_storage(&mem.buf);
+        }
         Ok(())
     }
 
@@ -828,8 +847,9 @@ impl Runtime {
     ) -> Res<*mut nrt_tensor_t> {
         let (_, s) = self.set(set, "tensor_set")?;
         let Some(&id) = s.entries.get(name) else {
+            // The runtime documents NRT_FAILURE (not NRT_INVALID) for a name not in the set.
             return fail(
-                NRT_INVALID,
+                NRT_FAILURE,
                 format!(
                     "the tensor set has no tensor named '{}' (it has {} tensor(s))",
                     String::from_utf8_lossy(name),

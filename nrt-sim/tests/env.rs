@@ -71,6 +71,78 @@ fn bad_visible_cores_fail_init_with_a_log() {
 }
 
 #[test]
+fn visible_cores_take_contiguous_lists() {
+    // The runtime documents lists (3,4,5) and list/range mixes (3-5,6) that form one
+    // contiguous increasing run.
+    if !in_child(
+        "visible_cores_take_contiguous_lists",
+        &[
+            ("NRT_SIM_VNC_COUNT", "4"),
+            ("NEURON_RT_VISIBLE_CORES", "1,2-3"),
+            ("NEURON_RT_NUM_CORES", "1"),
+        ],
+    ) {
+        return;
+    }
+    assert_eq!(counts(), (4, 3), "VISIBLE_CORES wins over NUM_CORES");
+    let _s = Session::new();
+    assert_eq!(counters().cores.len(), 3);
+}
+
+#[test]
+fn non_contiguous_visible_cores_fail_init() {
+    if !in_child(
+        "non_contiguous_visible_cores_fail_init",
+        &[
+            ("NRT_SIM_VNC_COUNT", "4"),
+            ("NEURON_RT_VISIBLE_CORES", "0,2"),
+        ],
+    ) {
+        return;
+    }
+    let _serial = Session::serial_only();
+    assert_eq!(init_status(), NRT_INVALID);
+    assert!(last_error().contains("not contiguous"), "{}", last_error());
+}
+
+#[test]
+fn num_cores_reserves_the_first_cores() {
+    if !in_child(
+        "num_cores_reserves_the_first_cores",
+        &[("NRT_SIM_VNC_COUNT", "4"), ("NEURON_RT_NUM_CORES", "3")],
+    ) {
+        return;
+    }
+    assert_eq!(counts(), (4, 3), "counts work before init");
+    let _s = Session::new();
+    assert_eq!(counts(), (4, 3));
+    assert_eq!(
+        try_alloc(NRT_TENSOR_PLACEMENT_DEVICE, 3, 8, "x"),
+        Err(NRT_INVALID)
+    );
+}
+
+#[test]
+fn num_cores_over_the_machine_fails_init() {
+    if !in_child(
+        "num_cores_over_the_machine_fails_init",
+        &[("NEURON_RT_NUM_CORES", "3")],
+    ) {
+        return;
+    }
+    let _serial = Session::serial_only();
+    assert_eq!(init_status(), NRT_RESOURCE);
+    assert!(
+        last_error().contains("NEURON_RT_NUM_CORES=3 asks for more cores than the 2"),
+        "{}",
+        last_error()
+    );
+    let mut n = 0;
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { nrt_get_visible_vnc_count(&mut n) }, NRT_RESOURCE);
+}
+
+#[test]
 fn bad_sim_values_fail_init() {
     if !in_child("bad_sim_values_fail_init", &[("NRT_SIM_QUEUE_DEPTH", "0")]) {
         return;
@@ -278,4 +350,7 @@ fn log_level_filters_stderr() {
     assert!(error.contains("nrt-sim: ERROR nrt_tensor_write"), "{error}");
     let off = log_output("OFF");
     assert!(!off.contains("nrt-sim:"), "{off}");
+    // The runtime's documented way to silence the console.
+    let quiet = log_output("QUIET");
+    assert!(!quiet.contains("nrt-sim:"), "{quiet}");
 }

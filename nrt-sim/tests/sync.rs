@@ -171,7 +171,7 @@ fn allocation_arguments_are_checked() {
     assert_eq!(status, NRT_INVALID);
     // A host allocation the machine cannot hold.
     assert_eq!(
-        try_alloc(NRT_TENSOR_PLACEMENT_HOST, -1, usize::MAX / 2, "huge"),
+        try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, usize::MAX / 2, "huge"),
         Err(NRT_RESOURCE)
     );
     // More than the core's device memory (1 GiB by default).
@@ -273,7 +273,7 @@ fn copies_within_a_core_and_via_host_work_but_not_across_cores() {
 }
 
 #[test]
-fn slices_are_views_and_die_with_their_source() {
+fn slices_are_views_and_keep_their_storage_alive() {
     let _s = Session::new();
     let base = alloc(0, 16, "base");
     let mut slice = std::ptr::null_mut();
@@ -316,16 +316,18 @@ fn slices_are_views_and_die_with_their_source() {
     assert_eq!(read(inner, 0, 2).unwrap(), vec![0, 0]);
     assert_eq!(write(inner, 0, &[3]), NRT_SUCCESS);
     assert_eq!(read(base, 6, 1).unwrap(), vec![3]);
+    // The runtime documents slice storage as reference counted: freeing the source
+    // leaves its slices usable, and the device bytes stay in use until the last goes.
     free(base);
-    assert_eq!(read(slice, 0, 1), Err(NRT_INVALID_HANDLE));
-    assert!(
-        last_error().contains("is a slice of tensor"),
-        "{}",
-        last_error()
-    );
-    assert_eq!(read(inner, 0, 1), Err(NRT_INVALID_HANDLE));
+    assert_eq!(read(slice, 0, 2).unwrap(), vec![9, 9]);
+    assert_eq!(write(inner, 1, &[4]), NRT_SUCCESS);
+    assert_eq!(read(slice, 3, 1).unwrap(), vec![4]);
+    assert_eq!(counters().cores[0].tensors, 2);
+    assert_eq!(counters().cores[0].device_bytes, 16);
     free(inner);
+    assert_eq!(counters().cores[0].device_bytes, 16);
     free(slice);
+    assert_eq!(counters().cores[0].device_bytes, 0);
     assert_eq!(counters().live_objects(), 0);
 }
 
@@ -360,16 +362,11 @@ fn empty_tensors_take_attached_buffers_and_expose_host_addresses() {
     free(t);
     assert_eq!(&storage[30..], &[4, 2]);
 
-    // Tensors that own memory refuse a buffer; device memory has no host address.
+    // Device memory has no host address; HOST memory has one.
     let dev = alloc(0, 8, "dev");
     let host = alloc_host(8, "host");
-    let mut other = [0u8; 8];
-    // SAFETY: handles checked; `other` is valid (and refused anyway).
+    // SAFETY: handles checked; the host address is valid for the tensor's 8 bytes.
     unsafe {
-        assert_eq!(
-            nrt_tensor_attach_buffer(host, other.as_mut_ptr().cast(), 8),
-            NRT_INVALID
-        );
         assert!(nrt_tensor_get_va(dev).is_null());
         assert!(last_error().contains("no host address"), "{}", last_error());
         let va = nrt_tensor_get_va(host).cast::<u8>();
@@ -377,19 +374,106 @@ fn empty_tensors_take_attached_buffers_and_expose_host_addresses() {
         va.add(3).write(77);
     }
     assert_eq!(read(host, 3, 1).unwrap(), vec![77]);
-    // VIRTUAL placement: no storage until attached.
-    let v = try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, 8, "virt").unwrap();
-    assert_eq!(read(v, 0, 1), Err(NRT_INVALID));
-    // SAFETY: `other` outlives the tensor.
-    assert_eq!(
-        unsafe { nrt_tensor_attach_buffer(v, other.as_mut_ptr().cast(), 8) },
-        NRT_SUCCESS
-    );
-    assert_eq!(write(v, 0, &[1]), NRT_SUCCESS);
-    free(v);
-    assert_eq!(other[0], 1);
     free(dev);
     free(host);
+}
+
+#[test]
+fn virtual_placement_allocates_host_memory() {
+    // The runtime documents VIRTUAL tensors as allocated in (pageable) host memory.
+    let _s = Session::new();
+    let v = try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, 8, "virt").unwrap();
+    assert_eq!(read(v, 0, 8).unwrap(), vec![0; 8], "zeroed storage at once");
+    assert_eq!(write(v, 2, &[6]), NRT_SUCCESS);
+    // SAFETY: handle checked; the address is valid for the tensor's 8 bytes.
+    let va = unsafe { nrt_tensor_get_va(v) }.cast::<u8>();
+    assert!(!va.is_null());
+    // SAFETY: as above.
+    assert_eq!(unsafe { va.add(2).read() }, 6);
+    let c = counters();
+    assert_eq!((c.host_tensors, c.host_bytes), (1, 8));
+    assert_eq!(c.cores[0].device_bytes, 0);
+    free(v);
+    assert_eq!(counters().host_bytes, 0);
+}
+
+#[test]
+fn host_placement_is_limited_to_4_mib() {
+    // HOST (pinned) tensors are documented as one page of at most 4 MB.
+    let _s = Session::new();
+    let max = 4 << 20;
+    let t = try_alloc(NRT_TENSOR_PLACEMENT_HOST, -1, max, "max").unwrap();
+    assert_eq!(
+        try_alloc(NRT_TENSOR_PLACEMENT_HOST, -1, max + 1, "over"),
+        Err(NRT_RESOURCE)
+    );
+    assert!(
+        last_error().contains("4194305 bytes of HOST"),
+        "{}",
+        last_error()
+    );
+    let v = try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, max + 1, "virtual").unwrap();
+    free(t);
+    free(v);
+    assert_eq!(counters().live_objects(), 0);
+}
+
+#[test]
+fn attach_buffer_replaces_any_storage_and_makes_the_tensor_virtual() {
+    // The runtime documents: previous storage is detached (freed if owned), and the
+    // placement becomes VIRTUAL whatever it was.
+    let _s = Session::new();
+    let dev = alloc(1, 16, "dev");
+    assert_eq!(write(dev, 0, &[1; 16]), NRT_SUCCESS);
+    let mut view = std::ptr::null_mut();
+    // SAFETY: valid handle, name and out-pointer.
+    unsafe {
+        assert_eq!(
+            nrt_tensor_allocate_slice(dev, 8, 8, c"view".as_ptr(), &mut view),
+            NRT_SUCCESS
+        );
+    }
+    let mut mine = vec![5u8; 4];
+    // SAFETY: `mine` outlives the tensor (freed below before `mine` drops).
+    unsafe {
+        assert_eq!(
+            nrt_tensor_attach_buffer(dev, mine.as_mut_ptr().cast(), 4),
+            NRT_SUCCESS
+        );
+        assert_eq!(nrt_tensor_get_size(dev), 4);
+        assert_eq!(nrt_tensor_get_va(dev), mine.as_mut_ptr().cast());
+    }
+    assert_eq!(read(dev, 0, 4).unwrap(), vec![5; 4]);
+    // The old device storage lives on for the slice (and stays counted) ...
+    assert_eq!(read(view, 0, 8).unwrap(), vec![1; 8]);
+    let c = counters();
+    assert_eq!((c.cores[1].tensors, c.cores[1].device_bytes), (1, 16));
+    assert_eq!(c.host_tensors, 1);
+    // ... until the slice goes.
+    free(view);
+    assert_eq!(counters().cores[1].device_bytes, 0);
+    // A HOST tensor takes a buffer too; its own memory is released.
+    let host = alloc_host(8, "host");
+    assert_eq!(counters().host_bytes, 8);
+    let mut other = [0u8; 8];
+    // SAFETY: `other` outlives the tensor.
+    assert_eq!(
+        unsafe { nrt_tensor_attach_buffer(host, other.as_mut_ptr().cast(), 8) },
+        NRT_SUCCESS
+    );
+    assert_eq!(counters().host_bytes, 0);
+    assert_eq!(write(host, 7, &[9]), NRT_SUCCESS);
+    // A tensor now in host memory can no longer be used as device memory.
+    let mut info = nrt_tensor_device_allocation_info_t::default();
+    // SAFETY: handle checked; `info` is writable.
+    assert_eq!(
+        unsafe { nrt_tensor_get_device_allocation_info(dev, &mut info) },
+        NRT_INVALID
+    );
+    free(host);
+    free(dev);
+    assert_eq!(other[7], 9);
+    assert_eq!(counters().live_objects(), 0);
 }
 
 #[test]
@@ -553,7 +637,11 @@ fn tensor_sets_add_replace_get_and_do_not_own_tensors() {
     assert_eq!(get(c"x"), (NRT_SUCCESS, t1));
     assert_eq!(add(set, "x", t2), NRT_SUCCESS, "replace by name");
     assert_eq!(get(c"x"), (NRT_SUCCESS, t2));
-    assert_eq!(get(c"y").0, NRT_INVALID);
+    // Documented: an unknown name gives NRT_FAILURE and writes nothing.
+    let mut untouched = t1;
+    // SAFETY: valid C string and out-pointer.
+    let status = unsafe { nrt_get_tensor_from_tensor_set(set, c"y".as_ptr(), &mut untouched) };
+    assert_eq!((status, untouched), (NRT_FAILURE, t1));
     assert!(last_error().contains("no tensor named 'y'"));
     assert_eq!(add(set, "x", std::ptr::null_mut()), NRT_INVALID);
     // SAFETY: NULL name rejected.

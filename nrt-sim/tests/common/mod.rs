@@ -264,6 +264,8 @@ pub fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
     for var in [
         "NRT_SIM_VNC_COUNT",
         "NEURON_RT_VISIBLE_CORES",
+        "NEURON_RT_NUM_CORES",
+        "NEURON_RT_LOG_LEVEL",
         "NRT_SIM_DEVICE_MEMORY",
         "NRT_SIM_QUEUE_DEPTH",
         "NRT_SIM_EXEC_LATENCY_US",
