@@ -880,3 +880,25 @@ fn a_request_that_times_out_makes_its_unit_unrecoverable() {
     );
     assert_eq!(unit.last_submitted(), submitted);
 }
+
+#[test]
+fn a_pipeline_of_unbounded_depth_runs_instead_of_panicking() {
+    let _g = support::lock();
+    let rt = support::runtime();
+    let model = loaded(&rt, Duration::ZERO, 0);
+    let unit = rt.compute_unit(0).unwrap();
+    // "As deep as there are jobs": the depth is a bound, not an amount to preallocate.
+    for depth in [usize::MAX, 1 << 40] {
+        let pipeline = Pipeline::with_depth(depth, 0..4u32, |job| {
+            Ok(unit.execute(
+                &model,
+                sets(&model, job as f32).0,
+                model.allocate_outputs()?,
+            )?)
+        })
+        .unwrap();
+        assert_eq!(pipeline.depth(), depth);
+        let seen: Vec<f32> = pipeline.map(|r| out(&r.unwrap().1)[0]).collect();
+        assert_eq!(seen, [100.0, 101.0, 102.0, 103.0], "depth {depth}");
+    }
+}

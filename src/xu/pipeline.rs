@@ -11,6 +11,11 @@ use crate::{Error, Result};
 /// 2-3 per execution unit.
 pub const DEFAULT_DEPTH: usize = 3;
 
+/// The most queue entries a pipeline allocates up front. A deeper pipeline (e.g.
+/// `usize::MAX` for "as deep as there are jobs") grows its queue as it fills, once, and
+/// then allocates nothing more: the depth is a bound, not an amount to reserve.
+const MAX_PREALLOCATED: usize = 1024;
+
 /// Keeps up to `depth` requests in flight from an iterator of jobs and yields their
 /// results in job order.
 ///
@@ -22,8 +27,14 @@ pub const DEFAULT_DEPTH: usize = 3;
 /// place; the other jobs carry on. Dropping the pipeline waits for the requests still in
 /// flight.
 ///
-/// The queue is allocated once (with room for `depth` requests), so the steady state
-/// allocates nothing per job beyond what `submit` does.
+/// The queue is allocated once (with room for `depth` requests, up to 1024 of them up
+/// front), so the steady state allocates nothing per job beyond what `submit` does.
+///
+/// The depth should not exceed what the unit's queue holds (libnrt's queue depth):
+/// a job submitted to a full queue fails with
+/// [`NrtStatus::QueueFull`](crate::NrtStatus::QueueFull) and yields that error in its
+/// place, unless `submit` retries (see
+/// [`ExecUnit::submit_with_retry`](crate::ExecUnit::submit_with_retry)).
 ///
 /// ```
 /// use neuron_rt::{Pipeline, Runtime};
@@ -101,7 +112,7 @@ where
         }
         let mut pipeline = Pipeline::new(jobs, submit);
         pipeline.depth = depth;
-        pipeline.queue.reserve_exact(depth);
+        pipeline.queue.reserve_exact(depth.min(MAX_PREALLOCATED));
         Ok(pipeline)
     }
 
