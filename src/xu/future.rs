@@ -32,6 +32,10 @@ use crate::{Error, Result};
 #[derive(Debug)]
 pub struct RequestFuture<T: Payload> {
     request: Option<Request<T>>,
+    /// Whether the poller thread may hold an entry for this future. The entry goes
+    /// before the request does (on resolving and on drop), so that the poller never
+    /// holds the last handle of the unit, and through it of the runtime.
+    registered: bool,
 }
 
 impl<T: Payload> IntoFuture for Request<T> {
@@ -41,6 +45,7 @@ impl<T: Payload> IntoFuture for Request<T> {
     fn into_future(self) -> RequestFuture<T> {
         RequestFuture {
             request: Some(self),
+            registered: false,
         }
     }
 }
@@ -60,15 +65,39 @@ impl<T: Payload> Future for RequestFuture<T> {
         match request.is_complete() {
             Ok(false) => {
                 poller().register(&request.unit_inner(), request.seq(), cx.waker());
+                this.registered = true;
                 Poll::Pending
             }
             // Complete: `wait` returns at once. On a polling error, `wait` reports it
             // (and leaks the payload if completion stays unobservable).
-            Ok(true) | Err(_) => match this.request.take() {
-                Some(request) => Poll::Ready(request.wait()),
-                None => Poll::Pending,
-            },
+            Ok(true) | Err(_) => {
+                this.deregister();
+                match this.request.take() {
+                    Some(request) => Poll::Ready(request.wait()),
+                    None => Poll::Pending,
+                }
+            }
         }
+    }
+}
+
+impl<T: Payload> RequestFuture<T> {
+    /// Removes this future's entry from the poller, if it has one. Once this returns,
+    /// the poller holds no handle obtained through the entry (it upgrades its weak
+    /// reference only under the lock that this takes).
+    fn deregister(&mut self) {
+        if std::mem::take(&mut self.registered)
+            && let Some(request) = &self.request
+        {
+            poller().deregister(request.unit_ptr(), request.seq());
+        }
+    }
+}
+
+impl<T: Payload> Drop for RequestFuture<T> {
+    fn drop(&mut self) {
+        // Before the request (a field) is dropped: see `registered`.
+        self.deregister();
     }
 }
 
@@ -81,7 +110,10 @@ struct Poller {
 }
 
 /// A registered future. The unit is held weakly: the poller must not be what keeps a
-/// runtime open (its future, which owns the request, does that while it lives).
+/// runtime open (its future, which owns the request, does that while it lives). The
+/// poller upgrades it only while it holds the list's lock, and a future removes its
+/// entry under that lock before letting go of its request, so the poller never holds
+/// the last handle of a unit.
 struct Waiting {
     unit: Weak<UnitInner>,
     seq: SeqId,
@@ -129,6 +161,22 @@ impl Poller {
         }
         drop(waiting);
         self.changed.notify_one();
+    }
+
+    /// Forgets the entry of request `seq` of `unit`, if there is one.
+    fn deregister(&self, unit: *const UnitInner, seq: SeqId) {
+        if !self.running {
+            return;
+        }
+        let entry = {
+            let mut waiting = self.lock();
+            waiting
+                .iter()
+                .position(|w| w.seq == seq && std::ptr::eq(w.unit.as_ptr(), unit))
+                .map(|i| waiting.swap_remove(i))
+        };
+        // Dropped outside the lock: dropping a waker may run the executor's code.
+        drop(entry);
     }
 }
 

@@ -394,6 +394,11 @@ impl<T: Payload> Request<T> {
         self.inner.seq
     }
 
+    /// The address of the request's unit (for identifying it, not for access).
+    pub(crate) fn unit_ptr(&self) -> *const UnitInner {
+        &*self.inner.unit
+    }
+
     pub(crate) fn unit_inner(&self) -> Arc<UnitInner> {
         self.inner.unit.to_arc()
     }

@@ -1,0 +1,146 @@
+//! The poller thread behind `RequestFuture` must never be what keeps a unit (and so the
+//! runtime) alive once the futures are gone: otherwise a new runtime started right after
+//! the user dropped everything fails with `AlreadyInitialized`, and `nrt_close` runs on
+//! the poller thread at some later moment.
+//!
+//! Runs on the dlopen'ed simulator, with `nrta_is_completed` wrapped so that the test can
+//! hold the poller thread inside that call, where it holds a handle to the unit.
+
+mod support;
+
+use std::ffi::{CStr, c_void};
+use std::future::{Future, IntoFuture};
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
+
+use neuron_rt::nrt_sys::{self as sys, Library};
+use neuron_rt::{Error, Runtime};
+use nrt_sim::{DType, ModelBuilder, Op};
+
+static REAL_IS_COMPLETED: OnceLock<sys::fn_types::nrta_is_completed> = OnceLock::new();
+/// Whether the gate is closed; the poller thread blocks in `nrta_is_completed` while it is.
+static GATE: Mutex<bool> = Mutex::new(false);
+static GATE_OPENED: Condvar = Condvar::new();
+/// Set by the poller thread once it is blocked at the gate.
+static POLLER_AT_GATE: AtomicBool = AtomicBool::new(false);
+
+/// The simulator's `nrta_is_completed`, except that the poller thread waits at the gate.
+unsafe extern "C" fn gated_is_completed(seq: u64, done: *mut bool) -> sys::NRT_STATUS {
+    if std::thread::current().name() == Some("neuron-rt-poller") {
+        let mut closed = GATE.lock().unwrap_or_else(|e| e.into_inner());
+        while *closed {
+            POLLER_AT_GATE.store(true, Ordering::SeqCst);
+            closed = GATE_OPENED.wait(closed).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+    match REAL_IS_COMPLETED.get() {
+        // SAFETY: the simulator's own function, called with the caller's arguments.
+        Some(real) => unsafe { real(seq, done) },
+        None => sys::NRT_FAILURE,
+    }
+}
+
+fn sim_symbol(name: &CStr) -> *mut c_void {
+    support::sim().symbol(name).unwrap_or(std::ptr::null_mut())
+}
+
+/// The dlopen'ed simulator with `nrta_is_completed` gated (same simulator state).
+fn gated_library() -> &'static Library {
+    let mut fns = *support::sim().fns();
+    let real = fns
+        .nrta_is_completed
+        .expect("the simulator has nrta_is_completed");
+    REAL_IS_COMPLETED.get_or_init(|| real);
+    fns.nrta_is_completed = Some(gated_is_completed);
+    Library::in_process(
+        "nrt-sim with a gated nrta_is_completed",
+        fns,
+        Some(sim_symbol),
+    )
+}
+
+fn set_gate(closed: bool) {
+    *GATE.lock().unwrap() = closed;
+    GATE_OPENED.notify_all();
+}
+
+fn identity_model(device_time: Duration) -> Vec<u8> {
+    ModelBuilder::new("identity")
+        .input("x", DType::F32, &[4])
+        .output("y", DType::F32, &[4])
+        .op(Op::Identity {
+            input: "x".into(),
+            out: "y".into(),
+        })
+        .device_time(device_time)
+        .build()
+        .unwrap()
+}
+
+/// How the test lets go of its future.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// Dropped while pending (the request is waited for by the drop).
+    Dropped,
+    /// Polled to completion by the executor before the poller noticed.
+    Resolved,
+}
+
+#[test]
+fn a_runtime_starts_again_while_the_poller_still_looks_at_a_finished_future() {
+    let _g = support::lock();
+    let lib = gated_library();
+    for ending in [Ending::Dropped, Ending::Resolved] {
+        let opener;
+        {
+            let rt = Runtime::builder().library(lib).build().unwrap();
+            let model = rt
+                .load_model_on(&identity_model(Duration::from_millis(20)), 0)
+                .unwrap();
+            let unit = rt.compute_unit(0).unwrap();
+            let inputs = model.allocate_inputs().unwrap();
+            let outputs = model.allocate_outputs().unwrap();
+            let request = unit.execute(&model, inputs, outputs).unwrap();
+            let mut future = pin!(request.into_future());
+            // Pending: registered with the poller thread, which will poll it.
+            POLLER_AT_GATE.store(false, Ordering::SeqCst);
+            set_gate(true);
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(future.as_mut().poll(&mut cx).is_pending());
+            let start = Instant::now();
+            while !POLLER_AT_GATE.load(Ordering::SeqCst) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "the poller never polled"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The poller now sits in nrta_is_completed for this request, holding the
+            // unit. Let it go later.
+            opener = std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_millis(500));
+                set_gate(false);
+            });
+            if let Ending::Resolved = ending {
+                unit.wait_idle().unwrap();
+                let ready = future.as_mut().poll(&mut cx);
+                assert!(matches!(ready, std::task::Poll::Ready(Ok(_))), "{ending:?}");
+            }
+            // Everything the test holds goes at the end of this block (a pending
+            // future waits for its request).
+        }
+        let again = Runtime::builder().library(lib).build();
+        assert!(
+            again.is_ok(),
+            "{ending:?}: a new runtime right after dropping everything: {:?}",
+            again.as_ref().err()
+        );
+        assert!(!matches!(again, Err(Error::AlreadyInitialized)));
+        drop(again);
+        opener.join().unwrap();
+        support::assert_no_leaks();
+    }
+}
