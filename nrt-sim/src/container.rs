@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 pub(crate) const HEADER_SIZE: usize = 1024;
 /// The packaging version the simulator writes and reads.
 pub(crate) const PACKAGING_VERSION: u64 = 1;
+/// The other packaging version of real NEFFs (MD5 instead of SHA-256).
+const PACKAGING_VERSION_MD5: u64 = 2;
 const OFF_PACKAGING: usize = 0;
 const OFF_HEADER_SIZE: usize = 8;
 const OFF_DATA_SIZE: usize = 16;
@@ -50,7 +52,8 @@ pub(crate) fn wrap(name: &str, payload: &[u8]) -> Vec<u8> {
 /// Checks the header of `bytes` and returns the payload.
 ///
 /// Errors: status and a message for the log (`NRT_INVALID` for a bad header, size or
-/// hash, `NRT_UNSUPPORTED_NEFF_VERSION` for a packaging version other than 1).
+/// hash or a real NEFF's packaging version 2, `NRT_UNSUPPORTED_NEFF_VERSION` for any
+/// other packaging version).
 pub(crate) fn unwrap(bytes: &[u8]) -> Result<&[u8], (NRT_STATUS, String)> {
     if bytes.len() < HEADER_SIZE {
         return Err((
@@ -68,6 +71,15 @@ pub(crate) fn unwrap(bytes: &[u8]) -> Result<&[u8], (NRT_STATUS, String)> {
         return Err((
             NRT_INVALID,
             "model file header is all zeros: not a model file".into(),
+        ));
+    }
+    if version == PACKAGING_VERSION_MD5 {
+        // A version the runtime reads: the file is a real NEFF, not unsupported.
+        return Err((
+            NRT_INVALID,
+            format!(
+                "model file packaging version {PACKAGING_VERSION_MD5} (MD5-hashed archive) is used by NEFFs compiled for Neuron hardware: not an nrt-sim model (the simulator reads version {PACKAGING_VERSION}, written by nrt_sim::ModelBuilder or nrt-sim-model)"
+            ),
         ));
     }
     if version != PACKAGING_VERSION {
@@ -143,8 +155,13 @@ mod tests {
     #[test]
     fn other_packaging_version_is_unsupported() {
         let mut file = wrap("m", b"x");
-        put_u64(&mut file, OFF_PACKAGING, 2);
+        put_u64(&mut file, OFF_PACKAGING, 3);
         assert_eq!(unwrap(&file).unwrap_err().0, NRT_UNSUPPORTED_NEFF_VERSION);
+        // Version 2 exists (real NEFFs): such a file is foreign, not unsupported.
+        put_u64(&mut file, OFF_PACKAGING, 2);
+        let (status, msg) = unwrap(&file).unwrap_err();
+        assert_eq!(status, NRT_INVALID);
+        assert!(msg.contains("not an nrt-sim model"), "{msg}");
     }
 
     #[test]

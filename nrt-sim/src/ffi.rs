@@ -331,8 +331,8 @@ pub unsafe extern "C" fn nrt_get_vnc_memory_stats(
 /// Loads a simulator model file onto core `vnc` (-1: the first core with room for it).
 ///
 /// Errors: `NRT_INVALID` for a bad container or payload (including real compiled NEFFs,
-/// logged as "not an nrt-sim model"), `NRT_UNSUPPORTED_NEFF_VERSION` for another
-/// packaging version, `NRT_LOAD_NOT_ENOUGH_NC` for a core index past the visible ones,
+/// logged as "not an nrt-sim model"), `NRT_UNSUPPORTED_NEFF_VERSION` for a
+/// packaging version other than 1 and 2 (2 is a real NEFF's: `NRT_INVALID`), `NRT_LOAD_NOT_ENOUGH_NC` for a core index past the visible ones,
 /// `NRT_RESOURCE` when the core lacks device memory for the file.
 ///
 /// # Safety

@@ -809,9 +809,18 @@ fn load_picks_a_core_and_rejects_bad_files() {
     assert!(last_error().contains("SHA-256"));
     assert_eq!(try_load(&file[..file.len() - 1], 0), Err(NRT_INVALID));
     assert_eq!(try_load(&file[..100], 0), Err(NRT_INVALID));
+    let mut v3 = file.clone();
+    v3[0] = 3;
+    assert_eq!(try_load(&v3, 0), Err(NRT_UNSUPPORTED_NEFF_VERSION));
+    // Packaging version 2 is a real NEFF's (MD5): foreign, not unsupported.
     let mut v2 = file.clone();
     v2[0] = 2;
-    assert_eq!(try_load(&v2, 0), Err(NRT_UNSUPPORTED_NEFF_VERSION));
+    assert_eq!(try_load(&v2, 0), Err(NRT_INVALID));
+    assert!(
+        last_error().contains("not an nrt-sim model"),
+        "{}",
+        last_error()
+    );
     // A real compiled NEFF: container with a gzip payload.
     let mut neff = file[..1024].to_vec();
     let payload = [0x1f, 0x8b, 8, 0, 1, 2, 3, 4];
