@@ -98,7 +98,14 @@ pub(crate) fn enabled(level: Level) -> bool {
 /// Prints `message` from function `func` at `level`, if enabled.
 pub(crate) fn log(level: Level, func: &str, message: &str) {
     if enabled(level) {
-        eprintln!("nrt-sim: {} {func}: {message}", level.name());
+        // Not eprintln!: it panics when stderr cannot be written (a closed pipe), and
+        // logging also runs outside the FFI boundary's catch_unwind.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "nrt-sim: {} {func}: {message}",
+            level.name()
+        );
     }
 }
 
@@ -111,12 +118,18 @@ pub(crate) fn error(func: &str, message: &str) {
     log(Level::Error, func, message);
     let line = format!("{func}: {message}");
     let line = CString::new(line.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|slot| *slot.borrow_mut() = Some(line));
+    // try_with: a call from a thread-exit destructor (after this thread's locals are
+    // gone) must not panic, since this runs outside the FFI boundary's catch_unwind.
+    let _ = LAST_ERROR.try_with(|slot| *slot.borrow_mut() = Some(line));
 }
 
-/// Runs `f` with this thread's last error (if any).
+/// Runs `f` with this thread's last error (if any; none once the thread's locals are
+/// being destroyed).
 pub(crate) fn with_last_error<R>(f: impl FnOnce(Option<&CString>) -> R) -> R {
-    LAST_ERROR.with(|slot| f(slot.borrow().as_ref()))
+    let mut f = Some(f);
+    LAST_ERROR
+        .try_with(|slot| (f.take().expect("called once"))(slot.borrow().as_ref()))
+        .unwrap_or_else(|_| (f.take().expect("not called yet"))(None))
 }
 
 #[cfg(test)]
@@ -130,6 +143,30 @@ mod tests {
         assert_eq!(Level::parse("Warning"), Some(Level::Warn));
         assert_eq!(Level::parse("quiet"), Some(Level::Off));
         assert_eq!(Level::parse("loud"), None);
+    }
+
+    #[test]
+    fn errors_from_a_thread_exit_destructor_do_not_panic() {
+        // C code may call libnrt from a thread-exit destructor, after this thread's Rust
+        // locals are gone. A panic there would abort the process.
+        struct CallsAtExit;
+        impl Drop for CallsAtExit {
+            fn drop(&mut self) {
+                error("nrt_test_fn", "from a destructor");
+                assert!(with_last_error(|e| e.is_none()), "the slot is already gone");
+            }
+        }
+        thread_local! {
+            static AT_EXIT: CallsAtExit = const { CallsAtExit };
+        }
+        std::thread::spawn(|| {
+            // Registered first, destroyed after LAST_ERROR (destructors run in reverse).
+            AT_EXIT.with(|_| ());
+            error("nrt_test_fn", "while alive");
+            assert!(with_last_error(|e| e.is_some()));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
