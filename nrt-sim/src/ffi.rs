@@ -1406,6 +1406,9 @@ pub unsafe extern "C" fn nrta_cc_schedule(
 pub unsafe extern "C" fn nrta_is_completed(seq: nrta_seq_t, is_completed: *mut bool) -> NRT_STATUS {
     guard("nrta_is_completed", || {
         require_v3()?;
+        if is_completed.is_null() {
+            return fail(NRT_INVALID, "is_completed is NULL");
+        }
         let done =
             with_open(|rt| xu::queue_of_seq(&rt.queues, rt.cores.len(), seq)?.is_completed(seq))?;
         // SAFETY: writable (caller).
