@@ -72,7 +72,7 @@
 //! | `NRT_SIM_DEVICE_MEMORY` | `1G` | device bytes per core; suffixes K, M, G, T (binary) |
 //! | `NRT_SIM_QUEUE_DEPTH` | 8 | requests in flight per async queue (1-65536) |
 //! | `NRT_SIM_EXEC_LATENCY_US` | model's | device time of every execution, in microseconds |
-//! | `NEURON_RT_EXEC_TIMEOUT` | 30 | execution timeout in seconds (fractions allowed) |
+//! | `NEURON_RT_EXEC_TIMEOUT` | 30 | execution timeout in seconds (the runtime takes whole seconds; fractions are a simulator extension) |
 //! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`/`WARNING`, `INFO`, `DEBUG`, `TRACE`; `QUIET` or `OFF` for none |
 //! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version; below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE` |
 //! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
