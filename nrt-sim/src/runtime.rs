@@ -185,6 +185,10 @@ impl Tensor {
     /// `dst` must be valid for writes of `size` bytes. The range must have been checked.
     pub(crate) unsafe fn read_into(&self, dst: *mut u8, offset: usize, size: usize) -> Res<()> {
         let mem = self.mem()?;
+        if size == 0 {
+            // Nothing to copy; `dst` may be NULL for an empty transfer.
+            return Ok(());
+        }
         debug_assert!(mem.offset + offset + size <= mem.buf.len());
         let _guard = mem.buf.lock();
         // SAFETY: the range is inside the tensor, whose window is inside the buffer;
@@ -201,6 +205,10 @@ impl Tensor {
     /// `src` must be valid for reads of `size` bytes. The range must have been checked.
     pub(crate) unsafe fn write_from(&self, src: *const u8, offset: usize, size: usize) -> Res<()> {
         let mem = self.mem()?;
+        if size == 0 {
+            // Nothing to copy; `src` may be NULL for an empty transfer.
+            return Ok(());
+        }
         debug_assert!(mem.offset + offset + size <= mem.buf.len());
         let _guard = mem.buf.lock();
         // SAFETY: as in `read_into`, with `src` valid for reads (caller).

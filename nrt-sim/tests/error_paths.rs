@@ -268,3 +268,56 @@ fn execution_binding_rules() {
     rig.release();
     assert_eq!(counters().live_objects(), 0);
 }
+
+#[test]
+fn zero_length_transfers_with_null_buffers_are_harmless() {
+    let _s = Session::new();
+    let t = alloc(0, 8, "t");
+    // SAFETY: zero-byte transfers never touch the (NULL) buffer.
+    unsafe {
+        assert_eq!(nrt_tensor_read(t, std::ptr::null_mut(), 0, 0), NRT_SUCCESS);
+        assert_eq!(nrt_tensor_write(t, std::ptr::null(), 8, 0), NRT_SUCCESS);
+        let op = nrt_tensor_batch_op_t {
+            offset: 4,
+            size: 0,
+            buffer: std::ptr::null_mut(),
+        };
+        let batch = nrt_tensor_batch_t {
+            tensor: t,
+            ops: &op,
+            num_ops: 1,
+        };
+        assert_eq!(nrt_tensor_read_batch(&batch, 1, false), NRT_SUCCESS);
+        assert_eq!(nrt_tensor_write_batch(&batch, 1, false), NRT_SUCCESS);
+    }
+    let mut rets = [0xdead_u32; 2];
+    let mut seqs = [0u64; 2];
+    // SAFETY: `rets` outlive the requests (waited below); the buffers are never read.
+    unsafe {
+        let (r0, r1) = rets.split_at_mut(1);
+        assert_eq!(
+            nrta_tensor_write(t, std::ptr::null(), 0, 0, 0, &mut r0[0], &mut seqs[0]),
+            NRT_SUCCESS
+        );
+        assert_eq!(
+            nrta_tensor_read(std::ptr::null_mut(), t, 8, 0, 0, &mut r1[0], &mut seqs[1]),
+            NRT_SUCCESS
+        );
+    }
+    let start = Instant::now();
+    loop {
+        let mut done = false;
+        // SAFETY: valid out-pointer.
+        assert_eq!(
+            unsafe { nrta_is_completed(seqs[1], &mut done) },
+            NRT_SUCCESS
+        );
+        if done {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert_eq!(rets, [NRT_SUCCESS; 2]);
+    free(t);
+}
