@@ -310,12 +310,12 @@ struct Inner<T: Payload> {
 }
 
 /// How a request refers to its unit: by a counted reference, or (for a request of an
-/// async scope) by a pointer to a unit that the scope keeps alive for longer than the
-/// request can exist. With the latter, leaking the request leaks no reference count, so
-/// the runtime still closes after the scope.
+/// async scope) by a pointer (from `Arc::as_ptr`) to a unit that the scope keeps alive
+/// for longer than the request can exist. With the latter, leaking the request leaks
+/// no reference count, so the runtime still closes after the scope.
 enum UnitRef {
     Owned(Arc<UnitInner>),
-    Scoped(NonNull<UnitInner>),
+    Scoped(*const UnitInner),
 }
 
 // SAFETY: both variants stand for a shared reference to a `UnitInner`, which is Send and
@@ -332,7 +332,7 @@ impl std::ops::Deref for UnitRef {
             // SAFETY: the scope that made this request holds an `Arc` of the unit until
             // after the request is gone (its type cannot outlive the scope), so the
             // pointer is valid for as long as `self` is.
-            UnitRef::Scoped(ptr) => unsafe { ptr.as_ref() },
+            UnitRef::Scoped(ptr) => unsafe { &**ptr },
         }
     }
 }
@@ -343,7 +343,7 @@ impl UnitRef {
         match self {
             UnitRef::Owned(unit) => Arc::clone(unit),
             UnitRef::Scoped(ptr) => {
-                let ptr = ptr.as_ptr().cast_const();
+                let ptr = *ptr;
                 // SAFETY: `ptr` came from `Arc::as_ptr` of an `Arc` the scope still holds
                 // (see `Deref`), so it points to a live `Arc` allocation whose count is at
                 // least 1; incrementing it and adopting the increment is balanced.
@@ -381,11 +381,11 @@ impl<T: Payload> Request<T> {
     /// scope, which must hold them until after this request is gone (guaranteed when
     /// `T` borrows for the scope's lifetime, so the request cannot outlive the scope).
     pub(crate) fn detach_to_scope(&mut self) -> (Arc<UnitInner>, Option<KeepAlive>) {
-        let ptr = NonNull::from(&*self.inner.unit);
-        let unit = match std::mem::replace(&mut self.inner.unit, UnitRef::Scoped(ptr)) {
-            UnitRef::Owned(unit) => unit,
-            scoped @ UnitRef::Scoped(_) => scoped.to_arc(),
-        };
+        let unit = self.inner.unit.to_arc();
+        // From `Arc::as_ptr`, not from a `&UnitInner`: `to_arc` reaches the reference
+        // counts in front of the value, which a pointer made from a reference to the
+        // value alone may not access.
+        self.inner.unit = UnitRef::Scoped(Arc::as_ptr(&unit));
         (unit, self.inner.keep.take())
     }
 

@@ -195,3 +195,37 @@ impl std::fmt::Debug for Scope<'_, '_> {
         f.debug_struct("Scope").field("requests", &pending).finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Placement, Runtime};
+
+    /// The counted handle is made from the request's raw pointer to the unit, which
+    /// must be allowed to reach the `Arc`'s counts: Miri (Stacked Borrows) checks that,
+    /// with the in-process simulator: `cargo +nightly miri test -p neuron-rt --lib scope`.
+    #[test]
+    fn a_scoped_request_hands_out_a_counted_handle_to_its_unit() {
+        let rt = Runtime::builder()
+            .library(nrt_sim::library())
+            .build()
+            .unwrap();
+        let t = rt
+            .allocate_tensor(Placement::Device, Some(0), 16, "t")
+            .unwrap();
+        let unit = rt.tensor_op_unit(0, 0).unwrap();
+        let data = [1u32, 2, 3, 4];
+        let escaped = scope(|s| {
+            let request = s.write(&unit, &t, 0, &data).unwrap();
+            // A counted handle made from the request's pointer to the scope's unit.
+            let same = request.unit();
+            assert_eq!(same.xu_id(), unit.xu_id());
+            request.wait().unwrap();
+            same
+        });
+        drop(unit);
+        // The handle outlives the scope (and its record of the unit) on its own count.
+        assert_eq!(escaped.core(), 0);
+        assert_eq!(escaped.last_completed().unwrap(), escaped.last_submitted());
+    }
+}

@@ -13,6 +13,16 @@ use nrt_sim::{DType, ModelBuilder, Op, SimControl};
 static LOCK: Mutex<()> = Mutex::new(());
 
 /// The dlopen'ed simulator: the same loader path users get for a real libnrt.
+///
+/// Under Miri (which cannot dlopen), the in-process simulator instead, so that the
+/// suite can run there: `cargo +nightly miri test -p neuron-rt --test <name>`.
+#[cfg(miri)]
+pub fn sim() -> &'static Library {
+    nrt_sim::library()
+}
+
+/// The dlopen'ed simulator: the same loader path users get for a real libnrt.
+#[cfg(not(miri))]
 pub fn sim() -> &'static Library {
     let path = nrt_sim::cdylib_path().expect("libnrt_sim.so not found next to the test binary");
     Library::open(&path).unwrap_or_else(|e| panic!("could not open {}: {e}", path.display()))
