@@ -186,8 +186,9 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for a device tensor without a core, a core above
-    /// `i32::MAX` or a name with a NUL byte; [`Error::Nrt`] if libnrt fails (e.g.
+    /// [`Error::Unsupported`] if the library lacks `nrt_tensor_allocate` or
+    /// `nrt_tensor_free`; [`Error::InvalidArgument`] for a device tensor without a core,
+    /// a core above `i32::MAX` or a name with a NUL byte; [`Error::Nrt`] if libnrt fails (e.g.
     /// [`NrtStatus::Resource`](crate::NrtStatus::Resource) when the core's memory is full,
     /// [`NrtStatus::Invalid`](crate::NrtStatus::Invalid) for a core that does not exist).
     pub fn allocate_tensor(
@@ -198,6 +199,8 @@ impl Runtime {
         name: &str,
     ) -> Result<Tensor> {
         let allocate = nrt_fn!(self.inner, nrt_tensor_allocate);
+        // Never create what could not be freed.
+        nrt_fn!(self.inner, nrt_tensor_free);
         if placement == Placement::Device && core.is_none() {
             return Err(Error::invalid(
                 "core",
@@ -231,13 +234,16 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] without [`Capabilities::TENSOR_ATTACH`];
-    /// [`Error::InvalidArgument`] for an empty buffer or a name with a NUL byte;
+    /// [`Error::Unsupported`] without [`Capabilities::TENSOR_ATTACH`] or
+    /// `nrt_tensor_free`; [`Error::InvalidArgument`] for an empty buffer or a name with a NUL byte;
     /// [`Error::Nrt`] if libnrt fails.
     pub fn tensor_from_buffer(&self, buffer: Vec<u8>, name: &str) -> Result<Tensor> {
         self.require(Capabilities::TENSOR_ATTACH, "tensors over host buffers")?;
         let allocate_empty = nrt_fn!(self.inner, nrt_tensor_allocate_empty);
         let attach = nrt_fn!(self.inner, nrt_tensor_attach_buffer);
+        // Without it the libnrt tensor would outlive the buffer it points to (the buffer
+        // goes with the handle).
+        nrt_fn!(self.inner, nrt_tensor_free);
         let c_name = c_string("name", name)?;
         let size = buffer.len();
         if size == 0 {
@@ -512,6 +518,7 @@ impl Tensor {
         let rt = &self.inner.rt;
         rt.require(Capabilities::TENSOR_SLICE, "tensor slices")?;
         let allocate_slice = nrt_fn!(rt.inner, nrt_tensor_allocate_slice);
+        nrt_fn!(rt.inner, nrt_tensor_free);
         self.check_range(offset, len)?;
         let c_name = c_string("name", name)?;
         let mut raw = ptr::null_mut();

@@ -481,3 +481,46 @@ fn tensor_handles_are_shared_by_clones_and_freed_after_the_last() {
     assert_eq!(control().counters().cores[0].device_bytes, 0);
     assert!(format!("{:?}", rt).contains("Runtime"));
 }
+
+/// The dlopen'ed simulator, minus `nrt_tensor_free`.
+fn sim_without_tensor_free() -> &'static neuron_rt::nrt_sys::Library {
+    fn lookup(name: &std::ffi::CStr) -> *mut std::ffi::c_void {
+        if name == c"nrt_tensor_free" {
+            return std::ptr::null_mut();
+        }
+        support::sim().symbol(name).unwrap_or(std::ptr::null_mut())
+    }
+    let mut fns = *support::sim().fns();
+    fns.nrt_tensor_free = None;
+    neuron_rt::nrt_sys::Library::in_process("nrt-sim without nrt_tensor_free", fns, Some(lookup))
+}
+
+#[test]
+fn tensors_are_not_created_by_a_library_that_cannot_free_them() {
+    let _g = lock();
+    {
+        let rt = neuron_rt::Runtime::builder()
+            .library(sim_without_tensor_free())
+            .build()
+            .unwrap();
+        // A tensor over a Rust buffer would outlive the buffer inside libnrt (the buffer
+        // is freed with the handle, the libnrt tensor never is), and any other tensor
+        // would leak: refused before libnrt allocates anything.
+        let attached = rt.tensor_from_buffer(vec![1u8; 8], "attached");
+        let device = rt.allocate_tensor(Placement::Device, Some(0), 8, "device");
+        for result in [attached, device] {
+            assert!(
+                matches!(
+                    result,
+                    Err(Error::Unsupported {
+                        feature: "nrt_tensor_free",
+                        ..
+                    })
+                ),
+                "{result:?}"
+            );
+        }
+        assert_eq!(control().counters().live_objects(), 0);
+    }
+    assert_no_leaks();
+}
