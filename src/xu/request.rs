@@ -410,12 +410,13 @@ impl<T: Payload> Request<T> {
         }
     }
 
-    /// Whether the request has completed (`nrta_is_completed`). Completion says nothing
-    /// about success: [`wait`](Request::wait) checks the status.
+    /// Whether the request has completed (`nrta_is_completed`; if that fails, the last
+    /// completed id of the request's queue, `nrta_get_sequence`, answers). Completion
+    /// says nothing about success: [`wait`](Request::wait) checks the status.
     ///
     /// # Errors
     ///
-    /// [`Error::Nrt`] if libnrt cannot tell.
+    /// [`Error::Nrt`] if libnrt cannot tell either way.
     pub fn is_complete(&self) -> Result<bool> {
         self.inner.unit.is_completed(self.inner.seq)
     }

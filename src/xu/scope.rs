@@ -1,5 +1,6 @@
 //! [`scope`]: requests that borrow host memory and tensor sets instead of owning them.
 
+use std::io::Write;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex};
@@ -65,8 +66,9 @@ use crate::{Element, Model, Tensor, TensorSet};
 /// # Aborts
 ///
 /// If completion of a request can no longer be observed at the end of the scope (both
-/// `nrta_is_completed` and `nrta_get_sequence` fail for it), the process is aborted:
-/// returning would end borrows that the device may still write through.
+/// `nrta_is_completed` and `nrta_get_sequence` of the queue that runs it fail), the
+/// process is aborted: returning would end borrows that the device may still write
+/// through.
 pub fn scope<'env, F, R>(f: F) -> R
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
@@ -169,15 +171,14 @@ impl<'scope> Scope<'scope, '_> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         for Record { unit, seq, .. } in &pending {
             let (unit, seq) = (unit, *seq);
-            let done = poll_until(None, || match unit.is_completed(seq) {
-                Ok(done) => Ok(done.then_some(())),
-                // Fall back on the queue's last completed number.
-                Err(_) => unit
-                    .last_completed()
-                    .map(|last| (last.number() >= seq.number()).then_some(())),
-            });
+            // `is_completed` falls back on the last completed number of the queue that
+            // issued `seq` (which is not always `unit`'s) when libnrt cannot answer.
+            let done = poll_until(None, || unit.is_completed(seq).map(|d| d.then_some(())));
             if let Err(error) = done {
-                eprintln!(
+                // Not `eprintln!`, which panics if stderr fails: unwinding from here would
+                // end the borrows as surely as returning.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "neuron-rt: cannot observe completion of request {seq} on {unit} ({error}); \
                      it may still access memory borrowed by an async scope, so the process aborts"
                 );

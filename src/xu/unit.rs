@@ -814,15 +814,49 @@ impl UnitInner {
         )
     }
 
-    /// `nrta_is_completed` for a request of this unit.
+    /// Whether request `seq` of this unit has completed (`nrta_is_completed`).
+    ///
+    /// If libnrt cannot answer for `seq` (it answers `NRT_INVALID` for ids it does not
+    /// know), the last completed number of the queue that issued `seq` answers instead:
+    /// requests of one queue complete in order. That queue is the one with `seq`'s XU
+    /// id, which is not always this unit's (libnrt picks the queue of a host tensor).
+    /// Only if no queue answers is the error returned.
     pub(crate) fn is_completed(&self, seq: SeqId) -> Result<bool> {
         let mut done = false;
         // SAFETY: v3 signature (checked at unit creation); `done` is a valid out-pointer.
         let status = unsafe { (self.is_completed)(seq.raw(), &mut done) };
-        self.rt.inner.check("nrta_is_completed", status, || {
+        let error = match self.rt.inner.check("nrta_is_completed", status, || {
             format!("request {seq} on {self}")
-        })?;
-        Ok(done)
+        }) {
+            Ok(()) => return Ok(done),
+            Err(error) => error,
+        };
+        match self.last_completed_of(seq.xu_id()) {
+            Some(last) => Ok(last.number() >= seq.number()),
+            None => Err(error),
+        }
+    }
+
+    /// The last completed id of the queue with XU id `xu_id`: this unit's queue, or the
+    /// queue of this runtime that reports that XU id; `None` if none answers.
+    fn last_completed_of(&self, xu_id: u16) -> Option<SeqId> {
+        if xu_id == self.xu_id {
+            return self.last_completed().ok();
+        }
+        let cores = self.rt.visible_core_count().ok()?;
+        for core in 0..cores {
+            for kind in XuKind::ALL {
+                for queue in 0..kind.queue_count() {
+                    let last = query_sequence(&self.rt, self.get_sequence, core, kind, queue);
+                    if let Ok(last) = last
+                        && last.xu_id() == xu_id
+                    {
+                        return Some(last);
+                    }
+                }
+            }
+        }
+        None
     }
 
     fn lock_submit(&self) -> MutexGuard<'_, ()> {
