@@ -370,9 +370,11 @@ impl ExecUnit {
     ///
     /// # Errors
     ///
-    /// A rejection that is not retryable is returned at once; when the policy's
-    /// attempts or time run out, the last `QueueFull` rejection is returned. Either way
-    /// the payload comes back in the [`Rejected`].
+    /// Any rejection other than `QueueFull` (also [`NrtStatus::ExecNcBusy`], which
+    /// waiting for this unit cannot cure) is returned at once; when the policy's attempts
+    /// or time run out, or progress on this unit can no longer be observed, the last
+    /// `QueueFull` rejection is returned. Either way the payload comes back in the
+    /// [`Rejected`].
     pub fn submit_with_retry<T: Payload>(
         &self,
         policy: RetryPolicy,
@@ -941,9 +943,10 @@ impl fmt::Debug for ExecUnit {
 /// Bounds for [`ExecUnit::submit_with_retry`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Submissions to try in total (the first one included).
+    /// Submissions to try in total, the first one included (one is always made, also
+    /// with 0).
     pub max_attempts: u32,
-    /// Time after which no further attempt is made.
+    /// Time after which no further attempt is made (the first one is always made).
     pub timeout: Duration,
 }
 
