@@ -144,3 +144,70 @@ fn a_runtime_starts_again_while_the_poller_still_looks_at_a_finished_future() {
         support::assert_no_leaks();
     }
 }
+
+/// Wakes by sending on a channel.
+struct ChannelWake(Mutex<std::sync::mpsc::Sender<()>>);
+
+impl std::task::Wake for ChannelWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+/// A waker whose `wake` panics (an executor bug), after saying so.
+struct PanickingWake(AtomicBool);
+
+impl std::task::Wake for PanickingWake {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+        panic!("this waker panics (on purpose, in a test)");
+    }
+}
+
+#[test]
+fn a_waker_that_panics_does_not_stop_the_poller() {
+    use std::sync::Arc;
+    use std::task::Poll;
+
+    let _g = support::lock();
+    let rt = support::runtime();
+    let model = rt
+        .load_model_on(&identity_model(Duration::from_millis(20)), 0)
+        .unwrap();
+    let unit = rt.compute_unit(0).unwrap();
+    let execute = || {
+        let (inputs, outputs) = (
+            model.allocate_inputs().unwrap(),
+            model.allocate_outputs().unwrap(),
+        );
+        unit.execute(&model, inputs, outputs).unwrap().into_future()
+    };
+
+    let panicking = Arc::new(PanickingWake(AtomicBool::new(false)));
+    let bad_waker = Waker::from(Arc::clone(&panicking));
+    let mut bad = pin!(execute());
+    assert!(
+        bad.as_mut()
+            .poll(&mut Context::from_waker(&bad_waker))
+            .is_pending()
+    );
+    let start = Instant::now();
+    while !panicking.0.load(Ordering::SeqCst) {
+        assert!(start.elapsed() < Duration::from_secs(10), "never woken");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+
+    // The poller still serves other futures.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let good_waker = Waker::from(Arc::new(ChannelWake(Mutex::new(tx))));
+    let mut cx = Context::from_waker(&good_waker);
+    let mut good = pin!(execute());
+    assert!(good.as_mut().poll(&mut cx).is_pending());
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("the poller woke the second future");
+    assert!(matches!(good.as_mut().poll(&mut cx), Poll::Ready(Ok(_))));
+    assert!(matches!(
+        bad.as_mut().poll(&mut Context::from_waker(Waker::noop())),
+        Poll::Ready(Ok(_))
+    ));
+}

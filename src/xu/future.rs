@@ -7,6 +7,7 @@
 //! use and blocks on a condition variable (no CPU) while nothing is registered.
 
 use std::future::{Future, IntoFuture};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
@@ -209,8 +210,12 @@ fn poll_forever(poller: &'static Poller) {
         if ready.is_empty() {
             backoff.pause(None);
         } else {
-            // Woken outside the lock: a waker may poll (and register) right away.
-            ready.drain(..).for_each(Waker::wake);
+            // Woken outside the lock: a waker may poll (and register) right away. A
+            // waker that panics (an executor's bug) must not end this thread, which
+            // every future of the process relies on.
+            for waker in ready.drain(..) {
+                let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+            }
             backoff = Backoff::new();
         }
     }
