@@ -85,17 +85,19 @@ impl fmt::Display for XuKind {
 /// `ExecUnit` is `Send + Sync` and can be cloned into many threads. Schedule calls on
 /// one queue are serialised by the unit's lock (cheap: a schedule call never blocks in
 /// libnrt), so this crate does not rely on libnrt accepting concurrent schedules on one
-/// queue; different queues are scheduled concurrently, as the one-queue-per-unit design
+/// queue (host tensors aside, see below); different queues are scheduled concurrently, as the one-queue-per-unit design
 /// of the async API intends. Polls (`nrta_is_completed`, `nrta_get_sequence`) are
 /// read-only queries and run without a lock.
 ///
 /// # Host tensors
 ///
 /// A write, read or copy runs on the TENSOR_OP queue of the tensor's core. Host tensors
-/// have no core, so libnrt picks the queue (nrt-sim: core 0's); schedule them on a unit
-/// of that core, or this unit's [`last_submitted`](ExecUnit::last_submitted),
-/// [`in_flight`](ExecUnit::in_flight) and retries do not see them (their requests still
-/// complete and report normally).
+/// have no core, so libnrt picks the queue (nrt-sim: core 0's, queue 0); schedule them
+/// on the unit of that queue. Scheduled through another unit, their requests still
+/// complete, are waited for and report normally, but no unit counts them: the
+/// [`last_submitted`](ExecUnit::last_submitted), [`in_flight`](ExecUnit::in_flight),
+/// [`wait_idle`](ExecUnit::wait_idle) and retries of the queue that runs them do not see
+/// them, and their schedule calls are not serialised with that queue's own.
 ///
 /// # Unrecoverable units
 ///
