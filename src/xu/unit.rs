@@ -92,7 +92,8 @@ impl fmt::Display for XuKind {
 /// # Host tensors
 ///
 /// A write, read or copy runs on the TENSOR_OP queue of the tensor's core. Host tensors
-/// have no core, so libnrt picks the queue (nrt-sim: core 0's, queue 0); schedule them
+/// have no core, so libnrt picks the queue (nrt-sim: the queue of the same index on
+/// core 0; a copy with a device tensor runs on that tensor's core); schedule them
 /// on the unit of that queue. Scheduled through another unit, their requests still
 /// complete, are waited for and report normally, but no unit counts them: the
 /// [`last_submitted`](ExecUnit::last_submitted), [`in_flight`](ExecUnit::in_flight),
