@@ -11,8 +11,9 @@ use std::sync::Mutex;
 
 struct Allocation {
     layout: Layout,
-    /// The shape arrays the entries point into.
-    _shapes: Vec<Box<[u32]>>,
+    /// The shape arrays the entries point into, from `Box::into_raw` (raw, so that
+    /// moving the registry entry never invalidates the pointers handed to C).
+    shapes: Vec<*mut [u32]>,
 }
 
 // SAFETY: the allocation is plain memory owned by this registry; the raw pointers into
@@ -30,8 +31,8 @@ fn fill_entry(
     entry: &mut nrt_tensor_info_t,
     spec: &TensorSpec,
     usage: nrt_tensor_usage_t,
-) -> Box<[u32]> {
-    let mut shape: Box<[u32]> = spec.shape.clone().into_boxed_slice();
+) -> *mut [u32] {
+    let shape: *mut [u32] = Box::into_raw(spec.shape.clone().into_boxed_slice());
     let name = spec.name.as_bytes();
     // Names are at most 255 bytes (checked when the model was built or parsed).
     for (dst, &src) in entry.name.iter_mut().zip(name) {
@@ -43,7 +44,7 @@ fn fill_entry(
     entry.shape = if shape.is_empty() {
         std::ptr::null_mut()
     } else {
-        shape.as_mut_ptr()
+        shape.cast::<u32>()
     };
     entry.ndim = shape.len() as u32;
     shape
@@ -88,13 +89,9 @@ pub(crate) fn allocate(program: &Program) -> Res<*mut nrt_tensor_info_array_t> {
             shapes.push(fill_entry(&mut *entries.add(i), spec, usage));
         }
     }
-    arrays().get_or_insert_with(HashMap::new).insert(
-        array as usize,
-        Allocation {
-            layout,
-            _shapes: shapes,
-        },
-    );
+    arrays()
+        .get_or_insert_with(HashMap::new)
+        .insert(array as usize, Allocation { layout, shapes });
     Ok(array)
 }
 
@@ -114,5 +111,10 @@ pub(crate) fn free(array: *mut nrt_tensor_info_array_t) -> Res<()> {
     // SAFETY: allocated in `allocate` with this layout; removed from the registry, so it
     // is freed exactly once.
     unsafe { dealloc(array.cast(), allocation.layout) };
+    for shape in allocation.shapes {
+        // SAFETY: from `Box::into_raw` in `fill_entry`, owned by this registry entry only,
+        // which was just removed: freed exactly once.
+        drop(unsafe { Box::from_raw(shape) });
+    }
     Ok(())
 }
