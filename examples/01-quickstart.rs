@@ -41,7 +41,13 @@ fn main() -> Result<(), Box<dyn Error>> {
         runtime.library().origin(),
         runtime.visible_core_count()?
     );
-    println!("model `{}` on core {:?}", model.label(), model.core());
+    match model.core() {
+        Some(core) => println!("model `{}` on core {core}", model.label()),
+        None => println!(
+            "model `{}` (core not reported by this libnrt)",
+            model.label()
+        ),
+    }
 
     let inputs = model.allocate_inputs()?;
     let mut outputs = model.allocate_outputs()?;
