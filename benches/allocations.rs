@@ -6,57 +6,23 @@
 //! `cargo bench --bench allocations` prints allocations per request for each kind of
 //! request, cold (first requests on new units) and warm.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use neuron_rt::nrt_sys::Library;
 use neuron_rt::{ExecSets, Pipeline, Placement, Runtime};
 use nrt_sim::{DType, ModelBuilder, Op};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    ALLOCATIONS.with(|c| c.set(c.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; counting touches
-// only a const-initialised thread-local without a destructor, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
+#[path = "../tests/support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 /// Allocations on this thread per call of `f`, over `n` calls.
 fn per_call(n: u32, mut f: impl FnMut()) -> f64 {
-    let before = ALLOCATIONS.with(Cell::get);
+    let before = allocations();
     for _ in 0..n {
         f();
     }
-    (ALLOCATIONS.with(Cell::get) - before) as f64 / f64::from(n)
+    (allocations() - before) as f64 / f64::from(n)
 }
 
 fn main() {
