@@ -245,6 +245,7 @@ impl RuntimeBuilder {
             close,
             caps,
             version,
+            units: crate::xu::UnitRegistry::default(),
         };
         Ok(Runtime {
             inner: Arc::new(inner),
@@ -373,6 +374,8 @@ pub(crate) struct RuntimeInner {
     close: sys::fn_types::nrt_close,
     caps: Capabilities,
     version: Option<Version>,
+    /// State of the async execution-unit queues, shared by all their handles.
+    pub(crate) units: crate::xu::UnitRegistry,
 }
 
 impl Drop for RuntimeInner {

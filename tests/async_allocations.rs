@@ -1,6 +1,7 @@
 //! No heap allocation per request on the steady-state async path: after a warm-up,
-//! scheduling and waiting for executions, writes, reads and copies (and running them
-//! through a `Pipeline`) allocates nothing in this crate. Counted by a global allocator
+//! scheduling and waiting for executions, writes, reads and copies (also of host tensors
+//! through a unit whose queue does not run them, which are counted on the one that
+//! does), and running them through a `Pipeline`, allocates nothing in this crate. Counted by a global allocator
 //! on the test's own thread; the simulator is dlopen'ed, so its own allocations (made
 //! by its separate copy of the Rust allocator) are not counted.
 
@@ -38,6 +39,15 @@ fn steady_state_requests_allocate_nothing() {
     let u = rt
         .allocate_tensor(Placement::Device, Some(0), 4096, "u")
         .unwrap();
+    // Host tensors through core 1's unit: libnrt runs them on another queue (nrt-sim:
+    // core 0's), on which they are counted.
+    let other_core = rt.tensor_op_unit(1, 0).unwrap();
+    let host = rt
+        .allocate_tensor(Placement::Host, None, 4096, "host")
+        .unwrap();
+    let host2 = rt
+        .allocate_tensor(Placement::Host, None, 4096, "host2")
+        .unwrap();
     let mut sets: Option<ExecSets> = Some((
         model.allocate_inputs().unwrap(),
         model.allocate_outputs().unwrap(),
@@ -53,6 +63,13 @@ fn steady_state_requests_allocate_nothing() {
             let b = tensor_op.read(&t, 0, b).unwrap().wait().unwrap();
             buffer = Some(b);
             tensor_op.copy(&t, 0, &u, 0, 4096).unwrap().wait().unwrap();
+            let b = buffer.take().unwrap();
+            let b = other_core.write(&host, 0, b).unwrap().wait().unwrap();
+            let b = other_core.read(&host, 0, b).unwrap().wait().unwrap();
+            buffer = Some(b);
+            let r = other_core.copy(&host, 0, &host2, 0, 4096).unwrap();
+            assert!(r.seq() <= tensor_op.last_submitted());
+            r.wait().unwrap();
             // Several in flight at once, dropped (not waited) in order.
             let (i, o) = sets.take().unwrap();
             let r1 = compute.execute(&model, i, o).unwrap();
@@ -63,7 +80,7 @@ fn steady_state_requests_allocate_nothing() {
     };
     round(20); // warm-up: slot pools, registry, simulator workers
     let n = allocations_in(|| round(200));
-    assert_eq!(n, 0, "{n} allocations in 200 rounds of 6 requests");
+    assert_eq!(n, 0, "{n} allocations in 200 rounds of 9 requests");
 
     // Through a pipeline of depth 3, recycling 4 pairs of sets.
     let pool: Vec<ExecSets> = (0..4)

@@ -95,4 +95,5 @@ pub use pipeline::{DEFAULT_DEPTH, Pipeline};
 pub use request::{ExecSets, HostBuffer, Payload, Rejected, Request, Scheduled};
 pub use scope::{Scope, scope};
 pub use seq::SeqId;
+pub(crate) use unit::UnitRegistry;
 pub use unit::{ExecUnit, RetryPolicy, XuKind};

@@ -12,7 +12,7 @@ use nrt_sys as sys;
 
 use super::seq::SeqId;
 use super::slots::{Slot, UNWRITTEN};
-use super::unit::{ExecUnit, UnitInner};
+use super::unit::{ExecUnit, FullQueue, QueueState, UnitInner};
 use super::wait::poll_until;
 use crate::tensor::TensorInner;
 use crate::{Element, Error, Model, Result, TensorSet};
@@ -300,7 +300,11 @@ pub struct Request<T: Payload> {
 }
 
 struct Inner<T: Payload> {
+    /// The unit the request was scheduled through; its queue's pool holds the slot.
     unit: UnitRef,
+    /// The queue that runs the request, if not `unit`'s (libnrt picks the queue of a
+    /// request with host tensors only).
+    ran_on: Option<Arc<QueueState>>,
     seq: SeqId,
     slot: Slot,
     function: &'static str,
@@ -364,10 +368,12 @@ impl<T: Payload> Request<T> {
         function: &'static str,
         parked: T::Parked,
         keep: KeepAlive,
+        ran_on: Option<Arc<QueueState>>,
     ) -> Request<T> {
         Request {
             inner: ManuallyDrop::new(Inner {
                 unit: UnitRef::Owned(unit),
+                ran_on,
                 seq,
                 slot,
                 function,
@@ -403,11 +409,16 @@ impl<T: Payload> Request<T> {
         self.inner.unit.to_arc()
     }
 
-    /// The unit the request was scheduled on.
+    /// The unit whose queue runs the request, the one whose XU id [`seq`](Request::seq)
+    /// carries: the unit it was scheduled through, except for a request with host
+    /// tensors only, which runs on the queue libnrt picks (see
+    /// [`ExecUnit`]'s docs on host tensors).
     pub fn unit(&self) -> ExecUnit {
-        ExecUnit {
-            inner: self.inner.unit.to_arc(),
-        }
+        let inner = match &self.inner.ran_on {
+            Some(state) => Arc::new(self.inner.unit.sibling(state)),
+            None => self.inner.unit.to_arc(),
+        };
+        ExecUnit { inner }
     }
 
     /// Whether the request has completed (`nrta_is_completed`; if that fails, the last
@@ -498,13 +509,14 @@ impl<T: Payload> Inner<T> {
         let raw = unsafe { self.slot.cell() }.load(Ordering::Acquire);
         let Inner {
             unit,
+            ran_on,
             seq,
             slot,
             function,
             parked,
             keep,
         } = self;
-        unit.slots.give_back(slot);
+        unit.state.slots.give_back(slot);
         // SAFETY: `parked` came from `park` of this payload, is unparked once, and the
         // request has completed, so libnrt no longer accesses it.
         let payload = unsafe { T::unpark(parked) };
@@ -515,10 +527,15 @@ impl<T: Payload> Inner<T> {
                 function,
                 reason: format!(
                     "request {seq} on {} completed without writing its status",
-                    &*unit
+                    ran_on.as_deref().unwrap_or(&unit.state)
                 ),
             }),
-            raw => Err(unit.request_error(function, seq, raw)),
+            raw => Err(unit.request_error(
+                function,
+                seq,
+                raw,
+                ran_on.as_deref().unwrap_or(&unit.state),
+            )),
         };
         (payload, status)
     }
@@ -548,7 +565,16 @@ impl<T: Payload> fmt::Debug for Request<T> {
         f.debug_struct("Request")
             .field("seq", &self.inner.seq)
             .field("function", &self.inner.function)
-            .field("unit", &format_args!("{}", &*self.inner.unit))
+            .field(
+                "unit",
+                &format_args!(
+                    "{}",
+                    self.inner
+                        .ran_on
+                        .as_deref()
+                        .unwrap_or(&self.inner.unit.state)
+                ),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -561,11 +587,26 @@ impl<T: Payload> fmt::Debug for Request<T> {
 pub struct Rejected<T> {
     error: Error,
     payload: T,
+    /// The queue that was full, for a `QueueFull` rejection whose queue is known.
+    full: Option<FullQueue>,
 }
 
 impl<T> Rejected<T> {
     pub(crate) fn new(error: Error, payload: T) -> Rejected<T> {
-        Rejected { error, payload }
+        Rejected {
+            error,
+            payload,
+            full: None,
+        }
+    }
+
+    pub(crate) fn with_full_queue(self, full: Option<FullQueue>) -> Rejected<T> {
+        Rejected { full, ..self }
+    }
+
+    /// The queue that reported itself full, if known.
+    pub(crate) fn full_queue(&self) -> Option<&FullQueue> {
+        self.full.as_ref()
     }
 
     /// Why the request was refused.

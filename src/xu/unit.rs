@@ -2,8 +2,8 @@
 
 use std::ffi::c_void;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use nrt_sys as sys;
@@ -12,7 +12,7 @@ use super::request::sealed::SealedBuffer;
 use super::request::{ExecSets, HostBuffer, KeepAlive, Payload, Rejected, Request, Scheduled};
 use super::seq::SeqId;
 use super::slots::SlotPool;
-use super::wait::poll_until;
+use super::wait::{Backoff, poll_until};
 use crate::runtime::require_fn;
 use crate::{Capabilities, Error, Model, NrtStatus, Placement, Result, Runtime, Tensor, TensorSet};
 
@@ -75,30 +75,39 @@ impl fmt::Display for XuKind {
 /// [`Runtime::collectives_unit`] or [`Runtime::exec_unit`].
 ///
 /// `ExecUnit` is a cheap handle (`Clone` shares it). All handles of one queue, however
-/// they were created, share its state: the count of submitted requests, the
-/// unrecoverable flag and a lock that serialises the schedule calls on that queue (so
-/// that sequence ids and [`last_submitted`](ExecUnit::last_submitted) agree). A unit
-/// keeps the runtime open.
+/// they were created, share the queue's state, which lives as long as the runtime: the
+/// count of submitted requests, the unrecoverable flag, the status slots and a lock that
+/// serialises the schedule calls on that queue. A unit keeps the runtime open.
 ///
 /// # Threads
 ///
-/// `ExecUnit` is `Send + Sync` and can be cloned into many threads. Schedule calls on
-/// one queue are serialised by the unit's lock (cheap: a schedule call never blocks in
-/// libnrt), so this crate does not rely on libnrt accepting concurrent schedules on one
-/// queue (host tensors aside, see below); different queues are scheduled concurrently, as the one-queue-per-unit design
-/// of the async API intends. Polls (`nrta_is_completed`, `nrta_get_sequence`) are
-/// read-only queries and run without a lock.
+/// `ExecUnit` is `Send + Sync` and can be cloned into many threads. Schedule calls that
+/// libnrt runs on one queue are serialised by that queue's lock (cheap: a schedule call
+/// never blocks in libnrt), so this crate does not rely on libnrt accepting concurrent
+/// schedules on one queue; different queues are scheduled concurrently, as the
+/// one-queue-per-unit design of the async API intends. Polls (`nrta_is_completed`,
+/// `nrta_get_sequence`) are read-only queries and run without a lock.
 ///
 /// # Host tensors
 ///
-/// A write, read or copy runs on the TENSOR_OP queue of the tensor's core. Host tensors
-/// have no core, so libnrt picks the queue (nrt-sim: the queue of the same index on
-/// core 0; a copy with a device tensor runs on that tensor's core); schedule them
-/// on the unit of that queue. Scheduled through another unit, their requests still
-/// complete, are waited for and report normally, but no unit counts them: the
-/// [`last_submitted`](ExecUnit::last_submitted), [`in_flight`](ExecUnit::in_flight),
-/// [`wait_idle`](ExecUnit::wait_idle) and retries of the queue that runs them do not see
-/// them, and their schedule calls are not serialised with that queue's own.
+/// A write, read or copy with a device tensor runs on the TENSOR_OP queue of this unit's
+/// index on that tensor's core (which must be this unit's core). Host tensors have no
+/// core, so for a request with host tensors only, libnrt picks the queue itself, and
+/// does not document which (nrt-sim takes the queue of the same index on core 0). Such a
+/// request may therefore be scheduled through any TENSOR_OP unit, and it belongs to the
+/// queue that runs it, the one whose XU id its [`SeqId`] carries: it counts in *that*
+/// queue's [`last_submitted`](ExecUnit::last_submitted),
+/// [`in_flight`](ExecUnit::in_flight), [`wait_for`](ExecUnit::wait_for) and
+/// [`wait_idle`](ExecUnit::wait_idle), a fatal status marks *that* queue unrecoverable,
+/// [`Request::unit`] returns *that* queue, and
+/// [`submit_with_retry`](ExecUnit::submit_with_retry) waits for *that* queue when it is
+/// full. This crate learns the queue from the first such request (per queue index) and
+/// from then on serialises their schedule calls with that queue's own, and refuses them
+/// at once if that queue is unrecoverable.
+///
+/// (Refusing host-only requests on the "wrong" unit instead would need to know libnrt's
+/// choice before the call, which no documented rule gives; the sequence id libnrt
+/// returns names the queue exactly.)
 ///
 /// # Unrecoverable units
 ///
@@ -113,31 +122,167 @@ pub struct ExecUnit {
     pub(crate) inner: Arc<UnitInner>,
 }
 
+/// What a handle (and each request made through it) holds: the runtime, which keeps
+/// the queue states alive, and the state of its queue.
 pub(crate) struct UnitInner {
     rt: Runtime,
+    pub(crate) state: Arc<QueueState>,
+    is_completed: sys::fn_types::nrta_is_completed,
+}
+
+/// One queue of one runtime: what all its handles and requests share. Created on first
+/// use and kept by the runtime's [`UnitRegistry`]; it holds no runtime handle itself.
+pub(crate) struct QueueState {
     core: u32,
     kind: XuKind,
     queue: u32,
     xu_id: u16,
-    is_completed: sys::fn_types::nrta_is_completed,
     get_sequence: sys::fn_types::nrta_get_sequence,
+    /// Status slots of the requests scheduled through handles of this queue.
     pub(crate) slots: SlotPool,
-    /// Held across each schedule call on this queue.
+    /// Held across each schedule call that libnrt runs on this queue.
     submit: Mutex<()>,
-    /// Number of the last request accepted through this crate.
+    /// Number of the last request of this queue accepted through this crate.
     last_submitted: AtomicU64,
-    /// 0, or the raw fatal status that made the unit unrecoverable.
+    /// 0, or the raw fatal status that made the queue unrecoverable.
     fatal: AtomicU32,
 }
 
-/// Units alive per runtime, so that every handle of one queue shares one [`UnitInner`].
-/// Keyed by the runtime's address and the queue; dead entries are pruned on insert.
-type Registry = Vec<(usize, u32, XuKind, u32, Weak<UnitInner>)>;
-static UNITS: Mutex<Registry> = Mutex::new(Vec::new());
+/// Queues per core, all kinds: TENSOR_OP 2, COMPUTE 1, COLLECTIVES 3.
+const QUEUES_PER_CORE: usize = 6;
 
-fn units() -> MutexGuard<'static, Registry> {
-    // Each change is one push or retain, so a panic under the lock leaves it consistent.
-    UNITS.lock().unwrap_or_else(|e| e.into_inner())
+/// TENSOR_OP queues per core.
+const TENSOR_OP_QUEUES: usize = XuKind::TensorOp.queue_count() as usize;
+
+/// The async state of one runtime (held by the runtime itself): the [`QueueState`] of
+/// every queue, created on first use, so that all handles of a queue share one and a
+/// request is counted on the queue that runs it, found by the XU id of its sequence id.
+///
+/// No lock: each entry is set once. Nothing here holds a runtime handle, so this keeps
+/// nothing open.
+#[derive(Default)]
+pub(crate) struct UnitRegistry {
+    /// Index `core * QUEUES_PER_CORE + offset of the kind + queue`; sized at first use
+    /// for the visible cores.
+    table: OnceLock<Box<[OnceLock<Arc<QueueState>>]>>,
+    /// Per TENSOR_OP queue index: 1 + the table index of the queue that ran the last
+    /// request without a device tensor (libnrt picks that queue); 0 before any.
+    host_route: [AtomicUsize; TENSOR_OP_QUEUES],
+}
+
+fn table_index(core: u32, kind: XuKind, queue: u32) -> usize {
+    let first = match kind {
+        XuKind::TensorOp => 0,
+        XuKind::Compute => 2,
+        XuKind::Collectives => 3,
+    };
+    core as usize * QUEUES_PER_CORE + first + queue as usize
+}
+
+impl UnitRegistry {
+    /// The state of queue `(core, kind, queue)` (already checked to exist), created on
+    /// first use with the queue's last completed id as its last submitted one.
+    fn state(
+        &self,
+        rt: &Runtime,
+        get_sequence: sys::fn_types::nrta_get_sequence,
+        cores: u32,
+        core: u32,
+        kind: XuKind,
+        queue: u32,
+    ) -> Result<&Arc<QueueState>> {
+        let table = self.table.get_or_init(|| {
+            (0..cores as usize * QUEUES_PER_CORE)
+                .map(|_| OnceLock::new())
+                .collect()
+        });
+        let cell = table.get(table_index(core, kind, queue)).ok_or_else(|| {
+            Error::invalid(
+                "core",
+                format!(
+                    "core {core} is beyond the {} cores this runtime first saw",
+                    table.len() / QUEUES_PER_CORE
+                ),
+            )
+        })?;
+        if let Some(state) = cell.get() {
+            return Ok(state);
+        }
+        // Asked with no lock held. A thread racing here may set the cell first; its
+        // state is then the one used, and this one is dropped unused.
+        let last = query_sequence(rt, get_sequence, core, kind, queue)?;
+        let state = Arc::new(QueueState {
+            core,
+            kind,
+            queue,
+            xu_id: last.xu_id(),
+            get_sequence,
+            slots: SlotPool::new(),
+            submit: Mutex::new(()),
+            last_submitted: AtomicU64::new(last.number()),
+            fatal: AtomicU32::new(0),
+        });
+        Ok(cell.get_or_init(|| state))
+    }
+
+    /// The state of the queue with XU id `xu_id` among those created so far.
+    fn known(&self, xu_id: u16) -> Option<&Arc<QueueState>> {
+        self.table
+            .get()?
+            .iter()
+            .filter_map(OnceLock::get)
+            .find(|state| state.xu_id == xu_id)
+    }
+
+    /// The state of the queue with XU id `xu_id`: a known one, else found by creating
+    /// the states not created yet (one `nrta_get_sequence` each, once per queue);
+    /// `None` if no queue of this runtime has that id.
+    fn by_xu_id(&self, rt: &Runtime, xu_id: u16) -> Option<&Arc<QueueState>> {
+        if let Some(state) = self.known(xu_id) {
+            return Some(state);
+        }
+        let table = self.table.get()?;
+        let get_sequence = table.iter().find_map(OnceLock::get)?.get_sequence;
+        let cores = (table.len() / QUEUES_PER_CORE) as u32;
+        for core in 0..cores {
+            for kind in XuKind::ALL {
+                for queue in 0..kind.queue_count() {
+                    if table[table_index(core, kind, queue)].get().is_some() {
+                        continue;
+                    }
+                    if let Ok(state) = self.state(rt, get_sequence, cores, core, kind, queue)
+                        && state.xu_id == xu_id
+                    {
+                        return Some(state);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The queue that ran the last request without a device tensor scheduled with
+    /// TENSOR_OP queue index `queue`, if there was one.
+    fn host_route(&self, queue: u32) -> Option<&Arc<QueueState>> {
+        let index = self
+            .host_route
+            .get(queue as usize)?
+            .load(Ordering::Acquire)
+            .checked_sub(1)?;
+        self.table.get()?.get(index)?.get()
+    }
+
+    /// Remembers that libnrt ran a request without a device tensor, scheduled with
+    /// TENSOR_OP queue index `queue`, on `state`'s queue.
+    fn learn_host_route(&self, queue: u32, state: &QueueState) {
+        if let Some(route) = self.host_route.get(queue as usize) {
+            let index = table_index(state.core, state.kind, state.queue) + 1;
+            // Read first: the route rarely changes, so this normally writes nothing.
+            if route.load(Ordering::Relaxed) != index {
+                route.store(index, Ordering::Release);
+            }
+        }
+    }
 }
 
 impl Runtime {
@@ -201,32 +346,17 @@ impl Runtime {
                 ),
             ));
         }
-        let key = Arc::as_ptr(&self.inner) as usize;
-        let mut registry = units();
-        let existing = registry
-            .iter()
-            .find(|(k, c, t, q, _)| (*k, *c, *t, *q) == (key, core, kind, queue))
-            .and_then(|(.., weak)| weak.upgrade());
-        if let Some(inner) = existing {
-            return Ok(ExecUnit { inner });
-        }
-        let last = query_sequence(self, get_sequence, core, kind, queue)?;
-        let inner = Arc::new(UnitInner {
-            rt: self.clone(),
-            core,
-            kind,
-            queue,
-            xu_id: last.xu_id(),
-            is_completed,
-            get_sequence,
-            slots: SlotPool::new(),
-            submit: Mutex::new(()),
-            last_submitted: AtomicU64::new(last.number()),
-            fatal: AtomicU32::new(0),
-        });
-        registry.retain(|(.., weak)| weak.strong_count() > 0);
-        registry.push((key, core, kind, queue, Arc::downgrade(&inner)));
-        Ok(ExecUnit { inner })
+        let state = self
+            .inner
+            .units
+            .state(self, get_sequence, cores, core, kind, queue)?;
+        Ok(ExecUnit {
+            inner: Arc::new(UnitInner {
+                rt: self.clone(),
+                state: Arc::clone(state),
+                is_completed,
+            }),
+        })
     }
 }
 
@@ -250,25 +380,38 @@ fn query_sequence(
     Ok(SeqId::from_raw(raw))
 }
 
+/// The queue a schedule call reported full, with the runtime to ask about it: what
+/// [`ExecUnit::submit_with_retry`] waits for.
+pub(crate) struct FullQueue {
+    rt: Runtime,
+    state: Arc<QueueState>,
+}
+
+impl FullQueue {
+    fn last_completed(&self) -> Result<SeqId> {
+        self.state.last_completed(&self.rt)
+    }
+}
+
 impl ExecUnit {
     /// The NeuronCore of this unit.
     pub fn core(&self) -> u32 {
-        self.inner.core
+        self.inner.state.core
     }
 
     /// The kind of this unit.
     pub fn kind(&self) -> XuKind {
-        self.inner.kind
+        self.inner.state.kind
     }
 
     /// The queue index of this unit within its core and kind.
     pub fn queue(&self) -> u32 {
-        self.inner.queue
+        self.inner.state.queue
     }
 
     /// The XU id libnrt uses for this queue (the top 16 bits of its [`SeqId`]s).
     pub fn xu_id(&self) -> u16 {
-        self.inner.xu_id
+        self.inner.state.xu_id
     }
 
     /// The runtime this unit belongs to.
@@ -287,15 +430,13 @@ impl ExecUnit {
     }
 
     /// The id of the last request scheduled on this queue through this crate (number 0
-    /// before any).
+    /// before any), including requests with host tensors only that were scheduled
+    /// through another unit and that libnrt runs on this queue.
     pub fn last_submitted(&self) -> SeqId {
-        SeqId::new(
-            self.inner.xu_id,
-            self.inner.last_submitted.load(Ordering::Acquire),
-        )
+        self.inner.state.last_submitted()
     }
 
-    /// How many requests scheduled on this unit have not completed yet.
+    /// How many requests scheduled on this queue have not completed yet.
     ///
     /// # Errors
     ///
@@ -303,7 +444,7 @@ impl ExecUnit {
     pub fn in_flight(&self) -> Result<u64> {
         // Read `submitted` first: a request scheduled between the two reads then only
         // makes the count smaller, never makes `completed` exceed `submitted`.
-        let submitted = self.inner.last_submitted.load(Ordering::Acquire);
+        let submitted = self.inner.state.last_submitted.load(Ordering::Acquire);
         let completed = self.inner.last_completed()?.number();
         Ok(submitted.saturating_sub(completed))
     }
@@ -314,13 +455,14 @@ impl ExecUnit {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `seq` belongs to another unit or was never
+    /// [`Error::InvalidArgument`] if `seq` belongs to another queue (see the type docs
+    /// on host tensors: [`Request::unit`] names the queue of a request) or was never
     /// scheduled (waiting for it would never end); [`Error::Nrt`] if polling fails.
     pub fn wait_for(&self, seq: SeqId) -> Result<()> {
         self.wait_for_timeout(seq, None).map(|_| ())
     }
 
-    /// Waits until every request scheduled on this unit so far has completed.
+    /// Waits until every request scheduled on this queue so far has completed.
     ///
     /// # Errors
     ///
@@ -336,17 +478,22 @@ impl ExecUnit {
     ///
     /// As for [`wait_for`](ExecUnit::wait_for).
     pub fn wait_for_timeout(&self, seq: SeqId, timeout: Option<Duration>) -> Result<bool> {
-        if seq.xu_id() != self.inner.xu_id {
+        let state = &self.inner.state;
+        if seq.xu_id() != state.xu_id {
+            let owner = match self.inner.rt.inner.units.known(seq.xu_id()) {
+                Some(owner) => owner.to_string(),
+                None => "a queue this runtime has not used".to_owned(),
+            };
             return Err(Error::invalid(
                 "seq",
                 format!(
-                    "{seq} belongs to XU id {:#06x}, not to {self} (XU id {:#06x})",
+                    "{seq} belongs to {owner} (XU id {:#06x}), not to {self} (XU id {:#06x})",
                     seq.xu_id(),
-                    self.inner.xu_id
+                    state.xu_id
                 ),
             ));
         }
-        let submitted = self.inner.last_submitted.load(Ordering::Acquire);
+        let submitted = state.last_submitted.load(Ordering::Acquire);
         if seq.number() > submitted {
             return Err(Error::invalid(
                 "seq",
@@ -362,22 +509,27 @@ impl ExecUnit {
 
     /// The status that made this unit unrecoverable, if one did (see the type docs).
     pub fn unrecoverable(&self) -> Option<NrtStatus> {
-        self.inner.fatal_status()
+        self.inner.state.fatal_status()
     }
 
     /// Calls `submit` with `payload` until it is accepted, waiting for a completion on
-    /// this unit after each [`NrtStatus::QueueFull`] rejection, within `policy`'s bounds.
+    /// the full queue after each [`NrtStatus::QueueFull`] rejection, within `policy`'s
+    /// bounds.
     ///
     /// `submit` is typically a closure around one of the schedule methods, e.g.
-    /// `|(inputs, outputs)| unit.execute(&model, inputs, outputs)`.
+    /// `|(inputs, outputs)| unit.execute(&model, inputs, outputs)`. The queue waited for
+    /// is the one the rejection came from: normally this unit's, for a request with
+    /// host tensors only the queue libnrt runs those on (see the type docs). Only when
+    /// that queue is not known yet (no such request was accepted before) does a retry
+    /// follow a short pause instead (spinning, then yielding, then sleeping up to 1 ms).
     ///
     /// # Errors
     ///
     /// Any rejection other than `QueueFull` (also [`NrtStatus::ExecNcBusy`], which
-    /// waiting for this unit cannot cure) is returned at once; when the policy's attempts
-    /// or time run out, or progress on this unit can no longer be observed, the last
-    /// `QueueFull` rejection is returned. Either way the payload comes back in the
-    /// [`Rejected`].
+    /// waiting for a completion cannot cure) is returned at once; when the policy's
+    /// attempts or time run out, or progress on the full queue can no longer be observed,
+    /// the last `QueueFull` rejection is returned. Either way the payload comes back in
+    /// the [`Rejected`].
     pub fn submit_with_retry<T: Payload>(
         &self,
         policy: RetryPolicy,
@@ -387,10 +539,17 @@ impl ExecUnit {
         let mut payload = payload;
         let mut attempts = 0u32;
         let started = std::time::Instant::now();
+        // The queue whose completions are counted before each attempt: this unit's, until
+        // a rejection names another.
+        let mut watched = FullQueue {
+            rt: self.inner.rt.clone(),
+            state: Arc::clone(&self.inner.state),
+        };
+        let mut unknown_queue = Backoff::new();
         loop {
-            // Completions counted from before the attempt, so one that happens between
-            // the rejection and the wait below is not missed.
-            let before = self.inner.last_completed().ok();
+            // Counted before the attempt, so that a completion between the rejection and
+            // the wait below is not missed.
+            let before = watched.last_completed().ok();
             let rejected = match submit(payload) {
                 Ok(request) => return Ok(request),
                 Err(rejected) => rejected,
@@ -404,13 +563,31 @@ impl ExecUnit {
                 Some(r) if !r.is_zero() => r,
                 _ => return Err(rejected),
             };
-            let before = match before {
-                Some(b) => b.number(),
-                None => return Err(rejected),
+            let Some(full) = rejected.full_queue() else {
+                unknown_queue.pause(Some(remaining));
+                payload = rejected.into_inner();
+                continue;
+            };
+            let before = if Arc::ptr_eq(&full.state, &watched.state) {
+                before
+            } else {
+                // Another queue than expected: counted only now, so a completion may have
+                // slipped in since the rejection. Then either more requests are in
+                // flight (and one of them completes next) or none is (and the drained
+                // test below retries at once).
+                watched = FullQueue {
+                    rt: full.rt.clone(),
+                    state: Arc::clone(&full.state),
+                };
+                watched.last_completed().ok()
+            };
+            let Some(before) = before.map(SeqId::number) else {
+                return Err(rejected);
             };
             let progressed = poll_until(Some(remaining), || {
-                let last = self.inner.last_completed()?;
-                Ok::<_, Error>((last.number() > before).then_some(()))
+                let last = watched.last_completed()?.number();
+                let drained = last >= watched.state.last_submitted.load(Ordering::Acquire);
+                Ok::<_, Error>((last > before || drained).then_some(()))
             });
             match progressed {
                 Ok(_) => payload = rejected.into_inner(),
@@ -465,6 +642,7 @@ impl ExecUnit {
             || format!("model `{}`", model.label()),
             payload,
             KeepAlive::Model(model.clone()),
+            Runs::OnThisUnit,
             |_, ret, seq| {
                 // Why the call below is sound: v3 signature (ASYNC_V3 checked at unit creation). The model and
                 // both sets stay alive and unchanged until completion: the request owns
@@ -501,12 +679,12 @@ impl ExecUnit {
             feature: "nrt_get_model_info",
             needed: Some("a libnrt that reports the core of an auto-placed model".into()),
         })?;
-        if model_core != self.inner.core {
+        if model_core != self.inner.state.core {
             return Err(Error::WrongCore {
                 tensor: format!("model `{}`", model.label()),
                 tensor_core: model_core,
                 what: self.to_string(),
-                expected_core: self.inner.core,
+                expected_core: self.inner.state.core,
             });
         }
         model.check_bindings(inputs, outputs)?;
@@ -560,6 +738,7 @@ impl ExecUnit {
             },
             data,
             KeepAlive::Tensor(tensor.share()),
+            Runs::for_tensors(&[tensor]),
             |parked, ret, seq| {
                 let src = B::parked_ptr(parked).cast::<c_void>().cast_const();
                 // Why the call below is sound: v3 signature (checked at unit creation). `src` points to
@@ -617,6 +796,7 @@ impl ExecUnit {
             },
             buffer,
             KeepAlive::Tensor(tensor.share()),
+            Runs::for_tensors(&[tensor]),
             |parked, ret, seq| {
                 let dst = B::parked_ptr(parked).cast::<c_void>();
                 // Why the call below is sound: v3 signature (checked at unit creation). `dst` points to
@@ -677,6 +857,7 @@ impl ExecUnit {
             },
             (),
             KeepAlive::Tensors(src.share(), dst.share()),
+            Runs::for_tensors(&[src, dst]),
             |_, ret, seq| {
                 // SAFETY: v3 signature (checked at unit creation); both tensors are live
                 // (kept by the request) and both ranges are inside them (checked);
@@ -708,27 +889,27 @@ impl ExecUnit {
             .rt
             .check_same(tensor.runtime(), || format!("tensor `{}`", tensor.name()))?;
         if let (Placement::Device, Some(core)) = (tensor.placement(), tensor.core())
-            && core != self.inner.core
+            && core != self.inner.state.core
         {
             return Err(Error::WrongCore {
                 tensor: tensor.name().to_owned(),
                 tensor_core: core,
                 what: self.to_string(),
-                expected_core: self.inner.core,
+                expected_core: self.inner.state.core,
             });
         }
         tensor.check_range(offset, len)
     }
 
     fn expect_kind(&self, kind: XuKind, operation: &str) -> Result<()> {
-        if self.inner.kind == kind {
+        if self.inner.state.kind == kind {
             Ok(())
         } else {
             Err(Error::invalid(
                 "unit",
                 format!(
                     "{operation} needs a {kind} unit, but {self} is a {} unit",
-                    self.inner.kind
+                    self.inner.state.kind
                 ),
             ))
         }
@@ -736,52 +917,58 @@ impl ExecUnit {
 
     fn queue_arg(&self) -> i32 {
         // Queue indices are below XuKind::queue_count (<= 3), checked at creation.
-        self.inner.queue as i32
+        self.inner.state.queue as i32
     }
 
-    /// The common part of every schedule: fail fast on an unrecoverable unit, take a
-    /// status slot, park the payload, call libnrt under the queue's lock, and build the
-    /// request (or hand the payload back).
+    /// The common part of every schedule: fail fast on an unrecoverable queue, take a
+    /// status slot, park the payload, call libnrt under the queue's lock, count the
+    /// request on the queue that runs it, and build the request (or hand the payload
+    /// back).
     fn schedule<T: Payload>(
         &self,
         function: &'static str,
         context: impl FnOnce() -> String,
         payload: T,
         keep: KeepAlive,
+        runs: Runs,
         call: impl FnOnce(&T::Parked, *mut sys::NRT_STATUS, *mut u64) -> sys::NRT_STATUS,
     ) -> Scheduled<T> {
-        if let Some(status) = self.inner.fatal_status() {
-            return Err(Rejected::new(
-                self.inner.unrecoverable_error(status),
-                payload,
-            ));
+        let unit = &*self.inner;
+        let units = &unit.rt.inner.units;
+        // The queue libnrt will run the request on, as far as known beforehand.
+        let expected = match runs {
+            Runs::OnThisUnit => Some(&unit.state),
+            Runs::WhereLibnrtPicks => units.host_route(unit.state.queue),
+        };
+        if let Some(state) = expected
+            && let Some(status) = state.fatal_status()
+        {
+            return Err(Rejected::new(state.unrecoverable_error(status), payload));
         }
-        let slot = self.inner.slots.take();
+        let slot = unit.state.slots.take();
         let parked = payload.park();
         let mut raw_seq = 0u64;
+        // The first request whose queue is not known beforehand takes this unit's lock.
+        let locked = expected.unwrap_or(&unit.state);
         let status = {
-            let _queue = self.inner.lock_submit();
+            let _queue = locked.lock_submit();
             let status = call(&parked, slot.as_ptr(), &mut raw_seq);
             if status == sys::NRT_SUCCESS {
-                let seq = SeqId::from_raw(raw_seq);
-                if seq.xu_id() == self.inner.xu_id {
-                    self.inner
-                        .last_submitted
-                        .fetch_max(seq.number(), Ordering::AcqRel);
-                }
+                locked.count(SeqId::from_raw(raw_seq));
             }
             status
         };
         if status != sys::NRT_SUCCESS {
             // Nothing was queued, so libnrt holds no pointer to the slot or the payload.
-            self.inner.slots.give_back(slot);
+            unit.state.slots.give_back(slot);
             // SAFETY: `parked` came from `park` just above and libnrt did not keep it.
             let payload = unsafe { T::unpark(parked) };
-            if status == sys::NRT_EXEC_UNIT_UNRECOVERABLE {
-                self.inner.mark_fatal(status);
+            if status == sys::NRT_EXEC_UNIT_UNRECOVERABLE
+                && let Some(state) = expected
+            {
+                state.mark_fatal(status);
             }
-            let error = self
-                .inner
+            let error = unit
                 .rt
                 .inner
                 .check(function, status, || format!("{}: {}", self, context()))
@@ -790,16 +977,63 @@ impl ExecUnit {
                     function,
                     reason: "failure status lost".into(),
                 });
-            return Err(Rejected::new(error, payload));
+            let full = match expected {
+                Some(state) if status == sys::NRT_QUEUE_FULL => Some(FullQueue {
+                    rt: unit.rt.clone(),
+                    state: Arc::clone(state),
+                }),
+                _ => None,
+            };
+            return Err(Rejected::new(error, payload).with_full_queue(full));
         }
+        let seq = SeqId::from_raw(raw_seq);
+        // The queue that runs the request is the one whose XU id `seq` carries.
+        let ran_on = if seq.xu_id() == locked.xu_id {
+            Some(locked)
+        } else {
+            let found = units.by_xu_id(&unit.rt, seq.xu_id());
+            if let Some(state) = found {
+                state.count(seq);
+            }
+            found
+        };
+        if let (Runs::WhereLibnrtPicks, Some(state)) = (runs, ran_on) {
+            units.learn_host_route(unit.state.queue, state);
+        }
+        // `None`: this unit's queue (or, if libnrt returned an id that no queue reports,
+        // the unit it was scheduled through, for lack of a better one).
+        let ran_on = ran_on
+            .filter(|state| !Arc::ptr_eq(state, &unit.state))
+            .map(Arc::clone);
         Ok(Request::new(
             Arc::clone(&self.inner),
-            SeqId::from_raw(raw_seq),
+            seq,
             slot,
             function,
             parked,
             keep,
+            ran_on,
         ))
+    }
+}
+
+/// Which queue libnrt runs a request on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Runs {
+    /// The unit's own: executions, and transfers with a device tensor (on the unit's
+    /// core, checked).
+    OnThisUnit,
+    /// One libnrt picks: transfers of host tensors only.
+    WhereLibnrtPicks,
+}
+
+impl Runs {
+    fn for_tensors(tensors: &[&Tensor]) -> Runs {
+        if tensors.iter().any(|t| t.placement() == Placement::Device) {
+            Runs::OnThisUnit
+        } else {
+            Runs::WhereLibnrtPicks
+        }
     }
 }
 
@@ -808,60 +1042,22 @@ fn to_u64(argument: &'static str, value: usize) -> Result<u64> {
         .map_err(|_| Error::invalid(argument, format!("{value} does not fit in 64 bits")))
 }
 
-impl UnitInner {
-    pub(crate) fn last_completed(&self) -> Result<SeqId> {
-        query_sequence(
-            &self.rt,
-            self.get_sequence,
-            self.core,
-            self.kind,
-            self.queue,
-        )
+impl QueueState {
+    /// The id of the last request this queue completed (`nrta_get_sequence`).
+    fn last_completed(&self, rt: &Runtime) -> Result<SeqId> {
+        query_sequence(rt, self.get_sequence, self.core, self.kind, self.queue)
     }
 
-    /// Whether request `seq` of this unit has completed (`nrta_is_completed`).
-    ///
-    /// If libnrt cannot answer for `seq` (it answers `NRT_INVALID` for ids it does not
-    /// know), the last completed number of the queue that issued `seq` answers instead:
-    /// requests of one queue complete in order. That queue is the one with `seq`'s XU
-    /// id, which is not always this unit's (libnrt picks the queue of a host tensor).
-    /// Only if no queue answers is the error returned.
-    pub(crate) fn is_completed(&self, seq: SeqId) -> Result<bool> {
-        let mut done = false;
-        // SAFETY: v3 signature (checked at unit creation); `done` is a valid out-pointer.
-        let status = unsafe { (self.is_completed)(seq.raw(), &mut done) };
-        let error = match self.rt.inner.check("nrta_is_completed", status, || {
-            format!("request {seq} on {self}")
-        }) {
-            Ok(()) => return Ok(done),
-            Err(error) => error,
-        };
-        match self.last_completed_of(seq.xu_id()) {
-            Some(last) => Ok(last.number() >= seq.number()),
-            None => Err(error),
-        }
+    fn last_submitted(&self) -> SeqId {
+        SeqId::new(self.xu_id, self.last_submitted.load(Ordering::Acquire))
     }
 
-    /// The last completed id of the queue with XU id `xu_id`: this unit's queue, or the
-    /// queue of this runtime that reports that XU id; `None` if none answers.
-    fn last_completed_of(&self, xu_id: u16) -> Option<SeqId> {
-        if xu_id == self.xu_id {
-            return self.last_completed().ok();
+    /// Counts request `seq` as submitted, if it is one of this queue's.
+    fn count(&self, seq: SeqId) {
+        if seq.xu_id() == self.xu_id {
+            self.last_submitted
+                .fetch_max(seq.number(), Ordering::AcqRel);
         }
-        let cores = self.rt.visible_core_count().ok()?;
-        for core in 0..cores {
-            for kind in XuKind::ALL {
-                for queue in 0..kind.queue_count() {
-                    let last = query_sequence(&self.rt, self.get_sequence, core, kind, queue);
-                    if let Ok(last) = last
-                        && last.xu_id() == xu_id
-                    {
-                        return Some(last);
-                    }
-                }
-            }
-        }
-        None
     }
 
     fn lock_submit(&self) -> MutexGuard<'_, ()> {
@@ -889,20 +1085,74 @@ impl UnitInner {
             status,
         }
     }
+}
 
-    /// The error for a request of this unit that completed with `raw`.
+impl UnitInner {
+    pub(crate) fn last_completed(&self) -> Result<SeqId> {
+        self.state.last_completed(&self.rt)
+    }
+
+    /// A handle to another queue of the same runtime.
+    pub(crate) fn sibling(&self, state: &Arc<QueueState>) -> UnitInner {
+        UnitInner {
+            rt: self.rt.clone(),
+            state: Arc::clone(state),
+            is_completed: self.is_completed,
+        }
+    }
+
+    /// Whether request `seq` has completed (`nrta_is_completed`).
+    ///
+    /// If libnrt cannot answer for `seq` (it answers `NRT_INVALID` for ids it does not
+    /// know), the last completed number of the queue that issued `seq` answers instead:
+    /// requests of one queue complete in order. That queue is the one with `seq`'s XU
+    /// id, which is not always this unit's (libnrt picks the queue of a host tensor).
+    /// Only if no queue answers is the error returned.
+    pub(crate) fn is_completed(&self, seq: SeqId) -> Result<bool> {
+        let mut done = false;
+        // SAFETY: v3 signature (checked at unit creation); `done` is a valid out-pointer.
+        let status = unsafe { (self.is_completed)(seq.raw(), &mut done) };
+        let error = match self.rt.inner.check("nrta_is_completed", status, || {
+            format!("request {seq} on {self}")
+        }) {
+            Ok(()) => return Ok(done),
+            Err(error) => error,
+        };
+        let last = match self.queue_of(seq.xu_id()) {
+            Some(state) => state.last_completed(&self.rt).ok(),
+            None => None,
+        };
+        match last {
+            Some(last) => Ok(last.number() >= seq.number()),
+            None => Err(error),
+        }
+    }
+
+    /// The state of the queue with XU id `xu_id`: this unit's, or another queue of this
+    /// runtime that reports that id.
+    fn queue_of(&self, xu_id: u16) -> Option<&Arc<QueueState>> {
+        if xu_id == self.state.xu_id {
+            Some(&self.state)
+        } else {
+            self.rt.inner.units.by_xu_id(&self.rt, xu_id)
+        }
+    }
+
+    /// The error for request `seq`, which completed with `raw` on queue `ran_on`; a
+    /// fatal status marks that queue unrecoverable.
     pub(crate) fn request_error(
         &self,
         function: &'static str,
         seq: SeqId,
         raw: sys::NRT_STATUS,
+        ran_on: &QueueState,
     ) -> Error {
         if NrtStatus::from_raw(raw).is_fatal() {
-            self.mark_fatal(raw);
+            ran_on.mark_fatal(raw);
         }
         self.rt
             .inner
-            .check(function, raw, || format!("request {seq} on {self}"))
+            .check(function, raw, || format!("request {seq} on {ran_on}"))
             .err()
             .unwrap_or(Error::UnexpectedResult {
                 function,
@@ -911,13 +1161,19 @@ impl UnitInner {
     }
 }
 
-impl fmt::Display for UnitInner {
+impl fmt::Display for QueueState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} unit (core {}, queue {})",
             self.kind, self.core, self.queue
         )
+    }
+}
+
+impl fmt::Display for UnitInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.state.fmt(f)
     }
 }
 
@@ -929,16 +1185,17 @@ impl fmt::Display for ExecUnit {
 
 impl fmt::Debug for ExecUnit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = &self.inner.state;
         f.debug_struct("ExecUnit")
-            .field("core", &self.inner.core)
-            .field("kind", &self.inner.kind)
-            .field("queue", &self.inner.queue)
-            .field("xu_id", &format_args!("{:#06x}", self.inner.xu_id))
+            .field("core", &state.core)
+            .field("kind", &state.kind)
+            .field("queue", &state.queue)
+            .field("xu_id", &format_args!("{:#06x}", state.xu_id))
             .field(
                 "last_submitted",
-                &self.inner.last_submitted.load(Ordering::Relaxed),
+                &state.last_submitted.load(Ordering::Relaxed),
             )
-            .field("unrecoverable", &self.inner.fatal_status())
+            .field("unrecoverable", &state.fatal_status())
             .finish()
     }
 }
