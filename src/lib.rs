@@ -9,6 +9,8 @@
 //! * [`Model`]: a loaded model, its [`TensorInfo`]s, and [`Model::execute`].
 //! * [`Tensor`]: device, host or virtual memory with bounds-checked typed access.
 //! * [`TensorSet`]: named tensors bound as the inputs or outputs of an execution.
+//! * [`ReadBatch`] / [`WriteBatch`]: many tensor ranges moved in one call;
+//!   [`ProfileGuard`]: device profiling of a model ([`Model::profile`]).
 //! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
 //! * [`Capabilities`]: what the loaded library offers; missing parts give
 //!   [`Error::Unsupported`] instead of a call into nothing.
@@ -58,20 +60,24 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod batch;
 mod capabilities;
 mod dtype;
 mod error;
 mod model;
+mod profile;
 mod runtime;
 mod status;
 mod tensor;
 mod tensor_set;
 pub mod xu;
 
+pub use batch::{ReadBatch, WriteBatch};
 pub use capabilities::Capabilities;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
+pub use profile::ProfileGuard;
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };
