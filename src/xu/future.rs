@@ -149,18 +149,25 @@ impl Poller {
             return;
         }
         let mut waiting = self.lock();
-        match waiting
+        let replaced = match waiting
             .iter_mut()
             .find(|w| w.seq == seq && std::ptr::eq(w.unit.as_ptr(), Arc::as_ptr(unit)))
         {
-            Some(entry) => entry.waker.clone_from(waker),
-            None => waiting.push(Waiting {
-                unit: Arc::downgrade(unit),
-                seq,
-                waker: waker.clone(),
-            }),
-        }
+            Some(entry) if entry.waker.will_wake(waker) => None,
+            Some(entry) => Some(std::mem::replace(&mut entry.waker, waker.clone())),
+            None => {
+                waiting.push(Waiting {
+                    unit: Arc::downgrade(unit),
+                    seq,
+                    waker: waker.clone(),
+                });
+                None
+            }
+        };
         drop(waiting);
+        // Dropped outside the lock: dropping a waker runs the executor's code, which may
+        // free a task holding another registered future, whose drop takes the lock.
+        drop(replaced);
         self.changed.notify_one();
     }
 
@@ -195,17 +202,20 @@ fn poll_forever(poller: &'static Poller) {
                 backoff = Backoff::new();
             }
             // Completed, unpollable (the future reports the error) and abandoned (future
-            // dropped) entries go.
-            waiting.retain(|w| {
+            // dropped) entries go. Their wakers are moved out, not dropped here: dropping
+            // one runs the executor's code, which must not run under the lock.
+            let mut i = 0;
+            while let Some(w) = waiting.get(i) {
                 let pending = w
                     .unit
                     .upgrade()
                     .is_some_and(|unit| matches!(unit.is_completed(w.seq), Ok(false)));
-                if !pending {
-                    ready.push(w.waker.clone());
+                if pending {
+                    i += 1;
+                } else {
+                    ready.push(waiting.swap_remove(i).waker);
                 }
-                pending
-            });
+            }
         }
         if ready.is_empty() {
             backoff.pause(None);

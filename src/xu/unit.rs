@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use nrt_sys as sys;
@@ -13,7 +13,7 @@ use super::request::{ExecSets, HostBuffer, KeepAlive, Payload, Rejected, Request
 use super::seq::SeqId;
 use super::slots::SlotPool;
 use super::wait::{Backoff, poll_until};
-use crate::runtime::require_fn;
+use crate::runtime::{RuntimeInner, require_fn};
 use crate::{Capabilities, Error, Model, NrtStatus, Placement, Result, Runtime, Tensor, TensorSet};
 
 /// The type of an execution unit (`nrta_xu_t`, v3 numbering).
@@ -101,9 +101,11 @@ impl fmt::Display for XuKind {
 /// [`wait_idle`](ExecUnit::wait_idle), a fatal status marks *that* queue unrecoverable,
 /// [`Request::unit`] returns *that* queue, and
 /// [`submit_with_retry`](ExecUnit::submit_with_retry) waits for *that* queue when it is
-/// full. This crate learns the queue from the first such request (per queue index) and
-/// from then on serialises their schedule calls with that queue's own, and refuses them
-/// at once if that queue is unrecoverable.
+/// full. This crate learns the queue from the first such request (per queue index), and
+/// from then on serialises their schedule calls with that queue's own. As that is only
+/// a guess about libnrt's next choice, it is not used to refuse such requests at once
+/// when that queue is unrecoverable (libnrt answers), nor to mark a queue unrecoverable
+/// when libnrt refuses one (which queue refused is not known).
 ///
 /// (Refusing host-only requests on the "wrong" unit instead would need to know libnrt's
 /// choice before the call, which no documented rule gives; the sequence id libnrt
@@ -380,16 +382,20 @@ fn query_sequence(
     Ok(SeqId::from_raw(raw))
 }
 
-/// The queue a schedule call reported full, with the runtime to ask about it: what
-/// [`ExecUnit::submit_with_retry`] waits for.
+/// The queue a schedule call reported full, and its runtime (weakly: a [`Rejected`]
+/// does not keep the runtime open): what [`ExecUnit::submit_with_retry`] waits for.
 pub(crate) struct FullQueue {
-    rt: Runtime,
+    rt: Weak<RuntimeInner>,
     state: Arc<QueueState>,
 }
 
 impl FullQueue {
-    fn last_completed(&self) -> Result<SeqId> {
-        self.state.last_completed(&self.rt)
+    /// The queue's last completed id; `None` if that cannot be known (any more).
+    fn last_completed(&self) -> Option<SeqId> {
+        let rt = Runtime {
+            inner: self.rt.upgrade()?,
+        };
+        self.state.last_completed(&rt).ok()
     }
 }
 
@@ -462,7 +468,9 @@ impl ExecUnit {
         self.wait_for_timeout(seq, None).map(|_| ())
     }
 
-    /// Waits until every request scheduled on this queue so far has completed.
+    /// Waits until every request scheduled on this queue so far has completed: also
+    /// requests with host tensors only that libnrt runs on this queue, but not those
+    /// scheduled through this unit that libnrt runs on another (see the type docs).
     ///
     /// # Errors
     ///
@@ -542,14 +550,14 @@ impl ExecUnit {
         // The queue whose completions are counted before each attempt: this unit's, until
         // a rejection names another.
         let mut watched = FullQueue {
-            rt: self.inner.rt.clone(),
+            rt: Arc::downgrade(&self.inner.rt.inner),
             state: Arc::clone(&self.inner.state),
         };
         let mut unknown_queue = Backoff::new();
         loop {
             // Counted before the attempt, so that a completion between the rejection and
             // the wait below is not missed.
-            let before = watched.last_completed().ok();
+            let before = watched.last_completed();
             let rejected = match submit(payload) {
                 Ok(request) => return Ok(request),
                 Err(rejected) => rejected,
@@ -576,18 +584,18 @@ impl ExecUnit {
                 // flight (and one of them completes next) or none is (and the drained
                 // test below retries at once).
                 watched = FullQueue {
-                    rt: full.rt.clone(),
+                    rt: Weak::clone(&full.rt),
                     state: Arc::clone(&full.state),
                 };
-                watched.last_completed().ok()
+                watched.last_completed()
             };
             let Some(before) = before.map(SeqId::number) else {
                 return Err(rejected);
             };
             let progressed = poll_until(Some(remaining), || {
-                let last = watched.last_completed()?.number();
+                let last = watched.last_completed().ok_or(())?.number();
                 let drained = last >= watched.state.last_submitted.load(Ordering::Acquire);
-                Ok::<_, Error>((last > before || drained).then_some(()))
+                Ok::<_, ()>((last > before || drained).then_some(()))
             });
             match progressed {
                 Ok(_) => payload = rejected.into_inner(),
@@ -935,12 +943,17 @@ impl ExecUnit {
     ) -> Scheduled<T> {
         let unit = &*self.inner;
         let units = &unit.rt.inner.units;
-        // The queue libnrt will run the request on, as far as known beforehand.
-        let expected = match runs {
-            Runs::OnThisUnit => Some(&unit.state),
-            Runs::WhereLibnrtPicks => units.host_route(unit.state.queue),
+        // The queue libnrt will run the request on: this unit's, or for host tensors only
+        // a guess (the queue libnrt picked last time), used only to serialise the call
+        // and, if libnrt reports that queue full, to wait for it. Failing fast, or
+        // marking a queue unrecoverable when libnrt refuses, is done only for a queue
+        // that is known: acting on a wrong guess would refuse requests that libnrt could
+        // run, or condemn a healthy queue.
+        let (known, guess) = match runs {
+            Runs::OnThisUnit => (Some(&unit.state), None),
+            Runs::WhereLibnrtPicks => (None, units.host_route(unit.state.queue)),
         };
-        if let Some(state) = expected
+        if let Some(state) = known
             && let Some(status) = state.fatal_status()
         {
             return Err(Rejected::new(state.unrecoverable_error(status), payload));
@@ -949,7 +962,7 @@ impl ExecUnit {
         let parked = payload.park();
         let mut raw_seq = 0u64;
         // The first request whose queue is not known beforehand takes this unit's lock.
-        let locked = expected.unwrap_or(&unit.state);
+        let locked = known.or(guess).unwrap_or(&unit.state);
         let status = {
             let _queue = locked.lock_submit();
             let status = call(&parked, slot.as_ptr(), &mut raw_seq);
@@ -964,7 +977,7 @@ impl ExecUnit {
             // SAFETY: `parked` came from `park` just above and libnrt did not keep it.
             let payload = unsafe { T::unpark(parked) };
             if status == sys::NRT_EXEC_UNIT_UNRECOVERABLE
-                && let Some(state) = expected
+                && let Some(state) = known
             {
                 state.mark_fatal(status);
             }
@@ -977,9 +990,9 @@ impl ExecUnit {
                     function,
                     reason: "failure status lost".into(),
                 });
-            let full = match expected {
+            let full = match known.or(guess) {
                 Some(state) if status == sys::NRT_QUEUE_FULL => Some(FullQueue {
-                    rt: unit.rt.clone(),
+                    rt: Arc::downgrade(&unit.rt.inner),
                     state: Arc::clone(state),
                 }),
                 _ => None,
