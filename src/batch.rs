@@ -146,7 +146,7 @@ impl<'a> Batch<'a> {
                 format!("{} tensors do not fit in 64 bits", batches.len()),
             )
         })?;
-        // SAFETY: `batches` holds `num_batches` entries; each names a live tensor of this
+        // Why the call is sound: `batches` holds `num_batches` entries; each names a live tensor of this
         // runtime (borrowed for 'a) and points to its `num_ops` ops inside `ops`, which
         // outlives the call. Every op's range lies inside its tensor (checked in `push`)
         // and its buffer is a host slice borrowed for 'a with exactly `size` bytes:
@@ -154,6 +154,7 @@ impl<'a> Batch<'a> {
         // buffers libnrt only reads. Any bytes are a valid `Element`, so whatever a read
         // stores leaves the slices valid. The flag is `false`: its effect is not publicly
         // documented, so this crate never sets it.
+        // SAFETY: the conditions just above hold for this call.
         let status = unsafe { call(batches.as_ptr(), num_batches, false) };
         self.rt.inner.check(function, status, || self.describe())
     }
