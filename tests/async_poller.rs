@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use neuron_rt::nrt_sys::{self as sys, Library};
 use neuron_rt::{Error, Runtime};
-use nrt_sim::{DType, ModelBuilder, Op};
 
 static REAL_IS_COMPLETED: OnceLock<sys::fn_types::nrta_is_completed> = OnceLock::new();
 /// Whether the gate is closed; the poller thread blocks in `nrta_is_completed` while it is.
@@ -67,19 +66,6 @@ fn set_gate(closed: bool) {
     GATE_OPENED.notify_all();
 }
 
-fn identity_model(device_time: Duration) -> Vec<u8> {
-    ModelBuilder::new("identity")
-        .input("x", DType::F32, &[4])
-        .output("y", DType::F32, &[4])
-        .op(Op::Identity {
-            input: "x".into(),
-            out: "y".into(),
-        })
-        .device_time(device_time)
-        .build()
-        .unwrap()
-}
-
 /// How the test lets go of its future.
 #[derive(Clone, Copy, Debug)]
 enum Ending {
@@ -98,7 +84,7 @@ fn a_runtime_starts_again_while_the_poller_still_looks_at_a_finished_future() {
         {
             let rt = Runtime::builder().library(lib).build().unwrap();
             let model = rt
-                .load_model_on(&identity_model(Duration::from_millis(20)), 0)
+                .load_model_on(&support::identity_model(Duration::from_millis(20)), 0)
                 .unwrap();
             let unit = rt.compute_unit(0).unwrap();
             let inputs = model.allocate_inputs().unwrap();
@@ -172,7 +158,7 @@ fn a_waker_that_panics_does_not_stop_the_poller() {
     let _g = support::lock();
     let rt = support::runtime();
     let model = rt
-        .load_model_on(&identity_model(Duration::from_millis(20)), 0)
+        .load_model_on(&support::identity_model(Duration::from_millis(20)), 0)
         .unwrap();
     let unit = rt.compute_unit(0).unwrap();
     let execute = || {

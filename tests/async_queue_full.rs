@@ -9,7 +9,6 @@ use std::sync::Once;
 use std::time::Duration;
 
 use neuron_rt::{Error, ExecSets, Model, NrtStatus, Pipeline, RetryPolicy, Runtime};
-use nrt_sim::{DType, ModelBuilder, Op};
 
 const DEVICE_TIME: Duration = Duration::from_millis(25);
 
@@ -26,17 +25,8 @@ fn model(rt: &Runtime) -> Model {
 }
 
 fn model_taking(rt: &Runtime, device_time: Duration) -> Model {
-    let bytes = ModelBuilder::new("identity")
-        .input("x", DType::F32, &[4])
-        .output("y", DType::F32, &[4])
-        .op(Op::Identity {
-            input: "x".into(),
-            out: "y".into(),
-        })
-        .device_time(device_time)
-        .build()
-        .unwrap();
-    rt.load_model_on(&bytes, 0).unwrap()
+    rt.load_model_on(&support::identity_model(device_time), 0)
+        .unwrap()
 }
 
 fn sets(model: &Model, x: f32) -> ExecSets {

@@ -13,23 +13,6 @@ use neuron_rt::{
     Error, ExecSets, ExecUnit, Model, NrtStatus, Pipeline, Placement, Request, Runtime, Scheduled,
     SeqId, TensorSet, XuKind,
 };
-use nrt_sim::{DType, ModelBuilder, Op};
-
-/// `out = a + b` on f32 [2, 3], taking `device_time` per execution.
-fn add_model(device_time: Duration) -> Vec<u8> {
-    ModelBuilder::new("add")
-        .input("a", DType::F32, &[2, 3])
-        .input("b", DType::F32, &[2, 3])
-        .output("out", DType::F32, &[2, 3])
-        .op(Op::Add {
-            a: "a".into(),
-            b: "b".into(),
-            out: "out".into(),
-        })
-        .device_time(device_time)
-        .build()
-        .expect("add model")
-}
 
 /// Input and output sets of `model` with `a` = `x` and `b` = 100.
 fn sets(model: &Model, x: f32) -> ExecSets {
@@ -54,7 +37,8 @@ fn out(outputs: &TensorSet) -> Vec<f32> {
 }
 
 fn loaded(rt: &Runtime, device_time: Duration, core: u32) -> Model {
-    rt.load_model_on(&add_model(device_time), core).unwrap()
+    rt.load_model_on(&support::add_model_taking(device_time), core)
+        .unwrap()
 }
 
 #[test]

@@ -53,10 +53,5 @@ fn async_units_need_runtime_2_31() {
 
     // The sync API is unaffected.
     let model = rt.load_model(&support::add_model()).unwrap();
-    let inputs = model.allocate_inputs().unwrap();
-    let mut outputs = model.allocate_outputs().unwrap();
-    inputs.get("a").unwrap().write(&[1.0f32; 6]).unwrap();
-    inputs.get("b").unwrap().write(&[2.0f32; 6]).unwrap();
-    model.execute(&inputs, &mut outputs).unwrap();
-    assert_eq!(support::f32s(&outputs, "out"), [3.0; 6]);
+    support::assert_adds(&model);
 }

@@ -18,7 +18,6 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use neuron_rt::{ExecSets, RequestFuture};
-use nrt_sim::{DType, ModelBuilder, Op};
 
 /// A waker that owns a request future: dropping its last handle drops the future.
 struct Owning {
@@ -35,16 +34,7 @@ fn replacing_a_waker_that_owns_another_future_does_not_deadlock() {
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
         let rt = support::runtime();
-        let neff = ModelBuilder::new("identity")
-            .input("x", DType::F32, &[4])
-            .output("y", DType::F32, &[4])
-            .op(Op::Identity {
-                input: "x".into(),
-                out: "y".into(),
-            })
-            .device_time(Duration::from_millis(200))
-            .build()
-            .unwrap();
+        let neff = support::identity_model(Duration::from_millis(200));
         let model = rt.load_model_on(&neff, 0).unwrap();
         let unit = rt.compute_unit(0).unwrap();
         let execute = || {

@@ -120,12 +120,7 @@ fn missing_functions_are_reported_as_unsupported() {
     // ...but a model loaded on a given core knows it, and runs.
     let model = rt.load_model_on(&add_model(), 0).unwrap();
     assert_eq!(model.core(), Some(0));
-    let inputs = model.allocate_inputs().unwrap();
-    let mut outputs = model.allocate_outputs().unwrap();
-    inputs.get("a").unwrap().write(&[1.0f32; 6]).unwrap();
-    inputs.get("b").unwrap().write(&[2.0f32; 6]).unwrap();
-    model.execute(&inputs, &mut outputs).unwrap();
-    assert_eq!(support::f32s(&outputs, "out"), [3.0; 6]);
+    support::assert_adds(&model);
 }
 
 #[test]

@@ -9,18 +9,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use neuron_rt::nrt_sys::{self as sys, Library};
-use neuron_rt::{Capabilities, Error, Model, NrtStatus, Runtime};
+use neuron_rt::{Capabilities, Error, NrtStatus, Runtime};
 use support::{add_model, assert_no_leaks, control, lock, runtime, sim};
-
-/// Runs `model` once on 1 + 2 and checks the result.
-fn runs(model: &Model) {
-    let inputs = model.allocate_inputs().unwrap();
-    let mut outputs = model.allocate_outputs().unwrap();
-    inputs.get("a").unwrap().write(&[1.0f32; 6]).unwrap();
-    inputs.get("b").unwrap().write(&[2.0f32; 6]).unwrap();
-    model.execute(&inputs, &mut outputs).unwrap();
-    assert_eq!(support::f32s(&outputs, "out"), [3.0; 6]);
-}
 
 #[test]
 fn nrt_sim_refuses_profiling_with_a_typed_error_and_everything_stays_usable() {
@@ -56,9 +46,9 @@ fn nrt_sim_refuses_profiling_with_a_typed_error_and_everything_stays_usable() {
     assert!(!path.exists());
 
     // The model, the runtime and new allocations work as before.
-    runs(&model);
+    support::assert_adds(&model);
     let other = rt.load_model(&add_model()).unwrap();
-    runs(&other);
+    support::assert_adds(&other);
     drop((model, other));
     drop(rt);
     assert_no_leaks();
@@ -80,7 +70,7 @@ fn bad_paths_are_refused_before_libnrt_is_called() {
         "{err}"
     );
     assert!(events().is_empty(), "{:?}", events());
-    runs(&model);
+    support::assert_adds(&model);
 }
 
 #[test]
@@ -104,7 +94,7 @@ fn a_library_without_a_profiling_function_is_unsupported() {
     // Gating comes first: a bad path on such a library is still `Unsupported`.
     let err = model.profile("").unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    runs(&model);
+    support::assert_adds(&model);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -192,7 +182,7 @@ fn dropping_the_guard_stops_the_profile_it_started_once() {
     let guard = model.profile("run/add.ntff").unwrap();
     assert_eq!(guard.path(), Path::new("run/add.ntff"));
     assert_eq!(guard.model().label(), "add");
-    runs(&model);
+    support::assert_adds(&model);
     {
         let events = events();
         assert_eq!(events.len(), 1, "{events:?}");
@@ -301,7 +291,7 @@ fn the_guard_keeps_the_model_loaded_and_the_runtime_open_until_it_stops() {
     drop(model);
     drop(rt);
     assert_eq!(control().counters().cores[core].models, 1);
-    runs(guard.model());
+    support::assert_adds(guard.model());
     guard.stop().unwrap();
     assert_eq!(events().len(), 2);
     assert_no_leaks();

@@ -5,9 +5,10 @@
 #![allow(dead_code)] // each test file uses a different part
 
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use neuron_rt::nrt_sys::Library;
-use neuron_rt::{Runtime, TensorSet};
+use neuron_rt::{Model, Runtime, TensorSet};
 use nrt_sim::{DType, ModelBuilder, Op, SimControl};
 
 static LOCK: Mutex<()> = Mutex::new(());
@@ -73,8 +74,7 @@ pub fn assert_no_leaks() {
     }
 }
 
-/// `out = a + b` on two f32 [2, 3] inputs.
-pub fn add_model() -> Vec<u8> {
+fn add_builder() -> ModelBuilder {
     ModelBuilder::new("add")
         .input("a", DType::F32, &[2, 3])
         .input("b", DType::F32, &[2, 3])
@@ -84,8 +84,43 @@ pub fn add_model() -> Vec<u8> {
             b: "b".into(),
             out: "out".into(),
         })
+}
+
+/// `out = a + b` on two f32 [2, 3] inputs.
+pub fn add_model() -> Vec<u8> {
+    add_builder().build().expect("add model")
+}
+
+/// [`add_model`] taking `device_time` per execution.
+pub fn add_model_taking(device_time: Duration) -> Vec<u8> {
+    add_builder()
+        .device_time(device_time)
         .build()
         .expect("add model")
+}
+
+/// `y = x` on f32 [4], taking `device_time` per execution.
+pub fn identity_model(device_time: Duration) -> Vec<u8> {
+    ModelBuilder::new("identity")
+        .input("x", DType::F32, &[4])
+        .output("y", DType::F32, &[4])
+        .op(Op::Identity {
+            input: "x".into(),
+            out: "y".into(),
+        })
+        .device_time(device_time)
+        .build()
+        .expect("identity model")
+}
+
+/// Runs an [`add_model`] once on a = 1, b = 2 with fresh sets and checks out = 3.
+pub fn assert_adds(model: &Model) {
+    let inputs = model.allocate_inputs().unwrap();
+    let mut outputs = model.allocate_outputs().unwrap();
+    inputs.get("a").unwrap().write(&[1.0f32; 6]).unwrap();
+    inputs.get("b").unwrap().write(&[2.0f32; 6]).unwrap();
+    model.execute(&inputs, &mut outputs).unwrap();
+    assert_eq!(f32s(&outputs, "out"), [3.0; 6]);
 }
 
 /// `y = x @ w` ([2, 3] x [3, 2]) and `r = relu(y)`, f32.
