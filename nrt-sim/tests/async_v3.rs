@@ -7,32 +7,8 @@ use nrt_sim::ffi::*;
 use nrt_sys::*;
 use std::time::{Duration, Instant};
 
-const SENTINEL: NRT_STATUS = 0xdead;
-
 fn xu_id(xu: nrta_xu_t, queue: u64, vnc: u64) -> u64 {
     xu as u64 | queue << 4 | vnc << 8
-}
-
-fn is_completed(seq: nrta_seq_t) -> Result<bool, NRT_STATUS> {
-    let mut done = false;
-    // SAFETY: valid out-pointer.
-    let status = unsafe { nrta_is_completed(seq, &mut done) };
-    if status == NRT_SUCCESS {
-        Ok(done)
-    } else {
-        Err(status)
-    }
-}
-
-fn wait(seq: nrta_seq_t) {
-    let start = Instant::now();
-    while !is_completed(seq).unwrap() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "request {seq:#x} never completed"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    }
 }
 
 fn last_seq(vnc: u32, xu: nrta_xu_t, queue: i32) -> Result<nrta_seq_t, NRT_STATUS> {
@@ -136,7 +112,7 @@ fn sequence_ids_count_per_queue_with_the_queue_in_the_top_bits() {
         .map(|r| schedule_exec(&rig, r).unwrap())
         .collect();
     assert_eq!(seqs, vec![id << 48 | 1, id << 48 | 2, id << 48 | 3]);
-    wait(seqs[2]);
+    wait_completed(seqs[2]);
     assert_eq!(rets, [NRT_SUCCESS; 3]);
     assert_eq!(last_seq(1, NRTA_XU_COMPUTE, 0), Ok(seqs[2]));
     assert_eq!(read_f32(rig.out, 4), vec![2., 3., 4., 5.]);
@@ -144,7 +120,7 @@ fn sequence_ids_count_per_queue_with_the_queue_in_the_top_bits() {
     let mut r = SENTINEL;
     let w = schedule_write(rig.a, &[0; 4], 0, 1, &mut r).unwrap();
     assert_eq!(w, xu_id(NRTA_XU_TENSOR_OP, 1, 1) << 48 | 1);
-    wait(w);
+    wait_completed(w);
     assert_eq!(r, NRT_SUCCESS);
     // Ids never issued (number too high, number 0, or a queue that does not exist).
     assert_eq!(is_completed(seqs[2] + 1), Err(NRT_INVALID));
@@ -315,14 +291,14 @@ fn full_queue_refuses_without_consuming_a_sequence_number() {
     assert_eq!(last[0], SENTINEL);
     // Routine back-pressure is not recorded as the thread's error.
     assert!(!last_error().contains("in flight"), "{}", last_error());
-    wait(seqs[0]);
+    wait_completed(seqs[0]);
     let ninth = schedule_exec(&rig, &mut last[0]).unwrap();
     assert_eq!(
         ninth & NRTA_SEQ_NUM_MASK,
         9,
         "the refused schedule consumed no number"
     );
-    wait(ninth);
+    wait_completed(ninth);
     assert!(rets.iter().all(|&r| r == NRT_SUCCESS));
     rig.release();
 }
@@ -339,7 +315,7 @@ fn requests_on_one_queue_run_in_order_and_queues_run_concurrently() {
         let queue = (round % 2) as i32;
         let _w = schedule_write(t, &data, 0, queue, &mut r1).unwrap();
         let r = schedule_read(t, &mut out, 0, queue, &mut r2).unwrap();
-        wait(r);
+        wait_completed(r);
         assert_eq!((r1, r2), (NRT_SUCCESS, NRT_SUCCESS));
         assert_eq!(out, data, "round {round}: the read overtook the write");
     }
@@ -349,13 +325,13 @@ fn requests_on_one_queue_run_in_order_and_queues_run_concurrently() {
     let e = schedule_exec(&rig, &mut exec_ret).unwrap();
     let mut wr = SENTINEL;
     let w = schedule_write(t, &[1; 8], 0, 0, &mut wr).unwrap();
-    wait(w);
+    wait_completed(w);
     assert_eq!(
         is_completed(e),
         Ok(false),
         "the write waited for the execution"
     );
-    wait(e);
+    wait_completed(e);
     assert_eq!((exec_ret, wr), (NRT_SUCCESS, NRT_SUCCESS));
     free(t);
     rig.release();
@@ -399,7 +375,7 @@ fn async_exec_faults_write_ret_and_fatal_ones_kill_the_queue() {
         .iter_mut()
         .map(|r| schedule_exec(&rig, r).unwrap())
         .collect();
-    wait(seqs[2]);
+    wait_completed(seqs[2]);
     assert_eq!(
         rets,
         [NRT_SUCCESS, NRT_EXEC_COMPLETED_WITH_NUM_ERR, NRT_SUCCESS]
@@ -408,7 +384,7 @@ fn async_exec_faults_write_ret_and_fatal_ones_kill_the_queue() {
     control().inject_faults("exec:status=NRT_TIMEOUT").unwrap();
     let mut r = SENTINEL;
     let s = schedule_exec(&rig, &mut r).unwrap();
-    wait(s);
+    wait_completed(s);
     assert_eq!(r, NRT_TIMEOUT);
     assert_eq!(
         schedule_exec(&rig, &mut r),
@@ -422,7 +398,7 @@ fn async_exec_faults_write_ret_and_fatal_ones_kill_the_queue() {
     // Tensor queues of the core still work.
     let mut wr = SENTINEL;
     let w = schedule_write(rig.a, &[0; 8], 0, 0, &mut wr).unwrap();
-    wait(w);
+    wait_completed(w);
     assert_eq!(wr, NRT_SUCCESS);
     rig.release();
 }
@@ -452,7 +428,7 @@ fn xu_fault_makes_a_queue_unrecoverable_and_fails_queued_requests() {
         Err(NRT_EXEC_UNIT_UNRECOVERABLE)
     );
     assert!(last_error().contains("unrecoverable"), "{}", last_error());
-    wait(seqs[2]);
+    wait_completed(seqs[2]);
     assert_eq!(
         rets[2], NRT_EXEC_UNIT_UNRECOVERABLE,
         "queued requests complete with an error"
@@ -463,7 +439,7 @@ fn xu_fault_makes_a_queue_unrecoverable_and_fails_queued_requests() {
     );
     // Other cores are unaffected.
     let s1 = schedule_exec(&rig1, &mut r).unwrap();
-    wait(s1);
+    wait_completed(s1);
     assert_eq!(r, NRT_SUCCESS);
     rig.release();
     rig1.release();
@@ -482,7 +458,7 @@ fn xu_fault_on_the_nth_request_and_recovery_by_reinit() {
         .iter_mut()
         .map(|r| schedule_write(t, &data, 0, 1, r).unwrap())
         .collect();
-    wait(seqs[2]);
+    wait_completed(seqs[2]);
     assert_eq!(
         rets,
         [
@@ -497,7 +473,7 @@ fn xu_fault_on_the_nth_request_and_recovery_by_reinit() {
         Err(NRT_EXEC_UNIT_UNRECOVERABLE)
     );
     let q0 = schedule_write(t, &data, 0, 0, &mut r).unwrap();
-    wait(q0);
+    wait_completed(q0);
     assert_eq!(r, NRT_SUCCESS, "queue 0 of the same type still works");
     free(t);
     // Re-initializing gives every queue a fresh start.
@@ -507,7 +483,7 @@ fn xu_fault_on_the_nth_request_and_recovery_by_reinit() {
     let t = alloc(0, 8, "t");
     let s = schedule_write(t, &data, 0, 1, &mut r).unwrap();
     assert_eq!(s & NRTA_SEQ_NUM_MASK, 1);
-    wait(s);
+    wait_completed(s);
     assert_eq!(r, NRT_SUCCESS);
     free(t);
 }
@@ -560,7 +536,7 @@ fn async_copy_and_host_tensors_use_the_documented_queues() {
         xu_id(NRTA_XU_TENSOR_OP, 1, 1),
         "the device tensor's core"
     );
-    wait(seq);
+    wait_completed(seq);
     assert_eq!(ret, NRT_SUCCESS);
     assert_eq!(read(dev, 0, 8).unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
     let mut buf = [0u8; 8];
@@ -570,7 +546,7 @@ fn async_copy_and_host_tensors_use_the_documented_queues() {
         xu_id(NRTA_XU_TENSOR_OP, 0, 0),
         "host tensors use core 0"
     );
-    wait(s);
+    wait_completed(s);
     assert_eq!(buf, [1, 2, 3, 4, 5, 6, 7, 8]);
     free(dev);
     free(host);
@@ -593,6 +569,6 @@ fn queue_depth_comes_from_the_environment() {
         .map(|r| schedule_exec(&rig, r).unwrap())
         .collect();
     assert_eq!(schedule_exec(&rig, &mut third[0]), Err(NRT_QUEUE_FULL));
-    wait(seqs[1]);
+    wait_completed(seqs[1]);
     rig.release();
 }

@@ -10,32 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-const SENTINEL: NRT_STATUS = 0xdead;
-
 /// A status slot shared with the simulator's worker; read with an atomic load because
 /// the worker stores into it from another thread.
 fn slot_value(slot: &NRT_STATUS) -> NRT_STATUS {
     // SAFETY: the slot is a live, aligned u32; the simulator writes it atomically.
     unsafe { AtomicU32::from_ptr((slot as *const NRT_STATUS).cast_mut()) }.load(Ordering::Acquire)
-}
-
-fn is_done(seq: nrta_seq_t) -> Result<bool, NRT_STATUS> {
-    let mut done = false;
-    // SAFETY: valid out-pointer.
-    let status = unsafe { nrta_is_completed(seq, &mut done) };
-    if status == NRT_SUCCESS {
-        Ok(done)
-    } else {
-        Err(status)
-    }
-}
-
-fn wait_done(seq: nrta_seq_t) {
-    let start = Instant::now();
-    while !is_done(seq).unwrap() {
-        assert!(start.elapsed() < Duration::from_secs(20), "{seq:#x} stuck");
-        std::thread::yield_now();
-    }
 }
 
 /// Schedules an execution, retrying while the queue is full (other threads share it).
@@ -104,7 +83,7 @@ fn threads_hammering_every_entry_point_leave_consistent_state() {
                     }
                     assert!(stats.bytes_used <= stats.bytes_limit);
                     if seq & NRTA_SEQ_NUM_MASK > 0 {
-                        assert_eq!(is_done(seq), Ok(true), "last completed is completed");
+                        assert_eq!(is_completed(seq), Ok(true), "last completed is completed");
                     }
                 }
                 let _ = counters();
@@ -138,7 +117,7 @@ fn threads_hammering_every_entry_point_leave_consistent_state() {
                             // SAFETY: `ret` lives until the request completes (waited).
                             let seq =
                                 unsafe { schedule_exec_retrying(model, ins, outs, &mut *ret) };
-                            wait_done(seq);
+                            wait_completed(seq);
                             assert_eq!(slot_value(&ret), NRT_SUCCESS);
                         }
                         // An async read on a TENSOR_OP queue of the output's core.
@@ -158,7 +137,7 @@ fn threads_hammering_every_entry_point_leave_consistent_state() {
                             )
                         };
                         if status == NRT_SUCCESS {
-                            wait_done(seq);
+                            wait_completed(seq);
                             assert_eq!(slot_value(&ret), NRT_SUCCESS);
                             assert_eq!(f32_values(&back), vec![x + 1.0; N as usize]);
                         } else {
@@ -283,7 +262,7 @@ fn close_racing_with_users_drains_accepted_requests() {
     // Calls after close are refused, whatever the handle.
     assert_eq!(write(rig.a, 0, &[0; 4]), NRT_CLOSED);
     assert_eq!(execute(rig.model, rig.inputs, rig.outputs), NRT_CLOSED);
-    assert_eq!(is_done(1 << 56 | 1), Err(NRT_CLOSED));
+    assert_eq!(is_completed(1 << 56 | 1), Err(NRT_CLOSED));
 }
 
 #[test]

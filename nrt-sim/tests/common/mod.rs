@@ -285,3 +285,30 @@ pub fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
     );
     false
 }
+
+/// The value test status slots hold before the simulator writes them.
+pub const SENTINEL: NRT_STATUS = 0xdead;
+
+/// `nrta_is_completed(seq)`, its status as the error.
+pub fn is_completed(seq: nrta_seq_t) -> Result<bool, NRT_STATUS> {
+    let mut done = false;
+    // SAFETY: valid out-pointer.
+    let status = unsafe { nrta_is_completed(seq, &mut done) };
+    if status == NRT_SUCCESS {
+        Ok(done)
+    } else {
+        Err(status)
+    }
+}
+
+/// Polls until `seq` completes; fails the test if it has not after 20 s (a hang).
+pub fn wait_completed(seq: nrta_seq_t) {
+    let start = std::time::Instant::now();
+    while !is_completed(seq).unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "request {seq:#x} never completed"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
