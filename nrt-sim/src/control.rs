@@ -78,6 +78,23 @@ fn cores() -> (Vec<Arc<Core>>, bool) {
     }
 }
 
+/// Checks a caller's out-pointer to a `T` and the size the caller says it has room for.
+fn check_out<T>(ptr: *mut T, size: usize, type_name: &str) -> runtime::Res<()> {
+    if ptr.is_null() || !ptr.is_aligned() {
+        return fail(NRT_INVALID, "counters is NULL or misaligned");
+    }
+    if size < std::mem::size_of::<T>() {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "size {size} is less than sizeof({type_name}) = {}",
+                std::mem::size_of::<T>()
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// Fills `*counters` (`size` must be at least `sizeof(nrt_sim_counters_t)`). Works at any
 /// time: between init and close it reports live objects; after close, zero live objects
 /// and the last session's core count.
@@ -91,18 +108,7 @@ pub unsafe extern "C" fn nrt_sim_get_counters(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_sim_get_counters", || {
-        if counters.is_null() || !counters.is_aligned() {
-            return fail(NRT_INVALID, "counters is NULL or misaligned");
-        }
-        if size < std::mem::size_of::<nrt_sim_counters_t>() {
-            return fail(
-                NRT_INVALID,
-                format!(
-                    "size {size} is less than sizeof(nrt_sim_counters_t) = {}",
-                    std::mem::size_of::<nrt_sim_counters_t>()
-                ),
-            );
-        }
+        check_out(counters, size, "nrt_sim_counters_t")?;
         let live_at_last_close = runtime::last_session()
             .as_ref()
             .map_or(0, |l| l.live_at_close);
@@ -143,18 +149,7 @@ pub unsafe extern "C" fn nrt_sim_get_core_counters(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_sim_get_core_counters", || {
-        if counters.is_null() || !counters.is_aligned() {
-            return fail(NRT_INVALID, "counters is NULL or misaligned");
-        }
-        if size < std::mem::size_of::<nrt_sim_core_counters_t>() {
-            return fail(
-                NRT_INVALID,
-                format!(
-                    "size {size} is less than sizeof(nrt_sim_core_counters_t) = {}",
-                    std::mem::size_of::<nrt_sim_core_counters_t>()
-                ),
-            );
-        }
+        check_out(counters, size, "nrt_sim_core_counters_t")?;
         let (cores, live) = cores();
         let Some(core) = cores.get(vnc as usize) else {
             return fail(
@@ -450,5 +445,27 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.live_objects(), 15);
+    }
+
+    #[test]
+    fn counter_queries_refuse_null_and_short_out_pointers() {
+        let full = std::mem::size_of::<nrt_sim_counters_t>();
+        let mut global = nrt_sim_counters_t::default();
+        let mut core = nrt_sim_core_counters_t::default();
+        // SAFETY: every pointer is NULL or a live, writable struct of the size passed or more.
+        unsafe {
+            assert_eq!(
+                nrt_sim_get_counters(std::ptr::null_mut(), full),
+                NRT_INVALID
+            );
+            assert_eq!(nrt_sim_get_counters(&mut global, full - 1), NRT_INVALID);
+            assert_eq!(
+                nrt_sim_get_core_counters(0, std::ptr::null_mut(), 64),
+                NRT_INVALID
+            );
+            assert_eq!(nrt_sim_get_core_counters(0, &mut core, 8), NRT_INVALID);
+            // The global query works at any time, open or not.
+            assert_eq!(nrt_sim_get_counters(&mut global, full), NRT_SUCCESS);
+        }
     }
 }
