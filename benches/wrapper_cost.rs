@@ -173,6 +173,7 @@ impl Raw {
                 0,
                 data.len() as u64,
                 0,
+                0,
                 &mut ret,
                 &mut seq,
             )

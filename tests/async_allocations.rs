@@ -39,8 +39,7 @@ fn steady_state_requests_allocate_nothing() {
     let u = rt
         .allocate_tensor(Placement::Device, Some(0), 4096, "u")
         .unwrap();
-    // Host tensors through core 1's unit: libnrt runs them on another queue (nrt-sim:
-    // core 0's), on which they are counted.
+    // Host tensors through core 1's unit: they run on that unit (lnc_idx = 1).
     let other_core = rt.tensor_op_unit(1, 0).unwrap();
     let host = rt
         .allocate_tensor(Placement::Host, None, 4096, "host")
@@ -68,7 +67,8 @@ fn steady_state_requests_allocate_nothing() {
             let b = other_core.read(&host, 0, b).unwrap().wait().unwrap();
             buffer = Some(b);
             let r = other_core.copy(&host, 0, &host2, 0, 4096).unwrap();
-            assert!(r.seq() <= tensor_op.last_submitted());
+            assert_eq!(r.seq().xu_id(), other_core.xu_id());
+            assert!(r.seq() <= other_core.last_submitted());
             r.wait().unwrap();
             // Several in flight at once, dropped (not waited) in order.
             let (i, o) = sets.take().unwrap();

@@ -87,6 +87,7 @@ unsafe extern "C" fn tensor_write(
     buf: *const c_void,
     offset: u64,
     size: u64,
+    lnc: i32,
     queue: i32,
     ret: *mut sys::NRT_STATUS,
     seq: *mut u64,
@@ -97,7 +98,9 @@ unsafe extern "C" fn tensor_write(
     }
     match REAL.get() {
         // SAFETY: the simulator's own function, with the caller's arguments.
-        Some(real) => unsafe { (real.tensor_write)(tensor, buf, offset, size, queue, ret, seq) },
+        Some(real) => unsafe {
+            (real.tensor_write)(tensor, buf, offset, size, lnc, queue, ret, seq)
+        },
         None => sys::NRT_FAILURE,
     }
 }

@@ -35,6 +35,12 @@ impl Version {
         (self.major, self.minor) >= (2, 31)
     }
 
+    /// Whether this library version has completion events
+    /// (`nrta_event_register_*`, runtime 2.32 and later).
+    pub(crate) fn has_async_events(self) -> bool {
+        (self.major, self.minor) >= (2, 32)
+    }
+
     fn parse(text: &str) -> Option<Version> {
         let parts: Vec<u64> = text
             .trim()

@@ -1169,31 +1169,55 @@ fn check_slots(ret: *mut NRT_STATUS, req_sequence: *mut nrta_seq_t) -> Res<()> {
     Ok(())
 }
 
-/// Core whose TENSOR_OP queue moves data for these tensors: the first device tensor's,
-/// else core 0.
-fn data_core(tensors: &[&runtime::Tensor]) -> i64 {
-    tensors
-        .iter()
-        .find_map(|t| match t.place {
-            Place::Device(c) => Some(c.into()),
-            _ => None,
-        })
-        .unwrap_or(0)
+/// The TENSOR_OP queue `(lnc_idx, queue)` that carries a transfer of `tensors`.
+///
+/// `lnc_idx` names the core whose DMA engine moves the data (runtime 2.31.24 added the
+/// parameter "to select the DMA engine"). Whether another core's engine may move a
+/// device tensor is not documented; the simulator takes the strict answer and refuses
+/// it with `NRT_INVALID`, so code that works here never relies on it.
+fn transfer_queue<'a>(
+    rt: &'a runtime::Runtime,
+    lnc_idx: c_int,
+    queue: c_int,
+    tensors: &[(&str, &runtime::Tensor)],
+) -> Res<&'a std::sync::Arc<xu::XuQueue>> {
+    let q = xu::lookup(
+        &rt.queues,
+        rt.cores.len(),
+        lnc_idx.into(),
+        NRTA_XU_TENSOR_OP,
+        queue.into(),
+    )?;
+    for (what, t) in tensors {
+        if let Place::Device(core) = t.place
+            && i64::from(core) != i64::from(lnc_idx)
+        {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "{what} is a device tensor on core {core}, but lnc_idx {lnc_idx} names another core's DMA engine"
+                ),
+            );
+        }
+    }
+    Ok(q)
 }
 
 /// Schedules a write of `size` bytes from `buf` to `offset` of the tensor on TENSOR_OP
-/// queue `queue` (0 or 1) of the tensor's core (core 0 for host tensors).
+/// queue `queue` (0 or 1) of core `lnc_idx` (the tensor's core for a device tensor).
 ///
 /// # Safety
 ///
 /// `buf` must stay valid for reads of `size` bytes, and `ret` for writes, until the
 /// request completes; `req_sequence` valid for writes.
 #[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)] // the C signature
 pub unsafe extern "C" fn nrta_tensor_write(
     tensor: *mut nrt_tensor_t,
     buf: *const c_void,
     offset: u64,
     size: u64,
+    lnc_idx: c_int,
     queue: c_int,
     ret: *mut NRT_STATUS,
     req_sequence: *mut nrta_seq_t,
@@ -1207,13 +1231,7 @@ pub unsafe extern "C" fn nrta_tensor_write(
             if buf.is_null() && size > 0 {
                 return fail(NRT_INVALID, "buf is NULL");
             }
-            let q = xu::lookup(
-                &rt.queues,
-                rt.cores.len(),
-                data_core(&[&t]),
-                NRTA_XU_TENSOR_OP,
-                queue.into(),
-            )?;
+            let q = transfer_queue(rt, lnc_idx, queue, &[("tensor", &t)])?;
             let work = Work::Write {
                 tensor: t.clone(),
                 src: HostPtr(buf.cast_mut().cast()),
@@ -1229,18 +1247,20 @@ pub unsafe extern "C" fn nrta_tensor_write(
 }
 
 /// Schedules a read of `size` bytes at `offset` of the tensor into `buf`, on TENSOR_OP
-/// queue `queue` of the tensor's core.
+/// queue `queue` of core `lnc_idx`.
 ///
 /// # Safety
 ///
 /// `buf` must stay valid for writes of `size` bytes, and `ret` for writes, until the
 /// request completes; `req_sequence` valid for writes.
 #[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)] // the C signature
 pub unsafe extern "C" fn nrta_tensor_read(
     buf: *mut c_void,
     tensor: *mut nrt_tensor_t,
     offset: u64,
     size: u64,
+    lnc_idx: c_int,
     queue: c_int,
     ret: *mut NRT_STATUS,
     req_sequence: *mut nrta_seq_t,
@@ -1254,13 +1274,7 @@ pub unsafe extern "C" fn nrta_tensor_read(
             if buf.is_null() && size > 0 {
                 return fail(NRT_INVALID, "buf is NULL");
             }
-            let q = xu::lookup(
-                &rt.queues,
-                rt.cores.len(),
-                data_core(&[&t]),
-                NRTA_XU_TENSOR_OP,
-                queue.into(),
-            )?;
+            let q = transfer_queue(rt, lnc_idx, queue, &[("tensor", &t)])?;
             let work = Work::Read {
                 tensor: t.clone(),
                 dst: HostPtr(buf.cast()),
@@ -1275,20 +1289,22 @@ pub unsafe extern "C" fn nrta_tensor_read(
     })
 }
 
-/// Schedules a tensor-to-tensor copy on TENSOR_OP queue `queue` of the destination's core
-/// (else the source's, else core 0); device to device only within one core.
+/// Schedules a tensor-to-tensor copy on TENSOR_OP queue `queue` of core `lnc_idx`;
+/// device tensors must be on that core (so device to device only within one core).
 ///
 /// # Safety
 ///
 /// `ret` must stay valid for writes until the request completes; `req_sequence` valid
 /// for writes.
 #[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)] // the C signature
 pub unsafe extern "C" fn nrta_tensor_copy(
     src: *mut nrt_tensor_t,
     src_offset: u64,
     dst: *mut nrt_tensor_t,
     dst_offset: u64,
     size: u64,
+    lnc_idx: c_int,
     queue: c_int,
     ret: *mut NRT_STATUS,
     req_sequence: *mut nrta_seq_t,
@@ -1298,13 +1314,7 @@ pub unsafe extern "C" fn nrta_tensor_copy(
         check_slots(ret, req_sequence)?;
         let seq = with_open(|rt| {
             let (s, d) = check_copy(rt, src, src_offset, dst, dst_offset, size)?;
-            let q = xu::lookup(
-                &rt.queues,
-                rt.cores.len(),
-                data_core(&[&d, &s]),
-                NRTA_XU_TENSOR_OP,
-                queue.into(),
-            )?;
+            let q = transfer_queue(rt, lnc_idx, queue, &[("src", &s), ("dst", &d)])?;
             let work = Work::Copy {
                 src: s,
                 src_offset: src_offset as usize,
@@ -1438,6 +1448,69 @@ pub unsafe extern "C" fn nrta_get_sequence(
         })?;
         // SAFETY: writable (caller).
         unsafe { put(seq, "seq", last) }
+    })
+}
+
+/// Refuses the completion-event calls when emulating a runtime older than 2.32.
+fn require_events() -> Res<()> {
+    require_v3()?;
+    let v = runtime::current_version()?;
+    if v.has_async_events() {
+        Ok(())
+    } else {
+        fail(
+            NRT_FAILURE,
+            format!(
+                "completion events need runtime 2.32 or later; this simulator emulates {v} (NRT_SIM_VERSION)"
+            ),
+        )
+    }
+}
+
+/// Signals the eventfd `fd` (counter + 1) when request `seq` completes, at once if it
+/// already has; `fd < 0` removes the registrations of `seq`. The signal is written after
+/// the request's status (as `nrta_is_completed` sees it). `NRT_INVALID` for an id its
+/// queue never issued.
+///
+/// # Safety
+///
+/// `fd` must stay open until the signal was delivered or the registration removed (the
+/// simulator only passes it to write(2)).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrta_event_register_seq_id_completion(
+    seq: nrta_seq_t,
+    fd: c_int,
+) -> NRT_STATUS {
+    guard("nrta_event_register_seq_id_completion", || {
+        require_events()?;
+        with_open(|rt| {
+            xu::queue_of_seq(&rt.queues, rt.cores.len(), seq)?.register_seq_event(seq, fd)
+        })
+    })
+}
+
+/// Signals the eventfd `fd` on every completion of unit `(lnc, xu, queue)`, replacing
+/// the unit's earlier fd; `fd < 0` deregisters. One signal may stand for several
+/// completions: read `nrta_get_sequence` after a wake-up.
+///
+/// # Safety
+///
+/// `fd` must stay open until it is deregistered (the simulator only passes it to
+/// write(2)).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrta_event_register_xu_completion(
+    lnc: c_int,
+    xu: nrta_xu_t,
+    queue: c_int,
+    fd: c_int,
+) -> NRT_STATUS {
+    guard("nrta_event_register_xu_completion", || {
+        require_events()?;
+        with_open(|rt| {
+            xu::lookup(&rt.queues, rt.cores.len(), lnc.into(), xu, queue.into())?
+                .register_xu_event(fd);
+            Ok(())
+        })
     })
 }
 

@@ -186,6 +186,8 @@ exported!(
     nrt_unload,
     nrta_cc_prepare,
     nrta_cc_schedule,
+    nrta_event_register_seq_id_completion,
+    nrta_event_register_xu_completion,
     nrta_execute_schedule,
     nrta_get_sequence,
     nrta_is_completed,

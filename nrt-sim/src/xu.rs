@@ -17,6 +17,7 @@ use crate::runtime::{Bound, Core, Fail, Res, Tensor, copy_between, fail};
 use crate::status;
 use nrt_sys::*;
 use std::collections::VecDeque;
+use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -83,6 +84,11 @@ struct State {
     issued: u64,
     worker: Option<JoinHandle<()>>,
     shutdown: bool,
+    /// Eventfds registered for one request each (`nrta_event_register_seq_id_completion`):
+    /// (request number, fd), signalled once and dropped when that request completes.
+    seq_events: Vec<(u64, c_int)>,
+    /// The eventfd signalled on every completion (`nrta_event_register_xu_completion`).
+    xu_event: Option<c_int>,
 }
 
 /// One execution-unit queue.
@@ -354,7 +360,63 @@ impl XuQueue {
             // completion is published below.
             unsafe { AtomicU32::from_ptr(ret.0) }.store(status, Ordering::Release);
             self.completed.store(n, Ordering::Release);
+            self.signal_completion(n);
         }
+    }
+
+    /// Signals the eventfds waiting for request `n` (and earlier ones) and the unit's
+    /// own, after its status and completion were published. Under the state lock, so
+    /// that once a deregistration returns its fd is never written again (the caller may
+    /// close it then), and a registration racing with this completion either is seen
+    /// here or sees the completion itself.
+    fn signal_completion(&self, n: u64) {
+        let mut st = self.state();
+        if st.seq_events.is_empty() && st.xu_event.is_none() {
+            return;
+        }
+        let label = self.label();
+        st.seq_events.retain(|&(waits_for, fd)| {
+            let done = waits_for <= n;
+            if done {
+                signal(fd, &label);
+            }
+            !done
+        });
+        if let Some(fd) = st.xu_event {
+            signal(fd, &label);
+        }
+    }
+
+    /// `nrta_event_register_seq_id_completion` for a request of this queue: signals `fd`
+    /// when request `seq` completes, at once if it has; a negative `fd` removes every
+    /// registration of `seq`.
+    pub(crate) fn register_seq_event(&self, seq: nrta_seq_t, fd: c_int) -> Res<()> {
+        let n = seq & NRTA_SEQ_NUM_MASK;
+        let mut st = self.state();
+        if n == 0 || n > st.issued {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "sequence id {seq:#x} (number {n}) was never issued by {} (last issued: {})",
+                    self.label(),
+                    st.issued
+                ),
+            );
+        }
+        if fd < 0 {
+            st.seq_events.retain(|&(waits_for, _)| waits_for != n);
+        } else if n <= self.completed.load(Ordering::Acquire) {
+            signal(fd, &self.label());
+        } else {
+            st.seq_events.push((n, fd));
+        }
+        Ok(())
+    }
+
+    /// `nrta_event_register_xu_completion`: signal `fd` on every completion of this
+    /// queue (replacing an earlier fd); a negative `fd` deregisters.
+    pub(crate) fn register_xu_event(&self, fd: c_int) {
+        self.state().xu_event = (fd >= 0).then_some(fd);
     }
 
     fn process(&self, work: Work) -> Res<()> {
@@ -407,6 +469,25 @@ impl XuQueue {
             self.make_dead(&format!("a request failed with status {}", f.status));
         }
         result
+    }
+}
+
+/// Adds 1 to the eventfd `fd`'s counter. A failure (fd closed without deregistering
+/// first, not an eventfd) is the caller's bug: logged, never fatal.
+fn signal(fd: c_int, label: &str) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live local; `fd` is only an integer to the kernel,
+    // which rejects a closed one with EBADF.
+    let written = unsafe { libc::write(fd, (&raw const one).cast(), size_of::<u64>()) };
+    if written != size_of::<u64>() as isize {
+        log::log(
+            Level::Warn,
+            "nrta_event",
+            &format!(
+                "cannot signal fd {fd} for {label}: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
     }
 }
 

@@ -44,6 +44,7 @@ fn schedule_write(
     t: *mut nrt_tensor_t,
     data: &[u8],
     offset: u64,
+    lnc: i32,
     queue: i32,
     ret: &mut NRT_STATUS,
 ) -> Result<nrta_seq_t, NRT_STATUS> {
@@ -55,6 +56,7 @@ fn schedule_write(
             data.as_ptr().cast(),
             offset,
             data.len() as u64,
+            lnc,
             queue,
             ret,
             &mut seq,
@@ -71,6 +73,7 @@ fn schedule_read(
     t: *mut nrt_tensor_t,
     buf: &mut [u8],
     offset: u64,
+    lnc: i32,
     queue: i32,
     ret: &mut NRT_STATUS,
 ) -> Result<nrta_seq_t, NRT_STATUS> {
@@ -82,6 +85,7 @@ fn schedule_read(
             t,
             offset,
             buf.len() as u64,
+            lnc,
             queue,
             ret,
             &mut seq,
@@ -118,7 +122,7 @@ fn sequence_ids_count_per_queue_with_the_queue_in_the_top_bits() {
     assert_eq!(read_f32(rig.out, 4), vec![2., 3., 4., 5.]);
     // Other queues are independent.
     let mut r = SENTINEL;
-    let w = schedule_write(rig.a, &[0; 4], 0, 1, &mut r).unwrap();
+    let w = schedule_write(rig.a, &[0; 4], 0, 1, 1, &mut r).unwrap();
     assert_eq!(w, xu_id(NRTA_XU_TENSOR_OP, 1, 1) << 48 | 1);
     wait_completed(w);
     assert_eq!(r, NRT_SUCCESS);
@@ -145,13 +149,16 @@ fn queue_and_core_arguments_are_checked() {
     let _s = Session::new();
     let t = alloc(0, 8, "t");
     let mut ret = SENTINEL;
-    assert_eq!(schedule_write(t, &[1], 0, 2, &mut ret), Err(NRT_INVALID));
+    assert_eq!(schedule_write(t, &[1], 0, 0, 2, &mut ret), Err(NRT_INVALID));
     assert!(
         last_error().contains("queue 2 does not exist: TENSOR_OP has queues 0 to 1"),
         "{}",
         last_error()
     );
-    assert_eq!(schedule_write(t, &[1], 0, -1, &mut ret), Err(NRT_INVALID));
+    assert_eq!(
+        schedule_write(t, &[1], 0, 0, -1, &mut ret),
+        Err(NRT_INVALID)
+    );
     assert_eq!(last_seq(0, NRTA_XU_COMPUTE, 1), Err(NRT_INVALID));
     assert_eq!(
         last_seq(0, NRTA_XU_COLLECTIVES, 2).map(|s| s >> 48),
@@ -225,7 +232,7 @@ fn schedule_time_checks_match_the_sync_calls() {
     let other = alloc(1, 8, "other");
     let mut ret = SENTINEL;
     assert_eq!(
-        schedule_write(rig.a, &[0; 8], 4, 0, &mut ret),
+        schedule_write(rig.a, &[0; 8], 4, 0, 0, &mut ret),
         Err(NRT_INVALID)
     );
     assert!(
@@ -235,14 +242,14 @@ fn schedule_time_checks_match_the_sync_calls() {
     );
     let mut buf = [0u8; 4];
     assert_eq!(
-        schedule_read(rig.a, &mut buf, u64::MAX, 0, &mut ret),
+        schedule_read(rig.a, &mut buf, u64::MAX, 0, 0, &mut ret),
         Err(NRT_INVALID)
     );
     let mut seq = 0;
     // SAFETY: handles are checked; the cross-core copy is refused at schedule time.
     unsafe {
         assert_eq!(
-            nrta_tensor_copy(rig.a, 0, other, 0, 8, 0, &mut ret, &mut seq),
+            nrta_tensor_copy(rig.a, 0, other, 0, 8, 0, 0, &mut ret, &mut seq),
             NRT_INVALID
         );
     }
@@ -261,7 +268,7 @@ fn schedule_time_checks_match_the_sync_calls() {
     let gone = alloc(0, 8, "gone");
     free(gone);
     assert_eq!(
-        schedule_write(gone, &[1], 0, 0, &mut ret),
+        schedule_write(gone, &[1], 0, 0, 0, &mut ret),
         Err(NRT_INVALID_HANDLE)
     );
     assert_eq!(ret, SENTINEL);
@@ -313,8 +320,8 @@ fn requests_on_one_queue_run_in_order_and_queues_run_concurrently() {
         let mut out = [0xffu8; 256];
         let (mut r1, mut r2) = (SENTINEL, SENTINEL);
         let queue = (round % 2) as i32;
-        let _w = schedule_write(t, &data, 0, queue, &mut r1).unwrap();
-        let r = schedule_read(t, &mut out, 0, queue, &mut r2).unwrap();
+        let _w = schedule_write(t, &data, 0, 0, queue, &mut r1).unwrap();
+        let r = schedule_read(t, &mut out, 0, 0, queue, &mut r2).unwrap();
         wait_completed(r);
         assert_eq!((r1, r2), (NRT_SUCCESS, NRT_SUCCESS));
         assert_eq!(out, data, "round {round}: the read overtook the write");
@@ -324,7 +331,7 @@ fn requests_on_one_queue_run_in_order_and_queues_run_concurrently() {
     let mut exec_ret = SENTINEL;
     let e = schedule_exec(&rig, &mut exec_ret).unwrap();
     let mut wr = SENTINEL;
-    let w = schedule_write(t, &[1; 8], 0, 0, &mut wr).unwrap();
+    let w = schedule_write(t, &[1; 8], 0, 0, 0, &mut wr).unwrap();
     wait_completed(w);
     assert_eq!(
         is_completed(e),
@@ -347,7 +354,7 @@ fn status_is_visible_whenever_completion_is() {
     for chunk in rets.chunks_mut(8) {
         let seqs: Vec<u64> = chunk
             .iter_mut()
-            .map(|r| schedule_write(t, &data, 0, 1, r).unwrap())
+            .map(|r| schedule_write(t, &data, 0, 1, 1, r).unwrap())
             .collect();
         for (i, &seq) in seqs.iter().enumerate() {
             while !is_completed(seq).unwrap() {
@@ -397,7 +404,7 @@ fn async_exec_faults_write_ret_and_fatal_ones_kill_the_queue() {
     );
     // Tensor queues of the core still work.
     let mut wr = SENTINEL;
-    let w = schedule_write(rig.a, &[0; 8], 0, 0, &mut wr).unwrap();
+    let w = schedule_write(rig.a, &[0; 8], 0, 0, 0, &mut wr).unwrap();
     wait_completed(w);
     assert_eq!(wr, NRT_SUCCESS);
     rig.release();
@@ -456,7 +463,7 @@ fn xu_fault_on_the_nth_request_and_recovery_by_reinit() {
     let data = [1u8; 8];
     let seqs: Vec<u64> = rets
         .iter_mut()
-        .map(|r| schedule_write(t, &data, 0, 1, r).unwrap())
+        .map(|r| schedule_write(t, &data, 0, 0, 1, r).unwrap())
         .collect();
     wait_completed(seqs[2]);
     assert_eq!(
@@ -469,10 +476,10 @@ fn xu_fault_on_the_nth_request_and_recovery_by_reinit() {
     );
     let mut r = SENTINEL;
     assert_eq!(
-        schedule_write(t, &data, 0, 1, &mut r),
+        schedule_write(t, &data, 0, 0, 1, &mut r),
         Err(NRT_EXEC_UNIT_UNRECOVERABLE)
     );
-    let q0 = schedule_write(t, &data, 0, 0, &mut r).unwrap();
+    let q0 = schedule_write(t, &data, 0, 0, 0, &mut r).unwrap();
     wait_completed(q0);
     assert_eq!(r, NRT_SUCCESS, "queue 0 of the same type still works");
     free(t);
@@ -481,7 +488,7 @@ fn xu_fault_on_the_nth_request_and_recovery_by_reinit() {
     unsafe { nrt_close() };
     assert_eq!(init_status(), NRT_SUCCESS);
     let t = alloc(0, 8, "t");
-    let s = schedule_write(t, &data, 0, 1, &mut r).unwrap();
+    let s = schedule_write(t, &data, 0, 0, 1, &mut r).unwrap();
     assert_eq!(s & NRTA_SEQ_NUM_MASK, 1);
     wait_completed(s);
     assert_eq!(r, NRT_SUCCESS);
@@ -517,7 +524,7 @@ fn close_waits_for_queued_requests() {
 }
 
 #[test]
-fn async_copy_and_host_tensors_use_the_documented_queues() {
+fn async_copy_and_host_tensors_run_on_the_unit_lnc_idx_names() {
     let _s = Session::new();
     let dev = alloc(1, 8, "dev");
     let host = alloc_host(8, "host");
@@ -527,7 +534,7 @@ fn async_copy_and_host_tensors_use_the_documented_queues() {
     // SAFETY: `ret` outlives the request (waited for below).
     unsafe {
         assert_eq!(
-            nrta_tensor_copy(host, 0, dev, 0, 8, 1, &mut ret, &mut seq),
+            nrta_tensor_copy(host, 0, dev, 0, 8, 1, 1, &mut ret, &mut seq),
             NRT_SUCCESS
         );
     }
@@ -540,11 +547,11 @@ fn async_copy_and_host_tensors_use_the_documented_queues() {
     assert_eq!(ret, NRT_SUCCESS);
     assert_eq!(read(dev, 0, 8).unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8]);
     let mut buf = [0u8; 8];
-    let s = schedule_read(host, &mut buf, 0, 0, &mut ret).unwrap();
+    let s = schedule_read(host, &mut buf, 0, 1, 0, &mut ret).unwrap();
     assert_eq!(
         s >> 48,
-        xu_id(NRTA_XU_TENSOR_OP, 0, 0),
-        "host tensors use core 0"
+        xu_id(NRTA_XU_TENSOR_OP, 0, 1),
+        "host tensors move on the DMA engine of core lnc_idx"
     );
     wait_completed(s);
     assert_eq!(buf, [1, 2, 3, 4, 5, 6, 7, 8]);

@@ -251,7 +251,7 @@ fn old_version_refuses_async_v3() {
     // SAFETY: refused before any pointer is used.
     unsafe {
         assert_eq!(
-            nrta_tensor_write(t, buf.as_ptr().cast(), 0, 4, 0, &mut ret, &mut seq),
+            nrta_tensor_write(t, buf.as_ptr().cast(), 0, 4, 0, 0, &mut ret, &mut seq),
             NRT_FAILURE
         );
         assert!(

@@ -170,7 +170,7 @@ fn sequence_ids_of_other_queues_and_closed_sessions_are_not_accepted() {
     let mut seqs = [0u64; 3];
     for (ret, seq) in rets.iter_mut().zip(seqs.iter_mut()) {
         // SAFETY: `data` and `ret` outlive the requests (waited below).
-        let status = unsafe { nrta_tensor_write(t, data.as_ptr().cast(), 0, 8, 0, ret, seq) };
+        let status = unsafe { nrta_tensor_write(t, data.as_ptr().cast(), 0, 8, 0, 0, ret, seq) };
         assert_eq!(status, NRT_SUCCESS);
     }
     let done = |seq: u64| {
@@ -296,11 +296,20 @@ fn zero_length_transfers_with_null_buffers_are_harmless() {
     unsafe {
         let (r0, r1) = rets.split_at_mut(1);
         assert_eq!(
-            nrta_tensor_write(t, std::ptr::null(), 0, 0, 0, &mut r0[0], &mut seqs[0]),
+            nrta_tensor_write(t, std::ptr::null(), 0, 0, 0, 0, &mut r0[0], &mut seqs[0]),
             NRT_SUCCESS
         );
         assert_eq!(
-            nrta_tensor_read(std::ptr::null_mut(), t, 8, 0, 0, &mut r1[0], &mut seqs[1]),
+            nrta_tensor_read(
+                std::ptr::null_mut(),
+                t,
+                8,
+                0,
+                0,
+                0,
+                &mut r1[0],
+                &mut seqs[1]
+            ),
             NRT_SUCCESS
         );
     }

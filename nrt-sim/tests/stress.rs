@@ -131,6 +131,7 @@ fn threads_hammering_every_entry_point_leave_consistent_state() {
                                 out,
                                 0,
                                 bytes as u64,
+                                core,
                                 (round % 2) as i32,
                                 &mut *ret,
                                 &mut seq,

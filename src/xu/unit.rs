@@ -735,7 +735,7 @@ impl ExecUnit {
             Err(error) => return Err(Rejected::new(error, data)),
         };
         let raw_tensor = tensor.raw();
-        let queue = self.queue_arg();
+        let (lnc, queue) = self.transfer_args();
         self.schedule(
             "nrta_tensor_write",
             || {
@@ -756,7 +756,7 @@ impl ExecUnit {
                 // ends; the range is inside the tensor (checked), which the request
                 // keeps alive. `ret`/`seq` as in `execute_payload`.
                 // SAFETY: the conditions just above hold for this call.
-                unsafe { function(raw_tensor, src, offset64, len64, queue, ret, seq) }
+                unsafe { function(raw_tensor, src, offset64, len64, lnc, queue, ret, seq) }
             },
         )
     }
@@ -793,7 +793,7 @@ impl ExecUnit {
             Err(error) => return Err(Rejected::new(error, buffer)),
         };
         let raw_tensor = tensor.raw();
-        let queue = self.queue_arg();
+        let (lnc, queue) = self.transfer_args();
         self.schedule(
             "nrta_tensor_read",
             || {
@@ -814,7 +814,7 @@ impl ExecUnit {
                 // elements (`Element`'s contract). Range checked; tensor kept alive;
                 // `ret`/`seq` as in `execute_payload`.
                 // SAFETY: the conditions just above hold for this call.
-                unsafe { function(dst, raw_tensor, offset64, len64, queue, ret, seq) }
+                unsafe { function(dst, raw_tensor, offset64, len64, lnc, queue, ret, seq) }
             },
         )
     }
@@ -853,7 +853,7 @@ impl ExecUnit {
             Err(error) => return Err(Rejected::new(error, ())),
         };
         let (raw_src, raw_dst) = (src.raw(), dst.raw());
-        let queue = self.queue_arg();
+        let (lnc, queue) = self.transfer_args();
         self.schedule(
             "nrta_tensor_copy",
             || {
@@ -870,7 +870,7 @@ impl ExecUnit {
                 // SAFETY: v3 signature (checked at unit creation); both tensors are live
                 // (kept by the request) and both ranges are inside them (checked);
                 // `ret`/`seq` as in `execute_payload`.
-                unsafe { function(raw_src, src64, raw_dst, dst64, len64, queue, ret, seq) }
+                unsafe { function(raw_src, src64, raw_dst, dst64, len64, lnc, queue, ret, seq) }
             },
         )
     }
@@ -923,9 +923,14 @@ impl ExecUnit {
         }
     }
 
-    fn queue_arg(&self) -> i32 {
-        // Queue indices are below XuKind::queue_count (<= 3), checked at creation.
-        self.inner.state.queue as i32
+    /// `(lnc_idx, queue)` of a tensor-op call: this unit's core (whose DMA engine moves
+    /// the data, also for host tensors) and queue index.
+    fn transfer_args(&self) -> (i32, i32) {
+        let state = &self.inner.state;
+        // Queue indices are below XuKind::queue_count (<= 3), checked at creation; core
+        // indices are below the visible core count, itself from a u32 that libnrt bounds
+        // far below i32::MAX (at most 128 cores per instance), checked at creation too.
+        (state.core as i32, state.queue as i32)
     }
 
     /// The common part of every schedule: fail fast on an unrecoverable queue, take a

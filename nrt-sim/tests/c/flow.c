@@ -174,7 +174,7 @@ static void async_flow(nrt_model_t *model) {
     for (int r = 0; r < RUNS; r++) {
         results[r] = malloc(bytes);
         read_ret[r] = 12345;
-        CHECK_OK(nrta_tensor_read(results[r], b[r].tensors[find(&b[r], "out")], 0, bytes, r % 2,
+        CHECK_OK(nrta_tensor_read(results[r], b[r].tensors[find(&b[r], "out")], 0, bytes, 0, r % 2,
                                   &read_ret[r], &read_seq[r]));
     }
     for (int r = 0; r < RUNS; r++) {

@@ -38,12 +38,18 @@ typedef uint16_t nrta_xu_id_t;
 /* Error tracker of the earlier (v2) asynchronous API; no v3 call uses it. */
 typedef struct nrta_error_tracker nrta_error_tracker_t;
 
-NRT_STATUS nrta_tensor_write(nrt_tensor_t *tensor, const void *buf, uint64_t offset, uint64_t size, int queue,
-                             NRT_STATUS *ret, nrta_seq_t *req_sequence);
-NRT_STATUS nrta_tensor_read(void *buf, nrt_tensor_t *tensor, uint64_t offset, uint64_t size, int queue,
-                            NRT_STATUS *ret, nrta_seq_t *req_sequence);
+/*
+ * Tensor-op requests. lnc_idx is the logical NeuronCore whose DMA engine, and so whose
+ * TENSOR_OP queue `queue`, carries the transfer (also for host tensors); the returned
+ * sequence id names that unit. Runtime 2.31.24 added lnc_idx to these three calls; the
+ * vendor's API reference page omits it, its release notes and application code have it.
+ */
+NRT_STATUS nrta_tensor_write(nrt_tensor_t *tensor, const void *buf, uint64_t offset, uint64_t size, int lnc_idx,
+                             int queue, NRT_STATUS *ret, nrta_seq_t *req_sequence);
+NRT_STATUS nrta_tensor_read(void *buf, nrt_tensor_t *tensor, uint64_t offset, uint64_t size, int lnc_idx,
+                            int queue, NRT_STATUS *ret, nrta_seq_t *req_sequence);
 NRT_STATUS nrta_tensor_copy(nrt_tensor_t *src, uint64_t src_offset, nrt_tensor_t *dst, uint64_t dst_offset,
-                            uint64_t size, int queue, NRT_STATUS *ret, nrta_seq_t *req_sequence);
+                            uint64_t size, int lnc_idx, int queue, NRT_STATUS *ret, nrta_seq_t *req_sequence);
 /* queue must be 0 */
 NRT_STATUS nrta_execute_schedule(nrt_model_t *model, const nrt_tensor_set_t *input, nrt_tensor_set_t *output,
                                  int queue, NRT_STATUS *ret, nrta_seq_t *req_sequence);
@@ -56,6 +62,18 @@ NRT_STATUS nrta_cc_schedule(nrt_cc_context_t **cc_ctx, int queue, NRT_STATUS *re
 NRT_STATUS nrta_is_completed(nrta_seq_t seq, bool *is_completed);
 /* Last completed id on one XU queue. */
 NRT_STATUS nrta_get_sequence(uint32_t lnc, nrta_xu_t xu, int queue, nrta_seq_t *seq);
+
+/*
+ * Completion notification through a caller-owned eventfd (runtime 2.32 and later).
+ * No published header declares these two: the prototypes are inferred from the vendor's
+ * migration guide example and its application code (all arguments are 32-bit integers
+ * or the 64-bit sequence id). The eventfd's counter grows by one per signal, so one
+ * wake-up may stand for several completions.
+ */
+/* Signal fd when seq completes (at once if it already has); fd = -1 deregisters. */
+NRT_STATUS nrta_event_register_seq_id_completion(nrta_seq_t seq, int fd);
+/* Signal fd on every completion of unit (lnc, xu, queue); a negative fd deregisters. */
+NRT_STATUS nrta_event_register_xu_completion(int lnc, nrta_xu_t xu, int queue, int fd);
 
 #ifdef __cplusplus
 }

@@ -185,6 +185,16 @@ unsafe extern "C" {
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,
     ) -> NRT_STATUS;
+    pub fn nrta_event_register_seq_id_completion(
+        seq: nrta_seq_t,
+        fd: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    pub fn nrta_event_register_xu_completion(
+        lnc: ::std::os::raw::c_int,
+        xu: nrta_xu_t,
+        queue: ::std::os::raw::c_int,
+        fd: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
     pub fn nrta_execute_schedule(
         model: *mut nrt_model_t,
         input: *const nrt_tensor_set_t,
@@ -206,6 +216,7 @@ unsafe extern "C" {
         dst: *mut nrt_tensor_t,
         dst_offset: u64,
         size: u64,
+        lnc_idx: ::std::os::raw::c_int,
         queue: ::std::os::raw::c_int,
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,
@@ -215,6 +226,7 @@ unsafe extern "C" {
         tensor: *mut nrt_tensor_t,
         offset: u64,
         size: u64,
+        lnc_idx: ::std::os::raw::c_int,
         queue: ::std::os::raw::c_int,
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,
@@ -224,6 +236,7 @@ unsafe extern "C" {
         buf: *const ::std::os::raw::c_void,
         offset: u64,
         size: u64,
+        lnc_idx: ::std::os::raw::c_int,
         queue: ::std::os::raw::c_int,
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,

@@ -260,6 +260,18 @@ pub mod fn_types {
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,
     ) -> NRT_STATUS;
+    ///Signature of `nrta_event_register_seq_id_completion`.
+    pub type nrta_event_register_seq_id_completion = unsafe extern "C" fn(
+        seq: nrta_seq_t,
+        fd: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrta_event_register_xu_completion`.
+    pub type nrta_event_register_xu_completion = unsafe extern "C" fn(
+        lnc: ::std::os::raw::c_int,
+        xu: nrta_xu_t,
+        queue: ::std::os::raw::c_int,
+        fd: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
     ///Signature of `nrta_execute_schedule`.
     pub type nrta_execute_schedule = unsafe extern "C" fn(
         model: *mut nrt_model_t,
@@ -288,6 +300,7 @@ pub mod fn_types {
         dst: *mut nrt_tensor_t,
         dst_offset: u64,
         size: u64,
+        lnc_idx: ::std::os::raw::c_int,
         queue: ::std::os::raw::c_int,
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,
@@ -298,6 +311,7 @@ pub mod fn_types {
         tensor: *mut nrt_tensor_t,
         offset: u64,
         size: u64,
+        lnc_idx: ::std::os::raw::c_int,
         queue: ::std::os::raw::c_int,
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,
@@ -308,6 +322,7 @@ pub mod fn_types {
         buf: *const ::std::os::raw::c_void,
         offset: u64,
         size: u64,
+        lnc_idx: ::std::os::raw::c_int,
         queue: ::std::os::raw::c_int,
         ret: *mut NRT_STATUS,
         req_sequence: *mut nrta_seq_t,
@@ -411,6 +426,14 @@ pub struct NrtFns {
     pub nrta_cc_prepare: Option<fn_types::nrta_cc_prepare>,
     ///`nrta_cc_schedule`, or `None` when the library does not export it.
     pub nrta_cc_schedule: Option<fn_types::nrta_cc_schedule>,
+    ///`nrta_event_register_seq_id_completion`, or `None` when the library does not export it.
+    pub nrta_event_register_seq_id_completion: Option<
+        fn_types::nrta_event_register_seq_id_completion,
+    >,
+    ///`nrta_event_register_xu_completion`, or `None` when the library does not export it.
+    pub nrta_event_register_xu_completion: Option<
+        fn_types::nrta_event_register_xu_completion,
+    >,
     ///`nrta_execute_schedule`, or `None` when the library does not export it.
     pub nrta_execute_schedule: Option<fn_types::nrta_execute_schedule>,
     ///`nrta_get_sequence`, or `None` when the library does not export it.
@@ -426,9 +449,9 @@ pub struct NrtFns {
 }
 impl NrtFns {
     /// Number of functions in the table.
-    pub const LEN: usize = 52usize;
+    pub const LEN: usize = 54usize;
     /// Every symbol name in the table, sorted.
-    pub const NAMES: [&'static ::core::ffi::CStr; 52usize] = [
+    pub const NAMES: [&'static ::core::ffi::CStr; 54usize] = [
         c"nrt_add_tensor_to_tensor_set",
         c"nrt_allocate_tensor_set",
         c"nrt_barrier",
@@ -475,6 +498,8 @@ impl NrtFns {
         c"nrt_unload",
         c"nrta_cc_prepare",
         c"nrta_cc_schedule",
+        c"nrta_event_register_seq_id_completion",
+        c"nrta_event_register_xu_completion",
         c"nrta_execute_schedule",
         c"nrta_get_sequence",
         c"nrta_is_completed",
@@ -1093,6 +1118,32 @@ impl NrtFns {
                     })
                 }
             },
+            nrta_event_register_seq_id_completion: {
+                let ptr = lookup(c"nrta_event_register_seq_id_completion");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrta_event_register_seq_id_completion,
+                        >(ptr)
+                    })
+                }
+            },
+            nrta_event_register_xu_completion: {
+                let ptr = lookup(c"nrta_event_register_xu_completion");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrta_event_register_xu_completion,
+                        >(ptr)
+                    })
+                }
+            },
             nrta_execute_schedule: {
                 let ptr = lookup(c"nrta_execute_schedule");
                 if ptr.is_null() {
@@ -1174,7 +1225,7 @@ impl NrtFns {
         }
     }
     /// Each symbol name with whether the table has it.
-    pub fn presence(&self) -> [(&'static ::core::ffi::CStr, bool); 52usize] {
+    pub fn presence(&self) -> [(&'static ::core::ffi::CStr, bool); 54usize] {
         [
             (
                 c"nrt_add_tensor_to_tensor_set",
@@ -1234,6 +1285,14 @@ impl NrtFns {
             (c"nrt_unload", self.nrt_unload.is_some()),
             (c"nrta_cc_prepare", self.nrta_cc_prepare.is_some()),
             (c"nrta_cc_schedule", self.nrta_cc_schedule.is_some()),
+            (
+                c"nrta_event_register_seq_id_completion",
+                self.nrta_event_register_seq_id_completion.is_some(),
+            ),
+            (
+                c"nrta_event_register_xu_completion",
+                self.nrta_event_register_xu_completion.is_some(),
+            ),
             (c"nrta_execute_schedule", self.nrta_execute_schedule.is_some()),
             (c"nrta_get_sequence", self.nrta_get_sequence.is_some()),
             (c"nrta_is_completed", self.nrta_is_completed.is_some()),
@@ -1300,6 +1359,12 @@ impl NrtFns {
             nrt_unload: Some(super::linked::nrt_unload),
             nrta_cc_prepare: Some(super::linked::nrta_cc_prepare),
             nrta_cc_schedule: Some(super::linked::nrta_cc_schedule),
+            nrta_event_register_seq_id_completion: Some(
+                super::linked::nrta_event_register_seq_id_completion,
+            ),
+            nrta_event_register_xu_completion: Some(
+                super::linked::nrta_event_register_xu_completion,
+            ),
             nrta_execute_schedule: Some(super::linked::nrta_execute_schedule),
             nrta_get_sequence: Some(super::linked::nrta_get_sequence),
             nrta_is_completed: Some(super::linked::nrta_is_completed),

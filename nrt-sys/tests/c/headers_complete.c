@@ -46,7 +46,26 @@ static const any_fn functions[] = {
     (any_fn)nrta_tensor_write, (any_fn)nrta_tensor_read, (any_fn)nrta_tensor_copy,
     (any_fn)nrta_execute_schedule, (any_fn)nrta_cc_prepare, (any_fn)nrta_cc_schedule,
     (any_fn)nrta_is_completed, (any_fn)nrta_get_sequence,
+    (any_fn)nrta_event_register_seq_id_completion, (any_fn)nrta_event_register_xu_completion,
 };
+
+/*
+ * The async v3 prototypes, parameter by parameter, as nrt-abi.md section 4 gives them
+ * (the tensor calls with lnc_idx before queue). Initialising a pointer of the exact type
+ * fails under -Werror if a header's prototype has a parameter more, less or of another type.
+ */
+NRT_STATUS (*const abi_tensor_write)(nrt_tensor_t *, const void *, uint64_t, uint64_t, int, int, NRT_STATUS *,
+                                     nrta_seq_t *) = nrta_tensor_write;
+NRT_STATUS (*const abi_tensor_read)(void *, nrt_tensor_t *, uint64_t, uint64_t, int, int, NRT_STATUS *,
+                                    nrta_seq_t *) = nrta_tensor_read;
+NRT_STATUS (*const abi_tensor_copy)(nrt_tensor_t *, uint64_t, nrt_tensor_t *, uint64_t, uint64_t, int, int,
+                                    NRT_STATUS *, nrta_seq_t *) = nrta_tensor_copy;
+NRT_STATUS (*const abi_execute_schedule)(nrt_model_t *, const nrt_tensor_set_t *, nrt_tensor_set_t *, int,
+                                         NRT_STATUS *, nrta_seq_t *) = nrta_execute_schedule;
+NRT_STATUS (*const abi_is_completed)(nrta_seq_t, bool *) = nrta_is_completed;
+NRT_STATUS (*const abi_get_sequence)(uint32_t, nrta_xu_t, int, nrta_seq_t *) = nrta_get_sequence;
+NRT_STATUS (*const abi_event_seq)(nrta_seq_t, int) = nrta_event_register_seq_id_completion;
+NRT_STATUS (*const abi_event_xu)(int, nrta_xu_t, int, int) = nrta_event_register_xu_completion;
 #endif
 
 /* Every constant, with the value nrt-abi.md gives it. */
