@@ -45,11 +45,25 @@ bitflags::bitflags! {
         const VERSION = 1 << 11;
         /// Instance information (`nrt_get_instance_info`).
         const INSTANCE_INFO = 1 << 12;
+        /// Completion events (`nrta_event_register_seq_id_completion` and
+        /// `nrta_event_register_xu_completion`): runtime library >= 2.32, the async API
+        /// v3 and both functions present. Waits then block on eventfds instead of polling.
+        const ASYNC_EVENTS = 1 << 13;
     }
 }
 
 /// The first runtime library version with the async API v3.
 pub(crate) const ASYNC_V3_MIN: (u64, u64) = (2, 31);
+
+/// The first runtime library version with completion events (and without VIRTUAL
+/// tensor placement).
+pub(crate) const ASYNC_EVENTS_MIN: (u64, u64) = (2, 32);
+
+/// The completion-event functions [`Capabilities::ASYNC_EVENTS`] needs.
+const ASYNC_EVENT_SYMBOLS: &[&CStr] = &[
+    c"nrta_event_register_seq_id_completion",
+    c"nrta_event_register_xu_completion",
+];
 
 /// Symbols each symbol-based flag needs (all of them).
 const SYMBOLS: &[(Capabilities, &[&CStr])] = &[
@@ -127,6 +141,11 @@ impl Capabilities {
             let v3 = v.at_least(ASYNC_V3_MIN.0, ASYNC_V3_MIN.1);
             if v3 && ASYNC_V3_SYMBOLS.iter().all(|s| lib.has_symbol(s)) {
                 caps |= Capabilities::ASYNC_V3;
+                if v.at_least(ASYNC_EVENTS_MIN.0, ASYNC_EVENTS_MIN.1)
+                    && ASYNC_EVENT_SYMBOLS.iter().all(|s| lib.has_symbol(s))
+                {
+                    caps |= Capabilities::ASYNC_EVENTS;
+                }
             }
             if !v3 && lib.has_symbol(ASYNC_V2_MARKER) {
                 caps |= Capabilities::ASYNC_V2;
@@ -150,6 +169,14 @@ impl Capabilities {
                 ASYNC_V3_MIN.0,
                 ASYNC_V3_MIN.1,
                 names(ASYNC_V3_SYMBOLS)
+            ));
+        }
+        if self.contains(Capabilities::ASYNC_EVENTS) {
+            parts.push(format!(
+                "runtime >= {}.{} with the async API v3 exporting {}",
+                ASYNC_EVENTS_MIN.0,
+                ASYNC_EVENTS_MIN.1,
+                names(ASYNC_EVENT_SYMBOLS)
             ));
         }
         if self.contains(Capabilities::ASYNC_V2) {

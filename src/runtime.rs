@@ -382,6 +382,8 @@ impl Drop for RuntimeInner {
     fn drop(&mut self) {
         // Held across nrt_close so a new runtime cannot start while this one closes.
         let mut live = live();
+        // libnrt must stop signalling the units' eventfds before they are closed.
+        self.units.close();
         // SAFETY: the runtime was initialised by `build` and every handle that used it
         // has been dropped (each holds an Arc of this value), so nothing can call into
         // it after the close.

@@ -67,7 +67,7 @@ fn steady_state_requests_allocate_nothing() {
             let b = other_core.read(&host, 0, b).unwrap().wait().unwrap();
             buffer = Some(b);
             let r = other_core.copy(&host, 0, &host2, 0, 4096).unwrap();
-            assert_eq!(r.seq().xu_id(), other_core.xu_id());
+            assert_eq!(Some(r.seq().xu_id()), other_core.xu_id());
             assert!(r.seq() <= other_core.last_submitted());
             r.wait().unwrap();
             // Several in flight at once, dropped (not waited) in order.

@@ -3,8 +3,9 @@
 //! the user dropped everything fails with `AlreadyInitialized`, and `nrt_close` runs on
 //! the poller thread at some later moment.
 //!
-//! Runs on the dlopen'ed simulator, with `nrta_is_completed` wrapped so that the test can
-//! hold the poller thread inside that call, where it holds a handle to the unit.
+//! Runs on the dlopen'ed simulator without its completion-event functions (as a 2.31
+//! runtime: the polling thread wakes futures), with `nrta_is_completed` wrapped so that
+//! the test can hold the poller thread inside that call.
 
 mod support;
 
@@ -54,6 +55,9 @@ fn gated_library() -> &'static Library {
         .expect("the simulator has nrta_is_completed");
     REAL_IS_COMPLETED.get_or_init(|| real);
     fns.nrta_is_completed = Some(gated_is_completed);
+    // Without completion events, futures are woken by the polling thread under test.
+    fns.nrta_event_register_seq_id_completion = None;
+    fns.nrta_event_register_xu_completion = None;
     Library::in_process(
         "nrt-sim with a gated nrta_is_completed",
         fns,

@@ -1,22 +1,24 @@
-//! Awaiting requests: [`RequestFuture`], woken by one shared poller thread.
+//! Awaiting requests: [`RequestFuture`].
 //!
-//! libnrt offers no completion callback in the v3 API, only polls. Rather than have
-//! every pending future re-poll itself through the executor (a busy loop), pending
-//! futures register with one background thread that polls all of them with the usual
-//! backoff and wakes each when its request completes. The thread is started on first
-//! use and blocks on a condition variable (no CPU) while nothing is registered.
+//! A pending future registers its waker where it is woken when its request completes:
+//! with completion events (runtime >= 2.32), with its unit's eventfd, which one thread
+//! watches with `epoll` for every unit (`events.rs`); on a 2.31 runtime, with one
+//! background thread that polls every registered request with the usual backoff.
+//! Neither thread holds a runtime handle (only function pointers, ids and wakers), so
+//! neither can be what keeps a runtime open or the one that closes it.
 
 use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use super::request::{Payload, Request};
 use super::seq::SeqId;
-use super::unit::UnitInner;
 use super::wait::Backoff;
 use crate::{Error, Result};
+use nrt_sys as sys;
 
 /// A [`Request`] as a [`Future`]: resolves to what [`Request::wait`] returns, without
 /// blocking the executor's thread and without busy polling. Works with any executor.
@@ -29,14 +31,20 @@ use crate::{Error, Result};
 /// ```
 ///
 /// Dropping the future before it resolves drops the request, which waits for it.
+///
+/// Waking costs nothing while the request runs: with completion events the future is
+/// woken once, by the event thread, when its request completed; without, the polling
+/// thread checks it with backoff (1 ms apart at most).
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct RequestFuture<T: Payload> {
     request: Option<Request<T>>,
-    /// Whether the poller thread may hold an entry for this future. The entry goes
-    /// before the request does (on resolving and on drop), so that the poller never
-    /// holds the last handle of the unit, and through it of the runtime.
+    /// Whether a waker of this future may be registered (with the unit's events or the
+    /// poller); removed on resolving and on drop.
     registered: bool,
+    /// This future's entry in the poller (runtime 2.31), unique in the process; 0 before
+    /// the first registration there.
+    token: u64,
 }
 
 impl<T: Payload> IntoFuture for Request<T> {
@@ -47,6 +55,7 @@ impl<T: Payload> IntoFuture for Request<T> {
         RequestFuture {
             request: Some(self),
             registered: false,
+            token: 0,
         }
     }
 }
@@ -65,32 +74,53 @@ impl<T: Payload> Future for RequestFuture<T> {
         };
         match request.is_complete() {
             Ok(false) => {
-                poller().register(&request.unit_inner(), request.seq(), cx.waker());
                 this.registered = true;
-                Poll::Pending
-            }
-            // Complete: `wait` returns at once. On a polling error, `wait` reports it
-            // (and leaks the payload if completion stays unobservable).
-            Ok(true) | Err(_) => {
-                this.deregister();
-                match this.request.take() {
-                    Some(request) => Poll::Ready(request.wait()),
-                    None => Poll::Pending,
+                let unit = request.unit_ref();
+                match &unit.state.events {
+                    Some(events) => {
+                        events.add_waiter(request.seq(), cx.waker());
+                        // A completion just before the registration signalled nobody:
+                        // look once more (the registration is visible to later signals).
+                        if matches!(request.is_complete(), Ok(false)) {
+                            return Poll::Pending;
+                        }
+                        this.resolve()
+                    }
+                    None => {
+                        if this.token == 0 {
+                            static NEXT: AtomicU64 = AtomicU64::new(1);
+                            this.token = NEXT.fetch_add(1, Ordering::Relaxed);
+                        }
+                        poller().register(this.token, unit.is_completed, request.seq(), cx.waker());
+                        Poll::Pending
+                    }
                 }
             }
+            // Complete: `wait` returns at once. On an error, `wait` reports it (and leaks
+            // the payload if completion stays unobservable).
+            Ok(true) | Err(_) => this.resolve(),
         }
     }
 }
 
 impl<T: Payload> RequestFuture<T> {
-    /// Removes this future's entry from the poller, if it has one. Once this returns,
-    /// the poller holds no handle obtained through the entry (it upgrades its weak
-    /// reference only under the lock that this takes).
+    fn resolve(&mut self) -> Poll<Result<T>> {
+        self.deregister();
+        match self.request.take() {
+            Some(request) => Poll::Ready(request.wait()),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Removes this future's waker from wherever it was registered.
     fn deregister(&mut self) {
         if std::mem::take(&mut self.registered)
             && let Some(request) = &self.request
         {
-            poller().deregister(request.unit_ptr(), request.seq());
+            match &request.unit_ref().state.events {
+                Some(events) => events.remove_waiter(request.seq()),
+                None => poller().deregister(self.token),
+            }
         }
     }
 }
@@ -110,15 +140,25 @@ struct Poller {
     running: bool,
 }
 
-/// A registered future. The unit is held weakly: the poller must not be what keeps a
-/// runtime open (its future, which owns the request, does that while it lives). The
-/// poller upgrades it only while it holds the list's lock, and a future removes its
-/// entry under that lock before letting go of its request, so the poller never holds
-/// the last handle of a unit.
+/// A registered future: the library's `nrta_is_completed` (libraries stay loaded for
+/// the life of the process), the request's id and the waker. No handle: the poller
+/// never keeps a runtime open. After the runtime closed, the query fails and the entry
+/// is woken and dropped (a live future cannot see that: its request keeps the runtime).
 struct Waiting {
-    unit: Weak<UnitInner>,
+    token: u64,
+    is_completed: sys::fn_types::nrta_is_completed,
     seq: SeqId,
     waker: Waker,
+}
+
+impl Waiting {
+    fn pending(&self) -> bool {
+        let mut done = false;
+        // SAFETY: a v3 `nrta_is_completed` (ASYNC_V3 checked before any unit exists) of a
+        // library that is never unloaded; `done` is a valid out-pointer.
+        let status = unsafe { (self.is_completed)(self.seq.raw(), &mut done) };
+        status == sys::NRT_SUCCESS && !done
+    }
 }
 
 fn poller() -> &'static Poller {
@@ -142,22 +182,26 @@ impl Poller {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, unit: &Arc<UnitInner>, seq: SeqId, waker: &Waker) {
+    fn register(
+        &self,
+        token: u64,
+        is_completed: sys::fn_types::nrta_is_completed,
+        seq: SeqId,
+        waker: &Waker,
+    ) {
         if !self.running {
             // No poller thread: fall back to being polled again by the executor.
             waker.wake_by_ref();
             return;
         }
         let mut waiting = self.lock();
-        let replaced = match waiting
-            .iter_mut()
-            .find(|w| w.seq == seq && std::ptr::eq(w.unit.as_ptr(), Arc::as_ptr(unit)))
-        {
+        let replaced = match waiting.iter_mut().find(|w| w.token == token) {
             Some(entry) if entry.waker.will_wake(waker) => None,
             Some(entry) => Some(std::mem::replace(&mut entry.waker, waker.clone())),
             None => {
                 waiting.push(Waiting {
-                    unit: Arc::downgrade(unit),
+                    token,
+                    is_completed,
                     seq,
                     waker: waker.clone(),
                 });
@@ -171,8 +215,8 @@ impl Poller {
         self.changed.notify_one();
     }
 
-    /// Forgets the entry of request `seq` of `unit`, if there is one.
-    fn deregister(&self, unit: *const UnitInner, seq: SeqId) {
+    /// Forgets the entry with `token`, if there is one.
+    fn deregister(&self, token: u64) {
         if !self.running {
             return;
         }
@@ -180,7 +224,7 @@ impl Poller {
             let mut waiting = self.lock();
             waiting
                 .iter()
-                .position(|w| w.seq == seq && std::ptr::eq(w.unit.as_ptr(), unit))
+                .position(|w| w.token == token)
                 .map(|i| waiting.swap_remove(i))
         };
         // Dropped outside the lock: dropping a waker may run the executor's code.
@@ -206,11 +250,7 @@ fn poll_forever(poller: &'static Poller) {
             // one runs the executor's code, which must not run under the lock.
             let mut i = 0;
             while let Some(w) = waiting.get(i) {
-                let pending = w
-                    .unit
-                    .upgrade()
-                    .is_some_and(|unit| matches!(unit.is_completed(w.seq), Ok(false)));
-                if pending {
+                if w.pending() {
                     i += 1;
                 } else {
                     ready.push(waiting.swap_remove(i).waker);

@@ -81,9 +81,13 @@
 //! creating a unit fails with [`Error::Unsupported`](crate::Error::Unsupported); the v2
 //! functions of a 2.30 library have other signatures and are never called.
 
+mod events;
 mod future;
+mod kind;
 mod pipeline;
+mod queue;
 mod request;
+mod retry;
 mod scope;
 mod seq;
 mod slots;
@@ -91,9 +95,11 @@ mod unit;
 mod wait;
 
 pub use future::RequestFuture;
+pub use kind::XuKind;
 pub use pipeline::{DEFAULT_DEPTH, Pipeline};
+pub use queue::ExecUnit;
+pub(crate) use queue::UnitRegistry;
 pub use request::{ExecSets, HostBuffer, Payload, Rejected, Request, Scheduled};
+pub use retry::RetryPolicy;
 pub use scope::{Scope, scope};
 pub use seq::SeqId;
-pub(crate) use unit::UnitRegistry;
-pub use unit::{ExecUnit, RetryPolicy, XuKind};

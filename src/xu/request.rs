@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use nrt_sys as sys;
 
+use super::queue::{ExecUnit, UnitInner};
 use super::seq::SeqId;
 use super::slots::{Slot, UNWRITTEN};
-use super::unit::{ExecUnit, FullQueue, QueueState, UnitInner};
-use super::wait::poll_until;
 use crate::tensor::TensorInner;
 use crate::{Element, Error, Model, Result, TensorSet};
 
@@ -300,11 +299,8 @@ pub struct Request<T: Payload> {
 }
 
 struct Inner<T: Payload> {
-    /// The unit the request was scheduled through; its queue's pool holds the slot.
+    /// The unit the request runs on; its queue's pool holds the slot.
     unit: UnitRef,
-    /// The queue that runs the request, if not `unit`'s (libnrt picks the queue of a
-    /// request with host tensors only).
-    ran_on: Option<Arc<QueueState>>,
     seq: SeqId,
     slot: Slot,
     function: &'static str,
@@ -368,12 +364,10 @@ impl<T: Payload> Request<T> {
         function: &'static str,
         parked: T::Parked,
         keep: KeepAlive,
-        ran_on: Option<Arc<QueueState>>,
     ) -> Request<T> {
         Request {
             inner: ManuallyDrop::new(Inner {
                 unit: UnitRef::Owned(unit),
-                ran_on,
                 seq,
                 slot,
                 function,
@@ -400,25 +394,17 @@ impl<T: Payload> Request<T> {
         self.inner.seq
     }
 
-    /// The address of the request's unit (for identifying it, not for access).
-    pub(crate) fn unit_ptr(&self) -> *const UnitInner {
-        &*self.inner.unit
+    /// The request's unit.
+    pub(crate) fn unit_ref(&self) -> &UnitInner {
+        &self.inner.unit
     }
 
-    pub(crate) fn unit_inner(&self) -> Arc<UnitInner> {
-        self.inner.unit.to_arc()
-    }
-
-    /// The unit whose queue runs the request, the one whose XU id [`seq`](Request::seq)
-    /// carries: the unit it was scheduled through, except for a request with host
-    /// tensors only, which runs on the queue libnrt picks (see
-    /// [`ExecUnit`]'s docs on host tensors).
+    /// The unit the request runs on (the one it was scheduled on; its XU id is the
+    /// one [`seq`](Request::seq) carries).
     pub fn unit(&self) -> ExecUnit {
-        let inner = match &self.inner.ran_on {
-            Some(state) => Arc::new(self.inner.unit.sibling(state)),
-            None => self.inner.unit.to_arc(),
-        };
-        ExecUnit { inner }
+        ExecUnit {
+            inner: self.inner.unit.to_arc(),
+        }
     }
 
     /// Whether the request has completed (`nrta_is_completed`; if that fails, the last
@@ -439,17 +425,16 @@ impl<T: Payload> Request<T> {
     ///
     /// [`Error::Nrt`] if polling fails.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool> {
-        let done = poll_until(Some(timeout), || {
-            self.is_complete().map(|done| done.then_some(()))
-        })?;
-        Ok(done.is_some())
+        self.inner.unit.wait_until(self.inner.seq, Some(timeout))
     }
 
     /// Waits for the request to complete and returns its payload (for a read: the
     /// filled buffer).
     ///
-    /// Waiting polls with backoff: it spins briefly, then yields, then sleeps in steps
-    /// of at most 1 ms, so a long execution does not keep a core busy.
+    /// With completion events (runtime >= 2.32) the thread blocks on an eventfd that
+    /// libnrt signals when the request completes. On a 2.31 runtime it polls with
+    /// backoff: it spins briefly, then yields, then sleeps in steps of at most 1 ms, so
+    /// a long execution does not keep a core busy.
     ///
     /// # Errors
     ///
@@ -474,13 +459,21 @@ impl<T: Payload> Request<T> {
     /// not be observed (polling failed), in which case it was leaked.
     pub fn wait_with_payload(self) -> (Option<T>, Result<()>) {
         let inner = self.into_inner();
-        let polled = poll_until(None, || {
-            inner.unit.is_completed(inner.seq).map(|d| d.then_some(()))
-        });
-        match polled {
-            Ok(_) => {
+        match inner.unit.wait_until(inner.seq, None) {
+            Ok(true) => {
                 let (payload, status) = inner.complete();
                 (Some(payload), status)
+            }
+            // A wait without a limit only returns once complete; `false` would be a bug.
+            Ok(false) => {
+                inner.leak();
+                (
+                    None,
+                    Err(Error::UnexpectedResult {
+                        function: "nrta_is_completed",
+                        reason: "an unlimited wait returned before completion".into(),
+                    }),
+                )
             }
             Err(error) => {
                 inner.leak();
@@ -509,7 +502,6 @@ impl<T: Payload> Inner<T> {
         let raw = unsafe { self.slot.cell() }.load(Ordering::Acquire);
         let Inner {
             unit,
-            ran_on,
             seq,
             slot,
             function,
@@ -527,15 +519,10 @@ impl<T: Payload> Inner<T> {
                 function,
                 reason: format!(
                     "request {seq} on {} completed without writing its status",
-                    ran_on.as_deref().unwrap_or(&unit.state)
+                    unit.state
                 ),
             }),
-            raw => Err(unit.request_error(
-                function,
-                seq,
-                raw,
-                ran_on.as_deref().unwrap_or(&unit.state),
-            )),
+            raw => Err(unit.request_error(function, seq, raw)),
         };
         (payload, status)
     }
@@ -550,12 +537,9 @@ impl<T: Payload> Drop for Request<T> {
     fn drop(&mut self) {
         // SAFETY: `self.inner` is not used again: this is the destructor.
         let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
-        let polled = poll_until(None, || {
-            inner.unit.is_completed(inner.seq).map(|d| d.then_some(()))
-        });
-        match polled {
-            Ok(_) => drop(inner.complete()),
-            Err(_) => inner.leak(),
+        match inner.unit.wait_until(inner.seq, None) {
+            Ok(true) => drop(inner.complete()),
+            Ok(false) | Err(_) => inner.leak(),
         }
     }
 }
@@ -565,16 +549,7 @@ impl<T: Payload> fmt::Debug for Request<T> {
         f.debug_struct("Request")
             .field("seq", &self.inner.seq)
             .field("function", &self.inner.function)
-            .field(
-                "unit",
-                &format_args!(
-                    "{}",
-                    self.inner
-                        .ran_on
-                        .as_deref()
-                        .unwrap_or(&self.inner.unit.state)
-                ),
-            )
+            .field("unit", &format_args!("{}", self.inner.unit.state))
             .finish_non_exhaustive()
     }
 }
@@ -587,26 +562,11 @@ impl<T: Payload> fmt::Debug for Request<T> {
 pub struct Rejected<T> {
     error: Error,
     payload: T,
-    /// The queue that was full, for a `QueueFull` rejection whose queue is known.
-    full: Option<FullQueue>,
 }
 
 impl<T> Rejected<T> {
     pub(crate) fn new(error: Error, payload: T) -> Rejected<T> {
-        Rejected {
-            error,
-            payload,
-            full: None,
-        }
-    }
-
-    pub(crate) fn with_full_queue(self, full: Option<FullQueue>) -> Rejected<T> {
-        Rejected { full, ..self }
-    }
-
-    /// The queue that reported itself full, if known.
-    pub(crate) fn full_queue(&self) -> Option<&FullQueue> {
-        self.full.as_ref()
+        Rejected { error, payload }
     }
 
     /// Why the request was refused.

@@ -5,11 +5,10 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex};
 
+use super::queue::{ExecUnit, UnitInner};
 use super::request::{KeepAlive, Scheduled};
 use super::seq::SeqId;
-use super::unit::{ExecUnit, UnitInner};
-use super::wait::poll_until;
-use crate::{Element, Model, Tensor, TensorSet};
+use crate::{Element, Error, Model, Tensor, TensorSet};
 
 /// Runs `f` with a [`Scope`] whose requests may *borrow* host buffers and tensor sets,
 /// and returns only once every request scheduled through the scope has completed.
@@ -171,10 +170,17 @@ impl<'scope> Scope<'scope, '_> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         for Record { unit, seq, .. } in &pending {
             let (unit, seq) = (unit, *seq);
-            // `is_completed` falls back on the last completed number of the queue that
-            // issued `seq` (which is not always `unit`'s) when libnrt cannot answer.
-            let done = poll_until(None, || unit.is_completed(seq).map(|d| d.then_some(())));
-            if let Err(error) = done {
+            // `is_completed` falls back on the queue's last completed number when libnrt
+            // cannot answer for `seq`.
+            let error = match unit.wait_until(seq, None) {
+                Ok(true) => continue,
+                Ok(false) => Error::UnexpectedResult {
+                    function: "nrta_is_completed",
+                    reason: "an unlimited wait returned before completion".into(),
+                },
+                Err(error) => error,
+            };
+            {
                 // Not `eprintln!`, which panics if stderr fails: unwinding from here would
                 // end the borrows as surely as returning.
                 let _ = writeln!(

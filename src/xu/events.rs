@@ -1,0 +1,393 @@
+//! Completion events (runtime >= 2.32): eventfds that libnrt signals when requests
+//! complete, so that waits block instead of polling.
+//!
+//! * Blocking waits ([`wait_for_seq`]) register the waiting thread's own eventfd for the
+//!   one sequence id they wait for (`nrta_event_register_seq_id_completion`) and block
+//!   in `ppoll(2)` on it: one wake-up, from libnrt, when the request completes.
+//! * Futures register their waker with the unit's [`UnitEvents`], whose eventfd libnrt
+//!   signals on every completion of that unit (`nrta_event_register_xu_completion`).
+//!   One background thread blocks in `epoll_wait(2)` over the eventfds of every unit
+//!   and wakes the futures whose request completed. It never holds a runtime handle,
+//!   so it can never be the one that closes a runtime.
+//!
+//! Eventfds given to libnrt for a sequence are never closed: a registration that was
+//! not consumed (a wait that timed out) may still be signalled later, and a closed fd
+//! number can be reused by an unrelated file. Each thread takes one from a process-wide
+//! pool and gives it back when it exits; a stale signal in a reused fd only causes one
+//! spurious wake-up, after which the wait checks completion again. Unit eventfds are
+//! deregistered before they are closed.
+
+use std::ffi::c_int;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+use nrt_sys as sys;
+
+use super::kind::XuKind;
+use super::seq::SeqId;
+
+/// The two event functions of a library that has them (ASYNC_EVENTS).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EventFns {
+    pub(crate) seq: sys::fn_types::nrta_event_register_seq_id_completion,
+    pub(crate) xu: sys::fn_types::nrta_event_register_xu_completion,
+}
+
+/// A new non-blocking, close-on-exec eventfd.
+fn new_eventfd() -> Option<OwnedFd> {
+    // SAFETY: eventfd takes no pointers; a negative result is an error.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Resets an eventfd's counter (a non-blocking read; nothing to read is fine).
+fn drain(fd: RawFd) {
+    let mut count = 0u64;
+    // SAFETY: reads at most 8 bytes into a live local.
+    let _ = unsafe { libc::read(fd, (&raw mut count).cast(), size_of::<u64>()) };
+}
+
+/// Blocks until `fd` is readable or `timeout` passed (`None`: no limit); `EINTR` and
+/// spurious returns are fine (the caller checks completion again).
+fn block_on(fd: RawFd, timeout: Option<Duration>) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    // SAFETY: one valid pollfd; `ts_ptr` is null or points to a live timespec; no
+    // signal mask change (null).
+    let _ = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+}
+
+/// Eventfds of exited threads, for reuse (see the module docs: never closed).
+static SPARE_FDS: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+fn spare_fds() -> MutexGuard<'static, Vec<OwnedFd>> {
+    // Push and pop only: a poisoned list is still consistent.
+    SPARE_FDS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The calling thread's eventfd for sequence registrations.
+struct ThreadFd(Option<OwnedFd>);
+
+impl Drop for ThreadFd {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            spare_fds().push(fd);
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_FD: ThreadFd = ThreadFd(spare_fds().pop().or_else(new_eventfd));
+}
+
+/// Wake-ups without completion after which [`wait_for_seq`] gives up on events.
+const MAX_SPURIOUS_WAKEUPS: u32 = 64;
+
+/// Waits until `done` says the request `seq` completed, blocking on an eventfd that
+/// libnrt signals when it does. Returns whether it completed within `timeout`.
+///
+/// `None` when events cannot be used for this wait (no eventfd, the thread is exiting,
+/// or libnrt refused the registration): the caller polls instead.
+pub(crate) fn wait_for_seq<E>(
+    fns: EventFns,
+    seq: SeqId,
+    timeout: Option<Duration>,
+    mut done: impl FnMut() -> Result<bool, E>,
+) -> Option<Result<bool, E>> {
+    let fd = THREAD_FD
+        .try_with(|t| t.0.as_ref().map(AsRawFd::as_raw_fd))
+        .ok()
+        .flatten()?;
+    let deadline = timeout.map(|t| Instant::now() + t);
+    // Wake-ups after which the request still was not complete. A few are normal (stale
+    // signals of earlier waits of this thread); many mean that the library signals
+    // before it reports completion, and blocking on it would spin: poll instead.
+    let mut spurious = 0u32;
+    loop {
+        match done() {
+            Ok(true) => return Some(Ok(true)),
+            Ok(false) => {}
+            Err(e) => return Some(Err(e)),
+        }
+        let remaining = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(r) if !r.is_zero() => Some(r),
+                _ => return Some(Ok(false)),
+            },
+        };
+        // Stale signals (from earlier waits of this thread) go first; registering an
+        // already completed sequence signals at once, so nothing is lost in between.
+        drain(fd);
+        // SAFETY: ASYNC_EVENTS was checked for this library (both symbols, >= 2.32), so
+        // this is the function's signature; `fd` is an eventfd this thread keeps open
+        // for the rest of the process (module docs).
+        let status = unsafe { (fns.seq)(seq.raw(), fd) };
+        if status != sys::NRT_SUCCESS || spurious >= MAX_SPURIOUS_WAKEUPS {
+            return None;
+        }
+        block_on(fd, remaining);
+        spurious += 1;
+    }
+}
+
+/// The completion eventfd of one unit and the futures waiting for its requests.
+pub(crate) struct UnitEvents {
+    fd: OwnedFd,
+    core: u32,
+    kind: XuKind,
+    queue: u32,
+    get_sequence: sys::fn_types::nrta_get_sequence,
+    /// (request number, waker) of the futures waiting on this unit.
+    waiting: Mutex<Vec<(u64, Waker)>>,
+    /// Index in the event loop's table while registered there.
+    slot: Mutex<Option<usize>>,
+}
+
+impl std::fmt::Debug for UnitEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitEvents")
+            .field("fd", &self.fd.as_raw_fd())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnitEvents {
+    /// Creates the unit's eventfd, registers it with libnrt for every completion of
+    /// `(core, kind, queue)` and with the event loop. `None` if any step fails (waits on
+    /// this unit then poll).
+    pub(crate) fn register(
+        fns: EventFns,
+        get_sequence: sys::fn_types::nrta_get_sequence,
+        core: u32,
+        kind: XuKind,
+        queue: u32,
+    ) -> Option<Arc<UnitEvents>> {
+        let lnc = c_int::try_from(core).ok()?;
+        let fd = new_eventfd()?;
+        // SAFETY: ASYNC_EVENTS checked (this signature); `fd` stays open until after the
+        // deregistration in `unregister` (this value owns it).
+        let status = unsafe { (fns.xu)(lnc, kind.as_raw(), queue as c_int, fd.as_raw_fd()) };
+        if status != sys::NRT_SUCCESS {
+            return None;
+        }
+        let events = Arc::new(UnitEvents {
+            fd,
+            core,
+            kind,
+            queue,
+            get_sequence,
+            waiting: Mutex::new(Vec::new()),
+            slot: Mutex::new(None),
+        });
+        match event_loop() {
+            Some(lp) if lp.add(&events) => Some(events),
+            _ => {
+                events.unregister(fns);
+                None
+            }
+        }
+    }
+
+    /// Deregisters the eventfd from libnrt (before the runtime closes) and from the
+    /// event loop, and wakes every future still registered (they check again).
+    pub(crate) fn unregister(&self, fns: EventFns) {
+        if let Ok(lnc) = c_int::try_from(self.core) {
+            // SAFETY: as in `register`; -1 deregisters, after which libnrt no longer
+            // writes the fd, so it may be closed when this value goes.
+            let _ = unsafe { (fns.xu)(lnc, self.kind.as_raw(), self.queue as c_int, -1) };
+        }
+        if let Some(lp) = event_loop() {
+            lp.remove(self);
+        }
+        let woken = std::mem::take(&mut *self.lock());
+        wake_all(woken.into_iter().map(|(_, w)| w));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Waker)>> {
+        // Entries are pushed and removed whole.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes `waker` once request `seq` of this unit completed. The caller checks for
+    /// completion again after this returns (a completion just before the registration
+    /// is then seen by that check).
+    pub(crate) fn add_waiter(&self, seq: SeqId, waker: &Waker) {
+        let mut waiting = self.lock();
+        // One future per request: its entry is found by the request's number.
+        let replaced = match waiting.iter_mut().find(|(n, _)| *n == seq.number()) {
+            Some((_, w)) if w.will_wake(waker) => None,
+            Some((_, w)) => Some(std::mem::replace(w, waker.clone())),
+            None => {
+                waiting.push((seq.number(), waker.clone()));
+                None
+            }
+        };
+        drop(waiting);
+        // Outside the lock: dropping a waker runs executor code.
+        drop(replaced);
+    }
+
+    /// Forgets the waiter of request `seq`, if any.
+    pub(crate) fn remove_waiter(&self, seq: SeqId) {
+        let removed = {
+            let mut waiting = self.lock();
+            let at = waiting.iter().position(|(n, _)| *n == seq.number());
+            at.map(|i| waiting.swap_remove(i))
+        };
+        // Outside the lock: dropping a waker runs executor code.
+        drop(removed);
+    }
+
+    /// After a signal: wakes the futures whose request completed. `woken` is the event
+    /// thread's reusable buffer (empty on entry and on return), so that waking
+    /// allocates nothing once it has grown.
+    fn on_signal(&self, woken: &mut Vec<Waker>) {
+        drain(self.fd.as_raw_fd());
+        let mut raw = 0u64;
+        // SAFETY: v3 signature (ASYNC_V3 checked before any unit exists); valid
+        // out-pointer. After nrt_close this returns an error status, handled below.
+        let status = unsafe {
+            (self.get_sequence)(self.core, self.kind.as_raw(), self.queue as c_int, &mut raw)
+        };
+        let last = (status == sys::NRT_SUCCESS).then(|| SeqId::from_raw(raw).number());
+        {
+            let mut waiting = self.lock();
+            let mut i = 0;
+            while i < waiting.len() {
+                // Unknown progress: wake everyone, each checks for itself.
+                if last.is_none_or(|last| waiting[i].0 <= last) {
+                    woken.push(waiting.swap_remove(i).1);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        wake_all(woken.drain(..));
+    }
+}
+
+/// Wakes each waker outside any lock; a panicking waker (an executor bug) is contained.
+fn wake_all(wakers: impl IntoIterator<Item = Waker>) {
+    for waker in wakers {
+        let _ = catch_unwind(AssertUnwindSafe(|| waker.wake()));
+    }
+}
+
+/// The epoll instance over every unit's eventfd, served by one thread.
+struct EventLoop {
+    epoll: OwnedFd,
+    /// Units by slot index (the epoll data); freed slots are `None` and reused.
+    units: Mutex<Vec<Option<Arc<UnitEvents>>>>,
+}
+
+fn event_loop() -> Option<&'static EventLoop> {
+    static LOOP: OnceLock<Option<&'static EventLoop>> = OnceLock::new();
+    *LOOP.get_or_init(|| {
+        // SAFETY: no pointers; a negative result is an error.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: a new descriptor nothing else owns.
+        let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
+        // Leaked once per process: the thread uses it for as long as the process runs.
+        let lp: &'static EventLoop = Box::leak(Box::new(EventLoop {
+            epoll,
+            units: Mutex::new(Vec::new()),
+        }));
+        std::thread::Builder::new()
+            .name("neuron-rt-events".into())
+            .spawn(move || lp.run())
+            .ok()
+            .map(|_| lp)
+    })
+}
+
+impl EventLoop {
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<Arc<UnitEvents>>>> {
+        // Slots are set and cleared whole.
+        self.units.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, unit: &Arc<UnitEvents>) -> bool {
+        let mut units = self.lock();
+        let index = units.iter().position(Option::is_none).unwrap_or_else(|| {
+            units.push(None);
+            units.len() - 1
+        });
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: index as u64,
+        };
+        // SAFETY: valid epoll fd and eventfd; `event` is a live epoll_event.
+        let added = unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                unit.fd.as_raw_fd(),
+                &mut event,
+            )
+        } == 0;
+        if added {
+            units[index] = Some(Arc::clone(unit));
+            *unit.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(index);
+        }
+        added
+    }
+
+    fn remove(&self, unit: &UnitEvents) {
+        let mut units = self.lock();
+        if let Some(index) = unit.slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // SAFETY: valid fds; the event argument is ignored for EPOLL_CTL_DEL.
+            let _ = unsafe {
+                libc::epoll_ctl(
+                    self.epoll.as_raw_fd(),
+                    libc::EPOLL_CTL_DEL,
+                    unit.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                )
+            };
+            if let Some(slot) = units.get_mut(index) {
+                *slot = None;
+            }
+        }
+    }
+
+    fn run(&self) {
+        const BATCH: usize = 32;
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        let mut woken = Vec::new();
+        loop {
+            // SAFETY: `events` has room for BATCH entries; -1 blocks until one is ready.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    BATCH as c_int,
+                    -1,
+                )
+            };
+            for event in events.iter().take(n.max(0) as usize) {
+                let index = event.u64 as usize;
+                // Cloned out of the table so that no lock is held while waking.
+                let unit = self.lock().get(index).cloned().flatten();
+                if let Some(unit) = unit {
+                    unit.on_signal(&mut woken);
+                }
+            }
+        }
+    }
+}

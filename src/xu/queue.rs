@@ -1,0 +1,384 @@
+//! The state of one execution-unit queue, shared by its handles and requests, and the
+//! [`ExecUnit`] handle itself (its methods live in `unit.rs` and `retry.rs`).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use nrt_sys as sys;
+
+use super::events::{self, EventFns, UnitEvents};
+use super::kind::XuKind;
+use super::seq::SeqId;
+use super::slots::SlotPool;
+use super::wait::poll_until;
+use crate::{Error, NrtStatus, Result, Runtime};
+
+/// One execution-unit queue: `(core, kind, queue)`, the target of async requests.
+///
+/// Requests scheduled on one unit run one at a time in the order they were scheduled;
+/// units run concurrently with each other. Create units with
+/// [`Runtime::compute_unit`], [`Runtime::tensor_op_unit`],
+/// [`Runtime::collectives_unit`] or [`Runtime::exec_unit`].
+///
+/// `ExecUnit` is a cheap handle (`Clone` shares it). All handles of one queue, however
+/// they were created, share the queue's state, which lives as long as the runtime: the
+/// count of submitted requests, the unrecoverable flag, the status slots, the
+/// completion eventfd and a lock that serialises the schedule calls on that queue. A
+/// unit keeps the runtime open.
+///
+/// # Threads
+///
+/// `ExecUnit` is `Send + Sync` and can be cloned into many threads. Schedule calls on
+/// one queue are serialised by that queue's lock (cheap: a schedule call never blocks
+/// in libnrt), so this crate does not rely on libnrt accepting concurrent schedules on
+/// one queue; different queues are scheduled concurrently, as the one-queue-per-unit
+/// design of the async API intends. Completion queries run without a lock.
+///
+/// # Transfers and cores
+///
+/// A write, read or copy runs on the TENSOR_OP queue it is scheduled on: the unit passes
+/// its own core as libnrt's `lnc_idx` (the core whose DMA engine moves the data) and its
+/// queue index, also for host tensors, and the request's [`SeqId`] names this unit. A
+/// device tensor must be on the unit's core ([`Error::WrongCore`] otherwise, before any
+/// call): whether another core's DMA engine may move it is not documented.
+///
+/// # Waiting
+///
+/// With a runtime that has completion events (runtime library >= 2.32,
+/// [`Capabilities::ASYNC_EVENTS`](crate::Capabilities::ASYNC_EVENTS)), every wait blocks
+/// on an eventfd that libnrt signals when the request completes: no spinning, no
+/// sleep-polling. With a 2.31 runtime, waits poll with backoff (see
+/// [`Request::wait`](crate::Request::wait)).
+///
+/// # Unrecoverable units
+///
+/// When libnrt reports that a unit hit a fatal error (a schedule call returns
+/// `NRT_EXEC_UNIT_UNRECOVERABLE`, or a request completes with a fatal status, see
+/// [`NrtStatus::is_fatal`]), the unit remembers it, and every later schedule on it fails
+/// at once with [`Error::Unrecoverable`] without calling libnrt. Requests already queued
+/// still complete (with their own status). The only recovery is re-initialising the
+/// runtime, which in practice means restarting the process.
+#[derive(Clone)]
+pub struct ExecUnit {
+    pub(crate) inner: Arc<UnitInner>,
+}
+
+/// What a handle (and each request made through it) holds: the runtime, which keeps
+/// the queue states alive, and the state of its queue.
+pub(crate) struct UnitInner {
+    pub(crate) rt: Runtime,
+    pub(crate) state: Arc<QueueState>,
+    pub(crate) is_completed: sys::fn_types::nrta_is_completed,
+}
+
+/// `QueueState::xu_id` before the queue's first accepted request.
+const XU_ID_UNKNOWN: u32 = u32::MAX;
+
+/// One queue of one runtime: what all its handles and requests share. Created on first
+/// use and kept by the runtime's [`UnitRegistry`]; it holds no runtime handle itself.
+pub(crate) struct QueueState {
+    pub(crate) core: u32,
+    pub(crate) kind: XuKind,
+    pub(crate) queue: u32,
+    /// The XU id of this queue, from the first sequence id a schedule call on it
+    /// returned (libnrt documents that those name the queue); [`XU_ID_UNKNOWN`] before.
+    xu_id: AtomicU32,
+    get_sequence: sys::fn_types::nrta_get_sequence,
+    /// Status slots of the requests scheduled through handles of this queue.
+    pub(crate) slots: SlotPool,
+    /// Held across each schedule call on this queue.
+    submit: Mutex<()>,
+    /// Number of the last request of this queue accepted through this crate.
+    last_submitted: AtomicU64,
+    /// 0, or the raw fatal status that made the queue unrecoverable.
+    fatal: AtomicU32,
+    /// The event functions, when the library has them.
+    event_fns: Option<EventFns>,
+    /// The queue's completion eventfd (futures), when events work for it.
+    pub(crate) events: Option<Arc<UnitEvents>>,
+}
+
+/// Queues per core, all kinds: TENSOR_OP 2, COMPUTE 1, COLLECTIVES 3.
+const QUEUES_PER_CORE: usize = 6;
+
+/// The async state of one runtime (held by the runtime itself): the [`QueueState`] of
+/// every queue, created on first use, so that all handles of a queue share one.
+///
+/// No lock: each entry is set once. Nothing here holds a runtime handle, so this keeps
+/// nothing open.
+#[derive(Default)]
+pub(crate) struct UnitRegistry {
+    /// Index `core * QUEUES_PER_CORE + offset of the kind + queue`; sized at first use
+    /// for the visible cores.
+    table: OnceLock<Box<[OnceLock<Arc<QueueState>>]>>,
+}
+
+fn table_index(core: u32, kind: XuKind, queue: u32) -> usize {
+    let first = match kind {
+        XuKind::TensorOp => 0,
+        XuKind::Compute => 2,
+        XuKind::Collectives => 3,
+    };
+    core as usize * QUEUES_PER_CORE + first + queue as usize
+}
+
+/// What [`UnitRegistry::state`] needs from the library to create a queue's state.
+pub(crate) struct QueueFns {
+    pub(crate) get_sequence: sys::fn_types::nrta_get_sequence,
+    pub(crate) events: Option<EventFns>,
+}
+
+impl UnitRegistry {
+    /// The state of queue `(core, kind, queue)` (already checked to exist), created on
+    /// first use: validated with `nrta_get_sequence`, whose number counts as the last
+    /// submitted one, and registered for completion events when the library has them.
+    pub(crate) fn state(
+        &self,
+        rt: &Runtime,
+        fns: QueueFns,
+        cores: u32,
+        core: u32,
+        kind: XuKind,
+        queue: u32,
+    ) -> Result<&Arc<QueueState>> {
+        let table = self.table.get_or_init(|| {
+            (0..cores as usize * QUEUES_PER_CORE)
+                .map(|_| OnceLock::new())
+                .collect()
+        });
+        let cell = table.get(table_index(core, kind, queue)).ok_or_else(|| {
+            Error::invalid(
+                "core",
+                format!(
+                    "core {core} is beyond the {} cores this runtime first saw",
+                    table.len() / QUEUES_PER_CORE
+                ),
+            )
+        })?;
+        if let Some(state) = cell.get() {
+            return Ok(state);
+        }
+        // Created outside any lock; a thread racing here may set the cell first, and
+        // this state is then dropped unused (its eventfd deregistered first).
+        let last = query_sequence(rt, fns.get_sequence, core, kind, queue)?;
+        let events = fns
+            .events
+            .and_then(|ev| UnitEvents::register(ev, fns.get_sequence, core, kind, queue));
+        let state = QueueState {
+            core,
+            kind,
+            queue,
+            xu_id: AtomicU32::new(XU_ID_UNKNOWN),
+            get_sequence: fns.get_sequence,
+            slots: SlotPool::new(),
+            submit: Mutex::new(()),
+            last_submitted: AtomicU64::new(last.number()),
+            fatal: AtomicU32::new(0),
+            event_fns: fns.events,
+            events,
+        };
+        let mut unused = Some(state);
+        let kept = cell.get_or_init(|| Arc::new(unused.take().expect("taken once")));
+        if let Some(unused) = unused {
+            unused.close_events();
+        }
+        Ok(kept)
+    }
+
+    /// Deregisters every queue's completion eventfd; called before `nrt_close`.
+    pub(crate) fn close(&self) {
+        for state in self
+            .table
+            .get()
+            .into_iter()
+            .flatten()
+            .filter_map(OnceLock::get)
+        {
+            state.close_events();
+        }
+    }
+}
+
+/// `nrta_get_sequence` for one queue.
+pub(crate) fn query_sequence(
+    rt: &Runtime,
+    get_sequence: sys::fn_types::nrta_get_sequence,
+    core: u32,
+    kind: XuKind,
+    queue: u32,
+) -> Result<SeqId> {
+    let mut raw = 0u64;
+    // `queue` < 3 (checked by every caller), so it fits in a C int.
+    let queue_arg = queue as i32;
+    // SAFETY: the library has the v3 API (ASYNC_V3 checked at unit creation), so this is
+    // the v3 signature; `raw` is a valid out-pointer.
+    let status = unsafe { get_sequence(core, kind.as_raw(), queue_arg, &mut raw) };
+    rt.inner.check("nrta_get_sequence", status, || {
+        format!("{kind} unit, core {core}, queue {queue}")
+    })?;
+    Ok(SeqId::from_raw(raw))
+}
+
+impl QueueState {
+    fn close_events(&self) {
+        if let (Some(events), Some(fns)) = (&self.events, self.event_fns) {
+            events.unregister(fns);
+        }
+    }
+
+    /// The XU id of this queue, once a request was accepted on it.
+    pub(crate) fn xu_id(&self) -> Option<u16> {
+        u16::try_from(self.xu_id.load(Ordering::Acquire)).ok()
+    }
+
+    /// The id of the last request this queue completed (`nrta_get_sequence`). Only its
+    /// number is meaningful before the queue completed anything (libnrt documents no
+    /// value for that case).
+    pub(crate) fn last_completed(&self, rt: &Runtime) -> Result<SeqId> {
+        query_sequence(rt, self.get_sequence, self.core, self.kind, self.queue)
+    }
+
+    pub(crate) fn last_submitted_number(&self) -> u64 {
+        self.last_submitted.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn last_submitted(&self) -> SeqId {
+        SeqId::new(self.xu_id().unwrap_or(0), self.last_submitted_number())
+    }
+
+    /// Counts request `seq`, just accepted on this queue (called under the submit
+    /// lock); the first one tells the queue its XU id.
+    pub(crate) fn count(&self, seq: SeqId) {
+        if self.xu_id.load(Ordering::Relaxed) == XU_ID_UNKNOWN {
+            self.xu_id.store(seq.xu_id().into(), Ordering::Release);
+        }
+        self.last_submitted
+            .fetch_max(seq.number(), Ordering::AcqRel);
+    }
+
+    pub(crate) fn lock_submit(&self) -> MutexGuard<'_, ()> {
+        // The lock guards no data, so poisoning carries no meaning here.
+        self.submit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn fatal_status(&self) -> Option<NrtStatus> {
+        match self.fatal.load(Ordering::Acquire) {
+            0 => None,
+            raw => Some(NrtStatus::from_raw(raw)),
+        }
+    }
+
+    pub(crate) fn mark_fatal(&self, raw: sys::NRT_STATUS) {
+        // Keep the first cause.
+        let _ = self
+            .fatal
+            .compare_exchange(0, raw, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub(crate) fn unrecoverable_error(&self, status: NrtStatus) -> Error {
+        Error::Unrecoverable {
+            unit: self.to_string(),
+            status,
+        }
+    }
+}
+
+impl UnitInner {
+    pub(crate) fn last_completed(&self) -> Result<SeqId> {
+        self.state.last_completed(&self.rt)
+    }
+
+    /// Whether request `seq` of this queue has completed (`nrta_is_completed`).
+    ///
+    /// If libnrt cannot answer for `seq` (it answers `NRT_INVALID` for ids it does not
+    /// know), the queue's last completed number answers instead: requests of one queue
+    /// complete in order. Only if that fails too is the error returned.
+    pub(crate) fn is_completed(&self, seq: SeqId) -> Result<bool> {
+        let mut done = false;
+        // SAFETY: v3 signature (checked at unit creation); `done` is a valid out-pointer.
+        let status = unsafe { (self.is_completed)(seq.raw(), &mut done) };
+        let error = match self.rt.inner.check("nrta_is_completed", status, || {
+            format!("request {seq} on {self}")
+        }) {
+            Ok(()) => return Ok(done),
+            Err(error) => error,
+        };
+        match self.last_completed() {
+            Ok(last) => Ok(last.number() >= seq.number()),
+            Err(_) => Err(error),
+        }
+    }
+
+    /// Waits until request `seq` of this queue has completed, at most `timeout`;
+    /// returns whether it did. Blocks on a completion event where the runtime has them,
+    /// else polls with backoff.
+    pub(crate) fn wait_until(&self, seq: SeqId, timeout: Option<Duration>) -> Result<bool> {
+        if let Some(fns) = self.state.event_fns
+            && let Some(done) = events::wait_for_seq(fns, seq, timeout, || self.is_completed(seq))
+        {
+            return done;
+        }
+        let done = poll_until(timeout, || self.is_completed(seq).map(|d| d.then_some(())))?;
+        Ok(done.is_some())
+    }
+
+    /// The error for request `seq`, which completed with `raw`; a fatal status marks the
+    /// queue unrecoverable.
+    pub(crate) fn request_error(
+        &self,
+        function: &'static str,
+        seq: SeqId,
+        raw: sys::NRT_STATUS,
+    ) -> Error {
+        if NrtStatus::from_raw(raw).is_fatal() {
+            self.state.mark_fatal(raw);
+        }
+        self.rt
+            .inner
+            .check(function, raw, || format!("request {seq} on {}", self.state))
+            .err()
+            .unwrap_or(Error::UnexpectedResult {
+                function,
+                reason: "failure status lost".into(),
+            })
+    }
+}
+
+impl fmt::Display for QueueState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} unit (core {}, queue {})",
+            self.kind, self.core, self.queue
+        )
+    }
+}
+
+impl fmt::Display for UnitInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.state.fmt(f)
+    }
+}
+
+impl fmt::Display for ExecUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl fmt::Debug for ExecUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = &self.inner.state;
+        f.debug_struct("ExecUnit")
+            .field("core", &state.core)
+            .field("kind", &state.kind)
+            .field("queue", &state.queue)
+            .field("xu_id", &state.xu_id().map(|id| format!("{id:#06x}")))
+            .field("last_submitted", &state.last_submitted_number())
+            .field("events", &state.events.is_some())
+            .field("unrecoverable", &state.fatal_status())
+            .finish()
+    }
+}
