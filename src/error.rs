@@ -159,6 +159,17 @@ pub enum Error {
         status: NrtStatus,
     },
 
+    /// A thread this crate needs could not be started (for example the large-stack
+    /// thread that runs `nrt_execute` for a caller with too little stack left).
+    #[error("could not start a thread for {what}: {source}")]
+    Thread {
+        /// What the thread was for.
+        what: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// libnrt reported success but returned something unusable (e.g. a null handle).
     #[error("{function} returned an unusable result: {reason}")]
     UnexpectedResult {

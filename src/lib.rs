@@ -67,6 +67,7 @@ mod error;
 mod model;
 mod profile;
 mod runtime;
+mod stack;
 mod status;
 mod tensor;
 mod tensor_set;
@@ -81,6 +82,7 @@ pub use profile::ProfileGuard;
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };
+pub use stack::{EXEC_STACK_NEEDED, HELPER_STACK};
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use nrt_sys as sys;
 
 use crate::runtime::{fixed_c_string, nrt_fn};
+use crate::stack;
 use crate::tensor::core_arg;
 use crate::{Capabilities, DType, Error, Placement, Result, Runtime, TensorSet};
 
@@ -322,6 +323,14 @@ unsafe fn copy_tensor_infos(array: *const sys::nrt_tensor_info_array_t) -> Resul
     Ok(infos)
 }
 
+/// [`stack::with_exec_stack`] for the execution calls, with its error typed.
+fn with_exec_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
+    stack::with_exec_stack(f).map_err(|source| Error::Thread {
+        what: "nrt_execute (the calling thread has too little stack)",
+        source,
+    })
+}
+
 impl Model {
     /// The inputs, in the order libnrt lists them.
     pub fn inputs(&self) -> &[TensorInfo] {
@@ -379,14 +388,26 @@ impl Model {
     ///
     /// [`Error::MissingTensor`], [`Error::SizeMismatch`], [`Error::WrongCore`] or
     /// [`Error::ForeignHandle`] naming the offending tensor (nothing runs);
-    /// [`Error::Nrt`] if the execution fails.
+    /// [`Error::Nrt`] if the execution fails; [`Error::Thread`] if the calling thread
+    /// has too little stack and no helper thread could be started.
+    ///
+    /// # Stack
+    ///
+    /// libnrt's `nrt_execute` needs several MiB of stack. When less than
+    /// [`EXEC_STACK_NEEDED`](crate::EXEC_STACK_NEEDED) is left on the calling thread
+    /// (Rust's spawned threads have 2 MiB, a process's main thread usually 8 MiB in all),
+    /// the call runs on a helper thread with a large stack while this one waits: one
+    /// thread start per call. Execute from threads with 16 MiB stacks to avoid that.
     pub fn execute(&self, inputs: &TensorSet, outputs: &mut TensorSet) -> Result<()> {
         let execute = nrt_fn!(self.inner.rt.inner, nrt_execute);
         self.check_bindings(inputs, outputs)?;
-        // SAFETY: the model and both sets are live handles of the same runtime, every
-        // tensor bound in them is kept alive by its set, and each model tensor is bound
-        // with its exact size (checked above).
-        let status = unsafe { execute(self.raw(), inputs.raw(), outputs.raw()) };
+        let status = with_exec_stack(|| {
+            // SAFETY: the model and both sets are live handles of the same runtime, every
+            // tensor bound in them is kept alive by its set, and each model tensor is
+            // bound with its exact size (checked above); this thread has the stack room
+            // libnrt needs (`with_exec_stack`).
+            unsafe { execute(self.raw(), inputs.raw(), outputs.raw()) }
+        })?;
         self.inner.rt.inner.check("nrt_execute", status, || {
             format!("model `{}`", self.label())
         })
@@ -397,7 +418,7 @@ impl Model {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] if `repeat` is 0 or above `i32::MAX`; otherwise as
-    /// [`Model::execute`].
+    /// [`Model::execute`] (also its stack rule).
     pub fn execute_repeat(
         &self,
         inputs: &TensorSet,
@@ -415,8 +436,10 @@ impl Model {
                 )
             })?;
         self.check_bindings(inputs, outputs)?;
-        // SAFETY: as in `execute`.
-        let status = unsafe { execute_repeat(self.raw(), inputs.raw(), outputs.raw(), count) };
+        let status = with_exec_stack(|| {
+            // SAFETY: as in `execute`.
+            unsafe { execute_repeat(self.raw(), inputs.raw(), outputs.raw(), count) }
+        })?;
         self.inner.rt.inner.check("nrt_execute_repeat", status, || {
             format!("model `{}`, {repeat} times", self.label())
         })

@@ -397,6 +397,11 @@ impl RuntimeInner {
         self.lib.fns()
     }
 
+    /// The library version reported at start, if it has `nrt_get_version`.
+    pub(crate) fn version(&self) -> Option<&Version> {
+        self.version.as_ref()
+    }
+
     /// `Ok` for `NRT_SUCCESS`, else [`Error::Nrt`] with the library's text and `context`.
     pub(crate) fn check(
         &self,

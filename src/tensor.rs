@@ -10,6 +10,9 @@ use nrt_sys as sys;
 use crate::runtime::{c_string, nrt_fn};
 use crate::{Capabilities, Element, Error, Result, Runtime};
 
+/// The runtime library version that removed VIRTUAL placement.
+const VIRTUAL_REMOVED_IN: (u64, u64) = crate::capabilities::ASYNC_EVENTS_MIN;
+
 /// Where a tensor's storage lives (`nrt_tensor_placement_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Placement {
@@ -17,7 +20,10 @@ pub enum Placement {
     Device,
     /// Host memory managed by libnrt.
     Host,
-    /// No storage of its own until the runtime binds it (`NRT_TENSOR_PLACEMENT_VIRTUAL`).
+    /// Pageable host memory (`NRT_TENSOR_PLACEMENT_VIRTUAL`). Removed from libnrt in
+    /// runtime library 2.32 (Neuron SDK 2.30): allocating one there is refused with
+    /// [`Error::Unsupported`] before libnrt is called. Use [`Placement::Host`], or
+    /// [`Runtime::tensor_from_buffer`] for caller-owned memory.
     Virtual,
 }
 
@@ -190,7 +196,8 @@ impl Runtime {
     /// `nrt_tensor_free`; [`Error::InvalidArgument`] for a device tensor without a core,
     /// a core above `i32::MAX` or a name with a NUL byte; [`Error::Nrt`] if libnrt fails (e.g.
     /// [`NrtStatus::Resource`](crate::NrtStatus::Resource) when the core's memory is full,
-    /// [`NrtStatus::Invalid`](crate::NrtStatus::Invalid) for a core that does not exist).
+    /// [`NrtStatus::Invalid`](crate::NrtStatus::Invalid) for a core that does not exist);
+    /// [`Error::Unsupported`] for [`Placement::Virtual`] on a runtime library >= 2.32.
     pub fn allocate_tensor(
         &self,
         placement: Placement,
@@ -201,6 +208,18 @@ impl Runtime {
         let allocate = nrt_fn!(self.inner, nrt_tensor_allocate);
         // Never create what could not be freed.
         nrt_fn!(self.inner, nrt_tensor_free);
+        if placement == Placement::Virtual
+            && let Some(v) = self.inner.version()
+            && v.at_least(VIRTUAL_REMOVED_IN.0, VIRTUAL_REMOVED_IN.1)
+        {
+            return Err(Error::Unsupported {
+                feature: "VIRTUAL tensor placement",
+                needed: Some(format!(
+                    "a runtime library older than {}.{} (this one is {v}); allocate `{name}` as Placement::Host instead",
+                    VIRTUAL_REMOVED_IN.0, VIRTUAL_REMOVED_IN.1
+                )),
+            });
+        }
         if placement == Placement::Device && core.is_none() {
             return Err(Error::invalid(
                 "core",

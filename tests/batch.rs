@@ -25,7 +25,7 @@ fn a_write_batch_then_a_read_batch_move_every_range_of_every_tensor() {
         .allocate_tensor(Placement::Host, None, 12, "host")
         .unwrap();
     let virt = rt
-        .allocate_tensor(Placement::Virtual, Some(0), 8, "virt")
+        .allocate_tensor(Placement::Host, None, 8, "virt")
         .unwrap();
     for t in [&d0, &d1, &host, &virt] {
         t.fill(0xee).unwrap();
