@@ -127,7 +127,7 @@ mod tests {
     fn a_panic_on_the_helper_reaches_the_caller() {
         let small = std::thread::Builder::new()
             .stack_size(2 << 20)
-            .spawn(|| with_exec_stack(|| panic!("inside")).map(|()| ()))
+            .spawn(|| with_exec_stack(|| -> () { panic!("inside") }))
             .unwrap();
         assert!(small.join().is_err());
     }
