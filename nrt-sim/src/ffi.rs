@@ -1470,7 +1470,7 @@ fn require_events() -> Res<()> {
 /// Signals the eventfd `fd` (counter + 1) when request `seq` completes, at once if it
 /// already has; `fd < 0` removes the registrations of `seq`. The signal is written after
 /// the request's status (as `nrta_is_completed` sees it). `NRT_INVALID` for an id its
-/// queue never issued.
+/// queue never issued or an `fd` that is not an open eventfd.
 ///
 /// # Safety
 ///
@@ -1491,7 +1491,8 @@ pub unsafe extern "C" fn nrta_event_register_seq_id_completion(
 
 /// Signals the eventfd `fd` on every completion of unit `(lnc, xu, queue)`, replacing
 /// the unit's earlier fd; `fd < 0` deregisters. One signal may stand for several
-/// completions: read `nrta_get_sequence` after a wake-up.
+/// completions: read `nrta_get_sequence` after a wake-up. `NRT_INVALID` for a unit that
+/// does not exist or an `fd` that is not an open eventfd.
 ///
 /// # Safety
 ///
@@ -1508,8 +1509,7 @@ pub unsafe extern "C" fn nrta_event_register_xu_completion(
         require_events()?;
         with_open(|rt| {
             xu::lookup(&rt.queues, rt.cores.len(), lnc.into(), xu, queue.into())?
-                .register_xu_event(fd);
-            Ok(())
+                .register_xu_event(fd)
         })
     })
 }

@@ -51,8 +51,8 @@
 //!   `nrta_is_completed` answers for ids the queue issued and gives `NRT_INVALID` for any
 //!   other. Schedules do the checks of their sync twins at once (a failing schedule queues
 //!   nothing and writes neither `*ret` nor `*req_sequence`). Reads, writes and copies go
-//!   to TENSOR_OP queue `queue` of the device tensor's core (the destination's for a copy;
-//!   core 0 when no tensor is on a device); executions to the COMPUTE queue of the
+//!   to TENSOR_OP queue `queue` of core `lnc_idx` (host tensors included; a device
+//!   tensor on another core -> `NRT_INVALID`); executions to the COMPUTE queue of the
 //!   model's core (`queue` must be 0). Collectives are not simulated (`NRT_FAILURE`).
 //!   A request ending with a fatal status (`NRT_TIMEOUT`, `NRT_HW_ERROR`, the
 //!   `NRT_EXEC_HW_ERR_*` codes; not the notification-queue overflow or
@@ -61,6 +61,9 @@
 //!   COMPUTE queue also fails sync `nrt_execute` on that core. `nrt_init` starts fresh.
 //!   `nrt_close` stops taking requests, lets the workers finish every queued request
 //!   (writing their `*ret`), joins them, then frees all objects.
+//! * Completion events (runtime 2.32+ mode): `nrta_event_register_seq_id_completion` /
+//!   `nrta_event_register_xu_completion` signal caller-owned eventfds after the status
+//!   and completion are published (README: "Completion events").
 //!
 //! # Environment (read at `nrt_init`)
 //!

@@ -392,6 +392,9 @@ impl XuQueue {
     /// registration of `seq`.
     pub(crate) fn register_seq_event(&self, seq: nrta_seq_t, fd: c_int) -> Res<()> {
         let n = seq & NRTA_SEQ_NUM_MASK;
+        if fd >= 0 {
+            check_eventfd(fd)?;
+        }
         let mut st = self.state();
         if n == 0 || n > st.issued {
             return fail(
@@ -415,8 +418,12 @@ impl XuQueue {
 
     /// `nrta_event_register_xu_completion`: signal `fd` on every completion of this
     /// queue (replacing an earlier fd); a negative `fd` deregisters.
-    pub(crate) fn register_xu_event(&self, fd: c_int) {
+    pub(crate) fn register_xu_event(&self, fd: c_int) -> Res<()> {
+        if fd >= 0 {
+            check_eventfd(fd)?;
+        }
         self.state().xu_event = (fd >= 0).then_some(fd);
+        Ok(())
     }
 
     fn process(&self, work: Work) -> Res<()> {
@@ -469,6 +476,36 @@ impl XuQueue {
             self.make_dead(&format!("a request failed with status {}", f.status));
         }
         result
+    }
+}
+
+/// Refuses an `fd` that is not an open eventfd (`NRT_INVALID`).
+///
+/// Signals are written under the queue's lock (so that a deregistered fd is never
+/// written again): a descriptor whose write(2) can block (a full pipe) would stall the
+/// queue, and a closed one would be a caller's bug found only at completion time. An
+/// eventfd's write blocks only when its counter is about to overflow (2^64 - 2).
+/// Where `/proc` is not mounted only the descriptor's validity is checked.
+fn check_eventfd(fd: c_int) -> Res<()> {
+    // SAFETY: F_GETFD only reads the descriptor table entry of an integer.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "fd {fd} is not an open file descriptor: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
+    match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+        Ok(target) if target.as_os_str() != "anon_inode:[eventfd]" => fail(
+            NRT_INVALID,
+            format!(
+                "fd {fd} is not an eventfd ({}); create one with eventfd(2)",
+                target.display()
+            ),
+        ),
+        _ => Ok(()),
     }
 }
 
