@@ -41,6 +41,12 @@ impl Version {
         (self.major, self.minor) >= (2, 32)
     }
 
+    /// Whether this library version allocates VIRTUAL tensors (support was removed in
+    /// runtime 2.32).
+    pub(crate) fn has_virtual_placement(self) -> bool {
+        (self.major, self.minor) < (2, 32)
+    }
+
     fn parse(text: &str) -> Option<Version> {
         let parts: Vec<u64> = text
             .trim()

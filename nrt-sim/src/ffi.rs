@@ -573,7 +573,7 @@ pub unsafe extern "C" fn nrt_execute_repeat(
 
 /// Allocates a zeroed tensor: DEVICE on core `vnc` (counted against its memory), HOST
 /// (pinned host memory, at most 4 MiB; `vnc` ignored) or VIRTUAL (pageable host memory;
-/// `vnc` ignored). `name` may be NULL. Size 0 -> `NRT_INVALID`; not enough device
+/// `vnc` ignored; emulated runtime below 2.32 only, else `NRT_INVALID`). `name` may be NULL. Size 0 -> `NRT_INVALID`; not enough device
 /// memory, or a HOST tensor over 4 MiB -> `NRT_RESOURCE`.
 ///
 /// # Safety

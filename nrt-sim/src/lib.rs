@@ -23,7 +23,8 @@
 //!   `NRT_INVALID`, a stale or foreign handle `NRT_INVALID_HANDLE`.
 //! * Each visible core has its own device memory (accounting only: bytes live in host
 //!   memory). Models occupy their file size. Over capacity -> `NRT_RESOURCE`.
-//!   HOST (pinned, at most 4 MiB each) and VIRTUAL (pageable) tensors live in host
+//!   HOST (pinned, at most 4 MiB each) and VIRTUAL (pageable; emulated versions below
+//!   2.32 only, else `NRT_INVALID`: runtime 2.32 removed it) tensors live in host
 //!   memory; `nrt_tensor_allocate_empty` tensors have no storage until
 //!   `nrt_tensor_attach_buffer`, which works on any tensor (its old storage is detached
 //!   and it becomes VIRTUAL). `nrt_tensor_get_va` gives host addresses of HOST, VIRTUAL
@@ -77,7 +78,7 @@
 //! | `NRT_SIM_EXEC_LATENCY_US` | model's | device time of every execution, in microseconds |
 //! | `NEURON_RT_EXEC_TIMEOUT` | 30 | execution timeout in seconds (the runtime takes whole seconds; fractions are a simulator extension) |
 //! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`/`WARNING`, `INFO`, `DEBUG`, `TRACE`; `QUIET` or `OFF` for none |
-//! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version; below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE` |
+//! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version: below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE`; below 2.32 the event calls do, and VIRTUAL placement works |
 //! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
 //!
 //! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line

@@ -632,7 +632,7 @@ impl Runtime {
 
     /// `nrt_tensor_allocate`. DEVICE tensors live in the core's memory; HOST (pinned,
     /// at most [`HOST_PLACEMENT_MAX`] bytes, as the runtime documents) and VIRTUAL
-    /// (pageable) tensors in host memory.
+    /// (pageable; emulated versions below 2.32 only) tensors in host memory.
     pub(crate) fn allocate_tensor(
         &mut self,
         placement: nrt_tensor_placement_t,
@@ -651,14 +651,28 @@ impl Runtime {
                 );
             }
         };
+        let version = self.cfg.version;
+        if place == Place::Virtual && !version.has_virtual_placement() {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "tensor '{name}': VIRTUAL placement was removed in runtime 2.32; this simulator emulates {version} (NRT_SIM_VERSION); allocate a DEVICE or HOST tensor, or attach a buffer"
+                ),
+            );
+        }
         if size == 0 {
             return fail(NRT_INVALID, format!("size 0 requested for tensor '{name}'"));
         }
         if place == Place::Host && size > HOST_PLACEMENT_MAX {
+            let hint = if version.has_virtual_placement() {
+                "use VIRTUAL placement for larger host tensors"
+            } else {
+                "use several HOST tensors or nrt_tensor_attach_buffer for larger host data"
+            };
             return fail(
                 NRT_RESOURCE,
                 format!(
-                    "tensor '{name}' asks for {size} bytes of HOST (pinned) memory; HOST tensors are limited to {HOST_PLACEMENT_MAX} bytes (use VIRTUAL placement for larger host tensors)"
+                    "tensor '{name}' asks for {size} bytes of HOST (pinned) memory; HOST tensors are limited to {HOST_PLACEMENT_MAX} bytes ({hint})"
                 ),
             );
         }

@@ -169,11 +169,7 @@ fn allocation_arguments_are_checked() {
         )
     };
     assert_eq!(status, NRT_INVALID);
-    // A host allocation the machine cannot hold.
-    assert_eq!(
-        try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, usize::MAX / 2, "huge"),
-        Err(NRT_RESOURCE)
-    );
+    // (A host allocation the machine cannot hold: tests/virtual_placement.rs.)
     // More than the core's device memory (1 GiB by default).
     assert_eq!(
         try_alloc(NRT_TENSOR_PLACEMENT_DEVICE, 1, (1 << 30) + 1, "big"),
@@ -379,25 +375,6 @@ fn empty_tensors_take_attached_buffers_and_expose_host_addresses() {
 }
 
 #[test]
-fn virtual_placement_allocates_host_memory() {
-    // The runtime documents VIRTUAL tensors as allocated in (pageable) host memory.
-    let _s = Session::new();
-    let v = try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, 8, "virt").unwrap();
-    assert_eq!(read(v, 0, 8).unwrap(), vec![0; 8], "zeroed storage at once");
-    assert_eq!(write(v, 2, &[6]), NRT_SUCCESS);
-    // SAFETY: handle checked; the address is valid for the tensor's 8 bytes.
-    let va = unsafe { nrt_tensor_get_va(v) }.cast::<u8>();
-    assert!(!va.is_null());
-    // SAFETY: as above.
-    assert_eq!(unsafe { va.add(2).read() }, 6);
-    let c = counters();
-    assert_eq!((c.host_tensors, c.host_bytes), (1, 8));
-    assert_eq!(c.cores[0].device_bytes, 0);
-    free(v);
-    assert_eq!(counters().host_bytes, 0);
-}
-
-#[test]
 fn host_placement_is_limited_to_4_mib() {
     // HOST (pinned) tensors are documented as one page of at most 4 MB.
     let _s = Session::new();
@@ -412,9 +389,7 @@ fn host_placement_is_limited_to_4_mib() {
         "{}",
         last_error()
     );
-    let v = try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, max + 1, "virtual").unwrap();
     free(t);
-    free(v);
     assert_eq!(counters().live_objects(), 0);
 }
 
