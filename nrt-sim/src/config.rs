@@ -94,6 +94,8 @@ pub(crate) struct Config {
     pub(crate) exec_timeout: Duration,
     /// Emulated runtime version (`NRT_SIM_VERSION`).
     pub(crate) version: Version,
+    /// Stack `nrt_execute` uses on its caller's thread, 0 for none (`NRT_SIM_EXEC_STACK`).
+    pub(crate) exec_stack: usize,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -273,7 +275,20 @@ impl Config {
                 })?,
             None => DEFAULT_EXEC_TIMEOUT,
         };
+        let exec_stack = match var("NRT_SIM_EXEC_STACK") {
+            Some(t) if t.trim() == "0" => 0,
+            Some(t) => parse_bytes("NRT_SIM_EXEC_STACK", &t)
+                .ok()
+                .filter(|&b| b <= crate::stack::MAX_EXEC_STACK as u64)
+                .ok_or_else(|| {
+                    format!(
+                        "NRT_SIM_EXEC_STACK={t:?} is not 0 (off) or a byte count up to 1G (e.g. 4M, 8388608)"
+                    )
+                })? as usize,
+            None => crate::stack::DEFAULT_EXEC_STACK,
+        };
         Ok(Config {
+            exec_stack,
             total_cores,
             first_visible,
             visible_cores,

@@ -527,7 +527,9 @@ pub unsafe extern "C" fn nrt_free_model_tensor_info(
 
 /// Runs a model once: every input and output of the model must be bound by name with
 /// exactly its byte size, on the model's core (or in host memory). Waits for the core,
-/// computes, and takes the model's device time.
+/// computes, and takes the model's device time. First uses `NRT_SIM_EXEC_STACK` bytes
+/// (4 MiB by default) of the caller's stack, as the real runtime does: a thread with
+/// less crashes (run it on a thread of 8 MiB or more).
 ///
 /// # Safety
 ///
@@ -539,12 +541,14 @@ pub unsafe extern "C" fn nrt_execute(
     output_set: *mut nrt_tensor_set_t,
 ) -> NRT_STATUS {
     guard("nrt_execute", || {
+        crate::stack::use_exec_stack();
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
         bound.run()
     })
 }
 
-/// Runs a model `repeat_count` times (>= 1) and stops at the first failure.
+/// Runs a model `repeat_count` times (>= 1) and stops at the first failure. Uses
+/// `NRT_SIM_EXEC_STACK` bytes of the caller's stack, like `nrt_execute`.
 ///
 /// # Safety
 ///
@@ -557,6 +561,7 @@ pub unsafe extern "C" fn nrt_execute_repeat(
     repeat_count: c_int,
 ) -> NRT_STATUS {
     guard("nrt_execute_repeat", || {
+        crate::stack::use_exec_stack();
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
         if repeat_count < 1 {
             return fail(

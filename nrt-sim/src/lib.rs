@@ -80,6 +80,7 @@
 //! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`/`WARNING`, `INFO`, `DEBUG`, `TRACE`; `QUIET` or `OFF` for none |
 //! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version: below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE`; below 2.32 the event calls do, and VIRTUAL placement works |
 //! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
+//! | `NRT_SIM_EXEC_STACK` | `4M` | stack `nrt_execute` uses (and touches) on its caller's thread, as the real runtime does; `0` = none |
 //!
 //! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line
 //! naming the variable. The core-count queries and `nrt_get_version` also work before
@@ -110,6 +111,7 @@ mod log;
 mod memory;
 mod model;
 mod runtime;
+mod stack;
 mod status;
 mod xu;
 

@@ -393,6 +393,7 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
             })
         })
         .collect();
+    crate::stack::set_exec_stack(cfg.exec_stack);
     let queues = xu::make_queues(&cores, cfg.queue_depth);
     let rt = Runtime {
         cfg,

@@ -300,8 +300,11 @@ impl XuQueue {
                 xu_name(self.xu).to_ascii_lowercase(),
                 self.queue
             );
+            // Executions run on this thread: as much stack as a caller of nrt_execute
+            // needs, and more.
             let handle = std::thread::Builder::new()
                 .name(name)
+                .stack_size(crate::stack::WORKER_STACK)
                 .spawn(move || me.work_loop())
                 .map_err(|e| Fail {
                     status: NRT_RESOURCE,
