@@ -96,6 +96,8 @@ pub(crate) struct Config {
     pub(crate) version: Version,
     /// Stack `nrt_execute` uses on its caller's thread, 0 for none (`NRT_SIM_EXEC_STACK`).
     pub(crate) exec_stack: usize,
+    /// Transfer bandwidth in GB/s, 0 for instantaneous (`NRT_SIM_DMA_GBPS`).
+    pub(crate) dma_gbps: f64,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -287,7 +289,19 @@ impl Config {
                 })? as usize,
             None => crate::stack::DEFAULT_EXEC_STACK,
         };
+        let dma_gbps = match var("NRT_SIM_DMA_GBPS") {
+            Some(t) => t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|g| g.is_finite() && (0.0..=1e6).contains(g))
+                .ok_or_else(|| {
+                    format!("NRT_SIM_DMA_GBPS={t:?} is not a bandwidth in GB/s from 0 (instantaneous) to 1000000")
+                })?,
+            None => crate::dma::DEFAULT_DMA_GBPS,
+        };
         Ok(Config {
+            dma_gbps,
             exec_stack,
             total_cores,
             first_visible,

@@ -22,6 +22,7 @@ use crate::xu::{self, HostPtr, Work};
 use nrt_sys::*;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
 
 /// Runs an entry point: catches panics, logs failures, returns the status.
 pub(crate) fn guard(func: &'static str, body: impl FnOnce() -> Res<()>) -> NRT_STATUS {
@@ -706,13 +707,22 @@ pub unsafe extern "C" fn nrt_tensor_read(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_read", || {
-        let t = with_open(|rt| rt.tensor(tensor, "tensor"))?;
+        let (t, core) = with_open(|rt| {
+            let t = rt.tensor(tensor, "tensor")?;
+            let core = rt.core_of(&t);
+            Ok((t, core))
+        })?;
         t.check_range("read", offset as u64, size as u64)?;
         if buf.is_null() && size > 0 {
             return fail(NRT_INVALID, "buf is NULL");
         }
+        let start = Instant::now();
         // SAFETY: `buf` holds `size` writable bytes (caller); the range is checked.
-        unsafe { t.read_into(buf.cast(), offset, size) }
+        unsafe { t.read_into(buf.cast(), offset, size) }?;
+        if let Some(core) = core {
+            core.finish_sync_transfer(start, size as u64);
+        }
+        Ok(())
     })
 }
 
@@ -729,13 +739,22 @@ pub unsafe extern "C" fn nrt_tensor_write(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_write", || {
-        let t = with_open(|rt| rt.tensor(tensor, "tensor"))?;
+        let (t, core) = with_open(|rt| {
+            let t = rt.tensor(tensor, "tensor")?;
+            let core = rt.core_of(&t);
+            Ok((t, core))
+        })?;
         t.check_range("write", offset as u64, size as u64)?;
         if buf.is_null() && size > 0 {
             return fail(NRT_INVALID, "buf is NULL");
         }
+        let start = Instant::now();
         // SAFETY: `buf` holds `size` readable bytes (caller); the range is checked.
-        unsafe { t.write_from(buf.cast(), offset, size) }
+        unsafe { t.write_from(buf.cast(), offset, size) }?;
+        if let Some(core) = core {
+            core.finish_sync_transfer(start, size as u64);
+        }
+        Ok(())
     })
 }
 
@@ -882,13 +901,32 @@ pub unsafe extern "C" fn nrt_tensor_get_device_allocation_info(
 
 /// Resolves and checks every op of a batch before any byte moves.
 ///
+/// One checked batch op: the tensor, its core if on a device (transfer time), the op.
+type BatchOp = (
+    std::sync::Arc<runtime::Tensor>,
+    Option<std::sync::Arc<runtime::Core>>,
+    nrt_tensor_batch_op_t,
+);
+
+/// Runs `op` on every checked batch op in order; device ops take transfer time.
+fn run_batch(
+    ops: &[BatchOp],
+    op: impl Fn(&runtime::Tensor, &nrt_tensor_batch_op_t) -> Res<()>,
+) -> Res<()> {
+    ops.iter().try_for_each(|(t, core, o)| {
+        let start = Instant::now();
+        op(t, o)?;
+        if let Some(core) = core {
+            core.finish_sync_transfer(start, o.size);
+        }
+        Ok(())
+    })
+}
+
 /// # Safety
 ///
 /// `batches` must point to `num_batches` batches whose `ops` point to `num_ops` ops.
-unsafe fn check_batches(
-    batches: *const nrt_tensor_batch_t,
-    num_batches: u64,
-) -> Res<Vec<(std::sync::Arc<runtime::Tensor>, nrt_tensor_batch_op_t)>> {
+unsafe fn check_batches(batches: *const nrt_tensor_batch_t, num_batches: u64) -> Res<Vec<BatchOp>> {
     if num_batches == 0 {
         return Ok(Vec::new());
     }
@@ -926,7 +964,7 @@ unsafe fn check_batches(
                 if op.buffer.is_null() && op.size > 0 {
                     return fail(NRT_INVALID, format!("batches[{i}].ops[{j}].buffer is NULL"));
                 }
-                ops.push((t.clone(), *op));
+                ops.push((t.clone(), rt.core_of(&t), *op));
             }
         }
         Ok(ops)
@@ -950,7 +988,7 @@ pub unsafe extern "C" fn nrt_tensor_read_batch(
     guard("nrt_tensor_read_batch", || {
         // SAFETY: the batch array is valid (caller).
         let ops = unsafe { check_batches(batches, num_batches) }?;
-        ops.iter().try_for_each(|(t, op)| {
+        run_batch(&ops, |t, op| {
             // SAFETY: the buffer holds `size` writable bytes (caller); range checked.
             unsafe { t.read_into(op.buffer.cast(), op.offset as usize, op.size as usize) }
         })
@@ -974,7 +1012,7 @@ pub unsafe extern "C" fn nrt_tensor_write_batch(
     guard("nrt_tensor_write_batch", || {
         // SAFETY: the batch array is valid (caller).
         let ops = unsafe { check_batches(batches, num_batches) }?;
-        ops.iter().try_for_each(|(t, op)| {
+        run_batch(&ops, |t, op| {
             // SAFETY: the buffer holds `size` readable bytes (caller); range checked.
             unsafe { t.write_from(op.buffer.cast(), op.offset as usize, op.size as usize) }
         })

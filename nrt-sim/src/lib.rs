@@ -80,6 +80,7 @@
 //! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`/`WARNING`, `INFO`, `DEBUG`, `TRACE`; `QUIET` or `OFF` for none |
 //! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version: below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE`; below 2.32 the event calls do, and VIRTUAL placement works |
 //! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
+//! | `NRT_SIM_DMA_GBPS` | 16 | transfer bandwidth in GB/s: async tensor ops occupy their queue, sync reads/writes of device tensors the caller, for `size / bandwidth`; `0` = instantaneous |
 //! | `NRT_SIM_EXEC_STACK` | `4M` | stack `nrt_execute` uses (and touches) on its caller's thread, as the real runtime does; `0` = none |
 //!
 //! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line
@@ -104,6 +105,7 @@
 mod config;
 mod container;
 pub mod control;
+mod dma;
 mod faults;
 pub mod ffi;
 mod info;

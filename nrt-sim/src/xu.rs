@@ -21,6 +21,7 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Host memory of a request (source of a write, destination of a read).
 pub(crate) struct HostPtr(pub(crate) *mut u8);
@@ -61,6 +62,16 @@ pub(crate) enum Work {
 }
 
 impl Work {
+    /// Bytes a tensor op moves; None for an execution.
+    fn bytes(&self) -> Option<u64> {
+        match self {
+            Work::Write { size, .. } | Work::Read { size, .. } | Work::Copy { size, .. } => {
+                Some(*size as u64)
+            }
+            Work::Execute(_) => None,
+        }
+    }
+
     fn func(&self) -> &'static str {
         match self {
             Work::Write { .. } => "nrta_tensor_write",
@@ -326,6 +337,7 @@ impl XuQueue {
     }
 
     fn work_loop(&self) {
+        crate::dma::precise_sleeps();
         loop {
             let job = {
                 let mut st = self.state();
@@ -440,7 +452,8 @@ impl XuQueue {
             self.make_dead("fault injected");
             return fail(status, "injected execution-unit fault");
         }
-        let is_tensor_op = !matches!(work, Work::Execute(_));
+        let start = Instant::now();
+        let bytes = work.bytes();
         let result = match work {
             Work::Write {
                 tensor,
@@ -470,8 +483,22 @@ impl XuQueue {
             } => copy_between(&src, src_offset, &dst, dst_offset, size),
             Work::Execute(bound) => bound.run(),
         };
-        if is_tensor_op {
+        // A transfer takes its device time on this queue (requests of one queue run one
+        // at a time, so transfers on it serialise; other queues run meanwhile).
+        if let Some(bytes) = bytes {
+            if result.is_ok() {
+                crate::dma::finish_transfer(start, bytes, self.core.dma_gbps);
+            }
             self.core.tensor_ops.fetch_add(1, Ordering::Relaxed);
+        }
+        let busy = start.elapsed().as_nanos() as u64;
+        let counter = match self.xu {
+            NRTA_XU_TENSOR_OP => self.core.tensor_op_busy_ns.get(self.queue as usize),
+            NRTA_XU_COMPUTE => Some(&self.core.compute_queue_busy_ns),
+            _ => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(busy, Ordering::Relaxed);
         }
         if let Err(f) = &result
             && status::is_fatal(f.status)

@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     CHECK(sizeof(nrt_sim_counters_t) == 40);
-    CHECK(sizeof(nrt_sim_core_counters_t) == 64);
+    CHECK(sizeof(nrt_sim_core_counters_t) == 96);
     size_t size = 0;
     void *neff = read_file(argv[1], &size);
     if (!neff) {
