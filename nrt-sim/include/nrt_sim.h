@@ -33,11 +33,16 @@ typedef struct nrt_sim_core_counters {
     uint64_t failed_executions;  /* executions that did not succeed */
     uint64_t busy_ns;            /* time spent executing */
     uint64_t tensor_ops;         /* async tensor requests processed */
+    /* Appended later (the struct only grows; pass the size you know, at least 64): */
+    uint64_t tensor_op_busy_ns[2];  /* work done by TENSOR_OP queues 0 and 1, transfers included */
+    uint64_t compute_queue_busy_ns; /* work done by the COMPUTE queue (async executions) */
+    uint64_t sync_transfer_ns;      /* synchronous reads/writes of the core's device tensors */
 } nrt_sim_core_counters_t;
 
 /* size: sizeof(nrt_sim_counters_t) (or more). */
 NRT_STATUS nrt_sim_get_counters(nrt_sim_counters_t *counters, size_t size);
-/* size: sizeof(nrt_sim_core_counters_t) (or more). NRT_INVALID for an unknown core. */
+/* size: sizeof(nrt_sim_core_counters_t) as the caller knows it (64 or more); the first
+ * min(size, sizeof) bytes are filled. NRT_INVALID for an unknown core or a size below 64. */
 NRT_STATUS nrt_sim_get_core_counters(uint32_t vnc, nrt_sim_core_counters_t *counters, size_t size);
 /* Arms faults (the NRT_SIM_FAULTS language, see the nrt-sim README). NRT_INVALID if bad. */
 NRT_STATUS nrt_sim_inject_faults(const char *spec);

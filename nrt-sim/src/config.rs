@@ -41,6 +41,12 @@ impl Version {
         (self.major, self.minor) >= (2, 32)
     }
 
+    /// Whether this library version allocates VIRTUAL tensors (support was removed in
+    /// runtime 2.32).
+    pub(crate) fn has_virtual_placement(self) -> bool {
+        (self.major, self.minor) < (2, 32)
+    }
+
     fn parse(text: &str) -> Option<Version> {
         let parts: Vec<u64> = text
             .trim()
@@ -88,6 +94,10 @@ pub(crate) struct Config {
     pub(crate) exec_timeout: Duration,
     /// Emulated runtime version (`NRT_SIM_VERSION`).
     pub(crate) version: Version,
+    /// Stack `nrt_execute` uses on its caller's thread, 0 for none (`NRT_SIM_EXEC_STACK`).
+    pub(crate) exec_stack: usize,
+    /// Transfer bandwidth in GB/s, 0 for instantaneous (`NRT_SIM_DMA_GBPS`).
+    pub(crate) dma_gbps: f64,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -267,7 +277,32 @@ impl Config {
                 })?,
             None => DEFAULT_EXEC_TIMEOUT,
         };
+        let exec_stack = match var("NRT_SIM_EXEC_STACK") {
+            Some(t) if t.trim() == "0" => 0,
+            Some(t) => parse_bytes("NRT_SIM_EXEC_STACK", &t)
+                .ok()
+                .filter(|&b| b <= crate::stack::MAX_EXEC_STACK as u64)
+                .ok_or_else(|| {
+                    format!(
+                        "NRT_SIM_EXEC_STACK={t:?} is not 0 (off) or a byte count up to 1G (e.g. 4M, 8388608)"
+                    )
+                })? as usize,
+            None => crate::stack::DEFAULT_EXEC_STACK,
+        };
+        let dma_gbps = match var("NRT_SIM_DMA_GBPS") {
+            Some(t) => t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|g| g.is_finite() && (0.0..=1e6).contains(g))
+                .ok_or_else(|| {
+                    format!("NRT_SIM_DMA_GBPS={t:?} is not a bandwidth in GB/s from 0 (instantaneous) to 1000000")
+                })?,
+            None => crate::dma::DEFAULT_DMA_GBPS,
+        };
         Ok(Config {
+            dma_gbps,
+            exec_stack,
             total_cores,
             first_visible,
             visible_cores,

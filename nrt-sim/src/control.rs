@@ -51,7 +51,19 @@ pub struct nrt_sim_core_counters_t {
     pub busy_ns: u64,
     /// Async tensor requests (read, write, copy) processed by the core's queues.
     pub tensor_ops: u64,
+    // Appended (the struct only grows; callers pass the size they know, at least
+    // `CORE_COUNTERS_V1_SIZE`).
+    /// Nanoseconds of work done by TENSOR_OP queues 0 and 1 (transfer time included).
+    pub tensor_op_busy_ns: [u64; 2],
+    /// Nanoseconds of work done by the COMPUTE queue (async executions).
+    pub compute_queue_busy_ns: u64,
+    /// Nanoseconds spent in synchronous reads and writes of the core's device tensors.
+    pub sync_transfer_ns: u64,
 }
+
+/// Size of the first `nrt_sim_core_counters_t` (up to `tensor_ops`): the least a caller
+/// may pass; larger sizes get as much of the struct as fits.
+pub const CORE_COUNTERS_V1_SIZE: usize = 64;
 
 fn core_counters(core: &Core, live: bool) -> nrt_sim_core_counters_t {
     let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -64,6 +76,12 @@ fn core_counters(core: &Core, live: bool) -> nrt_sim_core_counters_t {
         failed_executions: load(&core.failed_executions),
         busy_ns: load(&core.busy_ns),
         tensor_ops: load(&core.tensor_ops),
+        tensor_op_busy_ns: [
+            load(&core.tensor_op_busy_ns[0]),
+            load(&core.tensor_op_busy_ns[1]),
+        ],
+        compute_queue_busy_ns: load(&core.compute_queue_busy_ns),
+        sync_transfer_ns: load(&core.sync_transfer_ns),
     }
 }
 
@@ -78,21 +96,30 @@ fn cores() -> (Vec<Arc<Core>>, bool) {
     }
 }
 
-/// Checks a caller's out-pointer to a `T` and the size the caller says it has room for.
-fn check_out<T>(ptr: *mut T, size: usize, type_name: &str) -> runtime::Res<()> {
+/// Checks a caller's out-pointer to a `T` and the size the caller says it has room for
+/// (at least `min`, the size of the struct's first version).
+fn check_out<T>(ptr: *mut T, size: usize, min: usize, type_name: &str) -> runtime::Res<()> {
     if ptr.is_null() || !ptr.is_aligned() {
         return fail(NRT_INVALID, "counters is NULL or misaligned");
     }
-    if size < std::mem::size_of::<T>() {
+    if size < min {
         return fail(
             NRT_INVALID,
-            format!(
-                "size {size} is less than sizeof({type_name}) = {}",
-                std::mem::size_of::<T>()
-            ),
+            format!("size {size} is less than {min}, the smallest sizeof({type_name})"),
         );
     }
     Ok(())
+}
+
+/// Writes the first `min(size, size_of::<T>())` bytes of `value` to `dst`.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `size` bytes.
+unsafe fn write_prefix<T: Copy>(dst: *mut T, size: usize, value: &T) {
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: `value` has `n` readable bytes; `dst` has `size >= n` writable ones (caller).
+    unsafe { std::ptr::copy_nonoverlapping((value as *const T).cast::<u8>(), dst.cast::<u8>(), n) };
 }
 
 /// Fills `*counters` (`size` must be at least `sizeof(nrt_sim_counters_t)`). Works at any
@@ -108,7 +135,12 @@ pub unsafe extern "C" fn nrt_sim_get_counters(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_sim_get_counters", || {
-        check_out(counters, size, "nrt_sim_counters_t")?;
+        check_out(
+            counters,
+            size,
+            std::mem::size_of::<nrt_sim_counters_t>(),
+            "nrt_sim_counters_t",
+        )?;
         let live_at_last_close = runtime::last_session()
             .as_ref()
             .map_or(0, |l| l.live_at_close);
@@ -135,7 +167,8 @@ pub unsafe extern "C" fn nrt_sim_get_counters(
     })
 }
 
-/// Fills `*counters` for core `vnc` (`size` at least `sizeof(nrt_sim_core_counters_t)`).
+/// Fills `*counters` for core `vnc`: the first `min(size, sizeof)` bytes, `size` at least
+/// [`CORE_COUNTERS_V1_SIZE`] (callers built against an older, shorter struct keep working).
 /// After close, the last session's cores report their execution counters and no live
 /// objects. `NRT_INVALID` for a core that does not exist.
 ///
@@ -149,7 +182,12 @@ pub unsafe extern "C" fn nrt_sim_get_core_counters(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_sim_get_core_counters", || {
-        check_out(counters, size, "nrt_sim_core_counters_t")?;
+        check_out(
+            counters,
+            size,
+            CORE_COUNTERS_V1_SIZE,
+            "nrt_sim_core_counters_t",
+        )?;
         let (cores, live) = cores();
         let Some(core) = cores.get(vnc as usize) else {
             return fail(
@@ -157,8 +195,8 @@ pub unsafe extern "C" fn nrt_sim_get_core_counters(
                 format!("core {vnc} does not exist ({} core(s))", cores.len()),
             );
         };
-        // SAFETY: non-null, aligned, and writable for `size` >= size_of bytes (caller).
-        unsafe { counters.write(core_counters(core, live)) };
+        // SAFETY: non-null, aligned, and writable for `size` bytes (caller).
+        unsafe { write_prefix(counters, size, &core_counters(core, live)) };
         Ok(())
     })
 }
@@ -235,6 +273,12 @@ pub struct CoreCounters {
     pub busy: Duration,
     /// Async tensor requests (read, write, copy) processed by the core's queues.
     pub tensor_ops: u64,
+    /// Work done by TENSOR_OP queues 0 and 1 (transfers take `size / NRT_SIM_DMA_GBPS`).
+    pub tensor_op_busy: [Duration; 2],
+    /// Work done by the COMPUTE queue (async executions).
+    pub compute_queue_busy: Duration,
+    /// Time spent in synchronous reads and writes of the core's device tensors.
+    pub sync_transfer: Duration,
 }
 
 /// A snapshot of a simulator's counters.
@@ -362,6 +406,9 @@ impl SimControl {
                     failed_executions: c.failed_executions,
                     busy: Duration::from_nanos(c.busy_ns),
                     tensor_ops: c.tensor_ops,
+                    tensor_op_busy: c.tensor_op_busy_ns.map(Duration::from_nanos),
+                    compute_queue_busy: Duration::from_nanos(c.compute_queue_busy_ns),
+                    sync_transfer: Duration::from_nanos(c.sync_transfer_ns),
                 })
             })
             .collect();
@@ -423,7 +470,7 @@ mod tests {
     fn c_structs_have_the_header_sizes() {
         // tests/c/flow.c checks the same numbers on the C side.
         assert_eq!(std::mem::size_of::<nrt_sim_counters_t>(), 40);
-        assert_eq!(std::mem::size_of::<nrt_sim_core_counters_t>(), 64);
+        assert_eq!(std::mem::size_of::<nrt_sim_core_counters_t>(), 96);
     }
 
     #[test]
@@ -464,8 +511,28 @@ mod tests {
                 NRT_INVALID
             );
             assert_eq!(nrt_sim_get_core_counters(0, &mut core, 8), NRT_INVALID);
+            assert_eq!(
+                nrt_sim_get_core_counters(0, &mut core, CORE_COUNTERS_V1_SIZE - 1),
+                NRT_INVALID
+            );
             // The global query works at any time, open or not.
             assert_eq!(nrt_sim_get_counters(&mut global, full), NRT_SUCCESS);
         }
+    }
+
+    #[test]
+    fn a_caller_of_the_first_core_counters_size_gets_only_that_prefix() {
+        // Whatever the runtime state (open or not), core 0 of this or the last session,
+        // or an unknown core: a 64-byte caller never gets more than 64 bytes.
+        let mut words = [u64::MAX; 12];
+        // SAFETY: `words` has 96 writable, 8-aligned bytes; 64 are offered.
+        let status = unsafe {
+            nrt_sim_get_core_counters(0, words.as_mut_ptr().cast(), CORE_COUNTERS_V1_SIZE)
+        };
+        assert!(status == NRT_SUCCESS || status == NRT_INVALID);
+        assert!(
+            words[8..].iter().all(|&w| w == u64::MAX),
+            "wrote past 64 bytes"
+        );
     }
 }

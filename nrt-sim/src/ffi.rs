@@ -22,6 +22,7 @@ use crate::xu::{self, HostPtr, Work};
 use nrt_sys::*;
 use std::ffi::{CStr, c_char, c_int, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
 
 /// Runs an entry point: catches panics, logs failures, returns the status.
 pub(crate) fn guard(func: &'static str, body: impl FnOnce() -> Res<()>) -> NRT_STATUS {
@@ -527,7 +528,9 @@ pub unsafe extern "C" fn nrt_free_model_tensor_info(
 
 /// Runs a model once: every input and output of the model must be bound by name with
 /// exactly its byte size, on the model's core (or in host memory). Waits for the core,
-/// computes, and takes the model's device time.
+/// computes, and takes the model's device time. First uses `NRT_SIM_EXEC_STACK` bytes
+/// (4 MiB by default) of the caller's stack, as the real runtime does: a thread with
+/// less crashes (run it on a thread of 8 MiB or more).
 ///
 /// # Safety
 ///
@@ -539,12 +542,14 @@ pub unsafe extern "C" fn nrt_execute(
     output_set: *mut nrt_tensor_set_t,
 ) -> NRT_STATUS {
     guard("nrt_execute", || {
+        crate::stack::use_exec_stack();
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
         bound.run()
     })
 }
 
-/// Runs a model `repeat_count` times (>= 1) and stops at the first failure.
+/// Runs a model `repeat_count` times (>= 1) and stops at the first failure. Uses
+/// `NRT_SIM_EXEC_STACK` bytes of the caller's stack, like `nrt_execute`.
 ///
 /// # Safety
 ///
@@ -557,6 +562,7 @@ pub unsafe extern "C" fn nrt_execute_repeat(
     repeat_count: c_int,
 ) -> NRT_STATUS {
     guard("nrt_execute_repeat", || {
+        crate::stack::use_exec_stack();
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
         if repeat_count < 1 {
             return fail(
@@ -573,7 +579,7 @@ pub unsafe extern "C" fn nrt_execute_repeat(
 
 /// Allocates a zeroed tensor: DEVICE on core `vnc` (counted against its memory), HOST
 /// (pinned host memory, at most 4 MiB; `vnc` ignored) or VIRTUAL (pageable host memory;
-/// `vnc` ignored). `name` may be NULL. Size 0 -> `NRT_INVALID`; not enough device
+/// `vnc` ignored; emulated runtime below 2.32 only, else `NRT_INVALID`). `name` may be NULL. Size 0 -> `NRT_INVALID`; not enough device
 /// memory, or a HOST tensor over 4 MiB -> `NRT_RESOURCE`.
 ///
 /// # Safety
@@ -701,13 +707,22 @@ pub unsafe extern "C" fn nrt_tensor_read(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_read", || {
-        let t = with_open(|rt| rt.tensor(tensor, "tensor"))?;
+        let (t, core) = with_open(|rt| {
+            let t = rt.tensor(tensor, "tensor")?;
+            let core = rt.core_of(&t);
+            Ok((t, core))
+        })?;
         t.check_range("read", offset as u64, size as u64)?;
         if buf.is_null() && size > 0 {
             return fail(NRT_INVALID, "buf is NULL");
         }
+        let start = Instant::now();
         // SAFETY: `buf` holds `size` writable bytes (caller); the range is checked.
-        unsafe { t.read_into(buf.cast(), offset, size) }
+        unsafe { t.read_into(buf.cast(), offset, size) }?;
+        if let Some(core) = core {
+            core.finish_sync_transfer(start, size as u64);
+        }
+        Ok(())
     })
 }
 
@@ -724,13 +739,22 @@ pub unsafe extern "C" fn nrt_tensor_write(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_write", || {
-        let t = with_open(|rt| rt.tensor(tensor, "tensor"))?;
+        let (t, core) = with_open(|rt| {
+            let t = rt.tensor(tensor, "tensor")?;
+            let core = rt.core_of(&t);
+            Ok((t, core))
+        })?;
         t.check_range("write", offset as u64, size as u64)?;
         if buf.is_null() && size > 0 {
             return fail(NRT_INVALID, "buf is NULL");
         }
+        let start = Instant::now();
         // SAFETY: `buf` holds `size` readable bytes (caller); the range is checked.
-        unsafe { t.write_from(buf.cast(), offset, size) }
+        unsafe { t.write_from(buf.cast(), offset, size) }?;
+        if let Some(core) = core {
+            core.finish_sync_transfer(start, size as u64);
+        }
+        Ok(())
     })
 }
 
@@ -877,13 +901,32 @@ pub unsafe extern "C" fn nrt_tensor_get_device_allocation_info(
 
 /// Resolves and checks every op of a batch before any byte moves.
 ///
+/// One checked batch op: the tensor, its core if on a device (transfer time), the op.
+type BatchOp = (
+    std::sync::Arc<runtime::Tensor>,
+    Option<std::sync::Arc<runtime::Core>>,
+    nrt_tensor_batch_op_t,
+);
+
+/// Runs `op` on every checked batch op in order; device ops take transfer time.
+fn run_batch(
+    ops: &[BatchOp],
+    op: impl Fn(&runtime::Tensor, &nrt_tensor_batch_op_t) -> Res<()>,
+) -> Res<()> {
+    ops.iter().try_for_each(|(t, core, o)| {
+        let start = Instant::now();
+        op(t, o)?;
+        if let Some(core) = core {
+            core.finish_sync_transfer(start, o.size);
+        }
+        Ok(())
+    })
+}
+
 /// # Safety
 ///
 /// `batches` must point to `num_batches` batches whose `ops` point to `num_ops` ops.
-unsafe fn check_batches(
-    batches: *const nrt_tensor_batch_t,
-    num_batches: u64,
-) -> Res<Vec<(std::sync::Arc<runtime::Tensor>, nrt_tensor_batch_op_t)>> {
+unsafe fn check_batches(batches: *const nrt_tensor_batch_t, num_batches: u64) -> Res<Vec<BatchOp>> {
     if num_batches == 0 {
         return Ok(Vec::new());
     }
@@ -921,7 +964,7 @@ unsafe fn check_batches(
                 if op.buffer.is_null() && op.size > 0 {
                     return fail(NRT_INVALID, format!("batches[{i}].ops[{j}].buffer is NULL"));
                 }
-                ops.push((t.clone(), *op));
+                ops.push((t.clone(), rt.core_of(&t), *op));
             }
         }
         Ok(ops)
@@ -945,7 +988,7 @@ pub unsafe extern "C" fn nrt_tensor_read_batch(
     guard("nrt_tensor_read_batch", || {
         // SAFETY: the batch array is valid (caller).
         let ops = unsafe { check_batches(batches, num_batches) }?;
-        ops.iter().try_for_each(|(t, op)| {
+        run_batch(&ops, |t, op| {
             // SAFETY: the buffer holds `size` writable bytes (caller); range checked.
             unsafe { t.read_into(op.buffer.cast(), op.offset as usize, op.size as usize) }
         })
@@ -969,7 +1012,7 @@ pub unsafe extern "C" fn nrt_tensor_write_batch(
     guard("nrt_tensor_write_batch", || {
         // SAFETY: the batch array is valid (caller).
         let ops = unsafe { check_batches(batches, num_batches) }?;
-        ops.iter().try_for_each(|(t, op)| {
+        run_batch(&ops, |t, op| {
             // SAFETY: the buffer holds `size` readable bytes (caller); range checked.
             unsafe { t.write_from(op.buffer.cast(), op.offset as usize, op.size as usize) }
         })
@@ -1470,7 +1513,7 @@ fn require_events() -> Res<()> {
 /// Signals the eventfd `fd` (counter + 1) when request `seq` completes, at once if it
 /// already has; `fd < 0` removes the registrations of `seq`. The signal is written after
 /// the request's status (as `nrta_is_completed` sees it). `NRT_INVALID` for an id its
-/// queue never issued.
+/// queue never issued or an `fd` that is not an open eventfd.
 ///
 /// # Safety
 ///
@@ -1491,7 +1534,8 @@ pub unsafe extern "C" fn nrta_event_register_seq_id_completion(
 
 /// Signals the eventfd `fd` on every completion of unit `(lnc, xu, queue)`, replacing
 /// the unit's earlier fd; `fd < 0` deregisters. One signal may stand for several
-/// completions: read `nrta_get_sequence` after a wake-up.
+/// completions: read `nrta_get_sequence` after a wake-up. `NRT_INVALID` for a unit that
+/// does not exist or an `fd` that is not an open eventfd.
 ///
 /// # Safety
 ///
@@ -1508,8 +1552,7 @@ pub unsafe extern "C" fn nrta_event_register_xu_completion(
         require_events()?;
         with_open(|rt| {
             xu::lookup(&rt.queues, rt.cores.len(), lnc.into(), xu, queue.into())?
-                .register_xu_event(fd);
-            Ok(())
+                .register_xu_event(fd)
         })
     })
 }

@@ -23,7 +23,8 @@
 //!   `NRT_INVALID`, a stale or foreign handle `NRT_INVALID_HANDLE`.
 //! * Each visible core has its own device memory (accounting only: bytes live in host
 //!   memory). Models occupy their file size. Over capacity -> `NRT_RESOURCE`.
-//!   HOST (pinned, at most 4 MiB each) and VIRTUAL (pageable) tensors live in host
+//!   HOST (pinned, at most 4 MiB each) and VIRTUAL (pageable; emulated versions below
+//!   2.32 only, else `NRT_INVALID`: runtime 2.32 removed it) tensors live in host
 //!   memory; `nrt_tensor_allocate_empty` tensors have no storage until
 //!   `nrt_tensor_attach_buffer`, which works on any tensor (its old storage is detached
 //!   and it becomes VIRTUAL). `nrt_tensor_get_va` gives host addresses of HOST, VIRTUAL
@@ -51,8 +52,8 @@
 //!   `nrta_is_completed` answers for ids the queue issued and gives `NRT_INVALID` for any
 //!   other. Schedules do the checks of their sync twins at once (a failing schedule queues
 //!   nothing and writes neither `*ret` nor `*req_sequence`). Reads, writes and copies go
-//!   to TENSOR_OP queue `queue` of the device tensor's core (the destination's for a copy;
-//!   core 0 when no tensor is on a device); executions to the COMPUTE queue of the
+//!   to TENSOR_OP queue `queue` of core `lnc_idx` (host tensors included; a device
+//!   tensor on another core -> `NRT_INVALID`); executions to the COMPUTE queue of the
 //!   model's core (`queue` must be 0). Collectives are not simulated (`NRT_FAILURE`).
 //!   A request ending with a fatal status (`NRT_TIMEOUT`, `NRT_HW_ERROR`, the
 //!   `NRT_EXEC_HW_ERR_*` codes; not the notification-queue overflow or
@@ -61,6 +62,9 @@
 //!   COMPUTE queue also fails sync `nrt_execute` on that core. `nrt_init` starts fresh.
 //!   `nrt_close` stops taking requests, lets the workers finish every queued request
 //!   (writing their `*ret`), joins them, then frees all objects.
+//! * Completion events (runtime 2.32+ mode): `nrta_event_register_seq_id_completion` /
+//!   `nrta_event_register_xu_completion` signal caller-owned eventfds after the status
+//!   and completion are published (README: "Completion events").
 //!
 //! # Environment (read at `nrt_init`)
 //!
@@ -74,8 +78,10 @@
 //! | `NRT_SIM_EXEC_LATENCY_US` | model's | device time of every execution, in microseconds |
 //! | `NEURON_RT_EXEC_TIMEOUT` | 30 | execution timeout in seconds (the runtime takes whole seconds; fractions are a simulator extension) |
 //! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`/`WARNING`, `INFO`, `DEBUG`, `TRACE`; `QUIET` or `OFF` for none |
-//! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version; below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE` |
+//! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version: below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE`; below 2.32 the event calls do, and VIRTUAL placement works |
 //! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
+//! | `NRT_SIM_DMA_GBPS` | 16 | transfer bandwidth in GB/s: async tensor ops occupy their queue, sync reads/writes of device tensors the caller, for `size / bandwidth`; `0` = instantaneous |
+//! | `NRT_SIM_EXEC_STACK` | `4M` | stack `nrt_execute` uses (and touches) on its caller's thread, as the real runtime does; `0` = none |
 //!
 //! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line
 //! naming the variable. The core-count queries and `nrt_get_version` also work before
@@ -99,6 +105,7 @@
 mod config;
 mod container;
 pub mod control;
+mod dma;
 mod faults;
 pub mod ffi;
 mod info;
@@ -106,6 +113,7 @@ mod log;
 mod memory;
 mod model;
 mod runtime;
+mod stack;
 mod status;
 mod xu;
 

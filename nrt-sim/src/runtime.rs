@@ -288,6 +288,23 @@ pub(crate) struct Core {
     pub(crate) failed_executions: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
     pub(crate) tensor_ops: AtomicU64,
+    /// Transfer bandwidth in GB/s, 0 = instantaneous (`NRT_SIM_DMA_GBPS`).
+    pub(crate) dma_gbps: f64,
+    /// Nanoseconds of work done by TENSOR_OP queues 0 and 1 and the COMPUTE queue.
+    pub(crate) tensor_op_busy_ns: [AtomicU64; 2],
+    pub(crate) compute_queue_busy_ns: AtomicU64,
+    /// Nanoseconds spent in synchronous transfers of this core's device tensors.
+    pub(crate) sync_transfer_ns: AtomicU64,
+}
+
+impl Core {
+    /// Waits out the device time of a synchronous transfer of `bytes` started at
+    /// `start`, and counts it.
+    pub(crate) fn finish_sync_transfer(&self, start: Instant, bytes: u64) {
+        crate::dma::finish_transfer(start, bytes, self.dma_gbps);
+        self.sync_transfer_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -390,9 +407,14 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
                 failed_executions: AtomicU64::new(0),
                 busy_ns: AtomicU64::new(0),
                 tensor_ops: AtomicU64::new(0),
+                dma_gbps: cfg.dma_gbps,
+                tensor_op_busy_ns: Default::default(),
+                compute_queue_busy_ns: AtomicU64::new(0),
+                sync_transfer_ns: AtomicU64::new(0),
             })
         })
         .collect();
+    crate::stack::set_exec_stack(cfg.exec_stack);
     let queues = xu::make_queues(&cores, cfg.queue_depth);
     let rt = Runtime {
         cfg,
@@ -526,6 +548,14 @@ impl Runtime {
     // --- tensors ---------------------------------------------------------------------
 
     /// Resolves a tensor handle to a live tensor whose storage is still owned.
+    /// The core of a device tensor (whose transfers take DMA time), None for host memory.
+    pub(crate) fn core_of(&self, t: &Tensor) -> Option<Arc<Core>> {
+        match t.place {
+            Place::Device(c) => self.cores.get(c as usize).cloned(),
+            _ => None,
+        }
+    }
+
     pub(crate) fn tensor(&self, handle: *const nrt_tensor_t, what: &str) -> Res<Arc<Tensor>> {
         let id = from_handle(HandleKind::Tensor, handle, what)?;
         self.tensor_by_id(id, what)
@@ -632,7 +662,7 @@ impl Runtime {
 
     /// `nrt_tensor_allocate`. DEVICE tensors live in the core's memory; HOST (pinned,
     /// at most [`HOST_PLACEMENT_MAX`] bytes, as the runtime documents) and VIRTUAL
-    /// (pageable) tensors in host memory.
+    /// (pageable; emulated versions below 2.32 only) tensors in host memory.
     pub(crate) fn allocate_tensor(
         &mut self,
         placement: nrt_tensor_placement_t,
@@ -651,14 +681,28 @@ impl Runtime {
                 );
             }
         };
+        let version = self.cfg.version;
+        if place == Place::Virtual && !version.has_virtual_placement() {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "tensor '{name}': VIRTUAL placement was removed in runtime 2.32; this simulator emulates {version} (NRT_SIM_VERSION); allocate a DEVICE or HOST tensor, or attach a buffer"
+                ),
+            );
+        }
         if size == 0 {
             return fail(NRT_INVALID, format!("size 0 requested for tensor '{name}'"));
         }
         if place == Place::Host && size > HOST_PLACEMENT_MAX {
+            let hint = if version.has_virtual_placement() {
+                "use VIRTUAL placement for larger host tensors"
+            } else {
+                "use several HOST tensors or nrt_tensor_attach_buffer for larger host data"
+            };
             return fail(
                 NRT_RESOURCE,
                 format!(
-                    "tensor '{name}' asks for {size} bytes of HOST (pinned) memory; HOST tensors are limited to {HOST_PLACEMENT_MAX} bytes (use VIRTUAL placement for larger host tensors)"
+                    "tensor '{name}' asks for {size} bytes of HOST (pinned) memory; HOST tensors are limited to {HOST_PLACEMENT_MAX} bytes ({hint})"
                 ),
             );
         }

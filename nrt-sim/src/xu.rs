@@ -21,6 +21,7 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 /// Host memory of a request (source of a write, destination of a read).
 pub(crate) struct HostPtr(pub(crate) *mut u8);
@@ -61,6 +62,16 @@ pub(crate) enum Work {
 }
 
 impl Work {
+    /// Bytes a tensor op moves; None for an execution.
+    fn bytes(&self) -> Option<u64> {
+        match self {
+            Work::Write { size, .. } | Work::Read { size, .. } | Work::Copy { size, .. } => {
+                Some(*size as u64)
+            }
+            Work::Execute(_) => None,
+        }
+    }
+
     fn func(&self) -> &'static str {
         match self {
             Work::Write { .. } => "nrta_tensor_write",
@@ -300,8 +311,11 @@ impl XuQueue {
                 xu_name(self.xu).to_ascii_lowercase(),
                 self.queue
             );
+            // Executions run on this thread: as much stack as a caller of nrt_execute
+            // needs, and more.
             let handle = std::thread::Builder::new()
                 .name(name)
+                .stack_size(crate::stack::WORKER_STACK)
                 .spawn(move || me.work_loop())
                 .map_err(|e| Fail {
                     status: NRT_RESOURCE,
@@ -323,6 +337,7 @@ impl XuQueue {
     }
 
     fn work_loop(&self) {
+        crate::dma::precise_sleeps();
         loop {
             let job = {
                 let mut st = self.state();
@@ -392,6 +407,9 @@ impl XuQueue {
     /// registration of `seq`.
     pub(crate) fn register_seq_event(&self, seq: nrta_seq_t, fd: c_int) -> Res<()> {
         let n = seq & NRTA_SEQ_NUM_MASK;
+        if fd >= 0 {
+            check_eventfd(fd)?;
+        }
         let mut st = self.state();
         if n == 0 || n > st.issued {
             return fail(
@@ -415,8 +433,12 @@ impl XuQueue {
 
     /// `nrta_event_register_xu_completion`: signal `fd` on every completion of this
     /// queue (replacing an earlier fd); a negative `fd` deregisters.
-    pub(crate) fn register_xu_event(&self, fd: c_int) {
+    pub(crate) fn register_xu_event(&self, fd: c_int) -> Res<()> {
+        if fd >= 0 {
+            check_eventfd(fd)?;
+        }
         self.state().xu_event = (fd >= 0).then_some(fd);
+        Ok(())
     }
 
     fn process(&self, work: Work) -> Res<()> {
@@ -430,7 +452,8 @@ impl XuQueue {
             self.make_dead("fault injected");
             return fail(status, "injected execution-unit fault");
         }
-        let is_tensor_op = !matches!(work, Work::Execute(_));
+        let start = Instant::now();
+        let bytes = work.bytes();
         let result = match work {
             Work::Write {
                 tensor,
@@ -460,8 +483,22 @@ impl XuQueue {
             } => copy_between(&src, src_offset, &dst, dst_offset, size),
             Work::Execute(bound) => bound.run(),
         };
-        if is_tensor_op {
+        // A transfer takes its device time on this queue (requests of one queue run one
+        // at a time, so transfers on it serialise; other queues run meanwhile).
+        if let Some(bytes) = bytes {
+            if result.is_ok() {
+                crate::dma::finish_transfer(start, bytes, self.core.dma_gbps);
+            }
             self.core.tensor_ops.fetch_add(1, Ordering::Relaxed);
+        }
+        let busy = start.elapsed().as_nanos() as u64;
+        let counter = match self.xu {
+            NRTA_XU_TENSOR_OP => self.core.tensor_op_busy_ns.get(self.queue as usize),
+            NRTA_XU_COMPUTE => Some(&self.core.compute_queue_busy_ns),
+            _ => None,
+        };
+        if let Some(c) = counter {
+            c.fetch_add(busy, Ordering::Relaxed);
         }
         if let Err(f) = &result
             && status::is_fatal(f.status)
@@ -469,6 +506,36 @@ impl XuQueue {
             self.make_dead(&format!("a request failed with status {}", f.status));
         }
         result
+    }
+}
+
+/// Refuses an `fd` that is not an open eventfd (`NRT_INVALID`).
+///
+/// Signals are written under the queue's lock (so that a deregistered fd is never
+/// written again): a descriptor whose write(2) can block (a full pipe) would stall the
+/// queue, and a closed one would be a caller's bug found only at completion time. An
+/// eventfd's write blocks only when its counter is about to overflow (2^64 - 2).
+/// Where `/proc` is not mounted only the descriptor's validity is checked.
+fn check_eventfd(fd: c_int) -> Res<()> {
+    // SAFETY: F_GETFD only reads the descriptor table entry of an integer.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "fd {fd} is not an open file descriptor: {}",
+                std::io::Error::last_os_error()
+            ),
+        );
+    }
+    match std::fs::read_link(format!("/proc/self/fd/{fd}")) {
+        Ok(target) if target.as_os_str() != "anon_inode:[eventfd]" => fail(
+            NRT_INVALID,
+            format!(
+                "fd {fd} is not an eventfd ({}); create one with eventfd(2)",
+                target.display()
+            ),
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -374,40 +374,42 @@ fn status_is_visible_whenever_completion_is() {
 
 #[test]
 fn async_exec_faults_write_ret_and_fatal_ones_kill_the_queue() {
-    let _s = Session::new();
-    let rig = AddRig::new(0, 2, Duration::ZERO);
-    control().inject_faults("exec:nth=2:status=1003").unwrap();
-    let mut rets = [SENTINEL; 3];
-    let seqs: Vec<u64> = rets
-        .iter_mut()
-        .map(|r| schedule_exec(&rig, r).unwrap())
-        .collect();
-    wait_completed(seqs[2]);
-    assert_eq!(
-        rets,
-        [NRT_SUCCESS, NRT_EXEC_COMPLETED_WITH_NUM_ERR, NRT_SUCCESS]
-    );
-    // A timeout is fatal: the queue becomes unrecoverable.
-    control().inject_faults("exec:status=NRT_TIMEOUT").unwrap();
-    let mut r = SENTINEL;
-    let s = schedule_exec(&rig, &mut r).unwrap();
-    wait_completed(s);
-    assert_eq!(r, NRT_TIMEOUT);
-    assert_eq!(
-        schedule_exec(&rig, &mut r),
-        Err(NRT_EXEC_UNIT_UNRECOVERABLE)
-    );
-    assert_eq!(
-        rig.execute(),
-        NRT_EXEC_UNIT_UNRECOVERABLE,
-        "sync runs on that core fail too"
-    );
-    // Tensor queues of the core still work.
-    let mut wr = SENTINEL;
-    let w = schedule_write(rig.a, &[0; 8], 0, 0, 0, &mut wr).unwrap();
-    wait_completed(w);
-    assert_eq!(wr, NRT_SUCCESS);
-    rig.release();
+    on_exec_stack(|| {
+        let _s = Session::new();
+        let rig = AddRig::new(0, 2, Duration::ZERO);
+        control().inject_faults("exec:nth=2:status=1003").unwrap();
+        let mut rets = [SENTINEL; 3];
+        let seqs: Vec<u64> = rets
+            .iter_mut()
+            .map(|r| schedule_exec(&rig, r).unwrap())
+            .collect();
+        wait_completed(seqs[2]);
+        assert_eq!(
+            rets,
+            [NRT_SUCCESS, NRT_EXEC_COMPLETED_WITH_NUM_ERR, NRT_SUCCESS]
+        );
+        // A timeout is fatal: the queue becomes unrecoverable.
+        control().inject_faults("exec:status=NRT_TIMEOUT").unwrap();
+        let mut r = SENTINEL;
+        let s = schedule_exec(&rig, &mut r).unwrap();
+        wait_completed(s);
+        assert_eq!(r, NRT_TIMEOUT);
+        assert_eq!(
+            schedule_exec(&rig, &mut r),
+            Err(NRT_EXEC_UNIT_UNRECOVERABLE)
+        );
+        assert_eq!(
+            rig.execute(),
+            NRT_EXEC_UNIT_UNRECOVERABLE,
+            "sync runs on that core fail too"
+        );
+        // Tensor queues of the core still work.
+        let mut wr = SENTINEL;
+        let w = schedule_write(rig.a, &[0; 8], 0, 0, 0, &mut wr).unwrap();
+        wait_completed(w);
+        assert_eq!(wr, NRT_SUCCESS);
+        rig.release();
+    });
 }
 
 #[test]

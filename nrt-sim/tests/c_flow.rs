@@ -62,7 +62,7 @@ fn c_program_runs_the_sync_and_async_flows() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("sync and async passed"),
+        out.status.success() && stdout.contains("sync, async and events passed"),
         "flow failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

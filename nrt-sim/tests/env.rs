@@ -193,42 +193,46 @@ fn device_memory_limit_gives_resource_errors() {
 
 #[test]
 fn exec_timeout_gives_timeout_without_outputs() {
-    if !in_child(
-        "exec_timeout_gives_timeout_without_outputs",
-        &[("NEURON_RT_EXEC_TIMEOUT", "0.05")],
-    ) {
-        return;
-    }
-    let _s = Session::new();
-    let rig = AddRig::new(0, 2, Duration::from_millis(500));
-    write_f32(rig.a, &[1., 1.]);
-    let start = Instant::now();
-    assert_eq!(rig.execute(), NRT_TIMEOUT);
-    let took = start.elapsed();
-    assert!(
-        took >= Duration::from_millis(50) && took < Duration::from_millis(450),
-        "{took:?}"
-    );
-    assert!(last_error().contains("NEURON_RT_EXEC_TIMEOUT"));
-    assert_eq!(read_f32(rig.out, 2), vec![0., 0.]);
-    rig.release();
+    on_exec_stack(|| {
+        if !in_child(
+            "exec_timeout_gives_timeout_without_outputs",
+            &[("NEURON_RT_EXEC_TIMEOUT", "0.05")],
+        ) {
+            return;
+        }
+        let _s = Session::new();
+        let rig = AddRig::new(0, 2, Duration::from_millis(500));
+        write_f32(rig.a, &[1., 1.]);
+        let start = Instant::now();
+        assert_eq!(rig.execute(), NRT_TIMEOUT);
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(50) && took < Duration::from_millis(450),
+            "{took:?}"
+        );
+        assert!(last_error().contains("NEURON_RT_EXEC_TIMEOUT"));
+        assert_eq!(read_f32(rig.out, 2), vec![0., 0.]);
+        rig.release();
+    });
 }
 
 #[test]
 fn exec_latency_overrides_model_time() {
-    if !in_child(
-        "exec_latency_overrides_model_time",
-        &[("NRT_SIM_EXEC_LATENCY_US", "40000")],
-    ) {
-        return;
-    }
-    let _s = Session::new();
-    let rig = AddRig::new(0, 2, Duration::ZERO);
-    let start = Instant::now();
-    assert_eq!(rig.execute(), NRT_SUCCESS);
-    assert!(start.elapsed() >= Duration::from_millis(40));
-    assert!(counters().cores[0].busy >= Duration::from_millis(40));
-    rig.release();
+    on_exec_stack(|| {
+        if !in_child(
+            "exec_latency_overrides_model_time",
+            &[("NRT_SIM_EXEC_LATENCY_US", "40000")],
+        ) {
+            return;
+        }
+        let _s = Session::new();
+        let rig = AddRig::new(0, 2, Duration::ZERO);
+        let start = Instant::now();
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        assert!(start.elapsed() >= Duration::from_millis(40));
+        assert!(counters().cores[0].busy >= Duration::from_millis(40));
+        rig.release();
+    });
 }
 
 #[test]
@@ -272,33 +276,35 @@ fn old_version_refuses_async_v3() {
 
 #[test]
 fn faults_from_the_environment_are_armed_at_init() {
-    if !in_child(
-        "faults_from_the_environment_are_armed_at_init",
-        &[("NRT_SIM_FAULTS", "exec:nth=2:status=1004; alloc:vnc=1")],
-    ) {
-        return;
-    }
-    let _serial = Session::serial_only();
-    assert_eq!(init_status(), NRT_SUCCESS);
-    let rig = AddRig::new(0, 2, Duration::ZERO);
-    assert_eq!(rig.execute(), NRT_SUCCESS);
-    assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_ERR);
-    assert_eq!(rig.execute(), NRT_SUCCESS);
-    assert_eq!(
-        try_alloc(NRT_TENSOR_PLACEMENT_DEVICE, 1, 4, "x"),
-        Err(NRT_RESOURCE)
-    );
-    rig.release();
-    // SAFETY: no arguments.
-    unsafe { nrt_close() };
-    // Re-armed at the next init.
-    assert_eq!(init_status(), NRT_SUCCESS);
-    assert_eq!(
-        try_alloc(NRT_TENSOR_PLACEMENT_DEVICE, 1, 4, "x"),
-        Err(NRT_RESOURCE)
-    );
-    // SAFETY: no arguments.
-    unsafe { nrt_close() };
+    on_exec_stack(|| {
+        if !in_child(
+            "faults_from_the_environment_are_armed_at_init",
+            &[("NRT_SIM_FAULTS", "exec:nth=2:status=1004; alloc:vnc=1")],
+        ) {
+            return;
+        }
+        let _serial = Session::serial_only();
+        assert_eq!(init_status(), NRT_SUCCESS);
+        let rig = AddRig::new(0, 2, Duration::ZERO);
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_ERR);
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        assert_eq!(
+            try_alloc(NRT_TENSOR_PLACEMENT_DEVICE, 1, 4, "x"),
+            Err(NRT_RESOURCE)
+        );
+        rig.release();
+        // SAFETY: no arguments.
+        unsafe { nrt_close() };
+        // Re-armed at the next init.
+        assert_eq!(init_status(), NRT_SUCCESS);
+        assert_eq!(
+            try_alloc(NRT_TENSOR_PLACEMENT_DEVICE, 1, 4, "x"),
+            Err(NRT_RESOURCE)
+        );
+        // SAFETY: no arguments.
+        unsafe { nrt_close() };
+    });
 }
 
 #[test]

@@ -203,70 +203,72 @@ fn sequence_ids_of_other_queues_and_closed_sessions_are_not_accepted() {
 
 #[test]
 fn execution_binding_rules() {
-    let _s = Session::new();
-    let rig = AddRig::new(0, 2, Duration::ZERO);
-    write_f32(rig.a, &[1., 2.]);
-    write_f32(rig.b, &[3., 4.]);
-    // Extra tensors in a set are ignored: bindings are matched by the model's names.
-    let extra = alloc(1, 4, "unrelated");
-    assert_eq!(add(rig.inputs, "not-an-input", extra), NRT_SUCCESS);
-    assert_eq!(add(rig.outputs, "not-an-output", extra), NRT_SUCCESS);
-    assert_eq!(rig.execute(), NRT_SUCCESS, "{}", last_error());
-    assert_eq!(read_f32(rig.out, 2), vec![4., 6.]);
-    // A tensor without storage cannot be bound.
-    let mut empty = std::ptr::null_mut();
-    // SAFETY: valid name and out-pointer.
-    unsafe { nrt_tensor_allocate_empty(c"e".as_ptr(), &mut empty) };
-    let ins = set_of(&[("a", rig.a), ("b", empty)]);
-    assert_eq!(execute(rig.model, ins, rig.outputs), NRT_INVALID);
-    assert!(
-        last_error().contains("no memory attached"),
-        "{}",
-        last_error()
-    );
-    // A slice whose source was freed is still a valid input (shared storage).
-    let big = alloc(0, 16, "big");
-    write_f32(big, &[0., 10., 20., 0.]);
-    let mut view = std::ptr::null_mut();
-    // SAFETY: valid handle and out-pointer.
-    unsafe {
-        assert_eq!(
-            nrt_tensor_allocate_slice(big, 4, 8, std::ptr::null(), &mut view),
-            NRT_SUCCESS
-        )
-    };
-    free(big);
-    assert_eq!(add(ins, "b", view), NRT_SUCCESS);
-    assert_eq!(
-        execute(rig.model, ins, rig.outputs),
-        NRT_SUCCESS,
-        "{}",
-        last_error()
-    );
-    assert_eq!(read_f32(rig.out, 2), vec![11., 22.]);
-    // repeat_count below 1 is refused; n runs are n executions.
-    // SAFETY: handles checked.
-    unsafe {
-        assert_eq!(
-            nrt_execute_repeat(rig.model, ins, rig.outputs, 0),
-            NRT_INVALID
+    on_exec_stack(|| {
+        let _s = Session::new();
+        let rig = AddRig::new(0, 2, Duration::ZERO);
+        write_f32(rig.a, &[1., 2.]);
+        write_f32(rig.b, &[3., 4.]);
+        // Extra tensors in a set are ignored: bindings are matched by the model's names.
+        let extra = alloc(1, 4, "unrelated");
+        assert_eq!(add(rig.inputs, "not-an-input", extra), NRT_SUCCESS);
+        assert_eq!(add(rig.outputs, "not-an-output", extra), NRT_SUCCESS);
+        assert_eq!(rig.execute(), NRT_SUCCESS, "{}", last_error());
+        assert_eq!(read_f32(rig.out, 2), vec![4., 6.]);
+        // A tensor without storage cannot be bound.
+        let mut empty = std::ptr::null_mut();
+        // SAFETY: valid name and out-pointer.
+        unsafe { nrt_tensor_allocate_empty(c"e".as_ptr(), &mut empty) };
+        let ins = set_of(&[("a", rig.a), ("b", empty)]);
+        assert_eq!(execute(rig.model, ins, rig.outputs), NRT_INVALID);
+        assert!(
+            last_error().contains("no memory attached"),
+            "{}",
+            last_error()
         );
+        // A slice whose source was freed is still a valid input (shared storage).
+        let big = alloc(0, 16, "big");
+        write_f32(big, &[0., 10., 20., 0.]);
+        let mut view = std::ptr::null_mut();
+        // SAFETY: valid handle and out-pointer.
+        unsafe {
+            assert_eq!(
+                nrt_tensor_allocate_slice(big, 4, 8, std::ptr::null(), &mut view),
+                NRT_SUCCESS
+            )
+        };
+        free(big);
+        assert_eq!(add(ins, "b", view), NRT_SUCCESS);
         assert_eq!(
-            nrt_execute_repeat(rig.model, ins, rig.outputs, -3),
-            NRT_INVALID
+            execute(rig.model, ins, rig.outputs),
+            NRT_SUCCESS,
+            "{}",
+            last_error()
         );
-        assert_eq!(
-            nrt_execute_repeat(rig.model, ins, rig.outputs, 3),
-            NRT_SUCCESS
-        );
-    }
-    assert_eq!(counters().cores[0].executions, 5);
-    destroy_set(ins);
-    for t in [empty, view, extra] {
-        free(t);
-    }
-    rig.release();
-    assert_eq!(counters().live_objects(), 0);
+        assert_eq!(read_f32(rig.out, 2), vec![11., 22.]);
+        // repeat_count below 1 is refused; n runs are n executions.
+        // SAFETY: handles checked.
+        unsafe {
+            assert_eq!(
+                nrt_execute_repeat(rig.model, ins, rig.outputs, 0),
+                NRT_INVALID
+            );
+            assert_eq!(
+                nrt_execute_repeat(rig.model, ins, rig.outputs, -3),
+                NRT_INVALID
+            );
+            assert_eq!(
+                nrt_execute_repeat(rig.model, ins, rig.outputs, 3),
+                NRT_SUCCESS
+            );
+        }
+        assert_eq!(counters().cores[0].executions, 5);
+        destroy_set(ins);
+        for t in [empty, view, extra] {
+            free(t);
+        }
+        rig.release();
+        assert_eq!(counters().live_objects(), 0);
+    });
 }
 
 #[test]

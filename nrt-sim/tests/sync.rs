@@ -169,11 +169,7 @@ fn allocation_arguments_are_checked() {
         )
     };
     assert_eq!(status, NRT_INVALID);
-    // A host allocation the machine cannot hold.
-    assert_eq!(
-        try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, usize::MAX / 2, "huge"),
-        Err(NRT_RESOURCE)
-    );
+    // (A host allocation the machine cannot hold: tests/virtual_placement.rs.)
     // More than the core's device memory (1 GiB by default).
     assert_eq!(
         try_alloc(NRT_TENSOR_PLACEMENT_DEVICE, 1, (1 << 30) + 1, "big"),
@@ -379,25 +375,6 @@ fn empty_tensors_take_attached_buffers_and_expose_host_addresses() {
 }
 
 #[test]
-fn virtual_placement_allocates_host_memory() {
-    // The runtime documents VIRTUAL tensors as allocated in (pageable) host memory.
-    let _s = Session::new();
-    let v = try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, 8, "virt").unwrap();
-    assert_eq!(read(v, 0, 8).unwrap(), vec![0; 8], "zeroed storage at once");
-    assert_eq!(write(v, 2, &[6]), NRT_SUCCESS);
-    // SAFETY: handle checked; the address is valid for the tensor's 8 bytes.
-    let va = unsafe { nrt_tensor_get_va(v) }.cast::<u8>();
-    assert!(!va.is_null());
-    // SAFETY: as above.
-    assert_eq!(unsafe { va.add(2).read() }, 6);
-    let c = counters();
-    assert_eq!((c.host_tensors, c.host_bytes), (1, 8));
-    assert_eq!(c.cores[0].device_bytes, 0);
-    free(v);
-    assert_eq!(counters().host_bytes, 0);
-}
-
-#[test]
 fn host_placement_is_limited_to_4_mib() {
     // HOST (pinned) tensors are documented as one page of at most 4 MB.
     let _s = Session::new();
@@ -412,9 +389,7 @@ fn host_placement_is_limited_to_4_mib() {
         "{}",
         last_error()
     );
-    let v = try_alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, max + 1, "virtual").unwrap();
     free(t);
-    free(v);
     assert_eq!(counters().live_objects(), 0);
 }
 
@@ -859,172 +834,182 @@ fn load_picks_a_core_and_rejects_bad_files() {
 
 #[test]
 fn execute_computes_outputs_exactly() {
-    let _s = Session::new();
-    let m = load(&mlp_model(), 0);
-    let x = alloc(0, 24, "x");
-    let w = alloc_host(24, "w");
-    let y = alloc(0, 16, "y");
-    let copy = alloc(0, 24, "copy");
-    write_f32(x, &[1., 2., 3., 4., 5., 6.]);
-    write_f32(w, &[1., 0., 0., 1., 1., -1.]);
-    let ins = set_of(&[("x", x), ("w", w), ("extra", y)]);
-    let outs = set_of(&[("y", y), ("copy", copy)]);
-    assert_eq!(execute(m, ins, outs), NRT_SUCCESS, "{}", last_error());
-    // x@w = [[1+3, 2-3], [4+6, 5-6]] = [[4,-1],[10,-1]]; *0.5-1 = [[1,-1.5],[4,-1.5]]; relu
-    assert_eq!(read_f32(y, 4), vec![1., 0., 4., 0.]);
-    assert_eq!(read_f32(copy, 6), vec![1., 2., 3., 4., 5., 6.]);
-    let before = counters().cores[0].executions;
-    // SAFETY: handles checked.
-    assert_eq!(unsafe { nrt_execute_repeat(m, ins, outs, 3) }, NRT_SUCCESS);
-    assert_eq!(counters().cores[0].executions, before + 3);
-    // SAFETY: handles checked.
-    assert_eq!(unsafe { nrt_execute_repeat(m, ins, outs, 0) }, NRT_INVALID);
-    destroy_set(ins);
-    destroy_set(outs);
-    for t in [x, w, y, copy] {
-        free(t);
-    }
-    unload(m);
+    on_exec_stack(|| {
+        let _s = Session::new();
+        let m = load(&mlp_model(), 0);
+        let x = alloc(0, 24, "x");
+        let w = alloc_host(24, "w");
+        let y = alloc(0, 16, "y");
+        let copy = alloc(0, 24, "copy");
+        write_f32(x, &[1., 2., 3., 4., 5., 6.]);
+        write_f32(w, &[1., 0., 0., 1., 1., -1.]);
+        let ins = set_of(&[("x", x), ("w", w), ("extra", y)]);
+        let outs = set_of(&[("y", y), ("copy", copy)]);
+        assert_eq!(execute(m, ins, outs), NRT_SUCCESS, "{}", last_error());
+        // x@w = [[1+3, 2-3], [4+6, 5-6]] = [[4,-1],[10,-1]]; *0.5-1 = [[1,-1.5],[4,-1.5]]; relu
+        assert_eq!(read_f32(y, 4), vec![1., 0., 4., 0.]);
+        assert_eq!(read_f32(copy, 6), vec![1., 2., 3., 4., 5., 6.]);
+        let before = counters().cores[0].executions;
+        // SAFETY: handles checked.
+        assert_eq!(unsafe { nrt_execute_repeat(m, ins, outs, 3) }, NRT_SUCCESS);
+        assert_eq!(counters().cores[0].executions, before + 3);
+        // SAFETY: handles checked.
+        assert_eq!(unsafe { nrt_execute_repeat(m, ins, outs, 0) }, NRT_INVALID);
+        destroy_set(ins);
+        destroy_set(outs);
+        for t in [x, w, y, copy] {
+            free(t);
+        }
+        unload(m);
+    });
 }
 
 #[test]
 fn execute_rejects_missing_misplaced_missized_and_freed_tensors() {
-    let _s = Session::new();
-    let rig = AddRig::new(0, 4, Duration::ZERO);
-    // Missing input.
-    let partial = set_of(&[("a", rig.a)]);
-    assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID);
-    assert!(
-        last_error().contains("input 'b' is missing"),
-        "{}",
-        last_error()
-    );
-    // Missing output.
-    let no_out = new_set();
-    assert_eq!(execute(rig.model, rig.inputs, no_out), NRT_INVALID);
-    assert!(last_error().contains("output 'out' is missing"));
-    // Wrong size.
-    let small = alloc(0, 12, "small");
-    assert_eq!(add(partial, "b", small), NRT_SUCCESS);
-    assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID);
-    assert!(
-        last_error().contains("is 12 bytes; model 'add' expects 16 bytes"),
-        "{}",
-        last_error()
-    );
-    // On another core.
-    let far = alloc(1, 16, "far");
-    assert_eq!(add(partial, "b", far), NRT_SUCCESS);
-    assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID);
-    assert!(last_error().contains("is on core 1, but model 'add' is loaded on core 0"));
-    // Freed after being added.
-    let gone = alloc(0, 16, "gone");
-    assert_eq!(add(partial, "b", gone), NRT_SUCCESS);
-    free(gone);
-    assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID_HANDLE);
-    assert!(
-        last_error().contains("tensor bound as input 'b'"),
-        "{}",
-        last_error()
-    );
-    // Bad model / set handles.
-    assert_eq!(
-        execute(std::ptr::null_mut(), rig.inputs, rig.outputs),
-        NRT_INVALID
-    );
-    assert_eq!(
-        execute(rig.model, std::ptr::null_mut(), rig.outputs),
-        NRT_INVALID
-    );
-    assert_eq!(
-        execute(rig.a.cast(), rig.inputs, rig.outputs),
-        NRT_INVALID_HANDLE
-    );
-    assert_eq!(
-        counters().cores[0].executions,
-        0,
-        "rejected runs never execute"
-    );
-    destroy_set(partial);
-    destroy_set(no_out);
-    free(small);
-    free(far);
-    rig.release();
+    on_exec_stack(|| {
+        let _s = Session::new();
+        let rig = AddRig::new(0, 4, Duration::ZERO);
+        // Missing input.
+        let partial = set_of(&[("a", rig.a)]);
+        assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID);
+        assert!(
+            last_error().contains("input 'b' is missing"),
+            "{}",
+            last_error()
+        );
+        // Missing output.
+        let no_out = new_set();
+        assert_eq!(execute(rig.model, rig.inputs, no_out), NRT_INVALID);
+        assert!(last_error().contains("output 'out' is missing"));
+        // Wrong size.
+        let small = alloc(0, 12, "small");
+        assert_eq!(add(partial, "b", small), NRT_SUCCESS);
+        assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID);
+        assert!(
+            last_error().contains("is 12 bytes; model 'add' expects 16 bytes"),
+            "{}",
+            last_error()
+        );
+        // On another core.
+        let far = alloc(1, 16, "far");
+        assert_eq!(add(partial, "b", far), NRT_SUCCESS);
+        assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID);
+        assert!(last_error().contains("is on core 1, but model 'add' is loaded on core 0"));
+        // Freed after being added.
+        let gone = alloc(0, 16, "gone");
+        assert_eq!(add(partial, "b", gone), NRT_SUCCESS);
+        free(gone);
+        assert_eq!(execute(rig.model, partial, rig.outputs), NRT_INVALID_HANDLE);
+        assert!(
+            last_error().contains("tensor bound as input 'b'"),
+            "{}",
+            last_error()
+        );
+        // Bad model / set handles.
+        assert_eq!(
+            execute(std::ptr::null_mut(), rig.inputs, rig.outputs),
+            NRT_INVALID
+        );
+        assert_eq!(
+            execute(rig.model, std::ptr::null_mut(), rig.outputs),
+            NRT_INVALID
+        );
+        assert_eq!(
+            execute(rig.a.cast(), rig.inputs, rig.outputs),
+            NRT_INVALID_HANDLE
+        );
+        assert_eq!(
+            counters().cores[0].executions,
+            0,
+            "rejected runs never execute"
+        );
+        destroy_set(partial);
+        destroy_set(no_out);
+        free(small);
+        free(far);
+        rig.release();
+    });
 }
 
 #[test]
 fn executions_on_one_core_serialize_and_count_busy_time() {
-    let _s = Session::new();
-    let d = Duration::from_millis(30);
-    let rig0 = AddRig::new(0, 4, d);
-    let rig0b = AddRig::new(0, 4, d);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        let (m, i, o) = (
-            rig0b.model as usize,
-            rig0b.inputs as usize,
-            rig0b.outputs as usize,
+    on_exec_stack(|| {
+        let _s = Session::new();
+        let d = Duration::from_millis(30);
+        let rig0 = AddRig::new(0, 4, d);
+        let rig0b = AddRig::new(0, 4, d);
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            let (m, i, o) = (
+                rig0b.model as usize,
+                rig0b.inputs as usize,
+                rig0b.outputs as usize,
+            );
+            spawn_with_exec_stack(s, move || {
+                assert_eq!(execute(m as *mut _, i as *mut _, o as *mut _), NRT_SUCCESS)
+            });
+            assert_eq!(rig0.execute(), NRT_SUCCESS);
+        });
+        assert!(
+            start.elapsed() >= 2 * d,
+            "two runs on one core overlapped: {:?}",
+            start.elapsed()
         );
-        s.spawn(move || assert_eq!(execute(m as *mut _, i as *mut _, o as *mut _), NRT_SUCCESS));
-        assert_eq!(rig0.execute(), NRT_SUCCESS);
+        let c = counters();
+        assert_eq!(c.cores[0].executions, 2);
+        assert!(c.cores[0].busy >= 2 * d, "busy {:?}", c.cores[0].busy);
+        assert_eq!(c.cores[1].busy, Duration::ZERO);
+        rig0.release();
+        rig0b.release();
     });
-    assert!(
-        start.elapsed() >= 2 * d,
-        "two runs on one core overlapped: {:?}",
-        start.elapsed()
-    );
-    let c = counters();
-    assert_eq!(c.cores[0].executions, 2);
-    assert!(c.cores[0].busy >= 2 * d, "busy {:?}", c.cores[0].busy);
-    assert_eq!(c.cores[1].busy, Duration::ZERO);
-    rig0.release();
-    rig0b.release();
 }
 
 #[test]
 fn exec_faults_fire_on_the_nth_execution_of_a_core() {
-    let _s = Session::new();
-    let rig = AddRig::new(0, 2, Duration::ZERO);
-    let rig1 = AddRig::new(1, 2, Duration::ZERO);
-    write_f32(rig.a, &[1., 2.]);
-    write_f32(rig.b, &[10., 20.]);
-    control()
-        .inject_faults("exec:vnc=0:nth=3:status=1003")
-        .unwrap();
-    assert_eq!(rig1.execute(), NRT_SUCCESS, "core 1 does not count");
-    assert_eq!(rig.execute(), NRT_SUCCESS);
-    assert_eq!(rig.execute(), NRT_SUCCESS);
-    write_f32(rig.out, &[0., 0.]);
-    assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_NUM_ERR);
-    assert!(
-        last_error().contains("injected execution fault 1003"),
-        "{}",
-        last_error()
-    );
-    assert_eq!(
-        read_f32(rig.out, 2),
-        vec![11., 22.],
-        "1003 still writes outputs"
-    );
-    assert_eq!(rig.execute(), NRT_SUCCESS, "nth faults fire once");
-    // A hardware error leaves outputs untouched.
-    control()
-        .inject_faults("exec:status=NRT_EXEC_HW_ERR_NC_UE")
-        .unwrap();
-    write_f32(rig.out, &[0., 0.]);
-    assert_eq!(rig.execute(), NRT_EXEC_HW_ERR_NC_UE);
-    assert_eq!(read_f32(rig.out, 2), vec![0., 0.]);
-    // after=N: every run after the first N, until cleared.
-    control().inject_faults("exec:after=1").unwrap();
-    assert_eq!(rig.execute(), NRT_SUCCESS);
-    assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_ERR);
-    assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_ERR);
-    control().clear_faults();
-    assert_eq!(rig.execute(), NRT_SUCCESS);
-    let c = counters();
-    assert_eq!(c.cores[0].failed_executions, 4);
-    rig.release();
-    rig1.release();
+    on_exec_stack(|| {
+        let _s = Session::new();
+        let rig = AddRig::new(0, 2, Duration::ZERO);
+        let rig1 = AddRig::new(1, 2, Duration::ZERO);
+        write_f32(rig.a, &[1., 2.]);
+        write_f32(rig.b, &[10., 20.]);
+        control()
+            .inject_faults("exec:vnc=0:nth=3:status=1003")
+            .unwrap();
+        assert_eq!(rig1.execute(), NRT_SUCCESS, "core 1 does not count");
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        write_f32(rig.out, &[0., 0.]);
+        assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_NUM_ERR);
+        assert!(
+            last_error().contains("injected execution fault 1003"),
+            "{}",
+            last_error()
+        );
+        assert_eq!(
+            read_f32(rig.out, 2),
+            vec![11., 22.],
+            "1003 still writes outputs"
+        );
+        assert_eq!(rig.execute(), NRT_SUCCESS, "nth faults fire once");
+        // A hardware error leaves outputs untouched.
+        control()
+            .inject_faults("exec:status=NRT_EXEC_HW_ERR_NC_UE")
+            .unwrap();
+        write_f32(rig.out, &[0., 0.]);
+        assert_eq!(rig.execute(), NRT_EXEC_HW_ERR_NC_UE);
+        assert_eq!(read_f32(rig.out, 2), vec![0., 0.]);
+        // after=N: every run after the first N, until cleared.
+        control().inject_faults("exec:after=1").unwrap();
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_ERR);
+        assert_eq!(rig.execute(), NRT_EXEC_COMPLETED_WITH_ERR);
+        control().clear_faults();
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        let c = counters();
+        assert_eq!(c.cores[0].failed_executions, 4);
+        rig.release();
+        rig1.release();
+    });
 }
 
 #[test]

@@ -3,7 +3,10 @@
  *   sync:  init, load a model file, tensor info, allocate, build sets, write, execute,
  *          read, check, free, unload, close;
  *   async: schedule three executions, poll nrta_get_sequence, check every ret, read the
- *          outputs back with async reads.
+ *          outputs back with async reads;
+ *   tensor ops and events: the 8/9-argument nrta_tensor_write/read/copy (lnc_idx before
+ *          queue), and completion eventfds of one request and of one unit, read(2)
+ *          and deregistered.
  * Usage: flow MODEL_FILE   (the model: out = a + b, f32, any shape; see c_flow.rs)
  * Exit status 0 when every check passes; each failure prints the line and the
  * simulator's last error.
@@ -16,6 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "nrt/nrt.h"
 #include "nrt/nrt_async.h"
@@ -190,13 +197,86 @@ static void async_flow(nrt_model_t *model) {
     for (int r = 0; r < RUNS; r++) unbind(&b[r]);
 }
 
+/* Waits (at most 20 s) until fd is readable, then returns its counter (0 on timeout). */
+static uint64_t read_event(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN, .revents = 0};
+    if (poll(&p, 1, 20000) != 1) return 0;
+    uint64_t count = 0;
+    if (read(fd, &count, sizeof count) != (ssize_t)sizeof count) return 0;
+    return count;
+}
+
+static void tensor_op_and_event_flow(nrt_model_t *model) {
+    enum { BYTES = 64 };
+    unsigned char src[BYTES], back[BYTES];
+    for (int i = 0; i < BYTES; i++) src[i] = (unsigned char)(3 * i);
+    nrt_tensor_t *host = NULL, *dev0 = NULL;
+    CHECK_OK(nrt_tensor_allocate(NRT_TENSOR_PLACEMENT_HOST, -1, BYTES, "host", &host));
+    CHECK_OK(nrt_tensor_allocate(NRT_TENSOR_PLACEMENT_DEVICE, 0, BYTES, "dev0", &dev0));
+
+    /* A host tensor moves on the unit lnc_idx names: core 1, TENSOR_OP queue 1. */
+    NRT_STATUS ret = 12345;
+    nrta_seq_t seq = 0;
+    bool done = false;
+    CHECK_OK(nrta_tensor_write(host, src, 0, BYTES, 1, 1, &ret, &seq));
+    CHECK(NRTA_SEQ_GET_XU_ID(seq) == (NRTA_XU_TENSOR_OP | 1 << 4 | 1 << 8));
+    int seq_fd = eventfd(0, EFD_CLOEXEC);
+    CHECK(seq_fd >= 0);
+    CHECK_OK(nrta_event_register_seq_id_completion(seq, seq_fd));
+    CHECK(read_event(seq_fd) == 1);
+    CHECK_OK(nrta_is_completed(seq, &done));
+    CHECK(done && ret == NRT_SUCCESS);
+
+    /* Copy to a device tensor of core 0 on core 0's engine (9 arguments); another core's
+     * engine is refused and writes nothing. */
+    ret = 12345;
+    CHECK(nrta_tensor_copy(host, 0, dev0, 0, BYTES, 1, 0, &ret, &seq) == NRT_INVALID);
+    CHECK(ret == 12345);
+    CHECK_OK(nrta_tensor_copy(host, 0, dev0, 0, BYTES, 0, 0, &ret, &seq));
+    CHECK_OK(nrta_event_register_seq_id_completion(seq, seq_fd));
+    CHECK(read_event(seq_fd) == 1);
+    CHECK(ret == NRT_SUCCESS);
+    ret = 12345;
+    CHECK_OK(nrta_tensor_read(back, dev0, 0, BYTES, 0, 1, &ret, &seq));
+    CHECK_OK(nrta_event_register_seq_id_completion(seq, seq_fd));
+    CHECK(read_event(seq_fd) == 1);
+    CHECK(ret == NRT_SUCCESS && memcmp(src, back, BYTES) == 0);
+
+    /* Every completion of core 0's COMPUTE queue signals its unit eventfd. */
+    int xu_fd = eventfd(0, EFD_CLOEXEC);
+    CHECK(xu_fd >= 0);
+    CHECK_OK(nrta_event_register_xu_completion(0, NRTA_XU_COMPUTE, 0, xu_fd));
+    bound_t b;
+    bind_model(model, &b);
+    ret = 12345;
+    CHECK_OK(nrta_execute_schedule(model, b.inputs, b.outputs, 0, &ret, &seq));
+    uint64_t signals = read_event(xu_fd);
+    CHECK(signals == 1);
+    nrta_seq_t last = 0;
+    CHECK_OK(nrta_get_sequence(0, NRTA_XU_COMPUTE, 0, &last));
+    CHECK(last == seq && ret == NRT_SUCCESS);
+    /* A completed request signals at once. */
+    CHECK_OK(nrta_event_register_seq_id_completion(seq, seq_fd));
+    CHECK(read_event(seq_fd) == 1);
+    /* Deregister before closing; unknown units and ids are refused. */
+    CHECK_OK(nrta_event_register_xu_completion(0, NRTA_XU_COMPUTE, 0, -1));
+    CHECK_OK(nrta_event_register_seq_id_completion(seq, -1));
+    CHECK(nrta_event_register_xu_completion(0, NRTA_XU_COMPUTE, 1, xu_fd) == NRT_INVALID);
+    CHECK(nrta_event_register_seq_id_completion(seq + 1000, seq_fd) == NRT_INVALID);
+    close(xu_fd);
+    close(seq_fd);
+    unbind(&b);
+    nrt_tensor_free(&host);
+    nrt_tensor_free(&dev0);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s MODEL_FILE\n", argv[0]);
         return 2;
     }
     CHECK(sizeof(nrt_sim_counters_t) == 40);
-    CHECK(sizeof(nrt_sim_core_counters_t) == 64);
+    CHECK(sizeof(nrt_sim_core_counters_t) == 96);
     size_t size = 0;
     void *neff = read_file(argv[1], &size);
     if (!neff) {
@@ -215,6 +295,7 @@ int main(int argc, char **argv) {
     if (!model) return 1;
     sync_flow(model);
     async_flow(model);
+    tensor_op_and_event_flow(model);
     CHECK_OK(nrt_unload(model));
 
     nrt_sim_counters_t counters;
@@ -223,7 +304,7 @@ int main(int argc, char **argv) {
     CHECK_OK(nrt_sim_get_core_counters(0, &core, sizeof core));
     CHECK(counters.open == 1 && counters.tensor_sets == 0 && counters.host_tensors == 0);
     CHECK(core.models == 0 && core.tensors == 0 && core.device_bytes == 0);
-    CHECK(core.executions == 4 && core.failed_executions == 0 && core.tensor_ops == 3);
+    CHECK(core.executions == 5 && core.failed_executions == 0 && core.tensor_ops == 5);
     nrt_close();
     CHECK_OK(nrt_sim_get_counters(&counters, sizeof counters));
     CHECK(counters.open == 0 && counters.live_at_last_close == 0);
@@ -232,6 +313,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
     }
-    printf("c flow: sync and async passed\n");
+    printf("c flow: sync, async and events passed\n");
     return 0;
 }

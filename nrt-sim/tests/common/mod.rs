@@ -176,6 +176,32 @@ pub fn unload(m: *mut nrt_model_t) {
     assert_eq!(unsafe { nrt_unload(m) }, NRT_SUCCESS, "{}", last_error());
 }
 
+/// Stack of the threads that call `nrt_execute`: the simulator uses 4 MiB of its
+/// caller's stack there (as the real runtime does), more than the 2 MiB test threads have.
+pub const EXEC_STACK: usize = 16 << 20;
+
+/// Runs `f` on a thread with [`EXEC_STACK`] of stack and returns its result; a panic in
+/// `f` fails the caller. Tests that execute synchronously wrap their body in it.
+pub fn on_exec_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        spawn_with_exec_stack(s, f)
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// `s.spawn(f)` with a stack of [`EXEC_STACK`].
+pub fn spawn_with_exec_stack<'scope, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .stack_size(EXEC_STACK)
+        .spawn_scoped(s, f)
+        .expect("spawn a test thread")
+}
+
+/// `nrt_execute`; call it on a thread with [`EXEC_STACK`] (see [`on_exec_stack`]).
 pub fn execute(
     m: *mut nrt_model_t,
     i: *mut nrt_tensor_set_t,
@@ -272,6 +298,8 @@ pub fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
         "NEURON_RT_EXEC_TIMEOUT",
         "NRT_SIM_VERSION",
         "NRT_SIM_FAULTS",
+        "NRT_SIM_EXEC_STACK",
+        "NRT_SIM_DMA_GBPS",
     ] {
         cmd.env_remove(var);
     }
