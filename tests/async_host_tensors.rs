@@ -120,11 +120,15 @@ fn library() -> &'static Library {
     fns.nrta_get_sequence = Some(get_sequence);
     fns.nrta_is_completed = Some(is_completed);
     fns.nrta_tensor_write = Some(tensor_write);
-    Library::in_process(
-        "nrt-sim with held completions and fake full queues",
-        fns,
-        Some(sim_symbol),
-    )
+    // SAFETY: the dlopen'ed simulator's functions and symbols; the three wrappers forward
+    // to the simulator's own or answer as libnrt may (not completed yet, queue full).
+    unsafe {
+        Library::in_process(
+            "nrt-sim with held completions and fake full queues",
+            fns,
+            Some(sim_symbol),
+        )
+    }
 }
 
 /// Hides the completions of queue `xu_id` above its current number until dropped.

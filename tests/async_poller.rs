@@ -54,11 +54,15 @@ fn gated_library() -> &'static Library {
         .expect("the simulator has nrta_is_completed");
     REAL_IS_COMPLETED.get_or_init(|| real);
     fns.nrta_is_completed = Some(gated_is_completed);
-    Library::in_process(
-        "nrt-sim with a gated nrta_is_completed",
-        fns,
-        Some(sim_symbol),
-    )
+    // SAFETY: the dlopen'ed simulator's functions and symbols; nrta_is_completed wraps
+    // the simulator's own (it only waits before forwarding).
+    unsafe {
+        Library::in_process(
+            "nrt-sim with a gated nrta_is_completed",
+            fns,
+            Some(sim_symbol),
+        )
+    }
 }
 
 fn set_gate(closed: bool) {
