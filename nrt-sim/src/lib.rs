@@ -211,6 +211,7 @@ pub fn symbol_lookup(name: &CStr) -> *mut c_void {
         b"nrt_sim_inject_faults" => control::nrt_sim_inject_faults as *mut c_void,
         b"nrt_sim_clear_faults" => control::nrt_sim_clear_faults as *mut c_void,
         b"nrt_sim_last_error" => control::nrt_sim_last_error as *mut c_void,
+        b"nrt_sim_identity" => control::nrt_sim_identity as *mut c_void,
         _ => std::ptr::null_mut(),
     }
 }
@@ -280,6 +281,7 @@ mod tests {
         let lib = library();
         assert!(std::ptr::eq(lib, library()));
         assert!(lib.has_symbol(c"nrt_sim_inject_faults"));
+        assert!(lib.has_symbol(c"nrt_sim_identity"));
         assert!(SimControl::new(lib).is_some());
         // SAFETY: an empty table and no lookup: nothing can be called.
         let plain = unsafe {
