@@ -124,7 +124,9 @@ impl RuntimeBuilder {
     }
 
     /// Uses an already loaded library, for example the in-process simulator
-    /// (`nrt_sim::library()`).
+    /// (`nrt_sim::library()`). The runtime trusts it as libnrt: a `&'static Library` is
+    /// either a loaded file (loading trusts it) or built with the `unsafe`
+    /// `Library::in_process`, whose caller vouched for every function in it.
     pub fn library(mut self, library: &'static Library) -> RuntimeBuilder {
         self.library = LibraryChoice::Loaded(library);
         self
