@@ -200,6 +200,13 @@ mod generate {
             .zip(&cstrs)
             .map(|(n, c)| quote! { (#c, self.#n.is_some()) })
             .collect();
+        let addresses: Vec<_> = names
+            .iter()
+            .zip(&cstrs)
+            .map(|(n, c)| {
+                quote! { (#c, self.#n.map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void)) }
+            })
+            .collect();
         let count = names.len();
         let linked_fields: Vec<_> = names
             .iter()
@@ -244,6 +251,12 @@ mod generate {
                 /// Each symbol name with whether the table has it.
                 pub fn presence(&self) -> [(&'static ::core::ffi::CStr, bool); #count] {
                     [#(#presence),*]
+                }
+
+                /// Each symbol name with the address of its entry (null for `None`): the
+                /// same order as [`NrtFns::NAMES`].
+                pub fn addresses(&self) -> [(&'static ::core::ffi::CStr, *mut ::core::ffi::c_void); #count] {
+                    [#(#addresses),*]
                 }
 
                 /// The table of the functions linked at build time (feature `link`).

@@ -225,7 +225,9 @@ mod tests {
 
     #[test]
     fn an_empty_library_has_no_capabilities() {
-        let lib = nrt_sys::Library::in_process("caps-empty", nrt_sys::NrtFns::default(), None);
+        // SAFETY: an empty table and no lookup: nothing can be called.
+        let lib =
+            unsafe { nrt_sys::Library::in_process("caps-empty", nrt_sys::NrtFns::default(), None) };
         assert_eq!(
             Capabilities::detect(lib, Some(&version(2, 34))),
             Capabilities::empty()
@@ -234,11 +236,15 @@ mod tests {
 
     #[test]
     fn the_v2_marker_counts_only_below_2_31() {
-        let lib = nrt_sys::Library::in_process(
-            "caps-v2-marker",
-            nrt_sys::NrtFns::default(),
-            Some(lookup_v2_marker),
-        );
+        // SAFETY: an empty table; the lookup's one answer is only checked for presence,
+        // never called.
+        let lib = unsafe {
+            nrt_sys::Library::in_process(
+                "caps-v2-marker",
+                nrt_sys::NrtFns::default(),
+                Some(lookup_v2_marker),
+            )
+        };
         assert_eq!(
             Capabilities::detect(lib, Some(&version(2, 30))),
             Capabilities::ASYNC_V2

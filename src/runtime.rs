@@ -124,7 +124,9 @@ impl RuntimeBuilder {
     }
 
     /// Uses an already loaded library, for example the in-process simulator
-    /// (`nrt_sim::library()`).
+    /// (`nrt_sim::library()`). The runtime trusts it as libnrt: a `&'static Library` is
+    /// either a loaded file (loading trusts it) or built with the `unsafe`
+    /// `Library::in_process`, whose caller vouched for every function in it.
     pub fn library(mut self, library: &'static Library) -> RuntimeBuilder {
         self.library = LibraryChoice::Loaded(library);
         self
@@ -631,7 +633,10 @@ pub(crate) fn status_error(
 /// The library's description of `raw` (`nrt_get_status_as_str`), if it has one.
 fn status_text(lib: &Library, raw: sys::NRT_STATUS) -> Option<String> {
     let f = lib.fns().nrt_get_status_as_str?;
-    // SAFETY: nrt_get_status_as_str takes any value and returns NULL or a pointer to a
+    // SAFETY: `lib` is trusted to be libnrt: loaded from a path (loading trusts the
+    // library, see nrt_sys::Library) or built with the unsafe `Library::in_process`,
+    // whose contract makes every entry behave as libnrt's. libnrt's
+    // nrt_get_status_as_str takes any value and returns NULL or a pointer to a
     // NUL-terminated string owned by the library that stays valid (static text); it is
     // copied before anything else calls into the library.
     unsafe {
@@ -691,7 +696,8 @@ mod tests {
 
     #[test]
     fn a_library_without_nrt_init_is_unsupported() {
-        let lib = Library::in_process("runtime-no-init", sys::NrtFns::default(), None);
+        // SAFETY: an empty table and no lookup: nothing can be called.
+        let lib = unsafe { Library::in_process("runtime-no-init", sys::NrtFns::default(), None) };
         let err = Runtime::builder().library(lib).build().unwrap_err();
         assert!(
             matches!(

@@ -41,11 +41,15 @@ fn library() -> &'static Library {
     let real = fns.nrta_is_completed.expect("nrta_is_completed");
     REAL_IS_COMPLETED.get_or_init(|| real);
     fns.nrta_is_completed = Some(failing_is_completed);
-    Library::in_process(
-        "nrt-sim with a failing nrta_is_completed",
-        fns,
-        Some(sim_symbol),
-    )
+    // SAFETY: the dlopen'ed simulator's functions and symbols; nrta_is_completed wraps
+    // the simulator's own (or fails with a status code, writing nothing).
+    unsafe {
+        Library::in_process(
+            "nrt-sim with a failing nrta_is_completed",
+            fns,
+            Some(sim_symbol),
+        )
+    }
 }
 
 /// Sets [`FAIL`] for its lifetime.

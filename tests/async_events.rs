@@ -40,11 +40,15 @@ fn counting_library() -> &'static Library {
     let mut fns = *support::sim().fns();
     REAL_IS_COMPLETED.get_or_init(|| fns.nrta_is_completed.expect("nrta_is_completed"));
     fns.nrta_is_completed = Some(counting_is_completed);
-    Library::in_process(
-        "nrt-sim with a counted nrta_is_completed",
-        fns,
-        Some(sim_symbol),
-    )
+    // SAFETY: the dlopen'ed simulator's functions and symbols; nrta_is_completed wraps
+    // the simulator's own (it only counts before forwarding).
+    unsafe {
+        Library::in_process(
+            "nrt-sim with a counted nrta_is_completed",
+            fns,
+            Some(sim_symbol),
+        )
+    }
 }
 
 fn runtime() -> Runtime {

@@ -130,11 +130,15 @@ fn library() -> &'static Library {
     fns.nrta_tensor_write = Some(tensor_write);
     fns.nrta_event_register_seq_id_completion = None;
     fns.nrta_event_register_xu_completion = None;
-    Library::in_process(
-        "nrt-sim with held completions, fake full queues, no events",
-        fns,
-        Some(sim_symbol),
-    )
+    // SAFETY: the dlopen'ed simulator's functions and symbols; the three wrappers forward
+    // to the simulator's own or answer as libnrt may (not completed yet, queue full).
+    unsafe {
+        Library::in_process(
+            "nrt-sim with held completions, fake full queues, no events",
+            fns,
+            Some(sim_symbol),
+        )
+    }
 }
 
 /// Hides the completions of queue `xu_id` above its current number until dropped.

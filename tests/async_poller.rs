@@ -58,11 +58,15 @@ fn gated_library() -> &'static Library {
     // Without completion events, futures are woken by the polling thread under test.
     fns.nrta_event_register_seq_id_completion = None;
     fns.nrta_event_register_xu_completion = None;
-    Library::in_process(
-        "nrt-sim with a gated nrta_is_completed",
-        fns,
-        Some(sim_symbol),
-    )
+    // SAFETY: the dlopen'ed simulator's functions and symbols; nrta_is_completed wraps
+    // the simulator's own (it only waits before forwarding).
+    unsafe {
+        Library::in_process(
+            "nrt-sim with a gated nrta_is_completed",
+            fns,
+            Some(sim_symbol),
+        )
+    }
 }
 
 fn set_gate(closed: bool) {

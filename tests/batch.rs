@@ -359,7 +359,9 @@ fn recording_library() -> &'static Library {
     let mut wrapped = fns;
     wrapped.nrt_tensor_read_batch = Some(recording_read_batch);
     wrapped.nrt_tensor_write_batch = Some(recording_write_batch);
-    Library::in_process("sim-recording-batches", wrapped, None)
+    // SAFETY: the dlopen'ed simulator's functions, with the batch calls wrapped by
+    // recorders that forward to the simulator's own or return a status code.
+    unsafe { Library::in_process("sim-recording-batches", wrapped, None) }
 }
 
 /// A runtime on the recording library, with the record cleared.
@@ -534,7 +536,8 @@ fn a_library_without_a_batch_function_refuses_both_directions() {
     let _g = lock();
     let mut fns = *sim().fns();
     fns.nrt_tensor_write_batch = None;
-    let lib = Library::in_process("sim-without-write-batch", fns, None);
+    // SAFETY: the dlopen'ed simulator's own functions, one of them removed.
+    let lib = unsafe { Library::in_process("sim-without-write-batch", fns, None) };
     let rt = Runtime::builder().library(lib).build().unwrap();
     assert!(!rt.capabilities().contains(Capabilities::TENSOR_BATCH));
     let t = rt.allocate_tensor(Placement::Host, None, 8, "t").unwrap();

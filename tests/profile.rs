@@ -78,7 +78,8 @@ fn a_library_without_a_profiling_function_is_unsupported() {
     let _g = lock();
     let mut fns = *sim().fns();
     fns.nrt_profile_stop = None;
-    let lib = Library::in_process("sim-without-profile-stop", fns, None);
+    // SAFETY: the dlopen'ed simulator's own functions, one of them removed.
+    let lib = unsafe { Library::in_process("sim-without-profile-stop", fns, None) };
     let rt = Runtime::builder().library(lib).build().unwrap();
     assert!(!rt.capabilities().contains(Capabilities::PROFILING));
     let model = rt.load_model(&add_model()).unwrap();
@@ -160,7 +161,9 @@ fn recording_runtime() -> Runtime {
         let mut fns = *sim().fns();
         fns.nrt_profile_start = Some(recording_start);
         fns.nrt_profile_stop = Some(recording_stop);
-        Library::in_process("sim-recording-profiler", fns, None)
+        // SAFETY: the dlopen'ed simulator's functions; the two profiling calls are
+        // recorders that read their C-string arguments and return a status code.
+        unsafe { Library::in_process("sim-recording-profiler", fns, None) }
     });
     events().clear();
     *statuses() = (sys::NRT_SUCCESS, sys::NRT_SUCCESS);

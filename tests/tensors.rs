@@ -492,7 +492,14 @@ fn sim_without_tensor_free() -> &'static neuron_rt::nrt_sys::Library {
     }
     let mut fns = *support::sim().fns();
     fns.nrt_tensor_free = None;
-    neuron_rt::nrt_sys::Library::in_process("nrt-sim without nrt_tensor_free", fns, Some(lookup))
+    // SAFETY: the dlopen'ed simulator's own functions and symbols, nrt_tensor_free removed.
+    unsafe {
+        neuron_rt::nrt_sys::Library::in_process(
+            "nrt-sim without nrt_tensor_free",
+            fns,
+            Some(lookup),
+        )
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ use crate::ffi::guard;
 use crate::log;
 use crate::runtime::{self, Core, Phase, fail};
 use nrt_sys::*;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_void};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -250,6 +250,23 @@ pub unsafe extern "C" fn nrt_sim_last_error() -> *const c_char {
     log::with_last_error(|e| e.map_or(std::ptr::null(), |c| c.as_ptr()))
 }
 
+/// What [`nrt_sim_identity`] returns: `"nrt-sim"` in ASCII with the version of this
+/// control interface (the two counter structs and the `nrt_sim_*` functions) in the low
+/// byte. Changing any of them changes the version, so a `libnrt_sim.so` built from other
+/// sources is not driven with the wrong layouts.
+pub const NRT_SIM_IDENTITY: u64 = 0x6e72_742d_7369_6d01;
+
+/// Returns [`NRT_SIM_IDENTITY`]: tells a loader that this library is nrt-sim, and which
+/// version of the control interface it has.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_identity() -> u64 {
+    NRT_SIM_IDENTITY
+}
+
 // ---------------------------------------------------------------------------------------
 // Rust side
 
@@ -314,6 +331,7 @@ type GetCoreCountersFn =
 type InjectFn = unsafe extern "C" fn(*const c_char) -> NRT_STATUS;
 type ClearFn = unsafe extern "C" fn();
 type LastErrorFn = unsafe extern "C" fn() -> *const c_char;
+type IdentityFn = unsafe extern "C" fn() -> u64;
 
 // The exported functions have exactly these types (checked here at compile time).
 const _: (
@@ -322,12 +340,14 @@ const _: (
     InjectFn,
     ClearFn,
     LastErrorFn,
+    IdentityFn,
 ) = (
     nrt_sim_get_counters,
     nrt_sim_get_core_counters,
     nrt_sim_inject_faults,
     nrt_sim_clear_faults,
     nrt_sim_last_error,
+    nrt_sim_identity,
 );
 
 /// Counters and fault control of one loaded simulator, through its exported `nrt_sim_*`
@@ -350,10 +370,39 @@ pub struct SimControl {
 }
 
 impl SimControl {
-    /// The controls of `lib`, or `None` when `lib` is not nrt-sim (lacks the `nrt_sim_*`
-    /// symbols).
+    /// The controls of `lib`, or `None` when `lib` is not nrt-sim. Two kinds of library
+    /// are nrt-sim:
+    ///
+    /// * [`crate::library()`] itself: driven through this crate's own functions;
+    /// * a library opened from a path (`nrt_sys::Library::open*`, e.g. `libnrt_sim.so`)
+    ///   whose `nrt_sim_identity()` returns [`NRT_SIM_IDENTITY`] (same control interface).
+    ///
+    /// Any other in-process table gives `None`, even one named `"nrt-sim"` or one whose
+    /// lookup answers the `nrt_sim_*` names: its name and lookup are its builder's choice.
     pub fn new(lib: &'static nrt_sys::Library) -> Option<SimControl> {
+        if std::ptr::eq(lib, crate::library()) {
+            return Some(SimControl {
+                get_counters: nrt_sim_get_counters,
+                get_core_counters: nrt_sim_get_core_counters,
+                inject: nrt_sim_inject_faults,
+                clear: nrt_sim_clear_faults,
+                last_error: nrt_sim_last_error,
+            });
+        }
+        if !matches!(lib.origin(), nrt_sys::Origin::Path(_)) {
+            return None;
+        }
         let get = |name: &CStr| lib.symbol(name);
+        let identity = get(c"nrt_sim_identity")?;
+        // SAFETY: `lib` was opened from a path, and loading a library trusts it (see
+        // nrt_sys::Library): its exports are what their names say. `nrt_sim_*` is this
+        // crate's namespace, so `nrt_sim_identity` is nrt-sim's `uint64_t (void)`
+        // function (the type checked above); the library stays loaded for the process.
+        let identity = unsafe { std::mem::transmute::<*mut c_void, IdentityFn>(identity) };
+        // SAFETY: takes no arguments and only returns a constant.
+        if unsafe { identity() } != NRT_SIM_IDENTITY {
+            return None;
+        }
         let (a, b, c, d, e) = (
             get(c"nrt_sim_get_counters")?,
             get(c"nrt_sim_get_core_counters")?,
@@ -361,18 +410,16 @@ impl SimControl {
             get(c"nrt_sim_clear_faults")?,
             get(c"nrt_sim_last_error")?,
         );
-        // SAFETY: a library exporting these nrt-sim symbols is nrt-sim (the names are
-        // this crate's own), whose functions have exactly these types (checked above);
-        // the library stays loaded for the life of the process (`&'static Library`).
+        // SAFETY: a trusted library (as above) whose identity says it is nrt-sim with this
+        // very control interface: these symbols are its functions of exactly these types
+        // (checked above), loaded for the life of the process (`&'static Library`).
         unsafe {
             Some(SimControl {
-                get_counters: std::mem::transmute::<*mut std::ffi::c_void, GetCountersFn>(a),
-                get_core_counters: std::mem::transmute::<*mut std::ffi::c_void, GetCoreCountersFn>(
-                    b,
-                ),
-                inject: std::mem::transmute::<*mut std::ffi::c_void, InjectFn>(c),
-                clear: std::mem::transmute::<*mut std::ffi::c_void, ClearFn>(d),
-                last_error: std::mem::transmute::<*mut std::ffi::c_void, LastErrorFn>(e),
+                get_counters: std::mem::transmute::<*mut c_void, GetCountersFn>(a),
+                get_core_counters: std::mem::transmute::<*mut c_void, GetCoreCountersFn>(b),
+                inject: std::mem::transmute::<*mut c_void, InjectFn>(c),
+                clear: std::mem::transmute::<*mut c_void, ClearFn>(d),
+                last_error: std::mem::transmute::<*mut c_void, LastErrorFn>(e),
             })
         }
     }

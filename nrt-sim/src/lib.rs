@@ -123,6 +123,7 @@ pub use model::{BuildError, DType, ModelBuilder, Op, build_model_from_text, desc
 
 use std::ffi::{CStr, c_void};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// Builds [`function_table`] and the symbol lookup from one list of names, so both
 /// always agree; the table is a struct literal naming every field (no defaults), so a
@@ -218,15 +219,27 @@ pub fn symbol_lookup(name: &CStr) -> *mut c_void {
         b"nrt_sim_inject_faults" => control::nrt_sim_inject_faults as *mut c_void,
         b"nrt_sim_clear_faults" => control::nrt_sim_clear_faults as *mut c_void,
         b"nrt_sim_last_error" => control::nrt_sim_last_error as *mut c_void,
+        b"nrt_sim_identity" => control::nrt_sim_identity as *mut c_void,
         _ => std::ptr::null_mut(),
     }
 }
 
-/// The in-process simulator as an nrt-sys library (registered once, under the name
-/// `nrt-sim`). Its state is this process's copy of the rlib, separate from any
-/// `dlopen`ed `libnrt_sim.so`.
+/// The in-process simulator as an nrt-sys library (made once, named `nrt-sim`). Its
+/// state is this process's copy of the rlib, separate from any `dlopen`ed
+/// `libnrt_sim.so`.
+///
+/// Always the same library, kept here rather than found by name: another table built
+/// under the name `nrt-sim` is a different library and never takes this one's place.
 pub fn library() -> &'static nrt_sys::Library {
-    nrt_sys::Library::in_process("nrt-sim", function_table(), Some(symbol_lookup))
+    static LIBRARY: OnceLock<&'static nrt_sys::Library> = OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        // SAFETY: every entry of function_table() is this crate's implementation of the
+        // libnrt function of that name (`ffi`, with the bindings' signatures, checked by
+        // the compiler in `exported!`), and symbol_lookup answers only those, the async v2
+        // marker and this crate's `nrt_sim_*` functions; all are plain functions of this
+        // binary, callable from any thread for the life of the process.
+        unsafe { nrt_sys::Library::in_process("nrt-sim", function_table(), Some(symbol_lookup)) }
+    })
 }
 
 /// File name of the cdylib.
@@ -272,12 +285,16 @@ mod tests {
     }
 
     #[test]
-    fn library_is_registered_once_and_controllable() {
+    fn library_is_made_once_and_controllable() {
         let lib = library();
         assert!(std::ptr::eq(lib, library()));
         assert!(lib.has_symbol(c"nrt_sim_inject_faults"));
+        assert!(lib.has_symbol(c"nrt_sim_identity"));
         assert!(SimControl::new(lib).is_some());
-        let plain = nrt_sys::Library::in_process("not-the-sim", nrt_sys::NrtFns::default(), None);
+        // SAFETY: an empty table and no lookup: nothing can be called.
+        let plain = unsafe {
+            nrt_sys::Library::in_process("not-the-sim", nrt_sys::NrtFns::default(), None)
+        };
         assert!(SimControl::new(plain).is_none());
     }
 }

@@ -8,7 +8,20 @@
 //!   generated from the same declarations. A missing symbol is `None`, never a crash.
 //! * [`Library`]: opens `libnrt.so.1` at run time (see [`Library::open_default`] for the
 //!   search order) or wraps an in-process table (the simulator's), so that nothing
-//!   needs the Neuron SDK to build.
+//!   needs the Neuron SDK to build. In a library that defines ELF symbol versions (the
+//!   shipped libnrt), the async `nrta_*` functions are taken only from version
+//!   `NRT_3.0.0`, so another generation of the async API is never bound to the v3
+//!   prototypes (see [Symbol versions](Library#symbol-versions)).
+//!
+//! # Trust
+//!
+//! Loading a library trusts it, as every FFI crate trusts the C library it binds: its
+//! initialisers run, and its exported functions are taken to be the libnrt functions of
+//! their names, so [`Library::open`] and [`Library::open_default`] are safe. A table built
+//! from function pointers or a custom symbol lookup has no such origin:
+//! [`Library::in_process`] is `unsafe`, and its caller promises that every entry behaves
+//! as the libnrt function of that name. Safe code above this crate relies on exactly
+//! that for every `&'static Library` it is given.
 //! * Feature `link`: also link `-lnrt` at build time and expose the plain
 //!   `extern "C"` functions in `nrt_sys::linked`.
 //!
@@ -79,7 +92,9 @@ mod table {
 }
 pub use table::{NrtFns, fn_types};
 
+mod dl;
 mod loader;
+pub use dl::ASYNC_V3_VERSION;
 pub use loader::{
     Attempt, DEFAULT_PLACES, LIBNRT_PATH_VAR, Library, LoadError, Origin, SymbolLookup,
 };

@@ -5,32 +5,46 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// The folder for this process's stand-ins: test runners may run these tests in parallel
+/// processes.
+fn build_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("nrt-sys-fake-libs-{}", std::process::id()))
+}
+
+/// Builds `tests/c/fake_lib.c` with `-D{define}` into `out`, with the GNU ld version script
+/// `version_script` (its text) when given.
+fn build_fake(define: &str, out: PathBuf, version_script: Option<&str>) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cmd.args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"])
+        .arg(format!("-D{define}"))
+        .arg("-I")
+        .arg(manifest.join("include"))
+        .arg(manifest.join("tests/c/fake_lib.c"))
+        .arg("-o")
+        .arg(&out);
+    if let Some(script) = version_script {
+        let map = out.with_extension("map");
+        std::fs::write(&map, script).unwrap();
+        cmd.arg(format!("-Wl,--version-script={}", map.display()));
+    }
+    let status = cmd
+        .status()
+        .expect("a C compiler (cc) is needed to build the stand-in libraries");
+    assert!(status.success(), "building {} failed", out.display());
+    out
+}
+
 /// Builds the two stand-in libraries once: `a/libnrt.so.1` (FAKE_A) and `b/libfake_b.so` (FAKE_B).
 fn fake_libs() -> &'static (PathBuf, PathBuf) {
     static LIBS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     LIBS.get_or_init(|| {
-        // One folder per process: test runners may run these tests in parallel processes.
-        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("nrt-sys-fake-libs-{}", std::process::id()));
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let build = |define: &str, out: PathBuf| {
-            std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-            let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-                .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"])
-                .arg(format!("-D{define}"))
-                .arg("-I")
-                .arg(manifest.join("include"))
-                .arg(manifest.join("tests/c/fake_lib.c"))
-                .arg("-o")
-                .arg(&out)
-                .status()
-                .expect("a C compiler (cc) is needed to build the stand-in libraries");
-            assert!(status.success(), "building {} failed", out.display());
-            out
-        };
+        let root = build_root();
         (
-            build("FAKE_A", root.join("a/libnrt.so.1")),
-            build("FAKE_B", root.join("b/libfake_b.so")),
+            build_fake("FAKE_A", root.join("a/libnrt.so.1"), None),
+            build_fake("FAKE_B", root.join("b/libfake_b.so"), None),
         )
     })
 }
@@ -189,4 +203,155 @@ fn with_no_library_anywhere_every_place_tried_is_reported() {
         })
         .collect();
     assert_eq!(places, DEFAULT_PLACES);
+}
+
+// ---------------------------------------------------------------------------------------
+// Symbol versions: FAKE_V (nrt_init, nrt_close, nrta_get_sequence, nrta_is_completed,
+// nrta_execute_schedule, nrta_error_tracker_create) with and without version scripts.
+
+/// Like the shipped libnrt: `nrt_*` under NRT_2.0.0, `nrta_*` under NRT_3.0.0.
+const SCRIPT_V3: &str = "NRT_2.0.0 { global: nrt_*; fake_lib_id; local: *; };
+NRT_3.0.0 { global: nrta_*; } NRT_2.0.0;
+";
+
+/// Another generation: the async calls under NRT_4.0.0, except `nrta_is_completed`
+/// (NRT_3.0.0) and the v2 marker (NRT_2.0.0).
+const SCRIPT_V4: &str =
+    "NRT_2.0.0 { global: nrt_*; fake_lib_id; nrta_error_tracker_create; local: *; };
+NRT_3.0.0 { global: nrta_is_completed; } NRT_2.0.0;
+NRT_4.0.0 { global: nrta_*; } NRT_3.0.0;
+";
+
+/// Defines NRT_2.0.0 for `nrt_*` and leaves every `nrta_*` outside any version node.
+const SCRIPT_NRTA_UNVERSIONED: &str = "NRT_2.0.0 { global: nrt_*; fake_lib_id; };
+";
+
+struct VersionedLibs {
+    v3: PathBuf,
+    v4: PathBuf,
+    nrta_unversioned: PathBuf,
+    plain: PathBuf,
+}
+
+fn versioned_libs() -> &'static VersionedLibs {
+    static LIBS: OnceLock<VersionedLibs> = OnceLock::new();
+    LIBS.get_or_init(|| {
+        let root = build_root().join("v");
+        VersionedLibs {
+            v3: build_fake("FAKE_V", root.join("libv3.so"), Some(SCRIPT_V3)),
+            v4: build_fake("FAKE_V", root.join("libv4.so"), Some(SCRIPT_V4)),
+            nrta_unversioned: build_fake(
+                "FAKE_V",
+                root.join("libnrta_unversioned.so"),
+                Some(SCRIPT_NRTA_UNVERSIONED),
+            ),
+            plain: build_fake("FAKE_V", root.join("libplain.so"), None),
+        }
+    })
+}
+
+/// What plain `dlsym` finds in `path`, independently of nrt-sys.
+fn dlsym_finds(path: &Path, name: &str) -> bool {
+    // SAFETY: the stand-ins' initialisers are the C runtime's only.
+    let lib = unsafe { libloading::Library::new(path) }.unwrap();
+    // SAFETY: only the address is read.
+    unsafe { lib.get::<*mut std::ffi::c_void>(name.as_bytes()) }.is_ok()
+}
+
+/// The table's names that are present, as strings.
+fn present(lib: &Library) -> Vec<&'static str> {
+    lib.fns()
+        .presence()
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(n, _)| n.to_str().unwrap())
+        .collect()
+}
+
+fn call_get_sequence(lib: &Library) -> u64 {
+    let get_sequence = lib
+        .fns()
+        .nrta_get_sequence
+        .expect("nrta_get_sequence bound");
+    let mut seq = 0;
+    // SAFETY: FAKE_V's nrta_get_sequence writes one nrta_seq_t through the pointer given.
+    let status = unsafe { get_sequence(5, 1, 0, &mut seq) };
+    assert_eq!(status, nrt_sys::NRT_SUCCESS);
+    seq
+}
+
+#[test]
+fn nrta_functions_under_nrt_3_0_0_are_bound_and_callable() {
+    let libs = versioned_libs();
+    let lib = Library::open(&libs.v3).unwrap();
+    assert!(lib.defines_symbol_versions());
+    assert_eq!(
+        present(lib),
+        [
+            "nrt_close",
+            "nrt_init",
+            "nrta_execute_schedule",
+            "nrta_get_sequence",
+            "nrta_is_completed"
+        ]
+    );
+    assert_eq!(call_get_sequence(lib), 3005);
+    assert!(lib.has_symbol(c"nrta_execute_schedule"));
+    assert!(lib.has_symbol(c"nrta_error_tracker_create"));
+    assert_eq!(lib_id(lib), 'V');
+}
+
+#[test]
+fn nrta_functions_of_another_version_node_are_none() {
+    let libs = versioned_libs();
+    let lib = Library::open(&libs.v4).unwrap();
+    assert!(lib.defines_symbol_versions());
+    // Plain dlsym would have bound them.
+    for name in ["nrta_execute_schedule", "nrta_get_sequence"] {
+        assert!(dlsym_finds(&libs.v4, name), "{name}");
+    }
+    assert!(lib.fns().nrta_execute_schedule.is_none());
+    assert!(lib.fns().nrta_get_sequence.is_none());
+    // The one async call under NRT_3.0.0 is bound; nrt_* take the default version.
+    assert_eq!(present(lib), ["nrt_close", "nrt_init", "nrta_is_completed"]);
+    // symbol/has_symbol agree with the table for table names...
+    assert_eq!(lib.symbol(c"nrta_execute_schedule"), None);
+    assert!(!lib.has_symbol(c"nrta_get_sequence"));
+    assert!(lib.has_symbol(c"nrta_is_completed"));
+    // ...and find names outside the table by their default version (the v2 marker here
+    // is under NRT_2.0.0).
+    assert!(lib.has_symbol(c"nrta_error_tracker_create"));
+    assert!(lib.has_symbol(c"fake_lib_id"));
+}
+
+#[test]
+fn nrta_functions_outside_any_node_of_a_versioned_library_are_none() {
+    let libs = versioned_libs();
+    let lib = Library::open(&libs.nrta_unversioned).unwrap();
+    assert!(lib.defines_symbol_versions());
+    assert!(dlsym_finds(&libs.nrta_unversioned, "nrta_execute_schedule"));
+    assert_eq!(present(lib), ["nrt_close", "nrt_init"]);
+}
+
+#[test]
+fn an_unversioned_library_is_looked_up_with_plain_dlsym() {
+    let libs = versioned_libs();
+    let lib = Library::open(&libs.plain).unwrap();
+    assert!(!lib.defines_symbol_versions());
+    assert_eq!(
+        present(lib),
+        [
+            "nrt_close",
+            "nrt_init",
+            "nrta_execute_schedule",
+            "nrta_get_sequence",
+            "nrta_is_completed"
+        ]
+    );
+    assert_eq!(call_get_sequence(lib), 3005);
+    assert!(lib.has_symbol(c"nrta_error_tracker_create"));
+    let (a, b) = fake_libs();
+    for path in [a, b] {
+        assert!(!Library::open(path).unwrap().defines_symbol_versions());
+    }
 }

@@ -1301,6 +1301,338 @@ impl NrtFns {
             (c"nrta_tensor_write", self.nrta_tensor_write.is_some()),
         ]
     }
+    /// Each symbol name with the address of its entry (null for `None`): the
+    /// same order as [`NrtFns::NAMES`].
+    pub fn addresses(
+        &self,
+    ) -> [(&'static ::core::ffi::CStr, *mut ::core::ffi::c_void); 54usize] {
+        [
+            (
+                c"nrt_add_tensor_to_tensor_set",
+                self
+                    .nrt_add_tensor_to_tensor_set
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_allocate_tensor_set",
+                self
+                    .nrt_allocate_tensor_set
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_barrier",
+                self
+                    .nrt_barrier
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_build_global_comm",
+                self
+                    .nrt_build_global_comm
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_cc_global_comm_init",
+                self
+                    .nrt_cc_global_comm_init
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_close",
+                self
+                    .nrt_close
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_destroy_tensor_set",
+                self
+                    .nrt_destroy_tensor_set
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_execute",
+                self
+                    .nrt_execute
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_execute_repeat",
+                self
+                    .nrt_execute_repeat
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_free_model_tensor_info",
+                self
+                    .nrt_free_model_tensor_info
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_instance_info",
+                self
+                    .nrt_get_instance_info
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_model_info",
+                self
+                    .nrt_get_model_info
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_model_instance_count",
+                self
+                    .nrt_get_model_instance_count
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_model_nc_count",
+                self
+                    .nrt_get_model_nc_count
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_model_tensor_info",
+                self
+                    .nrt_get_model_tensor_info
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_model_vnc_count",
+                self
+                    .nrt_get_model_vnc_count
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_status_as_str",
+                self
+                    .nrt_get_status_as_str
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_tensor_from_tensor_set",
+                self
+                    .nrt_get_tensor_from_tensor_set
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_total_nc_count",
+                self
+                    .nrt_get_total_nc_count
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_total_vnc_count",
+                self
+                    .nrt_get_total_vnc_count
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_version",
+                self
+                    .nrt_get_version
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_visible_nc_count",
+                self
+                    .nrt_get_visible_nc_count
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_visible_vnc_count",
+                self
+                    .nrt_get_visible_vnc_count
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_vnc_memory_stats",
+                self
+                    .nrt_get_vnc_memory_stats
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_init",
+                self
+                    .nrt_init
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_load",
+                self
+                    .nrt_load
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_load_collectives",
+                self
+                    .nrt_load_collectives
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_start",
+                self
+                    .nrt_profile_start
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_stop",
+                self
+                    .nrt_profile_stop
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_allocate",
+                self
+                    .nrt_tensor_allocate
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_allocate_empty",
+                self
+                    .nrt_tensor_allocate_empty
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_allocate_slice",
+                self
+                    .nrt_tensor_allocate_slice
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_attach_buffer",
+                self
+                    .nrt_tensor_attach_buffer
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_copy",
+                self
+                    .nrt_tensor_copy
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_free",
+                self
+                    .nrt_tensor_free
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_get_device_allocation_info",
+                self
+                    .nrt_tensor_get_device_allocation_info
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_get_size",
+                self
+                    .nrt_tensor_get_size
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_get_va",
+                self
+                    .nrt_tensor_get_va
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_memset",
+                self
+                    .nrt_tensor_memset
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_read",
+                self
+                    .nrt_tensor_read
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_read_batch",
+                self
+                    .nrt_tensor_read_batch
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_write",
+                self
+                    .nrt_tensor_write
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_write_batch",
+                self
+                    .nrt_tensor_write_batch
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_unload",
+                self
+                    .nrt_unload
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_cc_prepare",
+                self
+                    .nrta_cc_prepare
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_cc_schedule",
+                self
+                    .nrta_cc_schedule
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_event_register_seq_id_completion",
+                self
+                    .nrta_event_register_seq_id_completion
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_event_register_xu_completion",
+                self
+                    .nrta_event_register_xu_completion
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_execute_schedule",
+                self
+                    .nrta_execute_schedule
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_get_sequence",
+                self
+                    .nrta_get_sequence
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_is_completed",
+                self
+                    .nrta_is_completed
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_tensor_copy",
+                self
+                    .nrta_tensor_copy
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_tensor_read",
+                self
+                    .nrta_tensor_read
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrta_tensor_write",
+                self
+                    .nrta_tensor_write
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+        ]
+    }
     /// The table of the functions linked at build time (feature `link`).
     #[cfg(feature = "link")]
     pub fn linked() -> Self {
