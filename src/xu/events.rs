@@ -4,18 +4,20 @@
 //! * Blocking waits ([`wait_for_seq`]) register the waiting thread's own eventfd for the
 //!   one sequence id they wait for (`nrta_event_register_seq_id_completion`) and block
 //!   in `ppoll(2)` on it: one wake-up, from libnrt, when the request completes.
-//! * Futures register their waker with the unit's [`UnitEvents`], whose eventfd libnrt
-//!   signals on every completion of that unit (`nrta_event_register_xu_completion`).
-//!   One background thread blocks in `epoll_wait(2)` over the eventfds of every unit
-//!   and wakes the futures whose request completed. It never holds a runtime handle,
-//!   so it can never be the one that closes a runtime.
+//! * Futures register their waker with the unit's [`UnitEvents`], and the unit's
+//!   eventfd with libnrt for their request's sequence id. One background thread blocks
+//!   in `epoll_wait(2)` over the eventfds of every unit and wakes the futures whose
+//!   request completed. It never holds a runtime handle, so it can never be the one
+//!   that closes a runtime. (The unit eventfd is registered per awaited request rather
+//!   than for every completion of the unit, `nrta_event_register_xu_completion`, so
+//!   that requests nobody awaits, e.g. blocking waits, wake no second thread.)
 //!
 //! Eventfds given to libnrt for a sequence are never closed: a registration that was
 //! not consumed (a wait that timed out) may still be signalled later, and a closed fd
 //! number can be reused by an unrelated file. Each thread takes one from a process-wide
 //! pool and gives it back when it exits; a stale signal in a reused fd only causes one
 //! spurious wake-up, after which the wait checks completion again. Unit eventfds are
-//! deregistered before they are closed.
+//! closed only after `nrt_close`, when libnrt signals nothing any more.
 
 use std::ffi::c_int;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -29,11 +31,10 @@ use nrt_sys as sys;
 use super::kind::XuKind;
 use super::seq::SeqId;
 
-/// The two event functions of a library that has them (ASYNC_EVENTS).
+/// The event function this crate calls, of a library with ASYNC_EVENTS.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EventFns {
     pub(crate) seq: sys::fn_types::nrta_event_register_seq_id_completion,
-    pub(crate) xu: sys::fn_types::nrta_event_register_xu_completion,
 }
 
 /// A new non-blocking, close-on-exec eventfd.
@@ -146,6 +147,7 @@ pub(crate) fn wait_for_seq<E>(
 /// The completion eventfd of one unit and the futures waiting for its requests.
 pub(crate) struct UnitEvents {
     fd: OwnedFd,
+    fns: EventFns,
     core: u32,
     kind: XuKind,
     queue: u32,
@@ -165,9 +167,8 @@ impl std::fmt::Debug for UnitEvents {
 }
 
 impl UnitEvents {
-    /// Creates the unit's eventfd, registers it with libnrt for every completion of
-    /// `(core, kind, queue)` and with the event loop. `None` if any step fails (waits on
-    /// this unit then poll).
+    /// Creates the unit's eventfd and registers it with the event loop. `None` if that
+    /// fails (waits on this unit then poll).
     pub(crate) fn register(
         fns: EventFns,
         get_sequence: sys::fn_types::nrta_get_sequence,
@@ -175,16 +176,11 @@ impl UnitEvents {
         kind: XuKind,
         queue: u32,
     ) -> Option<Arc<UnitEvents>> {
-        let lnc = c_int::try_from(core).ok()?;
+        c_int::try_from(core).ok()?;
         let fd = new_eventfd()?;
-        // SAFETY: ASYNC_EVENTS checked (this signature); `fd` stays open until after the
-        // deregistration in `unregister` (this value owns it).
-        let status = unsafe { (fns.xu)(lnc, kind.as_raw(), queue as c_int, fd.as_raw_fd()) };
-        if status != sys::NRT_SUCCESS {
-            return None;
-        }
         let events = Arc::new(UnitEvents {
             fd,
+            fns,
             core,
             kind,
             queue,
@@ -194,21 +190,14 @@ impl UnitEvents {
         });
         match event_loop() {
             Some(lp) if lp.add(&events) => Some(events),
-            _ => {
-                events.unregister(fns);
-                None
-            }
+            _ => None,
         }
     }
 
-    /// Deregisters the eventfd from libnrt (before the runtime closes) and from the
-    /// event loop, and wakes every future still registered (they check again).
-    pub(crate) fn unregister(&self, fns: EventFns) {
-        if let Ok(lnc) = c_int::try_from(self.core) {
-            // SAFETY: as in `register`; -1 deregisters, after which libnrt no longer
-            // writes the fd, so it may be closed when this value goes.
-            let _ = unsafe { (fns.xu)(lnc, self.kind.as_raw(), self.queue as c_int, -1) };
-        }
+    /// Removes the eventfd from the event loop (when the runtime closes) and wakes
+    /// every future still registered (they check again). The fd itself is closed when
+    /// the last reference goes, after `nrt_close`.
+    pub(crate) fn unregister(&self) {
         if let Some(lp) = event_loop() {
             lp.remove(self);
         }
@@ -221,23 +210,35 @@ impl UnitEvents {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes `waker` once request `seq` of this unit completed. The caller checks for
+    /// Wakes `waker` once request `seq` of this unit completed; `false` if libnrt
+    /// refused the registration (the caller then polls). The caller checks for
     /// completion again after this returns (a completion just before the registration
-    /// is then seen by that check).
-    pub(crate) fn add_waiter(&self, seq: SeqId, waker: &Waker) {
+    /// is then seen by that check, and libnrt signals one at once anyway).
+    pub(crate) fn add_waiter(&self, seq: SeqId, waker: &Waker) -> bool {
         let mut waiting = self.lock();
         // One future per request: its entry is found by the request's number.
-        let replaced = match waiting.iter_mut().find(|(n, _)| *n == seq.number()) {
-            Some((_, w)) if w.will_wake(waker) => None,
-            Some((_, w)) => Some(std::mem::replace(w, waker.clone())),
+        let (replaced, new) = match waiting.iter_mut().find(|(n, _)| *n == seq.number()) {
+            Some((_, w)) if w.will_wake(waker) => (None, false),
+            Some((_, w)) => (Some(std::mem::replace(w, waker.clone())), false),
             None => {
                 waiting.push((seq.number(), waker.clone()));
-                None
+                (None, true)
             }
         };
         drop(waiting);
         // Outside the lock: dropping a waker runs executor code.
         drop(replaced);
+        if !new {
+            return true;
+        }
+        // SAFETY: ASYNC_EVENTS checked (this signature); the fd stays open until after
+        // nrt_close (this value owns it and the runtime's registry holds this value).
+        let status = unsafe { (self.fns.seq)(seq.raw(), self.fd.as_raw_fd()) };
+        if status != sys::NRT_SUCCESS {
+            self.remove_waiter(seq);
+            return false;
+        }
+        true
     }
 
     /// Forgets the waiter of request `seq`, if any.

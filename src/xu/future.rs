@@ -77,8 +77,7 @@ impl<T: Payload> Future for RequestFuture<T> {
                 this.registered = true;
                 let unit = request.unit_ref();
                 match &unit.state.events {
-                    Some(events) => {
-                        events.add_waiter(request.seq(), cx.waker());
+                    Some(events) if events.add_waiter(request.seq(), cx.waker()) => {
                         // A completion just before the registration signalled nobody:
                         // look once more (the registration is visible to later signals).
                         if matches!(request.is_complete(), Ok(false)) {
@@ -86,7 +85,7 @@ impl<T: Payload> Future for RequestFuture<T> {
                         }
                         this.resolve()
                     }
-                    None => {
+                    _ => {
                         if this.token == 0 {
                             static NEXT: AtomicU64 = AtomicU64::new(1);
                             this.token = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -117,9 +116,12 @@ impl<T: Payload> RequestFuture<T> {
         if std::mem::take(&mut self.registered)
             && let Some(request) = &self.request
         {
-            match &request.unit_ref().state.events {
-                Some(events) => events.remove_waiter(request.seq()),
-                None => poller().deregister(self.token),
+            if let Some(events) = &request.unit_ref().state.events {
+                events.remove_waiter(request.seq());
+            }
+            // A unit with events uses the poller only when libnrt refused a registration.
+            if self.token != 0 {
+                poller().deregister(self.token);
             }
         }
     }

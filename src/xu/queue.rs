@@ -187,7 +187,8 @@ impl UnitRegistry {
         Ok(kept)
     }
 
-    /// Deregisters every queue's completion eventfd; called before `nrt_close`.
+    /// Takes every queue's completion eventfd out of the event loop; called before
+    /// `nrt_close`.
     pub(crate) fn close(&self) {
         for state in self
             .table
@@ -223,8 +224,8 @@ pub(crate) fn query_sequence(
 
 impl QueueState {
     fn close_events(&self) {
-        if let (Some(events), Some(fns)) = (&self.events, self.event_fns) {
-            events.unregister(fns);
+        if let Some(events) = &self.events {
+            events.unregister();
         }
     }
 

@@ -64,9 +64,8 @@ impl Runtime {
         let events = match (
             self.capabilities().contains(Capabilities::ASYNC_EVENTS),
             fns.nrta_event_register_seq_id_completion,
-            fns.nrta_event_register_xu_completion,
         ) {
-            (true, Some(seq), Some(xu)) => Some(EventFns { seq, xu }),
+            (true, Some(seq)) => Some(EventFns { seq }),
             _ => None,
         };
         let cores = self.visible_core_count()?;
