@@ -427,8 +427,10 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] if the model's core is unknown; [`Error::Nrt`] if an
-    /// allocation fails.
+    /// [`Error::Unsupported`] if the model's core is unknown, or the library cannot
+    /// create and free tensor sets and tensors ([`Runtime::tensor_set`],
+    /// [`Runtime::allocate_tensor`]); [`Error::Nrt`] if an allocation fails. Nothing
+    /// is left allocated on error.
     pub fn allocate_inputs(&self) -> Result<TensorSet> {
         self.allocate_set(self.inputs())
     }
