@@ -9,7 +9,7 @@ use std::sync::Arc;
 use nrt_sys as sys;
 
 use crate::runtime::{fixed_c_string, nrt_fn};
-use crate::tensor::core_arg;
+use crate::tensor::{Access, core_arg, lock_host_storage};
 use crate::{Capabilities, DType, Error, Placement, Result, Runtime, TensorSet};
 
 /// Whether a model tensor is read or written by the model.
@@ -193,6 +193,21 @@ impl Runtime {
             inner: Arc::new(inner),
         })
     }
+}
+
+/// Locks the host storage of the tensors an execution reads (`inputs`, shared) and
+/// writes (`outputs`, exclusive); see the `Tensor` docs. No lock and no allocation when
+/// every tensor is in device memory.
+fn lock_set_storage<'a>(
+    inputs: &'a TensorSet,
+    outputs: &'a TensorSet,
+) -> Vec<crate::tensor::HostGuard<'a>> {
+    lock_host_storage(
+        inputs
+            .iter()
+            .map(|(_, t)| (t, Access::Read))
+            .chain(outputs.iter().map(|(_, t)| (t, Access::Write))),
+    )
 }
 
 /// The model name from a NEFF-shaped header (bytes 268..524), when it holds text; a
@@ -383,10 +398,13 @@ impl Model {
     pub fn execute(&self, inputs: &TensorSet, outputs: &mut TensorSet) -> Result<()> {
         let execute = nrt_fn!(self.inner.rt.inner, nrt_execute);
         self.check_bindings(inputs, outputs)?;
+        let guards = lock_set_storage(inputs, outputs);
         // SAFETY: the model and both sets are live handles of the same runtime, every
         // tensor bound in them is kept alive by its set, and each model tensor is bound
-        // with its exact size (checked above).
+        // with its exact size (checked above). The host storage of the bound tensors is
+        // locked (`guards`), so no other thread copies into or out of it meanwhile.
         let status = unsafe { execute(self.raw(), inputs.raw(), outputs.raw()) };
+        drop(guards);
         self.inner.rt.inner.check("nrt_execute", status, || {
             format!("model `{}`", self.label())
         })
@@ -415,8 +433,10 @@ impl Model {
                 )
             })?;
         self.check_bindings(inputs, outputs)?;
+        let guards = lock_set_storage(inputs, outputs);
         // SAFETY: as in `execute`.
         let status = unsafe { execute_repeat(self.raw(), inputs.raw(), outputs.raw(), count) };
+        drop(guards);
         self.inner.rt.inner.check("nrt_execute_repeat", status, || {
             format!("model `{}`, {repeat} times", self.label())
         })
