@@ -91,7 +91,7 @@ mod unit;
 mod wait;
 
 pub use future::RequestFuture;
-pub use pipeline::{DEFAULT_DEPTH, Pipeline};
+pub use pipeline::{DEFAULT_DEPTH, Failed, Pipeline, Submitted};
 pub use request::{ExecSets, HostBuffer, Payload, Rejected, Request, Scheduled};
 pub use scope::{Scope, scope};
 pub use seq::SeqId;
