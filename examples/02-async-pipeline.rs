@@ -17,7 +17,7 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use neuron_rt::{ExecSets, ExecUnit, Model, Pipeline, Runtime, TensorSet};
+use neuron_rt::{ExecSets, ExecUnit, Failed, Model, Pipeline, Runtime, TensorSet};
 
 /// Host work per job (on nrt-sim the model takes DEVICE_TIME per execution).
 const HOST_WORK: Duration = Duration::from_millis(1);
@@ -104,6 +104,9 @@ fn main() -> Result<(), Box<dyn Error>> {
 }
 
 /// Runs the jobs through a pipeline of `depth` requests on `unit`, recycling the sets.
+///
+/// A failed job hands its sets back with its error (`Failed`), so the pool never
+/// shrinks: they go back to the pool before the error is reported.
 fn run_async(
     model: &Model,
     unit: &ExecUnit,
@@ -114,14 +117,26 @@ fn run_async(
     let pool = std::cell::RefCell::new(pool);
     let pipeline = Pipeline::with_depth(depth, 0..JOBS, |job| {
         let (inputs, outputs) = pool.borrow_mut().pop().expect("depth + 1 pairs of sets");
-        prepare(model, &inputs, host, job)?;
+        if let Err(error) = prepare(model, &inputs, host, job) {
+            return Err(Failed::new(error, Some((inputs, outputs))));
+        }
+        // A refused submit (`Rejected`) becomes a `Failed` holding the sets.
         Ok(unit.execute(model, inputs, outputs)?)
     })?;
+    let mut first_error = None;
     for result in pipeline {
         // Results arrive in job order; the outputs could be read here.
-        pool.borrow_mut().push(result?);
+        let (error, sets) = match result {
+            Ok(sets) => (None, Some(sets)),
+            Err(failed) => {
+                let (error, sets) = failed.into_parts();
+                (Some(error), sets)
+            }
+        };
+        pool.borrow_mut().extend(sets);
+        first_error = first_error.or(error);
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// The host side of a job: some computation, then the first input written.

@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 use nrt_sys as sys;
 
 use crate::runtime::nrt_fn;
+use crate::tensor::{Access, lock_host_storage};
 use crate::{Capabilities, Element, Error, Result, Runtime, Tensor};
 
 /// The ops collected for one batched call, grouped by tensor when it runs.
@@ -154,8 +155,17 @@ impl<'a> Batch<'a> {
         // buffers libnrt only reads. Any bytes are a valid `Element`, so whatever a read
         // stores leaves the slices valid. The flag is `false`: its effect is not publicly
         // documented, so this crate never sets it.
-        // SAFETY: the conditions just above hold for this call.
+        // Host storage of every tensor: shared for a read batch, exclusive for a write
+        // batch (see the `Tensor` docs); nothing for device tensors.
+        let access = match direction {
+            Direction::Read => Access::Read,
+            Direction::Write => Access::Write,
+        };
+        let guards = lock_host_storage(self.tensors.iter().map(|&t| (t, access)));
+        // SAFETY: the conditions just above hold for this call, and no other copy
+        // touches the host storage of its tensors meanwhile (`guards`).
         let status = unsafe { call(batches.as_ptr(), num_batches, false) };
+        drop(guards);
         self.rt.inner.check(function, status, || self.describe())
     }
 

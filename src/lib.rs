@@ -87,8 +87,8 @@ pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
 pub use xu::{
-    DEFAULT_DEPTH, ExecSets, ExecUnit, HostBuffer, Payload, Pipeline, Rejected, Request,
-    RequestFuture, RetryPolicy, Scheduled, SeqId, XuKind,
+    DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline, Rejected, Request,
+    RequestFuture, RetryPolicy, Scheduled, SeqId, Submitted, XuKind,
 };
 
 /// The raw bindings and loader this crate is built on.

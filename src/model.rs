@@ -10,7 +10,7 @@ use nrt_sys as sys;
 
 use crate::runtime::{fixed_c_string, nrt_fn};
 use crate::stack;
-use crate::tensor::core_arg;
+use crate::tensor::{Access, core_arg, lock_host_storage};
 use crate::{Capabilities, DType, Error, Placement, Result, Runtime, TensorSet};
 
 /// Whether a model tensor is read or written by the model.
@@ -194,6 +194,21 @@ impl Runtime {
             inner: Arc::new(inner),
         })
     }
+}
+
+/// Locks the host storage of the tensors an execution reads (`inputs`, shared) and
+/// writes (`outputs`, exclusive); see the `Tensor` docs. No lock and no allocation when
+/// every tensor is in device memory.
+fn lock_set_storage<'a>(
+    inputs: &'a TensorSet,
+    outputs: &'a TensorSet,
+) -> Vec<crate::tensor::HostGuard<'a>> {
+    lock_host_storage(
+        inputs
+            .iter()
+            .map(|(_, t)| (t, Access::Read))
+            .chain(outputs.iter().map(|(_, t)| (t, Access::Write))),
+    )
 }
 
 /// The model name from a NEFF-shaped header (bytes 268..524), when it holds text; a
@@ -401,13 +416,17 @@ impl Model {
     pub fn execute(&self, inputs: &TensorSet, outputs: &mut TensorSet) -> Result<()> {
         let execute = nrt_fn!(self.inner.rt.inner, nrt_execute);
         self.check_bindings(inputs, outputs)?;
+        let guards = lock_set_storage(inputs, outputs);
         let status = with_exec_stack(|| {
             // SAFETY: the model and both sets are live handles of the same runtime, every
             // tensor bound in them is kept alive by its set, and each model tensor is
             // bound with its exact size (checked above); this thread has the stack room
-            // libnrt needs (`with_exec_stack`).
+            // libnrt needs (`with_exec_stack`). The host storage of the bound tensors is
+            // locked (`guards`), so no other thread copies into or out of it meanwhile.
             unsafe { execute(self.raw(), inputs.raw(), outputs.raw()) }
-        })?;
+        });
+        drop(guards);
+        let status = status?;
         self.inner.rt.inner.check("nrt_execute", status, || {
             format!("model `{}`", self.label())
         })
@@ -436,10 +455,13 @@ impl Model {
                 )
             })?;
         self.check_bindings(inputs, outputs)?;
+        let guards = lock_set_storage(inputs, outputs);
         let status = with_exec_stack(|| {
             // SAFETY: as in `execute`.
             unsafe { execute_repeat(self.raw(), inputs.raw(), outputs.raw(), count) }
-        })?;
+        });
+        drop(guards);
+        let status = status?;
         self.inner.rt.inner.check("nrt_execute_repeat", status, || {
             format!("model `{}`, {repeat} times", self.label())
         })
@@ -450,8 +472,10 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::Unsupported`] if the model's core is unknown; [`Error::Nrt`] if an
-    /// allocation fails.
+    /// [`Error::Unsupported`] if the model's core is unknown, or the library cannot
+    /// create and free tensor sets and tensors ([`Runtime::tensor_set`],
+    /// [`Runtime::allocate_tensor`]); [`Error::Nrt`] if an allocation fails. Nothing
+    /// is left allocated on error.
     pub fn allocate_inputs(&self) -> Result<TensorSet> {
         self.allocate_set(self.inputs())
     }

@@ -3,7 +3,7 @@
 use std::ffi::c_void;
 use std::fmt;
 use std::ptr::{self, NonNull};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use nrt_sys as sys;
 
@@ -53,9 +53,25 @@ impl Placement {
 /// `Tensor` is `Send + Sync`. Its handle is not tied to a thread in libnrt, and Rust never
 /// forms a reference into the tensor's storage: data moves only by copies that libnrt
 /// makes (`nrt_tensor_read`, `nrt_tensor_write`, ...) into or out of buffers Rust owns.
-/// So two threads writing the same tensor, or the device writing it while a thread
-/// reads it, race on the *contents* (the result is some mix of the bytes, as with any
-/// DMA), never on Rust memory: it is a logic error, not undefined behaviour.
+///
+/// For tensors in **host memory** ([`Placement::Host`], [`Placement::Virtual`], and
+/// tensors over a buffer from [`Runtime::tensor_from_buffer`]) those copies are `memcpy`s
+/// by the calling thread into process memory, so two of them on the same bytes at once
+/// would be a data race. Every synchronous operation on such a tensor therefore holds a
+/// lock on its storage for the duration of the libnrt call: shared for reads, exclusive
+/// for writes, copies into it, fills, batches and executions writing it. Slices share
+/// their parent's lock (they alias its storage). So concurrent calls on host tensors are
+/// serialised, and each call sees or leaves whole the bytes of any other call.
+///
+/// Device tensors ([`Placement::Device`], and their slices) take no lock: libnrt moves
+/// their data by DMA, and two threads writing the same device tensor race on its
+/// *contents* only (the result is some mix of the bytes), never on process memory.
+///
+/// Not covered by the lock: the asynchronous operations of [`xu`](crate::xu) (libnrt
+/// runs them on its own threads, after the call that scheduled them has returned).
+/// Their own buffers are owned by the request, but the tensor's storage is not locked
+/// while they run: do not write a host tensor synchronously while an asynchronous write,
+/// read or execution on it is in flight.
 ///
 /// ```
 /// use neuron_rt::{Placement, Runtime};
@@ -85,6 +101,81 @@ pub(crate) struct TensorInner {
     // never read: a slice's storage is its parent's.
     _parent: Option<Arc<TensorInner>>,
     buffer: Option<AttachedBuffer>,
+    /// For storage in host memory: the lock every synchronous libnrt call on it holds
+    /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
+    host: Option<Arc<HostLock>>,
+}
+
+/// The lock over one block of host memory that libnrt copies into and out of.
+pub(crate) type HostLock = RwLock<()>;
+
+/// Whether an operation only reads a tensor's storage or also writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// libnrt only reads the storage (`nrt_tensor_read`, a copy's source, an execution input).
+    Read,
+    /// libnrt writes the storage (write, fill, a copy's destination, an execution output).
+    Write,
+}
+
+/// A held [`HostLock`]: released when dropped.
+pub(crate) enum HostGuard<'a> {
+    /// Shared: readers only.
+    Read {
+        /// Held, never read.
+        _guard: RwLockReadGuard<'a, ()>,
+    },
+    /// Exclusive.
+    Write {
+        /// Held, never read.
+        _guard: RwLockWriteGuard<'a, ()>,
+    },
+}
+
+impl HostGuard<'_> {
+    fn lock(lock: &HostLock, access: Access) -> HostGuard<'_> {
+        // The lock guards no data (`()`): a panic while it was held (none is possible
+        // inside the libnrt call it covers) leaves nothing inconsistent, so poisoning
+        // is ignored.
+        match access {
+            Access::Read => HostGuard::Read {
+                _guard: lock.read().unwrap_or_else(|e| e.into_inner()),
+            },
+            Access::Write => HostGuard::Write {
+                _guard: lock.write().unwrap_or_else(|e| e.into_inner()),
+            },
+        }
+    }
+}
+
+/// Locks the host storage of every tensor in `uses` (device tensors are skipped), each
+/// once in the strongest access asked for it, in address order, so that two calls
+/// locking overlapping sets of tensors cannot deadlock. Allocates only when at least
+/// one tensor is in host memory.
+pub(crate) fn lock_host_storage<'a>(
+    uses: impl IntoIterator<Item = (&'a Tensor, Access)>,
+) -> Vec<HostGuard<'a>> {
+    let mut locks: Vec<(&'a HostLock, Access)> = Vec::new();
+    for (tensor, access) in uses {
+        if let Some(lock) = tensor.inner.host.as_deref() {
+            locks.push((lock, access));
+        }
+    }
+    if locks.is_empty() {
+        return Vec::new();
+    }
+    locks.sort_by_key(|(lock, _)| ptr::from_ref(*lock) as usize);
+    locks.dedup_by(|later, kept| {
+        let same = ptr::eq(later.0, kept.0);
+        if same && later.1 == Access::Write {
+            kept.1 = Access::Write;
+        }
+        same
+    });
+    locks
+        .into_iter()
+        .map(|(lock, access)| HostGuard::lock(lock, access))
+        .collect()
 }
 
 // The Rust-side fields are immutable after creation, and data is only moved by libnrt
@@ -159,6 +250,12 @@ impl NewTensor<'_> {
             function,
             reason: format!("no tensor returned for `{}`", self.name),
         })?;
+        // A slice aliases its parent's storage, so it shares the parent's lock.
+        let host = match &self.parent {
+            Some(parent) => parent.host.clone(),
+            None if self.placement == Placement::Device => None,
+            None => Some(Arc::new(HostLock::default())),
+        };
         Ok(Tensor {
             inner: Arc::new(TensorInner {
                 raw,
@@ -169,6 +266,7 @@ impl NewTensor<'_> {
                 name: self.name,
                 _parent: self.parent,
                 buffer: self.buffer,
+                host,
             }),
         })
     }
@@ -343,6 +441,15 @@ impl Tensor {
         Arc::clone(&self.inner)
     }
 
+    /// Holds the tensor's host-storage lock for `access` (see the type's docs); `None`
+    /// (no lock, no cost) for device storage.
+    pub(crate) fn lock_host(&self, access: Access) -> Option<HostGuard<'_>> {
+        self.inner
+            .host
+            .as_deref()
+            .map(|lock| HostGuard::lock(lock, access))
+    }
+
     /// [`Error::OutOfBounds`] unless `offset..offset + len` lies inside the tensor.
     pub(crate) fn check_range(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
@@ -375,9 +482,12 @@ impl Tensor {
         let write = nrt_fn!(self.inner.rt.inner, nrt_tensor_write);
         let len = size_of_val(data);
         self.check_range(offset, len)?;
+        let guard = self.lock_host(Access::Write);
         // SAFETY: the tensor is live (this handle); `data` is valid for reads of `len`
         // bytes for the whole call, and `offset + len` is inside the tensor (checked).
+        // Host storage is locked exclusively (`guard`), so no other copy touches it.
         let status = unsafe { write(self.raw(), data.as_ptr().cast::<c_void>(), offset, len) };
+        drop(guard);
         self.inner.rt.inner.check("nrt_tensor_write", status, || {
             format!("tensor `{}`, {len} bytes at offset {offset}", self.name())
         })
@@ -402,10 +512,13 @@ impl Tensor {
         let read = nrt_fn!(self.inner.rt.inner, nrt_tensor_read);
         let len = size_of_val(out);
         self.check_range(offset, len)?;
+        let guard = self.lock_host(Access::Read);
         // SAFETY: the tensor is live; `out` is valid for writes of `len` bytes for the
         // whole call, and any bytes are a valid `T` (Element's sealed contract), so
-        // whatever libnrt copies leaves `out` initialised and valid.
+        // whatever libnrt copies leaves `out` initialised and valid. Host storage is
+        // locked shared (`guard`), so nothing writes it meanwhile.
         let status = unsafe { read(self.raw(), out.as_mut_ptr().cast::<c_void>(), offset, len) };
+        drop(guard);
         self.inner.rt.inner.check("nrt_tensor_read", status, || {
             format!("tensor `{}`, {len} bytes at offset {offset}", self.name())
         })
@@ -484,9 +597,12 @@ impl Tensor {
         }
         src.check_range(src_offset, len)?;
         self.check_range(dst_offset, len)?;
+        let guards = lock_host_storage([(src, Access::Read), (self, Access::Write)]);
         // SAFETY: both tensors are live handles of this runtime and both ranges are
-        // inside their tensors (checked).
+        // inside their tensors (checked). Host storage is locked (`guards`): the source
+        // shared, the destination exclusive (once, exclusive, if they share storage).
         let status = unsafe { copy(src.raw(), src_offset, self.raw(), dst_offset, len) };
+        drop(guards);
         rt.inner.check("nrt_tensor_copy", status, || {
             format!(
                 "{len} bytes from `{}`+{src_offset} to `{}`+{dst_offset}",
@@ -515,8 +631,11 @@ impl Tensor {
         self.check_range(offset, len)?;
         let offset64 = u64::try_from(offset)
             .map_err(|_| Error::invalid("offset", format!("{offset} does not fit in 64 bits")))?;
-        // SAFETY: the tensor is live and the range is inside it (checked).
+        let guard = self.lock_host(Access::Write);
+        // SAFETY: the tensor is live and the range is inside it (checked); host storage
+        // is locked exclusively (`guard`).
         let status = unsafe { memset(self.raw(), offset64, i32::from(value), len) };
+        drop(guard);
         self.inner.rt.inner.check("nrt_tensor_memset", status, || {
             format!(
                 "tensor `{}`, {len} bytes at offset {offset} to {value:#04x}",

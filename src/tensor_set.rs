@@ -66,9 +66,12 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::Nrt`] if libnrt fails.
+    /// [`Error::Unsupported`] if the library lacks `nrt_allocate_tensor_set` or
+    /// `nrt_destroy_tensor_set`; [`Error::Nrt`] if libnrt fails.
     pub fn tensor_set(&self) -> Result<TensorSet> {
         let allocate = nrt_fn!(self.inner, nrt_allocate_tensor_set);
+        // Never create what could not be freed.
+        nrt_fn!(self.inner, nrt_destroy_tensor_set);
         let mut raw = ptr::null_mut();
         // SAFETY: `raw` is a valid out-pointer.
         let status = unsafe { allocate(&mut raw) };

@@ -730,7 +730,8 @@ fn a_pipeline_keeps_requests_queued_and_yields_results_in_order() {
         max_in_flight.get()
     );
 
-    // A job that fails to submit yields its error in its place; the rest carry on.
+    // A job that fails to submit yields its error and its sets in its place; the rest
+    // carry on.
     let results: Vec<_> = Pipeline::new(0..4u32, |job| {
         let (i, o) = sets(&model, job as f32);
         if job == 2 {
@@ -742,11 +743,19 @@ fn a_pipeline_keeps_requests_queued_and_yields_results_in_order() {
     })
     .collect();
     assert!(results[0].is_ok() && results[1].is_ok() && results[3].is_ok());
-    assert!(
-        matches!(&results[2], Err(Error::MissingTensor { .. })),
-        "{:?}",
-        results[2]
-    );
+    match &results[2] {
+        Err(failed) => {
+            assert!(
+                matches!(failed.error(), Error::MissingTensor { .. }),
+                "{failed:?}"
+            );
+            assert!(
+                failed.payload().is_some(),
+                "the refused sets are handed back"
+            );
+        }
+        Ok(_) => panic!("job 2 ran without its input `a`"),
+    }
 }
 
 #[test]

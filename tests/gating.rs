@@ -190,3 +190,34 @@ fn the_sim_feature_selects_the_in_process_simulator() {
     );
     assert!(std::ptr::eq(rt.library(), neuron_rt::sim::library()));
 }
+
+#[test]
+fn a_library_without_destroy_tensor_set_creates_no_sets() {
+    let _g = lock();
+    let lib = stripped("sim-without-destroy-set", |f| {
+        f.nrt_destroy_tensor_set = None;
+    });
+    let rt = Runtime::builder().library(lib).build().unwrap();
+    let is_missing_destroy = |err: &Error| {
+        matches!(
+            err,
+            Error::Unsupported {
+                feature: "nrt_destroy_tensor_set",
+                ..
+            }
+        )
+    };
+    let err = rt.tensor_set().unwrap_err();
+    assert!(is_missing_destroy(&err), "{err}");
+    // Models need the whole sync core, so `Model::allocate_inputs` / `allocate_outputs`
+    // (which start with `tensor_set`) cannot be reached on this library.
+    let err = rt.load_model_on(&add_model(), 0).unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { needed: Some(n), .. } if n.contains("nrt_destroy_tensor_set")),
+        "{err}"
+    );
+    // Nothing was created.
+    assert_eq!(support::control().counters().live_objects(), 0);
+    drop(rt);
+    assert_no_leaks();
+}

@@ -180,7 +180,7 @@ impl EnvError {
     }
 }
 
-fn parse_num_cores(text: &str, total: u32) -> Result<(u32, u32), EnvError> {
+pub(crate) fn parse_num_cores(text: &str, total: u32) -> Result<(u32, u32), EnvError> {
     let n = text.trim().parse::<u32>().map_err(|_| {
         EnvError::Invalid(format!(
             "NEURON_RT_NUM_CORES={text:?} is not a number of cores (0 for all)"
@@ -195,7 +195,7 @@ fn parse_num_cores(text: &str, total: u32) -> Result<(u32, u32), EnvError> {
     }
 }
 
-fn parse_visible(text: &str, total: u32) -> Result<(u32, u32), String> {
+pub(crate) fn parse_visible(text: &str, total: u32) -> Result<(u32, u32), String> {
     let bad = |why: &str| {
         format!(
             "NEURON_RT_VISIBLE_CORES={text:?} {why}; expected core indices or inclusive ranges forming one increasing contiguous run (like 1, 0-1 or 2,3-4) within the {total} cores (0-{})",

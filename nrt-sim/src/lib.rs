@@ -117,6 +117,31 @@ mod stack;
 mod status;
 mod xu;
 
+/// Entry points for the fuzz targets in `fuzz/` (cargo fuzz): the simulator's text
+/// parsers, which are otherwise only reachable through environment variables and
+/// `nrt_sim_inject_faults`. Not part of the API; may change at any time.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses a fault spec (nrt-sim/FAULTS.md) without arming it: `Ok` with the number
+    /// of faults, or the reason it was refused.
+    pub fn parse_faults(spec: &str) -> Result<usize, String> {
+        crate::faults::parse(spec)
+            .map(|faults| faults.len())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Parses a `NEURON_RT_VISIBLE_CORES` value for a machine of `total` cores (at least
+    /// 1, as `NRT_SIM_VNC_COUNT` allows): the first core and the count.
+    pub fn parse_visible_cores(text: &str, total: u32) -> Result<(u32, u32), String> {
+        crate::config::parse_visible(text, total.max(1))
+    }
+
+    /// Parses a `NEURON_RT_NUM_CORES` value for a machine of `total` cores (at least 1).
+    pub fn parse_num_cores(text: &str, total: u32) -> Result<(u32, u32), String> {
+        crate::config::parse_num_cores(text, total.max(1)).map_err(|e| e.message().to_owned())
+    }
+}
+
 pub use control::{CoreCounters, Counters, SimControl};
 pub use faults::FaultSpecError;
 pub use model::{BuildError, DType, ModelBuilder, Op, build_model_from_text, describe_model};

@@ -96,7 +96,7 @@ mod wait;
 
 pub use future::RequestFuture;
 pub use kind::XuKind;
-pub use pipeline::{DEFAULT_DEPTH, Pipeline};
+pub use pipeline::{DEFAULT_DEPTH, Failed, Pipeline, Submitted};
 pub use queue::ExecUnit;
 pub(crate) use queue::UnitRegistry;
 pub use request::{ExecSets, HostBuffer, Payload, Rejected, Request, Scheduled};

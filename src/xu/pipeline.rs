@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::iter::Fuse;
 
-use super::request::{Payload, Request};
+use super::request::{Payload, Rejected, Request};
 use crate::{Error, Result};
 
 /// The default number of requests a [`Pipeline`] keeps queued: the vendor's advice of
@@ -23,9 +23,21 @@ const MAX_PREALLOCATED: usize = 1024;
 /// first, e.g. filling input tensors). On each [`next`](Iterator::next), the pipeline
 /// tops the queue up to `depth`, waits for the oldest request, submits the next job
 /// *before* handing the result back (so the unit stays busy while the caller works on
-/// it), and returns the result. A job whose `submit` fails yields that error in its
-/// place; the other jobs carry on. Dropping the pipeline waits for the requests still in
+/// it), and returns the result. Dropping the pipeline waits for the requests still in
 /// flight.
+///
+/// # Failed jobs keep their payload
+///
+/// Each item is `Ok(payload)` or `Err(`[`Failed`]`)`: the error *and* the payload
+/// (tensor sets, buffers) whenever it still exists, so a pool of recycled sets never
+/// shrinks because a job failed. A request that completed with an error status (e.g.
+/// [`NrtStatus::ExecCompletedWithErr`](crate::NrtStatus::ExecCompletedWithErr), whose
+/// outputs libnrt still wrote) yields its payload in the `Failed`; so does a submit the
+/// unit refused: `submit` returns `Err(Failed)`, which `?` makes from a [`Rejected`]
+/// with its payload, or from an [`Error`] raised before any payload existed. A job
+/// whose preparation fails after it took a payload should hand it back with
+/// [`Failed::new`]. The other jobs carry on. `?` on an item turns a `Failed` into its
+/// [`Error`], dropping the payload.
 ///
 /// The queue is allocated once (with room for `depth` requests, up to 1024 of them up
 /// front), so the steady state allocates nothing per job beyond what `submit` does.
@@ -59,7 +71,7 @@ const MAX_PREALLOCATED: usize = 1024;
 ///     Ok(unit.execute(&model, inputs, outputs)?)
 /// });
 /// for (job, result) in results.enumerate() {
-///     let (_inputs, outputs) = result?; // in job order
+///     let (_inputs, outputs) = result?; // in job order; `?` drops a failed job's sets
 ///     let y: Vec<f32> = outputs.get("y").expect("model output").to_vec()?;
 ///     assert_eq!(y, [job as f32 + 1.0; 4]);
 /// }
@@ -72,15 +84,126 @@ pub struct Pipeline<I: Iterator, F, T: Payload> {
     depth: usize,
 }
 
+/// A job of a [`Pipeline`] that failed: why, and its payload when it still exists.
+///
+/// The payload is there when the request completed with an error status (libnrt may
+/// even have written outputs, as for
+/// [`ExecCompletedWithErr`](crate::NrtStatus::ExecCompletedWithErr)), when the unit
+/// refused the submit ([`Rejected`]), and when `submit` handed it back with
+/// [`Failed::new`]. It is `None` when the error came before any payload existed, or when
+/// completion could not be observed (the request then leaks its payload, see
+/// [`Request`]).
+///
+/// ```
+/// # use neuron_rt::{Error, Failed};
+/// let error = Error::InvalidArgument { argument: "job", reason: "no input".into() };
+/// let failed: Failed<Vec<u8>> = Failed::new(error, Some(vec![0; 4]));
+/// let (error, payload) = failed.into_parts();
+/// assert!(error.to_string().contains("no input"));
+/// assert_eq!(payload.map(|p| p.len()), Some(4));
+/// ```
+pub struct Failed<T> {
+    error: Error,
+    payload: Option<T>,
+}
+
+impl<T> Failed<T> {
+    /// A failure with `error`, handing `payload` back to whoever reads the results.
+    pub fn new(error: Error, payload: Option<T>) -> Failed<T> {
+        Failed { error, payload }
+    }
+
+    /// Why the job failed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The payload, if it still exists.
+    pub fn payload(&self) -> Option<&T> {
+        self.payload.as_ref()
+    }
+
+    /// Whether submitting the same payload again later may succeed (a full queue).
+    pub fn is_retryable(&self) -> bool {
+        self.error.is_retryable()
+    }
+
+    /// The error and the payload.
+    pub fn into_parts(self) -> (Error, Option<T>) {
+        (self.error, self.payload)
+    }
+
+    /// The payload, dropping the error.
+    pub fn into_payload(self) -> Option<T> {
+        self.payload
+    }
+
+    /// The error, dropping the payload.
+    pub fn into_error(self) -> Error {
+        self.error
+    }
+}
+
+/// A failure before the job had a payload (e.g. allocating its sets failed).
+impl<T> From<Error> for Failed<T> {
+    fn from(error: Error) -> Failed<T> {
+        Failed::new(error, None)
+    }
+}
+
+/// A refused submit, with the payload the unit handed back.
+impl<T> From<Rejected<T>> for Failed<T> {
+    fn from(rejected: Rejected<T>) -> Failed<T> {
+        let (error, payload) = rejected.into_parts();
+        Failed::new(error, Some(payload))
+    }
+}
+
+/// The error, dropping the payload (what `?` on a pipeline item does).
+impl<T> From<Failed<T>> for Error {
+    fn from(failed: Failed<T>) -> Error {
+        failed.error
+    }
+}
+
+impl<T> fmt::Debug for Failed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Failed")
+            .field("error", &self.error)
+            .field("payload", &self.payload.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+impl<T> fmt::Display for Failed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kept = if self.payload.is_some() {
+            "payload returned"
+        } else {
+            "no payload"
+        };
+        write!(f, "job failed ({kept}): {}", self.error)
+    }
+}
+
+impl<T> std::error::Error for Failed<T> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+/// What `submit` returns: the scheduled request, or why not (with the payload if any).
+pub type Submitted<T> = std::result::Result<Request<T>, Failed<T>>;
+
 enum Slot<T: Payload> {
     Pending(Request<T>),
-    Failed(Error),
+    Failed(Failed<T>),
 }
 
 impl<I, F, T> Pipeline<I, F, T>
 where
     I: Iterator,
-    F: FnMut(I::Item) -> Result<Request<T>>,
+    F: FnMut(I::Item) -> Submitted<T>,
     T: Payload,
 {
     /// A pipeline of depth [`DEFAULT_DEPTH`]. Nothing is submitted until the first call
@@ -131,7 +254,7 @@ where
             let Some(job) = self.jobs.next() else { break };
             self.queue.push_back(match (self.submit)(job) {
                 Ok(request) => Slot::Pending(request),
-                Err(error) => Slot::Failed(error),
+                Err(failed) => Slot::Failed(failed),
             });
         }
     }
@@ -140,16 +263,27 @@ where
 impl<I, F, T> Iterator for Pipeline<I, F, T>
 where
     I: Iterator,
-    F: FnMut(I::Item) -> Result<Request<T>>,
+    F: FnMut(I::Item) -> Submitted<T>,
     T: Payload,
 {
-    type Item = Result<T>;
+    type Item = std::result::Result<T, Failed<T>>;
 
-    fn next(&mut self) -> Option<Result<T>> {
+    fn next(&mut self) -> Option<Self::Item> {
         self.fill();
         let result = match self.queue.pop_front()? {
-            Slot::Pending(request) => request.wait(),
-            Slot::Failed(error) => Err(error),
+            Slot::Pending(request) => match request.wait_with_payload() {
+                (Some(payload), Ok(())) => Ok(payload),
+                (payload, Err(error)) => Err(Failed::new(error, payload)),
+                // `wait_with_payload` returns the payload whenever the status is Ok.
+                (None, Ok(())) => Err(Failed::new(
+                    Error::UnexpectedResult {
+                        function: "nrta_is_completed",
+                        reason: "completion observed but payload missing".into(),
+                    },
+                    None,
+                )),
+            },
+            Slot::Failed(failed) => Err(failed),
         };
         self.fill();
         Some(result)
