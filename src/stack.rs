@@ -61,10 +61,32 @@ fn query_stack_low() -> Option<usize> {
     None
 }
 
+/// The stack pointer. Read from the register where possible: the address of a local is
+/// not on the thread's stack under AddressSanitizer (which moves locals to a fake stack).
+#[inline(always)]
+fn stack_pointer() -> usize {
+    let sp: usize;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: copies the stack pointer register into a general register; no memory access.
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: as above.
+    unsafe {
+        std::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags));
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let here = 0u8;
+        sp = std::ptr::addr_of!(here) as usize;
+    }
+    sp
+}
+
 /// Stack left below the caller's frame, if known.
 pub fn remaining() -> Option<usize> {
-    let here = 0u8;
-    let sp = std::ptr::addr_of!(here) as usize;
+    let sp = stack_pointer();
     stack_low().map(|low| sp.saturating_sub(low))
 }
 

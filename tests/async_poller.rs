@@ -205,3 +205,47 @@ fn a_waker_that_panics_does_not_stop_the_poller() {
         Poll::Ready(Ok(_))
     ));
 }
+
+/// Issue 11 item 2: a scoped request's future polled once (so registered with the
+/// poller, or with the unit's completion events) and then forgotten must not keep the
+/// runtime: after the scope and every handle are gone, a new runtime always starts, on
+/// this thread, at once. The poller is held inside `nrta_is_completed` (the gate) while
+/// everything is dropped, the moment it used to upgrade its reference to the unit.
+#[test]
+fn a_forgotten_scoped_future_never_keeps_the_runtime() {
+    let _g = support::lock();
+    for (lib, gated) in [(gated_library(), true), (support::sim(), false)] {
+        for round in 0..20 {
+            {
+                let rt = Runtime::builder().library(lib).build().unwrap();
+                let unit = rt.tensor_op_unit(0, 0).unwrap();
+                let tensor = rt
+                    .allocate_tensor(neuron_rt::Placement::Device, Some(0), 4 << 20, "t")
+                    .unwrap();
+                let mut out = vec![0u8; 4 << 20];
+                neuron_rt::xu::scope(|s| {
+                    let read = s.read(&unit, &tensor, 0, &mut out).unwrap();
+                    let mut future = Box::pin(read.into_future());
+                    let mut cx = Context::from_waker(Waker::noop());
+                    let _ = future.as_mut().poll(&mut cx);
+                    // From now on the poller blocks in its next look at the entry.
+                    set_gate(gated);
+                    std::mem::forget(future);
+                });
+                // The scope waited for the read; the poller may still look at it.
+            }
+            let again = Runtime::builder().library(lib).build();
+            assert!(
+                again.is_ok(),
+                "round {round} (gated {gated}): {:?}",
+                again.as_ref().err()
+            );
+            drop(again);
+            set_gate(false);
+            // Let the poller drop the stale entry before the gate closes again (it holds
+            // its list's lock while it looks, so a closed gate would block registration).
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    support::assert_no_leaks();
+}
