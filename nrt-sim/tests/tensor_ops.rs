@@ -155,14 +155,9 @@ fn host_tensors_run_on_the_unit_lnc_idx_names() {
     let mut ret = SENTINEL;
     for lnc in 0..2 {
         for queue in 0..2 {
-            let s = write_on(
-                host,
-                &[lnc as u8 * 2 + queue as u8; 8],
-                lnc,
-                queue,
-                &mut ret,
-            )
-            .unwrap();
+            // Bound to a local: the write reads it after this statement (until completion).
+            let data = [lnc as u8 * 2 + queue as u8; 8];
+            let s = write_on(host, &data, lnc, queue, &mut ret).unwrap();
             assert_eq!(
                 unit_of(s),
                 (lnc as u64, NRTA_XU_TENSOR_OP as u64, queue as u64),
