@@ -418,11 +418,13 @@ impl Model {
         self.check_bindings(inputs, outputs)?;
         let guards = lock_set_storage(inputs, outputs);
         let status = with_exec_stack(|| {
-            // SAFETY: the model and both sets are live handles of the same runtime, every
-            // tensor bound in them is kept alive by its set, and each model tensor is
-            // bound with its exact size (checked above); this thread has the stack room
-            // libnrt needs (`with_exec_stack`). The host storage of the bound tensors is
-            // locked (`guards`), so no other thread copies into or out of it meanwhile.
+            // Why the call below is sound: the model and both sets are live handles of the
+            // same runtime, every tensor bound in them is kept alive by its set, and each
+            // model tensor is bound with its exact size (checked above); this thread has
+            // the stack room libnrt needs (`with_exec_stack`). The host storage of the
+            // bound tensors is locked (`guards`), so no other thread copies into or out
+            // of it meanwhile.
+            // SAFETY: the conditions just above hold for this call.
             unsafe { execute(self.raw(), inputs.raw(), outputs.raw()) }
         });
         drop(guards);

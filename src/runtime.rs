@@ -633,12 +633,13 @@ pub(crate) fn status_error(
 /// The library's description of `raw` (`nrt_get_status_as_str`), if it has one.
 fn status_text(lib: &Library, raw: sys::NRT_STATUS) -> Option<String> {
     let f = lib.fns().nrt_get_status_as_str?;
-    // SAFETY: `lib` is trusted to be libnrt: loaded from a path (loading trusts the
-    // library, see nrt_sys::Library) or built with the unsafe `Library::in_process`,
-    // whose contract makes every entry behave as libnrt's. libnrt's
-    // nrt_get_status_as_str takes any value and returns NULL or a pointer to a
+    // Why the block below is sound: `lib` is trusted to be libnrt: loaded from a path
+    // (loading trusts the library, see nrt_sys::Library) or built with the unsafe
+    // `Library::in_process`, whose contract makes every entry behave as libnrt's.
+    // libnrt's nrt_get_status_as_str takes any value and returns NULL or a pointer to a
     // NUL-terminated string owned by the library that stays valid (static text); it is
     // copied before anything else calls into the library.
+    // SAFETY: the conditions just above hold for this block.
     unsafe {
         let text = f(raw);
         (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())

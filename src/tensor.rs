@@ -513,10 +513,11 @@ impl Tensor {
         let len = size_of_val(out);
         self.check_range(offset, len)?;
         let guard = self.lock_host(Access::Read);
-        // SAFETY: the tensor is live; `out` is valid for writes of `len` bytes for the
-        // whole call, and any bytes are a valid `T` (Element's sealed contract), so
-        // whatever libnrt copies leaves `out` initialised and valid. Host storage is
-        // locked shared (`guard`), so nothing writes it meanwhile.
+        // Why the call below is sound: the tensor is live; `out` is valid for writes of
+        // `len` bytes for the whole call, and any bytes are a valid `T` (Element's sealed
+        // contract), so whatever libnrt copies leaves `out` initialised and valid. Host
+        // storage is locked shared (`guard`), so nothing writes it meanwhile.
+        // SAFETY: the conditions just above hold for this call.
         let status = unsafe { read(self.raw(), out.as_mut_ptr().cast::<c_void>(), offset, len) };
         drop(guard);
         self.inner.rt.inner.check("nrt_tensor_read", status, || {

@@ -394,10 +394,11 @@ impl SimControl {
         }
         let get = |name: &CStr| lib.symbol(name);
         let identity = get(c"nrt_sim_identity")?;
-        // SAFETY: `lib` was opened from a path, and loading a library trusts it (see
-        // nrt_sys::Library): its exports are what their names say. `nrt_sim_*` is this
-        // crate's namespace, so `nrt_sim_identity` is nrt-sim's `uint64_t (void)`
-        // function (the type checked above); the library stays loaded for the process.
+        // Why the cast below is sound: `lib` was opened from a path, and loading a library
+        // trusts it (see nrt_sys::Library): its exports are what their names say.
+        // `nrt_sim_*` is this crate's namespace, so `nrt_sim_identity` is nrt-sim's
+        // `uint64_t (void)` function; the library stays loaded for the process.
+        // SAFETY: the conditions just above hold for this cast.
         let identity = unsafe { std::mem::transmute::<*mut c_void, IdentityFn>(identity) };
         // SAFETY: takes no arguments and only returns a constant.
         if unsafe { identity() } != NRT_SIM_IDENTITY {

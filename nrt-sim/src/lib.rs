@@ -258,11 +258,13 @@ pub fn symbol_lookup(name: &CStr) -> *mut c_void {
 pub fn library() -> &'static nrt_sys::Library {
     static LIBRARY: OnceLock<&'static nrt_sys::Library> = OnceLock::new();
     LIBRARY.get_or_init(|| {
-        // SAFETY: every entry of function_table() is this crate's implementation of the
-        // libnrt function of that name (`ffi`, with the bindings' signatures, checked by
-        // the compiler in `exported!`), and symbol_lookup answers only those, the async v2
-        // marker and this crate's `nrt_sim_*` functions; all are plain functions of this
-        // binary, callable from any thread for the life of the process.
+        // Why the table below keeps `in_process`'s contract: every entry of
+        // function_table() is this crate's implementation of the libnrt function of that
+        // name (`ffi`, with the bindings' signatures, checked by the compiler in
+        // `exported!`), and symbol_lookup answers only those, the async v2 marker and
+        // this crate's `nrt_sim_*` functions; all are plain functions of this binary,
+        // callable from any thread for the life of the process.
+        // SAFETY: the conditions just above hold for this table and lookup.
         unsafe { nrt_sys::Library::in_process("nrt-sim", function_table(), Some(symbol_lookup)) }
     })
 }

@@ -182,10 +182,12 @@ impl Library {
             source,
             error: error_chain(&e),
         })?;
-        // SAFETY: loading the library trusts it (see `Library`): each name of the table
-        // that it exports (for `nrta_*` in a versioned library: under NRT_3.0.0) is the
-        // libnrt function of that name, with the C signature of the headers. The handle
-        // is kept in the leaked Library, so the addresses stay valid for the process.
+        // Why the lookup below is sound: loading the library trusts it (see `Library`):
+        // each name of the table that it exports (for `nrta_*` in a versioned library:
+        // under NRT_3.0.0) is the libnrt function of that name, with the C signature of
+        // the headers. The handle is kept in the leaked Library, so the addresses stay
+        // valid for the process.
+        // SAFETY: the conditions just above hold for every entry.
         let fns = unsafe { NrtFns::from_lookup(|name| handle.table_entry(name)) };
         let lib: &'static Library = Box::leak(Box::new(Library {
             fns,
