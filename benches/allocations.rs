@@ -10,7 +10,7 @@ use std::cell::RefCell;
 
 use neuron_rt::nrt_sys::Library;
 use neuron_rt::{ExecSets, Pipeline, Placement, Runtime};
-use nrt_sim::{DType, ModelBuilder, Op};
+use nrt_sim::ModelBuilder;
 
 #[path = "../tests/support/counting_alloc.rs"]
 mod counting_alloc;
@@ -29,17 +29,7 @@ fn main() {
     let path = nrt_sim::cdylib_path().expect("libnrt_sim.so next to the bench binary");
     let lib = Library::open(&path).expect("dlopen nrt-sim");
     let rt = Runtime::builder().library(lib).build().expect("runtime");
-    let neff = ModelBuilder::new("add")
-        .input("a", DType::F32, &[2, 3])
-        .input("b", DType::F32, &[2, 3])
-        .output("out", DType::F32, &[2, 3])
-        .op(Op::Add {
-            a: "a".into(),
-            b: "b".into(),
-            out: "out".into(),
-        })
-        .build()
-        .expect("model");
+    let neff = ModelBuilder::add_example(&[2, 3]).build().expect("model");
     let model = rt.load_model_on(&neff, 0).expect("load");
     let t = rt
         .allocate_tensor(Placement::Device, Some(0), 4096, "t")

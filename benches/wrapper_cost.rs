@@ -13,22 +13,12 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use neuron_rt::nrt_sys::{self as sys, NrtFns};
 use neuron_rt::{ExecSets, ExecUnit, Model, Placement, Runtime, Tensor};
-use nrt_sim::{DType, ModelBuilder, Op};
+use nrt_sim::ModelBuilder;
 
 const BYTES: usize = 4096;
 
 fn model_bytes() -> Vec<u8> {
-    ModelBuilder::new("add")
-        .input("a", DType::F32, &[2, 3])
-        .input("b", DType::F32, &[2, 3])
-        .output("out", DType::F32, &[2, 3])
-        .op(Op::Add {
-            a: "a".into(),
-            b: "b".into(),
-            out: "out".into(),
-        })
-        .build()
-        .expect("model")
+    ModelBuilder::add_example(&[2, 3]).build().expect("model")
 }
 
 fn ok(status: sys::NRT_STATUS, what: &str) {

@@ -196,6 +196,14 @@ fn race(a: impl FnOnce() + Send, b: impl FnOnce() + Send) -> bool {
     overlapped()
 }
 
+/// A runtime on [`recording_library`].
+fn recording_runtime() -> Runtime {
+    Runtime::builder()
+        .library(recording_library())
+        .build()
+        .unwrap()
+}
+
 fn host(rt: &Runtime, size: usize, name: &str) -> Tensor {
     rt.allocate_tensor(Placement::Host, None, size, name)
         .unwrap()
@@ -204,10 +212,7 @@ fn host(rt: &Runtime, size: usize, name: &str) -> Tensor {
 #[test]
 fn writes_to_one_host_tensor_do_not_overlap() {
     let _g = lock();
-    let rt = Runtime::builder()
-        .library(recording_library())
-        .build()
-        .unwrap();
+    let rt = recording_runtime();
     let t = host(&rt, 64, "t");
     let overlap = race(
         || t.write(&[1u8; 64]).unwrap(),
@@ -226,10 +231,7 @@ fn writes_to_one_host_tensor_do_not_overlap() {
 #[test]
 fn a_read_of_a_slice_does_not_overlap_a_write_of_its_parent() {
     let _g = lock();
-    let rt = Runtime::builder()
-        .library(recording_library())
-        .build()
-        .unwrap();
+    let rt = recording_runtime();
     let parent = rt
         .allocate_tensor(Placement::Host, None, 64, "parent")
         .unwrap();
@@ -252,10 +254,7 @@ fn a_read_of_a_slice_does_not_overlap_a_write_of_its_parent() {
 #[test]
 fn fill_copy_and_batches_into_an_attached_buffer_do_not_overlap_reads() {
     let _g = lock();
-    let rt = Runtime::builder()
-        .library(recording_library())
-        .build()
-        .unwrap();
+    let rt = recording_runtime();
     let t = rt.tensor_from_buffer(vec![0u8; 32], "buffer").unwrap();
     let d = rt
         .allocate_tensor(Placement::Device, Some(0), 32, "d")
@@ -306,10 +305,7 @@ fn host_sets(model: &Model) -> (neuron_rt::TensorSet, neuron_rt::TensorSet) {
 #[test]
 fn an_execution_writing_a_host_output_does_not_overlap_a_read_of_it() {
     let _g = lock();
-    let rt = Runtime::builder()
-        .library(recording_library())
-        .build()
-        .unwrap();
+    let rt = recording_runtime();
     let model = rt.load_model_on(&add_model(), 0).unwrap();
     let (inputs, mut outputs) = host_sets(&model);
     let out = outputs.get("out").unwrap().clone();
@@ -325,10 +321,7 @@ fn an_execution_writing_a_host_output_does_not_overlap_a_read_of_it() {
 #[test]
 fn reads_of_host_tensors_and_device_writes_still_run_together() {
     let _g = lock();
-    let rt = Runtime::builder()
-        .library(recording_library())
-        .build()
-        .unwrap();
+    let rt = recording_runtime();
     // Readers share the lock: two reads of one host tensor may overlap.
     let t = host(&rt, 64, "t");
     let read_all = || drop(t.to_vec::<u8>().unwrap());
@@ -351,10 +344,7 @@ fn reads_of_host_tensors_and_device_writes_still_run_together() {
 #[test]
 fn copies_within_one_host_storage_lock_it_once() {
     let _g = lock();
-    let rt = Runtime::builder()
-        .library(recording_library())
-        .build()
-        .unwrap();
+    let rt = recording_runtime();
     let t = host(&rt, 16, "t");
     t.write(&[1u8, 2, 3, 4]).unwrap();
     let tail = t.slice(8, 8, "tail").unwrap();

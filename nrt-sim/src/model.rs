@@ -305,6 +305,27 @@ pub struct ModelBuilder {
 }
 
 impl ModelBuilder {
+    /// `out = a + b` on f32 tensors of `shape`, named "add": the small model of this
+    /// project's examples, tests and benchmarks. Add `.device_time(..)` to make it take
+    /// time, then `.build()`.
+    ///
+    /// ```
+    /// let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build()?;
+    /// assert!(nrt_sim::describe_model(&neff)?.contains("op add a b out"));
+    /// # Ok::<(), nrt_sim::BuildError>(())
+    /// ```
+    pub fn add_example(shape: &[u32]) -> Self {
+        ModelBuilder::new("add")
+            .input("a", DType::F32, shape)
+            .input("b", DType::F32, shape)
+            .output("out", DType::F32, shape)
+            .op(Op::Add {
+                a: "a".into(),
+                b: "b".into(),
+                out: "out".into(),
+            })
+    }
+
     /// Starts a model called `name`, with no tensors, no ops and zero device time.
     pub fn new(name: impl Into<String>) -> Self {
         ModelBuilder {

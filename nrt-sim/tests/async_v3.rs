@@ -40,64 +40,6 @@ fn schedule_exec(rig: &AddRig, ret: &mut NRT_STATUS) -> Result<nrta_seq_t, NRT_S
     }
 }
 
-fn schedule_write(
-    t: *mut nrt_tensor_t,
-    data: &[u8],
-    offset: u64,
-    lnc: i32,
-    queue: i32,
-    ret: &mut NRT_STATUS,
-) -> Result<nrta_seq_t, NRT_STATUS> {
-    let mut seq = 0;
-    // SAFETY: `data` and `ret` outlive the request (callers wait for it).
-    let status = unsafe {
-        nrta_tensor_write(
-            t,
-            data.as_ptr().cast(),
-            offset,
-            data.len() as u64,
-            lnc,
-            queue,
-            ret,
-            &mut seq,
-        )
-    };
-    if status == NRT_SUCCESS {
-        Ok(seq)
-    } else {
-        Err(status)
-    }
-}
-
-fn schedule_read(
-    t: *mut nrt_tensor_t,
-    buf: &mut [u8],
-    offset: u64,
-    lnc: i32,
-    queue: i32,
-    ret: &mut NRT_STATUS,
-) -> Result<nrta_seq_t, NRT_STATUS> {
-    let mut seq = 0;
-    // SAFETY: `buf` and `ret` outlive the request (callers wait for it).
-    let status = unsafe {
-        nrta_tensor_read(
-            buf.as_mut_ptr().cast(),
-            t,
-            offset,
-            buf.len() as u64,
-            lnc,
-            queue,
-            ret,
-            &mut seq,
-        )
-    };
-    if status == NRT_SUCCESS {
-        Ok(seq)
-    } else {
-        Err(status)
-    }
-}
-
 #[test]
 fn sequence_ids_count_per_queue_with_the_queue_in_the_top_bits() {
     let _s = Session::new();

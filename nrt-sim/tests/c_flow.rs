@@ -1,7 +1,7 @@
 //! Builds `tests/c/flow.c` with the system C compiler against the libnrt headers and
 //! `libnrt_sim.so`, writes a model file with the builder, and runs the program.
 
-use nrt_sim::{DType, ModelBuilder, Op};
+use nrt_sim::ModelBuilder;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -39,15 +39,7 @@ fn c_program_runs_the_sync_and_async_flows() {
         .unwrap();
     assert!(status.success(), "compiling flow.c failed");
 
-    let model = ModelBuilder::new("add")
-        .input("a", DType::F32, &[2, 3])
-        .input("b", DType::F32, &[2, 3])
-        .output("out", DType::F32, &[2, 3])
-        .op(Op::Add {
-            a: "a".into(),
-            b: "b".into(),
-            out: "out".into(),
-        })
+    let model = ModelBuilder::add_example(&[2, 3])
         .device_time(std::time::Duration::from_millis(2))
         .build()
         .unwrap();

@@ -11,8 +11,8 @@ fn unit_of(seq: nrta_seq_t) -> (u64, u64, u64) {
     (id >> 8, id & 0xf, (id >> 4) & 0xf)
 }
 
-/// `nrta_tensor_write` of `data` at offset 0; the status as the error. A refused
-/// schedule must write neither the sequence id nor the status slot.
+/// [`schedule_write`] at offset 0 with a fresh status slot; a refused schedule must
+/// write neither the sequence id nor the status slot.
 fn write_on(
     t: *mut nrt_tensor_t,
     data: &[u8],
@@ -20,29 +20,15 @@ fn write_on(
     queue: i32,
     ret: &mut NRT_STATUS,
 ) -> Result<nrta_seq_t, NRT_STATUS> {
-    let mut seq = u64::MAX;
     *ret = SENTINEL;
-    // SAFETY: `data` and `ret` outlive the request (callers wait for it).
-    let status = unsafe {
-        nrta_tensor_write(
-            t,
-            data.as_ptr().cast(),
-            0,
-            data.len() as u64,
-            lnc,
-            queue,
-            ret,
-            &mut seq,
-        )
-    };
-    if status == NRT_SUCCESS {
-        Ok(seq)
-    } else {
-        assert_eq!((seq, *ret), (u64::MAX, SENTINEL), "refused but written");
-        Err(status)
+    let result = schedule_write(t, data, 0, lnc, queue, ret);
+    if result.is_err() {
+        assert_eq!(*ret, SENTINEL, "refused but the status slot was written");
     }
+    result
 }
 
+/// [`schedule_read`] at offset 0, checked as [`write_on`].
 fn read_on(
     t: *mut nrt_tensor_t,
     buf: &mut [u8],
@@ -50,27 +36,12 @@ fn read_on(
     queue: i32,
     ret: &mut NRT_STATUS,
 ) -> Result<nrta_seq_t, NRT_STATUS> {
-    let mut seq = u64::MAX;
     *ret = SENTINEL;
-    // SAFETY: `buf` and `ret` outlive the request (callers wait for it).
-    let status = unsafe {
-        nrta_tensor_read(
-            buf.as_mut_ptr().cast(),
-            t,
-            0,
-            buf.len() as u64,
-            lnc,
-            queue,
-            ret,
-            &mut seq,
-        )
-    };
-    if status == NRT_SUCCESS {
-        Ok(seq)
-    } else {
-        assert_eq!((seq, *ret), (u64::MAX, SENTINEL), "refused but written");
-        Err(status)
+    let result = schedule_read(t, buf, 0, lnc, queue, ret);
+    if result.is_err() {
+        assert_eq!(*ret, SENTINEL, "refused but the status slot was written");
     }
+    result
 }
 
 fn copy_on(

@@ -74,26 +74,16 @@ pub fn assert_no_leaks() {
     }
 }
 
-fn add_builder() -> ModelBuilder {
-    ModelBuilder::new("add")
-        .input("a", DType::F32, &[2, 3])
-        .input("b", DType::F32, &[2, 3])
-        .output("out", DType::F32, &[2, 3])
-        .op(Op::Add {
-            a: "a".into(),
-            b: "b".into(),
-            out: "out".into(),
-        })
-}
-
 /// `out = a + b` on two f32 [2, 3] inputs.
 pub fn add_model() -> Vec<u8> {
-    add_builder().build().expect("add model")
+    ModelBuilder::add_example(&[2, 3])
+        .build()
+        .expect("add model")
 }
 
 /// [`add_model`] taking `device_time` per execution.
 pub fn add_model_taking(device_time: Duration) -> Vec<u8> {
-    add_builder()
+    ModelBuilder::add_example(&[2, 3])
         .device_time(device_time)
         .build()
         .expect("add model")

@@ -54,16 +54,8 @@ fn fits(tensor: &Tensor, offset: usize, len: usize) -> bool {
 
 /// The simulated model: `out = a + b` on f32 [2, 3].
 fn add_model() -> Vec<u8> {
-    use nrt_sim::{DType, ModelBuilder, Op};
-    ModelBuilder::new("add")
-        .input("a", DType::F32, &[2, 3])
-        .input("b", DType::F32, &[2, 3])
-        .output("out", DType::F32, &[2, 3])
-        .op(Op::Add {
-            a: "a".into(),
-            b: "b".into(),
-            out: "out".into(),
-        })
+    use nrt_sim::ModelBuilder;
+    ModelBuilder::add_example(&[2, 3])
         .build()
         .expect("add model")
 }

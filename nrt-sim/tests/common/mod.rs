@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use nrt_sim::ffi::*;
-use nrt_sim::{Counters, DType, ModelBuilder, Op, SimControl};
+use nrt_sim::{Counters, ModelBuilder, SimControl};
 use nrt_sys::*;
 use std::ffi::{CStr, CString};
 use std::sync::{Mutex, MutexGuard};
@@ -213,15 +213,7 @@ pub fn execute(
 
 /// `out = a + b`, f32 of `n` elements, taking `time` per execution.
 pub fn add_model(n: u32, time: Duration) -> Vec<u8> {
-    ModelBuilder::new("add")
-        .input("a", DType::F32, &[n])
-        .input("b", DType::F32, &[n])
-        .output("out", DType::F32, &[n])
-        .op(Op::Add {
-            a: "a".into(),
-            b: "b".into(),
-            out: "out".into(),
-        })
+    ModelBuilder::add_example(&[n])
         .device_time(time)
         .build()
         .unwrap()
@@ -338,5 +330,68 @@ pub fn wait_completed(seq: nrta_seq_t) {
             "request {seq:#x} never completed"
         );
         std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// `nrta_tensor_write` of `data` at `offset` on `(lnc, queue)`; the status as the error.
+/// A refused schedule must not write the sequence id.
+pub fn schedule_write(
+    t: *mut nrt_tensor_t,
+    data: &[u8],
+    offset: u64,
+    lnc: i32,
+    queue: i32,
+    ret: &mut NRT_STATUS,
+) -> Result<nrta_seq_t, NRT_STATUS> {
+    let mut seq = u64::MAX;
+    // SAFETY: `data` and `ret` outlive the request (callers wait for it).
+    let status = unsafe {
+        nrta_tensor_write(
+            t,
+            data.as_ptr().cast(),
+            offset,
+            data.len() as u64,
+            lnc,
+            queue,
+            ret,
+            &mut seq,
+        )
+    };
+    if status == NRT_SUCCESS {
+        Ok(seq)
+    } else {
+        assert_eq!(seq, u64::MAX, "refused but the sequence id was written");
+        Err(status)
+    }
+}
+
+/// `nrta_tensor_read` into `buf` from `offset` on `(lnc, queue)`; as [`schedule_write`].
+pub fn schedule_read(
+    t: *mut nrt_tensor_t,
+    buf: &mut [u8],
+    offset: u64,
+    lnc: i32,
+    queue: i32,
+    ret: &mut NRT_STATUS,
+) -> Result<nrta_seq_t, NRT_STATUS> {
+    let mut seq = u64::MAX;
+    // SAFETY: `buf` and `ret` outlive the request (callers wait for it).
+    let status = unsafe {
+        nrta_tensor_read(
+            buf.as_mut_ptr().cast(),
+            t,
+            offset,
+            buf.len() as u64,
+            lnc,
+            queue,
+            ret,
+            &mut seq,
+        )
+    };
+    if status == NRT_SUCCESS {
+        Ok(seq)
+    } else {
+        assert_eq!(seq, u64::MAX, "refused but the sequence id was written");
+        Err(status)
     }
 }
