@@ -8,8 +8,8 @@ use std::marker::PhantomData;
 
 use nrt_sys as sys;
 
+use crate::host_lock::{Access, lock_host_storage};
 use crate::runtime::nrt_fn;
-use crate::tensor::{Access, lock_host_storage};
 use crate::{Capabilities, Element, Error, Result, Runtime, Tensor};
 
 /// The ops collected for one batched call, grouped by tensor when it runs.

@@ -64,6 +64,8 @@ mod batch;
 mod capabilities;
 mod dtype;
 mod error;
+mod host_lock;
+mod info;
 mod model;
 mod profile;
 mod runtime;

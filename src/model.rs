@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use nrt_sys as sys;
 
+use crate::host_lock::{Access, HostGuard, lock_host_storage};
 use crate::runtime::{fixed_c_string, nrt_fn};
 use crate::stack;
-use crate::tensor::{Access, core_arg, lock_host_storage};
+use crate::tensor::core_arg;
 use crate::{Capabilities, DType, Error, Placement, Result, Runtime, TensorSet};
 
 /// Whether a model tensor is read or written by the model.
@@ -199,10 +200,7 @@ impl Runtime {
 /// Locks the host storage of the tensors an execution reads (`inputs`, shared) and
 /// writes (`outputs`, exclusive); see the `Tensor` docs. No lock and no allocation when
 /// every tensor is in device memory.
-fn lock_set_storage<'a>(
-    inputs: &'a TensorSet,
-    outputs: &'a TensorSet,
-) -> Vec<crate::tensor::HostGuard<'a>> {
+fn lock_set_storage<'a>(inputs: &'a TensorSet, outputs: &'a TensorSet) -> Vec<HostGuard<'a>> {
     lock_host_storage(
         inputs
             .iter()

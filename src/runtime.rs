@@ -1,7 +1,7 @@
 //! [`Runtime`] and [`RuntimeBuilder`]: choosing the library, `nrt_init` / `nrt_close`, and
 //! the queries that need no model: version, instance, core counts, memory statistics.
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CString, c_char};
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use nrt_sys::{self as sys, Library};
 
-use crate::{Capabilities, Error, NrtStatus, Result};
+pub(crate) use crate::error::status_error;
+pub use crate::info::{InstanceInfo, MemoryStats, Version};
+use crate::{Capabilities, Error, Result};
 
 /// Takes a function out of the library's table, or fails with
 /// [`Error::Unsupported`] naming it: `nrt_fn!(runtime_inner, nrt_execute)`.
@@ -253,96 +255,6 @@ impl RuntimeBuilder {
             inner: Arc::new(inner),
         })
     }
-}
-
-/// The runtime library version reported by `nrt_get_version`, e.g. 2.31.24.0.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Version {
-    /// Major version.
-    pub major: u64,
-    /// Minor version.
-    pub minor: u64,
-    /// Patch level.
-    pub patch: u64,
-    /// Maintenance level.
-    pub maintenance: u64,
-    /// Free-form detail text from the library.
-    pub detail: String,
-    /// The library's source revision.
-    pub git_hash: String,
-}
-
-impl Version {
-    /// Whether this version is `major.minor` or newer.
-    pub fn at_least(&self, major: u64, minor: u64) -> bool {
-        (self.major, self.minor) >= (major, minor)
-    }
-}
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}.{}.{}",
-            self.major, self.minor, self.patch, self.maintenance
-        )
-    }
-}
-
-/// The kind of instance the runtime runs on (`nrt_get_instance_info`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct InstanceInfo {
-    /// Instance family as libnrt numbers it (`NRT_INSTANCE_*`); see [`InstanceInfo::family_name`].
-    pub family: u32,
-    /// Instance size as libnrt numbers it (`NRT_INSTANCE_SIZE_*`); see [`InstanceInfo::size_name`].
-    pub size: u32,
-    /// Architecture name.
-    pub arch_name: String,
-    /// Device revision.
-    pub device_revision: String,
-}
-
-impl InstanceInfo {
-    /// The family's name (`"inf2"`, `"trn1"`, ...), `None` for values this crate does not know.
-    pub fn family_name(&self) -> Option<&'static str> {
-        const NAMES: [&str; 16] = [
-            "unknown",
-            "inf1",
-            "trn1",
-            "trn1n",
-            "inf2",
-            "trn2",
-            "trn2n",
-            "inf2e",
-            "trn2p",
-            "trn2u",
-            "trn2e",
-            "trn2eu",
-            "trn2ac",
-            "trn2uac",
-            "trn3",
-            "trn3pds98",
-        ];
-        NAMES.get(usize::try_from(self.family).ok()?).copied()
-    }
-
-    /// The size's name (`"xlarge"`, `"24xlarge"`, ...), `None` for unknown values.
-    pub fn size_name(&self) -> Option<&'static str> {
-        const NAMES: [&str; 9] = [
-            "xlarge", "2xlarge", "4xlarge", "6xlarge", "8xlarge", "24xlarge", "32xlarge",
-            "48xlarge", "3xlarge",
-        ];
-        NAMES.get(usize::try_from(self.size).ok()?).copied()
-    }
-}
-
-/// Device memory use of one NeuronCore (`nrt_get_vnc_memory_stats`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct MemoryStats {
-    /// Bytes in use.
-    pub bytes_used: usize,
-    /// Bytes available in total.
-    pub bytes_limit: usize,
 }
 
 /// An initialised Neuron runtime: the handle everything else is created from.
@@ -612,37 +524,6 @@ impl fmt::Debug for Runtime {
             )
             .field("capabilities", &self.inner.caps)
             .finish()
-    }
-}
-
-/// [`Error::Nrt`] for `raw`, with the library's text for it when it has one.
-pub(crate) fn status_error(
-    lib: &Library,
-    function: &'static str,
-    raw: sys::NRT_STATUS,
-    context: Option<String>,
-) -> Error {
-    Error::Nrt {
-        function,
-        status: NrtStatus::from_raw(raw),
-        message: status_text(lib, raw),
-        context: context.filter(|c| !c.is_empty()),
-    }
-}
-
-/// The library's description of `raw` (`nrt_get_status_as_str`), if it has one.
-fn status_text(lib: &Library, raw: sys::NRT_STATUS) -> Option<String> {
-    let f = lib.fns().nrt_get_status_as_str?;
-    // Why the block below is sound: `lib` is trusted to be libnrt: loaded from a path
-    // (loading trusts the library, see nrt_sys::Library) or built with the unsafe
-    // `Library::in_process`, whose contract makes every entry behave as libnrt's.
-    // libnrt's nrt_get_status_as_str takes any value and returns NULL or a pointer to a
-    // NUL-terminated string owned by the library that stays valid (static text); it is
-    // copied before anything else calls into the library.
-    // SAFETY: the conditions just above hold for this block.
-    unsafe {
-        let text = f(raw);
-        (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
     }
 }
 

@@ -3,10 +3,12 @@
 use std::ffi::c_void;
 use std::fmt;
 use std::ptr::{self, NonNull};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use nrt_sys as sys;
 
+use crate::host_lock::HostLock;
+use crate::host_lock::{Access, HostGuard, lock_host_storage};
 use crate::runtime::{c_string, nrt_fn};
 use crate::{Capabilities, Element, Error, Result, Runtime};
 
@@ -104,78 +106,6 @@ pub(crate) struct TensorInner {
     /// For storage in host memory: the lock every synchronous libnrt call on it holds
     /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
     host: Option<Arc<HostLock>>,
-}
-
-/// The lock over one block of host memory that libnrt copies into and out of.
-pub(crate) type HostLock = RwLock<()>;
-
-/// Whether an operation only reads a tensor's storage or also writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// libnrt only reads the storage (`nrt_tensor_read`, a copy's source, an execution input).
-    Read,
-    /// libnrt writes the storage (write, fill, a copy's destination, an execution output).
-    Write,
-}
-
-/// A held [`HostLock`]: released when dropped.
-pub(crate) enum HostGuard<'a> {
-    /// Shared: readers only.
-    Read {
-        /// Held, never read.
-        _guard: RwLockReadGuard<'a, ()>,
-    },
-    /// Exclusive.
-    Write {
-        /// Held, never read.
-        _guard: RwLockWriteGuard<'a, ()>,
-    },
-}
-
-impl HostGuard<'_> {
-    fn lock(lock: &HostLock, access: Access) -> HostGuard<'_> {
-        // The lock guards no data (`()`): a panic while it was held (none is possible
-        // inside the libnrt call it covers) leaves nothing inconsistent, so poisoning
-        // is ignored.
-        match access {
-            Access::Read => HostGuard::Read {
-                _guard: lock.read().unwrap_or_else(|e| e.into_inner()),
-            },
-            Access::Write => HostGuard::Write {
-                _guard: lock.write().unwrap_or_else(|e| e.into_inner()),
-            },
-        }
-    }
-}
-
-/// Locks the host storage of every tensor in `uses` (device tensors are skipped), each
-/// once in the strongest access asked for it, in address order, so that two calls
-/// locking overlapping sets of tensors cannot deadlock. Allocates only when at least
-/// one tensor is in host memory.
-pub(crate) fn lock_host_storage<'a>(
-    uses: impl IntoIterator<Item = (&'a Tensor, Access)>,
-) -> Vec<HostGuard<'a>> {
-    let mut locks: Vec<(&'a HostLock, Access)> = Vec::new();
-    for (tensor, access) in uses {
-        if let Some(lock) = tensor.inner.host.as_deref() {
-            locks.push((lock, access));
-        }
-    }
-    if locks.is_empty() {
-        return Vec::new();
-    }
-    locks.sort_by_key(|(lock, _)| ptr::from_ref(*lock) as usize);
-    locks.dedup_by(|later, kept| {
-        let same = ptr::eq(later.0, kept.0);
-        if same && later.1 == Access::Write {
-            kept.1 = Access::Write;
-        }
-        same
-    });
-    locks
-        .into_iter()
-        .map(|(lock, access)| HostGuard::lock(lock, access))
-        .collect()
 }
 
 // The Rust-side fields are immutable after creation, and data is only moved by libnrt
@@ -444,10 +374,12 @@ impl Tensor {
     /// Holds the tensor's host-storage lock for `access` (see the type's docs); `None`
     /// (no lock, no cost) for device storage.
     pub(crate) fn lock_host(&self, access: Access) -> Option<HostGuard<'_>> {
-        self.inner
-            .host
-            .as_deref()
-            .map(|lock| HostGuard::lock(lock, access))
+        self.host_lock().map(|lock| HostGuard::lock(lock, access))
+    }
+
+    /// The host-storage lock of this tensor; `None` for device storage.
+    pub(crate) fn host_lock(&self) -> Option<&HostLock> {
+        self.inner.host.as_deref()
     }
 
     /// [`Error::OutOfBounds`] unless `offset..offset + len` lies inside the tensor.

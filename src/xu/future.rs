@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-use super::request::{Payload, Request};
+use super::payload::Payload;
+use super::request::Request;
 use super::seq::SeqId;
 use super::wait::Backoff;
 use crate::{Error, Result};

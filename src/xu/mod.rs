@@ -84,6 +84,7 @@
 mod events;
 mod future;
 mod kind;
+mod payload;
 mod pipeline;
 mod queue;
 mod request;
@@ -96,10 +97,11 @@ mod wait;
 
 pub use future::RequestFuture;
 pub use kind::XuKind;
+pub use payload::{ExecSets, HostBuffer, Payload};
 pub use pipeline::{DEFAULT_DEPTH, Failed, Pipeline, Submitted};
 pub use queue::ExecUnit;
 pub(crate) use queue::UnitRegistry;
-pub use request::{ExecSets, HostBuffer, Payload, Rejected, Request, Scheduled};
+pub use request::{Rejected, Request, Scheduled};
 pub use retry::RetryPolicy;
 pub use scope::{Scope, scope};
 pub use seq::SeqId;

@@ -4,7 +4,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::iter::Fuse;
 
-use super::request::{Payload, Rejected, Request};
+use super::payload::Payload;
+use super::request::{Rejected, Request};
 use crate::{Error, Result};
 
 /// The default number of requests a [`Pipeline`] keeps queued: the vendor's advice of

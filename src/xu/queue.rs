@@ -1,5 +1,6 @@
-//! The state of one execution-unit queue, shared by its handles and requests, and the
-//! [`ExecUnit`] handle itself (its methods live in `unit.rs` and `retry.rs`).
+//! The state of one execution-unit queue, shared by its handles and requests; the
+//! [`ExecUnit`] handle itself and the `Runtime` methods that create it (its scheduling
+//! methods live in `unit.rs`, retries in `retry.rs`).
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -13,7 +14,8 @@ use super::kind::XuKind;
 use super::seq::SeqId;
 use super::slots::SlotPool;
 use super::wait::poll_until;
-use crate::{Error, NrtStatus, Result, Runtime};
+use crate::runtime::require_fn;
+use crate::{Capabilities, Error, NrtStatus, Result, Runtime};
 
 /// One execution-unit queue: `(core, kind, queue)`, the target of async requests.
 ///
@@ -199,6 +201,96 @@ impl UnitRegistry {
         {
             state.close_events();
         }
+    }
+}
+
+impl Runtime {
+    /// The COMPUTE unit of NeuronCore `core` (it has one queue), which runs models
+    /// loaded on that core.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Runtime::exec_unit`].
+    pub fn compute_unit(&self, core: u32) -> Result<ExecUnit> {
+        self.exec_unit(core, XuKind::Compute, 0)
+    }
+
+    /// TENSOR_OP queue `queue` (0 or 1) of NeuronCore `core`, which moves data between
+    /// host memory and tensors on that core.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Runtime::exec_unit`].
+    pub fn tensor_op_unit(&self, core: u32, queue: u32) -> Result<ExecUnit> {
+        self.exec_unit(core, XuKind::TensorOp, queue)
+    }
+
+    /// COLLECTIVES queue `queue` (0 to 2) of NeuronCore `core`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Runtime::exec_unit`].
+    pub fn collectives_unit(&self, core: u32, queue: u32) -> Result<ExecUnit> {
+        self.exec_unit(core, XuKind::Collectives, queue)
+    }
+
+    /// The execution unit `(core, kind, queue)`.
+    ///
+    /// # Errors
+    ///
+    /// * [`Error::Unsupported`] unless the library offers the async API v3 (runtime
+    ///   library >= 2.31, see [`Capabilities::ASYNC_V3`]); an older library is never
+    ///   called through the v3 signatures;
+    /// * [`Error::InvalidArgument`] if `core` is not below the number of visible cores,
+    ///   or `queue` is not below [`XuKind::queue_count`]; nothing is called then;
+    /// * [`Error::Nrt`] if libnrt rejects the unit (`nrta_get_sequence`).
+    pub fn exec_unit(&self, core: u32, kind: XuKind, queue: u32) -> Result<ExecUnit> {
+        self.require(Capabilities::ASYNC_V3, "the async API (execution units)")?;
+        let fns = self.inner.fns();
+        let is_completed = require_fn(fns.nrta_is_completed, "nrta_is_completed")?;
+        let get_sequence = require_fn(fns.nrta_get_sequence, "nrta_get_sequence")?;
+        let events = match (
+            self.capabilities().contains(Capabilities::ASYNC_EVENTS),
+            fns.nrta_event_register_seq_id_completion,
+        ) {
+            (true, Some(seq)) => Some(EventFns { seq }),
+            _ => None,
+        };
+        let cores = self.visible_core_count()?;
+        // Cores are passed to libnrt as C ints (lnc_idx); no instance has 2^31 cores.
+        if core >= cores || i32::try_from(core).is_err() {
+            return Err(Error::invalid(
+                "core",
+                format!("core {core} is not visible: this runtime has {cores} visible cores"),
+            ));
+        }
+        if queue >= kind.queue_count() {
+            return Err(Error::invalid(
+                "queue",
+                format!(
+                    "{kind} units have queues 0..{}, got {queue}",
+                    kind.queue_count()
+                ),
+            ));
+        }
+        let state = self.inner.units.state(
+            self,
+            QueueFns {
+                get_sequence,
+                events,
+            },
+            cores,
+            core,
+            kind,
+            queue,
+        )?;
+        Ok(ExecUnit {
+            inner: Arc::new(UnitInner {
+                rt: self.clone(),
+                state: Arc::clone(state),
+                is_completed,
+            }),
+        })
     }
 }
 

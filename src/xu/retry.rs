@@ -2,8 +2,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::payload::Payload;
 use super::queue::ExecUnit;
-use super::request::{Payload, Scheduled};
+use super::request::Scheduled;
 use super::seq::SeqId;
 use super::wait::Backoff;
 use crate::NrtStatus;
