@@ -1,17 +1,44 @@
 //! No heap allocation per request on the steady-state async path: after a warm-up,
-//! scheduling and waiting for executions, writes, reads and copies (also of host tensors
-//! through a unit whose queue does not run them, which are counted on the one that
-//! does), and running them through a `Pipeline`, allocates nothing in this crate. Counted by a global allocator
-//! on the test's own thread; the simulator is dlopen'ed, so its own allocations (made
-//! by its separate copy of the Rust allocator) are not counted.
+//! scheduling and waiting for executions, writes, reads and copies (also of host
+//! tensors, on another core's unit), awaiting them as futures, and running them through
+//! a `Pipeline`, allocates nothing in this crate. The simulator emulates a runtime with
+//! completion events, so waits block on eventfds. Counted by a global allocator on the
+//! test's own thread; the simulator is dlopen'ed, so its own allocations (made by its
+//! separate copy of the Rust allocator) are not counted.
 
 mod support;
+
+use std::future::IntoFuture;
 
 use neuron_rt::{ExecSets, Pipeline, Placement};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 use counting_alloc::allocations;
+
+/// Wakes the parked test thread.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `future` on this thread until it resolves, parking in between; also how many
+/// polls were pending.
+fn block_on<F: std::future::Future>(waker: &std::task::Waker, future: F) -> (F::Output, u32) {
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut future = std::pin::pin!(future);
+    let mut pending = 0;
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return (out, pending);
+        }
+        pending += 1;
+        std::thread::park_timeout(std::time::Duration::from_secs(1));
+    }
+}
 
 /// Allocations made on this thread by `f`.
 fn allocations_in(f: impl FnOnce()) -> u64 {
@@ -81,6 +108,41 @@ fn steady_state_requests_allocate_nothing() {
     round(20); // warm-up: slot pools, registry, simulator workers
     let n = allocations_in(|| round(200));
     assert_eq!(n, 0, "{n} allocations in 200 rounds of 9 requests");
+
+    // Awaited on a minimal executor (the waker is made once, outside the count), with
+    // a model slow enough that the future waits for the completion event.
+    assert!(
+        compute.has_events(),
+        "the simulator should emulate completion events"
+    );
+    let slow = rt
+        .load_model_on(
+            &support::add_model_taking(std::time::Duration::from_micros(300)),
+            0,
+        )
+        .unwrap();
+    let mut slow_sets = Some((
+        slow.allocate_inputs().unwrap(),
+        slow.allocate_outputs().unwrap(),
+    ));
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut pending = 0;
+    let mut await_round = |rounds: usize| {
+        for _ in 0..rounds {
+            let (i, o) = slow_sets.take().unwrap();
+            let request = compute.execute(&slow, i, o).unwrap();
+            let (result, waits) = block_on(&waker, request.into_future());
+            slow_sets = Some(result.unwrap());
+            pending += waits;
+        }
+    };
+    await_round(20);
+    let n = allocations_in(|| await_round(100));
+    assert_eq!(n, 0, "{n} allocations in 100 awaited executions");
+    assert!(
+        pending >= 100,
+        "the futures never waited ({pending} pending polls)"
+    );
 
     // Through a pipeline of depth 3, recycling 4 pairs of sets.
     let pool: Vec<ExecSets> = (0..4)

@@ -11,7 +11,7 @@ mod support;
 use std::ffi::{CStr, c_void};
 use std::future::{Future, IntoFuture};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -21,9 +21,17 @@ use neuron_rt::{Capabilities, Error, Placement, Runtime};
 
 static REAL_IS_COMPLETED: OnceLock<sys::fn_types::nrta_is_completed> = OnceLock::new();
 static CALLS: AtomicU64 = AtomicU64::new(0);
+/// While set, `nrta_is_completed` reports every request as still running, although
+/// the simulator completed it and signalled its events: a library that signals early.
+static HIDE_COMPLETIONS: AtomicBool = AtomicBool::new(false);
 
 unsafe extern "C" fn counting_is_completed(seq: u64, done: *mut bool) -> sys::NRT_STATUS {
     CALLS.fetch_add(1, Ordering::SeqCst);
+    if HIDE_COMPLETIONS.load(Ordering::SeqCst) && !done.is_null() {
+        // SAFETY: non-null; the caller passes a valid out-pointer.
+        unsafe { *done = false };
+        return sys::NRT_SUCCESS;
+    }
     match REAL_IS_COMPLETED.get() {
         // SAFETY: the simulator's own function, called with the caller's arguments.
         Some(real) => unsafe { real(seq, done) },
@@ -52,10 +60,125 @@ fn counting_library() -> &'static Library {
 }
 
 fn runtime() -> Runtime {
+    HIDE_COMPLETIONS.store(false, Ordering::SeqCst);
     Runtime::builder()
         .library(counting_library())
         .build()
         .unwrap()
+}
+
+/// Refuses every sequence registration, as a library may (e.g. out of resources).
+unsafe extern "C" fn refusing_seq_registration(_seq: u64, _fd: i32) -> sys::NRT_STATUS {
+    sys::NRT_RESOURCE
+}
+
+/// [`counting_library`] whose sequence registration always fails.
+fn refusing_library() -> &'static Library {
+    let mut fns = *counting_library().fns();
+    fns.nrta_event_register_seq_id_completion = Some(refusing_seq_registration);
+    // SAFETY: the counted simulator's functions; the registration function refuses
+    // without touching anything, which a libnrt call may do.
+    unsafe {
+        Library::in_process(
+            "nrt-sim refusing event registrations",
+            fns,
+            Some(sim_symbol),
+        )
+    }
+}
+
+/// Polls `future` on this thread until it resolves, parking in between (woken by the
+/// future's waker, or after 10 ms at the latest).
+fn block_on<F: Future>(future: F) -> F::Output {
+    let waker = Waker::from(Arc::new(CountingWaker {
+        wakes: AtomicU64::new(0),
+        thread: std::thread::current(),
+    }));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park_timeout(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn refused_event_registrations_fall_back_to_polling() {
+    let _g = support::lock();
+    HIDE_COMPLETIONS.store(false, Ordering::SeqCst);
+    let rt = Runtime::builder()
+        .library(refusing_library())
+        .build()
+        .unwrap();
+    assert!(rt.capabilities().contains(Capabilities::ASYNC_EVENTS));
+    let model = rt
+        .load_model_on(&support::identity_model(Duration::from_millis(30)), 0)
+        .unwrap();
+    let unit = rt.compute_unit(0).unwrap();
+    let sets = (
+        model.allocate_inputs().unwrap(),
+        model.allocate_outputs().unwrap(),
+    );
+    CALLS.store(0, Ordering::SeqCst);
+    let sets = unit
+        .execute(&model, sets.0, sets.1)
+        .unwrap()
+        .wait()
+        .unwrap();
+    // The refused registration left the wait to backoff polling: many queries.
+    assert!(CALLS.load(Ordering::SeqCst) > 6);
+    let request = unit.execute(&model, sets.0, sets.1).unwrap();
+    block_on(request.into_future()).unwrap();
+}
+
+#[test]
+fn a_library_signalling_before_it_reports_completion_is_polled_not_spun_on() {
+    let _g = support::lock();
+    let rt = runtime();
+    let model = rt
+        .load_model_on(&support::identity_model(Duration::from_millis(1)), 0)
+        .unwrap();
+    let unit = rt.compute_unit(0).unwrap();
+    let hidden = Duration::from_millis(200);
+    let release = || {
+        std::thread::sleep(hidden);
+        HIDE_COMPLETIONS.store(false, Ordering::SeqCst);
+    };
+    // Blocking wait.
+    let sets = (
+        model.allocate_inputs().unwrap(),
+        model.allocate_outputs().unwrap(),
+    );
+    let request = unit.execute(&model, sets.0, sets.1).unwrap();
+    HIDE_COMPLETIONS.store(true, Ordering::SeqCst);
+    CALLS.store(0, Ordering::SeqCst);
+    let sets = std::thread::scope(|s| {
+        s.spawn(release);
+        request.wait().unwrap()
+    });
+    let calls = CALLS.load(Ordering::SeqCst);
+    // A spin on the always-ready event would make millions of queries in 200 ms;
+    // giving up on events after a few dozen early signals leaves backoff polling.
+    assert!(
+        calls < 5_000,
+        "{calls} nrta_is_completed calls in {hidden:?}"
+    );
+    // Awaited.
+    let request = unit.execute(&model, sets.0, sets.1).unwrap();
+    std::thread::sleep(Duration::from_millis(10)); // completed (and signalled) by now
+    HIDE_COMPLETIONS.store(true, Ordering::SeqCst);
+    CALLS.store(0, Ordering::SeqCst);
+    std::thread::scope(|s| {
+        s.spawn(release);
+        block_on(request.into_future()).unwrap()
+    });
+    let calls = CALLS.load(Ordering::SeqCst);
+    assert!(
+        calls < 5_000,
+        "{calls} nrta_is_completed calls in {hidden:?}"
+    );
 }
 
 const LONG: Duration = Duration::from_millis(200);

@@ -144,6 +144,17 @@ pub(crate) fn wait_for_seq<E>(
     }
 }
 
+/// What [`UnitEvents::add_waiter`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waiter {
+    /// A new entry, registered with libnrt.
+    Added,
+    /// The entry of an earlier poll still waits (not woken yet).
+    Kept,
+    /// libnrt refused the registration; nothing is registered.
+    Refused,
+}
+
 /// The completion eventfd of one unit and the futures waiting for its requests.
 pub(crate) struct UnitEvents {
     fd: OwnedFd,
@@ -210,11 +221,13 @@ impl UnitEvents {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Wakes `waker` once request `seq` of this unit completed; `false` if libnrt
-    /// refused the registration (the caller then polls). The caller checks for
-    /// completion again after this returns (a completion just before the registration
-    /// is then seen by that check, and libnrt signals one at once anyway).
-    pub(crate) fn add_waiter(&self, seq: SeqId, waker: &Waker) -> bool {
+    /// Wakes `waker` once request `seq` of this unit completed. Returns what happened:
+    /// [`Waiter::Added`] (a new entry, registered with libnrt), [`Waiter::Kept`] (the
+    /// entry of an earlier poll is still waiting), or [`Waiter::Refused`] (libnrt refused
+    /// the registration: the caller polls instead). The caller checks for completion
+    /// again after [`Waiter::Added`] (a completion just before the registration is then
+    /// seen by that check, and libnrt signals one at once anyway).
+    pub(crate) fn add_waiter(&self, seq: SeqId, waker: &Waker) -> Waiter {
         let mut waiting = self.lock();
         // One future per request: its entry is found by the request's number.
         let (replaced, new) = match waiting.iter_mut().find(|(n, _)| *n == seq.number()) {
@@ -229,16 +242,16 @@ impl UnitEvents {
         // Outside the lock: dropping a waker runs executor code.
         drop(replaced);
         if !new {
-            return true;
+            return Waiter::Kept;
         }
         // SAFETY: ASYNC_EVENTS checked (this signature); the fd stays open until after
         // nrt_close (this value owns it and the runtime's registry holds this value).
         let status = unsafe { (self.fns.seq)(seq.raw(), self.fd.as_raw_fd()) };
         if status != sys::NRT_SUCCESS {
             self.remove_waiter(seq);
-            return false;
+            return Waiter::Refused;
         }
-        true
+        Waiter::Added
     }
 
     /// Forgets the waiter of request `seq`, if any.

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
+use super::events::Waiter;
 use super::payload::Payload;
 use super::request::Request;
 use super::seq::SeqId;
@@ -46,7 +47,14 @@ pub struct RequestFuture<T: Payload> {
     /// This future's entry in the poller (runtime 2.31), unique in the process; 0 before
     /// the first registration there.
     token: u64,
+    /// Polls that found the request still running after a completion event woke this
+    /// future. A few are normal; many mean the library signals before it reports
+    /// completion, and the future then polls instead of spinning with the event thread.
+    early_wakeups: u32,
 }
+
+/// [`RequestFuture::early_wakeups`] after which the future stops relying on events.
+const MAX_EARLY_WAKEUPS: u32 = 64;
 
 impl<T: Payload> IntoFuture for Request<T> {
     type Output = Result<T>;
@@ -57,6 +65,7 @@ impl<T: Payload> IntoFuture for Request<T> {
             request: Some(self),
             registered: false,
             token: 0,
+            early_wakeups: 0,
         }
     }
 }
@@ -75,10 +84,23 @@ impl<T: Payload> Future for RequestFuture<T> {
         };
         match request.is_complete() {
             Ok(false) => {
-                this.registered = true;
+                let was_registered = std::mem::replace(&mut this.registered, true);
                 let unit = request.unit_ref();
-                match &unit.state.events {
-                    Some(events) if events.add_waiter(request.seq(), cx.waker()) => {
+                let waiter = match &unit.state.events {
+                    Some(events) if this.early_wakeups < MAX_EARLY_WAKEUPS => {
+                        events.add_waiter(request.seq(), cx.waker())
+                    }
+                    _ => Waiter::Refused,
+                };
+                // A new entry after an earlier one: the event thread woke (and removed)
+                // it, yet the request is still running.
+                if was_registered && waiter == Waiter::Added {
+                    this.early_wakeups += 1;
+                }
+                match waiter {
+                    // The earlier entry still waits for its signal.
+                    Waiter::Kept => Poll::Pending,
+                    Waiter::Added => {
                         // A completion just before the registration signalled nobody:
                         // look once more (the registration is visible to later signals).
                         if matches!(request.is_complete(), Ok(false)) {
@@ -86,7 +108,7 @@ impl<T: Payload> Future for RequestFuture<T> {
                         }
                         this.resolve()
                     }
-                    _ => {
+                    Waiter::Refused => {
                         if this.token == 0 {
                             static NEXT: AtomicU64 = AtomicU64::new(1);
                             this.token = NEXT.fetch_add(1, Ordering::Relaxed);
