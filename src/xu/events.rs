@@ -187,7 +187,6 @@ impl UnitEvents {
         kind: XuKind,
         queue: u32,
     ) -> Option<Arc<UnitEvents>> {
-        c_int::try_from(core).ok()?;
         let fd = new_eventfd()?;
         let events = Arc::new(UnitEvents {
             fd,
@@ -208,7 +207,7 @@ impl UnitEvents {
     /// Removes the eventfd from the event loop (when the runtime closes) and wakes
     /// every future still registered (they check again). The fd itself is closed when
     /// the last reference goes, after `nrt_close`.
-    pub(crate) fn unregister(&self) {
+    pub(crate) fn detach(&self) {
         if let Some(lp) = event_loop() {
             lp.remove(self);
         }

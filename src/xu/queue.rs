@@ -317,7 +317,7 @@ pub(crate) fn query_sequence(
 impl QueueState {
     fn close_events(&self) {
         if let Some(events) = &self.events {
-            events.unregister();
+            events.detach();
         }
     }
 
