@@ -1,5 +1,6 @@
-//! Simulated transfer time: host <-> device data movement takes `size / bandwidth` of
-//! device time, with the bandwidth from `NRT_SIM_DMA_GBPS` (0 = instantaneous).
+//! Simulated device time: host <-> device data movement takes `size / bandwidth`, with
+//! the bandwidth from `NRT_SIM_DMA_GBPS` (0 = instantaneous), and every wait for device
+//! time (transfers, executions) ends as precisely on a caller's thread as on a worker.
 
 use std::time::{Duration, Instant};
 
@@ -22,15 +23,36 @@ pub(crate) fn transfer_time(bytes: u64, gbps: f64) -> Duration {
 /// Waits until `bytes` at `gbps` GB/s have taken their time since `start` (the copy
 /// itself counts towards it). Returns at once when that time has passed.
 pub(crate) fn finish_transfer(start: Instant, bytes: u64, gbps: f64) {
-    let deadline = start + transfer_time(bytes, gbps);
+    wait_until(start + transfer_time(bytes, gbps));
+}
+
+/// How late a sleep of a thread with the kernel's default timer slack (50 us) may end.
+const DEFAULT_SLACK: Duration = Duration::from_micros(60);
+
+thread_local! {
+    /// Whether this thread's sleeps end within microseconds ([`precise_sleeps`]).
+    static PRECISE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Waits until `deadline`: simulated device time, equally precise on every thread. A
+/// simulator worker ([`precise_sleeps`]) sleeps; any other thread (the caller of a
+/// synchronous call, whose timer slack is the application's) sleeps until its slack
+/// before the deadline and spins the rest, so synchronous and asynchronous calls take
+/// the same simulated time.
+pub(crate) fn wait_until(deadline: Instant) {
+    let margin = if PRECISE.with(std::cell::Cell::get) {
+        Duration::ZERO
+    } else {
+        DEFAULT_SLACK
+    };
     loop {
         let now = Instant::now();
         if now >= deadline {
             return;
         }
         let left = deadline - now;
-        if left > SPIN_BELOW {
-            std::thread::sleep(left);
+        if left > SPIN_BELOW + margin {
+            std::thread::sleep(left - margin);
         } else {
             std::hint::spin_loop();
         }
@@ -41,7 +63,8 @@ pub(crate) fn finish_transfer(start: Instant, bytes: u64, gbps: f64) {
 /// simulated device time (the default slack is 50 us). For the simulator's own workers.
 pub(crate) fn precise_sleeps() {
     // SAFETY: PR_SET_TIMERSLACK takes an integer and changes only this thread's slack.
-    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+    PRECISE.with(|p| p.set(rc == 0));
 }
 
 #[cfg(test)]

@@ -1130,10 +1130,7 @@ impl Bound {
             )
         } else {
             let result = self.compute(p);
-            let elapsed = start.elapsed();
-            if elapsed < device_time {
-                std::thread::sleep(device_time - elapsed);
-            }
+            crate::dma::wait_until(start + device_time);
             result
         };
         core.busy_ns.fetch_add(
