@@ -85,7 +85,7 @@ fn stack_pointer() -> usize {
 }
 
 /// Stack left below the caller's frame, if known.
-pub fn remaining() -> Option<usize> {
+pub(crate) fn remaining() -> Option<usize> {
     let sp = stack_pointer();
     stack_low().map(|low| sp.saturating_sub(low))
 }
@@ -97,7 +97,7 @@ pub fn remaining() -> Option<usize> {
 /// # Errors
 ///
 /// `Err` with the system's error if the helper thread cannot be started (`f` did not run).
-pub fn with_exec_stack<R: Send>(f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
+pub(crate) fn with_exec_stack<R: Send>(f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
     if remaining().is_some_and(|r| r >= EXEC_STACK_NEEDED) {
         return Ok(f());
     }

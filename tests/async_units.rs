@@ -194,6 +194,18 @@ fn wait_for_refuses_ids_it_would_wait_for_forever() {
     );
     // Number 0 (nothing) is always done.
     compute.wait_for(SeqId::new(compute_id, 0)).unwrap();
+    // Once the unit knows its XU id (from an accepted request), another queue's id is
+    // named as such.
+    let model = loaded(&rt, Duration::ZERO, 0);
+    exec(&compute, &model, sets(&model, 1.0))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let err = compute.wait_for(foreign).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument { argument: "seq", reason } if reason.contains("belongs to another queue")),
+        "{err}"
+    );
 }
 
 #[test]
