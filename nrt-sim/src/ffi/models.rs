@@ -1,0 +1,248 @@
+//! Models: load, unload, information, and synchronous execution.
+
+use super::*;
+
+/// Loads a simulator model file onto core `vnc` (-1: the first core with room for it).
+///
+/// Errors: `NRT_INVALID` for a bad container or payload (including real compiled NEFFs,
+/// logged as "not an nrt-sim model"), `NRT_UNSUPPORTED_NEFF_VERSION` for a
+/// packaging version other than 1 and 2 (2 is a real NEFF's: `NRT_INVALID`), `NRT_LOAD_NOT_ENOUGH_NC` for a core index past the visible ones,
+/// `NRT_RESOURCE` when the core lacks device memory for the file.
+///
+/// # Safety
+///
+/// `neff_bytes` must be valid for reads of `size` bytes; `model` valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_load(
+    neff_bytes: *const c_void,
+    size: usize,
+    vnc: i32,
+    vnc_count: i32,
+    model: *mut *mut nrt_model_t,
+) -> NRT_STATUS {
+    guard("nrt_load", || {
+        with_open(|_| Ok(()))?;
+        if neff_bytes.is_null() || size == 0 {
+            return fail(
+                NRT_INVALID,
+                format!("neff_bytes is {neff_bytes:p} with size {size}: no model file"),
+            );
+        }
+        if model.is_null() {
+            return fail(NRT_INVALID, "model is NULL");
+        }
+        // SAFETY: `neff_bytes` is valid for `size` bytes (caller).
+        let bytes = unsafe { std::slice::from_raw_parts(neff_bytes.cast::<u8>(), size) };
+        let program = Program::from_file(bytes).map_err(|(status, message)| Fail {
+            status,
+            message,
+            level: Level::Error,
+        })?;
+        let handle = with_open(|rt| rt.load(program, size, vnc, vnc_count))?;
+        // SAFETY: `model` is non-null and writable (caller).
+        unsafe { put(model, "model", handle) }
+    })
+}
+
+/// Not simulated (collectives): returns `NRT_FAILURE`.
+///
+/// # Safety
+///
+/// No argument is read.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_load_collectives(
+    neff_bytes: *const c_void,
+    size: usize,
+    vnc: i32,
+    vnc_count: i32,
+    ctx_device_id: u32,
+    ctx_device_count: u32,
+    model: *mut *mut nrt_model_t,
+) -> NRT_STATUS {
+    let _ = (
+        neff_bytes,
+        size,
+        vnc,
+        vnc_count,
+        ctx_device_id,
+        ctx_device_count,
+        model,
+    );
+    guard("nrt_load_collectives", || {
+        not_simulated("loading models with collectives")
+    })
+}
+
+/// Unloads a model and frees its device memory.
+///
+/// # Safety
+///
+/// `model` is checked against the registry; any value is accepted.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_unload(model: *mut nrt_model_t) -> NRT_STATUS {
+    guard("nrt_unload", || with_open(|rt| rt.unload(model)))
+}
+
+/// Cores a model uses: always 1.
+///
+/// # Safety
+///
+/// `vnc_count` must be valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_get_model_vnc_count(
+    model: *const nrt_model_t,
+    vnc_count: *mut u32,
+) -> NRT_STATUS {
+    guard("nrt_get_model_vnc_count", || {
+        with_open(|rt| rt.model(model))?;
+        // SAFETY: writable (caller).
+        unsafe { put(vnc_count, "vnc_count", 1) }
+    })
+}
+
+/// Same as `nrt_get_model_vnc_count`.
+///
+/// # Safety
+///
+/// `vnc_count` must be valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_get_model_nc_count(
+    model: *const nrt_model_t,
+    vnc_count: *mut u32,
+) -> NRT_STATUS {
+    guard("nrt_get_model_nc_count", || {
+        with_open(|rt| rt.model(model))?;
+        // SAFETY: writable (caller).
+        unsafe { put(vnc_count, "vnc_count", 1) }
+    })
+}
+
+/// Instances of a model: always 1.
+///
+/// # Safety
+///
+/// `instance_count` must be valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_get_model_instance_count(
+    model: *mut nrt_model_t,
+    instance_count: *mut u32,
+) -> NRT_STATUS {
+    guard("nrt_get_model_instance_count", || {
+        with_open(|rt| rt.model(model))?;
+        // SAFETY: writable (caller).
+        unsafe { put(instance_count, "instance_count", 1) }
+    })
+}
+
+/// Model information (the core it is loaded on). At most `info_size_in` bytes are
+/// written; `*info_size_out` (if not NULL) gets the number written.
+///
+/// # Safety
+///
+/// `info` must be valid for writes of `info_size_in` bytes; `info_size_out` NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_get_model_info(
+    model: *const nrt_model_t,
+    info: *mut nrt_model_info_t,
+    info_size_in: usize,
+    info_size_out: *mut usize,
+) -> NRT_STATUS {
+    guard("nrt_get_model_info", || {
+        let m = with_open(|rt| rt.model(model))?;
+        let value = nrt_model_info_t { vnc: m.core };
+        // SAFETY: `info` is valid for `info_size_in` bytes (caller).
+        let written = unsafe { put_prefix(info, info_size_in, "info", &value) }?;
+        if !info_size_out.is_null() {
+            // SAFETY: non-null and writable (caller).
+            unsafe { put(info_size_out, "info_size_out", written) }?;
+        }
+        Ok(())
+    })
+}
+
+/// The model's inputs then outputs (name, usage, byte size, dtype, shape), in an array to
+/// free with `nrt_free_model_tensor_info`.
+///
+/// # Safety
+///
+/// `tensor_info` must be valid for writes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_get_model_tensor_info(
+    model: *mut nrt_model_t,
+    tensor_info: *mut *mut nrt_tensor_info_array_t,
+) -> NRT_STATUS {
+    guard("nrt_get_model_tensor_info", || {
+        if tensor_info.is_null() {
+            return fail(NRT_INVALID, "tensor_info is NULL");
+        }
+        let m = with_open(|rt| rt.model(model))?;
+        let array = info::allocate(&m.program)?;
+        // SAFETY: non-null and writable (caller).
+        unsafe { put(tensor_info, "tensor_info", array) }
+    })
+}
+
+/// Frees an array from `nrt_get_model_tensor_info` (also after `nrt_close`). Unknown
+/// pointers give `NRT_INVALID` and are not touched.
+///
+/// # Safety
+///
+/// Any pointer is accepted; only registered arrays are freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_free_model_tensor_info(
+    tensor_info: *mut nrt_tensor_info_array_t,
+) -> NRT_STATUS {
+    guard("nrt_free_model_tensor_info", || info::free(tensor_info))
+}
+
+// ---------------------------------------------------------------------------------------
+// Execution
+
+/// Runs a model once: every input and output of the model must be bound by name with
+/// exactly its byte size, on the model's core (or in host memory). Waits for the core,
+/// computes, and takes the model's device time. First uses `NRT_SIM_EXEC_STACK` bytes
+/// (4 MiB by default) of the caller's stack, as the real runtime does: a thread with
+/// less crashes (run it on a thread of 8 MiB or more).
+///
+/// # Safety
+///
+/// Handles are checked against the registry; any value is accepted.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_execute(
+    model: *mut nrt_model_t,
+    input_set: *const nrt_tensor_set_t,
+    output_set: *mut nrt_tensor_set_t,
+) -> NRT_STATUS {
+    guard("nrt_execute", || {
+        crate::stack::use_exec_stack();
+        let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
+        bound.run()
+    })
+}
+
+/// Runs a model `repeat_count` times (>= 1) and stops at the first failure. Uses
+/// `NRT_SIM_EXEC_STACK` bytes of the caller's stack, like `nrt_execute`.
+///
+/// # Safety
+///
+/// Handles are checked against the registry; any value is accepted.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_execute_repeat(
+    model: *mut nrt_model_t,
+    input_set: *const nrt_tensor_set_t,
+    output_set: *mut nrt_tensor_set_t,
+    repeat_count: c_int,
+) -> NRT_STATUS {
+    guard("nrt_execute_repeat", || {
+        crate::stack::use_exec_stack();
+        let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
+        if repeat_count < 1 {
+            return fail(
+                NRT_INVALID,
+                format!("repeat_count {repeat_count} is less than 1"),
+            );
+        }
+        (0..repeat_count).try_for_each(|_| bound.run())
+    })
+}
