@@ -1,0 +1,336 @@
+//! The registry's tensor sets, models and execution binding, and [`Bound`]: an
+//! execution with every tensor resolved.
+
+use super::*;
+
+impl Runtime {
+    // --- tensor sets -----------------------------------------------------------------
+
+    pub(crate) fn allocate_set(&mut self) -> Res<*mut nrt_tensor_set_t> {
+        let id = new_id()?;
+        self.sets.insert(id, TensorSet::default());
+        Ok(to_handle(HandleKind::TensorSet, id))
+    }
+
+    pub(super) fn set(
+        &self,
+        handle: *const nrt_tensor_set_t,
+        what: &str,
+    ) -> Res<(u64, &TensorSet)> {
+        let id = from_handle(HandleKind::TensorSet, handle, what)?;
+        match self.sets.get(&id) {
+            Some(s) => Ok((id, s)),
+            None => fail(
+                NRT_INVALID_HANDLE,
+                format!("{what} (set #{id}) was destroyed or belongs to a closed runtime"),
+            ),
+        }
+    }
+
+    pub(crate) fn destroy_set(&mut self, handle: *const nrt_tensor_set_t) -> Res<()> {
+        let (id, _) = self.set(handle, "*tensor_set")?;
+        self.sets.remove(&id);
+        Ok(())
+    }
+
+    pub(crate) fn add_to_set(
+        &mut self,
+        set: *mut nrt_tensor_set_t,
+        name: &[u8],
+        tensor: *mut nrt_tensor_t,
+    ) -> Res<()> {
+        let (set_id, _) = self.set(set, "tensor_set")?;
+        let t = self.tensor(tensor, "tensor")?;
+        if name.is_empty() || name.len() > 255 {
+            return fail(
+                NRT_INVALID,
+                format!("tensor name must be 1 to 255 bytes (got {})", name.len()),
+            );
+        }
+        let entries = &mut self.sets.get_mut(&set_id).expect("checked above").entries;
+        entries.insert(name.to_vec(), t.id);
+        Ok(())
+    }
+
+    pub(crate) fn get_from_set(
+        &self,
+        set: *mut nrt_tensor_set_t,
+        name: &[u8],
+    ) -> Res<*mut nrt_tensor_t> {
+        let (_, s) = self.set(set, "tensor_set")?;
+        let Some(&id) = s.entries.get(name) else {
+            // The runtime documents NRT_FAILURE (not NRT_INVALID) for a name not in the set.
+            return fail(
+                NRT_FAILURE,
+                format!(
+                    "the tensor set has no tensor named '{}' (it has {} tensor(s))",
+                    String::from_utf8_lossy(name),
+                    s.entries.len()
+                ),
+            );
+        };
+        let what = format!("tensor '{}' of the set", String::from_utf8_lossy(name));
+        self.tensor_by_id(id, &what)?;
+        Ok(to_handle(HandleKind::Tensor, id))
+    }
+
+    // --- models ----------------------------------------------------------------------
+
+    /// `nrt_load` of an already parsed program (`file_size` bytes of device memory).
+    pub(crate) fn load(
+        &mut self,
+        program: Program,
+        file_size: usize,
+        vnc: i32,
+        vnc_count: i32,
+    ) -> Res<*mut nrt_model_t> {
+        if vnc_count != -1 && vnc_count != 1 {
+            return fail(
+                NRT_INVALID,
+                format!("vnc_count {vnc_count} is not supported (deprecated: pass -1)"),
+            );
+        }
+        let bytes = file_size as u64;
+        let fits = |c: &Core| c.bytes.load(Ordering::Relaxed).saturating_add(bytes) <= c.capacity;
+        let core = match vnc {
+            -1 => match self.cores.iter().find(|c| fits(c)) {
+                Some(c) => c.clone(),
+                None => {
+                    return fail(
+                        NRT_RESOURCE,
+                        format!(
+                            "no visible core has {bytes} free device bytes for model '{}'",
+                            program.name
+                        ),
+                    );
+                }
+            },
+            v if v < -1 => {
+                return fail(
+                    NRT_INVALID,
+                    format!("vnc {v} is neither -1 nor a core index"),
+                );
+            }
+            v if v as usize >= self.cores.len() => {
+                return fail(
+                    NRT_LOAD_NOT_ENOUGH_NC,
+                    format!(
+                        "model '{}' asked for core {v}, but only {} core(s) are visible",
+                        program.name,
+                        self.cores.len()
+                    ),
+                );
+            }
+            v => {
+                let c = self.cores[v as usize].clone();
+                if !fits(&c) {
+                    return fail(
+                        NRT_RESOURCE,
+                        format!(
+                            "core {v} has {} of {} device bytes free; model '{}' needs {bytes}",
+                            c.capacity - c.bytes.load(Ordering::Relaxed),
+                            c.capacity,
+                            program.name
+                        ),
+                    );
+                }
+                c
+            }
+        };
+        if let Some(status) = faults::on_load(core.index) {
+            return fail(
+                status,
+                format!(
+                    "injected load fault for model '{}' on core {}",
+                    program.name, core.index
+                ),
+            );
+        }
+        let id = new_id()?;
+        core.bytes.fetch_add(bytes, Ordering::Relaxed);
+        core.models.fetch_add(1, Ordering::Relaxed);
+        self.models.insert(
+            id,
+            Arc::new(Model {
+                id,
+                core: core.index,
+                program: Arc::new(program),
+                bytes,
+            }),
+        );
+        Ok(to_handle(HandleKind::Model, id))
+    }
+
+    pub(crate) fn model(&self, handle: *const nrt_model_t) -> Res<Arc<Model>> {
+        let id = from_handle(HandleKind::Model, handle, "model")?;
+        self.models.get(&id).cloned().ok_or_else(|| Fail {
+            status: NRT_INVALID_HANDLE,
+            message: format!("model #{id} was unloaded or belongs to a closed runtime"),
+            level: Level::Error,
+        })
+    }
+
+    pub(crate) fn unload(&mut self, handle: *const nrt_model_t) -> Res<()> {
+        let m = self.model(handle)?;
+        self.models.remove(&m.id);
+        let core = &self.cores[m.core as usize];
+        core.bytes.fetch_sub(m.bytes, Ordering::Relaxed);
+        core.models.fetch_sub(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Resolves and checks everything an execution needs (`nrt_execute` and
+    /// `nrta_execute_schedule`).
+    pub(crate) fn bind(
+        &self,
+        model: *const nrt_model_t,
+        input_set: *const nrt_tensor_set_t,
+        output_set: *const nrt_tensor_set_t,
+    ) -> Res<Bound> {
+        let model = self.model(model)?;
+        let (_, ins) = self.set(input_set, "input_set")?;
+        let (_, outs) = self.set(output_set, "output_set")?;
+        let p = &model.program;
+        let resolve = |set: &TensorSet, specs: &[crate::model::TensorSpec], role: &str| {
+            specs
+                .iter()
+                .map(|spec| {
+                    let Some(&id) = set.entries.get(spec.name.as_bytes()) else {
+                        return fail(
+                            NRT_INVALID,
+                            format!(
+                                "model '{}' {role} '{}' is missing from the {role} set",
+                                p.name, spec.name
+                            ),
+                        );
+                    };
+                    let what = format!("tensor bound as {role} '{}'", spec.name);
+                    let t = self.tensor_by_id(id, &what)?;
+                    if t.mem.is_none() {
+                        return fail(
+                            NRT_INVALID,
+                            format!("{what} ({}) has no memory attached", t.label()),
+                        );
+                    }
+                    if t.size != spec.byte_size() {
+                        return fail(
+                            NRT_INVALID,
+                            format!(
+                                "{what} ({}) is {} bytes; model '{}' expects {} bytes ({} {:?})",
+                                t.label(),
+                                t.size,
+                                p.name,
+                                spec.byte_size(),
+                                spec.dtype,
+                                spec.shape
+                            ),
+                        );
+                    }
+                    if let Place::Device(c) = t.place
+                        && c != model.core
+                    {
+                        return fail(
+                            NRT_INVALID,
+                            format!(
+                                "{what} ({}) is on core {c}, but model '{}' is loaded on core {}",
+                                t.label(),
+                                p.name,
+                                model.core
+                            ),
+                        );
+                    }
+                    Ok(t)
+                })
+                .collect::<Res<Vec<_>>>()
+        };
+        let inputs = resolve(ins, &p.inputs, "input")?;
+        let outputs = resolve(outs, &p.outputs, "output")?;
+        Ok(Bound {
+            core: self.cores[model.core as usize].clone(),
+            model,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+/// An execution with every tensor resolved: runs without the registry lock.
+pub(crate) struct Bound {
+    pub(crate) model: Arc<Model>,
+    pub(crate) core: Arc<Core>,
+    inputs: Vec<Arc<Tensor>>,
+    outputs: Vec<Arc<Tensor>>,
+}
+
+impl Bound {
+    /// Runs once: waits for the core, computes, writes the outputs, takes the device time.
+    pub(crate) fn run(&self) -> Res<()> {
+        let core = &self.core;
+        let p = &self.model.program;
+        if core.compute_dead.load(Ordering::Acquire) {
+            return fail(
+                NRT_EXEC_UNIT_UNRECOVERABLE,
+                format!(
+                    "core {}'s compute unit is unrecoverable; re-initialize the runtime",
+                    core.index
+                ),
+            );
+        }
+        let _exclusive = core.exec_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let start = Instant::now();
+        let device_time = core.exec_latency.unwrap_or(p.device_time);
+        let result = if device_time > core.exec_timeout {
+            std::thread::sleep(core.exec_timeout);
+            fail(
+                NRT_TIMEOUT,
+                format!(
+                    "model '{}' on core {} needs {device_time:?} of device time, more than the {:?} timeout (NEURON_RT_EXEC_TIMEOUT)",
+                    p.name, core.index, core.exec_timeout
+                ),
+            )
+        } else {
+            let result = self.compute(p);
+            crate::dma::wait_until(start + device_time);
+            result
+        };
+        core.busy_ns.fetch_add(
+            start.elapsed().as_nanos().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+        core.executions.fetch_add(1, Ordering::Relaxed);
+        if result.is_err() {
+            core.failed_executions.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    pub(super) fn compute(&self, p: &Program) -> Res<()> {
+        let fault = faults::on_exec(self.core.index);
+        if let Some((_, false)) = fault {
+            // The failed execution leaves the outputs untouched.
+        } else {
+            let inputs = self
+                .inputs
+                .iter()
+                .map(|t| t.to_vec())
+                .collect::<Res<Vec<_>>>()?;
+            for (t, bytes) in self.outputs.iter().zip(p.run(&inputs)) {
+                // SAFETY: `bytes` is exactly the output's size (checked at bind time).
+                unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
+            }
+        }
+        match fault {
+            Some((status, written)) => fail(
+                status,
+                format!(
+                    "injected execution fault {status} ({}) on core {} (model '{}'; outputs {})",
+                    crate::status::name(status).unwrap_or("unknown status"),
+                    self.core.index,
+                    p.name,
+                    if written { "written" } else { "not written" }
+                ),
+            ),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The simulated objects: tensors and their storage, models, tensor sets, cores.
+
+use super::*;
+
+/// Where a tensor lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Place {
+    Device(u32),
+    Host,
+    /// No storage of its own (allocate_empty, VIRTUAL placement): host memory attached.
+    Virtual,
+}
+
+/// A tensor's storage: a window of a buffer. The buffer is shared by the tensor that
+/// allocated it and every slice of it, and lives until the last of them is freed (the
+/// runtime documents slice storage as reference counted).
+#[derive(Clone)]
+pub(crate) struct Mem {
+    pub(crate) buf: Arc<Buffer>,
+    pub(crate) offset: usize,
+}
+
+pub(crate) struct Tensor {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) place: Place,
+    pub(crate) size: usize,
+    pub(crate) mem: Option<Mem>,
+}
+
+/// Live tensors using one buffer, and the memory the buffer is charged to.
+pub(super) struct Storage {
+    pub(super) users: u64,
+    /// Where the buffer's bytes are accounted (`None`: caller-owned, not accounted).
+    pub(super) charge: Option<(Place, u64)>,
+}
+
+impl Tensor {
+    pub(super) fn label(&self) -> String {
+        if self.name.is_empty() {
+            format!("tensor #{}", self.id)
+        } else {
+            format!("tensor '{}'", self.name)
+        }
+    }
+
+    pub(super) fn mem(&self) -> Res<&Mem> {
+        self.mem.as_ref().ok_or_else(|| Fail {
+            status: NRT_INVALID,
+            message: format!(
+                "{} has no memory (allocated empty; attach a buffer first)",
+                self.label()
+            ),
+            level: Level::Error,
+        })
+    }
+
+    /// Checks that `[offset, offset + size)` lies inside the tensor, without overflow.
+    pub(crate) fn check_range(&self, what: &str, offset: u64, size: u64) -> Res<()> {
+        match offset.checked_add(size) {
+            Some(end) if end <= self.size as u64 => Ok(()),
+            _ => fail(
+                NRT_INVALID,
+                format!(
+                    "{what}: offset {offset} + size {size} is past the end of {} ({} bytes)",
+                    self.label(),
+                    self.size
+                ),
+            ),
+        }
+    }
+
+    /// Copies `size` bytes at `offset` into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `dst` must be valid for writes of `size` bytes. The range must have been checked.
+    pub(crate) unsafe fn read_into(&self, dst: *mut u8, offset: usize, size: usize) -> Res<()> {
+        let mem = self.mem()?;
+        if size == 0 {
+            // Nothing to copy; `dst` may be NULL for an empty transfer.
+            return Ok(());
+        }
+        debug_assert!(mem.offset + offset + size <= mem.buf.len());
+        let _guard = mem.buf.lock();
+        // SAFETY: the range is inside the tensor, whose window is inside the buffer;
+        // `dst` is valid for `size` bytes (caller); a host buffer cannot overlap ours
+        // except through get_va, where copy (memmove) semantics still hold.
+        unsafe { std::ptr::copy(mem.buf.base().add(mem.offset + offset), dst, size) };
+        Ok(())
+    }
+
+    /// Copies `size` bytes from `src` to `offset`.
+    ///
+    /// # Safety
+    ///
+    /// `src` must be valid for reads of `size` bytes. The range must have been checked.
+    pub(crate) unsafe fn write_from(&self, src: *const u8, offset: usize, size: usize) -> Res<()> {
+        let mem = self.mem()?;
+        if size == 0 {
+            // Nothing to copy; `src` may be NULL for an empty transfer.
+            return Ok(());
+        }
+        debug_assert!(mem.offset + offset + size <= mem.buf.len());
+        let _guard = mem.buf.lock();
+        // SAFETY: as in `read_into`, with `src` valid for reads (caller).
+        unsafe { std::ptr::copy(src, mem.buf.base().add(mem.offset + offset), size) };
+        Ok(())
+    }
+
+    /// Sets `size` bytes at `offset` to `value`. The range must have been checked.
+    pub(crate) fn fill(&self, offset: usize, value: u8, size: usize) -> Res<()> {
+        let mem = self.mem()?;
+        let _guard = mem.buf.lock();
+        // SAFETY: the checked range lies inside this tensor's window of the buffer.
+        unsafe { std::ptr::write_bytes(mem.buf.base().add(mem.offset + offset), value, size) };
+        Ok(())
+    }
+
+    /// The whole tensor's bytes.
+    pub(super) fn to_vec(&self) -> Res<Vec<u8>> {
+        let mut out = vec![0u8; self.size];
+        // SAFETY: `out` has `self.size` writable bytes; the range is the whole tensor.
+        unsafe { self.read_into(out.as_mut_ptr(), 0, self.size)? };
+        Ok(out)
+    }
+}
+
+/// Copies between two tensors (ranges checked by the caller).
+pub(crate) fn copy_between(
+    src: &Tensor,
+    src_offset: usize,
+    dst: &Tensor,
+    dst_offset: usize,
+    size: usize,
+) -> Res<()> {
+    let (s, d) = (src.mem()?, dst.mem()?);
+    let _guards = lock_pair(&s.buf, &d.buf);
+    // SAFETY: both ranges were checked against their tensors, whose windows lie inside
+    // their buffers; `copy` allows overlap (a tensor copied onto its own slice).
+    unsafe {
+        std::ptr::copy(
+            s.buf.base().add(s.offset + src_offset),
+            d.buf.base().add(d.offset + dst_offset),
+            size,
+        )
+    };
+    Ok(())
+}
+
+/// A loaded model.
+pub(crate) struct Model {
+    pub(crate) id: u64,
+    pub(crate) core: u32,
+    pub(crate) program: Arc<Program>,
+    /// Device bytes the model occupies (its file size).
+    pub(super) bytes: u64,
+}
+
+/// Tensors by name; does not own them (holds ids, resolved at use).
+#[derive(Default)]
+pub(super) struct TensorSet {
+    pub(super) entries: BTreeMap<Vec<u8>, u64>,
+}
+
+/// One simulated NeuronCore: accounting, counters and the lock that serialises its
+/// executions. Shared with async workers, so it outlives `nrt_close` while they finish.
+pub(crate) struct Core {
+    pub(crate) index: u32,
+    pub(crate) capacity: u64,
+    pub(super) exec_lock: Mutex<()>,
+    pub(super) exec_latency: Option<Duration>,
+    pub(super) exec_timeout: Duration,
+    /// Set when the core's compute queue is unrecoverable; shared with that queue.
+    pub(crate) compute_dead: Arc<AtomicBool>,
+    pub(crate) models: AtomicU64,
+    pub(crate) tensors: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) executions: AtomicU64,
+    pub(crate) failed_executions: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
+    pub(crate) tensor_ops: AtomicU64,
+    /// Transfer bandwidth in GB/s, 0 = instantaneous (`NRT_SIM_DMA_GBPS`).
+    pub(crate) dma_gbps: f64,
+    /// Nanoseconds of work done by TENSOR_OP queues 0 and 1 and the COMPUTE queue.
+    pub(crate) tensor_op_busy_ns: [AtomicU64; 2],
+    pub(crate) compute_queue_busy_ns: AtomicU64,
+    /// Nanoseconds spent in synchronous transfers of this core's device tensors.
+    pub(crate) sync_transfer_ns: AtomicU64,
+}
+
+impl Core {
+    /// Waits out the device time of a synchronous transfer of `bytes` started at
+    /// `start`, and counts it.
+    pub(crate) fn finish_sync_transfer(&self, start: Instant, bytes: u64) {
+        crate::dma::finish_transfer(start, bytes, self.dma_gbps);
+        self.sync_transfer_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
