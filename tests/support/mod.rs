@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod add_jobs;
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
