@@ -61,6 +61,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod batch;
+mod buffer;
 mod capabilities;
 mod dtype;
 mod error;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use nrt_sys as sys;
 
+use crate::buffer::AttachedBuffer;
 use crate::host_lock::HostLock;
 use crate::host_lock::{Access, HostGuard, lock_host_storage};
 use crate::runtime::{c_string, nrt_fn};
@@ -102,7 +103,7 @@ pub(crate) struct TensorInner {
     // Declared after the fields above so it drops after the tensor is freed; only held,
     // never read: a slice's storage is its parent's.
     _parent: Option<Arc<TensorInner>>,
-    buffer: Option<AttachedBuffer>,
+    pub(crate) buffer: Option<AttachedBuffer>,
     /// For storage in host memory: the lock every synchronous libnrt call on it holds
     /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
     host: Option<Arc<HostLock>>,
@@ -117,40 +118,6 @@ unsafe impl Send for TensorInner {}
 // the handle to libnrt.
 unsafe impl Sync for TensorInner {}
 
-/// Host memory handed to libnrt with `nrt_tensor_attach_buffer`. Held as a raw pointer
-/// (not a `Box`) because libnrt and the device write through it while attached.
-struct AttachedBuffer {
-    ptr: *mut [u8],
-}
-
-impl AttachedBuffer {
-    fn new(buffer: Vec<u8>) -> AttachedBuffer {
-        AttachedBuffer {
-            ptr: Box::into_raw(buffer.into_boxed_slice()),
-        }
-    }
-
-    fn data_ptr(&self) -> *mut u8 {
-        self.ptr.cast()
-    }
-
-    fn into_vec(self) -> Vec<u8> {
-        let ptr = self.ptr;
-        std::mem::forget(self);
-        // SAFETY: `ptr` came from `Box::into_raw` in `new` and was not freed (this
-        // value's Drop does that, and it was forgotten just above).
-        unsafe { Box::from_raw(ptr) }.into_vec()
-    }
-}
-
-impl Drop for AttachedBuffer {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from `Box::into_raw` in `new`; the tensor using it has been
-        // freed (TensorInner::drop runs before its fields drop).
-        drop(unsafe { Box::from_raw(self.ptr) });
-    }
-}
-
 impl Drop for TensorInner {
     fn drop(&mut self) {
         if let Some(free) = self.rt.inner.fns().nrt_tensor_free {
@@ -163,19 +130,23 @@ impl Drop for TensorInner {
 }
 
 /// Where a new tensor comes from: [`Runtime::allocate_tensor`] and friends fill it in.
-struct NewTensor<'a> {
-    rt: &'a Runtime,
-    size: usize,
-    placement: Placement,
-    core: Option<u32>,
-    name: String,
-    parent: Option<Arc<TensorInner>>,
-    buffer: Option<AttachedBuffer>,
+pub(crate) struct NewTensor<'a> {
+    pub(crate) rt: &'a Runtime,
+    pub(crate) size: usize,
+    pub(crate) placement: Placement,
+    pub(crate) core: Option<u32>,
+    pub(crate) name: String,
+    pub(crate) parent: Option<Arc<TensorInner>>,
+    pub(crate) buffer: Option<AttachedBuffer>,
 }
 
 impl NewTensor<'_> {
     /// Wraps `raw`, which libnrt just created (or [`Error::UnexpectedResult`] if null).
-    fn wrap(self, function: &'static str, raw: *mut sys::nrt_tensor_t) -> Result<Tensor> {
+    pub(crate) fn wrap(
+        self,
+        function: &'static str,
+        raw: *mut sys::nrt_tensor_t,
+    ) -> Result<Tensor> {
         let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
             function,
             reason: format!("no tensor returned for `{}`", self.name),
@@ -273,65 +244,6 @@ impl Runtime {
             buffer: None,
         }
         .wrap("nrt_tensor_allocate", raw)
-    }
-
-    /// A host tensor over `buffer`, which the tensor then owns
-    /// (`nrt_tensor_allocate_empty` + `nrt_tensor_attach_buffer`). The buffer is
-    /// freed with the tensor, or handed back by [`Tensor::into_buffer`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Unsupported`] without [`Capabilities::TENSOR_ATTACH`] or
-    /// `nrt_tensor_free`; [`Error::InvalidArgument`] for an empty buffer or a name with a NUL byte;
-    /// [`Error::Nrt`] if libnrt fails.
-    pub fn tensor_from_buffer(&self, buffer: Vec<u8>, name: &str) -> Result<Tensor> {
-        self.require(Capabilities::TENSOR_ATTACH, "tensors over host buffers")?;
-        let allocate_empty = nrt_fn!(self.inner, nrt_tensor_allocate_empty);
-        let attach = nrt_fn!(self.inner, nrt_tensor_attach_buffer);
-        // Without it the libnrt tensor would outlive the buffer it points to (the buffer
-        // goes with the handle).
-        nrt_fn!(self.inner, nrt_tensor_free);
-        let c_name = c_string("name", name)?;
-        let size = buffer.len();
-        if size == 0 {
-            // libnrt has no storage to attach for zero bytes and refuses it.
-            return Err(Error::invalid(
-                "buffer",
-                format!("tensor `{name}` needs at least 1 byte, got an empty buffer"),
-            ));
-        }
-        let buffer = AttachedBuffer::new(buffer);
-        let mut raw = ptr::null_mut();
-        // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid
-        // out-pointer.
-        let status = unsafe { allocate_empty(c_name.as_ptr(), &mut raw) };
-        self.inner.check("nrt_tensor_allocate_empty", status, || {
-            format!("tensor `{name}`")
-        })?;
-        // Wrapped before attaching, so that a failed attach still frees the tensor.
-        let tensor = NewTensor {
-            rt: self,
-            size,
-            placement: Placement::Host,
-            core: None,
-            name: name.to_owned(),
-            parent: None,
-            buffer: Some(buffer),
-        }
-        .wrap("nrt_tensor_allocate_empty", raw)?;
-        let inner = &tensor.inner;
-        let data = inner
-            .buffer
-            .as_ref()
-            .map_or(ptr::null_mut(), |b| b.data_ptr());
-        // SAFETY: `data` points to `size` bytes that the tensor owns and frees only after
-        // nrt_tensor_free (AttachedBuffer drops after TensorInner::drop), so the buffer
-        // outlives its use by libnrt. Nothing in Rust references those bytes meanwhile.
-        let status = unsafe { attach(inner.raw.as_ptr(), data.cast::<c_void>(), size) };
-        self.inner.check("nrt_tensor_attach_buffer", status, || {
-            format!("tensor `{name}`, {size} bytes")
-        })?;
-        Ok(tensor)
     }
 }
 
@@ -610,42 +522,6 @@ impl Tensor {
             buffer: None,
         }
         .wrap("nrt_tensor_allocate_slice", raw)
-    }
-
-    /// Frees the tensor and returns the buffer it was created over
-    /// ([`Runtime::tensor_from_buffer`]), with the data libnrt or the device left in it.
-    ///
-    /// On error the handle is dropped like any other: the tensor (and its buffer) are
-    /// freed when the last holder lets go.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidArgument`] if the tensor was not created over a buffer;
-    /// [`Error::InUse`] if another handle (a clone, a tensor set, a slice) still holds it.
-    pub fn into_buffer(self) -> Result<Vec<u8>> {
-        if self.inner.buffer.is_none() {
-            return Err(Error::invalid(
-                "self",
-                format!("tensor `{}` does not own a host buffer", self.name()),
-            ));
-        }
-        let users = Arc::strong_count(&self.inner) - 1;
-        let name = self.name().to_owned();
-        let mut inner = Arc::try_unwrap(self.inner).map_err(|_| Error::InUse {
-            what: format!("tensor `{name}`"),
-            users,
-        })?;
-        match inner.buffer.take() {
-            Some(buffer) => {
-                // Frees the libnrt tensor (TensorInner::drop) before the buffer is handed out.
-                drop(inner);
-                Ok(buffer.into_vec())
-            }
-            None => Err(Error::invalid(
-                "self",
-                format!("tensor `{name}` does not own a host buffer"),
-            )),
-        }
     }
 }
 
