@@ -404,6 +404,18 @@ impl UnitInner {
         }
     }
 
+    /// Waits until request `seq` of this queue has completed.
+    pub(crate) fn wait(&self, seq: SeqId) -> Result<()> {
+        match self.wait_until(seq, None)? {
+            true => Ok(()),
+            // A wait without a limit only returns once complete: `false` would be a bug.
+            false => Err(Error::UnexpectedResult {
+                function: "nrta_is_completed",
+                reason: format!("an unlimited wait for {seq} returned before completion"),
+            }),
+        }
+    }
+
     /// Waits until request `seq` of this queue has completed, at most `timeout`;
     /// returns whether it did. Blocks on a completion event where the runtime has them,
     /// else polls with backoff.

@@ -226,21 +226,10 @@ impl<T: Payload> Request<T> {
     /// not be observed (polling failed), in which case it was leaked.
     pub fn wait_with_payload(self) -> (Option<T>, Result<()>) {
         let inner = self.into_inner();
-        match inner.unit.wait_until(inner.seq, None) {
-            Ok(true) => {
+        match inner.unit.wait(inner.seq) {
+            Ok(()) => {
                 let (payload, status) = inner.complete();
                 (Some(payload), status)
-            }
-            // A wait without a limit only returns once complete; `false` would be a bug.
-            Ok(false) => {
-                inner.leak();
-                (
-                    None,
-                    Err(Error::UnexpectedResult {
-                        function: "nrta_is_completed",
-                        reason: "an unlimited wait returned before completion".into(),
-                    }),
-                )
             }
             Err(error) => {
                 inner.leak();
@@ -304,9 +293,9 @@ impl<T: Payload> Drop for Request<T> {
     fn drop(&mut self) {
         // SAFETY: `self.inner` is not used again: this is the destructor.
         let inner = unsafe { ManuallyDrop::take(&mut self.inner) };
-        match inner.unit.wait_until(inner.seq, None) {
-            Ok(true) => drop(inner.complete()),
-            Ok(false) | Err(_) => inner.leak(),
+        match inner.unit.wait(inner.seq) {
+            Ok(()) => drop(inner.complete()),
+            Err(_) => inner.leak(),
         }
     }
 }

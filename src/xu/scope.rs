@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::queue::{ExecUnit, UnitInner};
 use super::request::{KeepAlive, Scheduled};
 use super::seq::SeqId;
-use crate::{Element, Error, Model, Tensor, TensorSet};
+use crate::{Element, Model, Tensor, TensorSet};
 
 /// Runs `f` with a [`Scope`] whose requests may *borrow* host buffers and tensor sets,
 /// and returns only once every request scheduled through the scope has completed.
@@ -172,15 +172,7 @@ impl<'scope> Scope<'scope, '_> {
             let (unit, seq) = (unit, *seq);
             // `is_completed` falls back on the queue's last completed number when libnrt
             // cannot answer for `seq`.
-            let error = match unit.wait_until(seq, None) {
-                Ok(true) => continue,
-                Ok(false) => Error::UnexpectedResult {
-                    function: "nrta_is_completed",
-                    reason: "an unlimited wait returned before completion".into(),
-                },
-                Err(error) => error,
-            };
-            {
+            if let Err(error) = unit.wait(seq) {
                 // Not `eprintln!`, which panics if stderr fails: unwinding from here would
                 // end the borrows as surely as returning.
                 let _ = writeln!(
