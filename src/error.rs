@@ -1,9 +1,5 @@
 //! [`Error`] and [`Result`]: everything that can go wrong, with the values that made it go wrong.
 
-use std::ffi::CStr;
-
-use nrt_sys::{self as sys, Library};
-
 use crate::NrtStatus;
 
 /// `Result` with this crate's [`Error`].
@@ -203,6 +199,19 @@ impl Error {
         self.status().is_some_and(NrtStatus::is_fatal)
     }
 
+    /// This error with `context` (what the call was about: model, tensor, core) when it
+    /// is an [`Error::Nrt`]; other errors carry their values already. Used on the error
+    /// path only, so that the success path builds no text.
+    #[cold]
+    pub(crate) fn context(mut self, text: String) -> Error {
+        if let Error::Nrt { context, .. } = &mut self
+            && !text.is_empty()
+        {
+            *context = Some(text);
+        }
+        self
+    }
+
     pub(crate) fn invalid(argument: &'static str, reason: impl Into<String>) -> Error {
         Error::InvalidArgument {
             argument,
@@ -216,37 +225,6 @@ fn affix(prefix: &str, text: Option<&str>, suffix: &str) -> String {
     match text {
         Some(t) if !t.is_empty() => format!("{prefix}{t}{suffix}"),
         _ => String::new(),
-    }
-}
-
-/// [`Error::Nrt`] for `raw`, with the library's text for it when it has one.
-pub(crate) fn status_error(
-    lib: &Library,
-    function: &'static str,
-    raw: sys::NRT_STATUS,
-    context: Option<String>,
-) -> Error {
-    Error::Nrt {
-        function,
-        status: NrtStatus::from_raw(raw),
-        message: status_text(lib, raw),
-        context: context.filter(|c| !c.is_empty()),
-    }
-}
-
-/// The library's description of `raw` (`nrt_get_status_as_str`), if it has one.
-fn status_text(lib: &Library, raw: sys::NRT_STATUS) -> Option<String> {
-    let f = lib.fns().nrt_get_status_as_str?;
-    // Why the block below is sound: `lib` is trusted to be libnrt: loaded from a path
-    // (loading trusts the library, see nrt_sys::Library) or built with the unsafe
-    // `Library::in_process`, whose contract makes every entry behave as libnrt's.
-    // libnrt's nrt_get_status_as_str takes any value and returns NULL or a pointer to a
-    // NUL-terminated string owned by the library that stays valid (static text); it is
-    // copied before anything else calls into the library.
-    // SAFETY: the conditions just above hold for this block.
-    unsafe {
-        let text = f(raw);
-        (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
     }
 }
 

@@ -60,6 +60,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod attached_buffer;
 mod batch;
 mod buffer;
 mod capabilities;
@@ -69,6 +70,7 @@ mod host_lock;
 mod info;
 mod model;
 mod profile;
+mod raw;
 mod runtime;
 mod stack;
 mod status;

@@ -26,15 +26,46 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use nrt_sys as sys;
+use nrt_sys::Library;
 
 use super::kind::XuKind;
 use super::seq::SeqId;
+use crate::Capabilities;
+use crate::raw;
 
-/// The event function this crate calls, of a library with ASYNC_EVENTS.
+/// A library with completion events: only made for one with
+/// [`Capabilities::ASYNC_EVENTS`](crate::Capabilities::ASYNC_EVENTS) (which implies the v3
+/// API), so having one is the proof the event calls below need.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct EventFns {
-    pub(crate) seq: sys::fn_types::nrta_event_register_seq_id_completion,
+pub(crate) struct EventApi {
+    lib: &'static Library,
+}
+
+impl EventApi {
+    /// `Some` for a library with ASYNC_EVENTS.
+    pub(crate) fn new(lib: &'static Library, caps: Capabilities) -> Option<EventApi> {
+        caps.contains(Capabilities::ASYNC_EVENTS)
+            .then_some(EventApi { lib })
+    }
+
+    /// Asks libnrt to signal `fd` once request `seq` completed; whether it accepted.
+    ///
+    /// # Safety
+    ///
+    /// `fd` is an eventfd that stays open until the signal arrived or the runtime closed.
+    unsafe fn register(self, seq: SeqId, fd: RawFd) -> bool {
+        // SAFETY: ASYNC_EVENTS (how this value was made); `fd` as the caller guarantees.
+        unsafe { raw::xu::event_register_seq_id_completion(self.lib, seq.raw(), fd) }.is_ok()
+    }
+
+    /// The number of the last request queue `(core, kind, queue)` completed, if libnrt
+    /// answers (it does not after `nrt_close`).
+    fn last_completed(self, core: u32, kind: XuKind, queue: u32) -> Option<u64> {
+        // SAFETY: ASYNC_EVENTS implies the v3 API. Queue indices are below 3.
+        unsafe { raw::xu::get_sequence(self.lib, core, kind.as_raw(), queue as c_int) }
+            .ok()
+            .map(|raw| SeqId::from_raw(raw).number())
+    }
 }
 
 /// A new non-blocking, close-on-exec eventfd.
@@ -102,7 +133,7 @@ const MAX_SPURIOUS_WAKEUPS: u32 = 64;
 /// `None` when events cannot be used for this wait (no eventfd, the thread is exiting,
 /// or libnrt refused the registration): the caller polls instead.
 pub(crate) fn wait_for_seq<E>(
-    fns: EventFns,
+    api: EventApi,
     seq: SeqId,
     timeout: Option<Duration>,
     mut done: impl FnMut() -> Result<bool, E>,
@@ -132,11 +163,10 @@ pub(crate) fn wait_for_seq<E>(
         // Stale signals (from earlier waits of this thread) go first; registering an
         // already completed sequence signals at once, so nothing is lost in between.
         drain(fd);
-        // SAFETY: ASYNC_EVENTS was checked for this library (both symbols, >= 2.32), so
-        // this is the function's signature; `fd` is an eventfd this thread keeps open
-        // for the rest of the process (module docs).
-        let status = unsafe { (fns.seq)(seq.raw(), fd) };
-        if status != sys::NRT_SUCCESS || spurious >= MAX_SPURIOUS_WAKEUPS {
+        // SAFETY: `fd` is an eventfd this thread keeps open for the rest of the process
+        // (module docs).
+        let accepted = unsafe { api.register(seq, fd) };
+        if !accepted || spurious >= MAX_SPURIOUS_WAKEUPS {
             return None;
         }
         block_on(fd, remaining);
@@ -158,11 +188,10 @@ pub(crate) enum Waiter {
 /// The completion eventfd of one unit and the futures waiting for its requests.
 pub(crate) struct UnitEvents {
     fd: OwnedFd,
-    fns: EventFns,
+    api: EventApi,
     core: u32,
     kind: XuKind,
     queue: u32,
-    get_sequence: sys::fn_types::nrta_get_sequence,
     /// (request number, waker) of the futures waiting on this unit.
     waiting: Mutex<Vec<(u64, Waker)>>,
     /// Index in the event loop's table while registered there.
@@ -181,8 +210,7 @@ impl UnitEvents {
     /// Creates the unit's eventfd and registers it with the event loop. `None` if that
     /// fails (waits on this unit then poll).
     pub(crate) fn register(
-        fns: EventFns,
-        get_sequence: sys::fn_types::nrta_get_sequence,
+        api: EventApi,
         core: u32,
         kind: XuKind,
         queue: u32,
@@ -190,11 +218,10 @@ impl UnitEvents {
         let fd = new_eventfd()?;
         let events = Arc::new(UnitEvents {
             fd,
-            fns,
+            api,
             core,
             kind,
             queue,
-            get_sequence,
             waiting: Mutex::new(Vec::new()),
             slot: Mutex::new(None),
         });
@@ -243,10 +270,10 @@ impl UnitEvents {
         if !new {
             return Waiter::Kept;
         }
-        // SAFETY: ASYNC_EVENTS checked (this signature); the fd stays open until after
-        // nrt_close (this value owns it and the runtime's registry holds this value).
-        let status = unsafe { (self.fns.seq)(seq.raw(), self.fd.as_raw_fd()) };
-        if status != sys::NRT_SUCCESS {
+        // SAFETY: the fd stays open until after nrt_close (this value owns it and the
+        // runtime's registry holds this value).
+        let accepted = unsafe { self.api.register(seq, self.fd.as_raw_fd()) };
+        if !accepted {
             self.remove_waiter(seq);
             return Waiter::Refused;
         }
@@ -269,13 +296,8 @@ impl UnitEvents {
     /// allocates nothing once it has grown.
     fn on_signal(&self, woken: &mut Vec<Waker>) {
         drain(self.fd.as_raw_fd());
-        let mut raw = 0u64;
-        // SAFETY: v3 signature (ASYNC_V3 checked before any unit exists); valid
-        // out-pointer. After nrt_close this returns an error status, handled below.
-        let status = unsafe {
-            (self.get_sequence)(self.core, self.kind.as_raw(), self.queue as c_int, &mut raw)
-        };
-        let last = (status == sys::NRT_SUCCESS).then(|| SeqId::from_raw(raw).number());
+        // After nrt_close libnrt does not answer: `None`, handled below.
+        let last = self.api.last_completed(self.core, self.kind, self.queue);
         {
             let mut waiting = self.lock();
             let mut i = 0;

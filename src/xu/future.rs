@@ -19,8 +19,9 @@ use super::payload::Payload;
 use super::request::Request;
 use super::seq::SeqId;
 use super::wait::Backoff;
+use crate::raw;
 use crate::{Error, Result};
-use nrt_sys as sys;
+use nrt_sys::Library;
 
 /// A [`Request`] as a [`Future`]: resolves to what [`Request::wait`] returns, without
 /// blocking the executor's thread and without busy polling. Works with any executor.
@@ -113,7 +114,12 @@ impl<T: Payload> Future for RequestFuture<T> {
                             static NEXT: AtomicU64 = AtomicU64::new(1);
                             this.token = NEXT.fetch_add(1, Ordering::Relaxed);
                         }
-                        poller().register(this.token, unit.is_completed, request.seq(), cx.waker());
+                        poller().register(
+                            this.token,
+                            unit.rt.inner.lib(),
+                            request.seq(),
+                            cx.waker(),
+                        );
                         Poll::Pending
                     }
                 }
@@ -165,24 +171,26 @@ struct Poller {
     running: bool,
 }
 
-/// A registered future: the library's `nrta_is_completed` (libraries stay loaded for
-/// the life of the process), the request's id and the waker. No handle: the poller
+/// A registered future: the library (libraries stay loaded for the life of the process;
+/// it has the v3 API: ASYNC_V3 is checked before any unit exists), the request's id and
+/// the waker. No handle: the poller
 /// never keeps a runtime open. After the runtime closed, the query fails and the entry
 /// is woken and dropped (a live future cannot see that: its request keeps the runtime).
 struct Waiting {
     token: u64,
-    is_completed: sys::fn_types::nrta_is_completed,
+    lib: &'static Library,
     seq: SeqId,
     waker: Waker,
 }
 
 impl Waiting {
     fn pending(&self) -> bool {
-        let mut done = false;
-        // SAFETY: a v3 `nrta_is_completed` (ASYNC_V3 checked before any unit exists) of a
-        // library that is never unloaded; `done` is a valid out-pointer.
-        let status = unsafe { (self.is_completed)(self.seq.raw(), &mut done) };
-        status == sys::NRT_SUCCESS && !done
+        // SAFETY: the library has the v3 API (see `Waiting`). After nrt_close libnrt
+        // answers with an error: not pending (the entry is woken and dropped).
+        matches!(
+            unsafe { raw::xu::is_completed(self.lib, self.seq.raw()) },
+            Ok(false)
+        )
     }
 }
 
@@ -207,13 +215,7 @@ impl Poller {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(
-        &self,
-        token: u64,
-        is_completed: sys::fn_types::nrta_is_completed,
-        seq: SeqId,
-        waker: &Waker,
-    ) {
+    fn register(&self, token: u64, lib: &'static Library, seq: SeqId, waker: &Waker) {
         if !self.running {
             // No poller thread: fall back to being polled again by the executor.
             waker.wake_by_ref();
@@ -226,7 +228,7 @@ impl Poller {
             None => {
                 waiting.push(Waiting {
                     token,
-                    is_completed,
+                    lib,
                     seq,
                     waker: waker.clone(),
                 });

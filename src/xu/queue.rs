@@ -7,14 +7,16 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use nrt_sys as sys;
+use std::ffi::c_int;
 
-use super::events::{self, EventFns, UnitEvents};
+use nrt_sys::{self as sys, Library};
+
+use super::events::{self, EventApi, UnitEvents};
 use super::kind::XuKind;
 use super::seq::SeqId;
 use super::slots::SlotPool;
 use super::wait::poll_until;
-use crate::runtime::require_fn;
+use crate::raw;
 use crate::{Capabilities, Error, NrtStatus, Result, Runtime};
 
 /// One execution-unit queue: `(core, kind, queue)`, the target of async requests.
@@ -72,7 +74,6 @@ pub struct ExecUnit {
 pub(crate) struct UnitInner {
     pub(crate) rt: Runtime,
     pub(crate) state: Arc<QueueState>,
-    pub(crate) is_completed: sys::fn_types::nrta_is_completed,
 }
 
 /// `QueueState::xu_id` before the queue's first accepted request.
@@ -87,7 +88,8 @@ pub(crate) struct QueueState {
     /// The XU id of this queue, from the first sequence id a schedule call on it
     /// returned (libnrt documents that those name the queue); [`XU_ID_UNKNOWN`] before.
     xu_id: AtomicU32,
-    get_sequence: sys::fn_types::nrta_get_sequence,
+    /// The library (of the runtime that holds this state), for completion queries.
+    lib: &'static Library,
     /// Status slots of the requests scheduled through handles of this queue.
     pub(crate) slots: SlotPool,
     /// Held across each schedule call on this queue.
@@ -97,7 +99,7 @@ pub(crate) struct QueueState {
     /// 0, or the raw fatal status that made the queue unrecoverable.
     fatal: AtomicU32,
     /// The event functions, when the library has them.
-    event_fns: Option<EventFns>,
+    event_api: Option<EventApi>,
     /// The queue's completion eventfd (futures), when events work for it.
     pub(crate) events: Option<Arc<UnitEvents>>,
 }
@@ -126,12 +128,6 @@ fn table_index(core: u32, kind: XuKind, queue: u32) -> usize {
     core as usize * QUEUES_PER_CORE + first + queue as usize
 }
 
-/// What [`UnitRegistry::state`] needs from the library to create a queue's state.
-pub(crate) struct QueueFns {
-    pub(crate) get_sequence: sys::fn_types::nrta_get_sequence,
-    pub(crate) events: Option<EventFns>,
-}
-
 impl UnitRegistry {
     /// The state of queue `(core, kind, queue)` (already checked to exist), created on
     /// first use: validated with `nrta_get_sequence`, whose number counts as the last
@@ -139,7 +135,6 @@ impl UnitRegistry {
     pub(crate) fn state(
         &self,
         rt: &Runtime,
-        fns: QueueFns,
         cores: u32,
         core: u32,
         kind: XuKind,
@@ -164,21 +159,21 @@ impl UnitRegistry {
         }
         // Created outside any lock; a thread racing here may set the cell first, and
         // this state is then dropped unused (its eventfd deregistered first).
-        let last = query_sequence(rt, fns.get_sequence, core, kind, queue)?;
-        let events = fns
-            .events
-            .and_then(|ev| UnitEvents::register(ev, fns.get_sequence, core, kind, queue));
+        let lib = rt.inner.lib();
+        let last = query_sequence(lib, core, kind, queue)?;
+        let event_api = EventApi::new(lib, rt.capabilities());
+        let events = event_api.and_then(|ev| UnitEvents::register(ev, core, kind, queue));
         let state = QueueState {
             core,
             kind,
             queue,
             xu_id: AtomicU32::new(XU_ID_UNKNOWN),
-            get_sequence: fns.get_sequence,
+            lib,
             slots: SlotPool::new(),
             submit: Mutex::new(()),
             last_submitted: AtomicU64::new(last.number()),
             fatal: AtomicU32::new(0),
-            event_fns: fns.events,
+            event_api,
             events,
         };
         let mut unused = Some(state);
@@ -246,16 +241,6 @@ impl Runtime {
     /// * [`Error::Nrt`] if libnrt rejects the unit (`nrta_get_sequence`).
     pub fn exec_unit(&self, core: u32, kind: XuKind, queue: u32) -> Result<ExecUnit> {
         self.require(Capabilities::ASYNC_V3, "the async API (execution units)")?;
-        let fns = self.inner.fns();
-        let is_completed = require_fn(fns.nrta_is_completed, "nrta_is_completed")?;
-        let get_sequence = require_fn(fns.nrta_get_sequence, "nrta_get_sequence")?;
-        let events = match (
-            self.capabilities().contains(Capabilities::ASYNC_EVENTS),
-            fns.nrta_event_register_seq_id_completion,
-        ) {
-            (true, Some(seq)) => Some(EventFns { seq }),
-            _ => None,
-        };
         let cores = self.visible_core_count()?;
         // Cores are passed to libnrt as C ints (lnc_idx); no instance has 2^31 cores.
         if core >= cores || i32::try_from(core).is_err() {
@@ -273,44 +258,22 @@ impl Runtime {
                 ),
             ));
         }
-        let state = self.inner.units.state(
-            self,
-            QueueFns {
-                get_sequence,
-                events,
-            },
-            cores,
-            core,
-            kind,
-            queue,
-        )?;
+        let state = self.inner.units.state(self, cores, core, kind, queue)?;
         Ok(ExecUnit {
             inner: Arc::new(UnitInner {
                 rt: self.clone(),
                 state: Arc::clone(state),
-                is_completed,
             }),
         })
     }
 }
 
 /// `nrta_get_sequence` for one queue.
-pub(crate) fn query_sequence(
-    rt: &Runtime,
-    get_sequence: sys::fn_types::nrta_get_sequence,
-    core: u32,
-    kind: XuKind,
-    queue: u32,
-) -> Result<SeqId> {
-    let mut raw = 0u64;
-    // `queue` < 3 (checked by every caller), so it fits in a C int.
-    let queue_arg = queue as i32;
-    // SAFETY: the library has the v3 API (ASYNC_V3 checked at unit creation), so this is
-    // the v3 signature; `raw` is a valid out-pointer.
-    let status = unsafe { get_sequence(core, kind.as_raw(), queue_arg, &mut raw) };
-    rt.inner.check("nrta_get_sequence", status, || {
-        format!("{kind} unit, core {core}, queue {queue}")
-    })?;
+fn query_sequence(lib: &Library, core: u32, kind: XuKind, queue: u32) -> Result<SeqId> {
+    // SAFETY: the library has the v3 API (ASYNC_V3 is checked before any queue state is
+    // made). `queue` < 3 (checked by every caller), so it fits in a C int.
+    let raw = unsafe { raw::xu::get_sequence(lib, core, kind.as_raw(), queue as c_int) }
+        .map_err(|e| e.context(format!("{kind} unit, core {core}, queue {queue}")))?;
     Ok(SeqId::from_raw(raw))
 }
 
@@ -329,8 +292,8 @@ impl QueueState {
     /// The id of the last request this queue completed (`nrta_get_sequence`). Only its
     /// number is meaningful before the queue completed anything (libnrt documents no
     /// value for that case).
-    pub(crate) fn last_completed(&self, rt: &Runtime) -> Result<SeqId> {
-        query_sequence(rt, self.get_sequence, self.core, self.kind, self.queue)
+    pub(crate) fn last_completed(&self) -> Result<SeqId> {
+        query_sequence(self.lib, self.core, self.kind, self.queue)
     }
 
     pub(crate) fn last_submitted_number(&self) -> u64 {
@@ -380,7 +343,7 @@ impl QueueState {
 
 impl UnitInner {
     pub(crate) fn last_completed(&self) -> Result<SeqId> {
-        self.state.last_completed(&self.rt)
+        self.state.last_completed()
     }
 
     /// Whether request `seq` of this queue has completed (`nrta_is_completed`).
@@ -389,14 +352,10 @@ impl UnitInner {
     /// know), the queue's last completed number answers instead: requests of one queue
     /// complete in order. Only if that fails too is the error returned.
     pub(crate) fn is_completed(&self, seq: SeqId) -> Result<bool> {
-        let mut done = false;
-        // SAFETY: v3 signature (checked at unit creation); `done` is a valid out-pointer.
-        let status = unsafe { (self.is_completed)(seq.raw(), &mut done) };
-        let error = match self.rt.inner.check("nrta_is_completed", status, || {
-            format!("request {seq} on {self}")
-        }) {
-            Ok(()) => return Ok(done),
-            Err(error) => error,
+        // SAFETY: the library has the v3 API (checked at unit creation).
+        let error = match unsafe { raw::xu::is_completed(self.state.lib, seq.raw()) } {
+            Ok(done) => return Ok(done),
+            Err(error) => error.context(format!("request {seq} on {self}")),
         };
         match self.last_completed() {
             Ok(last) => Ok(last.number() >= seq.number()),
@@ -420,8 +379,8 @@ impl UnitInner {
     /// returns whether it did. Blocks on a completion event where the runtime has them,
     /// else polls with backoff.
     pub(crate) fn wait_until(&self, seq: SeqId, timeout: Option<Duration>) -> Result<bool> {
-        if let Some(fns) = self.state.event_fns
-            && let Some(done) = events::wait_for_seq(fns, seq, timeout, || self.is_completed(seq))
+        if let Some(api) = self.state.event_api
+            && let Some(done) = events::wait_for_seq(api, seq, timeout, || self.is_completed(seq))
         {
             return done;
         }
@@ -440,14 +399,13 @@ impl UnitInner {
         if NrtStatus::from_raw(raw).is_fatal() {
             self.state.mark_fatal(raw);
         }
-        self.rt
-            .inner
-            .check(function, raw, || format!("request {seq} on {}", self.state))
+        raw::check(self.state.lib, function, raw)
             .err()
             .unwrap_or(Error::UnexpectedResult {
                 function,
                 reason: "failure status lost".into(),
             })
+            .context(format!("request {seq} on {}", self.state))
     }
 }
 
