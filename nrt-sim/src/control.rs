@@ -3,13 +3,13 @@
 //! `nrt-sim/include/nrt_sim.h`) so that a copy loaded with `dlopen` can be driven, and
 //! wrapped for Rust by [`SimControl`].
 
+use crate::error::{Res, fail};
 use crate::faults::{self, FaultSpecError};
 use crate::ffi::guard;
 use crate::log;
-use crate::runtime::{self, Core, Phase, fail};
+use crate::runtime::{self, Core};
 use nrt_sys::*;
 use std::ffi::{CStr, CString, c_char, c_void};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -85,20 +85,9 @@ fn core_counters(core: &Core, live: bool) -> nrt_sim_core_counters_t {
     }
 }
 
-/// Cores to report: the open runtime's (live) or the last session's.
-fn cores() -> (Vec<Arc<Core>>, bool) {
-    if let Phase::Open(rt) = &*runtime::phase() {
-        return (rt.cores.clone(), true);
-    }
-    match &*runtime::last_session() {
-        Some(last) => (last.cores.clone(), false),
-        None => (Vec::new(), false),
-    }
-}
-
 /// Checks a caller's out-pointer to a `T` and the size the caller says it has room for
 /// (at least `min`, the size of the struct's first version).
-fn check_out<T>(ptr: *mut T, size: usize, min: usize, type_name: &str) -> runtime::Res<()> {
+fn check_out<T>(ptr: *mut T, size: usize, min: usize, type_name: &str) -> Res<()> {
     if ptr.is_null() || !ptr.is_aligned() {
         return fail(NRT_INVALID, "counters is NULL or misaligned");
     }
@@ -141,25 +130,14 @@ pub unsafe extern "C" fn nrt_sim_get_counters(
             std::mem::size_of::<nrt_sim_counters_t>(),
             "nrt_sim_counters_t",
         )?;
-        let live_at_last_close = runtime::last_session()
-            .as_ref()
-            .map_or(0, |l| l.live_at_close);
-        let value = match &*runtime::phase() {
-            Phase::Open(rt) => nrt_sim_counters_t {
-                core_count: rt.cores.len() as u32,
-                open: 1,
-                tensor_sets: rt.tensor_sets(),
-                host_tensors: rt.host_tensors,
-                host_bytes: rt.host_bytes,
-                live_at_last_close,
-            },
-            _ => nrt_sim_counters_t {
-                core_count: runtime::last_session()
-                    .as_ref()
-                    .map_or(0, |l| l.cores.len() as u32),
-                live_at_last_close,
-                ..Default::default()
-            },
+        let s = runtime::summary();
+        let value = nrt_sim_counters_t {
+            core_count: s.core_count,
+            open: s.open.into(),
+            tensor_sets: s.tensor_sets,
+            host_tensors: s.host_tensors,
+            host_bytes: s.host_bytes,
+            live_at_last_close: s.live_at_last_close,
         };
         // SAFETY: non-null, aligned, and writable for `size` >= size_of bytes (caller).
         unsafe { counters.write(value) };
@@ -188,7 +166,7 @@ pub unsafe extern "C" fn nrt_sim_get_core_counters(
             CORE_COUNTERS_V1_SIZE,
             "nrt_sim_core_counters_t",
         )?;
-        let (cores, live) = cores();
+        let (cores, live) = runtime::reported_cores();
         let Some(core) = cores.get(vnc as usize) else {
             return fail(
                 NRT_INVALID,
@@ -216,12 +194,7 @@ pub unsafe extern "C" fn nrt_sim_inject_faults(spec: *const c_char) -> NRT_STATU
         // SAFETY: non-null C string (caller).
         let text = unsafe { CStr::from_ptr(spec) }.to_string_lossy();
         let parsed = faults::parse(&text).or_else(|e| fail(NRT_INVALID, e.to_string()))?;
-        // Lock order: the registry before the fault list.
-        let ph = runtime::phase();
-        faults::arm(parsed);
-        if let Phase::Open(rt) = &*ph {
-            rt.apply_immediate_xu_faults();
-        }
+        runtime::arm_faults(parsed);
         Ok(())
     })
 }

@@ -106,6 +106,7 @@ mod config;
 mod container;
 pub mod control;
 mod dma;
+mod error;
 mod faults;
 pub mod ffi;
 mod info;
