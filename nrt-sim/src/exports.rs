@@ -2,7 +2,8 @@
 //! lookup (libnrt functions, the async v2 marker, the `nrt_sim_*` control functions),
 //! and the in-process [`library`].
 
-use crate::{control, ffi};
+use crate::control::c_api as control;
+use crate::ffi;
 use std::ffi::{CStr, c_void};
 use std::sync::OnceLock;
 

@@ -7,7 +7,7 @@
 //! `c_api` holds the exported functions and their C structs, `sim_control` the Rust
 //! wrapper that finds them in a loaded library (`sim_control` -> `c_api`).
 
-mod c_api;
+pub(crate) mod c_api;
 mod sim_control;
 
 pub use c_api::*;
