@@ -417,4 +417,47 @@ mod tests {
         let err = parse("exec:nth=2;exec:nth=x").unwrap_err();
         assert_eq!(err.fault, "exec:nth=x");
     }
+
+    #[test]
+    fn every_parses_for_exec_alloc_and_load() {
+        let f = parse("exec:every=50:status=1003; alloc:vnc=1:every=2; load:every=1").unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].trigger, Trigger::Every(50));
+        assert_eq!(f[0].status, NRT_EXEC_COMPLETED_WITH_NUM_ERR);
+        assert_eq!(
+            f[0].kind,
+            Kind::Exec {
+                vnc: None,
+                outputs: true
+            }
+        );
+        assert_eq!(f[1].trigger, Trigger::Every(2));
+        assert_eq!(f[1].kind, Kind::Alloc { vnc: Some(1) });
+        assert_eq!(f[1].status, NRT_RESOURCE);
+        assert_eq!(f[2].trigger, Trigger::Every(1));
+    }
+
+    #[test]
+    fn bad_every_values_name_the_fault_and_the_value() {
+        let cases = [
+            ("exec:every=0", "every=0"),
+            ("exec:every=x", "every=\"x\" is not a non-negative integer"),
+            (
+                "exec:every=-5",
+                "every=\"-5\" is not a non-negative integer",
+            ),
+            ("exec:every=", "every=\"\" is not a non-negative integer"),
+            ("exec:every=2:nth=1", "not both"),
+            ("exec:after=1:every=2", "not both"),
+            ("xu:vnc=0:type=compute:every=5", "does not apply to \"xu\""),
+        ];
+        for (spec, needle) in cases {
+            let err = parse(spec).unwrap_err();
+            assert_eq!(err.fault, spec);
+            assert!(err.message.contains(needle), "{spec}: {err}");
+        }
+        let err = parse("exec:every=50; alloc:every=0").unwrap_err();
+        assert_eq!(err.fault, "alloc:every=0");
+        assert!(err.to_string().contains("every counts from 1"), "{err}");
+    }
 }
