@@ -52,9 +52,10 @@ use crate::{Capabilities, Error, NrtStatus, Result, Runtime};
 ///
 /// With a runtime that has completion events (runtime library >= 2.32,
 /// [`Capabilities::ASYNC_EVENTS`](crate::Capabilities::ASYNC_EVENTS)), every wait blocks
-/// on an eventfd that libnrt signals when the request completes: no spinning, no
-/// sleep-polling. With a 2.31 runtime, waits poll with backoff (see
-/// [`Request::wait`](crate::Request::wait)).
+/// on an eventfd that libnrt signals when the request completes: no sleep-polling, and
+/// no spinning beyond [`Request::wait`](crate::Request::wait)'s first 50 µs, in which it
+/// watches the request's own status memory (no libnrt or system call). Futures never
+/// spin. With a 2.31 runtime, waits poll with backoff.
 ///
 /// # Unrecoverable units
 ///
