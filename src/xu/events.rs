@@ -185,6 +185,20 @@ pub(crate) enum Waiter {
     Refused,
 }
 
+/// One waiting future: the request number it waits for, its key, its waker.
+struct Entry {
+    number: u64,
+    key: u64,
+    waker: Waker,
+}
+
+/// A key unique in the process, for [`UnitEvents::add_waiter`] (several futures may
+/// wait for the same request: its own future, and admissions waiting for room).
+pub(crate) fn new_waiter_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The completion eventfd of one unit and the futures waiting for its requests.
 pub(crate) struct UnitEvents {
     fd: OwnedFd,
@@ -193,7 +207,7 @@ pub(crate) struct UnitEvents {
     kind: XuKind,
     queue: u32,
     /// (request number, waker) of the futures waiting on this unit.
-    waiting: Mutex<Vec<(u64, Waker)>>,
+    waiting: Mutex<Vec<Entry>>,
     /// Index in the event loop's table while registered there.
     slot: Mutex<Option<usize>>,
 }
@@ -239,10 +253,10 @@ impl UnitEvents {
             lp.remove(self);
         }
         let woken = std::mem::take(&mut *self.lock());
-        wake_all(woken.into_iter().map(|(_, w)| w));
+        wake_all(woken.into_iter().map(|e| e.waker));
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Waker)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
         // Entries are pushed and removed whole.
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -253,14 +267,22 @@ impl UnitEvents {
     /// the registration: the caller polls instead). The caller checks for completion
     /// again after [`Waiter::Added`] (a completion just before the registration is then
     /// seen by that check, and libnrt signals one at once anyway).
-    pub(crate) fn add_waiter(&self, seq: SeqId, waker: &Waker) -> Waiter {
+    pub(crate) fn add_waiter(&self, seq: SeqId, key: u64, waker: &Waker) -> Waiter {
         let mut waiting = self.lock();
-        // One future per request: its entry is found by the request's number.
-        let (replaced, new) = match waiting.iter_mut().find(|(n, _)| *n == seq.number()) {
-            Some((_, w)) if w.will_wake(waker) => (None, false),
-            Some((_, w)) => (Some(std::mem::replace(w, waker.clone())), false),
+        let number = seq.number();
+        // A future's entry is found by the request's number and the future's key.
+        let found = waiting
+            .iter_mut()
+            .find(|e| e.number == number && e.key == key);
+        let (replaced, new) = match found {
+            Some(e) if e.waker.will_wake(waker) => (None, false),
+            Some(e) => (Some(std::mem::replace(&mut e.waker, waker.clone())), false),
             None => {
-                waiting.push((seq.number(), waker.clone()));
+                waiting.push(Entry {
+                    number,
+                    key,
+                    waker: waker.clone(),
+                });
                 (None, true)
             }
         };
@@ -274,17 +296,19 @@ impl UnitEvents {
         // runtime's registry holds this value).
         let accepted = unsafe { self.api.register(seq, self.fd.as_raw_fd()) };
         if !accepted {
-            self.remove_waiter(seq);
+            self.remove_waiter(seq, key);
             return Waiter::Refused;
         }
         Waiter::Added
     }
 
-    /// Forgets the waiter of request `seq`, if any.
-    pub(crate) fn remove_waiter(&self, seq: SeqId) {
+    /// Forgets the waiter `key` of request `seq`, if any.
+    pub(crate) fn remove_waiter(&self, seq: SeqId, key: u64) {
         let removed = {
             let mut waiting = self.lock();
-            let at = waiting.iter().position(|(n, _)| *n == seq.number());
+            let at = waiting
+                .iter()
+                .position(|e| e.number == seq.number() && e.key == key);
             at.map(|i| waiting.swap_remove(i))
         };
         // Outside the lock: dropping a waker runs executor code.
@@ -303,8 +327,8 @@ impl UnitEvents {
             let mut i = 0;
             while i < waiting.len() {
                 // Unknown progress: wake everyone, each checks for itself.
-                if last.is_none_or(|last| waiting[i].0 <= last) {
-                    woken.push(waiting.swap_remove(i).1);
+                if last.is_none_or(|last| waiting[i].number <= last) {
+                    woken.push(waiting.swap_remove(i).waker);
                 } else {
                     i += 1;
                 }

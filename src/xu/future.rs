@@ -10,11 +10,10 @@
 use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-use super::events::Waiter;
+use super::events::{Waiter, new_waiter_key};
 use super::payload::Payload;
 use super::request::Request;
 use super::seq::SeqId;
@@ -37,7 +36,8 @@ use nrt_sys::Library;
 ///
 /// Waking costs nothing while the request runs: with completion events the future is
 /// woken once, by the event thread, when its request completed; without, the polling
-/// thread checks it with backoff (1 ms apart at most).
+/// thread checks it with backoff (5 ms apart at most: no more than 200 wake-ups per
+/// second).
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct RequestFuture<T: Payload> {
@@ -45,9 +45,11 @@ pub struct RequestFuture<T: Payload> {
     /// Whether a waker of this future may be registered (with the unit's events or the
     /// poller); removed on resolving and on drop.
     registered: bool,
-    /// This future's entry in the poller (runtime 2.31), unique in the process; 0 before
-    /// the first registration there.
+    /// This future's key with the unit's events and in the poller, unique in the
+    /// process; 0 before the first registration.
     token: u64,
+    /// Whether it was ever registered with the poller (runtime 2.31, or events refused).
+    polled: bool,
     /// Polls that found the request still running after a completion event woke this
     /// future. A few are normal; many mean the library signals before it reports
     /// completion, and the future then polls instead of spinning with the event thread.
@@ -66,6 +68,7 @@ impl<T: Payload> IntoFuture for Request<T> {
             request: Some(self),
             registered: false,
             token: 0,
+            polled: false,
             early_wakeups: 0,
         }
     }
@@ -86,10 +89,13 @@ impl<T: Payload> Future for RequestFuture<T> {
         match request.is_complete() {
             Ok(false) => {
                 let was_registered = std::mem::replace(&mut this.registered, true);
+                if this.token == 0 {
+                    this.token = new_waiter_key();
+                }
                 let unit = request.unit_ref();
                 let waiter = match &unit.state.events {
                     Some(events) if this.early_wakeups < MAX_EARLY_WAKEUPS => {
-                        events.add_waiter(request.seq(), cx.waker())
+                        events.add_waiter(request.seq(), this.token, cx.waker())
                     }
                     _ => Waiter::Refused,
                 };
@@ -110,10 +116,7 @@ impl<T: Payload> Future for RequestFuture<T> {
                         this.resolve()
                     }
                     Waiter::Refused => {
-                        if this.token == 0 {
-                            static NEXT: AtomicU64 = AtomicU64::new(1);
-                            this.token = NEXT.fetch_add(1, Ordering::Relaxed);
-                        }
+                        this.polled = true;
                         poller().register(
                             this.token,
                             unit.rt.inner.lib(),
@@ -146,10 +149,10 @@ impl<T: Payload> RequestFuture<T> {
             && let Some(request) = &self.request
         {
             if let Some(events) = &request.unit_ref().state.events {
-                events.remove_waiter(request.seq());
+                events.remove_waiter(request.seq(), self.token);
             }
             // A unit with events uses the poller only when libnrt refused a registration.
-            if self.token != 0 {
+            if self.polled {
                 poller().deregister(self.token);
             }
         }
@@ -192,6 +195,18 @@ impl Waiting {
             Ok(false)
         )
     }
+}
+
+/// Wakes `waker` once request `seq` (of `lib`, which has the v3 API) completed, by
+/// polling with backoff on the process's poller thread; `key` names the entry (see
+/// [`new_waiter_key`]). For units without completion events.
+pub(crate) fn poll_for(key: u64, lib: &'static Library, seq: SeqId, waker: &Waker) {
+    poller().register(key, lib, seq, waker);
+}
+
+/// Removes the poller entry `key`, if any.
+pub(crate) fn stop_polling(key: u64) {
+    poller().deregister(key);
 }
 
 fn poller() -> &'static Poller {

@@ -81,6 +81,7 @@
 //! creating a unit fails with [`Error::Unsupported`](crate::Error::Unsupported); the v2
 //! functions of a 2.30 library have other signatures and are never called.
 
+mod admission;
 mod events;
 mod future;
 mod kind;
@@ -95,6 +96,7 @@ mod slots;
 mod unit;
 mod wait;
 
+pub use admission::{DEFAULT_CAPACITY, Submit};
 pub use future::RequestFuture;
 pub use kind::XuKind;
 pub use payload::{ExecSets, HostBuffer, Payload};

@@ -3,7 +3,7 @@
 //! methods live in `unit.rs`, retries in `retry.rs`).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -11,6 +11,7 @@ use std::ffi::c_int;
 
 use nrt_sys::{self as sys, Library};
 
+use super::admission::AdmissionQueue;
 use super::events::{self, EventApi, UnitEvents};
 use super::kind::XuKind;
 use super::seq::SeqId;
@@ -103,6 +104,10 @@ pub(crate) struct QueueState {
     event_api: Option<EventApi>,
     /// The queue's completion eventfd (futures), when events work for it.
     pub(crate) events: Option<Arc<UnitEvents>>,
+    /// Requests the queue takes at once, learned from a full queue; 0 before.
+    pub(crate) capacity: AtomicUsize,
+    /// Submissions waiting for room ([`ExecUnit::submit`]).
+    pub(crate) admission: AdmissionQueue,
 }
 
 /// Queues per core, all kinds: TENSOR_OP 2, COMPUTE 1, COLLECTIVES 3.
@@ -176,6 +181,8 @@ impl UnitRegistry {
             fatal: AtomicU32::new(0),
             event_api,
             events,
+            capacity: AtomicUsize::new(0),
+            admission: AdmissionQueue::default(),
         };
         let mut unused = Some(state);
         let kept = cell.get_or_init(|| Arc::new(unused.take().expect("taken once")));
@@ -283,6 +290,11 @@ impl QueueState {
         if let Some(events) = &self.events {
             events.detach();
         }
+    }
+
+    /// The library of the runtime this queue belongs to.
+    pub(crate) fn lib(&self) -> &'static Library {
+        self.lib
     }
 
     /// The XU id of this queue, once a request was accepted on it.

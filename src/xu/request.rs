@@ -209,7 +209,7 @@ impl<T: Payload> Request<T> {
     /// thread wake-up, and a long one costs at most 50 µs of CPU. Then, with completion
     /// events (runtime >= 2.32), the thread blocks on an eventfd that libnrt signals when
     /// the request completes. On a 2.31 runtime it polls with
-    /// backoff: it spins briefly, then yields, then sleeps in steps of at most 1 ms, so
+    /// backoff: it spins briefly, then yields, then sleeps in steps of at most 5 ms, so
     /// a long execution does not keep a core busy.
     ///
     /// # Errors
