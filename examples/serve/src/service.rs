@@ -10,7 +10,7 @@ use neuron_rt::{Error, ExecSets, ExecUnit, Model, NrtStatus, Runtime, TensorInfo
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::stats::{Counter, Histogram, LatencySummary};
+use crate::stats::{Counter, Histogram};
 use crate::tensors::{self, HostData};
 
 /// The body of `POST /infer`: one flat array per model input.
@@ -284,10 +284,7 @@ impl Replica {
                 for info in outputs {
                     let read = match sets.1.get(&info.name) {
                         Some(tensor) => tensors::read(&self.copy, tensor, info).await,
-                        None => Err(Error::MissingTensor {
-                            name: info.name.clone(),
-                            what: "output set".into(),
-                        }),
+                        None => Err(self.missing("output", info)),
                     };
                     match read {
                         Ok(value) => values.insert(info.name.clone(), value),
@@ -314,13 +311,18 @@ impl Replica {
     async fn prepare(&self, inputs: &[TensorInfo], data: &[HostData]) -> neuron_rt::Result<ExecSets> {
         let sets = self.take_sets()?;
         for (info, values) in inputs.iter().zip(data) {
-            let tensor = sets.0.get(&info.name).ok_or_else(|| Error::MissingTensor {
-                name: info.name.clone(),
-                what: "input set".into(),
-            })?;
+            let tensor = sets.0.get(&info.name).ok_or_else(|| self.missing("input", info))?;
             tensors::write(&self.copy, tensor, values).await?;
         }
         Ok(sets)
+    }
+
+    fn missing(&self, role: &'static str, info: &TensorInfo) -> Error {
+        Error::MissingTensor {
+            model: self.model.label().to_string(),
+            role,
+            tensor: info.name.clone(),
+        }
     }
 
     fn failed(&self, error: Error) -> Attempt {
