@@ -267,8 +267,10 @@ impl Replica {
             Ok(request) => request,
             Err(rejected) => {
                 let error = rejected.into_error();
-                return if matches!(error, Error::Unrecoverable { .. }) {
-                    // Nothing ran: the request goes to another core.
+                // `Error::Unrecoverable` once the unit knows; the first schedule call
+                // after the unit died reports libnrt's fatal status itself.
+                return if matches!(error, Error::Unrecoverable { .. }) || error.is_fatal() {
+                    // Nothing was scheduled: the request goes to another core.
                     self.dead.store(true, Ordering::Relaxed);
                     Attempt::Refused
                 } else {
