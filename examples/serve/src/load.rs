@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Request, StatusCode, header};
+use hyper::{Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -60,9 +60,10 @@ enum Answer {
     Wrong,
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+pub type Sender = SendRequest<Full<Bytes>>;
 
-async fn connect(addr: SocketAddr) -> Result<Sender, String> {
+/// A keep-alive HTTP/1.1 connection to `addr`.
+pub async fn connect(addr: SocketAddr) -> Result<Sender, String> {
     let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
@@ -76,13 +77,28 @@ async fn connect(addr: SocketAddr) -> Result<Sender, String> {
 }
 
 async fn send(sender: &mut Sender, body: Bytes) -> Result<(StatusCode, Bytes), String> {
+    request(sender, Method::POST, "/infer", body).await
+}
+
+/// One request on the connection: the response's status and body.
+pub async fn request(
+    sender: &mut Sender,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<(StatusCode, Bytes), String> {
     sender.ready().await.map_err(|e| e.to_string())?;
-    let request = Request::post("/infer")
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
         .header(header::HOST, "127.0.0.1")
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status();
     let bytes = response
         .into_body()
@@ -106,9 +122,11 @@ fn judge(workload: &Workload, x: f64, status: StatusCode, body: &[u8]) -> Answer
     };
     if workload.check_double_plus_one {
         let expected = 2.0 * x + 1.0;
-        let right = answer.outputs.get("y").and_then(Value::as_array).is_some_and(|y| {
-            !y.is_empty() && y.iter().all(|v| v.as_f64() == Some(expected))
-        });
+        let right = answer
+            .outputs
+            .get("y")
+            .and_then(Value::as_array)
+            .is_some_and(|y| !y.is_empty() && y.iter().all(|v| v.as_f64() == Some(expected)));
         if !right {
             return Answer::Wrong;
         }
@@ -153,7 +171,9 @@ pub async fn run(
                     let broken = matches!(attempt, Err(_) | Ok(Err(_)));
                     let answer = match attempt {
                         Err(_elapsed) => None,
-                        Ok(Err(transport)) => Some(Answer::Error(format!("transport: {transport}"))),
+                        Ok(Err(transport)) => {
+                            Some(Answer::Error(format!("transport: {transport}")))
+                        }
                         Ok(Ok((status, bytes))) => Some(judge(&workload, x, status, &bytes)),
                     };
                     if broken {

@@ -22,6 +22,8 @@ mod report;
 mod service;
 mod stats;
 mod tensors;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,7 +63,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-            v.parse().map_err(|_| format!("{flag}: `{v}` is not a valid number"))
+            v.parse()
+                .map_err(|_| format!("{flag}: `{v}` is not a valid number"))
         }
         match flag.as_str() {
             "--listen" => o.listen = value()?.parse().map_err(|e| format!("--listen: {e}"))?,
@@ -118,7 +121,10 @@ fn setup(o: &Options) -> Result<Setup, String> {
         }
         None => {
             let lib = nrt_sim::library();
-            let runtime = Runtime::builder().library(lib).build().map_err(|e| e.to_string())?;
+            let runtime = Runtime::builder()
+                .library(lib)
+                .build()
+                .map_err(|e| e.to_string())?;
             (runtime, sim_model(device_time)?, SimControl::new(lib))
         }
     };
@@ -148,7 +154,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tokio: {e}");
@@ -178,7 +187,11 @@ async fn serve(o: &Options, setup: Setup) -> Result<ExitCode, String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     eprintln!(
         "serving on http://{addr} ({} on cores {:?}): POST /infer, GET /metrics",
-        if setup.sim.is_some() { "nrt-sim" } else { "libnrt" },
+        if setup.sim.is_some() {
+            "nrt-sim"
+        } else {
+            "libnrt"
+        },
         setup.cores
     );
     axum::serve(listener, http::router(setup.service))
@@ -192,7 +205,8 @@ async fn load_run(o: &Options, setup: Setup, n: usize) -> Result<ExitCode, Strin
         .await
         .map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let server = tokio::spawn(axum::serve(listener, http::router(setup.service.clone())).into_future());
+    let server =
+        tokio::spawn(axum::serve(listener, http::router(setup.service.clone())).into_future());
     let workload = load::Workload {
         inputs: setup
             .service
@@ -206,8 +220,8 @@ async fn load_run(o: &Options, setup: Setup, n: usize) -> Result<ExitCode, Strin
     let outcome = load::run(addr, workload, n, o.concurrency, o.timeout).await;
     let after = setup.sim.map(|s| report::Device::read(&s, &setup.cores));
     server.abort();
-    let faults_armed = setup.sim.is_some()
-        && std::env::var("NRT_SIM_FAULTS").is_ok_and(|f| !f.trim().is_empty());
+    let faults_armed =
+        setup.sim.is_some() && std::env::var("NRT_SIM_FAULTS").is_ok_and(|f| !f.trim().is_empty());
     let verdict = report::judge(
         &outcome,
         &setup.service,

@@ -25,8 +25,15 @@ impl Device {
         let counters = sim.counters();
         let core = |c: u32| counters.cores.get(c as usize);
         Device {
-            busy: cores.iter().map(|&c| core(c).map_or(Duration::ZERO, |k| k.busy)).collect(),
-            failed_executions: cores.iter().filter_map(|&c| core(c)).map(|k| k.failed_executions).sum(),
+            busy: cores
+                .iter()
+                .map(|&c| core(c).map_or(Duration::ZERO, |k| k.busy))
+                .collect(),
+            failed_executions: cores
+                .iter()
+                .filter_map(|&c| core(c))
+                .map(|k| k.failed_executions)
+                .sum(),
             faults: sim.faults_injected(),
         }
     }
@@ -39,7 +46,8 @@ impl Device {
                 .zip(&before.busy)
                 .map(|(a, b)| a.saturating_sub(*b))
                 .collect(),
-            failed_executions: self.failed_executions - before.failed_executions.min(self.failed_executions),
+            failed_executions: self.failed_executions
+                - before.failed_executions.min(self.failed_executions),
             faults: self.faults - before.faults.min(self.faults),
         }
     }
@@ -83,7 +91,10 @@ pub fn judge(
     let mut failures = Vec::new();
     let mut notes = Vec::new();
     if outcome.hung > 0 {
-        failures.push(format!("{} requests got no answer within the timeout", outcome.hung));
+        failures.push(format!(
+            "{} requests got no answer within the timeout",
+            outcome.hung
+        ));
     }
     if outcome.ok + outcome.errors != outcome.requests {
         failures.push(format!(
@@ -96,7 +107,11 @@ pub fn judge(
         failures.push(format!("{} answers had wrong outputs", outcome.wrong));
     }
     if !outcome.error_kinds.is_empty() {
-        let kinds: Vec<String> = outcome.error_kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let kinds: Vec<String> = outcome
+            .error_kinds
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
         notes.push(format!("errors by status: {}", kinds.join(", ")));
     }
     let replicas = service.replicas();
@@ -120,7 +135,10 @@ pub fn judge(
         // already queued on a unit when it died (it completes with the fatal status, but
         // no fault counts it). Each unit dies of exactly one fault, so the fatal
         // completions beyond one per dead unit are those queued requests.
-        let dead = replicas.iter().filter(|r| r.dead_status().is_some()).count() as u64;
+        let dead = replicas
+            .iter()
+            .filter(|r| r.dead_status().is_some())
+            .count() as u64;
         let fatal = sum(|r| r.stats.fatal.get());
         let failed = sum(|r| r.stats.failed.get());
         let lost = fatal.saturating_sub(dead);
@@ -169,5 +187,9 @@ pub fn judge(
         if p99 <= 5.0 * d_ms { "met" } else { "NOT met" },
         replicas.len(),
     ));
-    Verdict { line, failures, notes }
+    Verdict {
+        line,
+        failures,
+        notes,
+    }
 }

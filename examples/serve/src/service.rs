@@ -122,11 +122,21 @@ impl Service {
             argument: "cores",
             reason: "no core to serve on".into(),
         })?;
-        let (inputs, outputs) = (first.model.inputs().to_vec(), first.model.outputs().to_vec());
-        if let Some(t) = inputs.iter().chain(&outputs).find(|t| !tensors::supported(t.dtype)) {
+        let (inputs, outputs) = (
+            first.model.inputs().to_vec(),
+            first.model.outputs().to_vec(),
+        );
+        if let Some(t) = inputs
+            .iter()
+            .chain(&outputs)
+            .find(|t| !tensors::supported(t.dtype))
+        {
             return Err(Error::InvalidArgument {
                 argument: "model",
-                reason: format!("tensor `{}` has type {:?}, not served over JSON", t.name, t.dtype),
+                reason: format!(
+                    "tensor `{}` has type {:?}, not served over JSON",
+                    t.name, t.dtype
+                ),
             });
         }
         Ok(Service {
@@ -147,7 +157,10 @@ impl Service {
     }
 
     /// Runs one request to its end: outputs, or the reason there are none.
-    pub async fn infer(self: Arc<Self>, request: InferRequest) -> Result<InferResponse, InferError> {
+    pub async fn infer(
+        self: Arc<Self>,
+        request: InferRequest,
+    ) -> Result<InferResponse, InferError> {
         self.stats.requests.add();
         let started = Instant::now();
         let result = self.run(request, started).await;
@@ -166,7 +179,11 @@ impl Service {
         result
     }
 
-    async fn run(&self, mut request: InferRequest, started: Instant) -> Result<InferResponse, InferError> {
+    async fn run(
+        &self,
+        mut request: InferRequest,
+        started: Instant,
+    ) -> Result<InferResponse, InferError> {
         let mut data = Vec::with_capacity(self.inputs.len());
         for info in &self.inputs {
             let value = request.inputs.remove(&info.name).ok_or_else(|| {
@@ -175,12 +192,17 @@ impl Service {
             data.push(tensors::parse(info, &value).map_err(InferError::BadRequest)?);
         }
         if let Some(name) = request.inputs.keys().next() {
-            return Err(InferError::BadRequest(format!("the model has no input `{name}`")));
+            return Err(InferError::BadRequest(format!(
+                "the model has no input `{name}`"
+            )));
         }
         // Each pass either answers or takes a dead core out of the rotation.
         for _ in 0..=self.replicas.len() {
             let replica = self.pick().ok_or(InferError::NoCore)?;
-            match replica.run(&self.inputs, &data, &self.outputs, &self.stats).await {
+            match replica
+                .run(&self.inputs, &data, &self.outputs, &self.stats)
+                .await
+            {
                 Attempt::Done(outputs) => {
                     return Ok(InferResponse {
                         outputs,
@@ -189,7 +211,10 @@ impl Service {
                     });
                 }
                 Attempt::Failed(error) => {
-                    return Err(InferError::Device { core: replica.core, error });
+                    return Err(InferError::Device {
+                        core: replica.core,
+                        error,
+                    });
                 }
                 Attempt::Refused => replica.stats.rerouted.add(),
             }
@@ -235,7 +260,10 @@ impl Replica {
         let pooled = self.pool.lock().ok().and_then(|mut pool| pool.pop());
         match pooled {
             Some(sets) => Ok(sets),
-            None => Ok((self.model.allocate_inputs()?, self.model.allocate_outputs()?)),
+            None => Ok((
+                self.model.allocate_inputs()?,
+                self.model.allocate_outputs()?,
+            )),
         }
     }
 
@@ -310,10 +338,17 @@ impl Replica {
     }
 
     /// A pair of sets with the request's inputs written.
-    async fn prepare(&self, inputs: &[TensorInfo], data: &[HostData]) -> neuron_rt::Result<ExecSets> {
+    async fn prepare(
+        &self,
+        inputs: &[TensorInfo],
+        data: &[HostData],
+    ) -> neuron_rt::Result<ExecSets> {
         let sets = self.take_sets()?;
         for (info, values) in inputs.iter().zip(data) {
-            let tensor = sets.0.get(&info.name).ok_or_else(|| self.missing("input", info))?;
+            let tensor = sets
+                .0
+                .get(&info.name)
+                .ok_or_else(|| self.missing("input", info))?;
             tensors::write(&self.copy, tensor, values).await?;
         }
         Ok(sets)

@@ -124,7 +124,10 @@ mod tests {
             let i = index(us);
             assert!(i >= last, "{us} us went back to bucket {i}");
             let (low, width) = bucket_range(i);
-            assert!(low <= us && us < low + width, "{us} us not in [{low}, +{width})");
+            assert!(
+                low <= us && us < low + width,
+                "{us} us not in [{low}, +{width})"
+            );
             last = i;
         }
     }

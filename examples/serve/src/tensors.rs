@@ -100,7 +100,11 @@ pub fn supported(dtype: DType) -> bool {
 }
 
 /// Writes `data` into `tensor`: synchronously when small, else through `copy_unit`.
-pub async fn write(copy_unit: &ExecUnit, tensor: &Tensor, data: &HostData) -> neuron_rt::Result<()> {
+pub async fn write(
+    copy_unit: &ExecUnit,
+    tensor: &Tensor,
+    data: &HostData,
+) -> neuron_rt::Result<()> {
     if tensor.size() <= SYNC_COPY_MAX {
         return with_vec!(data, v => tensor.write(v));
     }
@@ -108,7 +112,11 @@ pub async fn write(copy_unit: &ExecUnit, tensor: &Tensor, data: &HostData) -> ne
 }
 
 /// The contents of `tensor` (an output described by `info`) as a JSON array.
-pub async fn read(copy_unit: &ExecUnit, tensor: &Tensor, info: &TensorInfo) -> neuron_rt::Result<Value> {
+pub async fn read(
+    copy_unit: &ExecUnit,
+    tensor: &Tensor,
+    info: &TensorInfo,
+) -> neuron_rt::Result<Value> {
     let count = info.element_count().unwrap_or(0);
     let empty = match info.dtype {
         DType::I32 => HostData::I32(vec![0; count]),
@@ -160,13 +168,36 @@ mod tests {
     #[test]
     fn parses_and_refuses_with_a_reason() {
         let f = info(DType::F32, 2);
-        assert_eq!(parse(&f, &json!([1, 2.5])), Ok(HostData::F32(vec![1.0, 2.5])));
-        assert!(parse(&f, &json!([1])).unwrap_err().contains("1 values given"));
-        assert!(parse(&f, &json!([1, "a"])).unwrap_err().contains("not a number"));
-        assert!(parse(&f, &json!({"a": 1})).unwrap_err().contains("flat array"));
+        assert_eq!(
+            parse(&f, &json!([1, 2.5])),
+            Ok(HostData::F32(vec![1.0, 2.5]))
+        );
+        assert!(
+            parse(&f, &json!([1]))
+                .unwrap_err()
+                .contains("1 values given")
+        );
+        assert!(
+            parse(&f, &json!([1, "a"]))
+                .unwrap_err()
+                .contains("not a number")
+        );
+        assert!(
+            parse(&f, &json!({"a": 1}))
+                .unwrap_err()
+                .contains("flat array")
+        );
         let i = info(DType::I32, 1);
-        assert!(parse(&i, &json!([1.5])).unwrap_err().contains("not an integer"));
-        assert!(parse(&i, &json!([1u64 << 40])).unwrap_err().contains("range"));
+        assert!(
+            parse(&i, &json!([1.5]))
+                .unwrap_err()
+                .contains("not an integer")
+        );
+        assert!(
+            parse(&i, &json!([1u64 << 40]))
+                .unwrap_err()
+                .contains("range")
+        );
         assert!(parse(&info(DType::F16, 1), &json!([1])).is_err());
     }
 }
