@@ -1,14 +1,14 @@
 //! `serve`: an HTTP JSON inference service on neuron-rt, and a bounded load generator.
 //!
 //! ```text
-//! serve [--listen 127.0.0.1:8080] [--cores K] [--device-ms D] [--neff model.neff]
-//! serve --load N [--concurrency C] [--cores K] [--device-ms D] [--timeout-ms T]
+//! serve [--listen 127.0.0.1:8080] [--cores K] [--device-ms D] [--elements E] [--neff model.neff]
+//! serve --load N [--concurrency C] [--cores K] [--device-ms D] [--elements E] [--timeout-ms T]
 //! ```
 //!
 //! The model is replicated on every visible core (or the first K); `POST /infer` takes
 //! `{"inputs": {"x": [..]}}` and answers `{"outputs": {"y": [..]}, "core": 0, ...}`;
 //! `GET /metrics` gives counts and latency percentiles. Without `--neff` the device is
-//! nrt-sim in process with a model `y = 2x + 1` on 16 f32 taking D ms per execution
+//! nrt-sim in process with a model `y = 2x + 1` on E (16) f32 taking D ms per execution
 //! (`NRT_SIM_VNC_COUNT` cores, faults from `NRT_SIM_FAULTS`); with `--neff` the default
 //! libnrt and that model file.
 //!
@@ -36,8 +36,8 @@ use nrt_sim::{DType, ModelBuilder, Op, SimControl};
 
 use crate::service::Service;
 
-const USAGE: &str = "usage: serve [--listen ADDR] [--cores K] [--device-ms D] [--neff PATH]
-       serve --load N [--concurrency C] [--cores K] [--device-ms D] [--timeout-ms T]";
+const USAGE: &str = "usage: serve [--listen ADDR] [--cores K] [--device-ms D] [--elements E] [--neff PATH]
+       serve --load N [--concurrency C] [--cores K] [--device-ms D] [--elements E] [--timeout-ms T]";
 
 struct Options {
     listen: SocketAddr,
@@ -45,6 +45,7 @@ struct Options {
     concurrency: usize,
     cores: Option<u32>,
     device_ms: f64,
+    elements: u32,
     neff: Option<PathBuf>,
     timeout: Duration,
 }
@@ -56,6 +57,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
         concurrency: 64,
         cores: None,
         device_ms: 1.0,
+        elements: 16,
         neff: None,
         timeout: Duration::from_secs(10),
     };
@@ -72,6 +74,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--concurrency" => o.concurrency = num(&flag, value()?)?,
             "--cores" => o.cores = Some(num(&flag, value()?)?),
             "--device-ms" => o.device_ms = num(&flag, value()?)?,
+            "--elements" => o.elements = num(&flag, value()?)?,
             "--neff" => o.neff = Some(value()?.into()),
             "--timeout-ms" => o.timeout = Duration::from_millis(num(&flag, value()?)?),
             "-h" | "--help" => return Err(USAGE.into()),
@@ -81,17 +84,21 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Options, String> {
     if !(o.device_ms >= 0.0 && o.device_ms <= 60_000.0) {
         return Err("--device-ms: between 0 and 60000".into());
     }
+    if o.elements == 0 {
+        return Err("--elements: at least 1".into());
+    }
     if o.concurrency == 0 {
         return Err("--concurrency: at least 1".into());
     }
     Ok(o)
 }
 
-/// The simulator's model: `y = 2x + 1` on 16 f32, taking `device_time` per execution.
-fn sim_model(device_time: Duration) -> Result<Vec<u8>, String> {
+/// The simulator's model: `y = 2x + 1` on `elements` f32, taking `device_time` per
+/// execution.
+fn sim_model(device_time: Duration, elements: u32) -> Result<Vec<u8>, String> {
     ModelBuilder::new("double_plus_one")
-        .input("x", DType::F32, &[16])
-        .output("y", DType::F32, &[16])
+        .input("x", DType::F32, &[elements])
+        .output("y", DType::F32, &[elements])
         .op(Op::ScaleBias {
             input: "x".into(),
             scale: 2.0,
@@ -125,7 +132,11 @@ fn setup(o: &Options) -> Result<Setup, String> {
                 .library(lib)
                 .build()
                 .map_err(|e| e.to_string())?;
-            (runtime, sim_model(device_time)?, SimControl::new(lib))
+            (
+                runtime,
+                sim_model(device_time, o.elements)?,
+                SimControl::new(lib),
+            )
         }
     };
     let visible = runtime.visible_core_count().map_err(|e| e.to_string())?;

@@ -23,7 +23,7 @@ struct Server {
     sim: SimControl,
 }
 
-async fn start() -> Server {
+async fn start(elements: u32) -> Server {
     let lib = nrt_sim::library();
     let sim = SimControl::new(lib).expect("nrt-sim");
     sim.clear_faults();
@@ -31,7 +31,7 @@ async fn start() -> Server {
         .library(lib)
         .build()
         .expect("runtime on nrt-sim");
-    let neff = crate::sim_model(Duration::from_micros(200)).expect("model");
+    let neff = crate::sim_model(Duration::from_micros(200), elements).expect("model");
     let service = Arc::new(Service::new(&runtime, &neff, &[0, 1]).expect("service"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -96,7 +96,7 @@ async fn infer(client: &mut Sender, x: f32) -> (StatusCode, Value) {
 #[tokio::test]
 async fn a_request_round_trips_and_shows_in_the_metrics() {
     let _turn = LOCK.lock().await;
-    let server = start().await;
+    let server = start(16).await;
     let mut client = load::connect(server.addr).await.expect("connect");
 
     let (status, answer) = infer(&mut client, 3.0).await;
@@ -130,7 +130,7 @@ async fn a_request_round_trips_and_shows_in_the_metrics() {
 #[tokio::test]
 async fn failures_carry_their_status_and_dead_cores_leave_the_rotation() {
     let _turn = LOCK.lock().await;
-    let server = start().await;
+    let server = start(16).await;
     let mut client = load::connect(server.addr).await.expect("connect");
 
     // The next execution on either core completes with numerical errors.
@@ -168,6 +168,48 @@ async fn failures_carry_their_status_and_dead_cores_leave_the_rotation() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     let (status, _) = infer(&mut client, 1.0).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn large_tensors_go_through_the_tensor_op_unit() {
+    let _turn = LOCK.lock().await;
+    // 80 KB per tensor: above SYNC_COPY_MAX, written and read by scheduled transfers.
+    let n = 20_000;
+    assert!(n * 4 > crate::tensors::SYNC_COPY_MAX);
+    let server = start(n as u32).await;
+    let before = server
+        .sim
+        .counters()
+        .cores
+        .iter()
+        .map(|c| c.tensor_ops)
+        .sum::<u64>();
+    let mut client = load::connect(server.addr).await.expect("connect");
+    let x: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let (status, answer) = call(
+        &mut client,
+        Method::POST,
+        "/infer",
+        json!({"inputs": {"x": x}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let y: Vec<f32> = (0..n).map(|i| 2.0 * i as f32 + 1.0).collect();
+    assert_eq!(answer["outputs"]["y"], json!(y));
+    let after = server
+        .sim
+        .counters()
+        .cores
+        .iter()
+        .map(|c| c.tensor_ops)
+        .sum::<u64>();
+    assert_eq!(
+        after - before,
+        2,
+        "one scheduled write and one scheduled read"
+    );
     drop(client);
     server.stop().await;
 }
