@@ -207,7 +207,7 @@ impl Service {
                     return Ok(InferResponse {
                         outputs,
                         core: replica.core,
-                        latency_ms: started.elapsed().as_secs_f64() * 1e3,
+                        latency_ms: (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
                     });
                 }
                 Attempt::Failed(error) => {
