@@ -17,11 +17,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[non_exhaustive]
 pub enum Error {
     /// A libnrt function returned a failure status.
+    ///
+    /// Display: the function, what it was about, the status in the library's words (or
+    /// this crate's, [`NrtStatus::description`]) with its number, then the diagnosis
+    /// [`hint`](Error::hint) when there is one.
     #[error(
-        "{function} failed: {status}{}{}",
-        affix(": ", message.as_deref(), ""),
-        affix(" (", context.as_deref(), ")")
+        "{function} failed{}: {}{}",
+        affix(" for ", context.as_deref(), ""),
+        status_words(*status, message.as_deref()),
+        hint_block(hint.as_deref())
     )]
+    #[non_exhaustive]
     Nrt {
         /// The C function that failed, e.g. `"nrt_execute"`.
         function: &'static str,
@@ -31,10 +37,15 @@ pub enum Error {
         message: Option<String>,
         /// What the call was about: model, tensor or core, when known.
         context: Option<String>,
+        /// What the diagnosis found out about the failure (environment, devices, other
+        /// processes holding them, memory, the model file), for `nrt_init`, `nrt_load`
+        /// and tensor allocation failures; see [`Error::hint`].
+        hint: Option<String>,
     },
 
-    /// No libnrt could be loaded; lists every place tried.
-    #[error(transparent)]
+    /// No libnrt could be loaded; lists every place tried, then what to do
+    /// ([`Error::hint`]).
+    #[error("{0}{hint}", hint = hint_block(Some(crate::diagnose::LIBRARY_NOT_FOUND_HINT)))]
     LibraryNotFound(#[from] nrt_sys::LoadError),
 
     /// The loaded library lacks a function or is too old (or of an incompatible ABI) for
@@ -193,6 +204,23 @@ impl Error {
         }
     }
 
+    /// What to do about this error, when the crate could find out: the environment
+    /// variables that affect the failing call and their values, missing or inaccessible
+    /// `/dev/neuron*` devices, the processes holding them, per-core memory, what a model
+    /// file that is not a NEFF contains, and how to see libnrt's own reason. One finding
+    /// per line. Also shown by `Display`, after `hint: `.
+    ///
+    /// Present for failures of `nrt_init` ([`RuntimeBuilder::build`](crate::RuntimeBuilder::build)),
+    /// `nrt_load` (the `Runtime::load_model*` methods), tensor allocation, and for
+    /// [`Error::LibraryNotFound`].
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Nrt { hint, .. } => hint.as_deref(),
+            Error::LibraryNotFound(_) => Some(crate::diagnose::LIBRARY_NOT_FOUND_HINT),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same call later may succeed (see [`NrtStatus::is_retryable`]).
     pub fn is_retryable(&self) -> bool {
         self.status().is_some_and(NrtStatus::is_retryable)
@@ -219,6 +247,23 @@ fn affix(prefix: &str, text: Option<&str>, suffix: &str) -> String {
     }
 }
 
+/// The status in the library's words when it has them (`nrt_get_status_as_str`), else in
+/// this crate's, with its number: never both, as both describe the same code.
+fn status_words(status: NrtStatus, message: Option<&str>) -> String {
+    match message.map(str::trim) {
+        Some(text) if !text.is_empty() => format!("{text} (status {})", status.as_raw()),
+        _ => status.to_string(),
+    }
+}
+
+/// `"\nhint: "` and the hint's lines, indented under the first; nothing without a hint.
+fn hint_block(hint: Option<&str>) -> String {
+    match hint {
+        Some(h) if !h.is_empty() => format!("\nhint: {}", h.replace('\n', "\n      ")),
+        _ => String::new(),
+    }
+}
+
 /// [`Error::Nrt`] for `raw`, with the library's text for it when it has one.
 pub(crate) fn status_error(
     lib: &Library,
@@ -231,6 +276,7 @@ pub(crate) fn status_error(
         status: NrtStatus::from_raw(raw),
         message: status_text(lib, raw),
         context: context.filter(|c| !c.is_empty()),
+        hint: None,
     }
 }
 
@@ -261,17 +307,31 @@ mod tests {
             status: NrtStatus::Invalid,
             message: Some("Invalid input".into()),
             context: Some("model `add`".into()),
+            hint: None,
         };
         assert_eq!(
             e.to_string(),
-            "nrt_execute failed: invalid argument, model or tensor binding (status 2): \
-             Invalid input (model `add`)"
+            "nrt_execute failed for model `add`: Invalid input (status 2)"
         );
+        let hinted = Error::Nrt {
+            function: "nrt_init",
+            status: NrtStatus::Resource,
+            message: None,
+            context: None,
+            hint: Some("first finding\nsecond finding".into()),
+        };
+        assert_eq!(
+            hinted.to_string(),
+            "nrt_init failed: out of resources (status 4)\nhint: first finding\n      second finding"
+        );
+        assert_eq!(hinted.hint(), Some("first finding\nsecond finding"));
+        assert_eq!(e.hint(), None);
         let bare = Error::Nrt {
             function: "nrt_init",
             status: NrtStatus::Other(77),
             message: None,
             context: None,
+            hint: None,
         };
         assert_eq!(
             bare.to_string(),
@@ -306,6 +366,7 @@ mod tests {
             status: NrtStatus::QueueFull,
             message: None,
             context: None,
+            hint: None,
         };
         assert!(e.is_retryable());
         assert!(!e.is_fatal());

@@ -63,10 +63,12 @@
 mod batch;
 mod buffer;
 mod capabilities;
+pub mod diagnose;
 mod dtype;
 mod error;
 mod host_lock;
 mod info;
+mod logging;
 mod model;
 mod profile;
 mod runtime;

@@ -98,6 +98,8 @@ pub struct RuntimeBuilder {
     framework: Framework,
     framework_version: String,
     fal_version: String,
+    /// What the diagnosis of a failed `nrt_init`, load or allocation reads.
+    pub(crate) probe: crate::diagnose::Probe,
 }
 
 impl Default for RuntimeBuilder {
@@ -116,6 +118,7 @@ impl RuntimeBuilder {
             framework: Framework::NoFramework,
             framework_version: String::new(),
             fal_version: String::new(),
+            probe: crate::diagnose::Probe::system(),
         }
     }
 
@@ -234,7 +237,8 @@ impl RuntimeBuilder {
             )
         };
         if raw != sys::NRT_SUCCESS {
-            return Err(status_error(lib, "nrt_init", raw, None));
+            let err = status_error(lib, "nrt_init", raw, None);
+            return Err(crate::diagnose::init_failed(lib, &self.probe, err));
         }
         live.push(key);
         drop(live);
@@ -250,10 +254,13 @@ impl RuntimeBuilder {
             caps,
             version,
             units: crate::xu::UnitRegistry::default(),
+            probe: self.probe,
         };
-        Ok(Runtime {
+        let runtime = Runtime {
             inner: Arc::new(inner),
-        })
+        };
+        crate::logging::runtime_started(&runtime);
+        Ok(runtime)
     }
 }
 
@@ -290,6 +297,8 @@ pub(crate) struct RuntimeInner {
     version: Option<Version>,
     /// State of the async execution-unit queues, shared by all their handles.
     pub(crate) units: crate::xu::UnitRegistry,
+    /// What the diagnosis of a failed load or allocation reads.
+    pub(crate) probe: crate::diagnose::Probe,
 }
 
 impl Drop for RuntimeInner {

@@ -284,6 +284,7 @@ impl Runtime {
             kind,
             queue,
         )?;
+        log::debug!("execution unit created: {kind} queue {queue} on core {core}");
         Ok(ExecUnit {
             inner: Arc::new(UnitInner {
                 rt: self.clone(),
