@@ -120,7 +120,7 @@ pub(crate) fn load_failed(
             (None, None) => Vec::new(),
         };
         lines.extend(memory_lines(rt, &cores));
-        lines.push(format!("the model file has {}", bytes(neff.len())));
+        lines.push(format!("the model file has {} bytes", neff.len()));
     }
     if matches!(
         status,
@@ -152,7 +152,7 @@ pub(crate) fn alloc_failed(
         && let Some(c) = core
     {
         lines.extend(memory_lines(rt, &[c]));
-        lines.push(format!("the tensor needs {}", bytes(size)));
+        lines.push(format!("the tensor needs {size} bytes"));
     }
     lines.push(reason_line(&rt.inner.probe, &target));
     with_hint(err, lines)
@@ -197,10 +197,16 @@ pub(crate) fn env_lines(probe: &Probe) -> Vec<String> {
             Err(why) => format!(
                 "{VISIBLE}={v:?} is not a core list ({why}): use indices or inclusive ranges forming one contiguous run, such as 0, 0-1 or 2,3, or unset it to use every core"
             ),
-            Ok((a, b)) => format!(
-                "{VISIBLE}={v:?} asks for {}: they must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it",
-                if a == b { format!("core {a}") } else { format!("cores {a} to {b}") }
-            ),
+            Ok((a, b)) => {
+                let (cores, they) = if a == b {
+                    (format!("core {a}"), "it")
+                } else {
+                    (format!("cores {a} to {b}"), "they")
+                };
+                format!(
+                    "{VISIBLE}={v:?} asks for {cores}: {they} must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it"
+                )
+            }
         });
     }
     match (&num, &visible) {
@@ -334,7 +340,9 @@ pub(crate) fn reason_line(probe: &Probe, target: &Target) -> String {
             {
                 format!("libnrt logged its reason to stderr ({LOG_LEVEL}={level})")
             }
-            _ => format!("libnrt's own reason: run again with {LOG_LEVEL}=INFO (it logs to stderr)"),
+            _ => {
+                format!("libnrt's own reason: run again with {LOG_LEVEL}=INFO (it logs to stderr)")
+            }
         },
     }
 }
@@ -346,10 +354,17 @@ pub(crate) fn bytes(n: usize) -> String {
         ("MiB", 1024.0 * 1024.0),
         ("KiB", 1024.0),
     ];
+    let mut larger: Option<String> = None;
     for (unit, size) in UNITS {
-        if n as f64 >= size {
-            return format!("{:.1} {unit}", n as f64 / size);
+        let text = format!("{:.1} {unit}", n as f64 / size);
+        // 1023.96 MiB reads better as 1.0 GiB than as 1024.0 MiB.
+        if text.starts_with("1024.0 ") {
+            return larger.unwrap_or(text);
         }
+        if n as f64 >= size {
+            return text;
+        }
+        larger = Some(text);
     }
     format!("{n} bytes")
 }

@@ -56,9 +56,7 @@ fn contents(bytes: &[u8]) -> String {
     match bytes {
         [] => "nothing".to_owned(),
         [0x7f, b'E', b'L', b'F', ..] => "an ELF file (a program or shared library)".to_owned(),
-        [0x1f, 0x8b, ..] => {
-            "a gzip archive (a NEFF's payload without its header?)".to_owned()
-        }
+        [0x1f, 0x8b, ..] => "a gzip archive (a NEFF's payload without its header?)".to_owned(),
         [b'P', b'K', 3, 4, ..] => {
             "a zip archive (a PyTorch .pt file or a saved model, not a compiled NEFF?)".to_owned()
         }
