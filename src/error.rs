@@ -80,6 +80,33 @@ pub enum Error {
         actual: usize,
     },
 
+    /// A whole-tensor access ([`Tensor::write`](crate::Tensor::write),
+    /// [`read`](crate::Tensor::read), [`to_vec`](crate::Tensor::to_vec)) of a tensor made
+    /// for a model tensor used another element type than the model's.
+    #[error("tensor `{tensor}` holds {expected} elements, got {given}")]
+    WrongElementType {
+        /// The tensor's name.
+        tensor: String,
+        /// The model's element type for it.
+        expected: crate::DType,
+        /// The Rust element type given, e.g. `"i32"`.
+        given: &'static str,
+    },
+
+    /// A whole-tensor access of a tensor made for a model tensor had another number of
+    /// elements than the tensor (use `write_at` / `read_at` for part of a tensor).
+    #[error(
+        "tensor `{tensor}` holds {expected} elements, got {given} (write_at / read_at access part of it)"
+    )]
+    WrongLength {
+        /// The tensor's name.
+        tensor: String,
+        /// Its number of elements.
+        expected: usize,
+        /// The number given.
+        given: usize,
+    },
+
     /// A byte range lies (partly) outside a tensor.
     #[error(
         "out of bounds: {len} bytes at offset {offset} do not fit in tensor `{tensor}` of {size} bytes"
@@ -104,6 +131,19 @@ pub enum Error {
         role: &'static str,
         /// The model tensor's name.
         tensor: String,
+    },
+
+    /// A name given for a model input or output that the model does not have.
+    #[error("model `{model}` has no {role} `{tensor}` (its {role}s: {})", known.join(", "))]
+    UnknownTensor {
+        /// The model (its load label).
+        model: String,
+        /// `"input"` or `"output"`.
+        role: &'static str,
+        /// The name given.
+        tensor: String,
+        /// The names the model has for that role.
+        known: Vec<String>,
     },
 
     /// A tensor is on a different NeuronCore than the model or tensor it is used with.

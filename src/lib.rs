@@ -71,11 +71,13 @@ mod info;
 mod logging;
 mod model;
 mod profile;
+mod run;
 mod runtime;
 mod stack;
 mod status;
 mod tensor;
 mod tensor_set;
+mod typed;
 pub mod xu;
 
 pub use batch::{ReadBatch, WriteBatch};
@@ -84,6 +86,7 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use profile::ProfileGuard;
+pub use run::{BenchmarkStats, RunOutputs};
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };

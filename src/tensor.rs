@@ -107,6 +107,8 @@ pub(crate) struct TensorInner {
     /// For storage in host memory: the lock every synchronous libnrt call on it holds
     /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
     host: Option<Arc<HostLock>>,
+    /// Element type and shape, for a tensor made for a model tensor (`crate::typed`).
+    pub(crate) layout: std::sync::OnceLock<crate::typed::Layout>,
 }
 
 // The Rust-side fields are immutable after creation, and data is only moved by libnrt
@@ -168,6 +170,7 @@ impl NewTensor<'_> {
                 _parent: self.parent,
                 buffer: self.buffer,
                 host,
+                layout: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -317,6 +320,7 @@ impl Tensor {
     /// [`Error::OutOfBounds`] if `data` is larger than the tensor; [`Error::Nrt`] if
     /// libnrt fails.
     pub fn write<T: Element>(&self, data: &[T]) -> Result<()> {
+        self.check_whole::<T>(data.len())?;
         self.write_at(0, data)
     }
 
@@ -347,6 +351,7 @@ impl Tensor {
     /// [`Error::OutOfBounds`] if `out` is larger than the tensor; [`Error::Nrt`] if
     /// libnrt fails.
     pub fn read<T: Element>(&self, out: &mut [T]) -> Result<()> {
+        self.check_whole::<T>(out.len())?;
         self.read_at(0, out)
     }
 
@@ -380,6 +385,7 @@ impl Tensor {
     /// [`Error::Nrt`] if libnrt fails.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         let elem = size_of::<T>();
+        self.check_whole::<T>(self.size() / elem.max(1))?;
         if !self.size().is_multiple_of(elem) {
             return Err(Error::invalid(
                 "T",
