@@ -47,6 +47,7 @@ fn live() -> MutexGuard<'static, Vec<usize>> {
 
 /// The framework type passed to `nrt_init`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Framework {
     /// No framework: a program calling libnrt directly (`NRT_FRAMEWORK_TYPE_NO_FW`).
     #[default]
@@ -140,6 +141,7 @@ impl RuntimeBuilder {
     /// Uses the simulated libnrt (`nrt-sim`) in this process: for development and tests
     /// without Neuron hardware. Only with feature `sim`; never chosen otherwise.
     #[cfg(feature = "sim")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
     pub fn simulator(self) -> RuntimeBuilder {
         self.library(nrt_sim::library())
     }

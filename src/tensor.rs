@@ -18,6 +18,7 @@ const VIRTUAL_REMOVED_IN: (u64, u64) = crate::capabilities::ASYNC_EVENTS_MIN;
 
 /// Where a tensor's storage lives (`nrt_tensor_placement_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Placement {
     /// Device memory (HBM) of one NeuronCore.
     Device,
