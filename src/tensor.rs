@@ -318,8 +318,9 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if `data` is larger than the tensor; [`Error::Nrt`] if
-    /// libnrt fails.
+    /// For a typed tensor ([`Tensor::dtype`]): [`Error::WrongElementType`] /
+    /// [`Error::WrongLength`] unless `data` is exactly its elements. [`Error::OutOfBounds`]
+    /// if `data` is larger than the tensor; [`Error::Nrt`] if libnrt fails.
     pub fn write<T: Element>(&self, data: &[T]) -> Result<()> {
         self.check_whole::<T>(data.len())?;
         self.write_at(0, data)
@@ -349,8 +350,9 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if `out` is larger than the tensor; [`Error::Nrt`] if
-    /// libnrt fails.
+    /// For a typed tensor ([`Tensor::dtype`]): [`Error::WrongElementType`] /
+    /// [`Error::WrongLength`] unless `out` is exactly its elements. [`Error::OutOfBounds`]
+    /// if `out` is larger than the tensor; [`Error::Nrt`] if libnrt fails.
     pub fn read<T: Element>(&self, out: &mut [T]) -> Result<()> {
         self.check_whole::<T>(out.len())?;
         self.read_at(0, out)
@@ -382,7 +384,8 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if the size is not a multiple of `T`'s size;
+    /// [`Error::WrongElementType`] if the tensor is typed and `T` is not its element
+    /// type; [`Error::InvalidArgument`] if the size is not a multiple of `T`'s size;
     /// [`Error::Nrt`] if libnrt fails.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         let elem = size_of::<T>();
