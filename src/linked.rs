@@ -13,10 +13,11 @@ impl RuntimeBuilder {
     pub fn linked(self) -> RuntimeBuilder {
         static LINKED: OnceLock<&'static Library> = OnceLock::new();
         let lib = LINKED.get_or_init(|| {
-            // SAFETY: every entry of `NrtFns::linked()` is the libnrt function of that
-            // name, declared from the same headers and resolved by the linker against
-            // the libnrt this program was linked with; they stay valid for the life of
-            // the process (the library is a load-time dependency).
+            // Why the call below is sound: every entry of `NrtFns::linked()` is the libnrt
+            // function of that name, declared from the same headers and resolved by the
+            // linker against the libnrt this program was linked with; they stay valid for
+            // the life of the process (the library is a load-time dependency).
+            // SAFETY: the conditions just above hold for this call.
             unsafe { Library::in_process("libnrt (linked at build time)", NrtFns::linked(), None) }
         });
         self.library(lib)
