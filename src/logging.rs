@@ -4,10 +4,10 @@
 
 use crate::{Model, Runtime};
 
-/// `info`: the library, its version and the cores it offers.
-pub(crate) fn runtime_started(rt: &Runtime) {
+/// `info`: the library, its version and the cores it offers; returns `rt`.
+pub(crate) fn runtime_started(rt: Runtime) -> Runtime {
     if !log::log_enabled!(log::Level::Info) {
-        return;
+        return rt;
     }
     let version = rt
         .version()
@@ -19,10 +19,11 @@ pub(crate) fn runtime_started(rt: &Runtime) {
         "Neuron runtime started: libnrt {version} from {}, {visible} NeuronCore(s) visible",
         rt.library().origin()
     );
+    rt
 }
 
-/// `info`: the model, its core and the sizes of its inputs and outputs.
-pub(crate) fn model_loaded(model: &Model) {
+/// `info`: the model, its core and the sizes of its inputs and outputs; returns `model`.
+pub(crate) fn model_loaded(model: Model) -> Model {
     let total = |infos: &[crate::TensorInfo]| infos.iter().map(|i| i.size).sum::<usize>();
     log::info!(
         "model `{}` loaded on {}: {} input(s), {} bytes; {} output(s), {} bytes",
@@ -33,4 +34,5 @@ pub(crate) fn model_loaded(model: &Model) {
         model.outputs().len(),
         total(model.outputs())
     );
+    model
 }

@@ -171,12 +171,7 @@ impl Runtime {
         // SAFETY: `neff` is valid for reads of its length for the call; `raw` is a valid
         // out-pointer. vnc_count is deprecated and must be -1.
         let status = unsafe { load(neff.as_ptr().cast(), neff.len(), vnc, -1, &mut raw) };
-        self.inner
-            .check("nrt_load", status, || {
-                let place = crate::diagnose::place(core);
-                format!("model `{label}`, {} bytes, {place}", neff.len())
-            })
-            .map_err(|e| crate::diagnose::load_failed(self, e, neff, &label, core))?;
+        crate::diagnose::check_load(self, status, neff, &label, core)?;
         let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
             function: "nrt_load",
             reason: format!("no model returned for `{label}`"),
@@ -197,11 +192,9 @@ impl Runtime {
         let (inputs, outputs) = inner.query_tensor_info()?;
         inner.inputs = inputs;
         inner.outputs = outputs;
-        let model = Model {
+        Ok(crate::logging::model_loaded(Model {
             inner: Arc::new(inner),
-        };
-        crate::logging::model_loaded(&model);
-        Ok(model)
+        }))
     }
 }
 

@@ -258,11 +258,9 @@ impl RuntimeBuilder {
             units: crate::xu::UnitRegistry::default(),
             probe: self.probe,
         };
-        let runtime = Runtime {
+        Ok(crate::logging::runtime_started(Runtime {
             inner: Arc::new(inner),
-        };
-        crate::logging::runtime_started(&runtime);
-        Ok(runtime)
+        }))
     }
 }
 

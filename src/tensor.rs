@@ -235,12 +235,7 @@ impl Runtime {
         // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid
         // out-pointer.
         let status = unsafe { allocate(placement.as_raw(), vnc, size, c_name.as_ptr(), &mut raw) };
-        self.inner
-            .check("nrt_tensor_allocate", status, || {
-                let place = crate::diagnose::place(core);
-                format!("tensor `{name}`, {size} bytes, {placement:?} on {place}")
-            })
-            .map_err(|e| crate::diagnose::alloc_failed(self, e, placement, core, size))?;
+        crate::diagnose::check_alloc(self, status, placement, core, size, name)?;
         NewTensor {
             rt: self,
             size,

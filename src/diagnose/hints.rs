@@ -2,11 +2,11 @@
 
 use std::ffi::{CStr, c_char};
 
-use nrt_sys::Library;
+use nrt_sys::{Library, NRT_STATUS};
 
 use super::neff;
 use super::{Holders, Probe};
-use crate::{Error, NrtStatus, Placement, Runtime};
+use crate::{Error, NrtStatus, Placement, Result, Runtime};
 
 const VISIBLE: &str = crate::VISIBLE_CORES_VAR;
 const NUM: &str = "NEURON_RT_NUM_CORES";
@@ -85,14 +85,44 @@ pub(crate) fn init_lines(probe: &Probe, target: &Target) -> Vec<String> {
     lines
 }
 
-/// `nrt_load` of `neff` (labelled `label`) on `core` failed.
-pub(crate) fn load_failed(
+/// The status `nrt_load` returned for `neff` (labelled `label`) on `core`: `Ok` for
+/// success, else [`Error::Nrt`] with the call's context and the diagnosis.
+pub(crate) fn check_load(
     rt: &Runtime,
-    err: Error,
+    status: NRT_STATUS,
     neff: &[u8],
     label: &str,
     core: Option<u32>,
-) -> Error {
+) -> Result<()> {
+    rt.inner
+        .check("nrt_load", status, || {
+            format!("model `{label}`, {} bytes, {}", neff.len(), place(core))
+        })
+        .map_err(|e| load_failed(rt, e, neff, label, core))
+}
+
+/// The status `nrt_tensor_allocate` returned for tensor `name`: `Ok` for success, else
+/// [`Error::Nrt`] with the call's context and the diagnosis.
+pub(crate) fn check_alloc(
+    rt: &Runtime,
+    status: NRT_STATUS,
+    placement: Placement,
+    core: Option<u32>,
+    size: usize,
+    name: &str,
+) -> Result<()> {
+    rt.inner
+        .check("nrt_tensor_allocate", status, || {
+            format!(
+                "tensor `{name}`, {size} bytes, {placement:?} on {}",
+                place(core)
+            )
+        })
+        .map_err(|e| alloc_failed(rt, e, placement, core, size))
+}
+
+/// `nrt_load` of `neff` (labelled `label`) on `core` failed.
+fn load_failed(rt: &Runtime, err: Error, neff: &[u8], label: &str, core: Option<u32>) -> Error {
     let Some(status) = err.status() else {
         return err;
     };
@@ -134,7 +164,7 @@ pub(crate) fn load_failed(
 }
 
 /// Allocating `size` bytes of `placement` memory on `core` failed.
-pub(crate) fn alloc_failed(
+fn alloc_failed(
     rt: &Runtime,
     err: Error,
     placement: Placement,
@@ -230,7 +260,7 @@ pub(crate) fn env_lines(probe: &Probe) -> Vec<String> {
 
 /// `(first, last)` of a `NEURON_RT_VISIBLE_CORES` value: indices and inclusive ranges,
 /// comma-separated, forming one contiguous increasing run.
-pub(crate) fn parse_core_list(text: &str) -> Result<(u32, u32), String> {
+pub(crate) fn parse_core_list(text: &str) -> std::result::Result<(u32, u32), String> {
     let mut run: Option<(u32, u32)> = None;
     for part in text.split(',') {
         let part = part.trim();

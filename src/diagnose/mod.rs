@@ -30,7 +30,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-pub(crate) use hints::{alloc_failed, init_failed, load_failed, place};
+pub(crate) use hints::{check_alloc, check_load, init_failed, place};
 
 /// What to do when no libnrt could be loaded: [`Error::hint`](crate::Error::hint) of
 /// [`Error::LibraryNotFound`](crate::Error::LibraryNotFound).
