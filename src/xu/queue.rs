@@ -295,6 +295,7 @@ impl Runtime {
             ));
         }
         let state = self.inner.units.state(self, cores, core, kind, queue)?;
+        log::debug!("execution unit created: {kind} queue {queue} on core {core}");
         Ok(ExecUnit {
             inner: Arc::new(UnitInner {
                 rt: self.clone(),
