@@ -79,7 +79,7 @@ pub struct ModelInfo {
 /// ```
 #[derive(Clone)]
 pub struct Model {
-    inner: Arc<ModelInner>,
+    pub(crate) inner: Arc<ModelInner>,
 }
 
 pub(crate) struct ModelInner {
@@ -89,6 +89,8 @@ pub(crate) struct ModelInner {
     core: Option<u32>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
+    /// Input and output sets kept for reuse by [`Model::run`] (`crate::run`).
+    pub(crate) run_sets: crate::run::SetPool,
 }
 
 // libnrt documents nrt_execute as callable from several threads at once on the same
@@ -162,7 +164,7 @@ impl Runtime {
         }
         let vnc = core_arg(core)?;
         let raw = raw::model::load(self.inner.lib(), neff, vnc)
-            .map_err(|e| e.context(format!("model `{label}`, {} bytes, core {vnc}", neff.len())))?;
+            .map_err(|e| crate::diagnose::load_error(self, e, neff, &label, core))?;
         let mut inner = ModelInner {
             raw,
             rt: self.clone(),
@@ -170,6 +172,7 @@ impl Runtime {
             core,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            run_sets: crate::run::SetPool::default(),
         };
         // From here on a failure unloads the model (ModelInner::drop).
         if self.capabilities().contains(Capabilities::MODEL_INFO) {
@@ -178,9 +181,9 @@ impl Runtime {
         let (inputs, outputs) = inner.query_tensor_info()?;
         inner.inputs = inputs;
         inner.outputs = outputs;
-        Ok(Model {
+        Ok(crate::logging::model_loaded(Model {
             inner: Arc::new(inner),
-        })
+        }))
     }
 }
 
@@ -424,8 +427,7 @@ impl Model {
         let rt = self.runtime();
         let mut set = rt.tensor_set()?;
         for info in infos {
-            let tensor =
-                rt.allocate_tensor(Placement::Device, Some(core), info.size, &info.name)?;
+            let tensor = rt.allocate_for(info, Placement::Device, Some(core))?;
             set.insert(&info.name, &tensor)?;
         }
         Ok(set)

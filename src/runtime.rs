@@ -30,6 +30,7 @@ fn live() -> MutexGuard<'static, Vec<usize>> {
 
 /// The framework type passed to `nrt_init`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Framework {
     /// No framework: a program calling libnrt directly (`NRT_FRAMEWORK_TYPE_NO_FW`).
     #[default]
@@ -81,6 +82,8 @@ pub struct RuntimeBuilder {
     framework: Framework,
     framework_version: String,
     fal_version: String,
+    /// What the diagnosis of a failed `nrt_init`, load or allocation reads.
+    pub(crate) probe: crate::diagnose::Probe,
 }
 
 impl Default for RuntimeBuilder {
@@ -99,6 +102,7 @@ impl RuntimeBuilder {
             framework: Framework::NoFramework,
             framework_version: String::new(),
             fal_version: String::new(),
+            probe: crate::diagnose::Probe::system(),
         }
     }
 
@@ -120,6 +124,7 @@ impl RuntimeBuilder {
     /// Uses the simulated libnrt (`nrt-sim`) in this process: for development and tests
     /// without Neuron hardware. Only with feature `sim`; never chosen otherwise.
     #[cfg(feature = "sim")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
     pub fn simulator(self) -> RuntimeBuilder {
         self.library(nrt_sim::library())
     }
@@ -208,7 +213,8 @@ impl RuntimeBuilder {
         }
         // SAFETY: no runtime is live on this library (checked above under the lock, which
         // is held across every init and close), so this is not a second init.
-        unsafe { raw::runtime::init(lib, self.framework.as_raw(), &fw_version, &fal_version) }?;
+        unsafe { raw::runtime::init(lib, self.framework.as_raw(), &fw_version, &fal_version) }
+            .map_err(|err| crate::diagnose::init_failed(lib, &self.probe, err))?;
         live.push(key);
         drop(live);
 
@@ -222,10 +228,11 @@ impl RuntimeBuilder {
             caps,
             version,
             units: crate::xu::UnitRegistry::default(),
+            probe: self.probe,
         };
-        Ok(Runtime {
+        Ok(crate::logging::runtime_started(Runtime {
             inner: Arc::new(inner),
-        })
+        }))
     }
 }
 
@@ -261,6 +268,8 @@ pub(crate) struct RuntimeInner {
     version: Option<Version>,
     /// State of the async execution-unit queues, shared by all their handles.
     pub(crate) units: crate::xu::UnitRegistry,
+    /// What the diagnosis of a failed load or allocation reads.
+    pub(crate) probe: crate::diagnose::Probe,
 }
 
 impl Drop for RuntimeInner {

@@ -19,6 +19,7 @@ const VIRTUAL_REMOVED_IN: (u64, u64) = crate::capabilities::ASYNC_EVENTS_MIN;
 
 /// Where a tensor's storage lives (`nrt_tensor_placement_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Placement {
     /// Device memory (HBM) of one NeuronCore.
     Device,
@@ -108,6 +109,8 @@ pub(crate) struct TensorInner {
     /// For storage in host memory: the lock every synchronous libnrt call on it holds
     /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
     host: Option<Arc<HostLock>>,
+    /// Element type and shape, for a tensor made for a model tensor (`crate::typed`).
+    pub(crate) layout: std::sync::OnceLock<crate::typed::Layout>,
 }
 
 // The Rust-side fields are immutable after creation, and data is only moved by libnrt
@@ -159,6 +162,7 @@ impl NewTensor<'_> {
                 _parent: self.parent,
                 buffer: self.buffer,
                 host,
+                layout: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -218,12 +222,8 @@ impl Runtime {
         }
         let vnc = core_arg(core)?;
         let c_name = c_string("name", name)?;
-        let raw =
-            raw::tensor::allocate(lib, placement.as_raw(), vnc, size, &c_name).map_err(|e| {
-                e.context(format!(
-                    "tensor `{name}`, {size} bytes, {placement:?} on core {vnc}"
-                ))
-            })?;
+        let raw = raw::tensor::allocate(lib, placement.as_raw(), vnc, size, &c_name)
+            .map_err(|e| crate::diagnose::alloc_error(self, e, placement, core, size, name))?;
         Ok(NewTensor {
             rt: self,
             size,
@@ -306,9 +306,11 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if `data` is larger than the tensor; [`Error::Nrt`] if
-    /// libnrt fails.
+    /// For a typed tensor ([`Tensor::dtype`]): [`Error::WrongElementType`] /
+    /// [`Error::WrongLength`] unless `data` is exactly its elements. [`Error::OutOfBounds`]
+    /// if `data` is larger than the tensor; [`Error::Nrt`] if libnrt fails.
     pub fn write<T: Element>(&self, data: &[T]) -> Result<()> {
+        self.check_whole::<T>(data.len())?;
         self.write_at(0, data)
     }
 
@@ -346,9 +348,11 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if `out` is larger than the tensor; [`Error::Nrt`] if
-    /// libnrt fails.
+    /// For a typed tensor ([`Tensor::dtype`]): [`Error::WrongElementType`] /
+    /// [`Error::WrongLength`] unless `out` is exactly its elements. [`Error::OutOfBounds`]
+    /// if `out` is larger than the tensor; [`Error::Nrt`] if libnrt fails.
     pub fn read<T: Element>(&self, out: &mut [T]) -> Result<()> {
+        self.check_whole::<T>(out.len())?;
         self.read_at(0, out)
     }
 
@@ -388,10 +392,12 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if the size is not a multiple of `T`'s size;
+    /// [`Error::WrongElementType`] if the tensor is typed and `T` is not its element
+    /// type; [`Error::InvalidArgument`] if the size is not a multiple of `T`'s size;
     /// [`Error::Nrt`] if libnrt fails.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         let elem = size_of::<T>();
+        self.check_whole::<T>(self.size() / elem.max(1))?;
         if !self.size().is_multiple_of(elem) {
             return Err(Error::invalid(
                 "T",

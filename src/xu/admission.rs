@@ -8,12 +8,10 @@
 //! completion of the unit's oldest request in flight (a completion event, or the
 //! poller on runtimes without events), never by a timer.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use super::events::{Waiter, new_waiter_key};
@@ -26,33 +24,6 @@ use crate::NrtStatus;
 
 /// Requests admitted on a unit before it learned its real capacity from a full queue.
 pub const DEFAULT_CAPACITY: usize = 64;
-
-/// The waiting submissions of one queue, oldest first.
-#[derive(Default)]
-pub(crate) struct AdmissionQueue {
-    waiting: Mutex<VecDeque<(u64, Waker)>>,
-}
-
-impl AdmissionQueue {
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, Waker)>> {
-        // Entries are pushed and removed whole.
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Removes `key` and wakes the new first waiter (it may have room now).
-    fn leave(&self, key: u64) {
-        let next = {
-            let mut waiting = self.lock();
-            if let Some(at) = waiting.iter().position(|(k, _)| *k == key) {
-                waiting.remove(at);
-            }
-            waiting.front().map(|(_, w)| w.clone())
-        };
-        if let Some(next) = next {
-            next.wake();
-        }
-    }
-}
 
 impl ExecUnit {
     /// How many requests this unit admits at once through [`submit`](ExecUnit::submit):

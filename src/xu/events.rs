@@ -53,7 +53,7 @@ impl EventApi {
     /// # Safety
     ///
     /// `fd` is an eventfd that stays open until the signal arrived or the runtime closed.
-    unsafe fn register(self, seq: SeqId, fd: RawFd) -> bool {
+    pub(crate) unsafe fn register(self, seq: SeqId, fd: RawFd) -> bool {
         // SAFETY: ASYNC_EVENTS (how this value was made); `fd` as the caller guarantees.
         unsafe { raw::xu::event_register_seq_id_completion(self.lib, seq.raw(), fd) }.is_ok()
     }
@@ -69,7 +69,7 @@ impl EventApi {
 }
 
 /// A new non-blocking, close-on-exec eventfd.
-fn new_eventfd() -> Option<OwnedFd> {
+pub(crate) fn new_eventfd() -> Option<OwnedFd> {
     // SAFETY: eventfd takes no pointers; a negative result is an error.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     // SAFETY: `fd` is a new descriptor that nothing else owns.
@@ -77,7 +77,7 @@ fn new_eventfd() -> Option<OwnedFd> {
 }
 
 /// Resets an eventfd's counter (a non-blocking read; nothing to read is fine).
-fn drain(fd: RawFd) {
+pub(crate) fn drain(fd: RawFd) {
     let mut count = 0u64;
     // SAFETY: reads at most 8 bytes into a live local.
     let _ = unsafe { libc::read(fd, (&raw mut count).cast(), size_of::<u64>()) };
@@ -85,7 +85,7 @@ fn drain(fd: RawFd) {
 
 /// Blocks until `fd` is readable or `timeout` passed (`None`: no limit); `EINTR` and
 /// spurious returns are fine (the caller checks completion again).
-fn block_on(fd: RawFd, timeout: Option<Duration>) {
+pub(crate) fn block_on(fd: RawFd, timeout: Option<Duration>) {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -449,4 +449,12 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// Adds 1 to an eventfd's counter (wakes whoever blocks on it); a full counter or a
+/// failure only means a wake-up is already pending or lost to a closed fd.
+pub(crate) fn signal(fd: RawFd) {
+    let one = 1u64;
+    // SAFETY: writes 8 bytes from a live local.
+    let _ = unsafe { libc::write(fd, (&raw const one).cast(), size_of::<u64>()) };
 }

@@ -32,7 +32,8 @@ use nrt_sys::Library;
 /// # }
 /// ```
 ///
-/// Dropping the future before it resolves drops the request, which waits for it.
+/// Dropping the future before it resolves (a timeout, `select!`, an aborted task) drops
+/// the request, which never blocks: cancellation is instant and safe (see [`Request`]).
 ///
 /// Waking costs nothing while the request runs: with completion events the future is
 /// woken once, by the event thread, when its request completed; without, the polling

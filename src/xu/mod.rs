@@ -18,8 +18,8 @@
 //! libnrt reads and writes the memory of a request until it completes, long after the
 //! schedule call returned. So a request *owns* that memory: the tensor sets of an
 //! execution, the host buffer of a write or read, the status slot, and handles to the
-//! model and tensors. `wait` hands the payload back. Dropping a request waits for it;
-//! leaking one (`mem::forget`) leaks its memory rather than freeing it under the
+//! model and tensors. `wait` hands the payload back. Dropping a request does not block:
+//! what it owns is released in the background once the device completed it; leaking one (`mem::forget`) leaks its memory rather than freeing it under the
 //! device. No allocation happens per request once a unit is warm. Alternatively,
 //! requests made through a [`scope`] may borrow buffers and sets: the scope waits for
 //! all of them before the borrows end.
@@ -82,6 +82,7 @@
 //! functions of a 2.30 library have other signatures and are never called.
 
 mod admission;
+mod detached;
 mod events;
 mod future;
 mod kind;

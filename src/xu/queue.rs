@@ -2,16 +2,17 @@
 //! [`ExecUnit`] handle itself and the `Runtime` methods that create it (its scheduling
 //! methods live in `unit.rs`, retries in `retry.rs`).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 use std::time::Duration;
 
 use std::ffi::c_int;
 
 use nrt_sys::{self as sys, Library};
 
-use super::admission::AdmissionQueue;
 use super::events::{self, EventApi, UnitEvents};
 use super::kind::XuKind;
 use super::seq::SeqId;
@@ -101,13 +102,40 @@ pub(crate) struct QueueState {
     /// 0, or the raw fatal status that made the queue unrecoverable.
     fatal: AtomicU32,
     /// The event functions, when the library has them.
-    event_api: Option<EventApi>,
+    pub(crate) event_api: Option<EventApi>,
     /// The queue's completion eventfd (futures), when events work for it.
     pub(crate) events: Option<Arc<UnitEvents>>,
     /// Requests the queue takes at once, learned from a full queue; 0 before.
     pub(crate) capacity: AtomicUsize,
     /// Submissions waiting for room ([`ExecUnit::submit`]).
     pub(crate) admission: AdmissionQueue,
+}
+
+/// The waiting submissions of one queue, oldest first.
+#[derive(Default)]
+pub(crate) struct AdmissionQueue {
+    waiting: Mutex<VecDeque<(u64, Waker)>>,
+}
+
+impl AdmissionQueue {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, Waker)>> {
+        // Entries are pushed and removed whole.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes `key` and wakes the new first waiter (it may have room now).
+    pub(crate) fn leave(&self, key: u64) {
+        let next = {
+            let mut waiting = self.lock();
+            if let Some(at) = waiting.iter().position(|(k, _)| *k == key) {
+                waiting.remove(at);
+            }
+            waiting.front().map(|(_, w)| w.clone())
+        };
+        if let Some(next) = next {
+            next.wake();
+        }
+    }
 }
 
 /// Queues per core, all kinds: TENSOR_OP 2, COMPUTE 1, COLLECTIVES 3.
@@ -267,6 +295,7 @@ impl Runtime {
             ));
         }
         let state = self.inner.units.state(self, cores, core, kind, queue)?;
+        log::debug!("execution unit created: {kind} queue {queue} on core {core}");
         Ok(ExecUnit {
             inner: Arc::new(UnitInner {
                 rt: self.clone(),

@@ -8,10 +8,11 @@ use std::time::Duration;
 use nrt_sys as sys;
 
 use super::kind::XuKind;
+use super::payload::KeepAlive;
 use super::payload::sealed::SealedBuffer;
 use super::payload::{ExecSets, HostBuffer, Payload};
 use super::queue::ExecUnit;
-use super::request::{KeepAlive, Rejected, Request, Scheduled};
+use super::request::{Rejected, Request, Scheduled};
 use super::seq::SeqId;
 use crate::raw;
 use crate::{Error, Model, NrtStatus, Placement, Result, Runtime, Tensor, TensorSet};
