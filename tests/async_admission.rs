@@ -62,8 +62,13 @@ fn two_hundred_concurrent_tasks_are_all_admitted() {
         assert_eq!(y, &[*i as f32; 4]);
     }
     assert_eq!(results.len(), 200);
-    // The first full queue taught the unit its depth, and it never went beyond it.
-    assert_eq!(unit.capacity(), SIM_DEPTH);
+    // A full queue taught the unit about its depth (concurrent submitters may make one
+    // observation fall short of it, never beyond it), and it never went beyond it.
+    assert!(
+        (1..=SIM_DEPTH).contains(&unit.capacity()),
+        "capacity {}",
+        unit.capacity()
+    );
     assert!(peak.load(Ordering::Relaxed) <= SIM_DEPTH);
     drop((model, unit, rt));
     support::assert_no_leaks();

@@ -27,8 +27,9 @@ pub const DEFAULT_CAPACITY: usize = 64;
 
 impl ExecUnit {
     /// How many requests this unit admits at once through [`submit`](ExecUnit::submit):
-    /// learned from the first [`NrtStatus::QueueFull`] on it (its requests in flight at
-    /// that moment), [`DEFAULT_CAPACITY`] before.
+    /// learned from [`NrtStatus::QueueFull`] on it (its requests in flight then; the
+    /// largest such count, which can only be less than the queue's depth, never more),
+    /// [`DEFAULT_CAPACITY`] before the first one.
     pub fn capacity(&self) -> usize {
         self.inner.state.capacity()
     }
@@ -131,7 +132,10 @@ impl<T: Payload, F: FnMut(T) -> Scheduled<T>> Future for Submit<'_, T, F> {
             };
             match (this.submit)(payload) {
                 Err(rejected) if rejected.error().status() == Some(NrtStatus::QueueFull) => {
-                    state.learn_capacity(in_flight.max(1) as usize);
+                    // Both counts are lower bounds of what the queue held (see
+                    // `in_flight`); concurrent submitters may have added to it meanwhile.
+                    let seen = in_flight.max(state.in_flight()).max(1);
+                    state.learn_capacity(seen as usize);
                     this.payload = Some(rejected.into_inner());
                     if this.wait_for_completion(state, cx.waker()) {
                         return Poll::Pending;
@@ -257,20 +261,26 @@ impl QueueState {
         }
     }
 
-    /// Records what a full queue showed; keeps the smallest value seen.
-    fn learn_capacity(&self, in_flight: usize) {
+    /// Records what a full queue showed. Every observation is at most the real depth
+    /// (the queue never holds more), and may be less (requests completed or were
+    /// submitted around it), so the largest one seen is kept: the capacity only grows,
+    /// towards the depth, never beyond it.
+    fn learn_capacity(&self, seen: usize) {
         let _ = self
             .capacity
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                (c == 0 || in_flight < c).then_some(in_flight)
+                (c == 0 || seen > c).then_some(seen)
             });
     }
 
-    /// Requests accepted through this crate and not completed yet (0 if libnrt cannot
-    /// say what completed: the submission then tries, and a full queue teaches it).
+    /// Requests accepted through this crate and not completed yet; never more than the
+    /// queue held at some moment during the call: the submitted count is read before the
+    /// completed one (0 if libnrt cannot say what completed: the submission then tries,
+    /// and a full queue teaches it).
     pub(crate) fn in_flight(&self) -> u64 {
+        let submitted = self.last_submitted_number();
         match self.last_completed() {
-            Ok(last) => self.last_submitted_number().saturating_sub(last.number()),
+            Ok(last) => submitted.saturating_sub(last.number()),
             Err(_) => 0,
         }
     }
