@@ -5,9 +5,7 @@
 use std::ops::Range;
 
 use crate::rank_spec::RankSpec;
-use crate::{
-    Error, ExecSets, HELPER_STACK, Model, Rejected, Result, Runtime, Scheduled, TensorSet,
-};
+use crate::{Error, ExecSets, Model, Rejected, Result, Runtime, Scheduled, TensorSet};
 
 fn count_error(inputs: usize, outputs: usize, ranks: usize) -> Error {
     Error::invalid(
@@ -170,8 +168,9 @@ impl RankGroup {
             .collect())
     }
 
-    /// Executes every rank at once, each on its own thread with a
-    /// [`HELPER_STACK`]-sized stack, and waits for all; `inputs[i]` / `outputs[i]` are
+    /// Executes every rank at once, each from its own thread (the call itself runs on
+    /// a reused helper thread with a [`HELPER_STACK`](crate::HELPER_STACK)-sized stack, as
+    /// [`Model::execute`] does for threads with little stack), and waits for all; `inputs[i]` / `outputs[i]` are
     /// rank `i`'s sets. Returns one result per rank, in rank order.
     ///
     /// # Errors
@@ -207,9 +206,11 @@ impl RankGroup {
                 .zip(inputs)
                 .zip(outputs.iter_mut())
                 .map(|((model, i), o)| {
+                    // A small thread: `Model::execute` moves the call to one of the reused
+                    // big-stack helpers (crate::stack), whose stack pages are already
+                    // mapped; a fresh big-stack thread per call pays for zeroed pages.
                     std::thread::Builder::new()
                         .name("neuron-rt-rank".into())
-                        .stack_size(HELPER_STACK)
                         .spawn_scoped(s, move || model.execute(i, o))
                 })
                 .collect();
