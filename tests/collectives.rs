@@ -7,8 +7,8 @@ mod support;
 
 use std::sync::Once;
 
-use neuron_rt::sim::{DType, ModelBuilder, Op};
 use neuron_rt::{Error, NrtStatus, RankGroup, RankSpec, Runtime, TensorSet};
+use nrt_sim::{DType, ModelBuilder, Op};
 
 const B: u32 = 2; // batch
 const D: u32 = 4; // model width
