@@ -63,6 +63,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// An environment variable a launcher sets (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
+    /// `NEURON_RT_ROOT_COMM_ID`) is missing, malformed or inconsistent with another.
+    #[error("environment variable {variable}{}: {reason}", affix("=", value.as_deref().map(|v| format!("{v:?}")).as_deref(), ""))]
+    Env {
+        /// The variable's name.
+        variable: &'static str,
+        /// Its value, `None` when it is not set.
+        value: Option<String>,
+        /// What is wrong, naming the other variables involved and their values.
+        reason: String,
+    },
+
     /// A tensor's size does not match what was required.
     #[error("size mismatch for tensor `{tensor}`: {what} needs {expected} bytes, got {actual}")]
     SizeMismatch {

@@ -11,6 +11,8 @@
 //! * [`TensorSet`]: named tensors bound as the inputs or outputs of an execution.
 //! * [`ReadBatch`] / [`WriteBatch`]: many tensor ranges moved in one call;
 //!   [`ProfileGuard`]: device profiling of a model ([`Model::profile`]).
+//! * [`RankSpec`] / [`Runtime::load_model_rank`] / [`RankGroup`]: a model as ranks of a
+//!   collective group (tensor parallelism), in this process or one process per rank.
 //! * [`Model::run`] / [`Model::benchmark`]: one call with host data; host-timed statistics.
 //! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
 //! * [`Capabilities`]: what the loaded library offers; missing parts give
@@ -97,6 +99,8 @@ mod linked;
 mod logging;
 mod model;
 mod profile;
+mod rank_group;
+mod rank_spec;
 mod raw;
 mod run;
 mod runtime;
@@ -113,6 +117,8 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use profile::ProfileGuard;
+pub use rank_group::RankGroup;
+pub use rank_spec::RankSpec;
 pub use run::{BenchmarkStats, RunOutputs};
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use nrt_sys as sys;
 
 use crate::host_lock::{Access, HostGuard, lock_host_storage};
+use crate::rank_spec::RankSpec;
 use crate::raw;
 use crate::stack;
 use crate::tensor::core_arg;
@@ -87,6 +88,8 @@ pub(crate) struct ModelInner {
     rt: Runtime,
     label: String,
     core: Option<u32>,
+    /// The collective rank it was loaded as (`nrt_load_collectives`).
+    rank: Option<RankSpec>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     /// Input and output sets kept for reuse by [`Model::run`] (`crate::run`).
@@ -119,7 +122,7 @@ impl Runtime {
     /// [`NrtStatus::Invalid`](crate::NrtStatus::Invalid) for a bad file,
     /// [`NrtStatus::LoadNotEnoughNc`](crate::NrtStatus::LoadNotEnoughNc) when no core is free).
     pub fn load_model(&self, neff: &[u8]) -> Result<Model> {
-        self.load(neff, None, header_name(neff))
+        self.load(neff, None, header_name(neff), None)
     }
 
     /// Loads a model from the bytes of a NEFF file onto NeuronCore `core`.
@@ -128,7 +131,27 @@ impl Runtime {
     ///
     /// As [`Runtime::load_model`], and [`Error::InvalidArgument`] for a core above `i32::MAX`.
     pub fn load_model_on(&self, neff: &[u8], core: u32) -> Result<Model> {
-        self.load(neff, Some(core), header_name(neff))
+        self.load(neff, Some(core), header_name(neff), None)
+    }
+
+    /// Loads a model as one rank of a collective group (`nrt_load_collectives`): on
+    /// `spec.core`, as rank `spec.rank` of `spec.world`. Every rank of the group must
+    /// execute at the same time (their collectives wait for each other); for several
+    /// ranks in this process see [`Runtime::load_rank_group`]. Ranks in other processes
+    /// (one per rank, as torchrun launches them, see [`RankSpec::from_env`]) need
+    /// `NEURON_RT_ROOT_COMM_ID` set before the runtime starts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unsupported`] without [`Capabilities::COLLECTIVES`]; the errors of
+    /// [`Runtime::load_model_on`] (libnrt's failures from `nrt_load_collectives`).
+    pub fn load_model_rank(&self, neff: &[u8], spec: RankSpec) -> Result<Model> {
+        self.require(
+            Capabilities::COLLECTIVES,
+            "collectives (nrt_load_collectives)",
+        )?;
+        let spec = RankSpec::new(spec.core, spec.rank, spec.world)?;
+        self.load(neff, Some(spec.core), header_name(neff), Some(spec))
     }
 
     /// Reads a NEFF file and loads it onto the first free NeuronCore.
@@ -138,7 +161,7 @@ impl Runtime {
     /// [`Error::Io`] if the file cannot be read; otherwise as [`Runtime::load_model`].
     pub fn load_model_file(&self, path: impl AsRef<Path>) -> Result<Model> {
         let (bytes, label) = read_model_file(path.as_ref())?;
-        self.load(&bytes, None, label)
+        self.load(&bytes, None, label, None)
     }
 
     /// Reads a NEFF file and loads it onto NeuronCore `core`.
@@ -148,10 +171,16 @@ impl Runtime {
     /// As [`Runtime::load_model_file`] and [`Runtime::load_model_on`].
     pub fn load_model_file_on(&self, path: impl AsRef<Path>, core: u32) -> Result<Model> {
         let (bytes, label) = read_model_file(path.as_ref())?;
-        self.load(&bytes, Some(core), label)
+        self.load(&bytes, Some(core), label, None)
     }
 
-    fn load(&self, neff: &[u8], core: Option<u32>, label: String) -> Result<Model> {
+    fn load(
+        &self,
+        neff: &[u8],
+        core: Option<u32>,
+        label: String,
+        rank: Option<RankSpec>,
+    ) -> Result<Model> {
         self.require(
             Capabilities::SYNC_CORE | Capabilities::MODEL_TENSOR_INFO,
             "model loading",
@@ -163,13 +192,18 @@ impl Runtime {
             ));
         }
         let vnc = core_arg(core)?;
-        let raw = raw::model::load(self.inner.lib(), neff, vnc)
-            .map_err(|e| crate::diagnose::load_error(self, e, neff, &label, core))?;
+        let lib = self.inner.lib();
+        let raw = match rank {
+            None => raw::model::load(lib, neff, vnc),
+            Some(r) => raw::model::load_collectives(lib, neff, vnc, r.rank, r.world),
+        }
+        .map_err(|e| crate::diagnose::load_error(self, e, neff, &label, core))?;
         let mut inner = ModelInner {
             raw,
             rt: self.clone(),
             label,
             core,
+            rank,
             inputs: Vec::new(),
             outputs: Vec::new(),
             run_sets: crate::run::SetPool::default(),
@@ -277,6 +311,12 @@ fn with_exec_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
 }
 
 impl Model {
+    /// The collective rank the model was loaded as ([`Runtime::load_model_rank`]), `None`
+    /// for a model loaded alone.
+    pub fn rank(&self) -> Option<RankSpec> {
+        self.inner.rank
+    }
+
     /// The inputs, in the order libnrt lists them.
     pub fn inputs(&self) -> &[TensorInfo] {
         &self.inner.inputs

@@ -10,6 +10,8 @@ pub(crate) const DEFAULT_DEVICE_MEMORY: u64 = 1 << 30;
 pub(crate) const DEFAULT_QUEUE_DEPTH: u32 = 8;
 /// Default execution timeout (the runtime's documented default).
 pub(crate) const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default collective link bandwidth in GB/s (`NRT_SIM_CC_GBPS`).
+pub(crate) const DEFAULT_CC_GBPS: f64 = 100.0;
 /// Default emulated runtime library version.
 pub(crate) const DEFAULT_VERSION: Version = Version {
     major: 2,
@@ -98,6 +100,10 @@ pub(crate) struct Config {
     pub(crate) exec_stack: usize,
     /// Transfer bandwidth in GB/s, 0 for instantaneous (`NRT_SIM_DMA_GBPS`).
     pub(crate) dma_gbps: f64,
+    /// Collective link bandwidth in GB/s, 0 for free (`NRT_SIM_CC_GBPS`).
+    pub(crate) cc_gbps: f64,
+    /// Rank 0's address for collectives across processes (`NEURON_RT_ROOT_COMM_ID`).
+    pub(crate) root_comm_id: Option<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -300,8 +306,23 @@ impl Config {
                 })?,
             None => crate::dma::DEFAULT_DMA_GBPS,
         };
+        let cc_gbps = match var("NRT_SIM_CC_GBPS") {
+            Some(t) => t
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|g| g.is_finite() && (0.0..=1e6).contains(g))
+                .ok_or_else(|| {
+                    format!(
+                        "NRT_SIM_CC_GBPS={t:?} is not a bandwidth in GB/s from 0 (free) to 1000000"
+                    )
+                })?,
+            None => DEFAULT_CC_GBPS,
+        };
         Ok(Config {
             dma_gbps,
+            cc_gbps,
+            root_comm_id: var("NEURON_RT_ROOT_COMM_ID").map(|v| v.trim().to_string()),
             exec_stack,
             total_cores,
             first_visible,

@@ -444,10 +444,6 @@ fn unmodelled_functions_fail_and_say_so() {
             NRT_FAILURE
         );
         assert_eq!(nrt_profile_stop(std::ptr::null()), NRT_FAILURE);
-        assert_eq!(
-            nrt_load_collectives(std::ptr::null(), 0, 0, -1, 0, 1, std::ptr::null_mut()),
-            NRT_FAILURE
-        );
         assert_eq!(nrta_error_tracker_create(), NRT_FAILURE);
     }
 }

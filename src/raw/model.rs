@@ -1,4 +1,4 @@
-//! Models: `nrt_load`, `nrt_unload`, `nrt_get_model_info`, and the tensor descriptions
+//! Models: `nrt_load`, `nrt_load_collectives`, `nrt_unload`, `nrt_get_model_info`, and the tensor descriptions
 //! (`nrt_get_model_tensor_info` / `nrt_free_model_tensor_info`).
 
 use std::ptr::{self, NonNull};
@@ -18,6 +18,37 @@ pub(crate) fn load(lib: &Library, neff: &[u8], vnc: i32) -> Result<NonNull<sys::
     check(lib, "nrt_load", status)?;
     NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
         function: "nrt_load",
+        reason: "no model returned".into(),
+    })
+}
+
+/// `nrt_load_collectives`: loads the NEFF in `neff` on core `vnc` as rank `rank` of a
+/// collective group of `world` ranks (`ctx_device_id` / `ctx_device_count`).
+pub(crate) fn load_collectives(
+    lib: &Library,
+    neff: &[u8],
+    vnc: i32,
+    rank: u32,
+    world: u32,
+) -> Result<NonNull<sys::nrt_model_t>> {
+    let f = entry!(lib, nrt_load_collectives);
+    let mut raw = ptr::null_mut();
+    // SAFETY: `neff` is valid for reads of its length for the call; `raw` is a valid
+    // out-pointer; vnc_count is deprecated and must be -1. libnrt validates the rest.
+    let status = unsafe {
+        f(
+            neff.as_ptr().cast(),
+            neff.len(),
+            vnc,
+            -1,
+            rank,
+            world,
+            &mut raw,
+        )
+    };
+    check(lib, "nrt_load_collectives", status)?;
+    NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
+        function: "nrt_load_collectives",
         reason: "no model returned".into(),
     })
 }

@@ -1,6 +1,6 @@
 //! Models: load, unload, information, and synchronous execution.
 
-use super::args::{guard, not_simulated, put, put_prefix};
+use super::args::{guard, put, put_prefix};
 use crate::error::{Fail, fail};
 use crate::info;
 use crate::log::Level;
@@ -27,35 +27,60 @@ pub unsafe extern "C" fn nrt_load(
     vnc_count: i32,
     model: *mut *mut nrt_model_t,
 ) -> NRT_STATUS {
-    guard("nrt_load", || {
-        with_open(|_| Ok(()))?;
-        if neff_bytes.is_null() || size == 0 {
-            return fail(
-                NRT_INVALID,
-                format!("neff_bytes is {neff_bytes:p} with size {size}: no model file"),
-            );
-        }
-        if model.is_null() {
-            return fail(NRT_INVALID, "model is NULL");
-        }
-        // SAFETY: `neff_bytes` is valid for `size` bytes (caller).
-        let bytes = unsafe { std::slice::from_raw_parts(neff_bytes.cast::<u8>(), size) };
-        let program = Program::from_file(bytes).map_err(|(status, message)| Fail {
-            status,
-            message,
-            level: Level::Error,
-        })?;
-        let handle = with_open(|rt| rt.load(program, size, vnc, vnc_count))?;
-        // SAFETY: `model` is non-null and writable (caller).
-        unsafe { put(model, "model", handle) }
+    // SAFETY: forwarded from the caller.
+    guard("nrt_load", || unsafe {
+        load_file(neff_bytes, size, vnc, vnc_count, model, None)
     })
 }
 
-/// Not simulated (collectives): returns `NRT_FAILURE`.
+/// `nrt_load` and `nrt_load_collectives`: checks the pointers, parses the file, loads.
 ///
 /// # Safety
 ///
-/// No argument is read.
+/// As `nrt_load`.
+unsafe fn load_file(
+    neff_bytes: *const c_void,
+    size: usize,
+    vnc: i32,
+    vnc_count: i32,
+    model: *mut *mut nrt_model_t,
+    rank: Option<(u32, u32)>,
+) -> crate::error::Res<()> {
+    with_open(|_| Ok(()))?;
+    if neff_bytes.is_null() || size == 0 {
+        return fail(
+            NRT_INVALID,
+            format!("neff_bytes is {neff_bytes:p} with size {size}: no model file"),
+        );
+    }
+    if model.is_null() {
+        return fail(NRT_INVALID, "model is NULL");
+    }
+    // SAFETY: `neff_bytes` is valid for `size` bytes (caller).
+    let bytes = unsafe { std::slice::from_raw_parts(neff_bytes.cast::<u8>(), size) };
+    let program = Program::from_file(bytes).map_err(|(status, message)| Fail {
+        status,
+        message,
+        level: Level::Error,
+    })?;
+    let handle = with_open(|rt| rt.load(program, size, vnc, vnc_count, rank))?;
+    // SAFETY: `model` is non-null and writable (caller).
+    unsafe { put(model, "model", handle) }
+}
+
+/// Loads a simulator model file onto core `vnc` as rank `ctx_device_id` of a
+/// collective group of `ctx_device_count` ranks. The ranks of one group are the models
+/// with the same name and world size; their executions meet at every collective op.
+///
+/// Errors: those of `nrt_load`, and `NRT_INVALID` for a rank not below the world size, a
+/// model whose collectives name another world size, a rank or core already used by the
+/// group, or a world larger than the visible cores without `NEURON_RT_ROOT_COMM_ID`
+/// (other ranks would be in other processes); `NRT_FAILURE` when
+/// `NEURON_RT_ROOT_COMM_ID` is set (collectives across processes are not simulated).
+///
+/// # Safety
+///
+/// As `nrt_load`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_load_collectives(
     neff_bytes: *const c_void,
@@ -66,17 +91,10 @@ pub unsafe extern "C" fn nrt_load_collectives(
     ctx_device_count: u32,
     model: *mut *mut nrt_model_t,
 ) -> NRT_STATUS {
-    let _ = (
-        neff_bytes,
-        size,
-        vnc,
-        vnc_count,
-        ctx_device_id,
-        ctx_device_count,
-        model,
-    );
     guard("nrt_load_collectives", || {
-        not_simulated("loading models with collectives")
+        let rank = Some((ctx_device_id, ctx_device_count));
+        // SAFETY: forwarded from the caller.
+        unsafe { load_file(neff_bytes, size, vnc, vnc_count, model, rank) }
     })
 }
 

@@ -1,9 +1,11 @@
 //! [`Program`]: a validated model (tensors, ops, device time), read from and written
 //! to the payload text, and run on byte buffers.
 
+use super::collective::{self, Exchange};
 use super::compute;
 use super::types::{DType, MAGIC, MAX_NAME, MAX_RANK, MAX_TENSOR_BYTES, Op, TensorSpec};
 use crate::container;
+use crate::error::Res;
 use nrt_sys::*;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,6 +20,8 @@ pub(crate) struct Program {
     ops: Vec<Op>,
     /// dtype and shape of every value an op writes, by op index.
     op_specs: Vec<TensorSpec>,
+    /// The world size the collective ops name (`all_gather`, `reduce_scatter`), if any.
+    world: Option<u32>,
 }
 
 pub(super) fn check_name(what: &str, name: &str) -> Result<(), String> {
@@ -107,8 +111,21 @@ impl Program {
             }
         }
         let mut op_specs: Vec<TensorSpec> = Vec::with_capacity(ops.len());
+        let mut world: Option<(usize, u32)> = None;
         for (index, op) in ops.iter().enumerate() {
             let here = || format!("op {index} ({})", op.kind());
+            if let Some(r) = collective::op_ranks(op) {
+                match world {
+                    Some((first, w)) if w != r => {
+                        return Err(format!(
+                            "{}: names {r} ranks, but op {first} names {w}; all collectives of a model run over one group",
+                            here()
+                        ));
+                    }
+                    None => world = Some((index, r)),
+                    _ => {}
+                }
+            }
             for src in op.sources() {
                 check_name("value", src).map_err(|e| format!("{}: {e}", here()))?;
             }
@@ -122,6 +139,10 @@ impl Program {
                 })
             };
             let (dtype, shape) = match op {
+                Op::AllReduce { input, .. }
+                | Op::AllGather { input, .. }
+                | Op::ReduceScatter { input, .. } => collective::result_spec(op, &get(input)?)
+                    .map_err(|e| format!("{}: {e}", here()))?,
                 Op::Identity { input, .. } => {
                     let s = get(input)?;
                     (s.dtype, s.shape)
@@ -219,7 +240,34 @@ impl Program {
             outputs,
             ops,
             op_specs,
+            world: world.map(|(_, w)| w),
         })
+    }
+
+    /// The world size the model's `all_gather` / `reduce_scatter` ops name, if any: it
+    /// only loads as a rank of a group of that size.
+    pub(crate) fn world(&self) -> Option<u32> {
+        self.world
+    }
+
+    /// Link time of the model's collectives for one execution in a group of `world`
+    /// ranks at `gbps` GB/s (0: free).
+    pub(crate) fn link_time(&self, world: u32, gbps: f64) -> Duration {
+        let specs: HashMap<&str, &TensorSpec> = self
+            .inputs
+            .iter()
+            .chain(&self.op_specs)
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        self.ops
+            .iter()
+            .zip(&self.op_specs)
+            .filter(|(op, _)| collective::is_collective(op))
+            .map(|(op, out)| {
+                let input = specs[op.sources()[0]].byte_size() as u64;
+                collective::link_time(op, input, out.byte_size() as u64, world, gbps)
+            })
+            .sum()
     }
 
     /// The payload text.
@@ -337,9 +385,22 @@ impl Program {
         )
     }
 
-    /// Runs the ops. `inputs[i]` holds the bytes of `self.inputs[i]`; returns the bytes
-    /// of each declared output, in order.
+    /// Runs the ops alone (a world of one).
+    #[cfg(test)]
     pub(crate) fn run(&self, inputs: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        self.run_ranked(inputs, &mut collective::Solo)
+            .expect("a world of one never fails")
+    }
+
+    /// Runs the ops; collectives go through `ex`. `inputs[i]` holds the bytes of
+    /// `self.inputs[i]`; returns the bytes of each declared output, in order, or the
+    /// exchange's failure.
+    pub(crate) fn run_ranked(
+        &self,
+        inputs: &[Vec<u8>],
+        ex: &mut dyn Exchange,
+    ) -> Res<Vec<Vec<u8>>> {
+        let mut step = 0;
         let mut values: HashMap<&str, (&TensorSpec, Vec<u8>)> = HashMap::new();
         for (spec, bytes) in self.inputs.iter().zip(inputs) {
             values.insert(&spec.name, (spec, bytes.clone()));
@@ -376,13 +437,23 @@ impl Program {
                     );
                     compute::matmul(sa.dtype, va, vb, m, k, n)
                 }
+                Op::AllReduce { input, .. }
+                | Op::AllGather { input, .. }
+                | Op::ReduceScatter { input, .. } => {
+                    let (s, v) = get(input);
+                    let dtype = s.dtype;
+                    let parts = ex.exchange(step, v.clone())?;
+                    step += 1;
+                    collective::combine(op, dtype, ex.rank(), parts)
+                }
             };
             values.insert(op.out(), (spec, result));
         }
-        self.outputs
+        Ok(self
+            .outputs
             .iter()
             .map(|spec| values.remove(spec.name.as_str()).unwrap().1)
-            .collect()
+            .collect())
     }
 }
 
@@ -402,6 +473,12 @@ pub(super) fn parse_op(args: &[&str]) -> Result<Op, String> {
     let float = |x: &str| {
         x.parse::<f64>()
             .map_err(|_| format!("{x:?} is not a number"))
+    };
+    let count = |x: &str| {
+        x.parse::<u32>()
+            .ok()
+            .filter(|&r| r >= 1)
+            .ok_or_else(|| format!("{x:?} is not a rank count (1 or more)"))
     };
     Ok(match args {
         ["identity", input, out] => Op::Identity {
@@ -433,9 +510,23 @@ pub(super) fn parse_op(args: &[&str]) -> Result<Op, String> {
             input: s(input),
             out: s(out),
         },
+        ["all_reduce", input, out] => Op::AllReduce {
+            input: s(input),
+            out: s(out),
+        },
+        ["all_gather", input, ranks, out] => Op::AllGather {
+            input: s(input),
+            ranks: count(ranks)?,
+            out: s(out),
+        },
+        ["reduce_scatter", input, ranks, out] => Op::ReduceScatter {
+            input: s(input),
+            ranks: count(ranks)?,
+            out: s(out),
+        },
         [kind, ..] => {
             return Err(format!(
-                "op {kind:?} with {} arguments is not one of: identity IN OUT, add A B OUT, mul A B OUT, scale_bias IN SCALE BIAS OUT, matmul A B OUT, relu IN OUT",
+                "op {kind:?} with {} arguments is not one of: identity IN OUT, add A B OUT, mul A B OUT, scale_bias IN SCALE BIAS OUT, matmul A B OUT, relu IN OUT, all_reduce IN OUT, all_gather IN RANKS OUT, reduce_scatter IN RANKS OUT",
                 args.len() - 1
             ));
         }

@@ -293,3 +293,16 @@ fn dtype_maps_to_nrt_values() {
         assert_eq!(DType::from_name(d.name()), Some(d));
     }
 }
+
+#[test]
+fn collective_link_time_follows_the_ring_formulas() {
+    let p = Program::parse(
+        b"nrt-sim-model 1\nname cc\ninput x f32 [1000]\noutput s f32 [1000]\noutput g f32 [2000]\n\
+         op all_reduce x s\nop all_gather x 2 g\n",
+    )
+    .unwrap();
+    // all_reduce: 2 (W-1)/W x 4000 bytes = 4000; all_gather: (W-1)/W x 8000 = 4000.
+    assert_eq!(p.link_time(2, 1.0), Duration::from_nanos(8000));
+    assert_eq!(p.link_time(2, 0.0), Duration::ZERO);
+    assert_eq!(p.link_time(1, 1.0), Duration::ZERO);
+}

@@ -176,6 +176,38 @@ pub enum Op {
         /// Written value.
         out: String,
     },
+    /// Collective: `out` = the element-wise sum of `input` over every rank of the group,
+    /// added in rank order (rank 0 + rank 1 + ...), so every rank gets the same bits.
+    /// Same dtype and shape as `input`. On a model loaded alone (`nrt_load`) it copies.
+    AllReduce {
+        /// This rank's contribution.
+        input: String,
+        /// Written value: the sum.
+        out: String,
+    },
+    /// Collective: `out` = every rank's `input` concatenated along the first dimension,
+    /// in rank order: shape `[ranks * d0, d1, ...]`. The model only loads as one rank of
+    /// a world of `ranks`.
+    AllGather {
+        /// This rank's contribution (at least one dimension).
+        input: String,
+        /// World size the model is compiled for.
+        ranks: u32,
+        /// Written value: the concatenation.
+        out: String,
+    },
+    /// Collective: the element-wise sum over every rank (in rank order, as
+    /// [`Op::AllReduce`]), split into `ranks` equal blocks along the first dimension;
+    /// rank `r` gets block `r`: shape `[d0 / ranks, d1, ...]` (`d0` must divide). The
+    /// model only loads as one rank of a world of `ranks`.
+    ReduceScatter {
+        /// This rank's contribution (at least one dimension).
+        input: String,
+        /// World size the model is compiled for.
+        ranks: u32,
+        /// Written value: this rank's block of the sum.
+        out: String,
+    },
 }
 
 impl Op {
@@ -187,14 +219,20 @@ impl Op {
             Op::ScaleBias { .. } => "scale_bias",
             Op::MatMul { .. } => "matmul",
             Op::Relu { .. } => "relu",
+            Op::AllReduce { .. } => "all_reduce",
+            Op::AllGather { .. } => "all_gather",
+            Op::ReduceScatter { .. } => "reduce_scatter",
         }
     }
 
     pub(super) fn sources(&self) -> Vec<&str> {
         match self {
-            Op::Identity { input, .. } | Op::ScaleBias { input, .. } | Op::Relu { input, .. } => {
-                vec![input]
-            }
+            Op::Identity { input, .. }
+            | Op::ScaleBias { input, .. }
+            | Op::Relu { input, .. }
+            | Op::AllReduce { input, .. }
+            | Op::AllGather { input, .. }
+            | Op::ReduceScatter { input, .. } => vec![input],
             Op::Add { a, b, .. } | Op::Mul { a, b, .. } | Op::MatMul { a, b, .. } => vec![a, b],
         }
     }
@@ -206,7 +244,10 @@ impl Op {
             | Op::Mul { out, .. }
             | Op::ScaleBias { out, .. }
             | Op::MatMul { out, .. }
-            | Op::Relu { out, .. } => out,
+            | Op::Relu { out, .. }
+            | Op::AllReduce { out, .. }
+            | Op::AllGather { out, .. }
+            | Op::ReduceScatter { out, .. } => out,
         }
     }
 
@@ -223,6 +264,11 @@ impl Op {
             } => format!("op scale_bias {input} {scale:?} {bias:?} {out}"),
             Op::MatMul { a, b, out } => format!("op matmul {a} {b} {out}"),
             Op::Relu { input, out } => format!("op relu {input} {out}"),
+            Op::AllReduce { input, out } => format!("op all_reduce {input} {out}"),
+            Op::AllGather { input, ranks, out } => format!("op all_gather {input} {ranks} {out}"),
+            Op::ReduceScatter { input, ranks, out } => {
+                format!("op reduce_scatter {input} {ranks} {out}")
+            }
         }
     }
 }

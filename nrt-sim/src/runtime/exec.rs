@@ -1,10 +1,11 @@
 //! [`Bound`]: an execution with every tensor resolved, run on its core (sync
 //! `nrt_execute` on the caller's thread, async on the COMPUTE queue's worker).
 
+use super::group::Member;
 use super::objects::{Core, Model, Tensor};
 use crate::error::{Res, fail};
 use crate::faults;
-use crate::model::Program;
+use crate::model::{Program, Solo};
 use nrt_sys::*;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -49,7 +50,9 @@ impl Bound {
         }
         let _exclusive = core.exec_lock.lock().unwrap_or_else(|e| e.into_inner());
         let start = Instant::now();
-        let device_time = core.exec_latency.unwrap_or(p.device_time);
+        let world = self.model.rank.as_ref().map_or(1, |r| r.group.world);
+        let device_time =
+            core.exec_latency.unwrap_or(p.device_time) + p.link_time(world, core.cc_gbps);
         let result = if device_time > core.exec_timeout {
             std::thread::sleep(core.exec_timeout);
             fail(
@@ -60,7 +63,7 @@ impl Bound {
                 ),
             )
         } else {
-            let result = self.compute(p);
+            let result = self.compute(p, start + core.exec_timeout);
             crate::dma::wait_until(start + device_time);
             result
         };
@@ -80,7 +83,7 @@ impl Bound {
         (0..count).try_for_each(|_| self.run())
     }
 
-    fn compute(&self, p: &Program) -> Res<()> {
+    fn compute(&self, p: &Program, deadline: Instant) -> Res<()> {
         let fault = faults::on_exec(self.core.index);
         if let Some((_, false)) = fault {
             // The failed execution leaves the outputs untouched.
@@ -90,7 +93,19 @@ impl Bound {
                 .iter()
                 .map(|t| t.to_vec())
                 .collect::<Res<Vec<_>>>()?;
-            for (t, bytes) in self.outputs.iter().zip(p.run(&inputs)) {
+            let outputs = match &self.model.rank {
+                Some(r) => p.run_ranked(
+                    &inputs,
+                    &mut Member {
+                        group: &r.group,
+                        rank: r.rank,
+                        deadline,
+                        timeout: self.core.exec_timeout,
+                    },
+                ),
+                None => p.run_ranked(&inputs, &mut Solo),
+            }?;
+            for (t, bytes) in self.outputs.iter().zip(outputs) {
                 // SAFETY: `bytes` is exactly the output's size (checked at bind time).
                 unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
             }

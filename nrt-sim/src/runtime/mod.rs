@@ -6,13 +6,15 @@
 //! while executing or copying tensor data.
 //!
 //! Files, each importing only the ones listed before it (and lower modules of the crate):
-//! `handles` (C handle tokens), `objects` (tensors, storage, models, sets, cores), `exec`
+//! `handles` (C handle tokens), `group` (collective groups and
+//! their rendezvous), `objects` (tensors, storage, models, sets, cores), `exec`
 //! (a bound execution and its run), `units` (requests and queues: the device side of
 //! [`crate::xu`]), `state` (the init/close window and the [`Runtime`] registry),
 //! `tensors`, `transfers`, `models`, `scheduling` (the registry's operations, as
 //! `impl Runtime` blocks).
 
 mod exec;
+mod group;
 mod handles;
 mod models;
 mod objects;

@@ -2,8 +2,9 @@
 //! its tensor sets to a [`Bound`]).
 
 use super::exec::Bound;
+use super::group::Group;
 use super::handles::{HandleKind, from_handle, new_id, to_handle};
-use super::objects::{Core, Model, Place, TensorSet};
+use super::objects::{Core, Model, Place, Rank, TensorSet};
 use super::state::Runtime;
 use crate::error::{Fail, Res, fail};
 use crate::faults;
@@ -86,14 +87,17 @@ impl Runtime {
 
     // --- models ----------------------------------------------------------------------
 
-    /// `nrt_load` of an already parsed program (`file_size` bytes of device memory).
+    /// `nrt_load` of an already parsed program (`file_size` bytes of device memory);
+    /// `nrt_load_collectives` with `rank` = (rank, world).
     pub(crate) fn load(
         &mut self,
         program: Program,
         file_size: usize,
         vnc: i32,
         vnc_count: i32,
+        rank: Option<(u32, u32)>,
     ) -> Res<*mut nrt_model_t> {
+        self.check_rank(&program, rank)?;
         if vnc_count != -1 && vnc_count != 1 {
             return fail(
                 NRT_INVALID,
@@ -157,6 +161,10 @@ impl Runtime {
             );
         }
         let id = new_id()?;
+        let rank = match rank {
+            Some((rank, world)) => Some(self.join_group(&program.name, rank, world, core.index)?),
+            None => None,
+        };
         core.bytes.fetch_add(bytes, Ordering::Relaxed);
         core.models.fetch_add(1, Ordering::Relaxed);
         self.models.insert(
@@ -166,9 +174,74 @@ impl Runtime {
                 core: core.index,
                 program: Arc::new(program),
                 bytes,
+                rank,
             }),
         );
         Ok(to_handle(HandleKind::Model, id))
+    }
+
+    /// The checks of a rank and world against the program and the environment.
+    fn check_rank(&self, program: &Program, rank: Option<(u32, u32)>) -> Res<()> {
+        let name = &program.name;
+        let Some((rank, world)) = rank else {
+            return match program.world() {
+                Some(w) if w > 1 => fail(
+                    NRT_INVALID,
+                    format!(
+                        "model '{name}' has collectives over {w} ranks; load it with nrt_load_collectives as one rank of a world of {w}"
+                    ),
+                ),
+                _ => Ok(()),
+            };
+        };
+        if world == 0 || rank >= world {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "rank (ctx_device_id) {rank} is not below the world size (ctx_device_count) {world}"
+                ),
+            );
+        }
+        if let Some(w) = program.world()
+            && w != world
+        {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "model '{name}' is compiled for a world of {w} ranks, but loaded as rank {rank} of {world}"
+                ),
+            );
+        }
+        if world > 1 {
+            if let Some(root) = &self.cfg.root_comm_id {
+                return fail(
+                    NRT_FAILURE,
+                    format!(
+                        "NEURON_RT_ROOT_COMM_ID={root:?}: collectives across processes are not simulated; unset it to run every rank of the world in this process"
+                    ),
+                );
+            }
+            if world > self.cfg.visible_cores {
+                return fail(
+                    NRT_INVALID,
+                    format!(
+                        "model '{name}' as rank {rank} of a world of {world}: only {} core(s) are visible, so other ranks run in other processes, which needs NEURON_RT_ROOT_COMM_ID=<rank 0 host:port>; it is not set",
+                        self.cfg.visible_cores
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn join_group(&mut self, name: &str, rank: u32, world: u32, core: u32) -> Res<Rank> {
+        let group = self
+            .groups
+            .entry((name.to_string(), world))
+            .or_insert_with(|| Arc::new(Group::new(name.to_string(), world)))
+            .clone();
+        group.join(rank, core)?;
+        Ok(Rank { group, rank })
     }
 
     pub(crate) fn model(&self, handle: *const nrt_model_t) -> Res<Arc<Model>> {
@@ -183,6 +256,11 @@ impl Runtime {
     pub(crate) fn unload(&mut self, handle: *const nrt_model_t) -> Res<()> {
         let m = self.model(handle)?;
         self.models.remove(&m.id);
+        if let Some(r) = &m.rank
+            && r.group.leave(r.rank)
+        {
+            self.groups.remove(&(r.group.name.clone(), r.group.world));
+        }
         let core = &self.cores[m.core as usize];
         core.bytes.fetch_sub(m.bytes, Ordering::Relaxed);
         core.models.fetch_sub(1, Ordering::Relaxed);

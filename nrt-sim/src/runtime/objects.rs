@@ -1,5 +1,6 @@
 //! The simulated objects: tensors and their storage, models, tensor sets, cores.
 
+use super::group::Group;
 use crate::error::{Fail, Res, fail};
 use crate::log::Level;
 use crate::memory::{Buffer, lock_pair};
@@ -185,6 +186,14 @@ pub(crate) struct Model {
     pub(crate) program: Arc<Program>,
     /// Device bytes the model occupies (its file size).
     pub(super) bytes: u64,
+    /// The group and rank of a model loaded with `nrt_load_collectives`.
+    pub(crate) rank: Option<Rank>,
+}
+
+/// A model's place in its collective group.
+pub(crate) struct Rank {
+    pub(crate) group: Arc<Group>,
+    pub(crate) rank: u32,
 }
 
 /// Tensors by name; does not own them (holds ids, resolved at use).
@@ -212,6 +221,8 @@ pub(crate) struct Core {
     pub(crate) tensor_ops: AtomicU64,
     /// Transfer bandwidth in GB/s, 0 = instantaneous (`NRT_SIM_DMA_GBPS`).
     pub(crate) dma_gbps: f64,
+    /// Collective link bandwidth in GB/s, 0 = free (`NRT_SIM_CC_GBPS`).
+    pub(crate) cc_gbps: f64,
     /// Nanoseconds of work done by TENSOR_OP queues 0 and 1 and the COMPUTE queue.
     pub(crate) tensor_op_busy_ns: [AtomicU64; 2],
     pub(crate) compute_queue_busy_ns: AtomicU64,

@@ -1,6 +1,7 @@
 //! Process-wide state: the init/close window ([`Phase`]), the open [`Runtime`] with its
 //! cores and queues, and what the last closed session leaves readable.
 
+use super::group::Group;
 use super::objects::{Core, Model, Storage, Tensor, TensorSet};
 use super::units::{Queue, make_queues};
 use crate::config::Config;
@@ -60,6 +61,8 @@ pub(crate) struct Runtime {
     pub(crate) host_tensors: u64,
     pub(crate) host_bytes: u64,
     pub(super) queues: Vec<Arc<Queue>>,
+    /// Collective groups with at least one loaded rank, by (model name, world size).
+    pub(super) groups: HashMap<(String, u32), Arc<Group>>,
 }
 
 /// `nrt_init`.
@@ -112,6 +115,7 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
                 busy_ns: AtomicU64::new(0),
                 tensor_ops: AtomicU64::new(0),
                 dma_gbps: cfg.dma_gbps,
+                cc_gbps: cfg.cc_gbps,
                 tensor_op_busy_ns: Default::default(),
                 compute_queue_busy_ns: AtomicU64::new(0),
                 sync_transfer_ns: AtomicU64::new(0),
@@ -124,6 +128,7 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
         cfg,
         cores,
         models: HashMap::new(),
+        groups: HashMap::new(),
         tensors: HashMap::new(),
         storage: HashMap::new(),
         sets: HashMap::new(),

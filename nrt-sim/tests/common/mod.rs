@@ -292,6 +292,8 @@ pub fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
         "NRT_SIM_FAULTS",
         "NRT_SIM_EXEC_STACK",
         "NRT_SIM_DMA_GBPS",
+        "NRT_SIM_CC_GBPS",
+        "NEURON_RT_ROOT_COMM_ID",
     ] {
         cmd.env_remove(var);
     }
