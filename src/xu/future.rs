@@ -41,20 +41,8 @@ use nrt_sys as sys;
 #[derive(Debug)]
 pub struct RequestFuture<T: Payload> {
     request: Option<Request<T>>,
-    /// Whether a waker of this future may be registered (with the unit's events or the
-    /// poller); removed on resolving and on drop.
-    registered: bool,
-    /// This future's entry in the poller (runtime 2.31), unique in the process; 0 before
-    /// the first registration there.
-    token: u64,
-    /// Polls that found the request still running after a completion event woke this
-    /// future. A few are normal; many mean the library signals before it reports
-    /// completion, and the future then polls instead of spinning with the event thread.
-    early_wakeups: u32,
+    watch: CompletionWatch,
 }
-
-/// [`RequestFuture::early_wakeups`] after which the future stops relying on events.
-const MAX_EARLY_WAKEUPS: u32 = 64;
 
 impl<T: Payload> IntoFuture for Request<T> {
     type Output = Result<T>;
@@ -63,9 +51,7 @@ impl<T: Payload> IntoFuture for Request<T> {
     fn into_future(self) -> RequestFuture<T> {
         RequestFuture {
             request: Some(self),
-            registered: false,
-            token: 0,
-            early_wakeups: 0,
+            watch: CompletionWatch::new(),
         }
     }
 }
@@ -82,63 +68,110 @@ impl<T: Payload> Future for RequestFuture<T> {
                 "a request future was polled after it resolved",
             )));
         };
-        match request.is_complete() {
-            Ok(false) => {
-                let was_registered = std::mem::replace(&mut this.registered, true);
-                let unit = request.unit_ref();
-                let waiter = match &unit.state.events {
-                    Some(events) if this.early_wakeups < MAX_EARLY_WAKEUPS => {
-                        events.add_waiter(request.seq(), cx.waker())
-                    }
-                    _ => Waiter::Refused,
-                };
-                // A new entry after an earlier one: the event thread woke (and removed)
-                // it, yet the request is still running.
-                if was_registered && waiter == Waiter::Added {
-                    this.early_wakeups += 1;
-                }
-                match waiter {
-                    // The earlier entry still waits for its signal.
-                    Waiter::Kept => Poll::Pending,
-                    Waiter::Added => {
-                        // A completion just before the registration signalled nobody:
-                        // look once more (the registration is visible to later signals).
-                        if matches!(request.is_complete(), Ok(false)) {
-                            return Poll::Pending;
-                        }
-                        this.resolve()
-                    }
-                    Waiter::Refused => {
-                        if this.token == 0 {
-                            static NEXT: AtomicU64 = AtomicU64::new(1);
-                            this.token = NEXT.fetch_add(1, Ordering::Relaxed);
-                        }
-                        poller().register(this.token, unit.is_completed, request.seq(), cx.waker());
-                        Poll::Pending
-                    }
-                }
-            }
+        if this.watch.poll(request, cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.watch.cancel(request);
+        match this.request.take() {
             // Complete: `wait` returns at once. On an error, `wait` reports it (and leaks
             // the payload if completion stays unobservable).
-            Ok(true) | Err(_) => this.resolve(),
-        }
-    }
-}
-
-impl<T: Payload> RequestFuture<T> {
-    fn resolve(&mut self) -> Poll<Result<T>> {
-        self.deregister();
-        match self.request.take() {
             Some(request) => Poll::Ready(request.wait()),
             None => Poll::Pending,
         }
     }
+}
 
-    /// Removes this future's waker from wherever it was registered.
-    fn deregister(&mut self) {
-        if std::mem::take(&mut self.registered)
-            && let Some(request) = &self.request
-        {
+impl<T: Payload> Drop for RequestFuture<T> {
+    fn drop(&mut self) {
+        // Before the request (a field) is dropped: see `CompletionWatch::registered`.
+        if let Some(request) = &self.request {
+            self.watch.cancel(request);
+        }
+    }
+}
+
+/// Wakes a task when a request it does not own completes: what [`RequestFuture`] and
+/// the staged pipelines (which watch the oldest request of several units at once) wait
+/// with. One watch follows one request at a time: [`cancel`](CompletionWatch::cancel)
+/// it with that request before the request is consumed or dropped, then it can watch
+/// another one.
+#[derive(Debug, Default)]
+pub(crate) struct CompletionWatch {
+    /// Whether a waker of this watch may be registered (with the unit's events or the
+    /// poller); removed by `cancel`.
+    registered: bool,
+    /// This watch's entry in the poller (runtime 2.31), unique in the process; 0 before
+    /// the first registration there.
+    token: u64,
+    /// Polls that found the request still running after a completion event woke this
+    /// watch. A few are normal; many mean the library signals before it reports
+    /// completion, and the watch then polls instead of spinning with the event thread.
+    early_wakeups: u32,
+}
+
+/// [`CompletionWatch::early_wakeups`] after which a watch stops relying on events.
+const MAX_EARLY_WAKEUPS: u32 = 64;
+
+impl CompletionWatch {
+    pub(crate) const fn new() -> CompletionWatch {
+        CompletionWatch {
+            registered: false,
+            token: 0,
+            early_wakeups: 0,
+        }
+    }
+
+    /// `Ready` once `request` has completed (or completion cannot be observed: waiting
+    /// for it then reports the error); otherwise registers `cx`'s waker to be woken when
+    /// it completes and returns `Pending`.
+    pub(crate) fn poll<T: Payload>(
+        &mut self,
+        request: &Request<T>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        match request.is_complete() {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return Poll::Ready(()),
+        }
+        let was_registered = std::mem::replace(&mut self.registered, true);
+        let unit = request.unit_ref();
+        let waiter = match &unit.state.events {
+            Some(events) if self.early_wakeups < MAX_EARLY_WAKEUPS => {
+                events.add_waiter(request.seq(), cx.waker())
+            }
+            _ => Waiter::Refused,
+        };
+        // A new entry after an earlier one: the event thread woke (and removed) it, yet
+        // the request is still running.
+        if was_registered && waiter == Waiter::Added {
+            self.early_wakeups += 1;
+        }
+        match waiter {
+            // The earlier entry still waits for its signal.
+            Waiter::Kept => Poll::Pending,
+            Waiter::Added => {
+                // A completion just before the registration signalled nobody: look once
+                // more (the registration is visible to later signals).
+                if matches!(request.is_complete(), Ok(false)) {
+                    return Poll::Pending;
+                }
+                Poll::Ready(())
+            }
+            Waiter::Refused => {
+                if self.token == 0 {
+                    static NEXT: AtomicU64 = AtomicU64::new(1);
+                    self.token = NEXT.fetch_add(1, Ordering::Relaxed);
+                }
+                poller().register(self.token, unit.is_completed, request.seq(), cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Removes this watch's waker from wherever it was registered for `request` (the
+    /// request it watched), so that it can watch another one.
+    pub(crate) fn cancel<T: Payload>(&mut self, request: &Request<T>) {
+        if std::mem::take(&mut self.registered) {
             if let Some(events) = &request.unit_ref().state.events {
                 events.remove_waiter(request.seq());
             }
@@ -147,13 +180,7 @@ impl<T: Payload> RequestFuture<T> {
                 poller().deregister(self.token);
             }
         }
-    }
-}
-
-impl<T: Payload> Drop for RequestFuture<T> {
-    fn drop(&mut self) {
-        // Before the request (a field) is dropped: see `registered`.
-        self.deregister();
+        self.early_wakeups = 0;
     }
 }
 

@@ -95,6 +95,7 @@ mod slots;
 mod unit;
 mod wait;
 
+pub(crate) use future::CompletionWatch;
 pub use future::RequestFuture;
 pub use kind::XuKind;
 pub use payload::{ExecSets, HostBuffer, Payload};
