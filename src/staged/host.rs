@@ -1,0 +1,168 @@
+//! [`HostInputs`] / [`HostOutputs`]: the host buffers of one job of a staged pipeline,
+//! one per model input or output, reused from job to job.
+
+use crate::{Element, Error, Result, TensorInfo};
+
+/// The host buffers a job's inputs are written from, one per model input (in the
+/// model's order), each exactly the input's size. Filled by the `write` closure of
+/// [`StagedPipeline::run`](crate::StagedPipeline::run) (or [`Replicas`](crate::Replicas)),
+/// then moved to the device on TENSOR_OP queue 0.
+///
+/// The buffers belong to the pipeline's slot and are reused by later jobs: they hold
+/// whatever an earlier job left in them until written.
+#[derive(Debug)]
+pub struct HostInputs<'a> {
+    pub(crate) infos: &'a [TensorInfo],
+    pub(crate) buffers: &'a mut [Vec<u8>],
+}
+
+/// The host buffers a job's outputs were read into, one per model output (in the
+/// model's order), each exactly the output's size. Handed to the `read` closure of
+/// [`StagedPipeline::run`](crate::StagedPipeline::run) (or [`Replicas`](crate::Replicas)).
+#[derive(Debug)]
+pub struct HostOutputs<'a> {
+    pub(crate) infos: &'a [TensorInfo],
+    pub(crate) buffers: &'a [Vec<u8>],
+}
+
+/// The position of `name` among `infos`, or an error naming the choices.
+fn position(infos: &[TensorInfo], role: &str, name: &str) -> Result<usize> {
+    infos.iter().position(|i| i.name == name).ok_or_else(|| {
+        let known: Vec<&str> = infos.iter().map(|i| i.name.as_str()).collect();
+        Error::invalid(
+            "name",
+            format!("the model has no {role} `{name}` (its {role}s: {known:?})"),
+        )
+    })
+}
+
+/// `data` as bytes.
+fn bytes_of<E: Element>(data: &[E]) -> &[u8] {
+    // SAFETY: `Element` types are plain data without padding (its contract), so every
+    // byte of the slice is initialised; the byte slice covers exactly the same memory
+    // and borrows `data` for its lifetime.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), size_of_val(data)) }
+}
+
+fn size_check(info: &TensorInfo, what: &'static str, actual: usize) -> Result<()> {
+    if actual == info.size {
+        Ok(())
+    } else {
+        Err(Error::SizeMismatch {
+            tensor: info.name.clone(),
+            what,
+            expected: info.size,
+            actual,
+        })
+    }
+}
+
+impl HostInputs<'_> {
+    /// The number of inputs.
+    pub fn len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    /// Whether the model has no inputs.
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty()
+    }
+
+    /// The model's description of the inputs, in buffer order.
+    pub fn infos(&self) -> &[TensorInfo] {
+        self.infos
+    }
+
+    /// Copies `data` into the buffer of input `name`; `data` must have the input's size
+    /// exactly.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the model has no input `name`;
+    /// [`Error::SizeMismatch`] if `data` has another size than the input.
+    pub fn write<E: Element>(&mut self, name: &str, data: &[E]) -> Result<()> {
+        let index = position(self.infos, "input", name)?;
+        let bytes = bytes_of(data);
+        size_check(&self.infos[index], "staged input", bytes.len())?;
+        self.buffers[index].copy_from_slice(bytes);
+        Ok(())
+    }
+
+    /// The bytes of input `name`, to fill in place.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the model has no input `name`.
+    pub fn bytes_mut(&mut self, name: &str) -> Result<&mut [u8]> {
+        let index = position(self.infos, "input", name)?;
+        Ok(&mut self.buffers[index])
+    }
+}
+
+impl HostOutputs<'_> {
+    /// The number of outputs.
+    pub fn len(&self) -> usize {
+        self.buffers.len()
+    }
+
+    /// Whether the model has no outputs.
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty()
+    }
+
+    /// The model's description of the outputs, in buffer order.
+    pub fn infos(&self) -> &[TensorInfo] {
+        self.infos
+    }
+
+    /// The bytes read from output `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the model has no output `name`.
+    pub fn bytes(&self, name: &str) -> Result<&[u8]> {
+        let index = position(self.infos, "output", name)?;
+        Ok(&self.buffers[index])
+    }
+
+    /// Copies output `name` into `out`, which must have the output's size exactly.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the model has no output `name`;
+    /// [`Error::SizeMismatch`] if `out` has another size than the output.
+    pub fn read<E: Element>(&self, name: &str, out: &mut [E]) -> Result<()> {
+        let index = position(self.infos, "output", name)?;
+        let src = &self.buffers[index];
+        size_check(&self.infos[index], "staged output", size_of_val(out))?;
+        // SAFETY: `out` spans exactly `src.len()` bytes (checked just above); the two do
+        // not overlap (`out` is exclusively borrowed); every byte pattern is a valid
+        // `Element` value (its contract), so the copied bytes form valid elements.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr().cast::<u8>(), src.len())
+        };
+        Ok(())
+    }
+
+    /// Output `name` as a new vector of `E` (allocates; [`read`](HostOutputs::read)
+    /// into a reused slice does not).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] if the model has no output `name`, or its size is not
+    /// a multiple of `E`'s size.
+    pub fn to_vec<E: Element>(&self, name: &str) -> Result<Vec<E>> {
+        let index = position(self.infos, "output", name)?;
+        let size = self.infos[index].size;
+        let width = size_of::<E>();
+        if size % width != 0 {
+            return Err(Error::invalid(
+                "E",
+                format!("output `{name}` has {size} bytes, not a multiple of {width}"),
+            ));
+        }
+        let mut out = vec![E::default(); size / width];
+        self.read(name, &mut out)?;
+        Ok(out)
+    }
+}
