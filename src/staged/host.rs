@@ -155,7 +155,7 @@ impl HostOutputs<'_> {
         let index = position(self.infos, "output", name)?;
         let size = self.infos[index].size;
         let width = size_of::<E>();
-        if size % width != 0 {
+        if !size.is_multiple_of(width) {
             return Err(Error::invalid(
                 "E",
                 format!("output `{name}` has {size} bytes, not a multiple of {width}"),

@@ -175,6 +175,8 @@ impl Ring {
             return false;
         };
         self.counters.start();
+        // Queued before `fill` runs: if it panics, the run's drop still frees the slot.
+        self.ready[at(Stage::Write)].push_back(i);
         let slot = &mut self.slots[i];
         slot.job = job;
         slot.error = None;
@@ -183,7 +185,6 @@ impl Ring {
         if let Err(error) = filled {
             slot.fail(Stage::Write, error);
         }
-        self.ready[at(Stage::Write)].push_back(i);
         true
     }
 
@@ -399,9 +400,10 @@ impl Ring {
                 source: Box::new(error),
             }),
         };
+        // Freed before `emit` runs the caller's `read`: a panic there loses no slot.
+        self.free.push(i);
         let ok = emit(slot.job, outcome);
         self.counters.finish(ok);
-        self.free.push(i);
     }
 
     /// Gives up on every job in the ring (a run that was dropped or leaked): waits for

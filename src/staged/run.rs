@@ -153,6 +153,9 @@ where
     }
 
     /// The next result in job order; `None` at the end of the run (see [`Staged`]).
+    ///
+    /// The name of `StreamExt::next` in the `futures` crates, which this mirrors.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> impl Future<Output = Option<Result<T>>> + '_ {
         std::future::poll_fn(move |cx| self.driver.poll_next(cx))
     }
