@@ -10,6 +10,26 @@ use crate::{Element, Error, Result, TensorInfo};
 ///
 /// The buffers belong to the pipeline's slot and are reused by later jobs: they hold
 /// whatever an earlier job left in them until written.
+///
+/// ```
+/// # use neuron_rt::{Runtime, StagedPipeline};
+/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
+/// let mut pipeline = StagedPipeline::new(&model)?;
+/// let sums = pipeline.run(
+///     [2.0f32],
+///     |x, inputs| {
+///         assert_eq!(inputs.len(), 2); // a and b, in the model's order
+///         inputs.write("a", &[*x; 6])?; // typed, exactly the input's size
+///         inputs.bytes_mut("b")?.copy_from_slice(&[0u8; 24]); // or the raw bytes
+///         Ok(())
+///     },
+///     |_, outputs| Ok(outputs.to_vec::<f32>("out")?),
+/// );
+/// assert_eq!(sums.collect::<neuron_rt::Result<Vec<_>>>()?, [vec![2.0f32; 6]]);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct HostInputs<'a> {
     pub(crate) infos: &'a [TensorInfo],
@@ -19,6 +39,29 @@ pub struct HostInputs<'a> {
 /// The host buffers a job's outputs were read into, one per model output (in the
 /// model's order), each exactly the output's size. Handed to the `read` closure of
 /// [`StagedPipeline::run`](crate::StagedPipeline::run) (or [`Replicas`](crate::Replicas)).
+///
+/// ```
+/// # use neuron_rt::{Runtime, StagedPipeline};
+/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
+/// let mut pipeline = StagedPipeline::new(&model)?;
+/// let mut out = [0f32; 6]; // reused by every job: no allocation per job
+/// let firsts = pipeline.run(
+///     0..3,
+///     |job, inputs| {
+///         inputs.write("a", &[*job as f32; 6])?;
+///         inputs.write("b", &[10f32; 6])
+///     },
+///     |_, outputs| {
+///         outputs.read("out", &mut out)?;
+///         assert_eq!(outputs.bytes("out")?.len(), 24);
+///         Ok(out[0])
+///     },
+/// );
+/// assert_eq!(firsts.collect::<neuron_rt::Result<Vec<_>>>()?, [10.0, 11.0, 12.0]);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct HostOutputs<'a> {
     pub(crate) infos: &'a [TensorInfo],

@@ -20,10 +20,10 @@ pub const DEFAULT_STAGED_DEPTH: usize = 4;
 /// queue 1), so that all three units work at once.
 ///
 /// ```text
-///  time ->
-///  TENSOR_OP 0  | write 0 | write 1 | write 2 | write 3 |
-///  COMPUTE                | execute 0 | execute 1 | execute 2 | execute 3 |
-///  TENSOR_OP 1                        | read 0 |    | read 1 |    | read 2 | ...
+/// time (ms)     0       1       2       3       4
+/// TENSOR_OP 0   [w0][w1][w2][w3][w4]    [w5]        write job inputs   (0.5 ms each)
+/// COMPUTE           [exec 0][exec 1][exec 2][exec 3] execute the model (1 ms each)
+/// TENSOR_OP 1               [r0]    [r1]    [r2]     read job outputs  (0.5 ms each)
 /// ```
 ///
 /// libnrt orders nothing across units, so the pipeline is the host logic that schedules

@@ -79,6 +79,21 @@ impl Parker {
 /// unrecoverable (the jobs in flight then yield their errors first; jobs never started
 /// stay in the job iterator). Dropping the run before that waits for the requests in
 /// flight and drops their jobs; the slots stay with the pipeline for the next run.
+///
+/// ```
+/// # use neuron_rt::{Runtime, StagedPipeline};
+/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
+/// let mut pipeline = StagedPipeline::new(&model)?;
+/// let mut run = pipeline.run(0..100, |_, _| Ok(()), |job, _| Ok(job));
+/// assert_eq!(run.next().unwrap()?, 0);
+/// assert!(run.pending() > 0); // the next jobs are already on their way
+/// drop(run); // waits for them; the pipeline is ready for another run
+/// let jobs: Vec<u32> = pipeline.run(0..3, |_, _| Ok(()), |job, _| Ok(job)).collect::<Result<_, _>>()?;
+/// assert_eq!(jobs, [0, 1, 2]);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
 pub struct Staged<'r, I: Iterator, W, R, T> {
     driver: Driver<'r, I, W, R, T>,
     parker: Option<Parker>,
@@ -91,6 +106,36 @@ pub struct Staged<'r, I: Iterator, W, R, T> {
 ///
 /// Same machinery and items as [`Staged`], but waiting never blocks a thread: the task
 /// is woken when a request it waits for completes. Works with any executor.
+///
+/// ```
+/// # use neuron_rt::{Runtime, StagedPipeline};
+/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
+/// # let mut pipeline = StagedPipeline::new(&model)?;
+/// async fn total(mut sums: impl futures_core::Stream<Item = neuron_rt::Result<f32>> + Unpin) -> neuron_rt::Result<f32> {
+///     let mut total = 0.0;
+///     while let Some(sum) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut sums).poll_next(cx)).await {
+///         total += sum?;
+///     }
+///     Ok(total)
+/// }
+/// let sums = pipeline.run_async(
+///     0..4,
+///     |job, inputs| inputs.write("a", &[*job as f32; 6]),
+///     |_, outputs| Ok(outputs.to_vec::<f32>("out")?[0]),
+/// );
+/// # let waker = std::task::Waker::noop();
+/// # let mut cx = std::task::Context::from_waker(&waker);
+/// # let mut fut = std::pin::pin!(total(sums));
+/// # let total = loop {
+/// #     if let std::task::Poll::Ready(t) = fut.as_mut().poll(&mut cx) { break t; }
+/// #     std::thread::sleep(std::time::Duration::from_millis(1));
+/// # };
+/// // b holds whatever the slot held (zeros here: fresh slots).
+/// assert_eq!(total?, 0.0 + 1.0 + 2.0 + 3.0);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
 pub struct StagedStream<'r, I: Iterator, W, R, T> {
     driver: Driver<'r, I, W, R, T>,
 }

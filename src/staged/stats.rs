@@ -8,6 +8,19 @@ use crate::NrtStatus;
 
 /// What one core of a [`StagedPipeline`](crate::StagedPipeline) or of
 /// [`Replicas`](crate::Replicas) did so far (a snapshot).
+///
+/// ```
+/// # use neuron_rt::{Runtime, StagedPipeline};
+/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
+/// let mut pipeline = StagedPipeline::new(&model)?;
+/// let n = pipeline.run(0..5, |_, _| Ok(()), |_, _| Ok(())).filter(Result::is_ok).count();
+/// let stats = pipeline.stats();
+/// assert_eq!((n, stats.jobs, stats.failed_jobs, stats.in_flight), (5, 5, 0, 0));
+/// assert!(stats.unrecoverable.is_none());
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CoreStats {
