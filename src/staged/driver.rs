@@ -104,28 +104,18 @@ where
     /// handed out, or when every ring is unrecoverable and nothing is in flight.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
         loop {
+            let progressed = self.advance(cx);
             if let Some(Entry::Done(_)) = self.window.front()
                 && let Some(Entry::Done(result)) = self.window.pop_front()
             {
                 self.next_out += 1;
+                // Before handing the result out: the slots freed meanwhile take their
+                // next jobs, whose writes are scheduled, so the units stay busy while
+                // the caller works on the result.
+                self.advance(cx);
                 return Poll::Ready(Some(result));
             }
-            self.feed();
-            let mut progressed = false;
-            let Driver {
-                rings,
-                window,
-                read,
-                next_out,
-                ..
-            } = self;
-            for ring in rings.iter_mut() {
-                let core = ring.core();
-                progressed |= ring.poll(cx, &mut |job, outcome| {
-                    deliver(window, *next_out, read, core, job, outcome)
-                });
-            }
-            if matches!(self.window.front(), Some(Entry::Done(_))) || progressed {
+            if progressed {
                 continue;
             }
             if self.window.is_empty() {
@@ -135,6 +125,27 @@ where
             }
             return Poll::Pending;
         }
+    }
+
+    /// Starts jobs in free slots and moves every ring on; returns whether anything
+    /// progressed. Registers `cx`'s waker on the oldest request of every busy unit.
+    fn advance(&mut self, cx: &mut Context<'_>) -> bool {
+        self.feed();
+        let mut progressed = false;
+        let Driver {
+            rings,
+            window,
+            read,
+            next_out,
+            ..
+        } = self;
+        for ring in rings.iter_mut() {
+            let core = ring.core();
+            progressed |= ring.poll(cx, &mut |job, outcome| {
+                deliver(window, *next_out, read, core, job, outcome)
+            });
+        }
+        progressed
     }
 }
 
