@@ -343,3 +343,53 @@ fn bad_depths_and_names_are_refused_with_their_values() {
     }
     support::assert_no_leaks();
 }
+
+#[test]
+fn a_panicking_closure_fails_its_job_and_the_run_goes_on() {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    let _g = support::lock();
+    {
+        let rt = setup();
+        let model = add(&rt);
+        let mut pipeline = StagedPipeline::new(&model).unwrap();
+        let mut run = pipeline.run(
+            0..8u64,
+            |job, inputs| {
+                assert!(*job != 2, "write panics on job 2");
+                inputs.write("a", &[*job as f32; 6])?;
+                inputs.write("b", &[0f32; 6])
+            },
+            |job, outputs| {
+                assert!(job != 4, "read panics on job 4");
+                Ok(outputs.to_vec::<f32>("out")?[0])
+            },
+        );
+        let (mut items, mut panics) = (Vec::new(), 0);
+        loop {
+            match catch_unwind(AssertUnwindSafe(|| run.next())) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => break,
+                Err(_) => panics += 1,
+            }
+        }
+        drop(run);
+        assert_eq!(panics, 2);
+        assert_eq!(items.len(), 8, "{items:?}");
+        for (job, item) in items.iter().enumerate() {
+            match job {
+                2 | 4 => {
+                    let e = item.as_ref().unwrap_err();
+                    let stage = if job == 2 { Stage::Write } else { Stage::Read };
+                    assert_eq!(stage_of(e), (stage, job as u64, 0));
+                    assert!(e.to_string().contains("closure panicked"), "{e}");
+                }
+                _ => assert_eq!(*item.as_ref().unwrap(), job as f32, "job {job}"),
+            }
+        }
+        let stats = pipeline.stats();
+        assert_eq!((stats.jobs, stats.failed_jobs, stats.in_flight), (8, 2, 0));
+        // Every slot is still there for the next run.
+        assert!(run_adds(&mut pipeline, 20).iter().all(Result::is_ok));
+    }
+    support::assert_no_leaks();
+}

@@ -17,8 +17,9 @@ enum Entry<J, T> {
     Running(J),
     /// Finished; not handed out yet (an earlier job is still running).
     Done(Result<T>),
-    /// A placeholder while the job value is with `read`.
-    Empty,
+    /// The job value is with `read` (on core `.0`); seen by `poll_next` only if `read`
+    /// panicked.
+    Reading(u32),
 }
 
 /// The machinery of one run.
@@ -94,9 +95,17 @@ where
             let Some(job) = self.jobs.next() else { return };
             let index = self.next_job;
             self.next_job += 1;
-            let write = &mut self.write;
-            self.rings[k].start(index, |inputs| write(&job, inputs));
+            // In the window before `write` runs: if it panics, the job keeps its place.
             self.window.push_back(Entry::Running(job));
+            let Driver {
+                rings,
+                window,
+                write,
+                ..
+            } = self;
+            if let Some(Entry::Running(job)) = window.back() {
+                rings[k].start(index, |inputs| write(job, inputs));
+            }
         }
     }
 
@@ -105,6 +114,18 @@ where
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
         loop {
             let progressed = self.advance(cx);
+            if let Some(Entry::Reading(core)) = self.window.front() {
+                // `read` panicked on this job (and the caller went on).
+                let (core, job) = (*core, self.next_out);
+                self.window.pop_front();
+                self.next_out += 1;
+                return Poll::Ready(Some(Err(Error::Stage {
+                    stage: Stage::Read,
+                    job,
+                    core,
+                    source: Box::new(Error::invalid("read", "the read closure panicked")),
+                })));
+            }
             if let Some(Entry::Done(_)) = self.window.front()
                 && let Some(Entry::Done(result)) = self.window.pop_front()
             {
@@ -166,7 +187,7 @@ fn deliver<J, T>(
     else {
         return false;
     };
-    let Entry::Running(value) = std::mem::replace(entry, Entry::Empty) else {
+    let Entry::Running(value) = std::mem::replace(entry, Entry::Reading(core)) else {
         return false;
     };
     let result = match outcome {

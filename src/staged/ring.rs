@@ -88,6 +88,9 @@ pub(crate) struct Ring {
     queued: [usize; 3],
     /// Per stage: the watch on the oldest running request.
     watches: [CompletionWatch; 3],
+    /// The slot whose host inputs the caller's `write` is filling; still set at the
+    /// next `poll` only if that closure panicked (the job then fails).
+    filling: Option<usize>,
     counters: Arc<Counters>,
 }
 
@@ -123,6 +126,7 @@ impl Ring {
             running: std::array::from_fn(|_| VecDeque::with_capacity(depth)),
             queued: [0; 3],
             watches: std::array::from_fn(|_| CompletionWatch::new()),
+            filling: None,
             counters: Arc::new(Counters::new()),
         })
     }
@@ -171,6 +175,7 @@ impl Ring {
         job: u64,
         fill: impl FnOnce(&mut HostInputs<'_>) -> Result<()>,
     ) -> bool {
+        self.fail_panicked_fill();
         let Some(i) = self.free.pop() else {
             return false;
         };
@@ -180,12 +185,22 @@ impl Ring {
         let slot = &mut self.slots[i];
         slot.job = job;
         slot.error = None;
+        self.filling = Some(i);
         let filled =
             (slot.bufs.ensure(&self.model)).and_then(|()| fill(&mut slot.bufs.inputs(&self.model)));
+        self.filling = None;
         if let Err(error) = filled {
             slot.fail(Stage::Write, error);
         }
         true
+    }
+
+    /// Fails the job whose `write` closure panicked, if one did.
+    fn fail_panicked_fill(&mut self) {
+        if let Some(i) = self.filling.take() {
+            let panicked = Error::invalid("write", "the write closure panicked");
+            self.slots[i].fail(Stage::Write, panicked);
+        }
     }
 
     /// Moves every job as far as it can go: schedules the stages whose producer
@@ -197,6 +212,7 @@ impl Ring {
         cx: &mut Context<'_>,
         emit: &mut dyn FnMut(u64, Outcome<'_>) -> bool,
     ) -> bool {
+        self.fail_panicked_fill();
         let mut any = false;
         loop {
             let mut progressed = self.pump(emit);
@@ -400,15 +416,20 @@ impl Ring {
                 source: Box::new(error),
             }),
         };
-        // Freed before `emit` runs the caller's `read`: a panic there loses no slot.
+        // Freed and counted as failed before `emit` runs the caller's `read`: a panic
+        // there loses no slot and leaves the counters right.
         self.free.push(i);
-        let ok = emit(slot.job, outcome);
-        self.counters.finish(ok);
+        let mut finished = Finished {
+            counters: &self.counters,
+            ok: false,
+        };
+        finished.ok = emit(slot.job, outcome);
     }
 
     /// Gives up on every job in the ring (a run that was dropped or leaked): waits for
     /// their requests, takes the payloads back and frees every slot. Nothing is emitted.
     pub(crate) fn abandon(&mut self) {
+        self.filling = None;
         for stage in STAGES {
             let s = at(stage);
             while let Some(i) = self.running[s].pop_front() {
@@ -423,6 +444,18 @@ impl Ring {
                 self.free.push(i);
             }
         }
+    }
+}
+
+/// Counts a job as finished when dropped, also while unwinding from a panic in `emit`.
+struct Finished<'a> {
+    counters: &'a Counters,
+    ok: bool,
+}
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.counters.finish(self.ok);
     }
 }
 
