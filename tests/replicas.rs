@@ -234,3 +234,47 @@ fn bad_core_lists_are_refused_with_their_values() {
     // A failed load leaves nothing loaded.
     support::assert_no_leaks();
 }
+
+#[test]
+fn the_async_stream_spreads_jobs_too_and_stats_are_readable_during_a_run() {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let _g = support::lock();
+    {
+        let rt = setup();
+        let mut replicas = replicas(&rt, Duration::from_millis(2));
+        let mut stream = replicas.run_async(
+            0..40u64,
+            |job, inputs| {
+                inputs.write("a", &[*job as f32; 6])?;
+                inputs.write("b", &[100f32; 6])
+            },
+            |_, outputs| Ok(outputs.to_vec::<f32>("out")?[0]),
+        );
+        let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut got = Vec::new();
+        let mut busy_cores_seen = 0;
+        loop {
+            let polled = std::pin::pin!(stream.next()).as_mut().poll(&mut cx);
+            match polled {
+                Poll::Ready(Some(item)) => got.push(item.unwrap()),
+                Poll::Ready(None) => break,
+                Poll::Pending => std::thread::park_timeout(Duration::from_secs(1)),
+            }
+            let in_flight = stream.stats().iter().filter(|s| s.in_flight > 0).count();
+            busy_cores_seen = busy_cores_seen.max(in_flight);
+        }
+        assert_eq!(got, (0..40).map(|j| j as f32 + 100.0).collect::<Vec<_>>());
+        // The cores worked at the same time.
+        assert_eq!(busy_cores_seen, CORES as usize);
+        drop(stream);
+        assert_eq!(jobs_per_core(&replicas).iter().sum::<u64>(), 40);
+    }
+    support::assert_no_leaks();
+}

@@ -1,7 +1,14 @@
 //! No heap allocation per job once a staged pipeline is warm: the driving thread (which
 //! also runs the `write` and `read` closures here, allocation-free) allocates nothing
-//! over many jobs, for a single core and for replicas. Counted by a global allocator on
-//! the test's own thread; the dlopen'ed simulator allocates through its own allocator.
+//! per job over many jobs, for a single core and for replicas. Counted by a global
+//! allocator on the test's own thread; the dlopen'ed simulator allocates through its
+//! own allocator.
+//!
+//! One-time growth is allowed: a unit's list of waiting wakers gets its buffer the first
+//! time the driver has to wait on that unit, which after a short warm-up depends on
+//! timing (a unit whose requests were always complete when looked at never needed it).
+//! So the bound is one allocation per unit (3 per core) over hundreds of jobs; an
+//! allocation per job would show as hundreds.
 
 mod support;
 
@@ -49,7 +56,7 @@ fn warm_staged_runs_allocate_nothing_per_job() {
             sum += item.unwrap();
         }
         let allocated = allocations() - before;
-        assert_eq!(allocated, 0, "{allocated} allocations in 200 warm jobs");
+        assert!(allocated <= 3, "{allocated} allocations in 200 warm jobs");
         drop(run);
         assert_eq!(sum, 250.0 * 7.0);
     }
@@ -62,7 +69,8 @@ fn warm_replica_runs_allocate_nothing_per_job() {
     {
         let rt = support::runtime();
         let mut replicas = Replicas::load(&rt, &support::add_model()).unwrap();
-        assert!(replicas.cores().len() >= 2, "{:?}", replicas.cores());
+        let replicas_cores = replicas.cores().len();
+        assert!(replicas_cores >= 2, "{:?}", replicas.cores());
         let a = [1f32; 6];
         let mut out = [0f32; 6];
         let mut run = replicas.run(
@@ -81,7 +89,8 @@ fn warm_replica_runs_allocate_nothing_per_job() {
             item.unwrap();
         }
         let allocated = allocations() - before;
-        assert_eq!(allocated, 0, "{allocated} allocations in 200 warm jobs");
+        let units = 3 * replicas_cores as u64;
+        assert!(allocated <= units, "{allocated} allocations in 200 warm jobs");
     }
     support::assert_no_leaks();
 }
