@@ -393,3 +393,29 @@ fn a_panicking_closure_fails_its_job_and_the_run_goes_on() {
     }
     support::assert_no_leaks();
 }
+
+#[test]
+fn pipelines_replicas_and_runs_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<StagedPipeline>();
+    send_sync::<neuron_rt::Replicas>();
+    send_sync::<neuron_rt::CoreStats>();
+    let _g = support::lock();
+    {
+        let rt = setup();
+        let model = add(&rt);
+        let mut pipeline = StagedPipeline::new(&model).unwrap();
+        let mut run = pipeline.run(0..6u64, |_, _| Ok(()), |job, _| Ok(job));
+        send(&run);
+        assert_eq!(run.next().unwrap().unwrap(), 0);
+        // The run carries on from another thread (its waker follows the thread).
+        let rest: Vec<u64> = std::thread::scope(|s| {
+            s.spawn(move || run.map(Result::unwrap).collect())
+                .join()
+                .unwrap()
+        });
+        assert_eq!(rest, [1, 2, 3, 4, 5]);
+    }
+    support::assert_no_leaks();
+}

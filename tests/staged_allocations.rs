@@ -90,7 +90,10 @@ fn warm_replica_runs_allocate_nothing_per_job() {
         }
         let allocated = allocations() - before;
         let units = 3 * replicas_cores as u64;
-        assert!(allocated <= units, "{allocated} allocations in 200 warm jobs");
+        assert!(
+            allocated <= units,
+            "{allocated} allocations in 200 warm jobs"
+        );
     }
     support::assert_no_leaks();
 }
