@@ -158,7 +158,14 @@ fn measure() -> Result<(), Box<dyn Error + Send + Sync>> {
             100.0 * throughput / (k as f64 * one)
         );
         let per_core: Vec<String> = (replicas.stats().iter())
-            .map(|s| format!("core {}: {} jobs, busy {:.0?}", s.core, s.jobs, s.busy))
+            .map(|s| {
+                format!(
+                    "core {}: {} jobs, busy {} ms",
+                    s.core,
+                    s.jobs,
+                    s.busy.as_millis()
+                )
+            })
             .collect();
         println!("note:   {}", per_core.join("; "));
     }
