@@ -6,35 +6,46 @@
 //! ```
 //!
 //! With a NEFF path, the example uses the real libnrt (found the default way:
-//! `LIBNRT_PATH`, `libnrt.so.1`, `/opt/aws/neuron/lib`). Without one, or when no libnrt
-//! is installed, it builds a small model with `nrt_sim::ModelBuilder` and runs it on the
-//! in-process simulator.
+//! `LIBNRT_PATH`, `libnrt.so.1`, `/opt/aws/neuron/lib`) and fails (exit status 1, with
+//! the error and its hint) when that model cannot run: it never runs another model
+//! instead. Without a path it builds a small model with `nrt_sim::ModelBuilder` and runs
+//! it on the in-process simulator. Either way it ends with a short host-timed benchmark.
 
 use std::error::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use neuron_rt::{DType, Model, Runtime, TensorSet};
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> ExitCode {
     let neff_path = std::env::args_os().nth(1).map(PathBuf::from);
-    let (runtime, model) = match &neff_path {
-        Some(path) => match Runtime::new() {
-            Ok(runtime) => {
-                let model = runtime.load_model_file(path)?;
-                (runtime, model)
-            }
-            Err(neuron_rt::Error::LibraryNotFound(e)) => {
-                eprintln!(
-                    "no libnrt found, so {} cannot run here ({e})",
-                    path.display()
-                );
-                simulated()?
-            }
-            Err(e) => return Err(e.into()),
-        },
-        None => simulated()?,
+    let result = match &neff_path {
+        Some(path) => on_hardware(path),
+        None => simulated().and_then(|(runtime, model)| run(&runtime, &model)),
     };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Display, not Debug: the message and, for runtime errors, what to do.
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+/// The model at `path` on the real libnrt; any failure is the program's failure.
+fn on_hardware(path: &Path) -> Result<(), Box<dyn Error>> {
+    let runtime = Runtime::new().map_err(|e| {
+        format!(
+            "{} cannot run here: {e}\n(run without arguments to try the simulator)",
+            path.display()
+        )
+    })?;
+    let model = runtime.load_model_file(path)?;
+    run(&runtime, &model)
+}
+
+fn run(runtime: &Runtime, model: &Model) -> Result<(), Box<dyn Error>> {
     let version = runtime.version()?;
     println!(
         "libnrt {version} ({}), {} NeuronCore(s) visible",
@@ -51,9 +62,22 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let inputs = model.allocate_inputs()?;
     let mut outputs = model.allocate_outputs()?;
-    fill_inputs(&model, &inputs)?;
+    fill_inputs(model, &inputs)?;
     model.execute(&inputs, &mut outputs)?;
-    print_outputs(&model, &outputs)?;
+    print_outputs(model, &outputs)?;
+
+    let stats = model.benchmark(10, 100)?;
+    println!(
+        "benchmark: {} runs, mean {:?}, min {:?}, p50 {:?}, p99 {:?}, max {:?}, std-dev {:?}, {:.0} runs/s",
+        stats.iterations,
+        stats.mean,
+        stats.min,
+        stats.p50,
+        stats.p99,
+        stats.max,
+        stats.std_dev,
+        stats.throughput
+    );
     Ok(())
 }
 

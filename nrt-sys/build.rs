@@ -4,7 +4,7 @@
 //!   folder named by `LIBNRT_INCLUDE_DIR`) into `OUT_DIR`, and compile those instead of the
 //!   committed copies in `src/bindings/`. With `NRT_SYS_BLESS=1` the fresh files are also
 //!   written over the committed ones (that is how the committed copies are made).
-//! * Feature `link`: link libnrt at build time.
+//! * Feature `link`: link libnrt at build time (feature `linked` only declares the functions).
 
 use std::env;
 use std::path::PathBuf;
@@ -62,6 +62,7 @@ mod generate {
                 .display()
         );
 
+        check_layout(&include, foreign.is_some());
         let files = generate(&include);
         let out = PathBuf::from(env::var("OUT_DIR").unwrap());
         for (name, text) in &files {
@@ -75,6 +76,36 @@ mod generate {
                 fs::write(manifest.join("src/bindings").join(name), text).unwrap();
             }
         }
+    }
+
+    /// Stops the build with a plain message (no panic, no backtrace) when a header is
+    /// missing from `include`.
+    fn check_layout(include: &Path, foreign: bool) {
+        const NDL: &str = "ndl/neuron_driver_shared_tensor_batch_op.h";
+        let missing: Vec<&str> = HEADERS
+            .iter()
+            .copied()
+            .chain([NDL])
+            .filter(|h| !include.join(h).is_file())
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let origin = if foreign {
+            "LIBNRT_INCLUDE_DIR"
+        } else {
+            "nrt-sys/include (LIBNRT_INCLUDE_DIR is not set)"
+        };
+        eprintln!(
+            "error: feature `bindgen` needs the libnrt C headers, and {} ({origin}) lacks: {}\n\
+             Set LIBNRT_INCLUDE_DIR to the folder that holds nrt/nrt.h, nrt/nrt_status.h, \
+             nrt/nrt_version.h, nrt/nrt_experimental.h, nrt/nrt_async.h, nrt/nrt_profile.h and \
+             {NDL} (on a Neuron instance: LIBNRT_INCLUDE_DIR=/opt/aws/neuron/include), or build \
+             without feature `bindgen` to use the committed bindings.",
+            include.display(),
+            missing.join(", ")
+        );
+        std::process::exit(1);
     }
 
     /// Runs bindgen once over all headers and splits the result into
@@ -259,8 +290,8 @@ mod generate {
                     [#(#addresses),*]
                 }
 
-                /// The table of the functions linked at build time (feature `link`).
-                #[cfg(feature = "link")]
+                /// The table of the functions linked at build time (feature `linked` or `link`).
+                #[cfg(feature = "linked")]
                 pub fn linked() -> Self {
                     Self { #(#linked_fields,)* }
                 }

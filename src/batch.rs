@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use nrt_sys as sys;
 
 use crate::host_lock::{Access, lock_host_storage};
-use crate::runtime::nrt_fn;
+use crate::raw;
 use crate::{Capabilities, Element, Error, Result, Runtime, Tensor};
 
 /// The ops collected for one batched call, grouped by tensor when it runs.
@@ -30,7 +30,7 @@ struct Batch<'a> {
 }
 
 /// Which of the two C functions a batch calls.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Direction {
     Read,
     Write,
@@ -126,10 +126,6 @@ impl<'a> Batch<'a> {
     fn run(self, direction: Direction) -> Result<()> {
         let function = direction.function();
         self.rt.require(Capabilities::TENSOR_BATCH, function)?;
-        let call = match direction {
-            Direction::Read => nrt_fn!(self.rt.inner, nrt_tensor_read_batch),
-            Direction::Write => nrt_fn!(self.rt.inner, nrt_tensor_write_batch),
-        };
         if self.ops.is_empty() {
             return Ok(());
         }
@@ -141,20 +137,13 @@ impl<'a> Batch<'a> {
             b.ops = ops[start..start + n].as_ptr();
             start += n;
         }
-        let num_batches = u64::try_from(batches.len()).map_err(|_| {
-            Error::invalid(
-                "batch",
-                format!("{} tensors do not fit in 64 bits", batches.len()),
-            )
-        })?;
-        // Why the call is sound: `batches` holds `num_batches` entries; each names a live tensor of this
+        // Why the call is sound: each entry of `batches` names a live tensor of this
         // runtime (borrowed for 'a) and points to its `num_ops` ops inside `ops`, which
         // outlives the call. Every op's range lies inside its tensor (checked in `push`)
         // and its buffer is a host slice borrowed for 'a with exactly `size` bytes:
         // mutably (exclusive, writable) for a read batch, shared for a write batch, whose
         // buffers libnrt only reads. Any bytes are a valid `Element`, so whatever a read
-        // stores leaves the slices valid. The flag is `false`: its effect is not publicly
-        // documented, so this crate never sets it.
+        // stores leaves the slices valid.
         // Host storage of every tensor: shared for a read batch, exclusive for a write
         // batch (see the `Tensor` docs); nothing for device tensors.
         let access = match direction {
@@ -164,9 +153,11 @@ impl<'a> Batch<'a> {
         let guards = lock_host_storage(self.tensors.iter().map(|&t| (t, access)));
         // SAFETY: the conditions just above hold for this call, and no other copy
         // touches the host storage of its tensors meanwhile (`guards`).
-        let status = unsafe { call(batches.as_ptr(), num_batches, false) };
+        let result = unsafe {
+            raw::tensor::transfer_batch(self.rt.inner.lib(), direction == Direction::Read, &batches)
+        };
         drop(guards);
-        self.rt.inner.check(function, status, || self.describe())
+        result.map_err(|e| e.context(self.describe()))
     }
 
     /// For error messages: the op count and the tensors, e.g. "3 ops on `a`, `b`".

@@ -5,43 +5,11 @@ use std::ffi::c_void;
 use std::ptr;
 use std::sync::Arc;
 
-use crate::runtime::{c_string, nrt_fn};
+use crate::attached_buffer::AttachedBuffer;
+use crate::raw;
+use crate::runtime::c_string;
 use crate::tensor::NewTensor;
 use crate::{Capabilities, Error, Placement, Result, Runtime, Tensor};
-
-/// Host memory handed to libnrt with `nrt_tensor_attach_buffer`. Held as a raw pointer
-/// (not a `Box`) because libnrt and the device write through it while attached.
-pub(crate) struct AttachedBuffer {
-    ptr: *mut [u8],
-}
-
-impl AttachedBuffer {
-    fn new(buffer: Vec<u8>) -> AttachedBuffer {
-        AttachedBuffer {
-            ptr: Box::into_raw(buffer.into_boxed_slice()),
-        }
-    }
-
-    fn data_ptr(&self) -> *mut u8 {
-        self.ptr.cast()
-    }
-
-    fn into_vec(self) -> Vec<u8> {
-        let ptr = self.ptr;
-        std::mem::forget(self);
-        // SAFETY: `ptr` came from `Box::into_raw` in `new` and was not freed (this
-        // value's Drop does that, and it was forgotten just above).
-        unsafe { Box::from_raw(ptr) }.into_vec()
-    }
-}
-
-impl Drop for AttachedBuffer {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from `Box::into_raw` in `new`; the tensor using it has been
-        // freed (TensorInner::drop runs before its fields drop).
-        drop(unsafe { Box::from_raw(self.ptr) });
-    }
-}
 
 impl Runtime {
     /// A host tensor over `buffer`, which the tensor then owns
@@ -55,11 +23,10 @@ impl Runtime {
     /// [`Error::Nrt`] if libnrt fails.
     pub fn tensor_from_buffer(&self, buffer: Vec<u8>, name: &str) -> Result<Tensor> {
         self.require(Capabilities::TENSOR_ATTACH, "tensors over host buffers")?;
-        let allocate_empty = nrt_fn!(self.inner, nrt_tensor_allocate_empty);
-        let attach = nrt_fn!(self.inner, nrt_tensor_attach_buffer);
-        // Without it the libnrt tensor would outlive the buffer it points to (the buffer
-        // goes with the handle).
-        nrt_fn!(self.inner, nrt_tensor_free);
+        let lib = self.inner.lib();
+        // Without nrt_tensor_free the libnrt tensor would outlive the buffer it points to
+        // (the buffer goes with the handle).
+        raw::tensor::can_free(lib)?;
         let c_name = c_string("name", name)?;
         let size = buffer.len();
         if size == 0 {
@@ -70,13 +37,8 @@ impl Runtime {
             ));
         }
         let buffer = AttachedBuffer::new(buffer);
-        let mut raw = ptr::null_mut();
-        // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid
-        // out-pointer.
-        let status = unsafe { allocate_empty(c_name.as_ptr(), &mut raw) };
-        self.inner.check("nrt_tensor_allocate_empty", status, || {
-            format!("tensor `{name}`")
-        })?;
+        let raw = raw::tensor::allocate_empty(lib, &c_name)
+            .map_err(|e| e.context(format!("tensor `{name}`")))?;
         // Wrapped before attaching, so that a failed attach still frees the tensor.
         let tensor = NewTensor {
             rt: self,
@@ -87,7 +49,7 @@ impl Runtime {
             parent: None,
             buffer: Some(buffer),
         }
-        .wrap("nrt_tensor_allocate_empty", raw)?;
+        .wrap(raw);
         let inner = &tensor.inner;
         let data = inner
             .buffer
@@ -96,10 +58,8 @@ impl Runtime {
         // SAFETY: `data` points to `size` bytes that the tensor owns and frees only after
         // nrt_tensor_free (AttachedBuffer drops after TensorInner::drop), so the buffer
         // outlives its use by libnrt. Nothing in Rust references those bytes meanwhile.
-        let status = unsafe { attach(tensor.raw(), data.cast::<c_void>(), size) };
-        self.inner.check("nrt_tensor_attach_buffer", status, || {
-            format!("tensor `{name}`, {size} bytes")
-        })?;
+        unsafe { raw::tensor::attach_buffer(lib, tensor.raw(), data.cast::<c_void>(), size) }
+            .map_err(|e| e.context(format!("tensor `{name}`, {size} bytes")))?;
         Ok(tensor)
     }
 }

@@ -9,6 +9,7 @@ use nrt_sys as sys;
 ///
 /// Values this crate does not know are kept as [`DType::Other`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum DType {
     /// Unknown or invalid (`NRT_DTYPE_UNKNOWN`, 0).
     Unknown,
@@ -140,8 +141,9 @@ pub trait Element: sealed::Sealed + Copy + Default + Send + Sync + 'static {
 }
 
 macro_rules! element {
-    ($($t:ty => $d:expr),* $(,)?) => {$(
+    ($($(#[$attr:meta])* $t:ty => $d:expr),* $(,)?) => {$(
         impl sealed::Sealed for $t {}
+        $(#[$attr])*
         impl Element for $t {
             const DTYPE: Option<DType> = $d;
         }
@@ -163,7 +165,9 @@ element! {
 
 #[cfg(feature = "half")]
 element! {
+    #[cfg_attr(docsrs, doc(cfg(feature = "half")))]
     half::f16 => Some(DType::F16),
+    #[cfg_attr(docsrs, doc(cfg(feature = "half")))]
     half::bf16 => Some(DType::BF16),
 }
 

@@ -1,9 +1,5 @@
 //! [`Error`] and [`Result`]: everything that can go wrong, with the values that made it go wrong.
 
-use std::ffi::CStr;
-
-use nrt_sys::{self as sys, Library};
-
 use crate::NrtStatus;
 
 /// `Result` with this crate's [`Error`].
@@ -17,11 +13,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[non_exhaustive]
 pub enum Error {
     /// A libnrt function returned a failure status.
+    ///
+    /// Display: the function, what it was about, the status in the library's words (or
+    /// this crate's, [`NrtStatus::description`]) with its number, then the diagnosis
+    /// [`hint`](Error::hint) when there is one.
     #[error(
-        "{function} failed: {status}{}{}",
-        affix(": ", message.as_deref(), ""),
-        affix(" (", context.as_deref(), ")")
+        "{function} failed{}: {}{}",
+        affix(" for ", context.as_deref(), ""),
+        status_words(*status, message.as_deref()),
+        hint_block(hint.as_deref())
     )]
+    #[non_exhaustive]
     Nrt {
         /// The C function that failed, e.g. `"nrt_execute"`.
         function: &'static str,
@@ -31,10 +33,15 @@ pub enum Error {
         message: Option<String>,
         /// What the call was about: model, tensor or core, when known.
         context: Option<String>,
+        /// What the diagnosis found out about the failure (environment, devices, other
+        /// processes holding them, memory, the model file), for `nrt_init`, `nrt_load`
+        /// and tensor allocation failures; see [`Error::hint`].
+        hint: Option<String>,
     },
 
-    /// No libnrt could be loaded; lists every place tried.
-    #[error(transparent)]
+    /// No libnrt could be loaded; lists every place tried, then what to do
+    /// ([`Error::hint`]).
+    #[error("{0}{hint}", hint = hint_block(Some(crate::diagnose::LIBRARY_NOT_FOUND_HINT)))]
     LibraryNotFound(#[from] nrt_sys::LoadError),
 
     /// The loaded library lacks a function or is too old (or of an incompatible ABI) for
@@ -69,6 +76,33 @@ pub enum Error {
         actual: usize,
     },
 
+    /// A whole-tensor access ([`Tensor::write`](crate::Tensor::write),
+    /// [`read`](crate::Tensor::read), [`to_vec`](crate::Tensor::to_vec)) of a tensor made
+    /// for a model tensor used another element type than the model's.
+    #[error("tensor `{tensor}` holds {expected} elements, got {given}")]
+    WrongElementType {
+        /// The tensor's name.
+        tensor: String,
+        /// The model's element type for it.
+        expected: crate::DType,
+        /// The Rust element type given, e.g. `"i32"`.
+        given: &'static str,
+    },
+
+    /// A whole-tensor access of a tensor made for a model tensor had another number of
+    /// elements than the tensor (use `write_at` / `read_at` for part of a tensor).
+    #[error(
+        "tensor `{tensor}` holds {expected} elements, got {given} (write_at / read_at access part of it)"
+    )]
+    WrongLength {
+        /// The tensor's name.
+        tensor: String,
+        /// Its number of elements.
+        expected: usize,
+        /// The number given.
+        given: usize,
+    },
+
     /// A byte range lies (partly) outside a tensor.
     #[error(
         "out of bounds: {len} bytes at offset {offset} do not fit in tensor `{tensor}` of {size} bytes"
@@ -93,6 +127,19 @@ pub enum Error {
         role: &'static str,
         /// The model tensor's name.
         tensor: String,
+    },
+
+    /// A name given for a model input or output that the model does not have.
+    #[error("model `{model}` has no {role} `{tensor}` (its {role}s: {})", known.join(", "))]
+    UnknownTensor {
+        /// The model (its load label).
+        model: String,
+        /// `"input"` or `"output"`.
+        role: &'static str,
+        /// The name given.
+        tensor: String,
+        /// The names the model has for that role.
+        known: Vec<String>,
     },
 
     /// A tensor is on a different NeuronCore than the model or tensor it is used with.
@@ -208,6 +255,23 @@ impl Error {
         }
     }
 
+    /// What to do about this error, when the crate could find out: the environment
+    /// variables that affect the failing call and their values, missing or inaccessible
+    /// `/dev/neuron*` devices, the processes holding them, per-core memory, what a model
+    /// file that is not a NEFF contains, and how to see libnrt's own reason. One finding
+    /// per line. Also shown by `Display`, after `hint: `.
+    ///
+    /// Present for failures of `nrt_init` ([`RuntimeBuilder::build`](crate::RuntimeBuilder::build)),
+    /// `nrt_load` (the `Runtime::load_model*` methods), tensor allocation, and for
+    /// [`Error::LibraryNotFound`].
+    pub fn hint(&self) -> Option<&str> {
+        match self {
+            Error::Nrt { hint, .. } => hint.as_deref(),
+            Error::LibraryNotFound(_) => Some(crate::diagnose::LIBRARY_NOT_FOUND_HINT),
+            _ => None,
+        }
+    }
+
     /// Whether retrying the same call later may succeed (see [`NrtStatus::is_retryable`]).
     pub fn is_retryable(&self) -> bool {
         self.status().is_some_and(NrtStatus::is_retryable)
@@ -216,6 +280,19 @@ impl Error {
     /// Whether the device needs a runtime restart (see [`NrtStatus::is_fatal`]).
     pub fn is_fatal(&self) -> bool {
         self.status().is_some_and(NrtStatus::is_fatal)
+    }
+
+    /// This error with `context` (what the call was about: model, tensor, core) when it
+    /// is an [`Error::Nrt`]; other errors carry their values already. Used on the error
+    /// path only, so that the success path builds no text.
+    #[cold]
+    pub(crate) fn context(mut self, text: String) -> Error {
+        if let Error::Nrt { context, .. } = &mut self
+            && !text.is_empty()
+        {
+            *context = Some(text);
+        }
+        self
     }
 
     pub(crate) fn invalid(argument: &'static str, reason: impl Into<String>) -> Error {
@@ -234,34 +311,20 @@ fn affix(prefix: &str, text: Option<&str>, suffix: &str) -> String {
     }
 }
 
-/// [`Error::Nrt`] for `raw`, with the library's text for it when it has one.
-pub(crate) fn status_error(
-    lib: &Library,
-    function: &'static str,
-    raw: sys::NRT_STATUS,
-    context: Option<String>,
-) -> Error {
-    Error::Nrt {
-        function,
-        status: NrtStatus::from_raw(raw),
-        message: status_text(lib, raw),
-        context: context.filter(|c| !c.is_empty()),
+/// The status in the library's words when it has them (`nrt_get_status_as_str`), else in
+/// this crate's, with its number: never both, as both describe the same code.
+fn status_words(status: NrtStatus, message: Option<&str>) -> String {
+    match message.map(str::trim) {
+        Some(text) if !text.is_empty() => format!("{text} (status {})", status.as_raw()),
+        _ => status.to_string(),
     }
 }
 
-/// The library's description of `raw` (`nrt_get_status_as_str`), if it has one.
-fn status_text(lib: &Library, raw: sys::NRT_STATUS) -> Option<String> {
-    let f = lib.fns().nrt_get_status_as_str?;
-    // Why the block below is sound: `lib` is trusted to be libnrt: loaded from a path
-    // (loading trusts the library, see nrt_sys::Library) or built with the unsafe
-    // `Library::in_process`, whose contract makes every entry behave as libnrt's.
-    // libnrt's nrt_get_status_as_str takes any value and returns NULL or a pointer to a
-    // NUL-terminated string owned by the library that stays valid (static text); it is
-    // copied before anything else calls into the library.
-    // SAFETY: the conditions just above hold for this block.
-    unsafe {
-        let text = f(raw);
-        (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
+/// `"\nhint: "` and the hint's lines, indented under the first; nothing without a hint.
+fn hint_block(hint: Option<&str>) -> String {
+    match hint {
+        Some(h) if !h.is_empty() => format!("\nhint: {}", h.replace('\n', "\n      ")),
+        _ => String::new(),
     }
 }
 
@@ -276,17 +339,31 @@ mod tests {
             status: NrtStatus::Invalid,
             message: Some("Invalid input".into()),
             context: Some("model `add`".into()),
+            hint: None,
         };
         assert_eq!(
             e.to_string(),
-            "nrt_execute failed: invalid argument, model or tensor binding (status 2): \
-             Invalid input (model `add`)"
+            "nrt_execute failed for model `add`: Invalid input (status 2)"
         );
+        let hinted = Error::Nrt {
+            function: "nrt_init",
+            status: NrtStatus::Resource,
+            message: None,
+            context: None,
+            hint: Some("first finding\nsecond finding".into()),
+        };
+        assert_eq!(
+            hinted.to_string(),
+            "nrt_init failed: out of resources (status 4)\nhint: first finding\n      second finding"
+        );
+        assert_eq!(hinted.hint(), Some("first finding\nsecond finding"));
+        assert_eq!(e.hint(), None);
         let bare = Error::Nrt {
             function: "nrt_init",
             status: NrtStatus::Other(77),
             message: None,
             context: None,
+            hint: None,
         };
         assert_eq!(
             bare.to_string(),
@@ -321,6 +398,7 @@ mod tests {
             status: NrtStatus::QueueFull,
             message: None,
             context: None,
+            hint: None,
         };
         assert!(e.is_retryable());
         assert!(!e.is_fatal());

@@ -11,6 +11,7 @@
 //! * [`TensorSet`]: named tensors bound as the inputs or outputs of an execution.
 //! * [`ReadBatch`] / [`WriteBatch`]: many tensor ranges moved in one call;
 //!   [`ProfileGuard`]: device profiling of a model ([`Model::profile`]).
+//! * [`Model::run`] / [`Model::benchmark`]: one call with host data; host-timed statistics.
 //! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
 //! * [`Capabilities`]: what the loaded library offers; missing parts give
 //!   [`Error::Unsupported`] instead of a call into nothing.
@@ -22,12 +23,14 @@
 //! # Example
 //!
 //! On a Neuron instance, `Runtime::new()` finds libnrt and `load_model_file` loads a
-//! compiled NEFF. This example runs anywhere: it uses the simulator (`nrt-sim`, a
-//! dev-dependency here) and a model built for it.
+//! compiled NEFF. This example runs anywhere with the crate's feature `sim`
+//! (`neuron-rt = { version = "0.1", features = ["sim"] }`): it uses the simulator and a
+//! model built for it.
 //!
-//! ```
+#![cfg_attr(feature = "sim", doc = "```")]
+#![cfg_attr(not(feature = "sim"), doc = "```ignore")]
 //! use neuron_rt::Runtime;
-//! use nrt_sim::{DType, ModelBuilder, Op};
+//! use neuron_rt::sim::{DType, ModelBuilder, Op};
 //!
 //! // out = a + b, on f32 [2, 3]
 //! let neff = ModelBuilder::new("add")
@@ -39,8 +42,14 @@
 //!     .unwrap();
 //!
 //! // On hardware: `Runtime::new()?` and `runtime.load_model_file("add.neff")?`.
-//! let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+//! let runtime = Runtime::builder().simulator().build()?;
 //! let model = runtime.load_model(&neff)?;
+//!
+//! // One call with host data: named inputs in, named outputs out.
+//! let out = model.run(&[("a", &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0][..]), ("b", &[10.0; 6])])?;
+//! assert_eq!(out["out"], [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]);
+//!
+//! // Or with device tensor sets, reused across executions.
 //! let inputs = model.allocate_inputs()?; // one device tensor per model input
 //! let mut outputs = model.allocate_outputs()?;
 //! inputs.get("a").unwrap().write(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0])?;
@@ -52,6 +61,19 @@
 //! # Ok::<(), neuron_rt::Error>(())
 //! ```
 //!
+//! # Errors that say what to do
+//!
+//! A failed `nrt_init`, model load or allocation carries a [`hint`](Error::hint): the
+//! environment variables that affect it, missing or inaccessible `/dev/neuron*` devices,
+//! the processes holding them, per-core memory, what a model file that is not a NEFF
+//! holds. See [`diagnose`].
+//!
+//! # Logging
+//!
+//! The crate logs through the [`log`](https://docs.rs/log) facade: runtime start and model
+//! loads at `info`, execution units, retries and diagnosis findings at `debug`. Nothing
+//! is printed unless the application installs a logger.
+//!
 //! # Safety model
 //!
 //! Every handle keeps the runtime open, so `nrt_close` runs after the last one is
@@ -61,23 +83,32 @@
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod attached_buffer;
 mod batch;
 mod buffer;
 mod capabilities;
+pub mod diagnose;
 mod dtype;
 mod error;
 mod host_lock;
 mod info;
+#[cfg(feature = "link")]
+mod linked;
+mod logging;
 mod model;
 mod profile;
+mod raw;
 mod replicas;
+mod run;
 mod runtime;
 mod stack;
 mod staged;
 mod status;
 mod tensor;
 mod tensor_set;
+mod typed;
 pub mod xu;
 
 pub use batch::{ReadBatch, WriteBatch};
@@ -87,6 +118,7 @@ pub use error::{Error, Result};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use profile::ProfileGuard;
 pub use replicas::Replicas;
+pub use run::{BenchmarkStats, RunOutputs};
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };
@@ -99,8 +131,8 @@ pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
 pub use xu::{
-    DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline, Rejected, Request,
-    RequestFuture, RetryPolicy, Scheduled, SeqId, Submitted, XuKind,
+    DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline,
+    Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit, Submitted, XuKind,
 };
 
 /// The raw bindings and loader this crate is built on.
@@ -109,6 +141,7 @@ pub use nrt_sys;
 /// The simulated libnrt (`nrt-sim`): its model builder and control API, for use with
 /// [`RuntimeBuilder::simulator`]. Only with feature `sim`.
 #[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub use nrt_sim as sim;
 
 /// README.md's code blocks, compiled as doc tests so that the README cannot drift from the API.

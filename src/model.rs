@@ -3,13 +3,13 @@
 use std::ffi::c_int;
 use std::fmt;
 use std::path::Path;
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use nrt_sys as sys;
 
 use crate::host_lock::{Access, HostGuard, lock_host_storage};
-use crate::runtime::{fixed_c_string, nrt_fn};
+use crate::raw;
 use crate::stack;
 use crate::tensor::core_arg;
 use crate::{Capabilities, DType, Error, Placement, Result, Runtime, TensorSet};
@@ -79,7 +79,7 @@ pub struct ModelInfo {
 /// ```
 #[derive(Clone)]
 pub struct Model {
-    inner: Arc<ModelInner>,
+    pub(crate) inner: Arc<ModelInner>,
 }
 
 pub(crate) struct ModelInner {
@@ -89,6 +89,8 @@ pub(crate) struct ModelInner {
     core: Option<u32>,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
+    /// Input and output sets kept for reuse by [`Model::run`] (`crate::run`).
+    pub(crate) run_sets: crate::run::SetPool,
 }
 
 // libnrt documents nrt_execute as callable from several threads at once on the same
@@ -101,12 +103,9 @@ unsafe impl Sync for ModelInner {}
 
 impl Drop for ModelInner {
     fn drop(&mut self) {
-        if let Some(unload) = self.rt.inner.fns().nrt_unload {
-            // SAFETY: `raw` is a loaded model of this runtime, unloaded exactly once (this
-            // is the last owner). A failure status cannot be reported from Drop; the model
-            // is gone either way.
-            unsafe { unload(self.raw.as_ptr()) };
-        }
+        // SAFETY: `raw` is a loaded model of this runtime, unloaded exactly once (this is
+        // the last owner, so no execution or request uses it).
+        unsafe { raw::model::unload(self.rt.inner.lib(), self.raw) };
     }
 }
 
@@ -157,7 +156,6 @@ impl Runtime {
             Capabilities::SYNC_CORE | Capabilities::MODEL_TENSOR_INFO,
             "model loading",
         )?;
-        let load = nrt_fn!(self.inner, nrt_load);
         if neff.is_empty() {
             return Err(Error::invalid(
                 "neff",
@@ -165,17 +163,8 @@ impl Runtime {
             ));
         }
         let vnc = core_arg(core)?;
-        let mut raw = ptr::null_mut();
-        // SAFETY: `neff` is valid for reads of its length for the call; `raw` is a valid
-        // out-pointer. vnc_count is deprecated and must be -1.
-        let status = unsafe { load(neff.as_ptr().cast(), neff.len(), vnc, -1, &mut raw) };
-        self.inner.check("nrt_load", status, || {
-            format!("model `{label}`, {} bytes, core {vnc}", neff.len())
-        })?;
-        let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
-            function: "nrt_load",
-            reason: format!("no model returned for `{label}`"),
-        })?;
+        let raw = raw::model::load(self.inner.lib(), neff, vnc)
+            .map_err(|e| crate::diagnose::load_error(self, e, neff, &label, core))?;
         let mut inner = ModelInner {
             raw,
             rt: self.clone(),
@@ -183,6 +172,7 @@ impl Runtime {
             core,
             inputs: Vec::new(),
             outputs: Vec::new(),
+            run_sets: crate::run::SetPool::default(),
         };
         // From here on a failure unloads the model (ModelInner::drop).
         if self.capabilities().contains(Capabilities::MODEL_INFO) {
@@ -191,9 +181,9 @@ impl Runtime {
         let (inputs, outputs) = inner.query_tensor_info()?;
         inner.inputs = inputs;
         inner.outputs = outputs;
-        Ok(Model {
+        Ok(crate::logging::model_loaded(Model {
             inner: Arc::new(inner),
-        })
+        }))
     }
 }
 
@@ -229,16 +219,11 @@ fn read_model_file(path: &Path) -> Result<(Vec<u8>, String)> {
 
 impl ModelInner {
     fn query_info(&self) -> Result<ModelInfo> {
-        let get = nrt_fn!(self.rt.inner, nrt_get_model_info);
-        let mut info = sys::nrt_model_info_t::default();
-        let mut written = 0usize;
+        // SAFETY: the model is loaded (this value owns it).
+        let (info, written) =
+            unsafe { raw::model::get_model_info(self.rt.inner.lib(), self.raw.as_ptr()) }
+                .map_err(|e| e.context(format!("model `{}`", self.label)))?;
         let size = size_of::<sys::nrt_model_info_t>();
-        // SAFETY: the model is live; `info` is valid and writable for `size` bytes;
-        // `written` is a valid usize.
-        let status = unsafe { get(self.raw.as_ptr(), &mut info, size, &mut written) };
-        self.rt.inner.check("nrt_get_model_info", status, || {
-            format!("model `{}`", self.label)
-        })?;
         if written < size {
             return Err(Error::UnexpectedResult {
                 function: "nrt_get_model_info",
@@ -249,91 +234,38 @@ impl ModelInner {
     }
 
     fn query_tensor_info(&self) -> Result<(Vec<TensorInfo>, Vec<TensorInfo>)> {
-        let get = nrt_fn!(self.rt.inner, nrt_get_model_tensor_info);
-        let free = nrt_fn!(self.rt.inner, nrt_free_model_tensor_info);
-        let mut array: *mut sys::nrt_tensor_info_array_t = ptr::null_mut();
-        // SAFETY: the model is live; `array` is a valid out-pointer.
-        let status = unsafe { get(self.raw.as_ptr(), &mut array) };
-        self.rt
-            .inner
-            .check("nrt_get_model_tensor_info", status, || {
-                format!("model `{}`", self.label)
-            })?;
-        if array.is_null() {
-            return Err(Error::UnexpectedResult {
-                function: "nrt_get_model_tensor_info",
-                reason: format!("no tensor info returned for model `{}`", self.label),
+        // SAFETY: the model is loaded (this value owns it).
+        let entries =
+            unsafe { raw::model::get_model_tensor_info(self.rt.inner.lib(), self.raw.as_ptr()) }
+                .map_err(|e| e.context(format!("model `{}`", self.label)))?;
+        let mut infos = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let usage = match entry.usage {
+                sys::NRT_TENSOR_USAGE_INPUT => TensorUsage::Input,
+                sys::NRT_TENSOR_USAGE_OUTPUT => TensorUsage::Output,
+                other => {
+                    return Err(Error::UnexpectedResult {
+                        function: "nrt_get_model_tensor_info",
+                        reason: format!(
+                            "tensor `{}` of model `{}` has unknown usage {other}",
+                            entry.name, self.label
+                        ),
+                    });
+                }
+            };
+            infos.push(TensorInfo {
+                name: entry.name,
+                usage,
+                size: entry.size,
+                dtype: DType::from_raw(entry.dtype),
+                shape: entry.shape,
             });
         }
-        // SAFETY: libnrt returned a live array of `tensor_count` entries, each with
-        // `ndim` dimensions behind `shape` (or a null shape), valid until freed below.
-        let infos = unsafe { copy_tensor_infos(array) };
-        // SAFETY: `array` came from nrt_get_model_tensor_info and is freed once.
-        let status = unsafe { free(array) };
-        let infos = infos?;
-        self.rt
-            .inner
-            .check("nrt_free_model_tensor_info", status, || {
-                format!("model `{}`", self.label)
-            })?;
         let (inputs, outputs) = infos
             .into_iter()
             .partition(|info| info.usage == TensorUsage::Input);
         Ok((inputs, outputs))
     }
-}
-
-/// Copies libnrt's tensor descriptions into Rust values.
-///
-/// # Safety
-///
-/// `array` must point to a live `nrt_tensor_info_array_t` with `tensor_count` entries,
-/// each with a `shape` that is null or points to `ndim` values.
-unsafe fn copy_tensor_infos(array: *const sys::nrt_tensor_info_array_t) -> Result<Vec<TensorInfo>> {
-    // SAFETY: the caller guarantees `array` is live.
-    let count = unsafe { (*array).tensor_count };
-    let count = usize::try_from(count).map_err(|_| Error::UnexpectedResult {
-        function: "nrt_get_model_tensor_info",
-        reason: format!("{count} tensors"),
-    })?;
-    // SAFETY: the entries follow the count (flexible array member) and there are
-    // `count` of them (the caller's guarantee); addr_of avoids a reference to the header.
-    let entries = unsafe {
-        std::slice::from_raw_parts(
-            ptr::addr_of!((*array).tensor_array).cast::<sys::nrt_tensor_info_t>(),
-            count,
-        )
-    };
-    let mut infos = Vec::with_capacity(count);
-    for entry in entries {
-        let usage = match entry.usage {
-            sys::NRT_TENSOR_USAGE_INPUT => TensorUsage::Input,
-            sys::NRT_TENSOR_USAGE_OUTPUT => TensorUsage::Output,
-            other => {
-                return Err(Error::UnexpectedResult {
-                    function: "nrt_get_model_tensor_info",
-                    reason: format!(
-                        "tensor `{}` has unknown usage {other}",
-                        fixed_c_string(&entry.name)
-                    ),
-                });
-            }
-        };
-        let shape = if entry.shape.is_null() || entry.ndim == 0 {
-            Vec::new()
-        } else {
-            // SAFETY: a non-null shape points to `ndim` values (the caller's guarantee).
-            unsafe { std::slice::from_raw_parts(entry.shape, entry.ndim as usize) }.to_vec()
-        };
-        infos.push(TensorInfo {
-            name: fixed_c_string(&entry.name),
-            usage,
-            size: entry.size,
-            dtype: DType::from_raw(entry.dtype),
-            shape,
-        });
-    }
-    Ok(infos)
 }
 
 /// [`stack::with_exec_stack`] for the execution calls, with its error typed.
@@ -409,13 +341,14 @@ impl Model {
     /// libnrt's `nrt_execute` needs several MiB of stack. When less than
     /// [`EXEC_STACK_NEEDED`](crate::EXEC_STACK_NEEDED) is left on the calling thread
     /// (Rust's spawned threads have 2 MiB, a process's main thread usually 8 MiB in all),
-    /// the call runs on a helper thread with a large stack while this one waits: one
-    /// thread start per call. Execute from threads with 16 MiB stacks to avoid that.
+    /// the call runs on a helper thread with a large stack while this one waits (helpers
+    /// are kept and reused: a hand-off of tens of microseconds per call). Execute from
+    /// threads with 16 MiB stacks to avoid that.
     pub fn execute(&self, inputs: &TensorSet, outputs: &mut TensorSet) -> Result<()> {
-        let execute = nrt_fn!(self.inner.rt.inner, nrt_execute);
         self.check_bindings(inputs, outputs)?;
         let guards = lock_set_storage(inputs, outputs);
-        let status = with_exec_stack(|| {
+        let lib = self.inner.rt.inner.lib();
+        let result = with_exec_stack(|| {
             // Why the call below is sound: the model and both sets are live handles of the
             // same runtime, every tensor bound in them is kept alive by its set, and each
             // model tensor is bound with its exact size (checked above); this thread has
@@ -423,13 +356,10 @@ impl Model {
             // bound tensors is locked (`guards`), so no other thread copies into or out
             // of it meanwhile.
             // SAFETY: the conditions just above hold for this call.
-            unsafe { execute(self.raw(), inputs.raw(), outputs.raw()) }
+            unsafe { raw::exec::execute(lib, self.raw(), inputs.raw(), outputs.raw()) }
         });
         drop(guards);
-        let status = status?;
-        self.inner.rt.inner.check("nrt_execute", status, || {
-            format!("model `{}`", self.label())
-        })
+        result?.map_err(|e| e.context(format!("model `{}`", self.label())))
     }
 
     /// Runs the model `repeat` times in a row with the same tensors (`nrt_execute_repeat`).
@@ -444,7 +374,6 @@ impl Model {
         outputs: &mut TensorSet,
         repeat: u32,
     ) -> Result<()> {
-        let execute_repeat = nrt_fn!(self.inner.rt.inner, nrt_execute_repeat);
         let count = c_int::try_from(repeat)
             .ok()
             .filter(|&n| n > 0)
@@ -456,15 +385,15 @@ impl Model {
             })?;
         self.check_bindings(inputs, outputs)?;
         let guards = lock_set_storage(inputs, outputs);
-        let status = with_exec_stack(|| {
-            // SAFETY: as in `execute`.
-            unsafe { execute_repeat(self.raw(), inputs.raw(), outputs.raw(), count) }
+        let lib = self.inner.rt.inner.lib();
+        let result = with_exec_stack(|| {
+            // SAFETY: as in `execute`; `count` is at least 1 (checked).
+            unsafe {
+                raw::exec::execute_repeat(lib, self.raw(), inputs.raw(), outputs.raw(), count)
+            }
         });
         drop(guards);
-        let status = status?;
-        self.inner.rt.inner.check("nrt_execute_repeat", status, || {
-            format!("model `{}`, {repeat} times", self.label())
-        })
+        result?.map_err(|e| e.context(format!("model `{}`, {repeat} times", self.label())))
     }
 
     /// A set with a new device tensor for every input, named and sized as the model
@@ -498,8 +427,7 @@ impl Model {
         let rt = self.runtime();
         let mut set = rt.tensor_set()?;
         for info in infos {
-            let tensor =
-                rt.allocate_tensor(Placement::Device, Some(core), info.size, &info.name)?;
+            let tensor = rt.allocate_for(info, Placement::Device, Some(core))?;
             set.insert(&info.name, &tensor)?;
         }
         Ok(set)

@@ -5,9 +5,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use nrt_sys as sys;
-
-use crate::runtime::nrt_fn;
+use crate::raw;
 use crate::{Capabilities, Error, Model, Result};
 
 /// The output paths of the profiles running in this process, as passed to libnrt.
@@ -93,8 +91,9 @@ impl Model {
     pub fn profile(&self, path: impl AsRef<Path>) -> Result<ProfileGuard> {
         let rt = self.runtime();
         rt.require(Capabilities::PROFILING, "nrt_profile_start")?;
-        let start = nrt_fn!(rt.inner, nrt_profile_start);
-        let stop = nrt_fn!(rt.inner, nrt_profile_stop);
+        let lib = rt.inner.lib();
+        // A profile that could not be stopped is never started.
+        raw::profile::can_stop(lib)?;
         let path = path.as_ref();
         let c_path = path_c_string(path)?;
 
@@ -109,9 +108,12 @@ impl Model {
         // SAFETY: the model is loaded in this runtime (held by `self`); `c_path` is
         // NUL-terminated and outlives the call, and the guard keeps it (and the model)
         // alive until nrt_profile_stop, in case libnrt keeps the pointer meanwhile.
-        let status = unsafe { start(self.raw(), c_path.as_ptr()) };
-        rt.inner.check("nrt_profile_start", status, || {
-            format!("model `{}`, profile {}", self.label(), path.display())
+        unsafe { raw::profile::start(lib, self.raw(), &c_path) }.map_err(|e| {
+            e.context(format!(
+                "model `{}`, profile {}",
+                self.label(),
+                path.display()
+            ))
         })?;
         active.push(c_path.clone());
         drop(active);
@@ -119,7 +121,6 @@ impl Model {
             model: self.clone(),
             path: path.to_owned(),
             c_path,
-            stop,
             stopped: false,
         })
     }
@@ -138,7 +139,6 @@ pub struct ProfileGuard {
     model: Model,
     path: PathBuf,
     c_path: CString,
-    stop: sys::fn_types::nrt_profile_stop,
     stopped: bool,
 }
 
@@ -167,22 +167,18 @@ impl ProfileGuard {
     fn finish(&mut self) -> Result<()> {
         self.stopped = true;
         let mut active = active();
-        // SAFETY: `c_path` is the NUL-terminated path this profile was started with and
-        // outlives the call; `stop` is the library's nrt_profile_stop, and the runtime
-        // is open (the model handle holds it).
-        let status = unsafe { (self.stop)(self.c_path.as_ptr()) };
+        // SAFETY: `c_path` is the path this profile was started with (kept by the guard),
+        // and the runtime is open (the model handle holds it).
+        let result = unsafe { raw::profile::stop(self.model.runtime().inner.lib(), &self.c_path) };
         active.retain(|p| *p != self.c_path);
         drop(active);
-        self.model
-            .runtime()
-            .inner
-            .check("nrt_profile_stop", status, || {
-                format!(
-                    "model `{}`, profile {}",
-                    self.model.label(),
-                    self.path.display()
-                )
-            })
+        result.map_err(|e| {
+            e.context(format!(
+                "model `{}`, profile {}",
+                self.model.label(),
+                self.path.display()
+            ))
+        })
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Runtime`] and [`RuntimeBuilder`]: choosing the library, `nrt_init` / `nrt_close`, and
 //! the queries that need no model: version, instance, core counts, memory statistics.
 
-use std::ffi::{CString, c_char};
+use std::ffi::CString;
 use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -9,26 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use nrt_sys::{self as sys, Library};
 
-pub(crate) use crate::error::status_error;
 pub use crate::info::{InstanceInfo, MemoryStats, Version};
+use crate::raw::{self, fixed_c_string};
 use crate::{Capabilities, Error, Result};
-
-/// Takes a function out of the library's table, or fails with
-/// [`Error::Unsupported`] naming it: `nrt_fn!(runtime_inner, nrt_execute)`.
-macro_rules! nrt_fn {
-    ($rt:expr, $name:ident) => {
-        $crate::runtime::require_fn($rt.fns().$name, stringify!($name))?
-    };
-}
-pub(crate) use nrt_fn;
-
-/// `f`, or [`Error::Unsupported`] naming the C function.
-pub(crate) fn require_fn<F>(f: Option<F>, function: &'static str) -> Result<F> {
-    f.ok_or_else(|| Error::Unsupported {
-        feature: function,
-        needed: Some(format!("a libnrt that exports {function}")),
-    })
-}
 
 /// The environment variable libnrt reads at `nrt_init` for the cores to use.
 pub const VISIBLE_CORES_VAR: &str = "NEURON_RT_VISIBLE_CORES";
@@ -47,6 +30,7 @@ fn live() -> MutexGuard<'static, Vec<usize>> {
 
 /// The framework type passed to `nrt_init`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Framework {
     /// No framework: a program calling libnrt directly (`NRT_FRAMEWORK_TYPE_NO_FW`).
     #[default]
@@ -98,6 +82,8 @@ pub struct RuntimeBuilder {
     framework: Framework,
     framework_version: String,
     fal_version: String,
+    /// What the diagnosis of a failed `nrt_init`, load or allocation reads.
+    pub(crate) probe: crate::diagnose::Probe,
 }
 
 impl Default for RuntimeBuilder {
@@ -116,6 +102,7 @@ impl RuntimeBuilder {
             framework: Framework::NoFramework,
             framework_version: String::new(),
             fal_version: String::new(),
+            probe: crate::diagnose::Probe::system(),
         }
     }
 
@@ -137,6 +124,7 @@ impl RuntimeBuilder {
     /// Uses the simulated libnrt (`nrt-sim`) in this process: for development and tests
     /// without Neuron hardware. Only with feature `sim`; never chosen otherwise.
     #[cfg(feature = "sim")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
     pub fn simulator(self) -> RuntimeBuilder {
         self.library(nrt_sim::library())
     }
@@ -213,29 +201,20 @@ impl RuntimeBuilder {
             LibraryChoice::Path(path) => Library::open(path)?,
             LibraryChoice::Loaded(lib) => lib,
         };
-        let init = require_fn(lib.fns().nrt_init, "nrt_init")?;
-        let close = require_fn(lib.fns().nrt_close, "nrt_close")?;
+        // Both first: a runtime that could not be closed is never started.
+        let key = raw::runtime::init_key(lib)?;
+        raw::runtime::can_close(lib)?;
         let fw_version = c_string("framework version", &self.framework_version)?;
         let fal_version = c_string("fal_version", &self.fal_version)?;
-        let key = init as usize;
 
         let mut live = live();
         if live.contains(&key) {
             return Err(Error::AlreadyInitialized);
         }
-        // SAFETY: `init` is libnrt's nrt_init (signature from the bindings); both strings
-        // are NUL-terminated and outlive the call; no runtime is live on this library
-        // (checked above under the lock), so this is not a second init.
-        let raw = unsafe {
-            init(
-                self.framework.as_raw(),
-                fw_version.as_ptr(),
-                fal_version.as_ptr(),
-            )
-        };
-        if raw != sys::NRT_SUCCESS {
-            return Err(status_error(lib, "nrt_init", raw, None));
-        }
+        // SAFETY: no runtime is live on this library (checked above under the lock, which
+        // is held across every init and close), so this is not a second init.
+        unsafe { raw::runtime::init(lib, self.framework.as_raw(), &fw_version, &fal_version) }
+            .map_err(|err| crate::diagnose::init_failed(lib, &self.probe, err))?;
         live.push(key);
         drop(live);
 
@@ -246,14 +225,14 @@ impl RuntimeBuilder {
         let inner = RuntimeInner {
             lib,
             key,
-            close,
             caps,
             version,
             units: crate::xu::UnitRegistry::default(),
+            probe: self.probe,
         };
-        Ok(Runtime {
+        Ok(crate::logging::runtime_started(Runtime {
             inner: Arc::new(inner),
-        })
+        }))
     }
 }
 
@@ -285,11 +264,12 @@ pub struct Runtime {
 pub(crate) struct RuntimeInner {
     lib: &'static Library,
     key: usize,
-    close: sys::fn_types::nrt_close,
     caps: Capabilities,
     version: Option<Version>,
     /// State of the async execution-unit queues, shared by all their handles.
     pub(crate) units: crate::xu::UnitRegistry,
+    /// What the diagnosis of a failed load or allocation reads.
+    pub(crate) probe: crate::diagnose::Probe,
 }
 
 impl Drop for RuntimeInner {
@@ -300,34 +280,21 @@ impl Drop for RuntimeInner {
         self.units.close();
         // SAFETY: the runtime was initialised by `build` and every handle that used it
         // has been dropped (each holds an Arc of this value), so nothing can call into
-        // it after the close.
-        unsafe { (self.close)() };
+        // it after the close. `build` checked that the library has nrt_close.
+        let _ = unsafe { raw::runtime::close(self.lib) };
         live.retain(|k| *k != self.key);
     }
 }
 
 impl RuntimeInner {
-    pub(crate) fn fns(&self) -> &sys::NrtFns {
-        self.lib.fns()
+    /// The loaded library, for the result layer ([`raw`]).
+    pub(crate) fn lib(&self) -> &'static Library {
+        self.lib
     }
 
     /// The library version reported at start, if it has `nrt_get_version`.
     pub(crate) fn version(&self) -> Option<&Version> {
         self.version.as_ref()
-    }
-
-    /// `Ok` for `NRT_SUCCESS`, else [`Error::Nrt`] with the library's text and `context`.
-    pub(crate) fn check(
-        &self,
-        function: &'static str,
-        raw: sys::NRT_STATUS,
-        context: impl FnOnce() -> String,
-    ) -> Result<()> {
-        if raw == sys::NRT_SUCCESS {
-            Ok(())
-        } else {
-            Err(status_error(self.lib, function, raw, Some(context())))
-        }
     }
 
     pub(crate) fn require(&self, caps: Capabilities, feature: &'static str) -> Result<()> {
@@ -340,26 +307,11 @@ impl RuntimeInner {
             })
         }
     }
-
-    fn count(&self, function: &'static str, f: Option<CountFn>) -> Result<u32> {
-        let f = require_fn(f, function)?;
-        let mut n = 0u32;
-        // SAFETY: `n` is a valid, writable u32.
-        let raw = unsafe { f(&mut n) };
-        self.check(function, raw, String::new)?;
-        Ok(n)
-    }
 }
 
 /// The version `lib` reports.
 fn query_version(lib: &Library) -> Result<Version> {
-    let get = require_fn(lib.fns().nrt_get_version, "nrt_get_version")?;
-    let mut v = sys::nrt_version_t::default();
-    // SAFETY: `v` is a valid, writable nrt_version_t of the size passed.
-    let raw = unsafe { get(&mut v, size_of::<sys::nrt_version_t>()) };
-    if raw != sys::NRT_SUCCESS {
-        return Err(status_error(lib, "nrt_get_version", raw, None));
-    }
+    let v = raw::runtime::get_version(lib)?;
     Ok(Version {
         major: v.rt_major,
         minor: v.rt_minor,
@@ -369,8 +321,6 @@ fn query_version(lib: &Library) -> Result<Version> {
         git_hash: fixed_c_string(&v.git_hash),
     })
 }
-
-type CountFn = unsafe extern "C" fn(*mut u32) -> sys::NRT_STATUS;
 
 impl Runtime {
     /// Starts the runtime with the default settings: [`RuntimeBuilder::new`] then
@@ -416,12 +366,7 @@ impl Runtime {
     ///
     /// [`Error::Unsupported`] without `nrt_get_instance_info`; [`Error::Nrt`] if it fails.
     pub fn instance_info(&self) -> Result<InstanceInfo> {
-        let get = nrt_fn!(self.inner, nrt_get_instance_info);
-        let mut info = sys::nrt_instance_info_t::default();
-        // SAFETY: `info` is a valid, writable nrt_instance_info_t of the size passed.
-        let raw = unsafe { get(&mut info, size_of::<sys::nrt_instance_info_t>()) };
-        self.inner
-            .check("nrt_get_instance_info", raw, String::new)?;
+        let info = raw::runtime::get_instance_info(self.inner.lib)?;
         Ok(InstanceInfo {
             family: info.family,
             size: info.size,
@@ -437,13 +382,7 @@ impl Runtime {
     ///
     /// [`Error::Unsupported`] without either function; [`Error::Nrt`] if it fails.
     pub fn total_core_count(&self) -> Result<u32> {
-        let fns = self.inner.fns();
-        match fns.nrt_get_total_vnc_count {
-            Some(f) => self.inner.count("nrt_get_total_vnc_count", Some(f)),
-            None => self
-                .inner
-                .count("nrt_get_total_nc_count", fns.nrt_get_total_nc_count),
-        }
+        raw::runtime::get_total_vnc_count(self.inner.lib)
     }
 
     /// The number of NeuronCores this process may use (`nrt_get_visible_vnc_count`, or
@@ -453,13 +392,7 @@ impl Runtime {
     ///
     /// [`Error::Unsupported`] without either function; [`Error::Nrt`] if it fails.
     pub fn visible_core_count(&self) -> Result<u32> {
-        let fns = self.inner.fns();
-        match fns.nrt_get_visible_vnc_count {
-            Some(f) => self.inner.count("nrt_get_visible_vnc_count", Some(f)),
-            None => self
-                .inner
-                .count("nrt_get_visible_nc_count", fns.nrt_get_visible_nc_count),
-        }
+        raw::runtime::get_visible_vnc_count(self.inner.lib)
     }
 
     /// Device memory use of NeuronCore `core`.
@@ -470,14 +403,9 @@ impl Runtime {
     /// fails (e.g. `core` out of range); [`Error::UnexpectedResult`] if the library
     /// reports fewer bytes than the two counters need.
     pub fn memory_stats(&self, core: u32) -> Result<MemoryStats> {
-        let get = nrt_fn!(self.inner, nrt_get_vnc_memory_stats);
-        let mut stats = sys::nrt_vnc_memory_stats_t::default();
-        let mut written = 0usize;
+        let (stats, written) = raw::runtime::get_vnc_memory_stats(self.inner.lib, core)
+            .map_err(|e| e.context(format!("core {core}")))?;
         let size = size_of::<sys::nrt_vnc_memory_stats_t>();
-        // SAFETY: `stats` is valid and writable for `size` bytes; `written` is a valid usize.
-        let raw = unsafe { get(core, &mut stats, size, &mut written) };
-        self.inner
-            .check("nrt_get_vnc_memory_stats", raw, || format!("core {core}"))?;
         if written < size {
             return Err(Error::UnexpectedResult {
                 function: "nrt_get_vnc_memory_stats",
@@ -537,27 +465,9 @@ pub(crate) fn c_string(argument: &'static str, value: &str) -> Result<CString> {
     })
 }
 
-/// The text of a fixed-size C char array: up to the first NUL, or all of it if there is none.
-pub(crate) fn fixed_c_string(chars: &[c_char]) -> String {
-    let bytes: Vec<u8> = chars
-        .iter()
-        .map(|&c| c as u8)
-        .take_while(|&b| b != 0)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fixed_strings_stop_at_nul_or_the_end() {
-        let a: [c_char; 4] = [b'a' as c_char, b'b' as c_char, 0, b'z' as c_char];
-        assert_eq!(fixed_c_string(&a), "ab");
-        let full: [c_char; 2] = [b'x' as c_char, b'y' as c_char];
-        assert_eq!(fixed_c_string(&full), "xy");
-    }
 
     #[test]
     fn version_comparison() {

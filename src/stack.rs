@@ -4,13 +4,15 @@
 //! stack: a Rust program crashed inside it on a thread with Rust's default 2 MiB stack
 //! (shared/nrt-abi.md section 4). So the synchronous execution calls run only where at
 //! least [`EXEC_STACK_NEEDED`] of stack is left; elsewhere they run on a helper thread
-//! with a [`HELPER_STACK`] stack, started for the call, and the caller blocks until it
-//! returns. That costs one thread start per call (tens of microseconds); programs that
-//! execute often avoid it by executing on threads with larger stacks (for example
+//! with a [`HELPER_STACK`] stack (kept and reused) while the caller blocks until it
+//! returns. That costs two thread wake-ups per call (tens of microseconds); programs
+//! that execute often avoid it by executing on threads with larger stacks (for example
 //! `std::thread::Builder::stack_size(16 << 20)`, or tokio's `thread_stack_size`). The
 //! main thread usually has 8 MiB in all (`ulimit -s`), so less than that left.
 
 use std::cell::Cell;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Stack that must be left for a call to `nrt_execute` (twice what libnrt was seen to
 /// use, for its other frames).
@@ -91,26 +93,150 @@ pub(crate) fn remaining() -> Option<usize> {
 }
 
 /// Runs `f` where at least [`EXEC_STACK_NEEDED`] of stack is left: here, or on a helper
-/// thread with a [`HELPER_STACK`] stack (when the room here is short or unknown).
-/// A panic in `f` is resumed in the caller.
+/// thread with a [`HELPER_STACK`] stack (when the room here is short or unknown), while
+/// this thread waits. A panic in `f` is resumed in the caller.
+///
+/// Helper threads are reused: a new thread's stack pages are fresh, and libnrt touching
+/// megabytes of them made every call pay the kernel for zeroed pages (milliseconds). Up
+/// to [`IDLE_HELPERS`] idle helpers are kept; more concurrent callers start more, which
+/// exit after their call.
 ///
 /// # Errors
 ///
-/// `Err` with the system's error if the helper thread cannot be started (`f` did not run).
+/// `Err` with the system's error if no helper is idle and a new one cannot be started
+/// (`f` did not run).
 pub(crate) fn with_exec_stack<R: Send>(f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
     if remaining().is_some_and(|r| r >= EXEC_STACK_NEEDED) {
         return Ok(f());
     }
-    std::thread::scope(|s| {
-        let helper = std::thread::Builder::new()
+    let helper = Helper::take()?;
+    let mut f = Some(f);
+    let mut out = None;
+    let mut task = || {
+        if let Some(f) = f.take() {
+            out = Some(catch_unwind(AssertUnwindSafe(f)));
+        }
+    };
+    helper.run(&mut task);
+    helper.give_back();
+    match out {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(panic)) => resume_unwind(panic),
+        // `run` returns only after the task ran, and the task always sets `out`.
+        None => Err(std::io::Error::other(
+            "the exec-stack helper did not run the call",
+        )),
+    }
+}
+
+/// Idle helper threads kept for reuse (each keeps the stack pages libnrt touched).
+pub(crate) const IDLE_HELPERS: usize = 4;
+
+/// The task a helper runs: a pointer to a closure on the waiting caller's stack.
+struct Task(*mut (dyn FnMut() + Send));
+
+// SAFETY: the closure is `Send`; the pointer is only dereferenced by the helper while
+// the caller that owns the closure waits for it (see `Helper::run`).
+unsafe impl Send for Task {}
+
+enum Slot {
+    Idle,
+    Run(Task),
+    Done,
+    /// Not needed any more: the thread exits.
+    Exit,
+}
+
+/// One helper thread and the slot through which it gets its task.
+struct Helper {
+    slot: Mutex<Slot>,
+    changed: Condvar,
+}
+
+static IDLE: Mutex<Vec<Arc<Helper>>> = Mutex::new(Vec::new());
+
+fn idle() -> MutexGuard<'static, Vec<Arc<Helper>>> {
+    // Entries are pushed and popped whole, so a poisoned list is still consistent.
+    IDLE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Helper {
+    /// An idle helper, or a new one.
+    fn take() -> std::io::Result<Arc<Helper>> {
+        if let Some(helper) = idle().pop() {
+            return Ok(helper);
+        }
+        let helper = Arc::new(Helper {
+            slot: Mutex::new(Slot::Idle),
+            changed: Condvar::new(),
+        });
+        let theirs = Arc::clone(&helper);
+        std::thread::Builder::new()
             .name("neuron-rt-exec".into())
             .stack_size(HELPER_STACK)
-            .spawn_scoped(s, f)?;
-        match helper.join() {
-            Ok(r) => Ok(r),
-            Err(panic) => std::panic::resume_unwind(panic),
+            .spawn(move || theirs.serve())?;
+        Ok(helper)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        // The slot is replaced whole under the lock; nothing panics while holding it.
+        self.slot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `task` on this helper and returns once it has run.
+    fn run(&self, task: &mut (dyn FnMut() + Send)) {
+        let task: *mut (dyn FnMut() + Send + '_) = task;
+        // SAFETY: only the lifetime bound is erased. The helper calls the closure before
+        // it sets `Done`, and this function does not return (nor unwind: nothing below
+        // panics) until it has seen `Done`, so the closure outlives every use.
+        let task = Task(unsafe {
+            std::mem::transmute::<*mut (dyn FnMut() + Send + '_), *mut (dyn FnMut() + Send)>(task)
+        });
+        let mut slot = self.lock();
+        *slot = Slot::Run(task);
+        self.changed.notify_all();
+        while !matches!(*slot, Slot::Done) {
+            slot = self.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
         }
-    })
+        *slot = Slot::Idle;
+    }
+
+    /// Back to the idle list, or told to exit when the list is full.
+    fn give_back(self: Arc<Helper>) {
+        let mut idle = idle();
+        if idle.len() < IDLE_HELPERS {
+            idle.push(self);
+            return;
+        }
+        drop(idle);
+        *self.lock() = Slot::Exit;
+        self.changed.notify_all();
+    }
+
+    /// The helper thread: runs tasks until told to exit. Blocks without a timeout in
+    /// between (no periodic wake-ups).
+    fn serve(self: Arc<Helper>) {
+        let mut slot = self.lock();
+        loop {
+            match std::mem::replace(&mut *slot, Slot::Idle) {
+                Slot::Exit => return,
+                Slot::Run(task) => {
+                    drop(slot);
+                    // SAFETY: the caller waits in `run` until `Done` (set below), so the
+                    // closure behind the pointer is alive and used by this thread only.
+                    // It catches panics itself (`with_exec_stack`), so this returns.
+                    unsafe { (*task.0)() };
+                    slot = self.lock();
+                    *slot = Slot::Done;
+                    self.changed.notify_all();
+                }
+                other => {
+                    *slot = other;
+                    slot = self.changed.wait(slot).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +245,7 @@ mod tests {
 
     #[test]
     fn a_big_stack_runs_here_and_a_small_one_moves() {
+        let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let here = |_: ()| std::thread::current().id();
         let big = std::thread::Builder::new()
             .stack_size(32 << 20)
@@ -147,10 +274,61 @@ mod tests {
 
     #[test]
     fn a_panic_on_the_helper_reaches_the_caller() {
+        let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
         let small = std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(|| with_exec_stack(|| -> () { panic!("inside") }))
             .unwrap();
         assert!(small.join().is_err());
+    }
+
+    /// The pool tests look at the idle list, so they do not run at the same time.
+    static POOL_TESTS: Mutex<()> = Mutex::new(());
+
+    #[test]
+    fn helpers_are_reused_and_survive_a_panic() {
+        let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let small = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let me = std::thread::current().id();
+                let first = with_exec_stack(|| std::thread::current().id()).unwrap();
+                let panicked = catch_unwind(|| with_exec_stack(|| -> () { panic!("inside") }));
+                let again = with_exec_stack(|| std::thread::current().id()).unwrap();
+                (me, first, panicked.is_err(), again)
+            })
+            .unwrap();
+        let (me, first, panicked, again) = small.join().unwrap();
+        assert_ne!(first, me);
+        assert!(panicked, "the helper's panic reaches the caller");
+        // One caller at a time (other callers in this binary are serialised by
+        // POOL_TESTS or have big stacks): the idle helper is taken again.
+        assert_eq!(again, first, "the helper thread is reused");
+    }
+
+    #[test]
+    fn concurrent_short_stack_callers_each_get_a_helper() {
+        let _serial = POOL_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let callers: Vec<_> = (0..IDLE_HELPERS * 2)
+            .map(|i| {
+                std::thread::Builder::new()
+                    .stack_size(2 << 20)
+                    .spawn(move || {
+                        with_exec_stack(|| {
+                            assert!(remaining().unwrap() >= EXEC_STACK_NEEDED);
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            i * 2
+                        })
+                        .unwrap()
+                    })
+                    .unwrap()
+            })
+            .collect();
+        let results: Vec<usize> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+        assert_eq!(
+            results,
+            (0..IDLE_HELPERS * 2).map(|i| i * 2).collect::<Vec<_>>()
+        );
+        assert!(idle().len() <= IDLE_HELPERS);
     }
 }

@@ -14,6 +14,7 @@ use nrt_sys as sys;
 /// `Display` prints a fixed description written by this crate; the library's own text
 /// (from `nrt_get_status_as_str`) travels in [`Error::Nrt`](crate::Error::Nrt).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum NrtStatus {
     /// The call succeeded (`NRT_SUCCESS`, 0).
     Success,

@@ -2,15 +2,16 @@
 
 use std::ffi::c_void;
 use std::fmt;
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use nrt_sys as sys;
 
-use crate::buffer::AttachedBuffer;
+use crate::attached_buffer::AttachedBuffer;
 use crate::host_lock::HostLock;
 use crate::host_lock::{Access, HostGuard, lock_host_storage};
-use crate::runtime::{c_string, nrt_fn};
+use crate::raw;
+use crate::runtime::c_string;
 use crate::{Capabilities, Element, Error, Result, Runtime};
 
 /// The runtime library version that removed VIRTUAL placement.
@@ -18,6 +19,7 @@ const VIRTUAL_REMOVED_IN: (u64, u64) = crate::capabilities::ASYNC_EVENTS_MIN;
 
 /// Where a tensor's storage lives (`nrt_tensor_placement_t`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Placement {
     /// Device memory (HBM) of one NeuronCore.
     Device,
@@ -107,6 +109,8 @@ pub(crate) struct TensorInner {
     /// For storage in host memory: the lock every synchronous libnrt call on it holds
     /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
     host: Option<Arc<HostLock>>,
+    /// Element type and shape, for a tensor made for a model tensor (`crate::typed`).
+    pub(crate) layout: std::sync::OnceLock<crate::typed::Layout>,
 }
 
 // The Rust-side fields are immutable after creation, and data is only moved by libnrt
@@ -120,12 +124,10 @@ unsafe impl Sync for TensorInner {}
 
 impl Drop for TensorInner {
     fn drop(&mut self) {
-        if let Some(free) = self.rt.inner.fns().nrt_tensor_free {
-            let mut raw = self.raw.as_ptr();
-            // SAFETY: `raw` is a live tensor of this runtime, freed exactly once (this is
-            // the last handle). No set refers to it: sets hold a handle while it is in them.
-            unsafe { free(&mut raw) };
-        }
+        // SAFETY: `raw` is a live tensor of this runtime, freed exactly once (this is
+        // the last handle). No set, slice or request refers to it: each holds a handle
+        // while it does.
+        unsafe { raw::tensor::free(self.rt.inner.lib(), self.raw) };
     }
 }
 
@@ -142,22 +144,14 @@ pub(crate) struct NewTensor<'a> {
 
 impl NewTensor<'_> {
     /// Wraps `raw`, which libnrt just created (or [`Error::UnexpectedResult`] if null).
-    pub(crate) fn wrap(
-        self,
-        function: &'static str,
-        raw: *mut sys::nrt_tensor_t,
-    ) -> Result<Tensor> {
-        let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
-            function,
-            reason: format!("no tensor returned for `{}`", self.name),
-        })?;
+    pub(crate) fn wrap(self, raw: NonNull<sys::nrt_tensor_t>) -> Tensor {
         // A slice aliases its parent's storage, so it shares the parent's lock.
         let host = match &self.parent {
             Some(parent) => parent.host.clone(),
             None if self.placement == Placement::Device => None,
             None => Some(Arc::new(HostLock::default())),
         };
-        Ok(Tensor {
+        Tensor {
             inner: Arc::new(TensorInner {
                 raw,
                 rt: self.rt.clone(),
@@ -168,8 +162,9 @@ impl NewTensor<'_> {
                 _parent: self.parent,
                 buffer: self.buffer,
                 host,
+                layout: std::sync::OnceLock::new(),
             }),
-        })
+        }
     }
 }
 
@@ -204,9 +199,9 @@ impl Runtime {
         size: usize,
         name: &str,
     ) -> Result<Tensor> {
-        let allocate = nrt_fn!(self.inner, nrt_tensor_allocate);
+        let lib = self.inner.lib();
         // Never create what could not be freed.
-        nrt_fn!(self.inner, nrt_tensor_free);
+        raw::tensor::can_free(lib)?;
         if placement == Placement::Virtual
             && let Some(v) = self.inner.version()
             && v.at_least(VIRTUAL_REMOVED_IN.0, VIRTUAL_REMOVED_IN.1)
@@ -227,14 +222,9 @@ impl Runtime {
         }
         let vnc = core_arg(core)?;
         let c_name = c_string("name", name)?;
-        let mut raw = ptr::null_mut();
-        // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid
-        // out-pointer.
-        let status = unsafe { allocate(placement.as_raw(), vnc, size, c_name.as_ptr(), &mut raw) };
-        self.inner.check("nrt_tensor_allocate", status, || {
-            format!("tensor `{name}`, {size} bytes, {placement:?} on core {vnc}")
-        })?;
-        NewTensor {
+        let raw = raw::tensor::allocate(lib, placement.as_raw(), vnc, size, &c_name)
+            .map_err(|e| crate::diagnose::alloc_error(self, e, placement, core, size, name))?;
+        Ok(NewTensor {
             rt: self,
             size,
             placement,
@@ -243,7 +233,7 @@ impl Runtime {
             parent: None,
             buffer: None,
         }
-        .wrap("nrt_tensor_allocate", raw)
+        .wrap(raw))
     }
 }
 
@@ -271,6 +261,11 @@ impl Tensor {
     /// The runtime this tensor belongs to.
     pub fn runtime(&self) -> &Runtime {
         &self.inner.rt
+    }
+
+    /// The library this tensor's runtime calls.
+    fn lib(&self) -> &'static nrt_sys::Library {
+        self.inner.rt.inner.lib()
     }
 
     /// The raw libnrt handle, valid while this `Tensor` (or any clone) is alive.
@@ -311,9 +306,11 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if `data` is larger than the tensor; [`Error::Nrt`] if
-    /// libnrt fails.
+    /// For a typed tensor ([`Tensor::dtype`]): [`Error::WrongElementType`] /
+    /// [`Error::WrongLength`] unless `data` is exactly its elements. [`Error::OutOfBounds`]
+    /// if `data` is larger than the tensor; [`Error::Nrt`] if libnrt fails.
     pub fn write<T: Element>(&self, data: &[T]) -> Result<()> {
+        self.check_whole::<T>(data.len())?;
         self.write_at(0, data)
     }
 
@@ -323,17 +320,27 @@ impl Tensor {
     ///
     /// [`Error::OutOfBounds`] if the bytes do not fit; [`Error::Nrt`] if libnrt fails.
     pub fn write_at<T: Element>(&self, offset: usize, data: &[T]) -> Result<()> {
-        let write = nrt_fn!(self.inner.rt.inner, nrt_tensor_write);
         let len = size_of_val(data);
         self.check_range(offset, len)?;
         let guard = self.lock_host(Access::Write);
         // SAFETY: the tensor is live (this handle); `data` is valid for reads of `len`
         // bytes for the whole call, and `offset + len` is inside the tensor (checked).
         // Host storage is locked exclusively (`guard`), so no other copy touches it.
-        let status = unsafe { write(self.raw(), data.as_ptr().cast::<c_void>(), offset, len) };
+        let result = unsafe {
+            raw::tensor::write(
+                self.lib(),
+                self.raw(),
+                data.as_ptr().cast::<c_void>(),
+                offset,
+                len,
+            )
+        };
         drop(guard);
-        self.inner.rt.inner.check("nrt_tensor_write", status, || {
-            format!("tensor `{}`, {len} bytes at offset {offset}", self.name())
+        result.map_err(|e| {
+            e.context(format!(
+                "tensor `{}`, {len} bytes at offset {offset}",
+                self.name()
+            ))
         })
     }
 
@@ -341,9 +348,11 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if `out` is larger than the tensor; [`Error::Nrt`] if
-    /// libnrt fails.
+    /// For a typed tensor ([`Tensor::dtype`]): [`Error::WrongElementType`] /
+    /// [`Error::WrongLength`] unless `out` is exactly its elements. [`Error::OutOfBounds`]
+    /// if `out` is larger than the tensor; [`Error::Nrt`] if libnrt fails.
     pub fn read<T: Element>(&self, out: &mut [T]) -> Result<()> {
+        self.check_whole::<T>(out.len())?;
         self.read_at(0, out)
     }
 
@@ -353,7 +362,6 @@ impl Tensor {
     ///
     /// [`Error::OutOfBounds`] if the bytes do not fit; [`Error::Nrt`] if libnrt fails.
     pub fn read_at<T: Element>(&self, offset: usize, out: &mut [T]) -> Result<()> {
-        let read = nrt_fn!(self.inner.rt.inner, nrt_tensor_read);
         let len = size_of_val(out);
         self.check_range(offset, len)?;
         let guard = self.lock_host(Access::Read);
@@ -362,10 +370,21 @@ impl Tensor {
         // contract), so whatever libnrt copies leaves `out` initialised and valid. Host
         // storage is locked shared (`guard`), so nothing writes it meanwhile.
         // SAFETY: the conditions just above hold for this call.
-        let status = unsafe { read(self.raw(), out.as_mut_ptr().cast::<c_void>(), offset, len) };
+        let result = unsafe {
+            raw::tensor::read(
+                self.lib(),
+                self.raw(),
+                out.as_mut_ptr().cast::<c_void>(),
+                offset,
+                len,
+            )
+        };
         drop(guard);
-        self.inner.rt.inner.check("nrt_tensor_read", status, || {
-            format!("tensor `{}`, {len} bytes at offset {offset}", self.name())
+        result.map_err(|e| {
+            e.context(format!(
+                "tensor `{}`, {len} bytes at offset {offset}",
+                self.name()
+            ))
         })
     }
 
@@ -373,10 +392,12 @@ impl Tensor {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if the size is not a multiple of `T`'s size;
+    /// [`Error::WrongElementType`] if the tensor is typed and `T` is not its element
+    /// type; [`Error::InvalidArgument`] if the size is not a multiple of `T`'s size;
     /// [`Error::Nrt`] if libnrt fails.
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         let elem = size_of::<T>();
+        self.check_whole::<T>(self.size() / elem.max(1))?;
         if !self.size().is_multiple_of(elem) {
             return Err(Error::invalid(
                 "T",
@@ -427,7 +448,6 @@ impl Tensor {
         len: usize,
     ) -> Result<()> {
         let rt = &self.inner.rt;
-        let copy = nrt_fn!(rt.inner, nrt_tensor_copy);
         rt.check_same(src.runtime(), || format!("tensor `{}`", src.name()))?;
         if let (Placement::Device, Placement::Device, Some(s), Some(d)) =
             (src.placement(), self.placement(), src.core(), self.core())
@@ -446,14 +466,23 @@ impl Tensor {
         // SAFETY: both tensors are live handles of this runtime and both ranges are
         // inside their tensors (checked). Host storage is locked (`guards`): the source
         // shared, the destination exclusive (once, exclusive, if they share storage).
-        let status = unsafe { copy(src.raw(), src_offset, self.raw(), dst_offset, len) };
+        let result = unsafe {
+            raw::tensor::copy(
+                rt.inner.lib(),
+                src.raw(),
+                src_offset,
+                self.raw(),
+                dst_offset,
+                len,
+            )
+        };
         drop(guards);
-        rt.inner.check("nrt_tensor_copy", status, || {
-            format!(
+        result.map_err(|e| {
+            e.context(format!(
                 "{len} bytes from `{}`+{src_offset} to `{}`+{dst_offset}",
                 src.name(),
                 self.name()
-            )
+            ))
         })
     }
 
@@ -472,20 +501,19 @@ impl Tensor {
     ///
     /// [`Error::OutOfBounds`] if the range does not fit; [`Error::Nrt`] if libnrt fails.
     pub fn fill_range(&self, offset: usize, len: usize, value: u8) -> Result<()> {
-        let memset = nrt_fn!(self.inner.rt.inner, nrt_tensor_memset);
         self.check_range(offset, len)?;
         let offset64 = u64::try_from(offset)
             .map_err(|_| Error::invalid("offset", format!("{offset} does not fit in 64 bits")))?;
         let guard = self.lock_host(Access::Write);
         // SAFETY: the tensor is live and the range is inside it (checked); host storage
         // is locked exclusively (`guard`).
-        let status = unsafe { memset(self.raw(), offset64, i32::from(value), len) };
+        let result = unsafe { raw::tensor::memset(self.lib(), self.raw(), offset64, value, len) };
         drop(guard);
-        self.inner.rt.inner.check("nrt_tensor_memset", status, || {
-            format!(
+        result.map_err(|e| {
+            e.context(format!(
                 "tensor `{}`, {len} bytes at offset {offset} to {value:#04x}",
                 self.name()
-            )
+            ))
         })
     }
 
@@ -500,19 +528,21 @@ impl Tensor {
     pub fn slice(&self, offset: usize, len: usize, name: &str) -> Result<Tensor> {
         let rt = &self.inner.rt;
         rt.require(Capabilities::TENSOR_SLICE, "tensor slices")?;
-        let allocate_slice = nrt_fn!(rt.inner, nrt_tensor_allocate_slice);
-        nrt_fn!(rt.inner, nrt_tensor_free);
+        raw::tensor::can_free(rt.inner.lib())?;
         self.check_range(offset, len)?;
         let c_name = c_string("name", name)?;
-        let mut raw = ptr::null_mut();
-        // SAFETY: the source tensor is live (and kept alive by the slice, below); the
-        // range is inside it (checked); `c_name` outlives the call; `raw` is a valid
-        // out-pointer.
-        let status = unsafe { allocate_slice(self.raw(), offset, len, c_name.as_ptr(), &mut raw) };
-        rt.inner.check("nrt_tensor_allocate_slice", status, || {
-            format!("{len} bytes at offset {offset} of `{}`", self.name())
+        // SAFETY: the source tensor is live and outlives the slice (which keeps it, below);
+        // the range is inside it (checked).
+        let raw = unsafe {
+            raw::tensor::allocate_slice(rt.inner.lib(), self.raw(), offset, len, &c_name)
+        }
+        .map_err(|e| {
+            e.context(format!(
+                "{len} bytes at offset {offset} of `{}`",
+                self.name()
+            ))
         })?;
-        NewTensor {
+        Ok(NewTensor {
             rt,
             size: len,
             placement: self.placement(),
@@ -521,7 +551,7 @@ impl Tensor {
             parent: Some(self.share()),
             buffer: None,
         }
-        .wrap("nrt_tensor_allocate_slice", raw)
+        .wrap(raw))
     }
 }
 

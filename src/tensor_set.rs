@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 use std::ffi::c_void;
 use std::fmt;
-use std::ptr::{self, NonNull};
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use nrt_sys as sys;
 
-use crate::runtime::{c_string, nrt_fn};
+use crate::raw;
+use crate::runtime::c_string;
 use crate::{Error, Result, Runtime, Tensor};
 
 /// Named tensors, the inputs or outputs of an execution (`nrt_tensor_set_t`).
@@ -52,12 +53,10 @@ unsafe impl Sync for TensorSetInner {}
 
 impl Drop for TensorSetInner {
     fn drop(&mut self) {
-        if let Some(destroy) = self.rt.inner.fns().nrt_destroy_tensor_set {
-            let mut raw = self.raw.as_ptr();
-            // SAFETY: `raw` is a live set of this runtime, destroyed exactly once (this is
-            // the last owner); its tensors are still alive (dropped after this).
-            unsafe { destroy(&mut raw) };
-        }
+        // SAFETY: `raw` is a live set of this runtime, destroyed exactly once (this is
+        // the last owner, so no execution uses it); its tensors are still alive (dropped
+        // after this).
+        unsafe { raw::set::destroy(self.rt.inner.lib(), self.raw) };
     }
 }
 
@@ -69,18 +68,10 @@ impl Runtime {
     /// [`Error::Unsupported`] if the library lacks `nrt_allocate_tensor_set` or
     /// `nrt_destroy_tensor_set`; [`Error::Nrt`] if libnrt fails.
     pub fn tensor_set(&self) -> Result<TensorSet> {
-        let allocate = nrt_fn!(self.inner, nrt_allocate_tensor_set);
+        let lib = self.inner.lib();
         // Never create what could not be freed.
-        nrt_fn!(self.inner, nrt_destroy_tensor_set);
-        let mut raw = ptr::null_mut();
-        // SAFETY: `raw` is a valid out-pointer.
-        let status = unsafe { allocate(&mut raw) };
-        self.inner
-            .check("nrt_allocate_tensor_set", status, String::new)?;
-        let raw = NonNull::new(raw).ok_or_else(|| Error::UnexpectedResult {
-            function: "nrt_allocate_tensor_set",
-            reason: "no set returned".into(),
-        })?;
+        raw::set::can_destroy(lib)?;
+        let raw = raw::set::allocate(lib)?;
         Ok(TensorSet {
             inner: Arc::new(TensorSetInner {
                 raw,
@@ -102,7 +93,6 @@ impl TensorSet {
     /// another runtime; [`Error::InUse`] while an in-flight request uses the set;
     /// [`Error::Nrt`] if libnrt fails. On error the set is unchanged.
     pub fn insert(&mut self, name: &str, tensor: &Tensor) -> Result<Option<Tensor>> {
-        let add = nrt_fn!(self.inner.rt.inner, nrt_add_tensor_to_tensor_set);
         let max = sys::NRT_TENSOR_NAME_MAX as usize - 1;
         if name.is_empty() || name.len() > max {
             return Err(Error::invalid(
@@ -124,14 +114,17 @@ impl TensorSet {
         })?;
         // SAFETY: the set and the tensor are live handles of the same runtime; `c_name`
         // outlives the call. The set keeps the tensor alive from here on (map below), and
-        // the tensor it replaces stays alive until after the call.
-        let status = unsafe { add(inner.raw.as_ptr(), c_name.as_ptr(), tensor.raw()) };
-        inner
-            .rt
-            .inner
-            .check("nrt_add_tensor_to_tensor_set", status, || {
-                format!("tensor `{}` as `{name}`", tensor.name())
-            })?;
+        // the tensor it replaces stays alive until after the call. No execution uses the
+        // set: this is its only handle (`Arc::get_mut` above).
+        unsafe {
+            raw::set::add_tensor(
+                inner.rt.inner.lib(),
+                inner.raw.as_ptr(),
+                &c_name,
+                tensor.raw(),
+            )
+        }
+        .map_err(|e| e.context(format!("tensor `{}` as `{name}`", tensor.name())))?;
         Ok(inner.tensors.insert(name.to_owned(), tensor.clone()))
     }
 

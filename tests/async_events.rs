@@ -296,7 +296,7 @@ fn futures_dropped_before_completion_leave_no_waker_behind() {
         let request = unit.execute(&model, sets.0, sets.1).unwrap();
         let mut future = Box::pin(request.into_future());
         assert!(future.as_mut().poll(&mut cx).is_pending());
-        drop(future); // waits for the request, and deregisters first
+        drop(future); // deregisters first; the request is released after completion
     }
     unit.wait_idle().unwrap();
     // Give the event thread time to process the last signals: nobody is left to wake.

@@ -379,6 +379,7 @@ fn execution_failures_carry_status_function_and_model() {
             status,
             message,
             context,
+            ..
         } => {
             assert_eq!(*function, "nrt_execute");
             assert_eq!(*status, NrtStatus::ExecCompletedWithNumErr);

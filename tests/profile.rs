@@ -30,6 +30,7 @@ fn nrt_sim_refuses_profiling_with_a_typed_error_and_everything_stays_usable() {
                 status,
                 message,
                 context,
+                ..
             } => {
                 assert_eq!(*function, "nrt_profile_start");
                 assert_eq!(*status, NrtStatus::Failure);

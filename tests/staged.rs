@@ -252,10 +252,10 @@ fn a_run_dropped_or_leaked_midway_leaves_the_pipeline_usable() {
         let mut run = pipeline.run(jobs.clone(), write, read);
         assert_eq!(run.next().unwrap().unwrap(), 0.0);
         assert!(run.pending() > 0);
-        drop(run); // waits for the jobs in flight
+        drop(run); // never blocks: the jobs in flight complete in the background
         let mut run = pipeline.run(jobs.clone(), write, read);
         assert_eq!(run.next().unwrap().unwrap(), 0.0);
-        std::mem::forget(run); // leaks nothing the device uses: the slots keep it
+        std::mem::forget(run); // the slots keep what the device uses
         let got: Vec<f32> = pipeline
             .run(0..5u32, write, read)
             .collect::<neuron_rt::Result<_>>()
@@ -263,6 +263,8 @@ fn a_run_dropped_or_leaked_midway_leaves_the_pipeline_usable() {
         assert_eq!(got, [0.0, 1.0, 2.0, 3.0, 4.0]);
         assert_eq!(pipeline.stats().in_flight, 0);
     }
+    // Dropped requests keep the runtime open until they completed.
+    drop(support::runtime_after_close(Duration::from_secs(30)));
     support::assert_no_leaks();
 }
 
@@ -340,6 +342,20 @@ fn bad_depths_and_names_are_refused_with_their_values() {
             let e = item.as_ref().unwrap_err();
             assert!(e.to_string().contains("no input `nope`"), "{e}");
         }
+        // Typed: `a` holds f32, not u32 (the raw bytes are `bytes_mut`).
+        let items: Vec<_> = pipeline
+            .run(
+                0..1,
+                |_, inputs| inputs.write("a", &[0u32; 6]),
+                |_, _| Ok(()),
+            )
+            .collect();
+        let e = items[0].as_ref().unwrap_err();
+        assert!(
+            matches!(e, Error::Stage { source, .. } if matches!(**source,
+                Error::WrongElementType { expected: neuron_rt::DType::F32, given: "u32", .. })),
+            "{e}"
+        );
     }
     support::assert_no_leaks();
 }

@@ -50,9 +50,12 @@ NRT_STATUS nrt_sim_inject_faults(const char *spec);
 void nrt_sim_clear_faults(void);
 /* The calling thread's last error line, or NULL; valid until its next failing call. */
 const char *nrt_sim_last_error(void);
+/* Faults that fired since the library was loaded: events (executions, allocations,
+ * loads, async requests) an armed fault made fail, each counted once. Never reset. */
+uint64_t nrt_sim_faults_injected(void);
 /* Returns NRT_SIM_IDENTITY: marks the library as nrt-sim, with the version of this
- * interface (the structs and functions above) in the low byte. */
-#define NRT_SIM_IDENTITY 0x6e72742d73696d01ULL
+ * interface (the structs and functions above) in the low byte (2: faults_injected). */
+#define NRT_SIM_IDENTITY 0x6e72742d73696d02ULL
 uint64_t nrt_sim_identity(void);
 
 #ifdef __cplusplus

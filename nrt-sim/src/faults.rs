@@ -6,6 +6,7 @@ use crate::status;
 use nrt_sys::*;
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A fault spec could not be parsed: which fault, and what is wrong with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub(crate) enum Trigger {
     Nth(u64),
     /// Every matching event after the first N.
     After(u64),
+    /// Matching events N, 2N, 3N, ... (N >= 1).
+    Every(u64),
     /// At once (xu only).
     Now,
 }
@@ -94,6 +97,7 @@ fn parse_one(part: &str) -> Result<Fault, String> {
     let mut vnc = None;
     let mut nth = None;
     let mut after = None;
+    let mut every = None;
     let mut status = None;
     let mut outputs = None;
     let mut xu = None;
@@ -121,6 +125,15 @@ fn parse_one(part: &str) -> Result<Fault, String> {
                 nth = Some(n);
             }
             "after" => after = Some(number()?),
+            "every" => {
+                let n = number()?;
+                if n == 0 {
+                    return Err(
+                        "every=0: every counts from 1 (every=N fails events N, 2N, 3N, ...)".into(),
+                    );
+                }
+                every = Some(n);
+            }
             "status" => {
                 let s = status::parse(value).ok_or_else(|| {
                     format!("status={value:?} is not a status number or NRT_* name")
@@ -153,18 +166,26 @@ fn parse_one(part: &str) -> Result<Fault, String> {
             _ => return Err(format!("unknown field {key:?}")),
         }
         let applies = matches!(key, "vnc" | "nth" | "after" | "status")
+            || (key == "every" && kind != "xu")
             || (kind == "exec" && key == "outputs")
             || (kind == "xu" && matches!(key, "type" | "queue"));
+        if key == "every" && kind == "xu" {
+            return Err(
+                "field \"every\" does not apply to \"xu\" faults: the first one that fires makes the queue unrecoverable (use nth)"
+                    .into(),
+            );
+        }
         if !applies {
             return Err(format!("field {key:?} does not apply to {kind:?} faults"));
         }
     }
-    let trigger = match (nth, after) {
-        (Some(_), Some(_)) => return Err("give nth or after, not both".into()),
-        (Some(n), None) => Trigger::Nth(n),
-        (None, Some(n)) => Trigger::After(n),
-        (None, None) if kind == "xu" => Trigger::Now,
-        (None, None) => Trigger::Nth(1),
+    let trigger = match (nth, after, every) {
+        (Some(n), None, None) => Trigger::Nth(n),
+        (None, Some(n), None) => Trigger::After(n),
+        (None, None, Some(n)) => Trigger::Every(n),
+        (None, None, None) if kind == "xu" => Trigger::Now,
+        (None, None, None) => Trigger::Nth(1),
+        _ => return Err("give one of nth, after and every, not both".into()),
     };
     let (kind, default_status) = match kind {
         "exec" => {
@@ -239,9 +260,18 @@ pub(crate) fn clear() {
     faults().clear();
 }
 
+/// Events that a fault made fail, since the library was loaded (never reset).
+static INJECTED: AtomicU64 = AtomicU64::new(0);
+
+/// Number of events that a fault made fail since the library was loaded.
+pub(crate) fn injected() -> u64 {
+    INJECTED.load(Ordering::Relaxed)
+}
+
 /// Counts one event against every armed fault that `matches` it (faults that fire at
 /// once are never counted); returns the first armed one that fires. A fired `nth` fault
-/// is used up; when several fire on one event, the first armed wins.
+/// is used up; when several fire on one event, the first armed wins. Each fault counts
+/// its own matching events (`seen`), over every core its `vnc` allows.
 fn event(matches: impl Fn(&Kind) -> bool) -> Option<Fault> {
     let mut list = faults();
     let mut fired = None;
@@ -254,6 +284,7 @@ fn event(matches: impl Fn(&Kind) -> bool) -> Option<Fault> {
         let fires = match fault.trigger {
             Trigger::Nth(n) => fault.seen == n,
             Trigger::After(n) => fault.seen > n,
+            Trigger::Every(n) => fault.seen % n == 0,
             Trigger::Now => false,
         };
         if fires {
@@ -265,6 +296,9 @@ fn event(matches: impl Fn(&Kind) -> bool) -> Option<Fault> {
     }
     for index in used_up.into_iter().rev() {
         list.remove(index);
+    }
+    if fired.is_some() {
+        INJECTED.fetch_add(1, Ordering::Relaxed);
     }
     fired
 }
@@ -382,5 +416,48 @@ mod tests {
         }
         let err = parse("exec:nth=2;exec:nth=x").unwrap_err();
         assert_eq!(err.fault, "exec:nth=x");
+    }
+
+    #[test]
+    fn every_parses_for_exec_alloc_and_load() {
+        let f = parse("exec:every=50:status=1003; alloc:vnc=1:every=2; load:every=1").unwrap();
+        assert_eq!(f.len(), 3);
+        assert_eq!(f[0].trigger, Trigger::Every(50));
+        assert_eq!(f[0].status, NRT_EXEC_COMPLETED_WITH_NUM_ERR);
+        assert_eq!(
+            f[0].kind,
+            Kind::Exec {
+                vnc: None,
+                outputs: true
+            }
+        );
+        assert_eq!(f[1].trigger, Trigger::Every(2));
+        assert_eq!(f[1].kind, Kind::Alloc { vnc: Some(1) });
+        assert_eq!(f[1].status, NRT_RESOURCE);
+        assert_eq!(f[2].trigger, Trigger::Every(1));
+    }
+
+    #[test]
+    fn bad_every_values_name_the_fault_and_the_value() {
+        let cases = [
+            ("exec:every=0", "every=0"),
+            ("exec:every=x", "every=\"x\" is not a non-negative integer"),
+            (
+                "exec:every=-5",
+                "every=\"-5\" is not a non-negative integer",
+            ),
+            ("exec:every=", "every=\"\" is not a non-negative integer"),
+            ("exec:every=2:nth=1", "not both"),
+            ("exec:after=1:every=2", "not both"),
+            ("xu:vnc=0:type=compute:every=5", "does not apply to \"xu\""),
+        ];
+        for (spec, needle) in cases {
+            let err = parse(spec).unwrap_err();
+            assert_eq!(err.fault, spec);
+            assert!(err.message.contains(needle), "{spec}: {err}");
+        }
+        let err = parse("exec:every=50; alloc:every=0").unwrap_err();
+        assert_eq!(err.fault, "alloc:every=0");
+        assert!(err.to_string().contains("every counts from 1"), "{err}");
     }
 }

@@ -2,8 +2,8 @@
 //! `nrt_free_model_tensor_info` so that freeing checks the pointer and frees exactly what
 //! was allocated (independent of the runtime's open/closed state).
 
+use crate::error::{Res, fail};
 use crate::model::{Program, TensorSpec};
-use crate::runtime::{Res, fail};
 use nrt_sys::*;
 use std::alloc::{Layout, alloc_zeroed, dealloc};
 use std::collections::HashMap;

@@ -10,10 +10,15 @@
 //!
 //! `nrt_close` stops taking requests, lets every worker finish the requests already queued
 //! (their `*ret` are written as usual), and joins the workers.
+//!
+//! This is queue machinery only: it knows nothing of tensors, models or the registry.
+//! What a request does is a [`Work`] and what a queue needs from its core is a
+//! [`UnitCore`], both implemented by the device model (`runtime::units`), so the
+//! dependency points one way: `runtime` -> `xu`.
 
+use crate::error::{Fail, Res, fail};
 use crate::faults;
 use crate::log::{self, Level};
-use crate::runtime::{Bound, Core, Fail, Res, Tensor, copy_between, fail};
 use crate::status;
 use nrt_sys::*;
 use std::collections::VecDeque;
@@ -23,74 +28,38 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-/// Host memory of a request (source of a write, destination of a read).
-pub(crate) struct HostPtr(pub(crate) *mut u8);
+/// What a request does, as the queue's worker sees it (implemented by the device model,
+/// `runtime::units`).
+pub(crate) trait Work: Send + 'static {
+    /// The C function that scheduled the request, for log lines.
+    fn func(&self) -> &'static str;
+    /// Does the request on the worker thread, its device time included.
+    fn run(self) -> Res<()>;
+}
 
-// SAFETY: the scheduling caller promised the memory stays valid until the request
-// completes; only the queue's worker touches it, and only before completing.
-unsafe impl Send for HostPtr {}
+/// What a queue needs from the core it belongs to (implemented by `runtime::Core`).
+pub(crate) trait UnitCore: Send + Sync + 'static {
+    /// The core's index in the API (first visible core = 0).
+    fn index(&self) -> u32;
+    /// Counts `ns` nanoseconds of work done by queue `queue` of XU type `xu`.
+    fn add_busy(&self, xu: nrta_xu_t, queue: u32, ns: u64);
+}
 
 /// The caller's status slot.
 struct RetSlot(*mut NRT_STATUS);
 
-// SAFETY: as `HostPtr`: valid until completion (caller's promise), written once by the
+// SAFETY: valid until completion (the scheduling caller's promise), written once by the
 // worker with an atomic store.
 unsafe impl Send for RetSlot {}
 
-/// What a request does.
-pub(crate) enum Work {
-    Write {
-        tensor: Arc<Tensor>,
-        src: HostPtr,
-        offset: usize,
-        size: usize,
-    },
-    Read {
-        tensor: Arc<Tensor>,
-        dst: HostPtr,
-        offset: usize,
-        size: usize,
-    },
-    Copy {
-        src: Arc<Tensor>,
-        src_offset: usize,
-        dst: Arc<Tensor>,
-        dst_offset: usize,
-        size: usize,
-    },
-    Execute(Bound),
-}
-
-impl Work {
-    /// Bytes a tensor op moves; None for an execution.
-    fn bytes(&self) -> Option<u64> {
-        match self {
-            Work::Write { size, .. } | Work::Read { size, .. } | Work::Copy { size, .. } => {
-                Some(*size as u64)
-            }
-            Work::Execute(_) => None,
-        }
-    }
-
-    fn func(&self) -> &'static str {
-        match self {
-            Work::Write { .. } => "nrta_tensor_write",
-            Work::Read { .. } => "nrta_tensor_read",
-            Work::Copy { .. } => "nrta_tensor_copy",
-            Work::Execute(_) => "nrta_execute_schedule",
-        }
-    }
-}
-
-struct Job {
+struct Job<W> {
     n: u64,
-    work: Work,
+    work: W,
     ret: RetSlot,
 }
 
-#[derive(Default)]
-struct State {
-    pending: VecDeque<Job>,
+struct State<W> {
+    pending: VecDeque<Job<W>>,
     /// Number of the last request accepted.
     issued: u64,
     worker: Option<JoinHandle<()>>,
@@ -102,14 +71,14 @@ struct State {
     xu_event: Option<c_int>,
 }
 
-/// One execution-unit queue.
-pub(crate) struct XuQueue {
-    pub(crate) core: Arc<Core>,
-    pub(crate) xu: nrta_xu_t,
-    pub(crate) queue: u32,
-    pub(crate) xu_id: u16,
+/// One execution-unit queue, running requests of type `W`.
+pub(crate) struct XuQueue<W> {
+    core: Arc<dyn UnitCore>,
+    xu: nrta_xu_t,
+    queue: u32,
+    xu_id: u16,
     depth: u64,
-    state: Mutex<State>,
+    state: Mutex<State<W>>,
     wake: Condvar,
     /// Number of the last completed request (0 before any).
     completed: AtomicU64,
@@ -126,54 +95,57 @@ fn xu_name(xu: nrta_xu_t) -> &'static str {
     }
 }
 
-/// Every queue of every core: per core, TENSOR_OP 0-1, COMPUTE 0, COLLECTIVES 0-2.
-pub(crate) fn make_queues(cores: &[Arc<Core>], depth: u32) -> Vec<Arc<XuQueue>> {
-    let mut queues = Vec::new();
-    for core in cores {
-        for xu in [NRTA_XU_TENSOR_OP, NRTA_XU_COMPUTE, NRTA_XU_COLLECTIVES] {
-            for queue in 0..faults::queues_of(xu).unwrap_or(0) {
-                let dead = if xu == NRTA_XU_COMPUTE {
-                    core.compute_dead.clone()
-                } else {
-                    Arc::new(AtomicBool::new(false))
-                };
-                queues.push(Arc::new(XuQueue {
-                    core: core.clone(),
-                    xu,
-                    queue,
-                    xu_id: (xu as u16) | ((queue as u16) << 4) | ((core.index as u16) << 8),
-                    depth: depth.into(),
-                    state: Mutex::new(State::default()),
-                    wake: Condvar::new(),
-                    completed: AtomicU64::new(0),
-                    dead,
-                }));
-            }
+impl<W: Work> XuQueue<W> {
+    /// Queue `queue` of XU type `xu` of `core`, holding at most `depth` requests in
+    /// flight; `dead` is its unrecoverable flag (shared with whoever else must see it).
+    pub(crate) fn new(
+        core: Arc<dyn UnitCore>,
+        xu: nrta_xu_t,
+        queue: u32,
+        depth: u32,
+        dead: Arc<AtomicBool>,
+    ) -> Self {
+        XuQueue {
+            xu_id: (xu as u16) | ((queue as u16) << 4) | ((core.index() as u16) << 8),
+            core,
+            xu,
+            queue,
+            depth: depth.into(),
+            state: Mutex::new(State {
+                pending: VecDeque::new(),
+                issued: 0,
+                worker: None,
+                shutdown: false,
+                seq_events: Vec::new(),
+                xu_event: None,
+            }),
+            wake: Condvar::new(),
+            completed: AtomicU64::new(0),
+            dead,
         }
     }
-    queues
 }
 
 /// The queue `(vnc, xu, queue)`, if it exists.
-pub(crate) fn find_queue(
-    queues: &[Arc<XuQueue>],
+pub(crate) fn find_queue<W>(
+    queues: &[Arc<XuQueue<W>>],
     vnc: u32,
     xu: nrta_xu_t,
     queue: u32,
-) -> Option<&Arc<XuQueue>> {
+) -> Option<&Arc<XuQueue<W>>> {
     queues
         .iter()
-        .find(|q| q.core.index == vnc && q.xu == xu && q.queue == queue)
+        .find(|q| q.core.index() == vnc && q.xu == xu && q.queue == queue)
 }
 
 /// Like [`find_queue`] for API arguments, with an error naming the bad one.
-pub(crate) fn lookup(
-    queues: &[Arc<XuQueue>],
+pub(crate) fn lookup<W>(
+    queues: &[Arc<XuQueue<W>>],
     cores: usize,
     vnc: i64,
     xu: nrta_xu_t,
     queue: i64,
-) -> Res<&Arc<XuQueue>> {
+) -> Res<&Arc<XuQueue<W>>> {
     let Some(count) = faults::queues_of(xu) else {
         return fail(
             NRT_INVALID,
@@ -203,11 +175,11 @@ pub(crate) fn lookup(
 }
 
 /// The queue that issued `seq`, decoded from its top 16 bits.
-pub(crate) fn queue_of_seq(
-    queues: &[Arc<XuQueue>],
+pub(crate) fn queue_of_seq<W>(
+    queues: &[Arc<XuQueue<W>>],
     cores: usize,
     seq: nrta_seq_t,
-) -> Res<&Arc<XuQueue>> {
+) -> Res<&Arc<XuQueue<W>>> {
     let xu_id = seq >> 48;
     let (xu, queue, vnc) = (xu_id & 0xf, (xu_id >> 4) & 0xf, xu_id >> 8);
     lookup(queues, cores, vnc as i64, xu as nrta_xu_t, queue as i64).map_err(|e| Fail {
@@ -216,17 +188,17 @@ pub(crate) fn queue_of_seq(
     })
 }
 
-impl XuQueue {
+impl<W> XuQueue<W> {
     fn label(&self) -> String {
         format!(
             "core {} {} queue {}",
-            self.core.index,
+            self.core.index(),
             xu_name(self.xu),
             self.queue
         )
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> MutexGuard<'_, State<W>> {
         // State updates are single assignments or VecDeque push/pop; a poisoned lock
         // still guards consistent data.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -276,9 +248,12 @@ impl XuQueue {
     /// host pointers inside `work` likewise.
     pub(crate) unsafe fn schedule(
         self: &Arc<Self>,
-        work: Work,
+        work: W,
         ret: *mut NRT_STATUS,
-    ) -> Res<nrta_seq_t> {
+    ) -> Res<nrta_seq_t>
+    where
+        W: Work,
+    {
         if self.is_dead() {
             return fail(
                 NRT_EXEC_UNIT_UNRECOVERABLE,
@@ -307,7 +282,7 @@ impl XuQueue {
             let me = self.clone();
             let name = format!(
                 "nrt-sim-{}-{}-{}",
-                self.core.index,
+                self.core.index(),
                 xu_name(self.xu).to_ascii_lowercase(),
                 self.queue
             );
@@ -336,7 +311,10 @@ impl XuQueue {
         Ok(((self.xu_id as u64) << 48) | n)
     }
 
-    fn work_loop(&self) {
+    fn work_loop(&self)
+    where
+        W: Work,
+    {
         crate::dma::precise_sleeps();
         loop {
             let job = {
@@ -441,65 +419,24 @@ impl XuQueue {
         Ok(())
     }
 
-    fn process(&self, work: Work) -> Res<()> {
+    fn process(&self, work: W) -> Res<()>
+    where
+        W: Work,
+    {
         if self.is_dead() {
             return fail(
                 NRT_EXEC_UNIT_UNRECOVERABLE,
                 format!("{} is unrecoverable", self.label()),
             );
         }
-        if let Some(status) = faults::on_xu_request(self.core.index, self.xu, self.queue) {
+        if let Some(status) = faults::on_xu_request(self.core.index(), self.xu, self.queue) {
             self.make_dead("fault injected");
             return fail(status, "injected execution-unit fault");
         }
         let start = Instant::now();
-        let bytes = work.bytes();
-        let result = match work {
-            Work::Write {
-                tensor,
-                src,
-                offset,
-                size,
-            } => {
-                // SAFETY: the caller of nrta_tensor_write promised `src` holds `size`
-                // readable bytes until completion; the range was checked at schedule time.
-                unsafe { tensor.write_from(src.0, offset, size) }
-            }
-            Work::Read {
-                tensor,
-                dst,
-                offset,
-                size,
-            } => {
-                // SAFETY: as for writes: `dst` holds `size` writable bytes until completion.
-                unsafe { tensor.read_into(dst.0, offset, size) }
-            }
-            Work::Copy {
-                src,
-                src_offset,
-                dst,
-                dst_offset,
-                size,
-            } => copy_between(&src, src_offset, &dst, dst_offset, size),
-            Work::Execute(bound) => bound.run(),
-        };
-        // A transfer takes its device time on this queue (requests of one queue run one
-        // at a time, so transfers on it serialise; other queues run meanwhile).
-        if let Some(bytes) = bytes {
-            if result.is_ok() {
-                crate::dma::finish_transfer(start, bytes, self.core.dma_gbps);
-            }
-            self.core.tensor_ops.fetch_add(1, Ordering::Relaxed);
-        }
-        let busy = start.elapsed().as_nanos() as u64;
-        let counter = match self.xu {
-            NRTA_XU_TENSOR_OP => self.core.tensor_op_busy_ns.get(self.queue as usize),
-            NRTA_XU_COMPUTE => Some(&self.core.compute_queue_busy_ns),
-            _ => None,
-        };
-        if let Some(c) = counter {
-            c.fetch_add(busy, Ordering::Relaxed);
-        }
+        let result = work.run();
+        self.core
+            .add_busy(self.xu, self.queue, start.elapsed().as_nanos() as u64);
         if let Err(f) = &result
             && status::is_fatal(f.status)
         {
@@ -559,7 +496,7 @@ fn signal(fd: c_int, label: &str) {
 }
 
 /// Stops every queue: no new requests; workers finish what is queued, then exit.
-pub(crate) fn shutdown(queues: &[Arc<XuQueue>]) {
+pub(crate) fn shutdown<W>(queues: &[Arc<XuQueue<W>>]) {
     let mut workers = Vec::new();
     for q in queues {
         let mut st = q.state();

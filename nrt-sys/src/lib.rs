@@ -23,7 +23,9 @@
 //! as the libnrt function of that name. Safe code above this crate relies on exactly
 //! that for every `&'static Library` it is given.
 //! * Feature `link`: also link `-lnrt` at build time and expose the plain
-//!   `extern "C"` functions in `nrt_sys::linked`.
+//!   `extern "C"` functions in `nrt_sys::linked`. Feature `linked`: only expose them (the
+//!   program links libnrt itself), so that a simulator cdylib built in the same build
+//!   (`nrt-sim`) is not linked against libnrt.
 //!
 //! ```no_run
 //! // Open libnrt the default way and call it through the table.
@@ -60,8 +62,10 @@ mod types {
 }
 pub use types::*;
 
-/// The libnrt functions as plain `extern "C"` declarations, linked at build time.
-#[cfg(feature = "link")]
+/// The libnrt functions as plain `extern "C"` declarations, linked at build time: by this
+/// crate with feature `link`, or by the final program (e.g. through `neuron-rt`'s feature
+/// `link`) with feature `linked`.
+#[cfg(feature = "linked")]
 #[allow(
     non_camel_case_types,
     non_upper_case_globals,

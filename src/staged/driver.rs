@@ -57,7 +57,7 @@ where
     W: FnMut(&I::Item, &mut HostInputs<'_>) -> Result<()>,
     R: FnMut(I::Item, &HostOutputs<'_>) -> Result<T>,
 {
-    /// A run over `rings` (leftovers of an earlier, leaked run are abandoned first).
+    /// A run over `rings` (leftovers of an earlier, leaked run are dropped first).
     pub(crate) fn new(rings: &'r mut [Ring], jobs: I, write: W, read: R) -> Self {
         for ring in rings.iter_mut() {
             ring.abandon();
@@ -206,8 +206,8 @@ fn deliver<J, T>(
 
 impl<I: Iterator, W, R, T> Drop for Driver<'_, I, W, R, T> {
     fn drop(&mut self) {
-        // The rings outlive the run: their requests are waited for and their slots
-        // freed for the next run.
+        // The rings outlive the run: their slots are freed for the next run, without
+        // blocking (requests still running complete in the background).
         for ring in self.rings.iter_mut() {
             ring.abandon();
         }

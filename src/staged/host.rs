@@ -1,6 +1,7 @@
 //! [`HostInputs`] / [`HostOutputs`]: the host buffers of one job of a staged pipeline,
 //! one per model input or output, reused from job to job.
 
+use crate::typed::{accepts, short_type_name};
 use crate::{Element, Error, Result, TensorInfo};
 
 /// The host buffers a job's inputs are written from, one per model input (in the
@@ -87,6 +88,19 @@ fn bytes_of<E: Element>(data: &[E]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), size_of_val(data)) }
 }
 
+/// Whether `E` is the element type of `info` (any type for a dtype of unknown size).
+fn type_check<E: Element>(info: &TensorInfo) -> Result<()> {
+    if info.dtype.size_in_bytes().is_none() || accepts::<E>(info.dtype) {
+        Ok(())
+    } else {
+        Err(Error::WrongElementType {
+            tensor: info.name.clone(),
+            expected: info.dtype,
+            given: short_type_name::<E>(),
+        })
+    }
+}
+
 fn size_check(info: &TensorInfo, what: &'static str, actual: usize) -> Result<()> {
     if actual == info.size {
         Ok(())
@@ -116,15 +130,18 @@ impl HostInputs<'_> {
         self.infos
     }
 
-    /// Copies `data` into the buffer of input `name`; `data` must have the input's size
-    /// exactly.
+    /// Copies `data` into the buffer of input `name`; `data` must be of the input's
+    /// element type and have its size exactly ([`bytes_mut`](HostInputs::bytes_mut)
+    /// gives the raw bytes).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] if the model has no input `name`;
+    /// [`Error::WrongElementType`] if `E` is not the input's element type;
     /// [`Error::SizeMismatch`] if `data` has another size than the input.
     pub fn write<E: Element>(&mut self, name: &str, data: &[E]) -> Result<()> {
         let index = position(self.infos, "input", name)?;
+        type_check::<E>(&self.infos[index])?;
         let bytes = bytes_of(data);
         size_check(&self.infos[index], "staged input", bytes.len())?;
         self.buffers[index].copy_from_slice(bytes);
@@ -168,15 +185,18 @@ impl HostOutputs<'_> {
         Ok(&self.buffers[index])
     }
 
-    /// Copies output `name` into `out`, which must have the output's size exactly.
+    /// Copies output `name` into `out`, which must be of the output's element type and
+    /// have its size exactly ([`bytes`](HostOutputs::bytes) gives the raw bytes).
     ///
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] if the model has no output `name`;
+    /// [`Error::WrongElementType`] if `E` is not the output's element type;
     /// [`Error::SizeMismatch`] if `out` has another size than the output.
     pub fn read<E: Element>(&self, name: &str, out: &mut [E]) -> Result<()> {
         let index = position(self.infos, "output", name)?;
         let src = &self.buffers[index];
+        type_check::<E>(&self.infos[index])?;
         size_check(&self.infos[index], "staged output", size_of_val(out))?;
         // SAFETY: `out` spans exactly `src.len()` bytes (checked just above); the two do
         // not overlap (`out` is exclusively borrowed); every byte pattern is a valid
@@ -193,7 +213,8 @@ impl HostOutputs<'_> {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] if the model has no output `name`, or its size is not
-    /// a multiple of `E`'s size.
+    /// a multiple of `E`'s size; [`Error::WrongElementType`] as for
+    /// [`read`](HostOutputs::read).
     pub fn to_vec<E: Element>(&self, name: &str) -> Result<Vec<E>> {
         let index = position(self.infos, "output", name)?;
         let size = self.infos[index].size;

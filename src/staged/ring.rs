@@ -426,14 +426,36 @@ impl Ring {
         finished.ok = emit(slot.job, outcome);
     }
 
-    /// Gives up on every job in the ring (a run that was dropped or leaked): waits for
-    /// their requests, takes the payloads back and frees every slot. Nothing is emitted.
+    /// Gives up on every job in the ring (a run that was dropped or leaked) without
+    /// blocking: requests that completed give their buffers and sets back; those still
+    /// running are dropped, which hands them (with their payloads) to the runtime's
+    /// completion machinery, and their slots get fresh buffers and sets when next used.
+    /// Every slot is free afterwards; nothing is emitted.
     pub(crate) fn abandon(&mut self) {
         self.filling = None;
         for stage in STAGES {
             let s = at(stage);
             while let Some(i) = self.running[s].pop_front() {
-                self.collect(stage, i);
+                let done = {
+                    let slot = &self.slots[i];
+                    let last_done = |r: Option<&Request<Vec<u8>>>| {
+                        r.is_none_or(|r| matches!(r.is_complete(), Ok(true)))
+                    };
+                    match stage {
+                        Stage::Write => last_done(slot.writes.last()),
+                        Stage::Execute => slot
+                            .exec
+                            .as_ref()
+                            .is_none_or(|r| matches!(r.is_complete(), Ok(true))),
+                        Stage::Read => last_done(slot.reads.last()),
+                    }
+                };
+                if done {
+                    // Returns at once: payloads back in place.
+                    self.collect(stage, i);
+                } else {
+                    self.drop_requests(stage, i);
+                }
                 self.slots[i].error = None;
                 self.counters.cancel();
                 self.free.push(i);
@@ -442,6 +464,34 @@ impl Ring {
                 self.slots[i].error = None;
                 self.counters.cancel();
                 self.free.push(i);
+            }
+        }
+    }
+
+    /// Drops slot `i`'s running requests of `stage` (they complete on their own).
+    fn drop_requests(&mut self, stage: Stage, i: usize) {
+        let s = at(stage);
+        let (slot, watch) = (&mut self.slots[i], &mut self.watches[s]);
+        match stage {
+            Stage::Write => {
+                if let Some(last) = slot.writes.last() {
+                    watch.cancel(last);
+                }
+                self.queued[s] -= slot.writes.len();
+                slot.writes.clear();
+            }
+            Stage::Execute => {
+                if let Some(request) = slot.exec.take() {
+                    watch.cancel(&request);
+                    self.queued[s] -= 1;
+                }
+            }
+            Stage::Read => {
+                if let Some(last) = slot.reads.last() {
+                    watch.cancel(last);
+                }
+                self.queued[s] -= slot.reads.len();
+                slot.reads.clear();
             }
         }
     }

@@ -77,8 +77,12 @@ impl Parker {
 ///
 /// The run ends (`None`) when every job was handed out, or when every core it uses is
 /// unrecoverable (the jobs in flight then yield their errors first; jobs never started
-/// stay in the job iterator). Dropping the run before that waits for the requests in
-/// flight and drops their jobs; the slots stay with the pipeline for the next run.
+/// stay in the job iterator). Dropping the run before that never blocks: it drops the
+/// jobs in flight, their requests go on to complete in the background (like any dropped
+/// [`Request`](crate::Request)), and the slots stay with the pipeline for the next run
+/// (a slot whose requests were still running gets fresh buffers and sets when next
+/// used). A run leaked with `mem::forget` leaves its requests in the slots, and the
+/// next run drops them in the same way.
 ///
 /// ```
 /// # use neuron_rt::{Runtime, StagedPipeline};
@@ -89,7 +93,7 @@ impl Parker {
 /// let mut run = pipeline.run(0..100, |_, _| Ok(()), |job, _| Ok(job));
 /// assert_eq!(run.next().unwrap()?, 0);
 /// assert!(run.pending() > 0); // the next jobs are already on their way
-/// drop(run); // waits for them; the pipeline is ready for another run
+/// drop(run); // never blocks; the pipeline is ready for another run
 /// let jobs: Vec<u32> = pipeline.run(0..3, |_, _| Ok(()), |job, _| Ok(job)).collect::<Result<_, _>>()?;
 /// assert_eq!(jobs, [0, 1, 2]);
 /// # Ok::<(), neuron_rt::Error>(())

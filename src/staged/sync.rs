@@ -17,7 +17,7 @@ pub(crate) fn execute_sync<T>(
     bufs.ensure(model).map_err(at(Stage::Write))?;
     write(&mut bufs.inputs(model)).map_err(at(Stage::Write))?;
     for (tensor, data) in bufs.in_tensors.iter().zip(&bufs.host_in) {
-        tensor.write(data).map_err(at(Stage::Write))?;
+        tensor.write_at(0, data).map_err(at(Stage::Write))?;
     }
     let Some((inputs, outputs)) = bufs.sets.as_mut() else {
         return Err((
@@ -27,7 +27,7 @@ pub(crate) fn execute_sync<T>(
     };
     model.execute(inputs, outputs).map_err(at(Stage::Execute))?;
     for (tensor, data) in bufs.out_tensors.iter().zip(&mut bufs.host_out) {
-        tensor.read(data).map_err(at(Stage::Read))?;
+        tensor.read_at(0, data).map_err(at(Stage::Read))?;
     }
     read(&bufs.outputs(model)).map_err(at(Stage::Read))
 }

@@ -26,19 +26,50 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use nrt_sys as sys;
+use nrt_sys::Library;
 
 use super::kind::XuKind;
 use super::seq::SeqId;
+use crate::Capabilities;
+use crate::raw;
 
-/// The event function this crate calls, of a library with ASYNC_EVENTS.
+/// A library with completion events: only made for one with
+/// [`Capabilities::ASYNC_EVENTS`](crate::Capabilities::ASYNC_EVENTS) (which implies the v3
+/// API), so having one is the proof the event calls below need.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct EventFns {
-    pub(crate) seq: sys::fn_types::nrta_event_register_seq_id_completion,
+pub(crate) struct EventApi {
+    lib: &'static Library,
+}
+
+impl EventApi {
+    /// `Some` for a library with ASYNC_EVENTS.
+    pub(crate) fn new(lib: &'static Library, caps: Capabilities) -> Option<EventApi> {
+        caps.contains(Capabilities::ASYNC_EVENTS)
+            .then_some(EventApi { lib })
+    }
+
+    /// Asks libnrt to signal `fd` once request `seq` completed; whether it accepted.
+    ///
+    /// # Safety
+    ///
+    /// `fd` is an eventfd that stays open until the signal arrived or the runtime closed.
+    pub(crate) unsafe fn register(self, seq: SeqId, fd: RawFd) -> bool {
+        // SAFETY: ASYNC_EVENTS (how this value was made); `fd` as the caller guarantees.
+        unsafe { raw::xu::event_register_seq_id_completion(self.lib, seq.raw(), fd) }.is_ok()
+    }
+
+    /// The number of the last request queue `(core, kind, queue)` completed, if libnrt
+    /// answers (it does not after `nrt_close`).
+    fn last_completed(self, core: u32, kind: XuKind, queue: u32) -> Option<u64> {
+        // SAFETY: ASYNC_EVENTS implies the v3 API. Queue indices are below 3.
+        unsafe { raw::xu::get_sequence(self.lib, core, kind.as_raw(), queue as c_int) }
+            .ok()
+            .map(|raw| SeqId::from_raw(raw).number())
+    }
 }
 
 /// A new non-blocking, close-on-exec eventfd.
-fn new_eventfd() -> Option<OwnedFd> {
+pub(crate) fn new_eventfd() -> Option<OwnedFd> {
     // SAFETY: eventfd takes no pointers; a negative result is an error.
     let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
     // SAFETY: `fd` is a new descriptor that nothing else owns.
@@ -46,7 +77,7 @@ fn new_eventfd() -> Option<OwnedFd> {
 }
 
 /// Resets an eventfd's counter (a non-blocking read; nothing to read is fine).
-fn drain(fd: RawFd) {
+pub(crate) fn drain(fd: RawFd) {
     let mut count = 0u64;
     // SAFETY: reads at most 8 bytes into a live local.
     let _ = unsafe { libc::read(fd, (&raw mut count).cast(), size_of::<u64>()) };
@@ -54,7 +85,7 @@ fn drain(fd: RawFd) {
 
 /// Blocks until `fd` is readable or `timeout` passed (`None`: no limit); `EINTR` and
 /// spurious returns are fine (the caller checks completion again).
-fn block_on(fd: RawFd, timeout: Option<Duration>) {
+pub(crate) fn block_on(fd: RawFd, timeout: Option<Duration>) {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
@@ -102,7 +133,7 @@ const MAX_SPURIOUS_WAKEUPS: u32 = 64;
 /// `None` when events cannot be used for this wait (no eventfd, the thread is exiting,
 /// or libnrt refused the registration): the caller polls instead.
 pub(crate) fn wait_for_seq<E>(
-    fns: EventFns,
+    api: EventApi,
     seq: SeqId,
     timeout: Option<Duration>,
     mut done: impl FnMut() -> Result<bool, E>,
@@ -132,11 +163,10 @@ pub(crate) fn wait_for_seq<E>(
         // Stale signals (from earlier waits of this thread) go first; registering an
         // already completed sequence signals at once, so nothing is lost in between.
         drain(fd);
-        // SAFETY: ASYNC_EVENTS was checked for this library (both symbols, >= 2.32), so
-        // this is the function's signature; `fd` is an eventfd this thread keeps open
-        // for the rest of the process (module docs).
-        let status = unsafe { (fns.seq)(seq.raw(), fd) };
-        if status != sys::NRT_SUCCESS || spurious >= MAX_SPURIOUS_WAKEUPS {
+        // SAFETY: `fd` is an eventfd this thread keeps open for the rest of the process
+        // (module docs).
+        let accepted = unsafe { api.register(seq, fd) };
+        if !accepted || spurious >= MAX_SPURIOUS_WAKEUPS {
             return None;
         }
         block_on(fd, remaining);
@@ -155,16 +185,29 @@ pub(crate) enum Waiter {
     Refused,
 }
 
+/// One waiting future: the request number it waits for, its key, its waker.
+struct Entry {
+    number: u64,
+    key: u64,
+    waker: Waker,
+}
+
+/// A key unique in the process, for [`UnitEvents::add_waiter`] (several futures may
+/// wait for the same request: its own future, and admissions waiting for room).
+pub(crate) fn new_waiter_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The completion eventfd of one unit and the futures waiting for its requests.
 pub(crate) struct UnitEvents {
     fd: OwnedFd,
-    fns: EventFns,
+    api: EventApi,
     core: u32,
     kind: XuKind,
     queue: u32,
-    get_sequence: sys::fn_types::nrta_get_sequence,
     /// (request number, waker) of the futures waiting on this unit.
-    waiting: Mutex<Vec<(u64, Waker)>>,
+    waiting: Mutex<Vec<Entry>>,
     /// Index in the event loop's table while registered there.
     slot: Mutex<Option<usize>>,
 }
@@ -181,8 +224,7 @@ impl UnitEvents {
     /// Creates the unit's eventfd and registers it with the event loop. `None` if that
     /// fails (waits on this unit then poll).
     pub(crate) fn register(
-        fns: EventFns,
-        get_sequence: sys::fn_types::nrta_get_sequence,
+        api: EventApi,
         core: u32,
         kind: XuKind,
         queue: u32,
@@ -190,11 +232,10 @@ impl UnitEvents {
         let fd = new_eventfd()?;
         let events = Arc::new(UnitEvents {
             fd,
-            fns,
+            api,
             core,
             kind,
             queue,
-            get_sequence,
             waiting: Mutex::new(Vec::new()),
             slot: Mutex::new(None),
         });
@@ -212,10 +253,10 @@ impl UnitEvents {
             lp.remove(self);
         }
         let woken = std::mem::take(&mut *self.lock());
-        wake_all(woken.into_iter().map(|(_, w)| w));
+        wake_all(woken.into_iter().map(|e| e.waker));
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(u64, Waker)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
         // Entries are pushed and removed whole.
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -226,14 +267,22 @@ impl UnitEvents {
     /// the registration: the caller polls instead). The caller checks for completion
     /// again after [`Waiter::Added`] (a completion just before the registration is then
     /// seen by that check, and libnrt signals one at once anyway).
-    pub(crate) fn add_waiter(&self, seq: SeqId, waker: &Waker) -> Waiter {
+    pub(crate) fn add_waiter(&self, seq: SeqId, key: u64, waker: &Waker) -> Waiter {
         let mut waiting = self.lock();
-        // One future per request: its entry is found by the request's number.
-        let (replaced, new) = match waiting.iter_mut().find(|(n, _)| *n == seq.number()) {
-            Some((_, w)) if w.will_wake(waker) => (None, false),
-            Some((_, w)) => (Some(std::mem::replace(w, waker.clone())), false),
+        let number = seq.number();
+        // A future's entry is found by the request's number and the future's key.
+        let found = waiting
+            .iter_mut()
+            .find(|e| e.number == number && e.key == key);
+        let (replaced, new) = match found {
+            Some(e) if e.waker.will_wake(waker) => (None, false),
+            Some(e) => (Some(std::mem::replace(&mut e.waker, waker.clone())), false),
             None => {
-                waiting.push((seq.number(), waker.clone()));
+                waiting.push(Entry {
+                    number,
+                    key,
+                    waker: waker.clone(),
+                });
                 (None, true)
             }
         };
@@ -243,21 +292,23 @@ impl UnitEvents {
         if !new {
             return Waiter::Kept;
         }
-        // SAFETY: ASYNC_EVENTS checked (this signature); the fd stays open until after
-        // nrt_close (this value owns it and the runtime's registry holds this value).
-        let status = unsafe { (self.fns.seq)(seq.raw(), self.fd.as_raw_fd()) };
-        if status != sys::NRT_SUCCESS {
-            self.remove_waiter(seq);
+        // SAFETY: the fd stays open until after nrt_close (this value owns it and the
+        // runtime's registry holds this value).
+        let accepted = unsafe { self.api.register(seq, self.fd.as_raw_fd()) };
+        if !accepted {
+            self.remove_waiter(seq, key);
             return Waiter::Refused;
         }
         Waiter::Added
     }
 
-    /// Forgets the waiter of request `seq`, if any.
-    pub(crate) fn remove_waiter(&self, seq: SeqId) {
+    /// Forgets the waiter `key` of request `seq`, if any.
+    pub(crate) fn remove_waiter(&self, seq: SeqId, key: u64) {
         let removed = {
             let mut waiting = self.lock();
-            let at = waiting.iter().position(|(n, _)| *n == seq.number());
+            let at = waiting
+                .iter()
+                .position(|e| e.number == seq.number() && e.key == key);
             at.map(|i| waiting.swap_remove(i))
         };
         // Outside the lock: dropping a waker runs executor code.
@@ -269,20 +320,15 @@ impl UnitEvents {
     /// allocates nothing once it has grown.
     fn on_signal(&self, woken: &mut Vec<Waker>) {
         drain(self.fd.as_raw_fd());
-        let mut raw = 0u64;
-        // SAFETY: v3 signature (ASYNC_V3 checked before any unit exists); valid
-        // out-pointer. After nrt_close this returns an error status, handled below.
-        let status = unsafe {
-            (self.get_sequence)(self.core, self.kind.as_raw(), self.queue as c_int, &mut raw)
-        };
-        let last = (status == sys::NRT_SUCCESS).then(|| SeqId::from_raw(raw).number());
+        // After nrt_close libnrt does not answer: `None`, handled below.
+        let last = self.api.last_completed(self.core, self.kind, self.queue);
         {
             let mut waiting = self.lock();
             let mut i = 0;
             while i < waiting.len() {
                 // Unknown progress: wake everyone, each checks for itself.
-                if last.is_none_or(|last| waiting[i].0 <= last) {
-                    woken.push(waiting.swap_remove(i).1);
+                if last.is_none_or(|last| waiting[i].number <= last) {
+                    woken.push(waiting.swap_remove(i).waker);
                 } else {
                     i += 1;
                 }
@@ -403,4 +449,12 @@ impl EventLoop {
             }
         }
     }
+}
+
+/// Adds 1 to an eventfd's counter (wakes whoever blocks on it); a full counter or a
+/// failure only means a wake-up is already pending or lost to a closed fd.
+pub(crate) fn signal(fd: RawFd) {
+    let one = 1u64;
+    // SAFETY: writes 8 bytes from a live local.
+    let _ = unsafe { libc::write(fd, (&raw const one).cast(), size_of::<u64>()) };
 }

@@ -10,17 +10,17 @@
 use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
-use super::events::Waiter;
+use super::events::{Waiter, new_waiter_key};
 use super::payload::Payload;
 use super::request::Request;
 use super::seq::SeqId;
 use super::wait::Backoff;
+use crate::raw;
 use crate::{Error, Result};
-use nrt_sys as sys;
+use nrt_sys::Library;
 
 /// A [`Request`] as a [`Future`]: resolves to what [`Request::wait`] returns, without
 /// blocking the executor's thread and without busy polling. Works with any executor.
@@ -32,11 +32,13 @@ use nrt_sys as sys;
 /// # }
 /// ```
 ///
-/// Dropping the future before it resolves drops the request, which waits for it.
+/// Dropping the future before it resolves (a timeout, `select!`, an aborted task) drops
+/// the request, which never blocks: cancellation is instant and safe (see [`Request`]).
 ///
 /// Waking costs nothing while the request runs: with completion events the future is
 /// woken once, by the event thread, when its request completed; without, the polling
-/// thread checks it with backoff (1 ms apart at most).
+/// thread checks it with backoff (5 ms apart at most: no more than 200 wake-ups per
+/// second).
 #[must_use = "futures do nothing unless polled"]
 #[derive(Debug)]
 pub struct RequestFuture<T: Payload> {
@@ -100,9 +102,12 @@ pub(crate) struct CompletionWatch {
     /// Whether a waker of this watch may be registered (with the unit's events or the
     /// poller); removed by `cancel`.
     registered: bool,
-    /// This watch's entry in the poller (runtime 2.31), unique in the process; 0 before
-    /// the first registration there.
+    /// This watch's key with the units' events and in the poller, unique in the
+    /// process; 0 before the first registration.
     token: u64,
+    /// Whether it was registered with the poller since the last `cancel` (runtime 2.31,
+    /// or events refused).
+    polled: bool,
     /// Polls that found the request still running after a completion event woke this
     /// watch. A few are normal; many mean the library signals before it reports
     /// completion, and the watch then polls instead of spinning with the event thread.
@@ -117,6 +122,7 @@ impl CompletionWatch {
         CompletionWatch {
             registered: false,
             token: 0,
+            polled: false,
             early_wakeups: 0,
         }
     }
@@ -134,10 +140,13 @@ impl CompletionWatch {
             Ok(true) | Err(_) => return Poll::Ready(()),
         }
         let was_registered = std::mem::replace(&mut self.registered, true);
+        if self.token == 0 {
+            self.token = new_waiter_key();
+        }
         let unit = request.unit_ref();
         let waiter = match &unit.state.events {
             Some(events) if self.early_wakeups < MAX_EARLY_WAKEUPS => {
-                events.add_waiter(request.seq(), cx.waker())
+                events.add_waiter(request.seq(), self.token, cx.waker())
             }
             _ => Waiter::Refused,
         };
@@ -158,11 +167,8 @@ impl CompletionWatch {
                 Poll::Ready(())
             }
             Waiter::Refused => {
-                if self.token == 0 {
-                    static NEXT: AtomicU64 = AtomicU64::new(1);
-                    self.token = NEXT.fetch_add(1, Ordering::Relaxed);
-                }
-                poller().register(self.token, unit.is_completed, request.seq(), cx.waker());
+                self.polled = true;
+                poller().register(self.token, unit.rt.inner.lib(), request.seq(), cx.waker());
                 Poll::Pending
             }
         }
@@ -173,10 +179,10 @@ impl CompletionWatch {
     pub(crate) fn cancel<T: Payload>(&mut self, request: &Request<T>) {
         if std::mem::take(&mut self.registered) {
             if let Some(events) = &request.unit_ref().state.events {
-                events.remove_waiter(request.seq());
+                events.remove_waiter(request.seq(), self.token);
             }
             // A unit with events uses the poller only when libnrt refused a registration.
-            if self.token != 0 {
+            if std::mem::take(&mut self.polled) {
                 poller().deregister(self.token);
             }
         }
@@ -192,25 +198,39 @@ struct Poller {
     running: bool,
 }
 
-/// A registered future: the library's `nrta_is_completed` (libraries stay loaded for
-/// the life of the process), the request's id and the waker. No handle: the poller
+/// A registered future: the library (libraries stay loaded for the life of the process;
+/// it has the v3 API: ASYNC_V3 is checked before any unit exists), the request's id and
+/// the waker. No handle: the poller
 /// never keeps a runtime open. After the runtime closed, the query fails and the entry
 /// is woken and dropped (a live future cannot see that: its request keeps the runtime).
 struct Waiting {
     token: u64,
-    is_completed: sys::fn_types::nrta_is_completed,
+    lib: &'static Library,
     seq: SeqId,
     waker: Waker,
 }
 
 impl Waiting {
     fn pending(&self) -> bool {
-        let mut done = false;
-        // SAFETY: a v3 `nrta_is_completed` (ASYNC_V3 checked before any unit exists) of a
-        // library that is never unloaded; `done` is a valid out-pointer.
-        let status = unsafe { (self.is_completed)(self.seq.raw(), &mut done) };
-        status == sys::NRT_SUCCESS && !done
+        // SAFETY: the library has the v3 API (see `Waiting`). After nrt_close libnrt
+        // answers with an error: not pending (the entry is woken and dropped).
+        matches!(
+            unsafe { raw::xu::is_completed(self.lib, self.seq.raw()) },
+            Ok(false)
+        )
     }
+}
+
+/// Wakes `waker` once request `seq` (of `lib`, which has the v3 API) completed, by
+/// polling with backoff on the process's poller thread; `key` names the entry (see
+/// [`new_waiter_key`]). For units without completion events.
+pub(crate) fn poll_for(key: u64, lib: &'static Library, seq: SeqId, waker: &Waker) {
+    poller().register(key, lib, seq, waker);
+}
+
+/// Removes the poller entry `key`, if any.
+pub(crate) fn stop_polling(key: u64) {
+    poller().deregister(key);
 }
 
 fn poller() -> &'static Poller {
@@ -234,13 +254,7 @@ impl Poller {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(
-        &self,
-        token: u64,
-        is_completed: sys::fn_types::nrta_is_completed,
-        seq: SeqId,
-        waker: &Waker,
-    ) {
+    fn register(&self, token: u64, lib: &'static Library, seq: SeqId, waker: &Waker) {
         if !self.running {
             // No poller thread: fall back to being polled again by the executor.
             waker.wake_by_ref();
@@ -253,7 +267,7 @@ impl Poller {
             None => {
                 waiting.push(Waiting {
                     token,
-                    is_completed,
+                    lib,
                     seq,
                     waker: waker.clone(),
                 });

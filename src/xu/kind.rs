@@ -6,6 +6,7 @@ use nrt_sys as sys;
 
 /// The type of an execution unit (`nrta_xu_t`, v3 numbering).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum XuKind {
     /// Data movement: host<->device tensor writes and reads, and tensor copies
     /// (`NRTA_XU_TENSOR_OP`); 2 queues per core.

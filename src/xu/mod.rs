@@ -18,8 +18,8 @@
 //! libnrt reads and writes the memory of a request until it completes, long after the
 //! schedule call returned. So a request *owns* that memory: the tensor sets of an
 //! execution, the host buffer of a write or read, the status slot, and handles to the
-//! model and tensors. `wait` hands the payload back. Dropping a request waits for it;
-//! leaking one (`mem::forget`) leaks its memory rather than freeing it under the
+//! model and tensors. `wait` hands the payload back. Dropping a request does not block:
+//! what it owns is released in the background once the device completed it; leaking one (`mem::forget`) leaks its memory rather than freeing it under the
 //! device. No allocation happens per request once a unit is warm. Alternatively,
 //! requests made through a [`scope`] may borrow buffers and sets: the scope waits for
 //! all of them before the borrows end.
@@ -81,6 +81,8 @@
 //! creating a unit fails with [`Error::Unsupported`](crate::Error::Unsupported); the v2
 //! functions of a 2.30 library have other signatures and are never called.
 
+mod admission;
+mod detached;
 mod events;
 mod future;
 mod kind;
@@ -95,6 +97,7 @@ mod slots;
 mod unit;
 mod wait;
 
+pub use admission::{DEFAULT_CAPACITY, Submit};
 pub(crate) use future::CompletionWatch;
 pub use future::RequestFuture;
 pub use kind::XuKind;

@@ -5,7 +5,10 @@
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 
-use crate::{Element, TensorSet};
+use std::sync::Arc;
+
+use crate::tensor::TensorInner;
+use crate::{Element, Model, TensorSet};
 
 pub(crate) mod sealed {
     /// How a payload is held while libnrt may use it.
@@ -23,6 +26,35 @@ pub(crate) mod sealed {
         /// `parked` comes from [`park`](Sealed::park) of this type, once, and libnrt no
         /// longer accesses it.
         unsafe fn unpark(parked: Self::Parked) -> Self;
+
+        /// For a request dropped before it completed: `Ok` with what releases the
+        /// payload once libnrt no longer uses it (owned payloads), or the payload back
+        /// (borrowed ones: their scope waits for the request instead).
+        fn detach(parked: Self::Parked) -> Result<Detached, Self::Parked> {
+            Err(parked)
+        }
+    }
+
+    /// A parked payload waiting to be released after its request completed.
+    pub struct Detached(Box<dyn FnOnce() + Send>);
+
+    impl Detached {
+        /// # Safety
+        ///
+        /// `release` may unpark a payload: it must only run through [`Detached::run`].
+        pub(crate) unsafe fn new(release: impl FnOnce() + Send + 'static) -> Detached {
+            Detached(Box::new(release))
+        }
+
+        /// Releases the payload.
+        ///
+        /// # Safety
+        ///
+        /// The request the payload belongs to has completed (observed), so libnrt no
+        /// longer accesses it.
+        pub(crate) unsafe fn run(self) {
+            (self.0)()
+        }
     }
 
     /// Host buffers: where their bytes are.
@@ -35,6 +67,16 @@ pub(crate) mod sealed {
 }
 
 use sealed::{Sealed, SealedBuffer};
+
+/// Handles a request holds so that what libnrt uses stays alive until completion.
+pub(crate) enum KeepAlive {
+    Model(#[allow(dead_code)] Model),
+    Tensor(#[allow(dead_code)] Arc<TensorInner>),
+    Tensors(
+        #[allow(dead_code)] Arc<TensorInner>,
+        #[allow(dead_code)] Arc<TensorInner>,
+    ),
+}
 
 /// What a [`Request`](crate::Request) can own and hand back: `(TensorSet, TensorSet)` for an
 /// execution (inputs, outputs), a [`HostBuffer`] for a tensor write or read, `()` for a
@@ -95,6 +137,16 @@ impl<E: Element> Sealed for Vec<E> {
         // libnrt wrote are valid elements (`Element`'s contract).
         unsafe { parked.into_vec() }
     }
+    fn detach(parked: Self::Parked) -> Result<sealed::Detached, Self::Parked> {
+        let release = move || {
+            // SAFETY: runs only through `Detached::run` (below), after the request
+            // completed; `parked` came from `park`, once.
+            let _released = unsafe { Self::unpark(parked) };
+        };
+        // SAFETY: `release` unparks, so it may only run through `Detached::run`: it is
+        // handed over inside the `Detached` and nowhere else.
+        Ok(unsafe { sealed::Detached::new(release) })
+    }
 }
 impl<E: Element> Payload for Vec<E> {}
 impl<E: Element> SealedBuffer for Vec<E> {
@@ -116,6 +168,16 @@ impl<E: Element> Sealed for Box<[E]> {
     unsafe fn unpark(parked: RawBuf<E>) -> Box<[E]> {
         // SAFETY: as for Vec. Capacity equals length, so no reallocation happens.
         unsafe { parked.into_vec() }.into_boxed_slice()
+    }
+    fn detach(parked: Self::Parked) -> Result<sealed::Detached, Self::Parked> {
+        let release = move || {
+            // SAFETY: runs only through `Detached::run` (below), after the request
+            // completed; `parked` came from `park`, once.
+            let _released = unsafe { Self::unpark(parked) };
+        };
+        // SAFETY: `release` unparks, so it may only run through `Detached::run`: it is
+        // handed over inside the `Detached` and nowhere else.
+        Ok(unsafe { sealed::Detached::new(release) })
     }
 }
 impl<E: Element> Payload for Box<[E]> {}
@@ -227,6 +289,16 @@ impl Sealed for (TensorSet, TensorSet) {
     unsafe fn unpark(parked: Self::Parked) -> Self {
         parked
     }
+    fn detach(parked: Self::Parked) -> Result<sealed::Detached, Self::Parked> {
+        let release = move || {
+            // SAFETY: runs only through `Detached::run` (below), after the request
+            // completed; `parked` came from `park`, once.
+            let _released = unsafe { Self::unpark(parked) };
+        };
+        // SAFETY: `release` unparks, so it may only run through `Detached::run`: it is
+        // handed over inside the `Detached` and nowhere else.
+        Ok(unsafe { sealed::Detached::new(release) })
+    }
 }
 impl Payload for (TensorSet, TensorSet) {}
 
@@ -234,6 +306,10 @@ impl Sealed for () {
     type Parked = ();
     fn park(self) {}
     unsafe fn unpark(_: ()) {}
+    fn detach(_: ()) -> Result<sealed::Detached, ()> {
+        // SAFETY: releasing nothing is sound at any time.
+        Ok(unsafe { sealed::Detached::new(|| {}) })
+    }
 }
 impl Payload for () {}
 

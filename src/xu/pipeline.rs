@@ -24,8 +24,8 @@ const MAX_PREALLOCATED: usize = 1024;
 /// first, e.g. filling input tensors). On each [`next`](Iterator::next), the pipeline
 /// tops the queue up to `depth`, waits for the oldest request, submits the next job
 /// *before* handing the result back (so the unit stays busy while the caller works on
-/// it), and returns the result. Dropping the pipeline waits for the requests still in
-/// flight.
+/// it), and returns the result. Dropping the pipeline drops the requests still in
+/// flight without waiting (see [`Request`]'s drop).
 ///
 /// # Failed jobs keep their payload
 ///

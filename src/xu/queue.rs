@@ -2,19 +2,23 @@
 //! [`ExecUnit`] handle itself and the `Runtime` methods that create it (its scheduling
 //! methods live in `unit.rs`, retries in `retry.rs`).
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Waker;
 use std::time::Duration;
 
-use nrt_sys as sys;
+use std::ffi::c_int;
 
-use super::events::{self, EventFns, UnitEvents};
+use nrt_sys::{self as sys, Library};
+
+use super::events::{self, EventApi, UnitEvents};
 use super::kind::XuKind;
 use super::seq::SeqId;
 use super::slots::SlotPool;
 use super::wait::poll_until;
-use crate::runtime::require_fn;
+use crate::raw;
 use crate::{Capabilities, Error, NrtStatus, Result, Runtime};
 
 /// One execution-unit queue: `(core, kind, queue)`, the target of async requests.
@@ -50,9 +54,10 @@ use crate::{Capabilities, Error, NrtStatus, Result, Runtime};
 ///
 /// With a runtime that has completion events (runtime library >= 2.32,
 /// [`Capabilities::ASYNC_EVENTS`](crate::Capabilities::ASYNC_EVENTS)), every wait blocks
-/// on an eventfd that libnrt signals when the request completes: no spinning, no
-/// sleep-polling. With a 2.31 runtime, waits poll with backoff (see
-/// [`Request::wait`](crate::Request::wait)).
+/// on an eventfd that libnrt signals when the request completes: no sleep-polling, and
+/// no spinning beyond [`Request::wait`](crate::Request::wait)'s first 50 µs, in which it
+/// watches the request's own status memory (no libnrt or system call). Futures never
+/// spin. With a 2.31 runtime, waits poll with backoff.
 ///
 /// # Unrecoverable units
 ///
@@ -72,7 +77,6 @@ pub struct ExecUnit {
 pub(crate) struct UnitInner {
     pub(crate) rt: Runtime,
     pub(crate) state: Arc<QueueState>,
-    pub(crate) is_completed: sys::fn_types::nrta_is_completed,
 }
 
 /// `QueueState::xu_id` before the queue's first accepted request.
@@ -87,7 +91,8 @@ pub(crate) struct QueueState {
     /// The XU id of this queue, from the first sequence id a schedule call on it
     /// returned (libnrt documents that those name the queue); [`XU_ID_UNKNOWN`] before.
     xu_id: AtomicU32,
-    get_sequence: sys::fn_types::nrta_get_sequence,
+    /// The library (of the runtime that holds this state), for completion queries.
+    lib: &'static Library,
     /// Status slots of the requests scheduled through handles of this queue.
     pub(crate) slots: SlotPool,
     /// Held across each schedule call on this queue.
@@ -97,9 +102,40 @@ pub(crate) struct QueueState {
     /// 0, or the raw fatal status that made the queue unrecoverable.
     fatal: AtomicU32,
     /// The event functions, when the library has them.
-    event_fns: Option<EventFns>,
+    pub(crate) event_api: Option<EventApi>,
     /// The queue's completion eventfd (futures), when events work for it.
     pub(crate) events: Option<Arc<UnitEvents>>,
+    /// Requests the queue takes at once, learned from a full queue; 0 before.
+    pub(crate) capacity: AtomicUsize,
+    /// Submissions waiting for room ([`ExecUnit::submit`]).
+    pub(crate) admission: AdmissionQueue,
+}
+
+/// The waiting submissions of one queue, oldest first.
+#[derive(Default)]
+pub(crate) struct AdmissionQueue {
+    waiting: Mutex<VecDeque<(u64, Waker)>>,
+}
+
+impl AdmissionQueue {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, Waker)>> {
+        // Entries are pushed and removed whole.
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Removes `key` and wakes the new first waiter (it may have room now).
+    pub(crate) fn leave(&self, key: u64) {
+        let next = {
+            let mut waiting = self.lock();
+            if let Some(at) = waiting.iter().position(|(k, _)| *k == key) {
+                waiting.remove(at);
+            }
+            waiting.front().map(|(_, w)| w.clone())
+        };
+        if let Some(next) = next {
+            next.wake();
+        }
+    }
 }
 
 /// Queues per core, all kinds: TENSOR_OP 2, COMPUTE 1, COLLECTIVES 3.
@@ -126,12 +162,6 @@ fn table_index(core: u32, kind: XuKind, queue: u32) -> usize {
     core as usize * QUEUES_PER_CORE + first + queue as usize
 }
 
-/// What [`UnitRegistry::state`] needs from the library to create a queue's state.
-pub(crate) struct QueueFns {
-    pub(crate) get_sequence: sys::fn_types::nrta_get_sequence,
-    pub(crate) events: Option<EventFns>,
-}
-
 impl UnitRegistry {
     /// The state of queue `(core, kind, queue)` (already checked to exist), created on
     /// first use: validated with `nrta_get_sequence`, whose number counts as the last
@@ -139,7 +169,6 @@ impl UnitRegistry {
     pub(crate) fn state(
         &self,
         rt: &Runtime,
-        fns: QueueFns,
         cores: u32,
         core: u32,
         kind: XuKind,
@@ -164,22 +193,24 @@ impl UnitRegistry {
         }
         // Created outside any lock; a thread racing here may set the cell first, and
         // this state is then dropped unused (its eventfd deregistered first).
-        let last = query_sequence(rt, fns.get_sequence, core, kind, queue)?;
-        let events = fns
-            .events
-            .and_then(|ev| UnitEvents::register(ev, fns.get_sequence, core, kind, queue));
+        let lib = rt.inner.lib();
+        let last = query_sequence(lib, core, kind, queue)?;
+        let event_api = EventApi::new(lib, rt.capabilities());
+        let events = event_api.and_then(|ev| UnitEvents::register(ev, core, kind, queue));
         let state = QueueState {
             core,
             kind,
             queue,
             xu_id: AtomicU32::new(XU_ID_UNKNOWN),
-            get_sequence: fns.get_sequence,
+            lib,
             slots: SlotPool::new(),
             submit: Mutex::new(()),
             last_submitted: AtomicU64::new(last.number()),
             fatal: AtomicU32::new(0),
-            event_fns: fns.events,
+            event_api,
             events,
+            capacity: AtomicUsize::new(0),
+            admission: AdmissionQueue::default(),
         };
         let mut unused = Some(state);
         let kept = cell.get_or_init(|| Arc::new(unused.take().expect("taken once")));
@@ -246,16 +277,6 @@ impl Runtime {
     /// * [`Error::Nrt`] if libnrt rejects the unit (`nrta_get_sequence`).
     pub fn exec_unit(&self, core: u32, kind: XuKind, queue: u32) -> Result<ExecUnit> {
         self.require(Capabilities::ASYNC_V3, "the async API (execution units)")?;
-        let fns = self.inner.fns();
-        let is_completed = require_fn(fns.nrta_is_completed, "nrta_is_completed")?;
-        let get_sequence = require_fn(fns.nrta_get_sequence, "nrta_get_sequence")?;
-        let events = match (
-            self.capabilities().contains(Capabilities::ASYNC_EVENTS),
-            fns.nrta_event_register_seq_id_completion,
-        ) {
-            (true, Some(seq)) => Some(EventFns { seq }),
-            _ => None,
-        };
         let cores = self.visible_core_count()?;
         // Cores are passed to libnrt as C ints (lnc_idx); no instance has 2^31 cores.
         if core >= cores || i32::try_from(core).is_err() {
@@ -273,44 +294,23 @@ impl Runtime {
                 ),
             ));
         }
-        let state = self.inner.units.state(
-            self,
-            QueueFns {
-                get_sequence,
-                events,
-            },
-            cores,
-            core,
-            kind,
-            queue,
-        )?;
+        let state = self.inner.units.state(self, cores, core, kind, queue)?;
+        log::debug!("execution unit created: {kind} queue {queue} on core {core}");
         Ok(ExecUnit {
             inner: Arc::new(UnitInner {
                 rt: self.clone(),
                 state: Arc::clone(state),
-                is_completed,
             }),
         })
     }
 }
 
 /// `nrta_get_sequence` for one queue.
-pub(crate) fn query_sequence(
-    rt: &Runtime,
-    get_sequence: sys::fn_types::nrta_get_sequence,
-    core: u32,
-    kind: XuKind,
-    queue: u32,
-) -> Result<SeqId> {
-    let mut raw = 0u64;
-    // `queue` < 3 (checked by every caller), so it fits in a C int.
-    let queue_arg = queue as i32;
-    // SAFETY: the library has the v3 API (ASYNC_V3 checked at unit creation), so this is
-    // the v3 signature; `raw` is a valid out-pointer.
-    let status = unsafe { get_sequence(core, kind.as_raw(), queue_arg, &mut raw) };
-    rt.inner.check("nrta_get_sequence", status, || {
-        format!("{kind} unit, core {core}, queue {queue}")
-    })?;
+fn query_sequence(lib: &Library, core: u32, kind: XuKind, queue: u32) -> Result<SeqId> {
+    // SAFETY: the library has the v3 API (ASYNC_V3 is checked before any queue state is
+    // made). `queue` < 3 (checked by every caller), so it fits in a C int.
+    let raw = unsafe { raw::xu::get_sequence(lib, core, kind.as_raw(), queue as c_int) }
+        .map_err(|e| e.context(format!("{kind} unit, core {core}, queue {queue}")))?;
     Ok(SeqId::from_raw(raw))
 }
 
@@ -321,6 +321,11 @@ impl QueueState {
         }
     }
 
+    /// The library of the runtime this queue belongs to.
+    pub(crate) fn lib(&self) -> &'static Library {
+        self.lib
+    }
+
     /// The XU id of this queue, once a request was accepted on it.
     pub(crate) fn xu_id(&self) -> Option<u16> {
         u16::try_from(self.xu_id.load(Ordering::Acquire)).ok()
@@ -329,8 +334,8 @@ impl QueueState {
     /// The id of the last request this queue completed (`nrta_get_sequence`). Only its
     /// number is meaningful before the queue completed anything (libnrt documents no
     /// value for that case).
-    pub(crate) fn last_completed(&self, rt: &Runtime) -> Result<SeqId> {
-        query_sequence(rt, self.get_sequence, self.core, self.kind, self.queue)
+    pub(crate) fn last_completed(&self) -> Result<SeqId> {
+        query_sequence(self.lib, self.core, self.kind, self.queue)
     }
 
     pub(crate) fn last_submitted_number(&self) -> u64 {
@@ -380,7 +385,7 @@ impl QueueState {
 
 impl UnitInner {
     pub(crate) fn last_completed(&self) -> Result<SeqId> {
-        self.state.last_completed(&self.rt)
+        self.state.last_completed()
     }
 
     /// Whether request `seq` of this queue has completed (`nrta_is_completed`).
@@ -389,14 +394,10 @@ impl UnitInner {
     /// know), the queue's last completed number answers instead: requests of one queue
     /// complete in order. Only if that fails too is the error returned.
     pub(crate) fn is_completed(&self, seq: SeqId) -> Result<bool> {
-        let mut done = false;
-        // SAFETY: v3 signature (checked at unit creation); `done` is a valid out-pointer.
-        let status = unsafe { (self.is_completed)(seq.raw(), &mut done) };
-        let error = match self.rt.inner.check("nrta_is_completed", status, || {
-            format!("request {seq} on {self}")
-        }) {
-            Ok(()) => return Ok(done),
-            Err(error) => error,
+        // SAFETY: the library has the v3 API (checked at unit creation).
+        let error = match unsafe { raw::xu::is_completed(self.state.lib, seq.raw()) } {
+            Ok(done) => return Ok(done),
+            Err(error) => error.context(format!("request {seq} on {self}")),
         };
         match self.last_completed() {
             Ok(last) => Ok(last.number() >= seq.number()),
@@ -420,8 +421,8 @@ impl UnitInner {
     /// returns whether it did. Blocks on a completion event where the runtime has them,
     /// else polls with backoff.
     pub(crate) fn wait_until(&self, seq: SeqId, timeout: Option<Duration>) -> Result<bool> {
-        if let Some(fns) = self.state.event_fns
-            && let Some(done) = events::wait_for_seq(fns, seq, timeout, || self.is_completed(seq))
+        if let Some(api) = self.state.event_api
+            && let Some(done) = events::wait_for_seq(api, seq, timeout, || self.is_completed(seq))
         {
             return done;
         }
@@ -440,14 +441,13 @@ impl UnitInner {
         if NrtStatus::from_raw(raw).is_fatal() {
             self.state.mark_fatal(raw);
         }
-        self.rt
-            .inner
-            .check(function, raw, || format!("request {seq} on {}", self.state))
+        raw::check(self.state.lib, function, raw)
             .err()
             .unwrap_or(Error::UnexpectedResult {
                 function,
                 reason: "failure status lost".into(),
             })
+            .context(format!("request {seq} on {}", self.state))
     }
 }
 

@@ -80,6 +80,10 @@ impl ExecUnit {
                 return Err(rejected);
             };
             let next = before + 1;
+            log::debug!(
+                "{self}: queue full, retry {attempts} of {}",
+                policy.max_attempts
+            );
             match state.xu_id() {
                 // Our own requests fill the queue: wait for the next one to complete.
                 Some(xu_id) if next <= state.last_submitted_number() => {

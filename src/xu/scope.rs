@@ -5,8 +5,9 @@ use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex};
 
+use super::payload::KeepAlive;
 use super::queue::{ExecUnit, UnitInner};
-use super::request::{KeepAlive, Scheduled};
+use super::request::Scheduled;
 use super::seq::SeqId;
 use crate::{Element, Model, Tensor, TensorSet};
 

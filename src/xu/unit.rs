@@ -1,19 +1,20 @@
 //! Scheduling on an [`ExecUnit`]: executions and tensor transfers, and the unit's
 //! queries and waits.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nrt_sys as sys;
 
 use super::kind::XuKind;
+use super::payload::KeepAlive;
 use super::payload::sealed::SealedBuffer;
 use super::payload::{ExecSets, HostBuffer, Payload};
 use super::queue::ExecUnit;
-use super::request::{KeepAlive, Rejected, Request, Scheduled};
+use super::request::{Rejected, Request, Scheduled};
 use super::seq::SeqId;
-use crate::runtime::require_fn;
+use crate::raw;
 use crate::{Error, Model, NrtStatus, Placement, Result, Runtime, Tensor, TensorSet};
 
 impl ExecUnit {
@@ -186,26 +187,30 @@ impl ExecUnit {
             let (inputs, outputs) = sets(&payload);
             self.check_execute(model, inputs, outputs)
         };
-        let (function, raw_inputs, raw_outputs) = match checked {
-            Ok(f) => f,
+        let (raw_inputs, raw_outputs) = match checked {
+            Ok(sets) => sets,
             Err(error) => return Err(Rejected::new(error, payload)),
         };
-        let raw_model = model.raw();
+        let (lib, raw_model) = (self.lib(), model.raw());
+        // The model's core is this unit's (checked); its compute queue index.
+        let queue = self.inner.state.queue as c_int;
         self.schedule(
             "nrta_execute_schedule",
             || format!("model `{}`", model.label()),
             payload,
             KeepAlive::Model(model.clone()),
-            |_, ret, seq| {
+            |_, ret| {
                 // Why the call below is sound: v3 signature (ASYNC_V3 checked at unit creation). The model and
                 // both sets stay alive and unchanged until completion: the request owns
                 // the sets (or borrows them within a scope that waits for the request
                 // before the borrow ends) and a model handle, and a forgotten request
                 // leaks them. Every model tensor is bound with its exact size on the
                 // model's core (checked). `ret` is a pool slot valid until completion is
-                // observed; `seq` is a valid out-pointer.
+                // observed.
                 // SAFETY: the conditions just above hold for this call.
-                unsafe { function(raw_model, raw_inputs, raw_outputs, 0, ret, seq) }
+                unsafe {
+                    raw::xu::execute_schedule(lib, raw_model, raw_inputs, raw_outputs, queue, ret)
+                }
             },
         )
     }
@@ -215,16 +220,8 @@ impl ExecUnit {
         model: &Model,
         inputs: &TensorSet,
         outputs: &TensorSet,
-    ) -> Result<(
-        sys::fn_types::nrta_execute_schedule,
-        *const c_void,
-        *mut c_void,
-    )> {
+    ) -> Result<(*const c_void, *mut c_void)> {
         self.expect_kind(XuKind::Compute, "execute")?;
-        let function = require_fn(
-            self.inner.rt.inner.fns().nrta_execute_schedule,
-            "nrta_execute_schedule",
-        )?;
         self.inner
             .rt
             .check_same(model.runtime(), || format!("model `{}`", model.label()))?;
@@ -241,7 +238,7 @@ impl ExecUnit {
             });
         }
         model.check_bindings(inputs, outputs)?;
-        Ok((function, inputs.raw().cast_const(), outputs.raw()))
+        Ok((inputs.raw().cast_const(), outputs.raw()))
     }
 
     /// Schedules a write of `data` into `tensor` at byte `offset` on this TENSOR_OP unit
@@ -268,18 +265,12 @@ impl ExecUnit {
         offset: usize,
         data: B,
     ) -> Scheduled<B> {
-        let (function, offset64, len64) = match self.check_transfer(
-            "write",
-            tensor,
-            offset,
-            data.byte_len(),
-            |f| f.nrta_tensor_write,
-            "nrta_tensor_write",
-        ) {
+        let (offset64, len64) = match self.check_transfer("write", tensor, offset, data.byte_len())
+        {
             Ok(v) => v,
             Err(error) => return Err(Rejected::new(error, data)),
         };
-        let raw_tensor = tensor.raw();
+        let (lib, raw_tensor) = (self.lib(), tensor.raw());
         let (lnc, queue) = self.transfer_args();
         self.schedule(
             "nrta_tensor_write",
@@ -291,16 +282,18 @@ impl ExecUnit {
             },
             data,
             KeepAlive::Tensor(tensor.share()),
-            |parked, ret, seq| {
+            |parked, ret| {
                 let src = B::parked_ptr(parked).cast::<c_void>().cast_const();
                 // Why the call below is sound: v3 signature (checked at unit creation). `src` points to
                 // `len64` initialised bytes owned by the request (parked, never touched
                 // by Rust until completion, leaked if the request is forgotten) or
                 // borrowed by a scope that waits for the request before the borrow
                 // ends; the range is inside the tensor (checked), which the request
-                // keeps alive. `ret`/`seq` as in `execute_payload`.
+                // keeps alive. `ret` as in `execute_payload`.
                 // SAFETY: the conditions just above hold for this call.
-                unsafe { function(raw_tensor, src, offset64, len64, lnc, queue, ret, seq) }
+                unsafe {
+                    raw::xu::tensor_write(lib, raw_tensor, src, offset64, len64, lnc, queue, ret)
+                }
             },
         )
     }
@@ -325,18 +318,12 @@ impl ExecUnit {
         offset: usize,
         buffer: B,
     ) -> Scheduled<B> {
-        let (function, offset64, len64) = match self.check_transfer(
-            "read",
-            tensor,
-            offset,
-            buffer.byte_len(),
-            |f| f.nrta_tensor_read,
-            "nrta_tensor_read",
-        ) {
+        let (offset64, len64) = match self.check_transfer("read", tensor, offset, buffer.byte_len())
+        {
             Ok(v) => v,
             Err(error) => return Err(Rejected::new(error, buffer)),
         };
-        let raw_tensor = tensor.raw();
+        let (lib, raw_tensor) = (self.lib(), tensor.raw());
         let (lnc, queue) = self.transfer_args();
         self.schedule(
             "nrta_tensor_read",
@@ -348,16 +335,18 @@ impl ExecUnit {
             },
             buffer,
             KeepAlive::Tensor(tensor.share()),
-            |parked, ret, seq| {
+            |parked, ret| {
                 let dst = B::parked_ptr(parked).cast::<c_void>();
                 // Why the call below is sound: v3 signature (checked at unit creation). `dst` points to
                 // `len64` bytes owned by the request (or exclusively borrowed by a scope
                 // that waits for the request) and not accessed by Rust until completion
                 // is observed (leaked if the request is forgotten); any bytes are valid
                 // elements (`Element`'s contract). Range checked; tensor kept alive;
-                // `ret`/`seq` as in `execute_payload`.
+                // `ret` as in `execute_payload`.
                 // SAFETY: the conditions just above hold for this call.
-                unsafe { function(dst, raw_tensor, offset64, len64, lnc, queue, ret, seq) }
+                unsafe {
+                    raw::xu::tensor_read(lib, dst, raw_tensor, offset64, len64, lnc, queue, ret)
+                }
             },
         )
     }
@@ -378,24 +367,17 @@ impl ExecUnit {
         dst_offset: usize,
         len: usize,
     ) -> Scheduled<()> {
-        let checked = self
-            .check_transfer(
-                "copy",
-                src,
-                src_offset,
-                len,
-                |f| f.nrta_tensor_copy,
-                "nrta_tensor_copy",
-            )
-            .and_then(|(function, src64, len64)| {
-                self.check_tensor(dst, dst_offset, len)?;
-                Ok((function, src64, to_u64("dst_offset", dst_offset)?, len64))
-            });
-        let (function, src64, dst64, len64) = match checked {
+        let checked =
+            self.check_transfer("copy", src, src_offset, len)
+                .and_then(|(src64, len64)| {
+                    self.check_tensor(dst, dst_offset, len)?;
+                    Ok((src64, to_u64("dst_offset", dst_offset)?, len64))
+                });
+        let (src64, dst64, len64) = match checked {
             Ok(v) => v,
             Err(error) => return Err(Rejected::new(error, ())),
         };
-        let (raw_src, raw_dst) = (src.raw(), dst.raw());
+        let (lib, raw_src, raw_dst) = (self.lib(), src.raw(), dst.raw());
         let (lnc, queue) = self.transfer_args();
         self.schedule(
             "nrta_tensor_copy",
@@ -408,30 +390,31 @@ impl ExecUnit {
             },
             (),
             KeepAlive::Tensors(src.share(), dst.share()),
-            |_, ret, seq| {
+            |_, ret| {
                 // SAFETY: v3 signature (checked at unit creation); both tensors are live
-                // (kept by the request) and both ranges are inside them (checked);
-                // `ret`/`seq` as in `execute_payload`.
-                unsafe { function(raw_src, src64, raw_dst, dst64, len64, lnc, queue, ret, seq) }
+                // (kept by the request) and both ranges are inside them (checked); `ret`
+                // as in `execute_payload`.
+                unsafe {
+                    raw::xu::tensor_copy(
+                        lib, raw_src, src64, raw_dst, dst64, len64, lnc, queue, ret,
+                    )
+                }
             },
         )
     }
 
-    /// Checks shared by write, read and copy (for the source); returns the function and
-    /// the offset and length as u64.
-    fn check_transfer<F>(
+    /// Checks shared by write, read and copy (for the source); returns the offset and
+    /// length as u64.
+    fn check_transfer(
         &self,
         operation: &'static str,
         tensor: &Tensor,
         offset: usize,
         len: usize,
-        pick: impl FnOnce(&sys::NrtFns) -> Option<F>,
-        function: &'static str,
-    ) -> Result<(F, u64, u64)> {
+    ) -> Result<(u64, u64)> {
         self.expect_kind(XuKind::TensorOp, operation)?;
-        let f = require_fn(pick(self.inner.rt.inner.fns()), function)?;
         self.check_tensor(tensor, offset, len)?;
-        Ok((f, to_u64("offset", offset)?, to_u64("len", len)?))
+        Ok((to_u64("offset", offset)?, to_u64("len", len)?))
     }
 
     fn check_tensor(&self, tensor: &Tensor, offset: usize, len: usize) -> Result<()> {
@@ -465,6 +448,11 @@ impl ExecUnit {
         }
     }
 
+    /// The library this unit's runtime calls.
+    fn lib(&self) -> &'static nrt_sys::Library {
+        self.inner.rt.inner.lib()
+    }
+
     /// `(lnc_idx, queue)` of a tensor-op call: this unit's core (whose DMA engine moves
     /// the data, also for host tensors) and queue index.
     fn transfer_args(&self) -> (i32, i32) {
@@ -484,7 +472,7 @@ impl ExecUnit {
         context: impl FnOnce() -> String,
         payload: T,
         keep: KeepAlive,
-        call: impl FnOnce(&T::Parked, *mut sys::NRT_STATUS, *mut u64) -> sys::NRT_STATUS,
+        call: impl FnOnce(&T::Parked, *mut sys::NRT_STATUS) -> Result<u64>,
     ) -> Scheduled<T> {
         let state = &self.inner.state;
         if let Some(status) = state.fatal_status() {
@@ -492,38 +480,31 @@ impl ExecUnit {
         }
         let slot = state.slots.take();
         let parked = payload.park();
-        let mut raw_seq = 0u64;
-        let status = {
+        let scheduled = {
             let _queue = state.lock_submit();
-            let status = call(&parked, slot.as_ptr(), &mut raw_seq);
-            if status == sys::NRT_SUCCESS {
-                state.count(SeqId::from_raw(raw_seq));
+            let scheduled = call(&parked, slot.as_ptr()).map(SeqId::from_raw);
+            if let Ok(seq) = scheduled {
+                state.count(seq);
             }
-            status
+            scheduled
         };
-        if status != sys::NRT_SUCCESS {
-            // Nothing was queued, so libnrt holds no pointer to the slot or the payload.
-            state.slots.give_back(slot);
-            // SAFETY: `parked` came from `park` just above and libnrt did not keep it.
-            let payload = unsafe { T::unpark(parked) };
-            if status == sys::NRT_EXEC_UNIT_UNRECOVERABLE {
-                state.mark_fatal(status);
+        let seq = match scheduled {
+            Ok(seq) => seq,
+            Err(error) => {
+                // Nothing was queued, so libnrt holds no pointer to the slot or the payload.
+                state.slots.give_back(slot);
+                // SAFETY: `parked` came from `park` just above and libnrt did not keep it.
+                let payload = unsafe { T::unpark(parked) };
+                if error.status() == Some(NrtStatus::ExecUnitUnrecoverable) {
+                    state.mark_fatal(NrtStatus::ExecUnitUnrecoverable.as_raw());
+                }
+                let error = error.context(format!("{}: {}", self, context()));
+                return Err(Rejected::new(error, payload));
             }
-            let error = self
-                .inner
-                .rt
-                .inner
-                .check(function, status, || format!("{}: {}", self, context()))
-                .err()
-                .unwrap_or(Error::UnexpectedResult {
-                    function,
-                    reason: "failure status lost".into(),
-                });
-            return Err(Rejected::new(error, payload));
-        }
+        };
         Ok(Request::new(
             Arc::clone(&self.inner),
-            SeqId::from_raw(raw_seq),
+            seq,
             slot,
             function,
             parked,

@@ -5,13 +5,14 @@
 //! and sleeping a fixed period adds up to that period of latency. So a wait spins for
 //! the first 50 us (completions that are already imminent cost no syscall), yields until
 //! 100 us, then sleeps for 1/8 of the time waited so far (so noticing a completion is at
-//! most about 12% late), capped at [`MAX_SLEEP`] (1 ms). A wait of duration `D` therefore
-//! keeps a core busy for at most about 100 us, plus one wake-up per sleep.
+//! most about 12% late), capped at [`MAX_SLEEP`] (5 ms: at most 200 wake-ups per second
+//! per wait once it has lasted 40 ms). A wait of duration `D` therefore keeps a core busy
+//! for at most about 100 us, plus one wake-up per sleep.
 
 use std::time::{Duration, Instant};
 
 /// The longest single sleep between two polls.
-pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(1);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(5);
 /// The shortest sleep, once sleeping has started.
 const MIN_SLEEP: Duration = Duration::from_micros(10);
 /// How long a wait spins (polls separated by spin hints) before it starts yielding.

@@ -63,6 +63,26 @@ pub fn runtime() -> Runtime {
         .expect("runtime on nrt-sim")
 }
 
+/// A new runtime on the simulator once the previous one has closed: requests dropped
+/// before completion keep theirs open until they complete. Returns the runtime and
+/// whether the first attempt found the previous one still open.
+pub fn runtime_after_close(limit: Duration) -> (Runtime, bool) {
+    let started = std::time::Instant::now();
+    let mut first = true;
+    let mut was_open = false;
+    loop {
+        match Runtime::builder().library(sim()).build() {
+            Ok(rt) => return (rt, was_open),
+            Err(neuron_rt::Error::AlreadyInitialized) if started.elapsed() < limit => {
+                was_open |= first;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => panic!("the runtime did not close within {limit:?}: {e}"),
+        }
+        first = false;
+    }
+}
+
 /// Asserts that the simulator holds no model, tensor, set or byte.
 pub fn assert_no_leaks() {
     let c = control().counters();

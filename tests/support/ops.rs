@@ -96,6 +96,20 @@ pub fn run(lib: &'static Library, bytes: &[u8]) {
     }
     drop(st);
     drop(rt);
+    // Requests dropped while running keep the runtime open until they completed; the
+    // contract is that it then closes (checked by starting the next one).
+    let started = std::time::Instant::now();
+    loop {
+        match Runtime::builder().library(lib).build() {
+            Ok(next) => break drop(next),
+            Err(neuron_rt::Error::AlreadyInitialized)
+                if started.elapsed() < std::time::Duration::from_secs(30) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => panic!("the runtime did not close after everything was dropped: {e}"),
+        }
+    }
 }
 
 fn step(rt: &Runtime, st: &mut State, input: &mut Bytes<'_>) {

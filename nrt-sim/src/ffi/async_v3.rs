@@ -1,24 +1,13 @@
 //! The async API v3: scheduling, completion queries and completion events.
 
-use super::*;
-
-/// Refuses v3 calls when emulating a runtime older than 2.31.
-pub(super) fn require_v3() -> Res<()> {
-    let v = runtime::current_version()?;
-    if v.has_async_v3() {
-        Ok(())
-    } else {
-        fail(
-            NRT_FAILURE,
-            format!(
-                "the async v3 API needs runtime 2.31 or later; this simulator emulates {v} (NRT_SIM_VERSION)"
-            ),
-        )
-    }
-}
+use super::args::{guard, not_simulated, put};
+use crate::error::{Res, fail};
+use crate::runtime::{require_async_events, require_async_v3, with_open};
+use nrt_sys::*;
+use std::ffi::{c_int, c_void};
 
 /// Checks the `ret` and `req_sequence` out-pointers of a schedule call.
-pub(super) fn check_slots(ret: *mut NRT_STATUS, req_sequence: *mut nrta_seq_t) -> Res<()> {
+fn check_slots(ret: *mut NRT_STATUS, req_sequence: *mut nrta_seq_t) -> Res<()> {
     if ret.is_null() || !ret.is_aligned() {
         return fail(NRT_INVALID, format!("ret {ret:p} is NULL or misaligned"));
     }
@@ -29,40 +18,6 @@ pub(super) fn check_slots(ret: *mut NRT_STATUS, req_sequence: *mut nrta_seq_t) -
         );
     }
     Ok(())
-}
-
-/// The TENSOR_OP queue `(lnc_idx, queue)` that carries a transfer of `tensors`.
-///
-/// `lnc_idx` names the core whose DMA engine moves the data (runtime 2.31.24 added the
-/// parameter "to select the DMA engine"). Whether another core's engine may move a
-/// device tensor is not documented; the simulator takes the strict answer and refuses
-/// it with `NRT_INVALID`, so code that works here never relies on it.
-fn transfer_queue<'a>(
-    rt: &'a runtime::Runtime,
-    lnc_idx: c_int,
-    queue: c_int,
-    tensors: &[(&str, &runtime::Tensor)],
-) -> Res<&'a std::sync::Arc<xu::XuQueue>> {
-    let q = xu::lookup(
-        &rt.queues,
-        rt.cores.len(),
-        lnc_idx.into(),
-        NRTA_XU_TENSOR_OP,
-        queue.into(),
-    )?;
-    for (what, t) in tensors {
-        if let Place::Device(core) = t.place
-            && i64::from(core) != i64::from(lnc_idx)
-        {
-            return fail(
-                NRT_INVALID,
-                format!(
-                    "{what} is a device tensor on core {core}, but lnc_idx {lnc_idx} names another core's DMA engine"
-                ),
-            );
-        }
-    }
-    Ok(q)
 }
 
 /// Schedules a write of `size` bytes from `buf` to `offset` of the tensor on TENSOR_OP
@@ -85,23 +40,11 @@ pub unsafe extern "C" fn nrta_tensor_write(
     req_sequence: *mut nrta_seq_t,
 ) -> NRT_STATUS {
     guard("nrta_tensor_write", || {
-        require_v3()?;
+        require_async_v3()?;
         check_slots(ret, req_sequence)?;
         let seq = with_open(|rt| {
-            let t = rt.tensor(tensor, "tensor")?;
-            t.check_range("write", offset, size)?;
-            if buf.is_null() && size > 0 {
-                return fail(NRT_INVALID, "buf is NULL");
-            }
-            let q = transfer_queue(rt, lnc_idx, queue, &[("tensor", &t)])?;
-            let work = Work::Write {
-                tensor: t.clone(),
-                src: HostPtr(buf.cast_mut().cast()),
-                offset: offset as usize,
-                size: size as usize,
-            };
-            // SAFETY: `ret` and `buf` stay valid until completion (caller).
-            unsafe { q.schedule(work, ret) }
+            // SAFETY: `ret` (checked) and `buf` stay valid until completion (caller).
+            unsafe { rt.schedule_write(tensor, buf.cast(), offset, size, lnc_idx, queue, ret) }
         })?;
         // SAFETY: checked non-null and aligned; writable (caller).
         unsafe { put(req_sequence, "req_sequence", seq) }
@@ -128,23 +71,11 @@ pub unsafe extern "C" fn nrta_tensor_read(
     req_sequence: *mut nrta_seq_t,
 ) -> NRT_STATUS {
     guard("nrta_tensor_read", || {
-        require_v3()?;
+        require_async_v3()?;
         check_slots(ret, req_sequence)?;
         let seq = with_open(|rt| {
-            let t = rt.tensor(tensor, "tensor")?;
-            t.check_range("read", offset, size)?;
-            if buf.is_null() && size > 0 {
-                return fail(NRT_INVALID, "buf is NULL");
-            }
-            let q = transfer_queue(rt, lnc_idx, queue, &[("tensor", &t)])?;
-            let work = Work::Read {
-                tensor: t.clone(),
-                dst: HostPtr(buf.cast()),
-                offset: offset as usize,
-                size: size as usize,
-            };
-            // SAFETY: `ret` and `buf` stay valid until completion (caller).
-            unsafe { q.schedule(work, ret) }
+            // SAFETY: `ret` (checked) and `buf` stay valid until completion (caller).
+            unsafe { rt.schedule_read(buf.cast(), tensor, offset, size, lnc_idx, queue, ret) }
         })?;
         // SAFETY: checked non-null and aligned; writable (caller).
         unsafe { put(req_sequence, "req_sequence", seq) }
@@ -172,20 +103,11 @@ pub unsafe extern "C" fn nrta_tensor_copy(
     req_sequence: *mut nrta_seq_t,
 ) -> NRT_STATUS {
     guard("nrta_tensor_copy", || {
-        require_v3()?;
+        require_async_v3()?;
         check_slots(ret, req_sequence)?;
         let seq = with_open(|rt| {
-            let (s, d) = check_copy(rt, src, src_offset, dst, dst_offset, size)?;
-            let q = transfer_queue(rt, lnc_idx, queue, &[("src", &s), ("dst", &d)])?;
-            let work = Work::Copy {
-                src: s,
-                src_offset: src_offset as usize,
-                dst: d,
-                dst_offset: dst_offset as usize,
-                size: size as usize,
-            };
-            // SAFETY: `ret` stays valid until completion (caller).
-            unsafe { q.schedule(work, ret) }
+            // SAFETY: `ret` (checked) stays valid until completion (caller).
+            unsafe { rt.schedule_copy(src, src_offset, dst, dst_offset, size, lnc_idx, queue, ret) }
         })?;
         // SAFETY: checked non-null and aligned; writable (caller).
         unsafe { put(req_sequence, "req_sequence", seq) }
@@ -209,19 +131,11 @@ pub unsafe extern "C" fn nrta_execute_schedule(
     req_sequence: *mut nrta_seq_t,
 ) -> NRT_STATUS {
     guard("nrta_execute_schedule", || {
-        require_v3()?;
+        require_async_v3()?;
         check_slots(ret, req_sequence)?;
         let seq = with_open(|rt| {
-            let bound = rt.bind(model, input, output)?;
-            let q = xu::lookup(
-                &rt.queues,
-                rt.cores.len(),
-                bound.model.core.into(),
-                NRTA_XU_COMPUTE,
-                queue.into(),
-            )?;
-            // SAFETY: `ret` stays valid until completion (caller).
-            unsafe { q.schedule(Work::Execute(bound), ret) }
+            // SAFETY: `ret` (checked) stays valid until completion (caller).
+            unsafe { rt.schedule_execute(model, input, output, queue, ret) }
         })?;
         // SAFETY: checked non-null and aligned; writable (caller).
         unsafe { put(req_sequence, "req_sequence", seq) }
@@ -245,7 +159,7 @@ pub unsafe extern "C" fn nrta_cc_prepare(
 ) -> NRT_STATUS {
     let _ = (comm, input, output, dtype, op, cc_op, cc_ctx);
     guard("nrta_cc_prepare", || {
-        require_v3()?;
+        require_async_v3()?;
         not_simulated("collectives")
     })
 }
@@ -264,7 +178,7 @@ pub unsafe extern "C" fn nrta_cc_schedule(
 ) -> NRT_STATUS {
     let _ = (cc_ctx, queue, ret, req_sequence);
     guard("nrta_cc_schedule", || {
-        require_v3()?;
+        require_async_v3()?;
         not_simulated("collectives")
     })
 }
@@ -277,12 +191,11 @@ pub unsafe extern "C" fn nrta_cc_schedule(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrta_is_completed(seq: nrta_seq_t, is_completed: *mut bool) -> NRT_STATUS {
     guard("nrta_is_completed", || {
-        require_v3()?;
+        require_async_v3()?;
         if is_completed.is_null() {
             return fail(NRT_INVALID, "is_completed is NULL");
         }
-        let done =
-            with_open(|rt| xu::queue_of_seq(&rt.queues, rt.cores.len(), seq)?.is_completed(seq))?;
+        let done = with_open(|rt| rt.is_completed(seq))?;
         // SAFETY: writable (caller).
         unsafe { put(is_completed, "is_completed", done) }
     })
@@ -301,32 +214,11 @@ pub unsafe extern "C" fn nrta_get_sequence(
     seq: *mut nrta_seq_t,
 ) -> NRT_STATUS {
     guard("nrta_get_sequence", || {
-        require_v3()?;
-        let last = with_open(|rt| {
-            Ok(
-                xu::lookup(&rt.queues, rt.cores.len(), lnc.into(), xu, queue.into())?
-                    .last_completed(),
-            )
-        })?;
+        require_async_v3()?;
+        let last = with_open(|rt| rt.last_completed(lnc.into(), xu, queue.into()))?;
         // SAFETY: writable (caller).
         unsafe { put(seq, "seq", last) }
     })
-}
-
-/// Refuses the completion-event calls when emulating a runtime older than 2.32.
-fn require_events() -> Res<()> {
-    require_v3()?;
-    let v = runtime::current_version()?;
-    if v.has_async_events() {
-        Ok(())
-    } else {
-        fail(
-            NRT_FAILURE,
-            format!(
-                "completion events need runtime 2.32 or later; this simulator emulates {v} (NRT_SIM_VERSION)"
-            ),
-        )
-    }
 }
 
 /// Signals the eventfd `fd` (counter + 1) when request `seq` completes, at once if it
@@ -344,10 +236,8 @@ pub unsafe extern "C" fn nrta_event_register_seq_id_completion(
     fd: c_int,
 ) -> NRT_STATUS {
     guard("nrta_event_register_seq_id_completion", || {
-        require_events()?;
-        with_open(|rt| {
-            xu::queue_of_seq(&rt.queues, rt.cores.len(), seq)?.register_seq_event(seq, fd)
-        })
+        require_async_events()?;
+        with_open(|rt| rt.register_seq_event(seq, fd))
     })
 }
 
@@ -368,11 +258,8 @@ pub unsafe extern "C" fn nrta_event_register_xu_completion(
     fd: c_int,
 ) -> NRT_STATUS {
     guard("nrta_event_register_xu_completion", || {
-        require_events()?;
-        with_open(|rt| {
-            xu::lookup(&rt.queues, rt.cores.len(), lnc.into(), xu, queue.into())?
-                .register_xu_event(fd)
-        })
+        require_async_events()?;
+        with_open(|rt| rt.register_xu_event(lnc.into(), xu, queue.into(), fd))
     })
 }
 

@@ -1,6 +1,10 @@
 //! Lifecycle, versions, core counts and memory statistics.
 
-use super::*;
+use super::args::{copy_cstr, guard, put, put_prefix};
+use crate::runtime::{self, total_cores, visible_cores, with_open};
+use crate::status;
+use nrt_sys::*;
+use std::ffi::c_char;
 
 /// Starts the simulated runtime, reading the environment (see the crate docs).
 ///
@@ -100,25 +104,6 @@ pub unsafe extern "C" fn nrt_get_status_as_str(status: NRT_STATUS) -> *const c_c
     status::description(status).as_ptr()
 }
 
-pub(super) fn total_cores() -> Res<u32> {
-    if let runtime::Phase::Open(rt) = &*runtime::phase() {
-        return Ok(rt.cfg.total_cores);
-    }
-    config::total_cores_from_env().or_else(|m| fail(NRT_INVALID, m))
-}
-
-pub(super) fn visible_cores() -> Res<u32> {
-    if let runtime::Phase::Open(rt) = &*runtime::phase() {
-        return Ok(rt.cfg.visible_cores);
-    }
-    let total = config::total_cores_from_env().or_else(|m| fail(NRT_INVALID, m))?;
-    match config::visible_from_env(total) {
-        Ok((_, n)) => Ok(n),
-        Err(config::EnvError::Invalid(m)) => fail(NRT_INVALID, m),
-        Err(config::EnvError::NotEnough(m)) => fail(NRT_RESOURCE, m),
-    }
-}
-
 /// Number of cores of the simulated machine (`NRT_SIM_VNC_COUNT`); works before init.
 ///
 /// # Safety
@@ -187,13 +172,11 @@ pub unsafe extern "C" fn nrt_get_vnc_memory_stats(
     stats_size_out: *mut usize,
 ) -> NRT_STATUS {
     guard("nrt_get_vnc_memory_stats", || {
-        let value = with_open(|rt| {
-            let core = rt.core(vnc.into(), "vnc")?;
-            Ok(nrt_vnc_memory_stats_t {
-                bytes_used: core.bytes.load(std::sync::atomic::Ordering::Relaxed) as usize,
-                bytes_limit: core.capacity as usize,
-            })
-        })?;
+        let (used, limit) = with_open(|rt| rt.memory_stats(vnc))?;
+        let value = nrt_vnc_memory_stats_t {
+            bytes_used: used as usize,
+            bytes_limit: limit as usize,
+        };
         // SAFETY: `stats` is valid for `stats_size_in` bytes (caller).
         let written = unsafe { put_prefix(stats, stats_size_in, "stats", &value) }?;
         if !stats_size_out.is_null() {

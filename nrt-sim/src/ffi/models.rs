@@ -1,6 +1,13 @@
 //! Models: load, unload, information, and synchronous execution.
 
-use super::*;
+use super::args::{guard, not_simulated, put, put_prefix};
+use crate::error::{Fail, fail};
+use crate::info;
+use crate::log::Level;
+use crate::model::Program;
+use crate::runtime::with_open;
+use nrt_sys::*;
+use std::ffi::{c_int, c_void};
 
 /// Loads a simulator model file onto core `vnc` (-1: the first core with room for it).
 ///
@@ -243,6 +250,6 @@ pub unsafe extern "C" fn nrt_execute_repeat(
                 format!("repeat_count {repeat_count} is less than 1"),
             );
         }
-        (0..repeat_count).try_for_each(|_| bound.run())
+        bound.run_repeat(repeat_count as u32)
     })
 }

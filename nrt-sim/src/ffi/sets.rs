@@ -1,6 +1,10 @@
 //! Tensor sets.
 
-use super::*;
+use super::args::{c_bytes, guard, put};
+use crate::error::fail;
+use crate::runtime::with_open;
+use nrt_sys::*;
+use std::ffi::c_char;
 
 /// Allocates an empty tensor set.
 ///

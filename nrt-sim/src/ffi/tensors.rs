@@ -1,6 +1,10 @@
 //! Tensors: allocation, data movement (also batched), slices, attached buffers.
 
-use super::*;
+use super::args::{c_text, guard, put};
+use crate::error::{Res, fail};
+use crate::runtime::{self, with_open};
+use nrt_sys::*;
+use std::ffi::{c_char, c_int, c_void};
 
 /// Allocates a zeroed tensor: DEVICE on core `vnc` (counted against its memory), HOST
 /// (pinned host memory, at most 4 MiB; `vnc` ignored) or VIRTUAL (pageable host memory;
@@ -132,22 +136,13 @@ pub unsafe extern "C" fn nrt_tensor_read(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_read", || {
-        let (t, core) = with_open(|rt| {
-            let t = rt.tensor(tensor, "tensor")?;
-            let core = rt.core_of(&t);
-            Ok((t, core))
-        })?;
-        t.check_range("read", offset as u64, size as u64)?;
+        let t = with_open(|rt| rt.sync_tensor(tensor))?;
+        t.tensor.check_range("read", offset as u64, size as u64)?;
         if buf.is_null() && size > 0 {
             return fail(NRT_INVALID, "buf is NULL");
         }
-        let start = Instant::now();
         // SAFETY: `buf` holds `size` writable bytes (caller); the range is checked.
-        unsafe { t.read_into(buf.cast(), offset, size) }?;
-        if let Some(core) = core {
-            core.finish_sync_transfer(start, size as u64);
-        }
-        Ok(())
+        unsafe { t.read(buf.cast(), offset, size) }
     })
 }
 
@@ -164,52 +159,14 @@ pub unsafe extern "C" fn nrt_tensor_write(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_write", || {
-        let (t, core) = with_open(|rt| {
-            let t = rt.tensor(tensor, "tensor")?;
-            let core = rt.core_of(&t);
-            Ok((t, core))
-        })?;
-        t.check_range("write", offset as u64, size as u64)?;
+        let t = with_open(|rt| rt.sync_tensor(tensor))?;
+        t.tensor.check_range("write", offset as u64, size as u64)?;
         if buf.is_null() && size > 0 {
             return fail(NRT_INVALID, "buf is NULL");
         }
-        let start = Instant::now();
         // SAFETY: `buf` holds `size` readable bytes (caller); the range is checked.
-        unsafe { t.write_from(buf.cast(), offset, size) }?;
-        if let Some(core) = core {
-            core.finish_sync_transfer(start, size as u64);
-        }
-        Ok(())
+        unsafe { t.write(buf.cast(), offset, size) }
     })
-}
-
-/// Checks a sync or async copy; `Ok((src, dst))` when it may go ahead.
-pub(super) fn check_copy(
-    rt: &runtime::Runtime,
-    src: *const nrt_tensor_t,
-    src_offset: u64,
-    dst: *const nrt_tensor_t,
-    dst_offset: u64,
-    size: u64,
-) -> Res<(
-    std::sync::Arc<runtime::Tensor>,
-    std::sync::Arc<runtime::Tensor>,
-)> {
-    let s = rt.tensor(src, "src")?;
-    let d = rt.tensor(dst, "dst")?;
-    s.check_range("copy source", src_offset, size)?;
-    d.check_range("copy destination", dst_offset, size)?;
-    if let (Place::Device(a), Place::Device(b)) = (s.place, d.place)
-        && a != b
-    {
-        return fail(
-            NRT_INVALID,
-            format!(
-                "device-to-device copy from core {a} to core {b}: both tensors must be on one core"
-            ),
-        );
-    }
-    Ok((s, d))
 }
 
 /// Copies `size` bytes between two tensors (device to device only within one core).
@@ -227,14 +184,7 @@ pub unsafe extern "C" fn nrt_tensor_copy(
 ) -> NRT_STATUS {
     guard("nrt_tensor_copy", || {
         let (s, d) = with_open(|rt| {
-            check_copy(
-                rt,
-                src,
-                src_offset as u64,
-                dst,
-                dst_offset as u64,
-                size as u64,
-            )
+            rt.check_copy(src, src_offset as u64, dst, dst_offset as u64, size as u64)
         })?;
         runtime::copy_between(&s, src_offset, &d, dst_offset, size)
     })
@@ -285,23 +235,7 @@ pub unsafe extern "C" fn nrt_tensor_get_va(tensor: *const nrt_tensor_t) -> *mut 
     let mut va = std::ptr::null_mut();
     let _ = guard("nrt_tensor_get_va", || {
         let t = with_open(|rt| rt.tensor(tensor, "tensor"))?;
-        if let Place::Device(c) = t.place {
-            return fail(
-                NRT_INVALID,
-                format!(
-                    "tensor '{}' is in device memory of core {c}, which has no host address",
-                    t.name
-                ),
-            );
-        }
-        let Some(mem) = &t.mem else {
-            return fail(
-                NRT_INVALID,
-                format!("tensor '{}' has no memory attached", t.name),
-            );
-        };
-        // SAFETY: the offset lies inside the buffer (slices are checked when made).
-        va = unsafe { mem.buf.base().add(mem.offset) }.cast();
+        va = t.host_address()?.cast();
         Ok(())
     });
     va
@@ -324,39 +258,15 @@ pub unsafe extern "C" fn nrt_tensor_get_device_allocation_info(
     })
 }
 
-/// Resolves and checks every op of a batch before any byte moves.
+/// The batch array of a batch call, checked and resolved (nothing when `num_batches`
+/// is 0, whatever the runtime's state).
 ///
-/// One checked batch op: the tensor, its core if on a device (transfer time), the op.
-type BatchOp = (
-    std::sync::Arc<runtime::Tensor>,
-    Option<std::sync::Arc<runtime::Core>>,
-    nrt_tensor_batch_op_t,
-);
-
-/// Runs `op` on every checked batch op in order; device ops take transfer time.
-pub(super) fn run_batch(
-    ops: &[BatchOp],
-    op: impl Fn(&runtime::Tensor, &nrt_tensor_batch_op_t) -> Res<()>,
-) -> Res<()> {
-    ops.iter().try_for_each(|(t, core, o)| {
-        let start = Instant::now();
-        op(t, o)?;
-        if let Some(core) = core {
-            core.finish_sync_transfer(start, o.size);
-        }
-        Ok(())
-    })
-}
-
 /// # Safety
 ///
 /// `batches` must point to `num_batches` batches whose `ops` point to `num_ops` ops.
-pub(super) unsafe fn check_batches(
-    batches: *const nrt_tensor_batch_t,
-    num_batches: u64,
-) -> Res<Vec<BatchOp>> {
+unsafe fn batch_ops(batches: *const nrt_tensor_batch_t, num_batches: u64) -> Res<runtime::Batch> {
     if num_batches == 0 {
-        return Ok(Vec::new());
+        return Ok(runtime::Batch::default());
     }
     if batches.is_null() {
         return fail(
@@ -372,31 +282,8 @@ pub(super) unsafe fn check_batches(
     };
     // SAFETY: `batches` points to `count` batches (caller).
     let batches = unsafe { std::slice::from_raw_parts(batches, count) };
-    with_open(|rt| {
-        let mut ops = Vec::new();
-        for (i, b) in batches.iter().enumerate() {
-            let t = rt.tensor(b.tensor, &format!("batches[{i}].tensor"))?;
-            if b.num_ops > 0 && b.ops.is_null() {
-                return fail(
-                    NRT_INVALID,
-                    format!("batches[{i}].ops is NULL with num_ops {}", b.num_ops),
-                );
-            }
-            if b.num_ops == 0 {
-                continue;
-            }
-            // SAFETY: `ops` points to `num_ops` ops (caller).
-            let list = unsafe { std::slice::from_raw_parts(b.ops, b.num_ops as usize) };
-            for (j, op) in list.iter().enumerate() {
-                t.check_range(&format!("batches[{i}].ops[{j}]"), op.offset, op.size)?;
-                if op.buffer.is_null() && op.size > 0 {
-                    return fail(NRT_INVALID, format!("batches[{i}].ops[{j}].buffer is NULL"));
-                }
-                ops.push((t.clone(), rt.core_of(&t), *op));
-            }
-        }
-        Ok(ops)
-    })
+    // SAFETY: each batch's `ops` points to its `num_ops` ops (caller).
+    with_open(|rt| unsafe { rt.check_batches(batches) })
 }
 
 /// Reads several ranges of several tensors into host buffers. Every op is checked before
@@ -415,11 +302,9 @@ pub unsafe extern "C" fn nrt_tensor_read_batch(
     let _ = unsafe_;
     guard("nrt_tensor_read_batch", || {
         // SAFETY: the batch array is valid (caller).
-        let ops = unsafe { check_batches(batches, num_batches) }?;
-        run_batch(&ops, |t, op| {
-            // SAFETY: the buffer holds `size` writable bytes (caller); range checked.
-            unsafe { t.read_into(op.buffer.cast(), op.offset as usize, op.size as usize) }
-        })
+        let batch = unsafe { batch_ops(batches, num_batches) }?;
+        // SAFETY: each op's buffer holds `size` writable bytes (caller).
+        unsafe { batch.read() }
     })
 }
 
@@ -439,10 +324,8 @@ pub unsafe extern "C" fn nrt_tensor_write_batch(
     let _ = unsafe_;
     guard("nrt_tensor_write_batch", || {
         // SAFETY: the batch array is valid (caller).
-        let ops = unsafe { check_batches(batches, num_batches) }?;
-        run_batch(&ops, |t, op| {
-            // SAFETY: the buffer holds `size` readable bytes (caller); range checked.
-            unsafe { t.write_from(op.buffer.cast(), op.offset as usize, op.size as usize) }
-        })
+        let batch = unsafe { batch_ops(batches, num_batches) }?;
+        // SAFETY: each op's buffer holds `size` readable bytes (caller).
+        unsafe { batch.write() }
     })
 }

@@ -1,6 +1,8 @@
 //! Functions the simulator does not model (collectives, profiling): documented failure statuses.
 
-use super::*;
+use super::args::{guard, not_simulated};
+use nrt_sys::*;
+use std::ffi::c_char;
 
 /// Not simulated (collectives): returns `NRT_FAILURE`.
 ///

@@ -1,6 +1,6 @@
 //! Element-wise and matrix arithmetic over little-endian byte buffers.
 
-use super::DType;
+use super::types::DType;
 
 #[derive(Clone, Copy)]
 pub(super) enum BinOp {

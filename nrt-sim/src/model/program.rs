@@ -1,7 +1,12 @@
 //! [`Program`]: a validated model (tensors, ops, device time), read from and written
 //! to the payload text, and run on byte buffers.
 
-use super::*;
+use super::compute;
+use super::types::{DType, MAGIC, MAX_NAME, MAX_RANK, MAX_TENSOR_BYTES, Op, TensorSpec};
+use crate::container;
+use nrt_sys::*;
+use std::collections::HashMap;
+use std::time::Duration;
 
 /// A checked model: what `nrt_load` keeps.
 #[derive(Debug)]

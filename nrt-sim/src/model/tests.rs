@@ -1,4 +1,9 @@
-use super::*;
+use super::builder::{ModelBuilder, describe_model};
+use super::program::Program;
+use super::types::{DType, Op};
+use crate::container;
+use nrt_sys::*;
+use std::time::Duration;
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

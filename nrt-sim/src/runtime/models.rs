@@ -1,7 +1,17 @@
-//! The registry's tensor sets, models and execution binding, and [`Bound`]: an
-//! execution with every tensor resolved.
+//! The registry's tensor sets and models, and execution binding (resolving a model and
+//! its tensor sets to a [`Bound`]).
 
-use super::*;
+use super::exec::Bound;
+use super::handles::{HandleKind, from_handle, new_id, to_handle};
+use super::objects::{Core, Model, Place, TensorSet};
+use super::state::Runtime;
+use crate::error::{Fail, Res, fail};
+use crate::faults;
+use crate::log::Level;
+use crate::model::Program;
+use nrt_sys::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 impl Runtime {
     // --- tensor sets -----------------------------------------------------------------
@@ -245,92 +255,7 @@ impl Runtime {
         };
         let inputs = resolve(ins, &p.inputs, "input")?;
         let outputs = resolve(outs, &p.outputs, "output")?;
-        Ok(Bound {
-            core: self.cores[model.core as usize].clone(),
-            model,
-            inputs,
-            outputs,
-        })
-    }
-}
-
-/// An execution with every tensor resolved: runs without the registry lock.
-pub(crate) struct Bound {
-    pub(crate) model: Arc<Model>,
-    pub(crate) core: Arc<Core>,
-    inputs: Vec<Arc<Tensor>>,
-    outputs: Vec<Arc<Tensor>>,
-}
-
-impl Bound {
-    /// Runs once: waits for the core, computes, writes the outputs, takes the device time.
-    pub(crate) fn run(&self) -> Res<()> {
-        let core = &self.core;
-        let p = &self.model.program;
-        if core.compute_dead.load(Ordering::Acquire) {
-            return fail(
-                NRT_EXEC_UNIT_UNRECOVERABLE,
-                format!(
-                    "core {}'s compute unit is unrecoverable; re-initialize the runtime",
-                    core.index
-                ),
-            );
-        }
-        let _exclusive = core.exec_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let start = Instant::now();
-        let device_time = core.exec_latency.unwrap_or(p.device_time);
-        let result = if device_time > core.exec_timeout {
-            std::thread::sleep(core.exec_timeout);
-            fail(
-                NRT_TIMEOUT,
-                format!(
-                    "model '{}' on core {} needs {device_time:?} of device time, more than the {:?} timeout (NEURON_RT_EXEC_TIMEOUT)",
-                    p.name, core.index, core.exec_timeout
-                ),
-            )
-        } else {
-            let result = self.compute(p);
-            crate::dma::wait_until(start + device_time);
-            result
-        };
-        core.busy_ns.fetch_add(
-            start.elapsed().as_nanos().min(u64::MAX as u128) as u64,
-            Ordering::Relaxed,
-        );
-        core.executions.fetch_add(1, Ordering::Relaxed);
-        if result.is_err() {
-            core.failed_executions.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-
-    pub(super) fn compute(&self, p: &Program) -> Res<()> {
-        let fault = faults::on_exec(self.core.index);
-        if let Some((_, false)) = fault {
-            // The failed execution leaves the outputs untouched.
-        } else {
-            let inputs = self
-                .inputs
-                .iter()
-                .map(|t| t.to_vec())
-                .collect::<Res<Vec<_>>>()?;
-            for (t, bytes) in self.outputs.iter().zip(p.run(&inputs)) {
-                // SAFETY: `bytes` is exactly the output's size (checked at bind time).
-                unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
-            }
-        }
-        match fault {
-            Some((status, written)) => fail(
-                status,
-                format!(
-                    "injected execution fault {status} ({}) on core {} (model '{}'; outputs {})",
-                    crate::status::name(status).unwrap_or("unknown status"),
-                    self.core.index,
-                    p.name,
-                    if written { "written" } else { "not written" }
-                ),
-            ),
-            None => Ok(()),
-        }
+        let core = self.cores[model.core as usize].clone();
+        Ok(Bound::new(model, core, inputs, outputs))
     }
 }

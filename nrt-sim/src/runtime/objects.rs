@@ -1,6 +1,14 @@
 //! The simulated objects: tensors and their storage, models, tensor sets, cores.
 
-use super::*;
+use crate::error::{Fail, Res, fail};
+use crate::log::Level;
+use crate::memory::{Buffer, lock_pair};
+use crate::model::Program;
+use nrt_sys::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where a tensor lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +123,28 @@ impl Tensor {
         // SAFETY: the checked range lies inside this tensor's window of the buffer.
         unsafe { std::ptr::write_bytes(mem.buf.base().add(mem.offset + offset), value, size) };
         Ok(())
+    }
+
+    /// The host address of a HOST, VIRTUAL or attached tensor's memory (`nrt_tensor_get_va`);
+    /// device memory has none.
+    pub(crate) fn host_address(&self) -> Res<*mut u8> {
+        if let Place::Device(c) = self.place {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "tensor '{}' is in device memory of core {c}, which has no host address",
+                    self.name
+                ),
+            );
+        }
+        let Some(mem) = &self.mem else {
+            return fail(
+                NRT_INVALID,
+                format!("tensor '{}' has no memory attached", self.name),
+            );
+        };
+        // SAFETY: the offset lies inside the buffer (slices are checked when made).
+        Ok(unsafe { mem.buf.base().add(mem.offset) })
     }
 
     /// The whole tensor's bytes.

@@ -1,19 +1,25 @@
 //! The registry's tensor operations (`nrt_tensor_*` behind the exported functions).
 
-use super::*;
+use super::handles::{HandleKind, from_handle, new_id, to_handle};
+use super::objects::{Mem, Place, Storage, Tensor};
+use super::state::Runtime;
+use crate::error::{Fail, Res, fail};
+use crate::faults;
+use crate::log::Level;
+use crate::memory::Buffer;
+use nrt_sys::*;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Largest HOST-placement tensor: the runtime documents HOST tensors as one physically
+/// contiguous page of at most 4 MB.
+const HOST_PLACEMENT_MAX: usize = 4 << 20;
 
 impl Runtime {
     // --- tensors ---------------------------------------------------------------------
 
-    /// Resolves a tensor handle to a live tensor whose storage is still owned.
-    /// The core of a device tensor (whose transfers take DMA time), None for host memory.
-    pub(crate) fn core_of(&self, t: &Tensor) -> Option<Arc<Core>> {
-        match t.place {
-            Place::Device(c) => self.cores.get(c as usize).cloned(),
-            _ => None,
-        }
-    }
-
+    /// Resolves a tensor handle to a live tensor.
     pub(crate) fn tensor(&self, handle: *const nrt_tensor_t, what: &str) -> Res<Arc<Tensor>> {
         let id = from_handle(HandleKind::Tensor, handle, what)?;
         self.tensor_by_id(id, what)

@@ -270,6 +270,21 @@ static void tensor_op_and_event_flow(nrt_model_t *model) {
     nrt_tensor_free(&dev0);
 }
 
+/* A periodic fault through the control interface: every 2nd allocation fails, and the
+ * count of injected faults says so. */
+static void fault_flow(void) {
+    uint64_t injected = nrt_sim_faults_injected();
+    CHECK_OK(nrt_sim_inject_faults("alloc:every=2"));
+    nrt_tensor_t *first = NULL, *second = NULL;
+    CHECK_OK(nrt_tensor_allocate(NRT_TENSOR_PLACEMENT_HOST, -1, 8, "first", &first));
+    CHECK(nrt_tensor_allocate(NRT_TENSOR_PLACEMENT_HOST, -1, 8, "second", &second) ==
+          NRT_RESOURCE);
+    CHECK(second == NULL);
+    CHECK(nrt_sim_faults_injected() == injected + 1);
+    nrt_sim_clear_faults();
+    nrt_tensor_free(&first);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s MODEL_FILE\n", argv[0]);
@@ -297,6 +312,7 @@ int main(int argc, char **argv) {
     sync_flow(model);
     async_flow(model);
     tensor_op_and_event_flow(model);
+    fault_flow();
     CHECK_OK(nrt_unload(model));
 
     nrt_sim_counters_t counters;

@@ -1633,8 +1633,8 @@ impl NrtFns {
             ),
         ]
     }
-    /// The table of the functions linked at build time (feature `link`).
-    #[cfg(feature = "link")]
+    /// The table of the functions linked at build time (feature `linked` or `link`).
+    #[cfg(feature = "linked")]
     pub fn linked() -> Self {
         Self {
             nrt_add_tensor_to_tensor_set: Some(

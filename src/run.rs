@@ -1,0 +1,259 @@
+//! One-call execution with host data ([`Model::run`]) and host-timed benchmarking
+//! ([`Model::benchmark`], [`BenchmarkStats`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::{Element, Error, Model, Result, TensorSet};
+
+/// Most input/output set pairs a model keeps for [`Model::run`] between calls.
+const POOL_LIMIT: usize = 8;
+
+/// The named outputs of [`Model::run`], by name.
+pub type RunOutputs<T> = BTreeMap<String, Vec<T>>;
+
+/// Device sets kept between [`Model::run`] calls, one pair per concurrent caller.
+#[derive(Default)]
+pub(crate) struct SetPool(Mutex<Vec<(TensorSet, TensorSet)>>);
+
+impl SetPool {
+    fn take(&self) -> Option<(TensorSet, TensorSet)> {
+        // Pushing and popping cannot leave the Vec inconsistent, so a poisoned lock is fine.
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop()
+    }
+
+    fn give_back(&self, sets: (TensorSet, TensorSet)) {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_LIMIT {
+            pool.push(sets);
+        }
+    }
+}
+
+impl Model {
+    /// Runs the model once on host data: writes each named slice to the model input of
+    /// that name, executes, and returns every output read back as a `Vec<T>`.
+    ///
+    /// Device tensor sets are allocated on the first call and reused by later ones
+    /// (one pair per concurrent caller). All inputs and outputs must have element type
+    /// `T`; for models that mix types, use [`Model::allocate_inputs`] and
+    /// [`Model::execute`].
+    ///
+    /// ```
+    /// use neuron_rt::Runtime;
+    ///
+    /// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+    /// let model = runtime.load_model(&neff)?;
+    /// let out = model.run(&[("a", &[1.0f32; 6][..]), ("b", &[2.0; 6])])?;
+    /// assert_eq!(out["out"], [3.0; 6]);
+    /// # Ok::<(), neuron_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] for a name the model has no input for;
+    /// [`Error::InvalidArgument`] for a name given twice; [`Error::MissingTensor`] for
+    /// a model input not given; [`Error::WrongElementType`] / [`Error::WrongLength`] for
+    /// data that does not match an input (or a `T` that does not match an output);
+    /// otherwise as [`Model::allocate_inputs`] and [`Model::execute`].
+    pub fn run<T: Element>(&self, inputs: &[(&str, &[T])]) -> Result<RunOutputs<T>> {
+        self.check_run_names(inputs)?;
+        let (input_set, mut output_set) = match self.inner.run_sets.take() {
+            Some(sets) => sets,
+            None => (self.allocate_inputs()?, self.allocate_outputs()?),
+        };
+        let result = self.run_on(inputs, &input_set, &mut output_set);
+        self.inner.run_sets.give_back((input_set, output_set));
+        result
+    }
+
+    fn run_on<T: Element>(
+        &self,
+        inputs: &[(&str, &[T])],
+        input_set: &TensorSet,
+        output_set: &mut TensorSet,
+    ) -> Result<RunOutputs<T>> {
+        for (name, data) in inputs {
+            bound(input_set, name)?.write(data)?;
+        }
+        self.execute(input_set, output_set)?;
+        self.outputs()
+            .iter()
+            .map(|info| Ok((info.name.clone(), bound(output_set, &info.name)?.to_vec()?)))
+            .collect()
+    }
+
+    /// Every name given is a model input, once, and every model input is given.
+    fn check_run_names<T>(&self, inputs: &[(&str, &[T])]) -> Result<()> {
+        for (i, (name, _)) in inputs.iter().enumerate() {
+            if !self.inputs().iter().any(|info| info.name == *name) {
+                return Err(Error::UnknownTensor {
+                    model: self.label().to_owned(),
+                    role: "input",
+                    tensor: (*name).to_owned(),
+                    known: self.inputs().iter().map(|i| i.name.clone()).collect(),
+                });
+            }
+            if inputs[..i].iter().any(|(earlier, _)| earlier == name) {
+                return Err(Error::invalid(
+                    "inputs",
+                    format!("input `{name}` is given twice"),
+                ));
+            }
+        }
+        if let Some(missing) = self
+            .inputs()
+            .iter()
+            .find(|info| !inputs.iter().any(|(name, _)| *name == info.name))
+        {
+            return Err(Error::MissingTensor {
+                model: self.label().to_owned(),
+                role: "input",
+                tensor: missing.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Executes the model `warmup` times untimed, then `iterations` times each timed on
+    /// the host, with zero-filled inputs in sets allocated for the purpose.
+    ///
+    /// The times include the call into libnrt (and, when the calling thread has too
+    /// little stack, the helper thread; see [`Model::execute`]), as a user of
+    /// `execute` sees them.
+    ///
+    /// ```
+    /// use neuron_rt::Runtime;
+    ///
+    /// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+    /// let stats = runtime.load_model(&neff)?.benchmark(2, 20)?;
+    /// assert_eq!(stats.iterations, 20);
+    /// println!("{stats}");
+    /// # Ok::<(), neuron_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for 0 iterations; otherwise as
+    /// [`Model::allocate_inputs`] and [`Model::execute`].
+    pub fn benchmark(&self, warmup: u32, iterations: u32) -> Result<BenchmarkStats> {
+        if iterations == 0 {
+            return Err(Error::invalid("iterations", "must be at least 1, got 0"));
+        }
+        let inputs = self.allocate_inputs()?;
+        let mut outputs = self.allocate_outputs()?;
+        for (_, tensor) in inputs.iter() {
+            tensor.fill(0)?;
+        }
+        for _ in 0..warmup {
+            self.execute(&inputs, &mut outputs)?;
+        }
+        let mut times = Vec::with_capacity(iterations as usize);
+        for _ in 0..iterations {
+            let start = Instant::now();
+            self.execute(&inputs, &mut outputs)?;
+            times.push(start.elapsed());
+        }
+        let stats =
+            BenchmarkStats::from_durations(&times).ok_or_else(|| Error::UnexpectedResult {
+                function: "nrt_execute",
+                reason: "no execution was timed".into(),
+            })?;
+        log::debug!("model `{}` benchmark: {stats}", self.label());
+        Ok(stats)
+    }
+}
+
+/// The tensor bound under `name` in a set made by `allocate_inputs` / `allocate_outputs`.
+fn bound<'a>(set: &'a TensorSet, name: &str) -> Result<&'a crate::Tensor> {
+    set.get(name).ok_or_else(|| Error::UnexpectedResult {
+        function: "nrt_add_tensor_to_tensor_set",
+        reason: format!("tensor `{name}` is missing from a set made for the model"),
+    })
+}
+
+/// Statistics of host-timed executions ([`Model::benchmark`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BenchmarkStats {
+    /// Timed executions.
+    pub iterations: usize,
+    /// Mean time per execution.
+    pub mean: Duration,
+    /// Fastest execution.
+    pub min: Duration,
+    /// Slowest execution.
+    pub max: Duration,
+    /// Median (50th percentile, nearest rank).
+    pub p50: Duration,
+    /// 99th percentile (nearest rank).
+    pub p99: Duration,
+    /// Standard deviation (population).
+    pub std_dev: Duration,
+    /// Executions per second: `iterations` over the summed time.
+    pub throughput: f64,
+}
+
+impl BenchmarkStats {
+    /// The statistics of `times`, or `None` when there are none.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use neuron_rt::BenchmarkStats;
+    ///
+    /// let ms = Duration::from_millis;
+    /// let stats = BenchmarkStats::from_durations(&[ms(3), ms(1), ms(2)]).unwrap();
+    /// assert_eq!((stats.min, stats.p50, stats.max, stats.mean), (ms(1), ms(2), ms(3), ms(2)));
+    /// assert_eq!(stats.throughput, 500.0);
+    /// ```
+    pub fn from_durations(times: &[Duration]) -> Option<BenchmarkStats> {
+        let mut sorted = times.to_vec();
+        sorted.sort_unstable();
+        let (&min, &max) = (sorted.first()?, sorted.last()?);
+        let n = sorted.len();
+        let total: Duration = sorted.iter().sum();
+        let mean_s = total.as_secs_f64() / n as f64;
+        let variance = sorted
+            .iter()
+            .map(|t| (t.as_secs_f64() - mean_s).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        let rank = |p: f64| sorted[((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let total_s = total.as_secs_f64();
+        Some(BenchmarkStats {
+            iterations: n,
+            mean: Duration::from_secs_f64(mean_s),
+            min,
+            max,
+            p50: rank(50.0),
+            p99: rank(99.0),
+            std_dev: Duration::from_secs_f64(variance.sqrt()),
+            throughput: if total_s > 0.0 {
+                n as f64 / total_s
+            } else {
+                f64::INFINITY
+            },
+        })
+    }
+}
+
+impl fmt::Display for BenchmarkStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} runs: mean {:?}, min {:?}, p50 {:?}, p99 {:?}, max {:?}, std-dev {:?}, {:.1} runs/s",
+            self.iterations,
+            self.mean,
+            self.min,
+            self.p50,
+            self.p99,
+            self.max,
+            self.std_dev,
+            self.throughput
+        )
+    }
+}

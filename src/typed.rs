@@ -1,0 +1,108 @@
+//! Typed tensors: a tensor made for a model tensor ([`Model::allocate_inputs`](crate::Model::allocate_inputs),
+//! [`Runtime::allocate_for`]) carries the model's element type and shape, and its
+//! whole-tensor accesses check them.
+
+use crate::{DType, Element, Error, Placement, Result, Runtime, Tensor, TensorInfo};
+
+/// A typed tensor's element type and shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) dtype: DType,
+    pub(crate) shape: Vec<u32>,
+}
+
+/// Whether elements of `T` may be stored in a tensor of `dtype`: the same dtype; `f32`
+/// for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit float types,
+/// which have no Rust type.
+pub(crate) fn accepts<T: Element>(dtype: DType) -> bool {
+    match (T::DTYPE, dtype) {
+        (Some(given), expected) if given == expected => true,
+        (Some(DType::F32), DType::Fp32R) => true,
+        (Some(DType::U8), DType::Fp8E3 | DType::Fp8E4 | DType::Fp8E5) => true,
+        _ => false,
+    }
+}
+
+/// The name of `T` without its path (`f16`, not `half::binary16::f16`).
+pub(crate) fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+impl Runtime {
+    /// Allocates a tensor for the model tensor `info`: its size and name, and its element
+    /// type and shape, which [`Tensor::write`], [`Tensor::read`] and [`Tensor::to_vec`]
+    /// then check ([`Tensor::dtype`], [`Tensor::shape`]).
+    ///
+    /// ```
+    /// use neuron_rt::{Error, Placement, Runtime};
+    ///
+    /// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+    /// let model = runtime.load_model(&neff)?;
+    /// let a = runtime.allocate_for(&model.inputs()[0], Placement::Device, model.core())?;
+    /// assert_eq!(a.shape(), Some(&[2, 3][..]));
+    /// let five = a.write(&[1.0f32; 5]).unwrap_err();
+    /// assert!(matches!(five, Error::WrongLength { expected: 6, given: 5, .. }));
+    /// # Ok::<(), neuron_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::allocate_tensor`].
+    pub fn allocate_for(
+        &self,
+        info: &TensorInfo,
+        placement: Placement,
+        core: Option<u32>,
+    ) -> Result<Tensor> {
+        let tensor = self.allocate_tensor(placement, core, info.size, &info.name)?;
+        // A fresh tensor: the layout cannot be set yet.
+        let _ = tensor.inner.layout.set(Layout {
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+        });
+        Ok(tensor)
+    }
+}
+
+impl Tensor {
+    /// The element type of a tensor made for a model tensor; `None` for an untyped
+    /// tensor ([`Runtime::allocate_tensor`], slices, tensors over buffers), whose
+    /// accesses are only bounds-checked.
+    pub fn dtype(&self) -> Option<DType> {
+        self.inner.layout.get().map(|l| l.dtype)
+    }
+
+    /// The shape of a tensor made for a model tensor; `None` for an untyped tensor.
+    pub fn shape(&self) -> Option<&[u32]> {
+        self.inner.layout.get().map(|l| l.shape.as_slice())
+    }
+
+    /// For a typed tensor with a known element size: [`Error::WrongElementType`] unless
+    /// `T` fits its dtype, [`Error::WrongLength`] unless `len` elements fill it exactly.
+    pub(crate) fn check_whole<T: Element>(&self, len: usize) -> Result<()> {
+        let Some(layout) = self.inner.layout.get() else {
+            return Ok(());
+        };
+        let Some(elem) = layout.dtype.size_in_bytes() else {
+            return Ok(());
+        };
+        if !accepts::<T>(layout.dtype) {
+            return Err(Error::WrongElementType {
+                tensor: self.name().to_owned(),
+                expected: layout.dtype,
+                given: short_type_name::<T>(),
+            });
+        }
+        let expected = self.size() / elem;
+        if len != expected {
+            return Err(Error::WrongLength {
+                tensor: self.name().to_owned(),
+                expected,
+                given: len,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! Async admission: [`ExecUnit::submit`] waits, without blocking, until the unit's queue
+//! has room, in FIFO order among the waiting submissions, and [`ExecUnit::capacity`].
+//!
+//! libnrt publishes no queue depth: a schedule call on a full queue fails with
+//! `NRT_QUEUE_FULL`. The unit learns its capacity from the first such failure (the
+//! number of its requests in flight then) and from then on admits no more than that;
+//! before, [`DEFAULT_CAPACITY`] bounds it. A waiting submission is woken by the
+//! completion of the unit's oldest request in flight (a completion event, or the
+//! poller on runtimes without events), never by a timer.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+
+use super::events::{Waiter, new_waiter_key};
+use super::future::{poll_for, stop_polling};
+use super::payload::Payload;
+use super::queue::{ExecUnit, QueueState};
+use super::request::Scheduled;
+use super::seq::SeqId;
+use crate::NrtStatus;
+
+/// Requests admitted on a unit before it learned its real capacity from a full queue.
+pub const DEFAULT_CAPACITY: usize = 64;
+
+impl ExecUnit {
+    /// How many requests this unit admits at once through [`submit`](ExecUnit::submit):
+    /// learned from the first [`NrtStatus::QueueFull`] on it (its requests in flight at
+    /// that moment), [`DEFAULT_CAPACITY`] before.
+    pub fn capacity(&self) -> usize {
+        self.inner.state.capacity()
+    }
+
+    /// Schedules `payload` with `submit` once the unit has room: an asynchronous,
+    /// first-come-first-served admission that never surfaces
+    /// [`NrtStatus::QueueFull`].
+    ///
+    /// `submit` is a closure around one of this unit's schedule methods, e.g.
+    /// `|(inputs, outputs)| unit.execute(&model, inputs, outputs)`. The returned future
+    /// calls it when no earlier submission is waiting and fewer than
+    /// [`capacity`](ExecUnit::capacity) requests are in flight; on `QueueFull` it learns
+    /// the capacity, takes the payload back and waits for the unit's next completion
+    /// (an event, no timer and no spinning) before trying again. Any other error is
+    /// returned with the payload in the [`Rejected`](crate::Rejected).
+    ///
+    /// Dropping the future gives up its place in the line; nothing was scheduled then,
+    /// and the payload is dropped with it.
+    ///
+    /// ```
+    /// # use neuron_rt::Runtime;
+    /// # use nrt_sim::ModelBuilder;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+    /// #         std::thread::yield_now();
+    /// #     }
+    /// # }
+    /// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let model = rt.load_model_on(&ModelBuilder::add_example(&[2, 3]).build().unwrap(), 0)?;
+    /// let unit = rt.compute_unit(0)?;
+    /// let sets = (model.allocate_inputs()?, model.allocate_outputs()?);
+    /// let request = block_on(unit.submit(sets, |(i, o)| unit.execute(&model, i, o)))?;
+    /// let (_inputs, _outputs) = block_on(request.into_future())?;
+    /// # Ok::<(), neuron_rt::Error>(())
+    /// ```
+    pub fn submit<T, F>(&self, payload: T, submit: F) -> Submit<'_, T, F>
+    where
+        T: Payload,
+        F: FnMut(T) -> Scheduled<T>,
+    {
+        Submit {
+            unit: self,
+            payload: Some(payload),
+            submit,
+            key: 0,
+            queued: false,
+            watching: None,
+            polled: false,
+        }
+    }
+}
+
+/// The future of [`ExecUnit::submit`]: resolves to the accepted request, or to the
+/// error with the payload handed back.
+#[must_use = "futures do nothing unless polled"]
+pub struct Submit<'u, T, F> {
+    unit: &'u ExecUnit,
+    payload: Option<T>,
+    submit: F,
+    /// This submission's key (in the unit's line and its event waiters); 0 before the
+    /// first wait.
+    key: u64,
+    /// Whether it holds a place in the unit's line.
+    queued: bool,
+    /// The request whose completion it waits for, when registered with the unit's events.
+    watching: Option<SeqId>,
+    /// Whether it was ever registered with the poller.
+    polled: bool,
+}
+
+// `Submit` holds no self-references.
+impl<T, F> Unpin for Submit<'_, T, F> {}
+
+impl<T: Payload, F: FnMut(T) -> Scheduled<T>> Future for Submit<'_, T, F> {
+    type Output = Scheduled<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Scheduled<T>> {
+        let this = self.get_mut();
+        let state = &this.unit.inner.state;
+        loop {
+            this.stop_watching();
+            // Wait for our turn: first in line (or no line at all).
+            if !this.first_in_line(state, cx.waker()) {
+                return Poll::Pending;
+            }
+            let in_flight = state.in_flight();
+            if in_flight >= state.capacity() as u64 {
+                if this.wait_for_completion(state, cx.waker()) {
+                    return Poll::Pending;
+                }
+                continue;
+            }
+            let Some(payload) = this.payload.take() else {
+                // Polled after it resolved: nothing left to submit.
+                return Poll::Pending;
+            };
+            match (this.submit)(payload) {
+                Err(rejected) if rejected.error().status() == Some(NrtStatus::QueueFull) => {
+                    state.learn_capacity(in_flight.max(1) as usize);
+                    this.payload = Some(rejected.into_inner());
+                    if this.wait_for_completion(state, cx.waker()) {
+                        return Poll::Pending;
+                    }
+                }
+                done => {
+                    this.leave_line(state);
+                    return Poll::Ready(done);
+                }
+            }
+        }
+    }
+}
+
+impl<T, F> Submit<'_, T, F> {
+    /// Whether this submission may go now; if not, it waits in line with `waker`.
+    fn first_in_line(&mut self, state: &QueueState, waker: &Waker) -> bool {
+        let mut line = state.admission.lock();
+        if !self.queued {
+            if line.is_empty() {
+                return true;
+            }
+            if self.key == 0 {
+                self.key = new_waiter_key();
+            }
+            line.push_back((self.key, waker.clone()));
+            self.queued = true;
+            return false;
+        }
+        match line.iter_mut().position(|(k, _)| *k == self.key) {
+            Some(0) => true,
+            Some(at) => {
+                if !line[at].1.will_wake(waker) {
+                    line[at].1 = waker.clone();
+                }
+                false
+            }
+            // Not found: cannot happen (only `leave_line` removes it); go now.
+            None => {
+                self.queued = false;
+                true
+            }
+        }
+    }
+
+    /// Takes a place at the front of the line (if not in it yet), so that later
+    /// submissions wait behind this one while it waits for room.
+    fn hold_front(&mut self, state: &QueueState, waker: &Waker) {
+        if self.queued {
+            return;
+        }
+        if self.key == 0 {
+            self.key = new_waiter_key();
+        }
+        state.admission.lock().push_front((self.key, waker.clone()));
+        self.queued = true;
+    }
+
+    fn leave_line(&mut self, state: &QueueState) {
+        if std::mem::take(&mut self.queued) {
+            state.admission.leave(self.key);
+        }
+    }
+
+    /// Arranges for `waker` to be woken by the unit's next completion. Returns `false`
+    /// if there is room already (the caller tries again at once).
+    fn wait_for_completion(&mut self, state: &QueueState, waker: &Waker) -> bool {
+        self.hold_front(state, waker);
+        let Some(oldest) = state.oldest_in_flight() else {
+            // Nothing of this crate is in flight (the queue was filled by other code):
+            // no request to wait for. Look again on the next poll.
+            waker.wake_by_ref();
+            return true;
+        };
+        if let Some(events) = &state.events {
+            match events.add_waiter(oldest, self.key, waker) {
+                Waiter::Added | Waiter::Kept => {
+                    self.watching = Some(oldest);
+                    // A completion just before the registration signalled nobody.
+                    return state.in_flight() >= state.capacity() as u64;
+                }
+                Waiter::Refused => {}
+            }
+        }
+        self.polled = true;
+        poll_for(self.key, state.lib(), oldest, waker);
+        true
+    }
+
+    fn stop_watching(&mut self) {
+        if let (Some(seq), Some(events)) = (self.watching.take(), &self.unit.inner.state.events) {
+            events.remove_waiter(seq, self.key);
+        }
+        if std::mem::take(&mut self.polled) {
+            stop_polling(self.key);
+        }
+    }
+}
+
+impl<T, F> Drop for Submit<'_, T, F> {
+    fn drop(&mut self) {
+        self.stop_watching();
+        let state = &self.unit.inner.state;
+        self.leave_line(state);
+    }
+}
+
+impl<T, F> fmt::Debug for Submit<'_, T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Submit")
+            .field("unit", &self.unit)
+            .field("waiting", &self.queued)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueState {
+    /// See [`ExecUnit::capacity`].
+    pub(crate) fn capacity(&self) -> usize {
+        match self.capacity.load(Ordering::Acquire) {
+            0 => DEFAULT_CAPACITY,
+            n => n,
+        }
+    }
+
+    /// Records what a full queue showed; keeps the smallest value seen.
+    fn learn_capacity(&self, in_flight: usize) {
+        let _ = self
+            .capacity
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                (c == 0 || in_flight < c).then_some(in_flight)
+            });
+    }
+
+    /// Requests accepted through this crate and not completed yet (0 if libnrt cannot
+    /// say what completed: the submission then tries, and a full queue teaches it).
+    pub(crate) fn in_flight(&self) -> u64 {
+        match self.last_completed() {
+            Ok(last) => self.last_submitted_number().saturating_sub(last.number()),
+            Err(_) => 0,
+        }
+    }
+
+    /// The oldest request of this queue not completed yet, if this crate submitted one.
+    fn oldest_in_flight(&self) -> Option<SeqId> {
+        let last = self.last_completed().ok()?.number();
+        let xu_id = self.xu_id()?;
+        (self.last_submitted_number() > last).then(|| SeqId::new(xu_id, last + 1))
+    }
+}

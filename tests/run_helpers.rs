@@ -1,0 +1,135 @@
+//! `Model::run` (named host data in, named outputs out, sets reused) and
+//! `Model::benchmark` (host-timed statistics).
+
+mod support;
+
+use std::time::Duration;
+
+use neuron_rt::{BenchmarkStats, DType, Error};
+use support::{add_model, control, lock, runtime};
+
+#[test]
+fn run_takes_named_slices_and_returns_named_outputs_reusing_its_sets() {
+    let _g = lock();
+    let rt = runtime();
+    let model = rt.load_model(&add_model()).unwrap();
+    let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let out = model.run(&[("a", &a[..]), ("b", &[10.0; 6])]).unwrap();
+    assert_eq!(out.keys().collect::<Vec<_>>(), ["out"]);
+    assert_eq!(out["out"], [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]);
+    let live = control().counters().live_objects();
+    for i in 0..3 {
+        let out = model.run(&[("b", &[i as f32; 6][..]), ("a", &a)]).unwrap();
+        assert_eq!(out["out"][0], 1.0 + i as f32);
+    }
+    // The second and later runs allocate nothing new.
+    assert_eq!(control().counters().live_objects(), live);
+}
+
+#[test]
+fn run_refuses_missing_extra_and_mistyped_inputs() {
+    let _g = lock();
+    let rt = runtime();
+    let model = rt.load_model(&add_model()).unwrap();
+    let six = [1.0f32; 6];
+    let err = model.run(&[("a", &six[..])]).unwrap_err();
+    assert!(
+        matches!(&err, Error::MissingTensor { role: "input", tensor, .. } if tensor == "b"),
+        "{err}"
+    );
+    let err = model
+        .run(&[("a", &six[..]), ("b", &six), ("c", &six)])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownTensor { role: "input", tensor, known, .. } if tensor == "c" && known == &["a", "b"]),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "model `add` has no input `c` (its inputs: a, b)"
+    );
+    let err = model.run(&[("a", &six[..]), ("a", &six)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "inputs",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = model.run(&[("a", &six[..5]), ("b", &six)]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongLength {
+                expected: 6,
+                given: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = model
+        .run(&[("a", &[1i32; 6][..]), ("b", &[1; 6])])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::WrongElementType {
+                expected: DType::F32,
+                given: "i32",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A failed run leaves the model usable.
+    assert_eq!(
+        model.run(&[("a", &six[..]), ("b", &six)]).unwrap()["out"],
+        [2.0; 6]
+    );
+}
+
+#[test]
+fn benchmark_reports_consistent_statistics() {
+    let _g = lock();
+    let rt = runtime();
+    let model = rt.load_model(&add_model()).unwrap();
+    let stats = model.benchmark(3, 25).unwrap();
+    assert_eq!(stats.iterations, 25);
+    assert!(stats.min <= stats.p50 && stats.p50 <= stats.p99 && stats.p99 <= stats.max);
+    assert!(stats.min <= stats.mean && stats.mean <= stats.max);
+    assert!(stats.throughput > 0.0);
+    let err = model.benchmark(0, 0).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidArgument {
+                argument: "iterations",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn statistics_of_known_durations() {
+    let us = Duration::from_micros;
+    let times: Vec<Duration> = (1..=100).map(us).collect();
+    let s = BenchmarkStats::from_durations(&times).unwrap();
+    assert_eq!((s.iterations, s.min, s.max), (100, us(1), us(100)));
+    assert_eq!((s.p50, s.p99), (us(50), us(99)));
+    assert_eq!(s.mean, Duration::from_nanos(50_500));
+    // Population standard deviation of 1..=100 us: sqrt((100^2 - 1) / 12) = 28.866 us.
+    assert_eq!(s.std_dev.as_nanos(), 28_866);
+    assert!((s.throughput - 100.0 / 0.00505).abs() < 1e-6);
+    assert_eq!(BenchmarkStats::from_durations(&[]), None);
+    let one = BenchmarkStats::from_durations(&[us(7)]).unwrap();
+    assert_eq!(
+        (one.p50, one.p99, one.std_dev),
+        (us(7), us(7), Duration::ZERO)
+    );
+}
