@@ -38,6 +38,9 @@ pub(crate) struct Driver<'r, I: Iterator, W, R, T> {
     window_cap: usize,
     /// Where the search for the least loaded ring starts (spreads ties).
     rotate: usize,
+    /// The result being handed out while the rings move on (kept here so that a
+    /// panicking closure meanwhile does not lose it: the next call returns it).
+    handing_out: Option<Result<T>>,
 }
 
 impl<I: Iterator, W, R, T> Driver<'_, I, W, R, T> {
@@ -74,6 +77,7 @@ where
             window: VecDeque::with_capacity(window_cap),
             window_cap,
             rotate: 0,
+            handing_out: None,
         }
     }
 
@@ -112,6 +116,9 @@ where
     /// The next result in job order, once it is there; `None` when every job was
     /// handed out, or when every ring is unrecoverable and nothing is in flight.
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<T>>> {
+        if let Some(result) = self.handing_out.take() {
+            return Poll::Ready(Some(result));
+        }
         loop {
             let progressed = self.advance(cx);
             if let Some(Entry::Reading(core)) = self.window.front() {
@@ -133,8 +140,9 @@ where
                 // Before handing the result out: the slots freed meanwhile take their
                 // next jobs, whose writes are scheduled, so the units stay busy while
                 // the caller works on the result.
+                self.handing_out = Some(result);
                 self.advance(cx);
-                return Poll::Ready(Some(result));
+                return Poll::Ready(self.handing_out.take());
             }
             if progressed {
                 continue;
