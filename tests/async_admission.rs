@@ -40,7 +40,10 @@ fn two_hundred_concurrent_tasks_are_all_admitted() {
                     let request = unit
                         .submit(sets, |(i, o)| unit.execute(&model, i, o))
                         .await?;
-                    let in_flight = request.seq().number() - unit.last_completed()?.number();
+                    let in_flight = request
+                        .seq()
+                        .number()
+                        .saturating_sub(unit.last_completed()?.number());
                     peak.fetch_max(in_flight as usize, Ordering::Relaxed);
                     let (_inputs, outputs) = request.await?;
                     let y: Vec<f32> = outputs.get("y").unwrap().to_vec()?;

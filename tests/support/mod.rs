@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod add_jobs;
+pub mod wakeups;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;

@@ -1,0 +1,30 @@
+//! Wake-up counting: the context switches of this crate's background threads
+//! (`neuron-rt-*`) and of the calling thread, read from `/proc/self/task`.
+
+use std::fs;
+
+/// Voluntary plus involuntary context switches of the calling thread and of every thread
+/// of this process whose name starts with `neuron-rt`.
+pub fn crate_thread_switches() -> u64 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let me = unsafe { libc::gettid() }.to_string();
+    let mut total = 0;
+    for task in fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if tid != me && !name.starts_with("neuron-rt") {
+            continue;
+        }
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
