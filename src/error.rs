@@ -233,6 +233,20 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// One job of a staged pipeline or of replicas failed at one of its stages; the
+    /// other jobs carry on (unless its core became unrecoverable).
+    #[error("job {job} failed at the {stage} stage on core {core}: {source}")]
+    Stage {
+        /// The stage that failed.
+        stage: crate::Stage,
+        /// The job's index (0 for the first job of the run).
+        job: u64,
+        /// The NeuronCore the job ran on.
+        core: u32,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+
     /// libnrt reported success but returned something unusable (e.g. a null handle).
     #[error("{function} returned an unusable result: {reason}")]
     UnexpectedResult {
@@ -248,6 +262,7 @@ impl Error {
     pub fn status(&self) -> Option<NrtStatus> {
         match self {
             Error::Nrt { status, .. } | Error::Unrecoverable { status, .. } => Some(*status),
+            Error::Stage { source, .. } => source.status(),
             _ => None,
         }
     }

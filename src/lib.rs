@@ -19,6 +19,8 @@
 //!   [`Error::Unsupported`] instead of a call into nothing.
 //! * [`xu`]: the async API: [`ExecUnit`]s (execution-unit queues), [`Request`]s that own
 //!   what the device uses until they complete, [`Pipeline`] to keep a unit busy.
+//! * [`StagedPipeline`]: write -> execute -> read with the three units of a core busy at
+//!   once; [`Replicas`]: one model on many cores, jobs to the least loaded one.
 //!
 //! # Example
 //!
@@ -102,9 +104,11 @@ mod profile;
 mod rank_group;
 mod rank_spec;
 mod raw;
+mod replicas;
 mod run;
 mod runtime;
 mod stack;
+mod staged;
 mod status;
 mod tensor;
 mod tensor_set;
@@ -119,11 +123,16 @@ pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use profile::ProfileGuard;
 pub use rank_group::RankGroup;
 pub use rank_spec::RankSpec;
+pub use replicas::Replicas;
 pub use run::{BenchmarkStats, RunOutputs};
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };
 pub use stack::{EXEC_STACK_NEEDED, HELPER_STACK};
+pub use staged::{
+    CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
+    StagedStream,
+};
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;

@@ -14,7 +14,7 @@ pub(crate) struct Layout {
 /// Whether elements of `T` may be stored in a tensor of `dtype`: the same dtype; `f32`
 /// for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit float types,
 /// which have no Rust type.
-fn accepts<T: Element>(dtype: DType) -> bool {
+pub(crate) fn accepts<T: Element>(dtype: DType) -> bool {
     match (T::DTYPE, dtype) {
         (Some(given), expected) if given == expected => true,
         (Some(DType::F32), DType::Fp32R) => true,
@@ -24,7 +24,7 @@ fn accepts<T: Element>(dtype: DType) -> bool {
 }
 
 /// The name of `T` without its path (`f16`, not `half::binary16::f16`).
-fn short_type_name<T>() -> &'static str {
+pub(crate) fn short_type_name<T>() -> &'static str {
     let full = std::any::type_name::<T>();
     full.rsplit("::").next().unwrap_or(full)
 }

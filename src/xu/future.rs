@@ -43,22 +43,8 @@ use nrt_sys::Library;
 #[derive(Debug)]
 pub struct RequestFuture<T: Payload> {
     request: Option<Request<T>>,
-    /// Whether a waker of this future may be registered (with the unit's events or the
-    /// poller); removed on resolving and on drop.
-    registered: bool,
-    /// This future's key with the unit's events and in the poller, unique in the
-    /// process; 0 before the first registration.
-    token: u64,
-    /// Whether it was ever registered with the poller (runtime 2.31, or events refused).
-    polled: bool,
-    /// Polls that found the request still running after a completion event woke this
-    /// future. A few are normal; many mean the library signals before it reports
-    /// completion, and the future then polls instead of spinning with the event thread.
-    early_wakeups: u32,
+    watch: CompletionWatch,
 }
-
-/// [`RequestFuture::early_wakeups`] after which the future stops relying on events.
-const MAX_EARLY_WAKEUPS: u32 = 64;
 
 impl<T: Payload> IntoFuture for Request<T> {
     type Output = Result<T>;
@@ -67,10 +53,7 @@ impl<T: Payload> IntoFuture for Request<T> {
     fn into_future(self) -> RequestFuture<T> {
         RequestFuture {
             request: Some(self),
-            registered: false,
-            token: 0,
-            polled: false,
-            early_wakeups: 0,
+            watch: CompletionWatch::new(),
         }
     }
 }
@@ -87,83 +70,123 @@ impl<T: Payload> Future for RequestFuture<T> {
                 "a request future was polled after it resolved",
             )));
         };
-        match request.is_complete() {
-            Ok(false) => {
-                let was_registered = std::mem::replace(&mut this.registered, true);
-                if this.token == 0 {
-                    this.token = new_waiter_key();
-                }
-                let unit = request.unit_ref();
-                let waiter = match &unit.state.events {
-                    Some(events) if this.early_wakeups < MAX_EARLY_WAKEUPS => {
-                        events.add_waiter(request.seq(), this.token, cx.waker())
-                    }
-                    _ => Waiter::Refused,
-                };
-                // A new entry after an earlier one: the event thread woke (and removed)
-                // it, yet the request is still running.
-                if was_registered && waiter == Waiter::Added {
-                    this.early_wakeups += 1;
-                }
-                match waiter {
-                    // The earlier entry still waits for its signal.
-                    Waiter::Kept => Poll::Pending,
-                    Waiter::Added => {
-                        // A completion just before the registration signalled nobody:
-                        // look once more (the registration is visible to later signals).
-                        if matches!(request.is_complete(), Ok(false)) {
-                            return Poll::Pending;
-                        }
-                        this.resolve()
-                    }
-                    Waiter::Refused => {
-                        this.polled = true;
-                        poller().register(
-                            this.token,
-                            unit.rt.inner.lib(),
-                            request.seq(),
-                            cx.waker(),
-                        );
-                        Poll::Pending
-                    }
-                }
-            }
+        if this.watch.poll(request, cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.watch.cancel(request);
+        match this.request.take() {
             // Complete: `wait` returns at once. On an error, `wait` reports it (and leaks
             // the payload if completion stays unobservable).
-            Ok(true) | Err(_) => this.resolve(),
-        }
-    }
-}
-
-impl<T: Payload> RequestFuture<T> {
-    fn resolve(&mut self) -> Poll<Result<T>> {
-        self.deregister();
-        match self.request.take() {
             Some(request) => Poll::Ready(request.wait()),
             None => Poll::Pending,
-        }
-    }
-
-    /// Removes this future's waker from wherever it was registered.
-    fn deregister(&mut self) {
-        if std::mem::take(&mut self.registered)
-            && let Some(request) = &self.request
-        {
-            if let Some(events) = &request.unit_ref().state.events {
-                events.remove_waiter(request.seq(), self.token);
-            }
-            // A unit with events uses the poller only when libnrt refused a registration.
-            if self.polled {
-                poller().deregister(self.token);
-            }
         }
     }
 }
 
 impl<T: Payload> Drop for RequestFuture<T> {
     fn drop(&mut self) {
-        // Before the request (a field) is dropped: see `registered`.
-        self.deregister();
+        // Before the request (a field) is dropped: see `CompletionWatch::registered`.
+        if let Some(request) = &self.request {
+            self.watch.cancel(request);
+        }
+    }
+}
+
+/// Wakes a task when a request it does not own completes: what [`RequestFuture`] and
+/// the staged pipelines (which watch the oldest request of several units at once) wait
+/// with. One watch follows one request at a time: [`cancel`](CompletionWatch::cancel)
+/// it with that request before the request is consumed or dropped, then it can watch
+/// another one.
+#[derive(Debug, Default)]
+pub(crate) struct CompletionWatch {
+    /// Whether a waker of this watch may be registered (with the unit's events or the
+    /// poller); removed by `cancel`.
+    registered: bool,
+    /// This watch's key with the units' events and in the poller, unique in the
+    /// process; 0 before the first registration.
+    token: u64,
+    /// Whether it was registered with the poller since the last `cancel` (runtime 2.31,
+    /// or events refused).
+    polled: bool,
+    /// Polls that found the request still running after a completion event woke this
+    /// watch. A few are normal; many mean the library signals before it reports
+    /// completion, and the watch then polls instead of spinning with the event thread.
+    early_wakeups: u32,
+}
+
+/// [`CompletionWatch::early_wakeups`] after which a watch stops relying on events.
+const MAX_EARLY_WAKEUPS: u32 = 64;
+
+impl CompletionWatch {
+    pub(crate) const fn new() -> CompletionWatch {
+        CompletionWatch {
+            registered: false,
+            token: 0,
+            polled: false,
+            early_wakeups: 0,
+        }
+    }
+
+    /// `Ready` once `request` has completed (or completion cannot be observed: waiting
+    /// for it then reports the error); otherwise registers `cx`'s waker to be woken when
+    /// it completes and returns `Pending`.
+    pub(crate) fn poll<T: Payload>(
+        &mut self,
+        request: &Request<T>,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        match request.is_complete() {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return Poll::Ready(()),
+        }
+        let was_registered = std::mem::replace(&mut self.registered, true);
+        if self.token == 0 {
+            self.token = new_waiter_key();
+        }
+        let unit = request.unit_ref();
+        let waiter = match &unit.state.events {
+            Some(events) if self.early_wakeups < MAX_EARLY_WAKEUPS => {
+                events.add_waiter(request.seq(), self.token, cx.waker())
+            }
+            _ => Waiter::Refused,
+        };
+        // A new entry after an earlier one: the event thread woke (and removed) it, yet
+        // the request is still running.
+        if was_registered && waiter == Waiter::Added {
+            self.early_wakeups += 1;
+        }
+        match waiter {
+            // The earlier entry still waits for its signal.
+            Waiter::Kept => Poll::Pending,
+            Waiter::Added => {
+                // A completion just before the registration signalled nobody: look once
+                // more (the registration is visible to later signals).
+                if matches!(request.is_complete(), Ok(false)) {
+                    return Poll::Pending;
+                }
+                Poll::Ready(())
+            }
+            Waiter::Refused => {
+                self.polled = true;
+                poller().register(self.token, unit.rt.inner.lib(), request.seq(), cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// Removes this watch's waker from wherever it was registered for `request` (the
+    /// request it watched), so that it can watch another one.
+    pub(crate) fn cancel<T: Payload>(&mut self, request: &Request<T>) {
+        if std::mem::take(&mut self.registered) {
+            if let Some(events) = &request.unit_ref().state.events {
+                events.remove_waiter(request.seq(), self.token);
+            }
+            // A unit with events uses the poller only when libnrt refused a registration.
+            if std::mem::take(&mut self.polled) {
+                poller().deregister(self.token);
+            }
+        }
+        self.early_wakeups = 0;
     }
 }
 

@@ -98,6 +98,7 @@ mod unit;
 mod wait;
 
 pub use admission::{DEFAULT_CAPACITY, Submit};
+pub(crate) use future::CompletionWatch;
 pub use future::RequestFuture;
 pub use kind::XuKind;
 pub use payload::{ExecSets, HostBuffer, Payload};
