@@ -138,7 +138,8 @@ pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
 pub use xu::{
     DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline,
-    Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit, Submitted, XuKind,
+    PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit,
+    Submitted, XuKind,
 };
 
 /// The raw bindings and loader this crate is built on.

@@ -34,6 +34,8 @@ fn with_ticker<F: std::future::Future<Output = ()>>(f: F) -> Duration {
         });
         tokio::task::yield_now().await;
         f.await;
+        // Let the ticker run once more, so that a stall just before is measured too.
+        tokio::time::sleep(Duration::from_millis(5)).await;
         ticker.abort();
     });
     Duration::from_micros(largest_gap.load(Ordering::Relaxed))

@@ -8,7 +8,9 @@
 //! a hand-over signals too; only while it holds a request of a unit without events does
 //! it poll, every [`POLL_EVERY`]. Each request it holds keeps its unit, and so the
 //! runtime, alive: `nrt_close` happens only after every handed-over request completed
-//! (possibly on this thread, when it releases the last handle).
+//! (possibly on this thread, when it releases the last handle). A hand-over allocates
+//! once, for the boxed release of its payload (nothing for a copy, whose payload is
+//! empty); requests that complete before they are dropped are released on the spot.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,6 +25,9 @@ use super::queue::UnitInner;
 use super::seq::SeqId;
 use super::slots::Slot;
 use crate::NrtStatus;
+
+/// Orphans the lists have room for before they grow.
+const RESERVED: usize = 256;
 
 /// How often the thread checks requests of units without completion events.
 const POLL_EVERY: Duration = Duration::from_millis(5);
@@ -103,7 +108,9 @@ fn reaper() -> Option<&'static Reaper> {
         // Leaked once per process: the thread uses it for as long as it runs, and libnrt
         // may signal the fd until the process ends (it is never closed).
         let reaper: &'static Reaper = Box::leak(Box::new(Reaper {
-            orphans: Mutex::new(Vec::new()),
+            // Room for many at once, so that handing over does not allocate (requests
+            // dropped while running are normally few at a time).
+            orphans: Mutex::new(Vec::with_capacity(RESERVED)),
             fd,
         }));
         std::thread::Builder::new()
@@ -133,7 +140,7 @@ impl Reaper {
 
     fn run(&self) {
         let fd = self.fd.as_raw_fd();
-        let mut done = Vec::new();
+        let mut done = Vec::with_capacity(RESERVED);
         loop {
             drain(fd);
             let mut poll = false;

@@ -102,7 +102,7 @@ pub(crate) use future::CompletionWatch;
 pub use future::RequestFuture;
 pub use kind::XuKind;
 pub use payload::{ExecSets, HostBuffer, Payload};
-pub use pipeline::{DEFAULT_DEPTH, Failed, Pipeline, Submitted};
+pub use pipeline::{DEFAULT_DEPTH, Failed, Pipeline, PipelineStream, Submitted};
 pub use queue::ExecUnit;
 pub(crate) use queue::UnitRegistry;
 pub use request::{Rejected, Request, Scheduled};

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::iter::Fuse;
 
+use super::future::CompletionWatch;
 use super::payload::Payload;
 use super::request::{Rejected, Request};
 use crate::{Error, Result};
@@ -272,18 +273,7 @@ where
     fn next(&mut self) -> Option<Self::Item> {
         self.fill();
         let result = match self.queue.pop_front()? {
-            Slot::Pending(request) => match request.wait_with_payload() {
-                (Some(payload), Ok(())) => Ok(payload),
-                (payload, Err(error)) => Err(Failed::new(error, payload)),
-                // `wait_with_payload` returns the payload whenever the status is Ok.
-                (None, Ok(())) => Err(Failed::new(
-                    Error::UnexpectedResult {
-                        function: "nrta_is_completed",
-                        reason: "completion observed but payload missing".into(),
-                    },
-                    None,
-                )),
-            },
+            Slot::Pending(request) => finish(request),
             Slot::Failed(failed) => Err(failed),
         };
         self.fill();
@@ -297,6 +287,167 @@ where
             low.saturating_add(queued),
             high.and_then(|h| h.checked_add(queued)),
         )
+    }
+}
+
+/// Waits for `request` (at once if it completed) and turns it into a pipeline item.
+fn finish<T: Payload>(request: Request<T>) -> std::result::Result<T, Failed<T>> {
+    match request.wait_with_payload() {
+        (Some(payload), Ok(())) => Ok(payload),
+        (payload, Err(error)) => Err(Failed::new(error, payload)),
+        // `wait_with_payload` returns the payload whenever the status is Ok.
+        (None, Ok(())) => Err(Failed::new(
+            Error::UnexpectedResult {
+                function: "nrta_is_completed",
+                reason: "completion observed but payload missing".into(),
+            },
+            None,
+        )),
+    }
+}
+
+impl<I, F, T> Pipeline<I, F, T>
+where
+    I: Iterator,
+    F: FnMut(I::Item) -> Submitted<T>,
+    T: Payload,
+{
+    /// The same pipeline as an asynchronous stream of results
+    /// ([`futures_core::Stream`], or [`PipelineStream::next`] without a stream library):
+    /// the same depth, job order and failed-job payloads, but waiting for the oldest
+    /// request never blocks the thread (its task is woken by the request's completion
+    /// event).
+    ///
+    /// ```
+    /// use neuron_rt::{Pipeline, Runtime};
+    /// use nrt_sim::ModelBuilder;
+    /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     let waker = std::task::Waker::noop();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut f = std::pin::pin!(f);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+    /// #         std::thread::yield_now();
+    /// #     }
+    /// # }
+    /// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let model = rt.load_model_on(&ModelBuilder::add_example(&[2, 3]).build().unwrap(), 0)?;
+    /// let unit = rt.compute_unit(0)?;
+    /// let mut results = Pipeline::new(0..5, |_job| {
+    ///     let (inputs, outputs) = (model.allocate_inputs()?, model.allocate_outputs()?);
+    ///     Ok(unit.execute(&model, inputs, outputs)?)
+    /// })
+    /// .into_stream();
+    /// let mut done = 0;
+    /// block_on(async {
+    ///     while let Some(result) = results.next().await {
+    ///         let (_inputs, _outputs) = result?;
+    ///         done += 1;
+    ///     }
+    ///     Ok::<(), neuron_rt::Error>(())
+    /// })?;
+    /// assert_eq!(done, 5);
+    /// # Ok::<(), neuron_rt::Error>(())
+    /// ```
+    pub fn into_stream(self) -> PipelineStream<I, F, T> {
+        PipelineStream {
+            pipeline: self,
+            watch: CompletionWatch::new(),
+        }
+    }
+}
+
+/// A [`Pipeline`] as an asynchronous stream of results, from
+/// [`Pipeline::into_stream`]. Items are those of the pipeline, in job order.
+///
+/// Dropping it drops the requests in flight without waiting (see [`Request`]).
+pub struct PipelineStream<I: Iterator, F, T: Payload> {
+    pipeline: Pipeline<I, F, T>,
+    /// Follows the oldest request while its task waits.
+    watch: CompletionWatch,
+}
+
+// Nothing in it is pinned structurally: fields are only used through `&mut`.
+impl<I: Iterator, F, T: Payload> Unpin for PipelineStream<I, F, T> {}
+
+impl<I, F, T> PipelineStream<I, F, T>
+where
+    I: Iterator,
+    F: FnMut(I::Item) -> Submitted<T>,
+    T: Payload,
+{
+    /// The next result, once the oldest job completed; `None` after the last one.
+    pub async fn next(&mut self) -> Option<std::result::Result<T, Failed<T>>> {
+        std::future::poll_fn(|cx| self.poll_result(cx)).await
+    }
+
+    /// The number of jobs submitted whose results have not been returned yet.
+    pub fn pending(&self) -> usize {
+        self.pipeline.pending()
+    }
+
+    fn poll_result(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<T, Failed<T>>>> {
+        use std::task::Poll;
+        let pipeline = &mut self.pipeline;
+        pipeline.fill();
+        match pipeline.queue.front() {
+            None => return Poll::Ready(None),
+            Some(Slot::Pending(request)) => {
+                if self.watch.poll(request, cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.watch.cancel(request);
+            }
+            Some(Slot::Failed(_)) => {}
+        }
+        let result = match pipeline.queue.pop_front() {
+            // Completed (observed just above): `finish` does not block.
+            Some(Slot::Pending(request)) => finish(request),
+            Some(Slot::Failed(failed)) => Err(failed),
+            None => return Poll::Ready(None),
+        };
+        pipeline.fill();
+        Poll::Ready(Some(result))
+    }
+}
+
+impl<I, F, T> futures_core::Stream for PipelineStream<I, F, T>
+where
+    I: Iterator,
+    F: FnMut(I::Item) -> Submitted<T>,
+    T: Payload,
+{
+    type Item = std::result::Result<T, Failed<T>>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.get_mut().poll_result(cx)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.pipeline.size_hint()
+    }
+}
+
+impl<I: Iterator, F, T: Payload> Drop for PipelineStream<I, F, T> {
+    fn drop(&mut self) {
+        // The watch may be registered for the oldest request: take it back first.
+        if let Some(Slot::Pending(request)) = self.pipeline.queue.front() {
+            self.watch.cancel(request);
+        }
+    }
+}
+
+impl<I: Iterator, F, T: Payload> fmt::Debug for PipelineStream<I, F, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineStream")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
     }
 }
 
