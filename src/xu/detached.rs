@@ -121,6 +121,12 @@ fn reaper() -> Option<&'static Reaper> {
     })
 }
 
+/// Starts the background thread if it is not running yet (with the first request, so
+/// that a later drop does not start a thread, or allocate, on its path).
+pub(crate) fn start() {
+    let _ = reaper();
+}
+
 /// Hands `orphan` to the background thread; gives it back if there is none (the
 /// caller then waits for it itself).
 pub(crate) fn hand_over(orphan: Orphan) -> Result<(), Orphan> {

@@ -134,6 +134,7 @@ impl<T: Payload> Request<T> {
         parked: T::Parked,
         keep: KeepAlive,
     ) -> Request<T> {
+        detached::start();
         Request {
             inner: ManuallyDrop::new(Inner {
                 unit: UnitRef::Owned(unit),
@@ -232,6 +233,12 @@ impl<T: Payload> Request<T> {
     pub fn wait_with_payload(self) -> (Option<T>, Result<()>) {
         let inner = self.into_inner();
         inner.watch_slot();
+        // The slot is written when the request completes: confirm with libnrt once, and
+        // wait (block) only if it is not complete yet.
+        if matches!(inner.unit.is_completed(inner.seq), Ok(true)) {
+            let (payload, status) = inner.complete();
+            return (Some(payload), status);
+        }
         match inner.unit.wait(inner.seq) {
             Ok(()) => {
                 let (payload, status) = inner.complete();
@@ -261,14 +268,20 @@ impl<T: Payload> Inner<T> {
     fn watch_slot(&self) {
         // SAFETY: the slot's pool belongs to `self.unit`, alive while `self` is.
         let cell = unsafe { self.slot.cell() };
-        let start = Instant::now();
+        // The slot is looked at after every spin hint (a PAUSE can take ~50 ns); the
+        // clock is read only once a first round of spins did not see it written, and
+        // then every 64 spins.
+        let mut start = None;
+        let mut spins = 0u32;
         while cell.load(Ordering::Relaxed) == UNWRITTEN {
-            if start.elapsed() >= WATCH_SLOT {
-                return;
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(64) {
+                let started = *start.get_or_insert_with(Instant::now);
+                if started.elapsed() >= WATCH_SLOT {
+                    return;
+                }
             }
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
+            std::hint::spin_loop();
         }
     }
 
