@@ -112,10 +112,11 @@ impl TensorSet {
             what: "tensor set".into(),
             users,
         })?;
-        // SAFETY: the set and the tensor are live handles of the same runtime; `c_name`
-        // outlives the call. The set keeps the tensor alive from here on (map below), and
-        // the tensor it replaces stays alive until after the call. No execution uses the
-        // set: this is its only handle (`Arc::get_mut` above).
+        // Why the call is sound: the set and the tensor are live handles of the same
+        // runtime; `c_name` outlives the call. The set keeps the tensor alive from here on
+        // (map below), and the tensor it replaces stays alive until after the call. No
+        // execution uses the set: this is its only handle (`Arc::get_mut` above).
+        // SAFETY: the conditions just above hold for this call.
         unsafe {
             raw::set::add_tensor(
                 inner.rt.inner.lib(),
