@@ -23,7 +23,10 @@ pub(crate) fn transfer_time(bytes: u64, gbps: f64) -> Duration {
 /// Waits until `bytes` at `gbps` GB/s have taken their time since `start` (the copy
 /// itself counts towards it). Returns at once when that time has passed.
 pub(crate) fn finish_transfer(start: Instant, bytes: u64, gbps: f64) {
-    wait_until(start + transfer_time(bytes, gbps));
+    let end = start + transfer_time(bytes, gbps);
+    wait_until(end);
+    // Only queue workers look at it (`transfer_start`); sync callers never do.
+    QUEUE_END.with(|e| e.set(Some(end)));
 }
 
 /// How late a sleep of a thread with the kernel's default timer slack (50 us) may end.
@@ -32,6 +35,47 @@ const DEFAULT_SLACK: Duration = Duration::from_micros(60);
 thread_local! {
     /// Whether this thread's sleeps end within microseconds ([`precise_sleeps`]).
     static PRECISE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// On a queue worker: when the request it runs now was queued.
+    static ARRIVAL: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// On a queue worker: when its previous transfer ended on the device.
+    static QUEUE_END: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// On a queue worker: when it finished its previous request.
+    static WORKER_END: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// On a queue worker, the start of the request about to run, for its queue's busy
+/// counter: its arrival, but not before the previous request finished (busy intervals of
+/// one queue never overlap). Pair with [`busy_end`].
+pub(crate) fn busy_start() -> Instant {
+    device_start(WORKER_END.with(|e| e.get()))
+}
+
+/// On a queue worker: the request that [`busy_start`] began finished now; returns now.
+pub(crate) fn busy_end() -> Instant {
+    let now = Instant::now();
+    WORKER_END.with(|e| e.set(Some(now)));
+    now
+}
+
+/// A queue worker is about to run a request queued at `queued_at` (`None`: done with it).
+pub(crate) fn set_arrival(queued_at: Option<Instant>) {
+    ARRIVAL.with(|a| a.set(queued_at));
+}
+
+/// When the operation about to run starts on the device: when it arrived (its queueing
+/// time on a queue worker, now on a calling thread), but not before `busy_until`, the
+/// end of the previous operation on the same engine. A device runs queued work back to
+/// back, so a worker's late wake-up after the previous operation is no device time: the
+/// next one starts at that operation's end, not when the host thread noticed it.
+pub(crate) fn device_start(busy_until: Option<Instant>) -> Instant {
+    let arrival = ARRIVAL.with(|a| a.get()).unwrap_or_else(Instant::now);
+    busy_until.map_or(arrival, |end| arrival.max(end))
+}
+
+/// The device start of a transfer on this thread's queue ([`device_start`] after the
+/// queue's previous transfer).
+pub(crate) fn transfer_start() -> Instant {
+    device_start(QUEUE_END.with(|e| e.get()))
 }
 
 /// Waits until `deadline`: simulated device time, equally precise on every thread. A

@@ -26,7 +26,6 @@ use std::ffi::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
 
 /// What a request does, as the queue's worker sees it (implemented by the device model,
 /// `runtime::units`).
@@ -56,6 +55,8 @@ struct Job<W> {
     n: u64,
     work: W,
     ret: RetSlot,
+    /// When it was queued: its device time starts no earlier (see `dma::device_start`).
+    queued_at: std::time::Instant,
 }
 
 struct State<W> {
@@ -305,6 +306,7 @@ impl<W> XuQueue<W> {
             n,
             work,
             ret: RetSlot(ret),
+            queued_at: std::time::Instant::now(),
         });
         drop(st);
         self.wake.notify_one();
@@ -329,14 +331,21 @@ impl<W> XuQueue<W> {
                     st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let Job { n, work, ret } = job;
+            let Job {
+                n,
+                work,
+                ret,
+                queued_at,
+            } = job;
             let func = work.func();
+            crate::dma::set_arrival(Some(queued_at));
             // A panic in the simulator must not leave the request incomplete forever.
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.process(work)))
                     .unwrap_or_else(|_| {
                         fail(NRT_FAILURE, "internal error (panic) in the simulator")
                     });
+            crate::dma::set_arrival(None);
             let status = match result {
                 Ok(()) => NRT_SUCCESS,
                 Err(f) => {
@@ -433,10 +442,13 @@ impl<W> XuQueue<W> {
             self.make_dead("fault injected");
             return fail(status, "injected execution-unit fault");
         }
-        let start = Instant::now();
+        // Busy from the request's device start (its arrival, or the end of the one
+        // before it), so that a late wake-up of this thread is not idle device time.
+        let start = crate::dma::busy_start();
         let result = work.run();
+        let busy = crate::dma::busy_end().saturating_duration_since(start);
         self.core
-            .add_busy(self.xu, self.queue, start.elapsed().as_nanos() as u64);
+            .add_busy(self.xu, self.queue, busy.as_nanos() as u64);
         if let Err(f) = &result
             && status::is_fatal(f.status)
         {

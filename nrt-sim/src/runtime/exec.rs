@@ -48,8 +48,8 @@ impl Bound {
                 ),
             );
         }
-        let _exclusive = core.exec_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let start = Instant::now();
+        let mut last_end = core.exec_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let start = crate::dma::device_start(*last_end);
         let world = self.model.rank.as_ref().map_or(1, |r| r.group.world);
         let device_time =
             core.exec_latency.unwrap_or(p.device_time) + p.link_time(world, core.cc_gbps);
@@ -65,6 +65,7 @@ impl Bound {
         } else {
             let result = self.compute(p, start + core.exec_timeout);
             crate::dma::wait_until(start + device_time);
+            *last_end = Some(start + device_time);
             result
         };
         core.busy_ns.fetch_add(

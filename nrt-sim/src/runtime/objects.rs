@@ -207,7 +207,9 @@ pub(super) struct TensorSet {
 pub(crate) struct Core {
     pub(crate) index: u32,
     pub(crate) capacity: u64,
-    pub(super) exec_lock: Mutex<()>,
+    /// Serialises the core's executions (sync and async); holds when the last one ended
+    /// on the device (the next starts no earlier, see `dma::device_start`).
+    pub(super) exec_lock: Mutex<Option<Instant>>,
     pub(super) exec_latency: Option<Duration>,
     pub(super) exec_timeout: Duration,
     /// Set when the core's compute queue is unrecoverable; shared with that queue.

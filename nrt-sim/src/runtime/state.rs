@@ -103,7 +103,7 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
             Arc::new(Core {
                 index,
                 capacity: cfg.device_memory,
-                exec_lock: Mutex::new(()),
+                exec_lock: Mutex::new(None),
                 exec_latency: cfg.exec_latency,
                 exec_timeout: cfg.exec_timeout,
                 compute_dead: Arc::new(AtomicBool::new(false)),

@@ -76,8 +76,14 @@ impl xu::Work for Request {
     }
 
     fn run(self) -> Res<()> {
-        let start = Instant::now();
         let bytes = self.op.bytes();
+        // Transfers take their time on this queue's device clock; an execution keeps
+        // its core's own (`Bound::run`).
+        let start = if bytes.is_some() {
+            crate::dma::transfer_start()
+        } else {
+            Instant::now()
+        };
         let result = match self.op {
             RequestOp::Write {
                 tensor,
