@@ -53,8 +53,14 @@ impl Bound {
         let world = self.model.rank.as_ref().map_or(1, |r| r.group.world);
         let device_time =
             core.exec_latency.unwrap_or(p.device_time) + p.link_time(world, core.cc_gbps);
+        // When the device is done: the device time after its start. (The host thread
+        // computing the outputs may finish later when the CPUs are busy, or when a
+        // collective waits for its ranks; that is host time, not device time: counting
+        // it would make every late wake-up of a busy host serialise the device.)
+        let mut device_end = start + device_time;
         let result = if device_time > core.exec_timeout {
             std::thread::sleep(core.exec_timeout);
+            device_end = Instant::now();
             fail(
                 NRT_TIMEOUT,
                 format!(
@@ -64,12 +70,13 @@ impl Bound {
             )
         } else {
             let result = self.compute(p, start + core.exec_timeout);
-            crate::dma::wait_until(start + device_time);
-            *last_end = Some(start + device_time);
+            crate::dma::wait_until(device_end);
+            *last_end = Some(device_end);
             result
         };
+        // Device time, not this thread's: its late wake-up is not the device's.
         core.busy_ns.fetch_add(
-            start.elapsed().as_nanos().min(u64::MAX as u128) as u64,
+            (device_end - start).as_nanos().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
         );
         core.executions.fetch_add(1, Ordering::Relaxed);
