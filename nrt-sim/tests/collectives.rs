@@ -1,6 +1,7 @@
 //! Collectives in the in-process simulator: `nrt_load_collectives`, the collective ops of
 //! the model format, the rendezvous of the ranks of a group (sync and async), a rank that
-//! never arrives, and the load-time checks of rank, world and environment.
+//! never arrives, and the load-time checks of rank, world and environment; and ranks in
+//! separate processes meeting over `NEURON_RT_ROOT_COMM_ID` (children of this binary).
 
 mod common;
 
@@ -291,4 +292,116 @@ fn the_model_format_writes_and_checks_collective_ops() {
         mixed.message().contains("names 4 ranks, but op 0 names 2"),
         "{mixed}"
     );
+}
+
+// --- ranks across processes ------------------------------------------------------------
+
+/// A port nobody listens on right now (bound, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The body of one rank of a world of two, each in its own process with one core:
+/// rank `CC_RANK` executes three times and checks every result bit for bit.
+#[test]
+fn child_rank_of_a_world_of_two_processes() {
+    let Ok(rank) = std::env::var("CC_RANK") else {
+        return; // only run as a child of all_reduce_across_two_processes_is_exact
+    };
+    let rank: u32 = rank.parse().unwrap();
+    let _s = Session::new();
+    let r = Rank::new(0, rank, 2, if rank == 0 { &X0 } else { &X1 });
+    for _ in 0..3 {
+        assert_eq!(
+            on_exec_stack(|| r.execute()),
+            NRT_SUCCESS,
+            "{}",
+            last_error()
+        );
+        let sum = vec![11.0, 22.0, 33.0, 4.5];
+        let block = if rank == 0 {
+            vec![11.0, 22.0]
+        } else {
+            vec![33.0, 4.5]
+        };
+        assert_eq!(r.results(2), (sum, [X0, X1].concat(), block));
+    }
+    r.release();
+}
+
+#[test]
+fn all_reduce_across_two_processes_is_exact() {
+    if std::env::var_os("NRT_SIM_TEST_CHILD").is_some() {
+        return;
+    }
+    let name = "child_rank_of_a_world_of_two_processes";
+    let root = format!("127.0.0.1:{}", free_port());
+    let children: Vec<_> = ["0", "1"]
+        .into_iter()
+        .map(|rank| {
+            let env = [
+                ("CC_RANK", rank),
+                ("NRT_SIM_VNC_COUNT", "1"),
+                ("NEURON_RT_ROOT_COMM_ID", root.as_str()),
+                ("NEURON_RT_EXEC_TIMEOUT", "20"),
+            ];
+            let mut cmd = child_command(name, &env);
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for child in children {
+        assert_child_passed(name, &child.wait_with_output().unwrap());
+    }
+}
+
+#[test]
+fn a_rank_missing_from_another_process_fails_the_present_one_with_the_collective_status() {
+    let root = format!("127.0.0.1:{}", free_port());
+    if !in_child(
+        "a_rank_missing_from_another_process_fails_the_present_one_with_the_collective_status",
+        &[
+            ("NEURON_RT_EXEC_TIMEOUT", "0.5"),
+            ("NRT_SIM_VNC_COUNT", "2"),
+            ("NEURON_RT_ROOT_COMM_ID", &root),
+        ],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    // Rank 1 alone: rank 0 never listens.
+    let r1 = Rank::new(1, 1, 2, &X1);
+    let start = std::time::Instant::now();
+    let (status, message) = on_exec_stack(|| (r1.execute(), last_error()));
+    assert_eq!(status, NRT_EXEC_HW_ERR_COLLECTIVES, "{message}");
+    assert!(message.contains("rank(s) [0] never arrived"), "{message}");
+    r1.release();
+    // Rank 0 alone: rank 1 never connects.
+    let r0 = Rank::new(0, 0, 2, &X0);
+    let (status, message) = on_exec_stack(|| (r0.execute(), last_error()));
+    assert_eq!(status, NRT_EXEC_HW_ERR_COLLECTIVES, "{message}");
+    assert!(message.contains("rank(s) [1] never connected"), "{message}");
+    // Two timeouts of 0.5 s, with a generous bound.
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+    r0.release();
+}
+
+#[test]
+fn a_non_loopback_root_comm_id_is_refused_at_load() {
+    if !in_child(
+        "a_non_loopback_root_comm_id_is_refused_at_load",
+        &[("NEURON_RT_ROOT_COMM_ID", "10.1.2.3:5000")],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    assert_eq!(try_load_rank(&cc_model(2), 0, 0, 2), Err(NRT_INVALID));
+    let message = last_error();
+    assert!(
+        message.contains("10.1.2.3:5000") && message.contains("not a loopback address"),
+        "{message}"
+    );
+    assert_eq!(counters().live_objects(), 0);
 }

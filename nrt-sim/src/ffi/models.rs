@@ -74,9 +74,9 @@ unsafe fn load_file(
 ///
 /// Errors: those of `nrt_load`, and `NRT_INVALID` for a rank not below the world size, a
 /// model whose collectives name another world size, a rank or core already used by the
-/// group, or a world larger than the visible cores without `NEURON_RT_ROOT_COMM_ID`
-/// (other ranks would be in other processes); `NRT_FAILURE` when
-/// `NEURON_RT_ROOT_COMM_ID` is set (collectives across processes are not simulated).
+/// group, a world larger than the visible cores without `NEURON_RT_ROOT_COMM_ID`
+/// (other ranks would be in other processes), or a `NEURON_RT_ROOT_COMM_ID` that is not
+/// a loopback `ip:port` (ranks across processes meet over TCP on this machine only).
 ///
 /// # Safety
 ///

@@ -7,11 +7,17 @@
 //! waits past its execution's deadline withdraws its contribution and fails with
 //! `NRT_EXEC_HW_ERR_COLLECTIVES` (the runtime's status for an execution stuck in a
 //! collective), naming the ranks that never arrived.
+//!
+//! With `NEURON_RT_ROOT_COMM_ID` set and some rank of the world not loaded in this
+//! process, every rank loaded here meets the others over TCP instead ([`super::net`]),
+//! with the same contributions in, the same parts out and the same failure status.
 
+use super::net::{Link, Place};
 use crate::error::{Res, fail};
 use crate::model::Exchange;
 use nrt_sys::*;
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,6 +27,9 @@ pub(crate) struct Group {
     pub(crate) world: u32,
     state: Mutex<Meet>,
     arrived: Condvar,
+    /// Rank 0's address (`NEURON_RT_ROOT_COMM_ID`) and each rank's link to the group,
+    /// used when some rank is not loaded in this process.
+    net: Option<(SocketAddr, Vec<Mutex<Link>>)>,
 }
 
 #[derive(Default)]
@@ -46,8 +55,15 @@ struct Done {
 }
 
 impl Group {
-    pub(crate) fn new(name: String, world: u32) -> Group {
+    pub(crate) fn new(name: String, world: u32, root: Option<SocketAddr>) -> Group {
+        let net = root.map(|addr| {
+            let links = (0..world)
+                .map(|r| Mutex::new(Link::new(r, world)))
+                .collect();
+            (addr, links)
+        });
         Group {
+            net,
             name,
             world,
             state: Mutex::new(Meet {
@@ -93,7 +109,40 @@ impl Group {
     pub(crate) fn leave(&self, rank: u32) -> bool {
         let mut m = self.meet();
         m.members[rank as usize] = None;
+        if let Some((_, links)) = &self.net {
+            // Closes the rank's connections (and rank 0's listener).
+            *lock(&links[rank as usize]) = Link::new(rank, self.world);
+        }
         m.members.iter().all(Option::is_none)
+    }
+
+    /// The exchange over TCP of `rank` (some rank of the world is in another process).
+    fn exchange_net(
+        &self,
+        (root, links): (SocketAddr, &[Mutex<Link>]),
+        rank: u32,
+        step: usize,
+        bytes: Vec<u8>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Res<Vec<Vec<u8>>> {
+        let at = Place {
+            name: &self.name,
+            world: self.world,
+            rank,
+            root,
+        };
+        lock(&links[rank as usize])
+            .exchange(&at, step, bytes, deadline)
+            .or_else(|why| {
+                fail(
+                    NRT_EXEC_HW_ERR_COLLECTIVES,
+                    format!(
+                        "rank {rank} of world {} of model '{}' (across processes, NEURON_RT_ROOT_COMM_ID={root}) failed in collective {step} within {timeout:?} (NEURON_RT_EXEC_TIMEOUT): {why}",
+                        self.world, self.name
+                    ),
+                )
+            })
     }
 
     /// Contributes `bytes` of `rank` to collective `step` and waits, until `deadline`,
@@ -108,6 +157,13 @@ impl Group {
     ) -> Res<Vec<Vec<u8>>> {
         let mut m = self.meet();
         let world = self.world;
+        if let Some((root, links)) = &self.net
+            && m.members.iter().any(Option::is_none)
+        {
+            drop(m);
+            let net = (*root, links.as_slice());
+            return self.exchange_net(net, rank, step, bytes, deadline, timeout);
+        }
         if !m.open.contains_key(&step) {
             let serial = m.next_serial;
             m.next_serial += 1;
@@ -210,6 +266,11 @@ impl Group {
             ),
         )
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data; keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One rank's execution meeting its group: the [`Exchange`] a program runs with.

@@ -6,8 +6,8 @@
 //! while executing or copying tensor data.
 //!
 //! Files, each importing only the ones listed before it (and lower modules of the crate):
-//! `handles` (C handle tokens), `group` (collective groups and
-//! their rendezvous), `objects` (tensors, storage, models, sets, cores), `exec`
+//! `handles` (C handle tokens), `net` (a rank's TCP link to its group across
+//! processes), `group` (collective groups and their rendezvous), `objects` (tensors, storage, models, sets, cores), `exec`
 //! (a bound execution and its run), `units` (requests and queues: the device side of
 //! [`crate::xu`]), `state` (the init/close window and the [`Runtime`] registry),
 //! `tensors`, `transfers`, `models`, `scheduling` (the registry's operations, as
@@ -17,6 +17,7 @@ mod exec;
 mod group;
 mod handles;
 mod models;
+mod net;
 mod objects;
 mod scheduling;
 mod state;

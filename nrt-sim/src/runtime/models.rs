@@ -4,6 +4,7 @@
 use super::exec::Bound;
 use super::group::Group;
 use super::handles::{HandleKind, from_handle, new_id, to_handle};
+use super::net;
 use super::objects::{Core, Model, Place, Rank, TensorSet};
 use super::state::Runtime;
 use crate::error::{Fail, Res, fail};
@@ -214,12 +215,9 @@ impl Runtime {
         }
         if world > 1 {
             if let Some(root) = &self.cfg.root_comm_id {
-                return fail(
-                    NRT_FAILURE,
-                    format!(
-                        "NEURON_RT_ROOT_COMM_ID={root:?}: collectives across processes are not simulated; unset it to run every rank of the world in this process"
-                    ),
-                );
+                // Ranks may run in other processes: refuse an address we would not use.
+                net::root_addr(root)?;
+                return Ok(());
             }
             if world > self.cfg.visible_cores {
                 return fail(
@@ -238,7 +236,13 @@ impl Runtime {
         let group = self
             .groups
             .entry((name.to_string(), world))
-            .or_insert_with(|| Arc::new(Group::new(name.to_string(), world)))
+            .or_insert_with(|| {
+                let root = self.cfg.root_comm_id.as_deref();
+                let root = root
+                    .filter(|_| world > 1)
+                    .and_then(|r| net::root_addr(r).ok());
+                Arc::new(Group::new(name.to_string(), world, root))
+            })
             .clone();
         group.join(rank, core)?;
         Ok(Rank { group, rank })

@@ -275,6 +275,14 @@ pub fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
     if std::env::var_os("NRT_SIM_TEST_CHILD").is_some() {
         return true;
     }
+    let out = child_command(name, env).output().unwrap();
+    assert_child_passed(name, &out);
+    false
+}
+
+/// The command re-running the current test binary for test `name` alone, with the
+/// simulator's variables of this process removed and `env` set.
+pub fn child_command(name: &str, env: &[(&str, &str)]) -> std::process::Command {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = std::process::Command::new(exe);
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
@@ -298,14 +306,17 @@ pub fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
-    let out = cmd.output().unwrap();
+    cmd
+}
+
+/// Asserts that the child running test `name` passed it.
+pub fn assert_child_passed(name: &str, out: &std::process::Output) {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("1 passed"),
         "child test {name} failed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    false
 }
 
 /// The value test status slots hold before the simulator writes them.

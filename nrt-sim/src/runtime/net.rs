@@ -1,0 +1,368 @@
+//! Collectives across processes: one rank's TCP link to its group over
+//! `NEURON_RT_ROOT_COMM_ID` (loopback addresses only; `std::net`, no other traffic).
+//!
+//! Rank 0 listens on the address; every other rank connects to it (retrying until its
+//! execution's deadline) and keeps one connection. Each collective step every rank
+//! sends its contribution; rank 0 reads them in rank order and sends every
+//! contribution back to every rank, which combines them with the in-process code, so
+//! results are bit for bit those of the in-process path. Messages are length-prefixed
+//! (little-endian): hello `magic world rank name_len name`, contribution
+//! `step len bytes`, reply `step count (len bytes)*`. Any failure drops the connection
+//! (a later execution connects again); rank 0 then drops every connection, so the
+//! waiting ranks learn it at once.
+
+use crate::error::{Res, fail};
+use nrt_sys::*;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+const MAGIC: u32 = 0x4e52_5443; // "NRTC"
+/// The largest contribution accepted from a peer (guards against garbage lengths).
+const MAX_PART: u64 = 1 << 32;
+/// The longest single connect attempt and the pause between attempts.
+const CONNECT_ATTEMPT: Duration = Duration::from_millis(200);
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// Parses `NEURON_RT_ROOT_COMM_ID`: an `ip:port` on a loopback address, else
+/// `NRT_INVALID` naming the value.
+pub(crate) fn root_addr(text: &str) -> Res<SocketAddr> {
+    let Ok(addr) = text.trim().parse::<SocketAddr>() else {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "NEURON_RT_ROOT_COMM_ID={text:?} is not an ip:port address; the simulator runs ranks across processes of this machine only: use 127.0.0.1:<port>"
+            ),
+        );
+    };
+    if !addr.ip().is_loopback() || addr.port() == 0 {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "NEURON_RT_ROOT_COMM_ID={text:?} is not a loopback address with a port; the simulator sends collective traffic to 127.0.0.1 (or ::1) only: use 127.0.0.1:<port>"
+            ),
+        );
+    }
+    Ok(addr)
+}
+
+/// One rank's side of the group's connections.
+pub(crate) enum Link {
+    /// Rank 0: its listener (bound at the first exchange) and a connection per rank.
+    Root {
+        listener: Option<TcpListener>,
+        peers: Vec<Option<TcpStream>>,
+    },
+    /// Any other rank: its connection to rank 0.
+    Peer { stream: Option<TcpStream> },
+}
+
+/// What a link exchange needs to know of its group.
+pub(crate) struct Place<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) world: u32,
+    pub(crate) rank: u32,
+    pub(crate) root: SocketAddr,
+}
+
+impl Link {
+    /// The link of rank `rank` of a world of `world`; connects nothing yet.
+    pub(crate) fn new(rank: u32, world: u32) -> Link {
+        if rank == 0 {
+            Link::Root {
+                listener: None,
+                peers: (0..world).map(|_| None).collect(),
+            }
+        } else {
+            Link::Peer { stream: None }
+        }
+    }
+
+    /// Sends `bytes` as this rank's contribution to collective `step` and returns every
+    /// rank's contribution in rank order; `Err` says what failed (who never came, which
+    /// connection broke), for the caller's collective error.
+    pub(crate) fn exchange(
+        &mut self,
+        at: &Place<'_>,
+        step: usize,
+        bytes: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let step = step as u32;
+        match self {
+            Link::Root { listener, peers } => {
+                let result = root_exchange(listener, peers, at, step, bytes, deadline);
+                if result.is_err() {
+                    // The waiting ranks learn it now, and reconnect next execution.
+                    peers.iter_mut().for_each(|p| *p = None);
+                }
+                result
+            }
+            Link::Peer { stream } => {
+                let result = peer_exchange(stream, at, step, &bytes, deadline);
+                if result.is_err() {
+                    *stream = None;
+                }
+                result
+            }
+        }
+    }
+}
+
+fn remaining(deadline: Instant) -> io::Result<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        Err(io::Error::new(io::ErrorKind::TimedOut, "execution timeout"))
+    } else {
+        Ok(left.max(Duration::from_millis(1)))
+    }
+}
+
+fn root_exchange(
+    listener: &mut Option<TcpListener>,
+    peers: &mut [Option<TcpStream>],
+    at: &Place<'_>,
+    step: u32,
+    bytes: Vec<u8>,
+    deadline: Instant,
+) -> Result<Vec<Vec<u8>>, String> {
+    if listener.is_none() {
+        let l = TcpListener::bind(at.root)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| format!("rank 0 cannot listen on {} ({e})", at.root))?;
+        *listener = Some(l);
+    }
+    let l = listener.as_ref().expect("bound above");
+    // Connections made since the last step replace older ones of their rank (a rank
+    // that failed reconnects), then wait for the ranks not connected yet.
+    loop {
+        accept_pending(l, peers, at, deadline);
+        let missing: Vec<u32> = (1..at.world)
+            .filter(|&r| peers[r as usize].is_none())
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "rank(s) {missing:?} never connected to rank 0 at {}",
+                at.root
+            ));
+        }
+        std::thread::sleep(RETRY_PAUSE.min(deadline - Instant::now()));
+    }
+    let mut parts = Vec::with_capacity(at.world as usize);
+    parts.push(bytes);
+    for r in 1..at.world {
+        let s = peers[r as usize].as_mut().expect("connected above");
+        let part = read_part(s, step, deadline)
+            .map_err(|e| format!("rank(s) [{r}] never arrived: its connection failed ({e})"))?;
+        parts.push(part);
+    }
+    for peer in peers.iter_mut().skip(1) {
+        let sent = peer
+            .as_mut()
+            .map(|s| write_reply(s, step, &parts, deadline));
+        if let Some(Err(_)) = sent {
+            // That rank fails on its side; the others have their result.
+            *peer = None;
+        }
+    }
+    Ok(parts)
+}
+
+/// Accepts every pending connection whose hello names this group.
+fn accept_pending(
+    l: &TcpListener,
+    peers: &mut [Option<TcpStream>],
+    at: &Place<'_>,
+    deadline: Instant,
+) {
+    while let Ok((mut s, _)) = l.accept() {
+        if let Ok(rank) = read_hello(&mut s, at, deadline) {
+            peers[rank as usize] = Some(s);
+        }
+    }
+}
+
+fn read_hello(s: &mut TcpStream, at: &Place<'_>, deadline: Instant) -> io::Result<u32> {
+    s.set_nonblocking(false)?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(remaining(deadline)?.min(Duration::from_secs(1))))?;
+    let magic = read_u32(s)?;
+    let world = read_u32(s)?;
+    let rank = read_u32(s)?;
+    let len = read_u32(s)? as usize;
+    let mut name = vec![0; len.min(4096)];
+    s.read_exact(&mut name)?;
+    if magic != MAGIC
+        || world != at.world
+        || rank == 0
+        || rank >= world
+        || name != at.name.as_bytes()
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a rank of this group",
+        ));
+    }
+    Ok(rank)
+}
+
+fn peer_exchange(
+    stream: &mut Option<TcpStream>,
+    at: &Place<'_>,
+    step: u32,
+    bytes: &[u8],
+    deadline: Instant,
+) -> Result<Vec<Vec<u8>>, String> {
+    if stream.is_none() {
+        *stream = Some(connect(at, deadline)?);
+    }
+    let s = stream.as_mut().expect("connected above");
+    let result = (|| {
+        s.set_write_timeout(Some(remaining(deadline)?))?;
+        let mut msg = Vec::with_capacity(12 + bytes.len());
+        msg.extend_from_slice(&step.to_le_bytes());
+        msg.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        msg.extend_from_slice(bytes);
+        s.write_all(&msg)?;
+        read_reply(s, step, at.world, deadline)
+    })();
+    result.map_err(|e| {
+        format!(
+            "rank(s) [0] never arrived: the connection to rank 0 at {} failed ({e})",
+            at.root
+        )
+    })
+}
+
+/// Connects to rank 0 and says hello, retrying until `deadline`.
+fn connect(at: &Place<'_>, deadline: Instant) -> Result<TcpStream, String> {
+    let mut last = String::from("no attempt");
+    loop {
+        let Ok(left) = remaining(deadline) else {
+            return Err(format!(
+                "rank(s) [0] never arrived: rank 0 at {} never accepted ({last})",
+                at.root
+            ));
+        };
+        let attempt =
+            TcpStream::connect_timeout(&at.root, left.min(CONNECT_ATTEMPT)).and_then(|mut s| {
+                s.set_nodelay(true)?;
+                s.set_write_timeout(Some(remaining(deadline)?))?;
+                let mut hello = Vec::new();
+                for v in [MAGIC, at.world, at.rank, at.name.len() as u32] {
+                    hello.extend_from_slice(&v.to_le_bytes());
+                }
+                hello.extend_from_slice(at.name.as_bytes());
+                s.write_all(&hello)?;
+                Ok(s)
+            });
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())));
+    }
+}
+
+fn read_u32(s: &mut TcpStream) -> io::Result<u32> {
+    let mut b = [0; 4];
+    s.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+fn read_u64(s: &mut TcpStream) -> io::Result<u64> {
+    let mut b = [0; 8];
+    s.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_bytes(s: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let len = read_u64(s)?;
+    if len > MAX_PART {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a part of {len} bytes"),
+        ));
+    }
+    let mut part = vec![0; len as usize];
+    s.read_exact(&mut part)?;
+    Ok(part)
+}
+
+fn expect_step(got: u32, step: u32) -> io::Result<()> {
+    if got == step {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("collective {got} arrived while in collective {step}"),
+        ))
+    }
+}
+
+/// One rank's contribution to `step`.
+fn read_part(s: &mut TcpStream, step: u32, deadline: Instant) -> io::Result<Vec<u8>> {
+    s.set_read_timeout(Some(remaining(deadline)?))?;
+    expect_step(read_u32(s)?, step)?;
+    read_bytes(s)
+}
+
+fn write_reply(
+    s: &mut TcpStream,
+    step: u32,
+    parts: &[Vec<u8>],
+    deadline: Instant,
+) -> io::Result<()> {
+    s.set_write_timeout(Some(remaining(deadline)?))?;
+    let mut msg = Vec::with_capacity(8 + parts.iter().map(|p| 8 + p.len()).sum::<usize>());
+    msg.extend_from_slice(&step.to_le_bytes());
+    msg.extend_from_slice(&(parts.len() as u32).to_le_bytes());
+    for p in parts {
+        msg.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        msg.extend_from_slice(p);
+    }
+    s.write_all(&msg)
+}
+
+fn read_reply(
+    s: &mut TcpStream,
+    step: u32,
+    world: u32,
+    deadline: Instant,
+) -> io::Result<Vec<Vec<u8>>> {
+    s.set_read_timeout(Some(remaining(deadline)?))?;
+    expect_step(read_u32(s)?, step)?;
+    let count = read_u32(s)?;
+    if count != world {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a reply of {count} parts for a world of {world}"),
+        ));
+    }
+    (0..count).map(|_| read_bytes(s)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_addresses_with_a_port_are_accepted() {
+        assert!(root_addr("127.0.0.1:5000").is_ok());
+        assert!(root_addr("[::1]:5000").is_ok());
+        for bad in [
+            "10.0.0.1:5000",
+            "0.0.0.0:5000",
+            "127.0.0.1:0",
+            "localhost",
+            "x",
+        ] {
+            let e = root_addr(bad).unwrap_err();
+            assert_eq!(e.status, NRT_INVALID, "{bad}");
+            assert!(e.message.contains(bad), "{}", e.message);
+        }
+    }
+}
