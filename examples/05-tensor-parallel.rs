@@ -1,6 +1,10 @@
 //! Tensor parallelism: a two-layer MLP split over W NeuronCores, column-parallel then
-//! row-parallel with one all-reduce, run as W ranks of a collective group in this
-//! process, and compared with the same MLP on one core.
+//! row-parallel with one all-reduce, run as W ranks of a collective group, and compared
+//! with the same MLP on one core. The ranks run in two modes: (a) threads, every rank
+//! on its own core of this process; (b) processes, one process per rank launched by the
+//! example itself as torchrun would (`RANK`, `WORLD_SIZE`, `LOCAL_RANK`,
+//! `NEURON_RT_ROOT_COMM_ID=127.0.0.1:<free port>`, one visible core each), meeting at the
+//! all-reduce over TCP on 127.0.0.1.
 //!
 //! ```text
 //! cargo run --release --example 05-tensor-parallel                       # on nrt-sim
@@ -18,15 +22,19 @@
 //! tp mode=threads ranks=<W> max_abs_err=<x> latency_ms=<x> speedup=<x>
 //! ```
 //!
+//! then, on nrt-sim, the same line with `mode=processes` for each W (a rank's latency is
+//! its median execution; the line gives the slowest rank's).
+//!
 //! `max_abs_err` against the single-core MLP (0: the simulator sums in a fixed order
 //! and every value here is exact in f32), `latency_ms` the median of the group's
 //! executions, `speedup` against W = 1 (same total device time, split over the ranks;
 //! the all-reduce adds its link time, `NRT_SIM_CC_GBPS`).
 
 use std::error::Error;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use neuron_rt::{RankGroup, Runtime, TensorSet};
+use neuron_rt::{RankGroup, RankSpec, Runtime, TensorSet};
 
 const B: u32 = 8; // batch
 const D: u32 = 64; // model width
@@ -34,8 +42,13 @@ const H: u32 = 256; // hidden width, split over the ranks
 const TOTAL_DEVICE_TIME: Duration = Duration::from_millis(40);
 const RUNS: usize = 9;
 const WORLDS: [u32; 3] = [1, 2, 4];
+/// Set in the environment of the processes the example launches, one per rank.
+const CHILD: &str = "TP_EXAMPLE_RANK_PROCESS";
 
 fn main() -> Result<(), Box<dyn Error>> {
+    if std::env::var_os(CHILD).is_some() {
+        return rank_process();
+    }
     let paths: Vec<String> = std::env::args().skip(1).collect();
     if !paths.is_empty() {
         return on_hardware(&paths);
@@ -69,8 +82,98 @@ fn main() -> Result<(), Box<dyn Error>> {
             }
         }
         let base = *base.get_or_insert(latency);
-        report(world, err, latency, base);
+        report("threads", world, err, latency, base);
     }
+    let mut base = None;
+    for world in WORLDS {
+        let (err, latency) = launch_ranks(world, &reference)?;
+        let base = *base.get_or_insert(latency);
+        report("processes", world, err, latency, base);
+    }
+    Ok(())
+}
+
+/// Launches one process per rank of a world of `world` (this executable again, with a
+/// launcher's environment) and collects their results: the largest difference from
+/// `reference` and the slowest rank's median latency.
+fn launch_ranks(world: u32, reference: &[f32]) -> Result<(f32, Duration), Box<dyn Error>> {
+    // A free port for rank 0: bound, then released for rank 0 to listen on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let children = (0..world)
+        .map(|rank| {
+            Command::new(std::env::current_exe()?)
+                .env(CHILD, "1")
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", world.to_string())
+                .env("LOCAL_RANK", rank.to_string())
+                .env("NEURON_RT_ROOT_COMM_ID", format!("127.0.0.1:{port}"))
+                // Four simulated cores per process, of which this rank sees its own.
+                .env("NRT_SIM_VNC_COUNT", "4")
+                .env("NEURON_RT_VISIBLE_CORES", rank.to_string())
+                .env_remove("NEURON_RT_NUM_CORES")
+                .stdout(Stdio::piped())
+                .spawn()
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let (mut err, mut latency) = (0f32, Duration::ZERO);
+    for (rank, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!("rank {rank} of {world} failed ({}): {text}", out.status).into());
+        }
+        let (ns, y) = parse_rank_line(&text)
+            .ok_or_else(|| format!("rank {rank} of {world} printed no result: {text}"))?;
+        latency = latency.max(Duration::from_nanos(ns));
+        for (a, b) in y.iter().zip(reference) {
+            err = err.max((a - b).abs());
+        }
+        if y.len() != reference.len() {
+            err = f32::NAN;
+        }
+    }
+    Ok((err, latency))
+}
+
+/// `tp-rank latency_ns=<n> y=<v>,<v>,...` (a rank process's stdout).
+fn parse_rank_line(text: &str) -> Option<(u64, Vec<f32>)> {
+    let line = text.lines().find(|l| l.starts_with("tp-rank "))?;
+    let mut fields = line.split(' ').skip(1);
+    let ns = fields.next()?.strip_prefix("latency_ns=")?.parse().ok()?;
+    let y = fields.next()?.strip_prefix("y=")?;
+    let y = y
+        .split(',')
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((ns, y))
+}
+
+/// One rank in its own process: its rank from the launcher's environment, its shards,
+/// a warm-up execution (the ranks connect), then `RUNS` timed ones.
+fn rank_process() -> Result<(), Box<dyn Error>> {
+    let spec = RankSpec::from_env()?;
+    let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+    let model = runtime.load_model_rank(&sim::mlp(spec.world, true)?, spec)?;
+    let inputs = model.allocate_inputs()?;
+    sim::fill_shards(&inputs, spec.rank, spec.world)?;
+    let mut outputs = model.allocate_outputs()?;
+    model.execute(&inputs, &mut outputs)?;
+    let mut times = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = Instant::now();
+        model.execute(&inputs, &mut outputs)?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let y: Vec<f32> = outputs.get("y").ok_or("no output y")?.to_vec()?;
+    let y: Vec<String> = y.iter().map(f32::to_string).collect();
+    println!(
+        "tp-rank latency_ns={} y={}",
+        times[RUNS / 2].as_nanos(),
+        y.join(",")
+    );
     Ok(())
 }
 
@@ -92,9 +195,9 @@ fn measure(
     Ok((times[RUNS / 2], outputs))
 }
 
-fn report(world: u32, err: f32, latency: Duration, base: Duration) {
+fn report(mode: &str, world: u32, err: f32, latency: Duration, base: Duration) {
     println!(
-        "tp mode=threads ranks={world} max_abs_err={err} latency_ms={:.3} speedup={:.2}",
+        "tp mode={mode} ranks={world} max_abs_err={err} latency_ms={:.3} speedup={:.2}",
         latency.as_secs_f64() * 1e3,
         base.as_secs_f64() / latency.as_secs_f64()
     );
@@ -125,7 +228,13 @@ fn on_hardware(paths: &[String]) -> Result<(), Box<dyn Error>> {
             .to_vec::<u8>()?;
         let same = reference.get_or_insert_with(|| first.clone()) == &first;
         let base = *base.get_or_insert(latency);
-        report(world, if same { 0.0 } else { f32::NAN }, latency, base);
+        report(
+            "threads",
+            world,
+            if same { 0.0 } else { f32::NAN },
+            latency,
+            base,
+        );
     }
     Ok(())
 }

@@ -82,7 +82,7 @@
 //! | `NRT_SIM_FAULTS` | none | faults to arm at each `nrt_init` (see below) |
 //! | `NRT_SIM_DMA_GBPS` | 16 | transfer bandwidth in GB/s: async tensor ops occupy their queue, sync reads/writes of device tensors the caller, for `size / bandwidth`; `0` = instantaneous |
 //! | `NRT_SIM_CC_GBPS` | 100 | collective link bandwidth in GB/s (each collective op adds its ring traffic / bandwidth to the execution); `0` = free |
-//! | `NEURON_RT_ROOT_COMM_ID` | none | rank 0's `host:port` for collectives across processes |
+//! | `NEURON_RT_ROOT_COMM_ID` | none | rank 0's `127.0.0.1:<port>` (loopback only) for collectives across processes |
 //! | `NRT_SIM_EXEC_STACK` | `4M` | stack `nrt_execute` uses (and touches) on its caller's thread, as the real runtime does; `0` = none |
 //!
 //! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line
