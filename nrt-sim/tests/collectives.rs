@@ -303,16 +303,18 @@ fn free_port() -> u16 {
 }
 
 /// The body of one rank of a world of two, each in its own process with one core:
-/// rank `CC_RANK` executes three times and checks every result bit for bit.
+/// rank `CC_RANK` executes `CC_RUNS` times (default 3) and checks every result bit for
+/// bit; with `CC_THEN_FAIL` set, one more execution must fail (the other rank is gone).
 #[test]
 fn child_rank_of_a_world_of_two_processes() {
     let Ok(rank) = std::env::var("CC_RANK") else {
-        return; // only run as a child of all_reduce_across_two_processes_is_exact
+        return; // only run as a child of the tests below
     };
     let rank: u32 = rank.parse().unwrap();
+    let runs: usize = std::env::var("CC_RUNS").map_or(3, |v| v.parse().unwrap());
     let _s = Session::new();
     let r = Rank::new(0, rank, 2, if rank == 0 { &X0 } else { &X1 });
-    for _ in 0..3 {
+    for _ in 0..runs {
         assert_eq!(
             on_exec_stack(|| r.execute()),
             NRT_SUCCESS,
@@ -327,25 +329,30 @@ fn child_rank_of_a_world_of_two_processes() {
         };
         assert_eq!(r.results(2), (sum, [X0, X1].concat(), block));
     }
+    if std::env::var_os("CC_THEN_FAIL").is_some() {
+        let (status, message) = on_exec_stack(|| (r.execute(), last_error()));
+        assert_eq!(status, NRT_EXEC_HW_ERR_COLLECTIVES, "{message}");
+        assert!(message.contains("rank(s) [1] never connected"), "{message}");
+    }
     r.release();
 }
 
-#[test]
-fn all_reduce_across_two_processes_is_exact() {
-    if std::env::var_os("NRT_SIM_TEST_CHILD").is_some() {
-        return;
-    }
+/// Runs `child_rank_of_a_world_of_two_processes` as ranks 0 and 1 at once, each with
+/// its extra variables, and asserts that both passed.
+fn run_two_rank_processes(extra: [&[(&str, &str)]; 2]) {
     let name = "child_rank_of_a_world_of_two_processes";
     let root = format!("127.0.0.1:{}", free_port());
     let children: Vec<_> = ["0", "1"]
         .into_iter()
-        .map(|rank| {
-            let env = [
+        .zip(extra)
+        .map(|(rank, extra)| {
+            let mut env = vec![
                 ("CC_RANK", rank),
                 ("NRT_SIM_VNC_COUNT", "1"),
                 ("NEURON_RT_ROOT_COMM_ID", root.as_str()),
-                ("NEURON_RT_EXEC_TIMEOUT", "20"),
+                ("NEURON_RT_EXEC_TIMEOUT", "5"),
             ];
+            env.extend_from_slice(extra);
             let mut cmd = child_command(name, &env);
             cmd.stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped());
@@ -355,6 +362,27 @@ fn all_reduce_across_two_processes_is_exact() {
     for child in children {
         assert_child_passed(name, &child.wait_with_output().unwrap());
     }
+}
+
+#[test]
+fn all_reduce_across_two_processes_is_exact() {
+    if std::env::var_os("NRT_SIM_TEST_CHILD").is_some() {
+        return;
+    }
+    run_two_rank_processes([&[], &[]]);
+}
+
+#[test]
+fn a_rank_process_that_exits_fails_rank_0_with_the_collective_status() {
+    if std::env::var_os("NRT_SIM_TEST_CHILD").is_some() {
+        return;
+    }
+    // Both meet once; rank 1 exits (its connection drops), rank 0's next execution
+    // waits for it to connect again and fails at its 5 s timeout.
+    run_two_rank_processes([
+        &[("CC_RUNS", "1"), ("CC_THEN_FAIL", "1")],
+        &[("CC_RUNS", "1")],
+    ]);
 }
 
 #[test]

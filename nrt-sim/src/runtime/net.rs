@@ -2,14 +2,16 @@
 //! `NEURON_RT_ROOT_COMM_ID` (loopback addresses only; `std::net`, no other traffic).
 //!
 //! Rank 0 listens on the address; every other rank connects to it (retrying until its
-//! execution's deadline) and keeps one connection. Each collective step every rank
-//! sends its contribution; rank 0 reads them in rank order and sends every
-//! contribution back to every rank, which combines them with the in-process code, so
-//! results are bit for bit those of the in-process path. Messages are length-prefixed
-//! (little-endian): hello `magic world rank name_len name`, contribution
+//! execution's deadline) and keeps one connection. Each collective step rank 0 asks
+//! every rank, in rank order, for its contribution, then sends every contribution back
+//! to every rank, which combines them with the in-process code, so results are bit for
+//! bit those of the in-process path. Messages are length-prefixed (little-endian):
+//! hello `magic world rank name_len name`, request `step`, contribution
 //! `step len bytes`, reply `step count (len bytes)*`. Any failure drops the connection
 //! (a later execution connects again); rank 0 then drops every connection, so the
-//! waiting ranks learn it at once.
+//! waiting ranks learn it at once. A rank sends its contribution only when asked, so a
+//! connection its rank gave up on never holds a stale one; rank 0 waits, until the
+//! deadline, for a rank whose connection closed to connect again.
 
 use crate::error::{Res, fail};
 use nrt_sys::*;
@@ -133,32 +135,47 @@ fn root_exchange(
         *listener = Some(l);
     }
     let l = listener.as_ref().expect("bound above");
-    // Connections made since the last step replace older ones of their rank (a rank
-    // that failed reconnects), then wait for the ranks not connected yet.
+    let mut parts: Vec<Option<Vec<u8>>> = vec![None; at.world as usize];
+    parts[0] = Some(bytes);
     loop {
+        // Connections made since the last look replace older ones of their rank (a
+        // rank that failed reconnects), then wait for the ranks not connected yet.
         accept_pending(l, peers, at, deadline);
         let missing: Vec<u32> = (1..at.world)
             .filter(|&r| peers[r as usize].is_none())
             .collect();
-        if missing.is_empty() {
+        if !missing.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "rank(s) {missing:?} never connected to rank 0 at {}",
+                    at.root
+                ));
+            }
+            std::thread::sleep(RETRY_PAUSE.min(deadline - Instant::now()));
+            continue;
+        }
+        for r in 1..at.world as usize {
+            if parts[r].is_some() {
+                continue;
+            }
+            let s = peers[r].as_mut().expect("connected above");
+            match read_part(s, step, deadline) {
+                Ok(part) => parts[r] = Some(part),
+                Err(e) if is_timeout(&e) => {
+                    return Err(format!(
+                        "rank(s) [{r}] never arrived: no contribution from it ({e})"
+                    ));
+                }
+                // A closed connection (the rank failed, exited or reconnected): wait
+                // for it to connect again until the deadline.
+                Err(_) => peers[r] = None,
+            }
+        }
+        if parts.iter().all(Option::is_some) {
             break;
         }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "rank(s) {missing:?} never connected to rank 0 at {}",
-                at.root
-            ));
-        }
-        std::thread::sleep(RETRY_PAUSE.min(deadline - Instant::now()));
     }
-    let mut parts = Vec::with_capacity(at.world as usize);
-    parts.push(bytes);
-    for r in 1..at.world {
-        let s = peers[r as usize].as_mut().expect("connected above");
-        let part = read_part(s, step, deadline)
-            .map_err(|e| format!("rank(s) [{r}] never arrived: its connection failed ({e})"))?;
-        parts.push(part);
-    }
+    let parts: Vec<Vec<u8>> = parts.into_iter().map(Option::unwrap_or_default).collect();
     for peer in peers.iter_mut().skip(1) {
         let sent = peer
             .as_mut()
@@ -221,6 +238,9 @@ fn peer_exchange(
     }
     let s = stream.as_mut().expect("connected above");
     let result = (|| {
+        // Rank 0 asks for the contribution when it is ready for it.
+        s.set_read_timeout(Some(remaining(deadline)?))?;
+        expect_step(read_u32(s)?, step)?;
         s.set_write_timeout(Some(remaining(deadline)?))?;
         let mut msg = Vec::with_capacity(12 + bytes.len());
         msg.extend_from_slice(&step.to_le_bytes());
@@ -303,8 +323,18 @@ fn expect_step(got: u32, step: u32) -> io::Result<()> {
     }
 }
 
-/// One rank's contribution to `step`.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+    )
+}
+
+/// Asks a rank for its contribution to `step` and reads it. (A rank sends only when
+/// asked, so a connection it gave up on never holds a stale contribution.)
 fn read_part(s: &mut TcpStream, step: u32, deadline: Instant) -> io::Result<Vec<u8>> {
+    s.set_write_timeout(Some(remaining(deadline)?))?;
+    s.write_all(&step.to_le_bytes())?;
     s.set_read_timeout(Some(remaining(deadline)?))?;
     expect_step(read_u32(s)?, step)?;
     read_bytes(s)
