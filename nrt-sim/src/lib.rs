@@ -54,7 +54,7 @@
 //!   nothing and writes neither `*ret` nor `*req_sequence`). Reads, writes and copies go
 //!   to TENSOR_OP queue `queue` of core `lnc_idx` (host tensors included; a device
 //!   tensor on another core -> `NRT_INVALID`); executions to the COMPUTE queue of the
-//!   model's core (`queue` must be 0). Collectives are not simulated (`NRT_FAILURE`).
+//!   model's core (`queue` must be 0). `nrta_cc_*` are not simulated (`NRT_FAILURE`).
 //!   A request ending with a fatal status (`NRT_TIMEOUT`, `NRT_HW_ERROR`, the
 //!   `NRT_EXEC_HW_ERR_*` codes; not the notification-queue overflow or
 //!   `NRT_NETWORK_PROXY_FAILURE`) makes its queue unrecoverable: later schedules

@@ -1,56 +1,63 @@
-//! Functions the simulator does not model (collectives, profiling): documented failure statuses.
+//! The global communicator and barrier (host-driven collectives), and what the simulator
+//! does not model (profiling): documented failure statuses.
 
 use super::args::{guard, not_simulated};
+use crate::runtime;
 use nrt_sys::*;
 use std::ffi::c_char;
 
-/// Not simulated (collectives): returns `NRT_FAILURE`.
+/// Registers core `vnc` as member `g_device_id` of the global communicator of
+/// `g_device_count` members (see `runtime/global.rs`); `NRT_INVALID` for a core that is
+/// not visible, a count of 0, an id not below the count, or a count other than the
+/// communicator's.
 ///
 /// # Safety
 ///
-/// No argument is read.
+/// No pointer is read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_build_global_comm(
     vnc: i32,
     g_device_id: u32,
     g_device_count: u32,
 ) -> NRT_STATUS {
-    let _ = (vnc, g_device_id, g_device_count);
     guard("nrt_build_global_comm", || {
-        not_simulated("global communicators")
+        runtime::build_global_comm(vnc.into(), g_device_id, g_device_count)
     })
 }
 
-/// Not simulated (collectives): returns `NRT_FAILURE`.
+/// As [`nrt_build_global_comm`] (the same communicator; `vnc` unsigned).
 ///
 /// # Safety
 ///
-/// No argument is read.
+/// No pointer is read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_cc_global_comm_init(
     vnc: u32,
     g_device_id: u32,
     g_device_count: u32,
 ) -> NRT_STATUS {
-    let _ = (vnc, g_device_id, g_device_count);
     guard("nrt_cc_global_comm_init", || {
-        not_simulated("global communicators")
+        runtime::build_global_comm(vnc.into(), g_device_id, g_device_count)
     })
 }
 
-/// Not simulated (collectives): returns `NRT_FAILURE`.
+/// Waits until all `g_device_count` members entered the barrier; registers the caller
+/// as [`nrt_build_global_comm`] does (no prior setup needed). Arguments as there;
+/// `NRT_EXEC_HW_ERR_COLLECTIVES` after `NEURON_RT_EXEC_TIMEOUT`, with a log line naming
+/// the members that never came.
 ///
 /// # Safety
 ///
-/// No argument is read.
+/// No pointer is read.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_barrier(
     vnc: i32,
     g_device_id: u32,
     g_device_count: u32,
 ) -> NRT_STATUS {
-    let _ = (vnc, g_device_id, g_device_count);
-    guard("nrt_barrier", || not_simulated("barriers across devices"))
+    guard("nrt_barrier", || {
+        runtime::barrier(vnc.into(), g_device_id, g_device_count)
+    })
 }
 
 /// Not simulated (profiling): returns `NRT_FAILURE`.

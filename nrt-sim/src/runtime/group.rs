@@ -21,10 +21,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// The name the global communicator's ranks greet each other with across processes.
+const GLOBAL_NAME: &str = "nrt global communicator";
+
 /// One collective group of this process: a model name and a world size.
 pub(crate) struct Group {
     pub(crate) name: String,
     pub(crate) world: u32,
+    /// The global communicator (`nrt_build_global_comm`, `nrt_barrier`), not a model's
+    /// group: only the wording of its errors differs.
+    global: bool,
     state: Mutex<Meet>,
     arrived: Condvar,
     /// Rank 0's address (`NEURON_RT_ROOT_COMM_ID`) and each rank's link to the group,
@@ -64,6 +70,7 @@ impl Group {
         });
         Group {
             net,
+            global: false,
             name,
             world,
             state: Mutex::new(Meet {
@@ -72,6 +79,42 @@ impl Group {
             }),
             arrived: Condvar::new(),
         }
+    }
+
+    /// The global communicator of a world of `world` (`nrt_build_global_comm`,
+    /// `nrt_cc_global_comm_init`, `nrt_barrier`): its members are (core, global id).
+    pub(crate) fn global(world: u32, root: Option<SocketAddr>) -> Group {
+        Group {
+            global: true,
+            ..Group::new(GLOBAL_NAME.to_string(), world, root)
+        }
+    }
+
+    /// What the group is, for messages.
+    fn what(&self) -> String {
+        if self.global {
+            "the global communicator".to_string()
+        } else {
+            format!("model '{}'", self.name)
+        }
+    }
+
+    /// The collective a round is, for messages.
+    fn round(&self, step: usize) -> String {
+        if self.global {
+            "the barrier".to_string()
+        } else {
+            format!("collective {step}")
+        }
+    }
+
+    /// Registers `rank` on `core` unless it already is (a global communicator is set
+    /// up again at no cost); fails as [`Group::join`] otherwise.
+    pub(crate) fn enter(&self, rank: u32, core: u32) -> Res<()> {
+        if self.meet().members[rank as usize] == Some(core) {
+            return Ok(());
+        }
+        self.join(rank, core)
     }
 
     fn meet(&self) -> MutexGuard<'_, Meet> {
@@ -87,8 +130,14 @@ impl Group {
             return fail(
                 NRT_INVALID,
                 format!(
-                    "rank {rank} of world {} of model '{}' is already loaded (on core {c}); unload it first",
-                    self.world, self.name
+                    "rank {rank} of world {} of {} is already {}",
+                    self.world,
+                    self.what(),
+                    if self.global {
+                        format!("registered (on core {c}); a rank has one core")
+                    } else {
+                        format!("loaded (on core {c}); unload it first")
+                    }
                 ),
             );
         }
@@ -96,8 +145,8 @@ impl Group {
             return fail(
                 NRT_INVALID,
                 format!(
-                    "core {core} already runs rank {other} of model '{}'; every rank of a group needs its own core",
-                    self.name
+                    "core {core} already runs rank {other} of {}; every rank of a group needs its own core",
+                    self.what()
                 ),
             );
         }
@@ -138,8 +187,10 @@ impl Group {
                 fail(
                     NRT_EXEC_HW_ERR_COLLECTIVES,
                     format!(
-                        "rank {rank} of world {} of model '{}' (across processes, NEURON_RT_ROOT_COMM_ID={root}) failed in collective {step} within {timeout:?} (NEURON_RT_EXEC_TIMEOUT): {why}",
-                        self.world, self.name
+                        "rank {rank} of world {} of {} (across processes, NEURON_RT_ROOT_COMM_ID={root}) failed in {} within {timeout:?} (NEURON_RT_EXEC_TIMEOUT): {why}",
+                        self.world,
+                        self.what(),
+                        self.round(step)
                     ),
                 )
             })
@@ -147,7 +198,7 @@ impl Group {
 
     /// Contributes `bytes` of `rank` to collective `step` and waits, until `deadline`,
     /// for every rank's contribution.
-    fn exchange(
+    pub(crate) fn exchange(
         &self,
         rank: u32,
         step: usize,
@@ -180,8 +231,9 @@ impl Group {
             return fail(
                 NRT_INVALID,
                 format!(
-                    "rank {rank} of model '{}' is already in collective {step}: one execution per rank at a time",
-                    self.name
+                    "rank {rank} of {} is already in {}: one execution per rank at a time",
+                    self.what(),
+                    self.round(step)
                 ),
             );
         }
@@ -261,8 +313,10 @@ impl Group {
         fail(
             NRT_EXEC_HW_ERR_COLLECTIVES,
             format!(
-                "rank {rank} of world {} of model '{}' waited {timeout:?} (NEURON_RT_EXEC_TIMEOUT) in collective {step}; rank(s) {missing:?} never arrived{hint}",
-                self.world, self.name
+                "rank {rank} of world {} of {} waited {timeout:?} (NEURON_RT_EXEC_TIMEOUT) in {}; rank(s) {missing:?} never arrived{hint}",
+                self.world,
+                self.what(),
+                self.round(step)
             ),
         )
     }

@@ -11,9 +11,10 @@
 //! (a bound execution and its run), `units` (requests and queues: the device side of
 //! [`crate::xu`]), `state` (the init/close window and the [`Runtime`] registry),
 //! `tensors`, `transfers`, `models`, `scheduling` (the registry's operations, as
-//! `impl Runtime` blocks).
+//! `impl Runtime` blocks), `global` (the global communicator and `nrt_barrier`).
 
 mod exec;
+mod global;
 mod group;
 mod handles;
 mod models;
@@ -25,6 +26,7 @@ mod tensors;
 mod transfers;
 mod units;
 
+pub(crate) use global::{barrier, build_global_comm};
 pub(crate) use objects::{Core, copy_between};
 pub(crate) use state::{
     arm_faults, close, current_version, init, reported_cores, require_async_events,

@@ -63,6 +63,9 @@ pub(crate) struct Runtime {
     pub(super) queues: Vec<Arc<Queue>>,
     /// Collective groups with at least one loaded rank, by (model name, world size).
     pub(super) groups: HashMap<(String, u32), Arc<Group>>,
+    /// The global communicator (`nrt_build_global_comm`, `nrt_barrier`), from the first
+    /// member's call to `nrt_close`.
+    pub(super) global: Option<Arc<Group>>,
 }
 
 /// `nrt_init`.
@@ -129,6 +132,7 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
         cores,
         models: HashMap::new(),
         groups: HashMap::new(),
+        global: None,
         tensors: HashMap::new(),
         storage: HashMap::new(),
         sets: HashMap::new(),

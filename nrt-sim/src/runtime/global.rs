@@ -1,0 +1,89 @@
+//! The global communicator and the host-driven barrier: `nrt_build_global_comm`,
+//! `nrt_cc_global_comm_init` and `nrt_barrier`.
+//!
+//! `(vnc, g_device_id, g_device_count)` is (the calling rank's local core, its global
+//! rank, the world). Vendor sources read for this: the SDK header's comments on
+//! `nrt_build_global_comm` ("global device id", the world of all NEFFs that will run) and
+//! `nrt_barrier` (a small all-reduce over all workers: "global worker ID", "total number
+//! of workers"), and a reconstruction of the library in which `nrt_barrier` loads and
+//! runs its own barrier model without calling `nrt_build_global_comm` first. So a
+//! barrier here needs no prior setup: it registers its caller like the setup does.
+//!
+//! One global group per runtime (until `nrt_close`), a [`Group`] like a model's: members
+//! in this process meet in shared state; with `NEURON_RT_ROOT_COMM_ID` set and a member
+//! not in this process, they meet over the same loopback TCP rendezvous as collective
+//! ops ([`super::net`]). A barrier that waits longer than `NEURON_RT_EXEC_TIMEOUT` fails
+//! with `NRT_EXEC_HW_ERR_COLLECTIVES` naming the members that never came, as a
+//! collective op does.
+
+use super::group::Group;
+use super::net;
+use super::state::{Runtime, with_open};
+use crate::error::{Res, fail};
+use nrt_sys::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The one step of the global group's rounds: barriers follow each other, and a round
+/// ends before its members can start the next one.
+const BARRIER_STEP: usize = 0;
+
+impl Runtime {
+    /// Checks `(vnc, id, count)` and registers the member in the global group (created
+    /// by the first member); returns the group and the barrier timeout.
+    fn global_member(&mut self, vnc: i64, id: u32, count: u32) -> Res<(Arc<Group>, Duration)> {
+        let core = self.core(vnc, "vnc")?.index;
+        if count == 0 || id >= count {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "g_device_id {id} of g_device_count {count}: the count is at least 1 and the id below it"
+                ),
+            );
+        }
+        let root = match (&self.cfg.root_comm_id, count > 1) {
+            (Some(root), true) => Some(net::root_addr(root)?),
+            _ => None,
+        };
+        if root.is_none() && count > self.cfg.visible_cores {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "g_device_id {id} of g_device_count {count}: only {} core(s) are visible, so other members run in other processes, which needs NEURON_RT_ROOT_COMM_ID=<rank 0 host:port>; it is not set",
+                    self.cfg.visible_cores
+                ),
+            );
+        }
+        let group = self
+            .global
+            .get_or_insert_with(|| Arc::new(Group::global(count, root)))
+            .clone();
+        if group.world != count {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "g_device_id {id} of g_device_count {count}: the global communicator of this process has {} members (one world per runtime)",
+                    group.world
+                ),
+            );
+        }
+        group.enter(id, core)?;
+        Ok((group, self.cfg.exec_timeout))
+    }
+}
+
+/// `nrt_build_global_comm` / `nrt_cc_global_comm_init`: registers core `vnc` as member
+/// `id` of the global group of `count`; again with the same arguments it does nothing.
+pub(crate) fn build_global_comm(vnc: i64, id: u32, count: u32) -> Res<()> {
+    with_open(|rt| rt.global_member(vnc, id, count)).map(drop)
+}
+
+/// `nrt_barrier`: registers the member as [`build_global_comm`] does, then waits (the
+/// registry unlocked) until all `count` members entered the barrier.
+pub(crate) fn barrier(vnc: i64, id: u32, count: u32) -> Res<()> {
+    let (group, timeout) = with_open(|rt| rt.global_member(vnc, id, count))?;
+    let deadline = Instant::now() + timeout;
+    group
+        .exchange(id, BARRIER_STEP, Vec::new(), deadline, timeout)
+        .map(drop)
+}

@@ -1,0 +1,133 @@
+//! The global communicator and the host-driven barrier: `nrt_build_global_comm`,
+//! `nrt_cc_global_comm_init` and `nrt_barrier` (members on threads of this process).
+
+mod common;
+
+use common::*;
+use nrt_sim::ffi::*;
+use nrt_sys::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn barrier(vnc: i32, id: u32, count: u32) -> NRT_STATUS {
+    // SAFETY: no pointer arguments.
+    unsafe { nrt_barrier(vnc, id, count) }
+}
+
+fn build(vnc: i32, id: u32, count: u32) -> NRT_STATUS {
+    // SAFETY: no pointer arguments.
+    unsafe { nrt_build_global_comm(vnc, id, count) }
+}
+
+#[test]
+fn two_members_on_threads_pass_barriers_together() {
+    let _s = Session::new();
+    let entered = AtomicU32::new(0);
+    let statuses: Vec<Vec<NRT_STATUS>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2u32)
+            .map(|id| {
+                let entered = &entered;
+                s.spawn(move || {
+                    let mut statuses = vec![build(id as i32, id, 2)];
+                    for round in 1..=3u32 {
+                        if id == 1 {
+                            // The late member: the other must wait for it.
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        entered.fetch_add(1, Ordering::SeqCst);
+                        statuses.push(barrier(id as i32, id, 2));
+                        // Nobody leaves a barrier before both entered it.
+                        assert!(entered.load(Ordering::SeqCst) >= 2 * round);
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().flatten().all(|&s| s == NRT_SUCCESS),
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn a_barrier_needs_no_prior_setup_and_setup_again_is_harmless() {
+    let _s = Session::new();
+    assert_eq!(barrier(0, 0, 1), NRT_SUCCESS, "{}", last_error());
+    assert_eq!(build(0, 0, 1), NRT_SUCCESS);
+    // SAFETY: no pointer arguments.
+    assert_eq!(unsafe { nrt_cc_global_comm_init(0, 0, 1) }, NRT_SUCCESS);
+    assert_eq!(barrier(0, 0, 1), NRT_SUCCESS);
+}
+
+#[test]
+fn a_missing_member_fails_the_barrier_with_the_collective_status_naming_it() {
+    if !in_child(
+        "a_missing_member_fails_the_barrier_with_the_collective_status_naming_it",
+        &[("NEURON_RT_EXEC_TIMEOUT", "0.2")],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    let start = Instant::now();
+    assert_eq!(barrier(0, 0, 2), NRT_EXEC_HW_ERR_COLLECTIVES);
+    let message = last_error();
+    assert!(start.elapsed() < Duration::from_secs(3));
+    assert!(
+        message.contains("rank(s) [1] never arrived") && message.contains("the barrier"),
+        "{message}"
+    );
+    // The communicator recovers once the missing member comes.
+    let statuses: Vec<NRT_STATUS> = std::thread::scope(|s| {
+        let a = s.spawn(|| barrier(0, 0, 2));
+        let b = s.spawn(|| barrier(1, 1, 2));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    assert_eq!(statuses, [NRT_SUCCESS, NRT_SUCCESS]);
+}
+
+#[test]
+fn bad_arguments_are_invalid_and_named() {
+    let _s = Session::new();
+    assert_eq!(barrier(7, 0, 1), NRT_INVALID);
+    assert!(last_error().contains("vnc 7"), "{}", last_error());
+    assert_eq!(barrier(-1, 0, 1), NRT_INVALID);
+    assert_eq!(build(0, 0, 0), NRT_INVALID);
+    assert!(
+        last_error().contains("g_device_count 0"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(build(0, 2, 2), NRT_INVALID);
+    assert!(last_error().contains("g_device_id 2"), "{}", last_error());
+    // Two visible cores and no NEURON_RT_ROOT_COMM_ID: a world of 4 cannot meet.
+    assert_eq!(barrier(0, 0, 4), NRT_INVALID);
+    assert!(
+        last_error().contains("NEURON_RT_ROOT_COMM_ID"),
+        "{}",
+        last_error()
+    );
+    // One world per runtime, one core per member, one member per core.
+    assert_eq!(build(0, 0, 2), NRT_SUCCESS);
+    assert_eq!(build(1, 0, 1), NRT_INVALID);
+    assert!(last_error().contains("has 2 members"), "{}", last_error());
+    assert_eq!(build(1, 0, 2), NRT_INVALID);
+    assert_eq!(build(0, 1, 2), NRT_INVALID);
+    assert!(
+        last_error().contains("core 0 already runs rank 0"),
+        "{}",
+        last_error()
+    );
+}
+
+#[test]
+fn outside_the_init_window_it_is_refused() {
+    let _g = Session::serial_only();
+    // NRT_CLOSED after an earlier test's session, NRT_UNINITIALIZED before any.
+    let status = barrier(0, 0, 1);
+    assert!(
+        status == NRT_UNINITIALIZED || status == NRT_CLOSED,
+        "{status}"
+    );
+}
