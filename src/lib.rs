@@ -94,6 +94,7 @@ mod capabilities;
 pub mod diagnose;
 mod dtype;
 mod error;
+mod global_comm;
 mod host_lock;
 mod info;
 #[cfg(feature = "link")]

@@ -349,3 +349,89 @@ fn rank_specs_from_the_environment_name_the_bad_variable() {
     ]);
     assert_eq!((var, value.as_deref()), ("LOCAL_RANK", Some("1")));
 }
+
+#[test]
+fn two_ranks_on_threads_meet_at_barriers() {
+    let (_g, rt) = setup();
+    let entered = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2u32)
+            .map(|rank| {
+                let (rt, entered) = (&rt, &entered);
+                s.spawn(move || {
+                    let spec = RankSpec::new(rank, rank, 2).unwrap();
+                    rt.build_global_comm(spec).unwrap();
+                    for round in 1..=3u32 {
+                        if rank == 1 {
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                        }
+                        entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        rt.barrier(spec).unwrap();
+                        // Nobody leaves a barrier before both ranks entered it.
+                        let now = entered.load(std::sync::atomic::Ordering::SeqCst);
+                        assert!(now >= 2 * round, "round {round}: {now} entered");
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().for_each(|h| h.join().unwrap());
+    });
+}
+
+#[test]
+fn a_missing_rank_fails_the_barrier_with_the_collective_status_in_time() {
+    let (_g, rt) = setup();
+    let start = std::time::Instant::now();
+    let result = rt.barrier(RankSpec::new(0, 0, 2).unwrap());
+    assert_eq!(
+        collective_status(&result),
+        Some(NrtStatus::ExecHwErrCollectives)
+    );
+    assert!(
+        matches!(
+            &result,
+            Err(Error::Nrt {
+                function: "nrt_barrier",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        result
+            .unwrap_err()
+            .to_string()
+            .contains("rank 0 of 2 on core 0")
+    );
+    // NEURON_RT_EXEC_TIMEOUT is 0.5 s here.
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+#[test]
+fn bad_barrier_arguments_are_typed_errors_naming_the_values() {
+    let (_g, rt) = setup();
+    let far = RankSpec::new(9, 0, 1).unwrap();
+    for result in [rt.barrier(far), rt.build_global_comm(far)] {
+        assert!(
+            matches!(&result, Err(Error::InvalidArgument { argument: "core", reason }) if reason.contains("core 9")),
+            "{result:?}"
+        );
+    }
+    let bad = RankSpec {
+        core: 0,
+        rank: 2,
+        world: 2,
+    };
+    assert!(matches!(
+        rt.barrier(bad),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // A world other than the communicator's is libnrt's to refuse.
+    rt.build_global_comm(RankSpec::new(0, 0, 2).unwrap())
+        .unwrap();
+    let other = rt.build_global_comm(RankSpec::new(1, 0, 1).unwrap());
+    assert_eq!(
+        other.err().and_then(|e| e.status()),
+        Some(NrtStatus::Invalid)
+    );
+}

@@ -10,8 +10,8 @@
 //!
 //! This is the only module that calls through the function table. It is organised by
 //! area, like libnrt's headers: [`runtime`] (`nrt_init`, versions, counts), [`tensor`],
-//! [`set`], [`model`], [`exec`] (`nrt_execute*`), [`profile`], and [`xu`] (the async
-//! `nrta_*` calls).
+//! [`set`], [`model`], [`exec`] (`nrt_execute*`), [`collectives`] (global communicator,
+//! barrier), [`profile`], and [`xu`] (the async `nrta_*` calls).
 //!
 //! Trust: every `Library` is libnrt, loaded from a path (loading trusts the library,
 //! see [`nrt_sys::Library`]) or built with the unsafe `Library::in_process`, whose
@@ -24,6 +24,7 @@ use nrt_sys::{self as sys, Library};
 
 use crate::{Error, NrtStatus, Result};
 
+pub(crate) mod collectives;
 pub(crate) mod exec;
 pub(crate) mod model;
 pub(crate) mod profile;
