@@ -204,9 +204,8 @@ impl<T, F> Submit<'_, T, F> {
     /// if there is room already (the caller tries again at once).
     fn wait_for_completion(&mut self, state: &QueueState, waker: &Waker) -> bool {
         self.hold_front(state, waker);
-        let Some(oldest) = state.oldest_in_flight() else {
-            // Nothing of this crate is in flight (the queue was filled by other code):
-            // no request to wait for. Look again on the next poll.
+        let Some(oldest) = state.next_to_complete() else {
+            // libnrt cannot say what completed: look again on the next poll.
             waker.wake_by_ref();
             return true;
         };
@@ -285,10 +284,12 @@ impl QueueState {
         }
     }
 
-    /// The oldest request of this queue not completed yet, if this crate submitted one.
-    fn oldest_in_flight(&self) -> Option<SeqId> {
-        let last = self.last_completed().ok()?.number();
-        let xu_id = self.xu_id()?;
-        (self.last_submitted_number() > last).then(|| SeqId::new(xu_id, last + 1))
+    /// The request whose completion frees the next place in this queue: the one after
+    /// the last completed. Also when other code filled the queue (this crate then knows
+    /// the XU id only from libnrt's answer). `None` if libnrt cannot say what completed.
+    fn next_to_complete(&self) -> Option<SeqId> {
+        let last = self.last_completed().ok()?;
+        let xu_id = self.xu_id().unwrap_or(last.xu_id());
+        Some(SeqId::new(xu_id, last.number() + 1))
     }
 }

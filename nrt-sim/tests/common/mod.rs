@@ -370,6 +370,12 @@ pub fn schedule_write(
             &mut seq,
         )
     };
+    accepted(status, seq)
+}
+
+/// The sequence id of an accepted schedule call, or its refusal status; a refused call
+/// must have left the id (`u64::MAX` before the call) unwritten.
+fn accepted(status: NRT_STATUS, seq: nrta_seq_t) -> Result<nrta_seq_t, NRT_STATUS> {
     if status == NRT_SUCCESS {
         Ok(seq)
     } else {
@@ -401,10 +407,5 @@ pub fn schedule_read(
             &mut seq,
         )
     };
-    if status == NRT_SUCCESS {
-        Ok(seq)
-    } else {
-        assert_eq!(seq, u64::MAX, "refused but the sequence id was written");
-        Err(status)
-    }
+    accepted(status, seq)
 }
