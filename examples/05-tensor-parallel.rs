@@ -151,7 +151,9 @@ fn parse_rank_line(text: &str) -> Option<(u64, Vec<f32>)> {
 }
 
 /// One rank in its own process: its rank from the launcher's environment, its shards,
-/// a warm-up execution (the ranks connect), then `RUNS` timed ones.
+/// a warm-up execution (the ranks connect), a barrier so every rank starts timing
+/// together, `RUNS` timed executions, and an all-gather of the ranks' medians so each
+/// reports the slowest rank's (the group's latency).
 fn rank_process() -> Result<(), Box<dyn Error>> {
     let spec = RankSpec::from_env()?;
     let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
@@ -160,6 +162,7 @@ fn rank_process() -> Result<(), Box<dyn Error>> {
     sim::fill_shards(&inputs, spec.rank, spec.world)?;
     let mut outputs = model.allocate_outputs()?;
     model.execute(&inputs, &mut outputs)?;
+    runtime.barrier(spec)?;
     let mut times = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let start = Instant::now();
@@ -167,13 +170,12 @@ fn rank_process() -> Result<(), Box<dyn Error>> {
         times.push(start.elapsed());
     }
     times.sort();
+    let median = times[RUNS / 2].as_nanos() as u64;
+    let medians = runtime.all_gather(spec, &[median])?;
+    let slowest = medians.iter().copied().max().unwrap_or(median);
     let y: Vec<f32> = outputs.get("y").ok_or("no output y")?.to_vec()?;
     let y: Vec<String> = y.iter().map(f32::to_string).collect();
-    println!(
-        "tp-rank latency_ns={} y={}",
-        times[RUNS / 2].as_nanos(),
-        y.join(",")
-    );
+    println!("tp-rank latency_ns={slowest} y={}", y.join(","));
     Ok(())
 }
 

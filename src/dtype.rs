@@ -140,6 +140,22 @@ pub trait Element: sealed::Sealed + Copy + Default + Send + Sync + 'static {
     const DTYPE: Option<DType>;
 }
 
+/// `data` as bytes.
+pub(crate) fn bytes_of<E: Element>(data: &[E]) -> &[u8] {
+    // SAFETY: `Element` types are plain data without padding (its contract), so every
+    // byte of the slice is initialised; the byte slice covers exactly the same memory
+    // and borrows `data` for its lifetime.
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), size_of_val(data)) }
+}
+
+/// `data` as bytes to write.
+pub(crate) fn bytes_of_mut<E: Element>(data: &mut [E]) -> &mut [u8] {
+    // SAFETY: as in `bytes_of`; and every bit pattern is a valid `E` (the `Element`
+    // contract), so any bytes written through the result leave valid values. The
+    // result borrows `data` mutably for its lifetime.
+    unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), size_of_val(data)) }
+}
+
 macro_rules! element {
     ($($(#[$attr:meta])* $t:ty => $d:expr),* $(,)?) => {$(
         impl sealed::Sealed for $t {}

@@ -1,9 +1,11 @@
-//! Host-driven collectives on the global communicator: [`Runtime::build_global_comm`]
-//! and [`Runtime::barrier`] (`nrt_build_global_comm`, `nrt_barrier`), for a rank given
-//! as a [`RankSpec`] (its core, its global rank, the world).
+//! Host-driven collectives on the global communicator: [`Runtime::build_global_comm`],
+//! [`Runtime::barrier`] and [`Runtime::all_gather`] (`nrt_build_global_comm`,
+//! `nrt_barrier`, `nrt_all_gather`), for a rank given as a [`RankSpec`] (its core, its
+//! global rank, the world).
 
+use crate::dtype::{bytes_of, bytes_of_mut};
 use crate::raw;
-use crate::{Capabilities, Error, RankSpec, Result, Runtime};
+use crate::{Capabilities, Element, Error, RankSpec, Result, Runtime};
 
 impl Runtime {
     /// Sets up the global communicator (`nrt_build_global_comm`) for `spec`: core
@@ -41,6 +43,100 @@ impl Runtime {
     pub fn barrier(&self, spec: RankSpec) -> Result<()> {
         let vnc = self.global_member(spec, "barrier (nrt_barrier)")?;
         raw::collectives::barrier(self.inner.lib(), vnc, spec.rank, spec.world).map_err(|e| {
+            e.context(format!(
+                "rank {} of {} on core {}",
+                spec.rank, spec.world, spec.core
+            ))
+        })
+    }
+
+    /// Gathers host data from every rank (`nrt_all_gather`): each rank gives `input` (the
+    /// same length on every rank) and gets all ranks' inputs back, rank `r`'s at
+    /// `r * input.len()`, like an all-gather of MPI or `torch.distributed` but of host
+    /// memory (the data does not go through a tensor). Sets the global communicator up
+    /// as [`Runtime::build_global_comm`] does. Every rank of `spec.world` must call it,
+    /// in this process or in others; it returns when all did.
+    ///
+    /// ```
+    /// # use neuron_rt::{RankSpec, Runtime};
+    /// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// // Two ranks on cores 0 and 1 of this process, one thread each.
+    /// let gathered = std::thread::scope(|s| {
+    ///     let ranks: Vec<_> = (0..2u32)
+    ///         .map(|rank| {
+    ///             let rt = &rt;
+    ///             s.spawn(move || rt.all_gather(RankSpec::new(rank, rank, 2)?, &[rank as f32; 3]))
+    ///         })
+    ///         .collect();
+    ///     ranks.into_iter().map(|r| r.join().unwrap()).collect::<Result<Vec<_>, _>>()
+    /// })?;
+    /// assert_eq!(gathered[0], [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]);
+    /// assert_eq!(gathered[0], gathered[1]);
+    /// # Ok::<(), neuron_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::build_global_comm`]; [`Error::InvalidArgument`] for an input of
+    /// more than `u32::MAX` bytes; [`Error::Nrt`] with
+    /// [`NrtStatus::ExecHwErrCollectives`](crate::NrtStatus::ExecHwErrCollectives) when
+    /// some rank did not come within `NEURON_RT_EXEC_TIMEOUT`, or when libnrt refuses
+    /// (e.g. ranks giving different lengths).
+    pub fn all_gather<T: Element>(&self, spec: RankSpec, input: &[T]) -> Result<Vec<T>> {
+        let len = input
+            .len()
+            .checked_mul(spec.world as usize)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "input",
+                    format!(
+                        "{} elements from each of {} ranks do not fit in memory",
+                        input.len(),
+                        spec.world
+                    ),
+                )
+            })?;
+        let mut output = vec![T::default(); len];
+        self.all_gather_into(spec, input, &mut output)?;
+        Ok(output)
+    }
+
+    /// As [`Runtime::all_gather`], into `output`, which holds exactly
+    /// `spec.world * input.len()` elements (no allocation). After an error, `output`
+    /// holds unspecified values.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::all_gather`]; [`Error::InvalidArgument`] naming both lengths when
+    /// `output` has another length.
+    pub fn all_gather_into<T: Element>(
+        &self,
+        spec: RankSpec,
+        input: &[T],
+        output: &mut [T],
+    ) -> Result<()> {
+        let vnc = self.global_member(spec, "all-gather (nrt_all_gather)")?;
+        if Some(output.len()) != input.len().checked_mul(spec.world as usize) {
+            return Err(Error::invalid(
+                "output",
+                format!(
+                    "{} elements; the all-gather of {} elements from each of {} ranks needs {}",
+                    output.len(),
+                    input.len(),
+                    spec.world,
+                    input.len() as u128 * u128::from(spec.world)
+                ),
+            ));
+        }
+        raw::collectives::all_gather(
+            self.inner.lib(),
+            vnc,
+            spec.rank,
+            spec.world,
+            bytes_of(input),
+            bytes_of_mut(output),
+        )
+        .map_err(|e| {
             e.context(format!(
                 "rank {} of {} on core {}",
                 spec.rank, spec.world, spec.core

@@ -12,7 +12,8 @@
 //! * [`ReadBatch`] / [`WriteBatch`]: many tensor ranges moved in one call;
 //!   [`ProfileGuard`]: device profiling of a model ([`Model::profile`]).
 //! * [`RankSpec`] / [`Runtime::load_model_rank`] / [`RankGroup`]: a model as ranks of a
-//!   collective group (tensor parallelism), in this process or one process per rank.
+//!   collective group (tensor parallelism), in this process or one process per rank;
+//!   [`Runtime::barrier`] / [`Runtime::all_gather`]: host-driven collectives across ranks.
 //! * [`Model::run`] / [`Model::benchmark`]: one call with host data; host-timed statistics.
 //! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
 //! * [`Capabilities`]: what the loaded library offers; missing parts give

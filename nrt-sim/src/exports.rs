@@ -32,6 +32,7 @@ macro_rules! exported {
 
 exported!(
     nrt_add_tensor_to_tensor_set,
+    nrt_all_gather,
     nrt_allocate_tensor_set,
     nrt_barrier,
     nrt_build_global_comm,

@@ -334,6 +334,35 @@ fn child_rank_of_a_world_of_two_processes() {
         assert_eq!(status, NRT_EXEC_HW_ERR_COLLECTIVES, "{message}");
         assert!(message.contains("rank(s) [1] never connected"), "{message}");
     }
+    if std::env::var_os("CC_GLOBAL").is_some() {
+        // The global communicator on the same root address while the model's group
+        // still holds it: a barrier, then an all-gather of each rank's bytes.
+        // SAFETY: no pointer arguments.
+        let status = unsafe { nrt_barrier(0, rank, 2) };
+        assert_eq!(status, NRT_SUCCESS, "{}", last_error());
+        let input = [rank as u8 + 1; 3];
+        let mut output = [0u8; 6];
+        // SAFETY: 3 readable bytes in, 2 x 3 writable bytes out, not overlapping.
+        let status = unsafe {
+            nrt_all_gather(
+                0,
+                rank,
+                2,
+                3,
+                input.as_ptr().cast_mut().cast(),
+                output.as_mut_ptr().cast(),
+            )
+        };
+        assert_eq!(status, NRT_SUCCESS, "{}", last_error());
+        assert_eq!(output, [1, 1, 1, 2, 2, 2]);
+        // And the model's group still works after it.
+        assert_eq!(
+            on_exec_stack(|| r.execute()),
+            NRT_SUCCESS,
+            "{}",
+            last_error()
+        );
+    }
     r.release();
 }
 
@@ -370,6 +399,14 @@ fn all_reduce_across_two_processes_is_exact() {
         return;
     }
     run_two_rank_processes([&[], &[]]);
+}
+
+#[test]
+fn the_global_communicator_meets_across_processes_beside_a_models_group() {
+    if std::env::var_os("NRT_SIM_TEST_CHILD").is_some() {
+        return;
+    }
+    run_two_rank_processes([&[("CC_GLOBAL", "1")], &[("CC_GLOBAL", "1")]]);
 }
 
 #[test]

@@ -131,3 +131,135 @@ fn outside_the_init_window_it_is_refused() {
         "{status}"
     );
 }
+
+/// `nrt_all_gather` of `input` as member `id` of `count` on core `id`.
+fn all_gather(id: u32, count: u32, input: &[u8], output: &mut [u8]) -> NRT_STATUS {
+    assert!(output.len() >= input.len() * count as usize);
+    // SAFETY: `input` is readable for its length and `output` writable for
+    // `count * input.len()` bytes (asserted above); they do not overlap.
+    unsafe {
+        nrt_all_gather(
+            id as i32,
+            id,
+            count,
+            input.len() as u32,
+            input.as_ptr().cast_mut().cast(),
+            output.as_mut_ptr().cast(),
+        )
+    }
+}
+
+#[test]
+fn all_gather_places_every_members_bytes_at_its_rank() {
+    let _s = Session::new();
+    let outputs: Vec<(NRT_STATUS, Vec<u8>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2u32)
+            .map(|id| {
+                s.spawn(move || {
+                    let mut last = (NRT_SUCCESS, Vec::new());
+                    // Rounds follow each other: each gathers that round's bytes.
+                    for round in 0..3u8 {
+                        let input = [10 * round + id as u8; 5];
+                        let mut output = vec![0xEEu8; 10];
+                        let status = all_gather(id, 2, &input, &mut output);
+                        let expected: Vec<u8> = [[10 * round; 5], [10 * round + 1; 5]].concat();
+                        assert_eq!(
+                            (status, &output),
+                            (NRT_SUCCESS, &expected),
+                            "{}",
+                            last_error()
+                        );
+                        last = (status, output);
+                    }
+                    last
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
+fn all_gather_of_one_member_copies_its_input() {
+    let _s = Session::new();
+    let mut output = [0u8; 4];
+    assert_eq!(all_gather(0, 1, &[1, 2, 3, 4], &mut output), NRT_SUCCESS);
+    assert_eq!(output, [1, 2, 3, 4]);
+    // Size 0: nothing to read or write, NULL buffers allowed.
+    // SAFETY: no byte is read or written for rank_input_size 0.
+    let status = unsafe { nrt_all_gather(0, 0, 1, 0, std::ptr::null_mut(), std::ptr::null_mut()) };
+    assert_eq!(status, NRT_SUCCESS, "{}", last_error());
+}
+
+#[test]
+fn all_gather_refuses_null_buffers_overlap_and_different_sizes() {
+    let _s = Session::new();
+    let mut buf = [0u8; 8];
+    // SAFETY: NULL input is refused before any access.
+    let status =
+        unsafe { nrt_all_gather(0, 0, 1, 4, std::ptr::null_mut(), buf.as_mut_ptr().cast()) };
+    assert_eq!(status, NRT_INVALID);
+    assert!(
+        last_error().contains("rank_input_size 4"),
+        "{}",
+        last_error()
+    );
+    // SAFETY: overlapping buffers are refused before any access.
+    let status = unsafe {
+        nrt_all_gather(
+            0,
+            0,
+            1,
+            4,
+            buf.as_mut_ptr().cast(),
+            buf.as_mut_ptr().add(2).cast(),
+        )
+    };
+    assert_eq!(status, NRT_INVALID);
+    assert!(last_error().contains("overlaps"), "{}", last_error());
+    assert_eq!(all_gather(0, 0, &[1], &mut buf), NRT_INVALID);
+    assert!(
+        last_error().contains("g_device_count 0"),
+        "{}",
+        last_error()
+    );
+
+    // The last error is per thread: each member reports its own.
+    let results: Vec<(NRT_STATUS, String)> = std::thread::scope(|s| {
+        let a = s.spawn(|| (all_gather(0, 2, &[1; 4], &mut [0; 8]), last_error()));
+        let b = s.spawn(|| (all_gather(1, 2, &[2; 2], &mut [0; 4]), last_error()));
+        vec![a.join().unwrap(), b.join().unwrap()]
+    });
+    for (status, message) in results {
+        assert_eq!(status, NRT_INVALID, "{message}");
+        assert!(
+            message.contains("every member gathers the same size"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_member_fails_the_all_gather_leaving_own_bytes_and_zeros() {
+    if !in_child(
+        "a_missing_member_fails_the_all_gather_leaving_own_bytes_and_zeros",
+        &[("NEURON_RT_EXEC_TIMEOUT", "0.2")],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    let start = Instant::now();
+    let mut output = [0xEEu8; 6];
+    assert_eq!(
+        all_gather(1, 2, &[7; 3], &mut output),
+        NRT_EXEC_HW_ERR_COLLECTIVES
+    );
+    assert!(start.elapsed() < Duration::from_secs(3));
+    let message = last_error();
+    assert!(
+        message.contains("rank(s) [0] never arrived") && message.contains("the all-gather"),
+        "{message}"
+    );
+    assert_eq!(output, [0, 0, 0, 7, 7, 7]);
+}

@@ -1,4 +1,4 @@
-//! Host-driven collectives: `nrt_build_global_comm`, `nrt_barrier`.
+//! Host-driven collectives: `nrt_build_global_comm`, `nrt_barrier`, `nrt_all_gather`.
 //!
 //! `(vnc, g_device_id, g_device_count)` is (the local core, the caller's global rank,
 //! the world): the SDK header's comments name them "global device id" / "global worker
@@ -9,7 +9,7 @@
 use nrt_sys::Library;
 
 use super::{check, entry};
-use crate::Result;
+use crate::{Error, Result};
 
 /// `nrt_build_global_comm`: makes core `vnc` member `rank` of the global communicator
 /// of `world` members.
@@ -26,4 +26,54 @@ pub(crate) fn barrier(lib: &Library, vnc: i32, rank: u32, world: u32) -> Result<
     // SAFETY: plain integers; libnrt validates them.
     let status = unsafe { f(vnc, rank, world) };
     check(lib, "nrt_barrier", status)
+}
+
+/// `nrt_all_gather`: every member's `input` into `output`, member `i`'s bytes at
+/// `i * input.len()`. Safe: the lengths are checked here, so libnrt writes only inside
+/// `output` (`world * input.len()` bytes).
+pub(crate) fn all_gather(
+    lib: &Library,
+    vnc: i32,
+    rank: u32,
+    world: u32,
+    input: &[u8],
+    output: &mut [u8],
+) -> Result<()> {
+    let f = entry!(lib, nrt_all_gather);
+    let size = u32::try_from(input.len()).map_err(|_| {
+        Error::invalid(
+            "input",
+            format!(
+                "{} bytes per rank; nrt_all_gather takes at most {} (u32)",
+                input.len(),
+                u32::MAX
+            ),
+        )
+    })?;
+    if Some(output.len()) != input.len().checked_mul(world as usize) {
+        return Err(Error::invalid(
+            "output",
+            format!(
+                "{} bytes; the all-gather of {} bytes from each of {world} ranks needs {}",
+                output.len(),
+                input.len(),
+                input.len() as u128 * u128::from(world)
+            ),
+        ));
+    }
+    // SAFETY: `input` is readable for `size` bytes and `output` writable for exactly
+    // `world * size` bytes (checked above), both borrowed for the call; a `&[u8]` and a
+    // `&mut [u8]` never overlap. libnrt only reads `input` (the C prototype takes it
+    // non-const, but the function copies from it).
+    let status = unsafe {
+        f(
+            vnc,
+            rank,
+            world,
+            size,
+            input.as_ptr().cast_mut().cast(),
+            output.as_mut_ptr().cast(),
+        )
+    };
+    check(lib, "nrt_all_gather", status)
 }

@@ -1,6 +1,7 @@
 //! [`HostInputs`] / [`HostOutputs`]: the host buffers of one job of a staged pipeline,
 //! one per model input or output, reused from job to job.
 
+use crate::dtype::bytes_of;
 use crate::typed::{accepts, short_type_name};
 use crate::{Element, Error, Result, TensorInfo};
 
@@ -78,14 +79,6 @@ fn position(infos: &[TensorInfo], role: &str, name: &str) -> Result<usize> {
             format!("the model has no {role} `{name}` (its {role}s: {known:?})"),
         )
     })
-}
-
-/// `data` as bytes.
-fn bytes_of<E: Element>(data: &[E]) -> &[u8] {
-    // SAFETY: `Element` types are plain data without padding (its contract), so every
-    // byte of the slice is initialised; the byte slice covers exactly the same memory
-    // and borrows `data` for its lifetime.
-    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), size_of_val(data)) }
 }
 
 /// Whether `E` is the element type of `info` (any type for a dtype of unknown size).

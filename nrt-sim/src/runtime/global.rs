@@ -1,5 +1,5 @@
-//! The global communicator and the host-driven barrier: `nrt_build_global_comm`,
-//! `nrt_cc_global_comm_init` and `nrt_barrier`.
+//! The global communicator and the host-driven collectives: `nrt_build_global_comm`,
+//! `nrt_cc_global_comm_init`, `nrt_barrier` and `nrt_all_gather`.
 //!
 //! `(vnc, g_device_id, g_device_count)` is (the calling rank's local core, its global
 //! rank, the world). Vendor sources read for this: the SDK header's comments on
@@ -15,6 +15,13 @@
 //! ops ([`super::net`]). A barrier that waits longer than `NEURON_RT_EXEC_TIMEOUT` fails
 //! with `NRT_EXEC_HW_ERR_COLLECTIVES` naming the members that never came, as a
 //! collective op does.
+//!
+//! `nrt_all_gather` (no page of the API reference; its prototype and semantics from the
+//! SDK header's comments and from a reconstruction of the library, which agree): sets
+//! the communicator up like `nrt_build_global_comm`, zeroes the output, places the
+//! caller's bytes at `rank_input_size * g_device_id` and fills the other members' slots
+//! from a host-side all-gather. The simulator does the same on the global group's
+//! rendezvous; every member must give the same size.
 
 use super::group::Group;
 use super::net;
@@ -24,9 +31,13 @@ use nrt_sys::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The one step of the global group's rounds: barriers follow each other, and a round
-/// ends before its members can start the next one.
-const BARRIER_STEP: usize = 0;
+/// The step of the global group's barrier rounds: barriers follow each other, and a
+/// round ends before its members can start the next one.
+pub(crate) const BARRIER_STEP: usize = 0;
+
+/// The step of the global group's all-gather rounds (a member in a barrier while another
+/// is in an all-gather waits for the timeout, as on a device).
+pub(crate) const ALL_GATHER_STEP: usize = 1;
 
 impl Runtime {
     /// Checks `(vnc, id, count)` and registers the member in the global group (created
@@ -86,4 +97,38 @@ pub(crate) fn barrier(vnc: i64, id: u32, count: u32) -> Res<()> {
     group
         .exchange(id, BARRIER_STEP, Vec::new(), deadline, timeout)
         .map(drop)
+}
+
+/// `nrt_all_gather`: registers the member as [`build_global_comm`] does, then gathers
+/// every member's `input` into `output` (`count * input.len()` bytes, member `i`'s at
+/// `i * input.len()`). `output` is zeroed and holds the caller's own slice before the
+/// exchange, so after a failure it holds that and zeros.
+pub(crate) fn all_gather(
+    vnc: i64,
+    id: u32,
+    count: u32,
+    input: &[u8],
+    output: &mut [u8],
+) -> Res<()> {
+    let size = input.len();
+    debug_assert_eq!(output.len(), size * count as usize);
+    let (group, timeout) = with_open(|rt| rt.global_member(vnc, id, count))?;
+    output.fill(0);
+    let own = id as usize * size;
+    output[own..own + size].copy_from_slice(input);
+    let deadline = Instant::now() + timeout;
+    let parts = group.exchange(id, ALL_GATHER_STEP, input.to_vec(), deadline, timeout)?;
+    if let Some((other, part)) = parts.iter().enumerate().find(|(_, p)| p.len() != size) {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "member {id} of {count} gave rank_input_size {size} but member {other} gave {}: every member gathers the same size",
+                part.len()
+            ),
+        );
+    }
+    for (slot, part) in output.chunks_exact_mut(size.max(1)).zip(&parts) {
+        slot.copy_from_slice(part);
+    }
+    Ok(())
 }

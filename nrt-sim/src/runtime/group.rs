@@ -102,7 +102,10 @@ impl Group {
     /// The collective a round is, for messages.
     fn round(&self, step: usize) -> String {
         if self.global {
-            "the barrier".to_string()
+            match step {
+                super::global::BARRIER_STEP => "the barrier".to_string(),
+                _ => "the all-gather".to_string(),
+            }
         } else {
             format!("collective {step}")
         }

@@ -11,7 +11,7 @@
 //! (a bound execution and its run), `units` (requests and queues: the device side of
 //! [`crate::xu`]), `state` (the init/close window and the [`Runtime`] registry),
 //! `tensors`, `transfers`, `models`, `scheduling` (the registry's operations, as
-//! `impl Runtime` blocks), `global` (the global communicator and `nrt_barrier`).
+//! `impl Runtime` blocks), `global` (the global communicator, `nrt_barrier`, `nrt_all_gather`).
 
 mod exec;
 mod global;
@@ -26,7 +26,7 @@ mod tensors;
 mod transfers;
 mod units;
 
-pub(crate) use global::{barrier, build_global_comm};
+pub(crate) use global::{all_gather, barrier, build_global_comm};
 pub(crate) use objects::{Core, copy_between};
 pub(crate) use state::{
     arm_faults, close, current_version, init, reported_cores, require_async_events,

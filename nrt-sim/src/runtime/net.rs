@@ -12,11 +12,18 @@
 //! waiting ranks learn it at once. A rank sends its contribution only when asked, so a
 //! connection its rank gave up on never holds a stale one; rank 0 waits, until the
 //! deadline, for a rank whose connection closed to connect again.
+//!
+//! One process may be rank 0 of several groups on the same address (a model's ranks
+//! and the global communicator, as libnrt bootstraps every communicator from the one
+//! `NEURON_RT_ROOT_COMM_ID`): they share one listener ([`Acceptor`]), which files each
+//! connection under the group its hello names until that group's rank 0 takes it.
 
 use crate::error::{Res, fail};
 use nrt_sys::*;
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 const MAGIC: u32 = 0x4e52_5443; // "NRTC"
@@ -50,9 +57,10 @@ pub(crate) fn root_addr(text: &str) -> Res<SocketAddr> {
 
 /// One rank's side of the group's connections.
 pub(crate) enum Link {
-    /// Rank 0: its listener (bound at the first exchange) and a connection per rank.
+    /// Rank 0: the address's listener (taken at the first exchange, shared with the
+    /// other groups this process is rank 0 of) and a connection per rank.
     Root {
-        listener: Option<TcpListener>,
+        listener: Option<Arc<Mutex<Acceptor>>>,
         peers: Vec<Option<TcpStream>>,
     },
     /// Any other rank: its connection to rank 0.
@@ -121,7 +129,7 @@ fn remaining(deadline: Instant) -> io::Result<Duration> {
 }
 
 fn root_exchange(
-    listener: &mut Option<TcpListener>,
+    listener: &mut Option<Arc<Mutex<Acceptor>>>,
     peers: &mut [Option<TcpStream>],
     at: &Place<'_>,
     step: u32,
@@ -129,10 +137,10 @@ fn root_exchange(
     deadline: Instant,
 ) -> Result<Vec<Vec<u8>>, String> {
     if listener.is_none() {
-        let l = TcpListener::bind(at.root)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|e| format!("rank 0 cannot listen on {} ({e})", at.root))?;
-        *listener = Some(l);
+        *listener = Some(
+            Acceptor::on(at.root)
+                .map_err(|e| format!("rank 0 cannot listen on {} ({e})", at.root))?,
+        );
     }
     let l = listener.as_ref().expect("bound above");
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; at.world as usize];
@@ -188,21 +196,71 @@ fn root_exchange(
     Ok(parts)
 }
 
-/// Accepts every pending connection whose hello names this group.
+/// The listener of one root address in this process, shared by the groups this process
+/// is rank 0 of, and the connections accepted for each group (by name and world) that
+/// its rank 0 has not taken yet.
+pub(crate) struct Acceptor {
+    listener: TcpListener,
+    waiting: HashMap<GroupKey, Vec<(u32, TcpStream)>>,
+}
+
+/// A group as a hello names it: (name, world).
+type GroupKey = (Vec<u8>, u32);
+
+/// The acceptors of this process by address; an address is listened on while a group
+/// holds its acceptor.
+static ACCEPTORS: Mutex<Vec<(SocketAddr, Weak<Mutex<Acceptor>>)>> = Mutex::new(Vec::new());
+
+impl Acceptor {
+    /// The acceptor of `addr`, bound now if no group of this process holds it.
+    fn on(addr: SocketAddr) -> io::Result<Arc<Mutex<Acceptor>>> {
+        let mut all = lock(&ACCEPTORS);
+        all.retain(|(_, a)| a.strong_count() > 0);
+        if let Some(a) = all
+            .iter()
+            .find(|(at, _)| *at == addr)
+            .and_then(|(_, a)| a.upgrade())
+        {
+            return Ok(a);
+        }
+        let listener = TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let acceptor = Arc::new(Mutex::new(Acceptor {
+            listener,
+            waiting: HashMap::new(),
+        }));
+        all.push((addr, Arc::downgrade(&acceptor)));
+        Ok(acceptor)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Accepts every pending connection, filing it under the group its hello names, and
+/// takes those of this group (a later one of a rank replaces an earlier one).
 fn accept_pending(
-    l: &TcpListener,
+    acceptor: &Mutex<Acceptor>,
     peers: &mut [Option<TcpStream>],
     at: &Place<'_>,
     deadline: Instant,
 ) {
-    while let Ok((mut s, _)) = l.accept() {
-        if let Ok(rank) = read_hello(&mut s, at, deadline) {
+    let mut a = lock(acceptor);
+    while let Ok((mut s, _)) = a.listener.accept() {
+        if let Ok((world, rank, name)) = read_hello(&mut s, deadline) {
+            a.waiting.entry((name, world)).or_default().push((rank, s));
+        }
+    }
+    if let Some(mine) = a.waiting.remove(&(at.name.as_bytes().to_vec(), at.world)) {
+        for (rank, s) in mine {
             peers[rank as usize] = Some(s);
         }
     }
 }
 
-fn read_hello(s: &mut TcpStream, at: &Place<'_>, deadline: Instant) -> io::Result<u32> {
+/// A connection's hello: `(world, rank, group name)` of a rank other than 0.
+fn read_hello(s: &mut TcpStream, deadline: Instant) -> io::Result<(u32, u32, Vec<u8>)> {
     s.set_nonblocking(false)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(remaining(deadline)?.min(Duration::from_secs(1))))?;
@@ -210,20 +268,15 @@ fn read_hello(s: &mut TcpStream, at: &Place<'_>, deadline: Instant) -> io::Resul
     let world = read_u32(s)?;
     let rank = read_u32(s)?;
     let len = read_u32(s)? as usize;
-    let mut name = vec![0; len.min(4096)];
-    s.read_exact(&mut name)?;
-    if magic != MAGIC
-        || world != at.world
-        || rank == 0
-        || rank >= world
-        || name != at.name.as_bytes()
-    {
+    if magic != MAGIC || rank == 0 || rank >= world || len > 4096 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "not a rank of this group",
+            "not a rank's hello",
         ));
     }
-    Ok(rank)
+    let mut name = vec![0; len];
+    s.read_exact(&mut name)?;
+    Ok((world, rank, name))
 }
 
 fn peer_exchange(

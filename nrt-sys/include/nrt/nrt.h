@@ -228,6 +228,11 @@ NRT_STATUS nrt_get_vnc_memory_stats(uint32_t vnc, nrt_vnc_memory_stats_t *stats,
 NRT_STATUS nrt_build_global_comm(int32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
 NRT_STATUS nrt_cc_global_comm_init(uint32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
 NRT_STATUS nrt_barrier(int32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
+/* Every member contributes rank_input_size bytes from input; output (g_device_count *
+   rank_input_size bytes) receives member i's bytes at offset i * rank_input_size. Sets the
+   global communicator up first, as nrt_build_global_comm does. */
+NRT_STATUS nrt_all_gather(int32_t vnc, uint32_t g_device_id, uint32_t g_device_count,
+                          uint32_t rank_input_size, void *input, void *output);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,14 @@ unsafe extern "C" {
         tensor_name: *const ::std::os::raw::c_char,
         tensor: *mut nrt_tensor_t,
     ) -> NRT_STATUS;
+    pub fn nrt_all_gather(
+        vnc: i32,
+        g_device_id: u32,
+        g_device_count: u32,
+        rank_input_size: u32,
+        input: *mut ::std::os::raw::c_void,
+        output: *mut ::std::os::raw::c_void,
+    ) -> NRT_STATUS;
     pub fn nrt_allocate_tensor_set(result: *mut *mut nrt_tensor_set_t) -> NRT_STATUS;
     pub fn nrt_barrier(vnc: i32, g_device_id: u32, g_device_count: u32) -> NRT_STATUS;
     pub fn nrt_build_global_comm(

@@ -10,6 +10,15 @@ pub mod fn_types {
         tensor_name: *const ::std::os::raw::c_char,
         tensor: *mut nrt_tensor_t,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_all_gather`.
+    pub type nrt_all_gather = unsafe extern "C" fn(
+        vnc: i32,
+        g_device_id: u32,
+        g_device_count: u32,
+        rank_input_size: u32,
+        input: *mut ::std::os::raw::c_void,
+        output: *mut ::std::os::raw::c_void,
+    ) -> NRT_STATUS;
     ///Signature of `nrt_allocate_tensor_set`.
     pub type nrt_allocate_tensor_set = unsafe extern "C" fn(
         result: *mut *mut nrt_tensor_set_t,
@@ -334,6 +343,8 @@ pub mod fn_types {
 pub struct NrtFns {
     ///`nrt_add_tensor_to_tensor_set`, or `None` when the library does not export it.
     pub nrt_add_tensor_to_tensor_set: Option<fn_types::nrt_add_tensor_to_tensor_set>,
+    ///`nrt_all_gather`, or `None` when the library does not export it.
+    pub nrt_all_gather: Option<fn_types::nrt_all_gather>,
     ///`nrt_allocate_tensor_set`, or `None` when the library does not export it.
     pub nrt_allocate_tensor_set: Option<fn_types::nrt_allocate_tensor_set>,
     ///`nrt_barrier`, or `None` when the library does not export it.
@@ -449,10 +460,11 @@ pub struct NrtFns {
 }
 impl NrtFns {
     /// Number of functions in the table.
-    pub const LEN: usize = 54usize;
+    pub const LEN: usize = 55usize;
     /// Every symbol name in the table, sorted.
-    pub const NAMES: [&'static ::core::ffi::CStr; 54usize] = [
+    pub const NAMES: [&'static ::core::ffi::CStr; 55usize] = [
         c"nrt_add_tensor_to_tensor_set",
+        c"nrt_all_gather",
         c"nrt_allocate_tensor_set",
         c"nrt_barrier",
         c"nrt_build_global_comm",
@@ -529,6 +541,19 @@ impl NrtFns {
                         ::core::mem::transmute::<
                             *mut ::core::ffi::c_void,
                             fn_types::nrt_add_tensor_to_tensor_set,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_all_gather: {
+                let ptr = lookup(c"nrt_all_gather");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_all_gather,
                         >(ptr)
                     })
                 }
@@ -1225,12 +1250,13 @@ impl NrtFns {
         }
     }
     /// Each symbol name with whether the table has it.
-    pub fn presence(&self) -> [(&'static ::core::ffi::CStr, bool); 54usize] {
+    pub fn presence(&self) -> [(&'static ::core::ffi::CStr, bool); 55usize] {
         [
             (
                 c"nrt_add_tensor_to_tensor_set",
                 self.nrt_add_tensor_to_tensor_set.is_some(),
             ),
+            (c"nrt_all_gather", self.nrt_all_gather.is_some()),
             (c"nrt_allocate_tensor_set", self.nrt_allocate_tensor_set.is_some()),
             (c"nrt_barrier", self.nrt_barrier.is_some()),
             (c"nrt_build_global_comm", self.nrt_build_global_comm.is_some()),
@@ -1305,12 +1331,18 @@ impl NrtFns {
     /// same order as [`NrtFns::NAMES`].
     pub fn addresses(
         &self,
-    ) -> [(&'static ::core::ffi::CStr, *mut ::core::ffi::c_void); 54usize] {
+    ) -> [(&'static ::core::ffi::CStr, *mut ::core::ffi::c_void); 55usize] {
         [
             (
                 c"nrt_add_tensor_to_tensor_set",
                 self
                     .nrt_add_tensor_to_tensor_set
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_all_gather",
+                self
+                    .nrt_all_gather
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
@@ -1640,6 +1672,7 @@ impl NrtFns {
             nrt_add_tensor_to_tensor_set: Some(
                 super::linked::nrt_add_tensor_to_tensor_set,
             ),
+            nrt_all_gather: Some(super::linked::nrt_all_gather),
             nrt_allocate_tensor_set: Some(super::linked::nrt_allocate_tensor_set),
             nrt_barrier: Some(super::linked::nrt_barrier),
             nrt_build_global_comm: Some(super::linked::nrt_build_global_comm),

@@ -1,0 +1,187 @@
+//! `Runtime::all_gather` (`nrt_all_gather`) through the safe API on the dlopen'ed
+//! simulator: ranks on threads get every rank's data in rank order, round after round;
+//! a missing rank fails in time with the collective status; lengths that do not fit are
+//! typed errors naming them; a library without the function says so.
+
+mod support;
+
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use neuron_rt::nrt_sys::Library;
+use neuron_rt::{Error, NrtStatus, RankSpec, Runtime};
+
+/// Four visible cores, and a short execution timeout so a missing rank fails fast.
+fn setup() -> (support::Guard, Runtime) {
+    static ENV: Once = Once::new();
+    // SAFETY: set once, before this binary's first runtime reads the environment.
+    ENV.call_once(|| unsafe {
+        std::env::set_var("NRT_SIM_VNC_COUNT", "4");
+        std::env::set_var("NEURON_RT_EXEC_TIMEOUT", "0.5");
+    });
+    let guard = support::lock();
+    (guard, support::runtime())
+}
+
+/// Runs `body(rank)` for ranks `0..world` on cores `0..world`, one thread each.
+fn on_ranks<T: Send>(world: u32, body: impl Fn(RankSpec) -> T + Sync) -> Vec<T> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..world)
+            .map(|rank| {
+                let body = &body;
+                s.spawn(move || body(RankSpec::new(rank, rank, world).unwrap()))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn four_ranks_get_every_ranks_data_in_rank_order_round_after_round() {
+    let (_g, rt) = setup();
+    let gathered = on_ranks(4, |spec| {
+        let mut rounds = Vec::new();
+        for round in 0..3u32 {
+            let mine: Vec<f32> = (0..5)
+                .map(|i| (100 * round + 10 * spec.rank + i) as f32)
+                .collect();
+            rounds.push(rt.all_gather(spec, &mine).unwrap());
+        }
+        // Other element types go through the same bytes.
+        let words = rt.all_gather(spec, &[spec.rank as u16 * 257]).unwrap();
+        (rounds, words)
+    });
+    for round in 0..3u32 {
+        let expected: Vec<f32> = (0..4u32)
+            .flat_map(|rank| (0..5).map(move |i| (100 * round + 10 * rank + i) as f32))
+            .collect();
+        for (rank, (rounds, _)) in gathered.iter().enumerate() {
+            assert_eq!(
+                rounds[round as usize], expected,
+                "rank {rank}, round {round}"
+            );
+        }
+    }
+    for (_, words) in &gathered {
+        assert_eq!(words, &[0, 257, 514, 771]);
+    }
+    drop(rt);
+    support::assert_no_leaks();
+}
+
+#[test]
+fn all_gather_into_fills_the_callers_buffer_and_checks_its_length() {
+    let (_g, rt) = setup();
+    let spec = RankSpec::new(0, 0, 1).unwrap();
+    let mut out = [0i32; 3];
+    rt.all_gather_into(spec, &[4, 5, 6], &mut out).unwrap();
+    assert_eq!(out, [4, 5, 6]);
+
+    let two = RankSpec::new(0, 0, 2).unwrap();
+    let err = rt
+        .all_gather_into(two, &[1i32; 3], &mut [0; 5])
+        .unwrap_err();
+    match &err {
+        Error::InvalidArgument {
+            argument: "output",
+            reason,
+        } => assert!(
+            reason.contains("5 elements")
+                && reason.contains("3 elements from each of 2 ranks needs 6"),
+            "{reason}"
+        ),
+        other => panic!("{other}"),
+    }
+    // An empty input gathers nothing, on every rank.
+    assert!(rt.all_gather::<f32>(spec, &[]).unwrap().is_empty());
+}
+
+#[test]
+fn a_missing_rank_fails_the_all_gather_with_the_collective_status_in_time() {
+    let (_g, rt) = setup();
+    let start = Instant::now();
+    let result = rt.all_gather(RankSpec::new(1, 1, 2).unwrap(), &[1u8; 8]);
+    let err = result.unwrap_err();
+    assert_eq!(err.status(), Some(NrtStatus::ExecHwErrCollectives), "{err}");
+    assert!(
+        matches!(
+            &err,
+            Error::Nrt {
+                function: "nrt_all_gather",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("rank 1 of 2 on core 1"), "{err}");
+    // NEURON_RT_EXEC_TIMEOUT is 0.5 s here.
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // The communicator works again once both ranks come.
+    let gathered = on_ranks(2, |spec| rt.all_gather(spec, &[spec.rank as u8]).unwrap());
+    assert_eq!(gathered, [[0, 1], [0, 1]]);
+}
+
+#[test]
+fn ranks_giving_different_lengths_all_fail_as_invalid() {
+    let (_g, rt) = setup();
+    let results = on_ranks(2, |spec| {
+        let input = vec![7u8; 2 + spec.rank as usize];
+        rt.all_gather(spec, &input)
+    });
+    for (rank, result) in results.iter().enumerate() {
+        let err = result.as_ref().unwrap_err();
+        assert_eq!(err.status(), Some(NrtStatus::Invalid), "rank {rank}: {err}");
+    }
+}
+
+#[test]
+fn bad_ranks_are_typed_errors_naming_the_values() {
+    let (_g, rt) = setup();
+    let far = RankSpec::new(9, 0, 1).unwrap();
+    let err = rt.all_gather(far, &[1u8]).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument { argument: "core", reason } if reason.contains("core 9")),
+        "{err}"
+    );
+    let bad = RankSpec {
+        core: 0,
+        rank: 3,
+        world: 2,
+    };
+    let err = rt.all_gather(bad, &[1u8]).unwrap_err();
+    assert!(matches!(&err, Error::InvalidArgument { .. }), "{err}");
+    // A world so large that the output cannot exist is refused before anything runs.
+    let huge = RankSpec {
+        core: 0,
+        rank: 0,
+        world: u32::MAX,
+    };
+    let err = rt.all_gather_into(huge, &[0u64; 4], &mut []).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::InvalidArgument {
+                argument: "output",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_library_without_all_gather_says_so() {
+    let _g = support::lock();
+    let mut fns = *support::sim().fns();
+    fns.nrt_all_gather = None;
+    // SAFETY: the dlopen'ed simulator's own functions, one of them removed.
+    let lib = unsafe { Library::in_process("sim-without-all-gather", fns, None) };
+    let rt = Runtime::builder().library(lib).build().unwrap();
+    let err = rt
+        .all_gather(RankSpec::new(0, 0, 1).unwrap(), &[1u8])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unsupported { needed: Some(n), .. } if n.contains("nrt_all_gather")),
+        "{err}"
+    );
+}
