@@ -5,6 +5,7 @@ use std::ffi::c_void;
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nrt_sys as sys;
 
@@ -41,6 +42,9 @@ pub(crate) struct TensorSetInner {
     rt: Runtime,
     // Dropped after the libnrt set is destroyed (TensorSetInner::drop runs first).
     tensors: BTreeMap<String, Tensor>,
+    /// The binding this set last passed (`Model::check_bindings`): a model's id and the
+    /// role, see [`TensorSet::passed`]; 0 for none. Cleared by every change of the set.
+    passed: AtomicU64,
 }
 
 // libnrt reads a set during nrt_execute (documented as callable concurrently), and this
@@ -77,6 +81,7 @@ impl Runtime {
                 raw,
                 rt: self.clone(),
                 tensors: BTreeMap::new(),
+                passed: AtomicU64::new(0),
             }),
         })
     }
@@ -126,7 +131,22 @@ impl TensorSet {
             )
         }
         .map_err(|e| e.context(format!("tensor `{}` as `{name}`", tensor.name())))?;
+        // The set changed: whatever binding it passed must be checked again.
+        *inner.passed.get_mut() = 0;
         Ok(inner.tensors.insert(name.to_owned(), tensor.clone()))
+    }
+
+    /// Whether the set passed the binding check `key` (a model's id and a role, never
+    /// 0) and did not change since. Sound to trust because a set changes only through
+    /// `&mut self` (which clears the mark) and a tensor's size, placement and core never
+    /// change.
+    pub(crate) fn passed(&self, key: u64) -> bool {
+        self.inner.passed.load(Ordering::Relaxed) == key
+    }
+
+    /// Remembers that the set, as it is now, passed the binding check `key`.
+    pub(crate) fn mark_passed(&self, key: u64) {
+        self.inner.passed.store(key, Ordering::Relaxed);
     }
 
     /// The tensor stored under `name`.

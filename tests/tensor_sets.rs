@@ -100,3 +100,54 @@ fn bad_names_are_refused_and_leave_the_set_unchanged() {
     set.insert(&"n".repeat(255), &t).unwrap();
     assert_eq!(set.len(), 1);
 }
+
+/// Sets remember the binding check they passed (so repeated executions skip the name
+/// lookups); any change of a set, and any other model, checks again.
+#[test]
+fn a_set_that_changed_after_passing_a_binding_check_is_checked_again() {
+    let _g = lock();
+    let rt = runtime();
+    let model = rt.load_model_on(&support::add_model(), 0).unwrap();
+    let mut inputs = model.allocate_inputs().unwrap();
+    let mut outputs = model.allocate_outputs().unwrap();
+    for _ in 0..2 {
+        model.execute(&inputs, &mut outputs).unwrap();
+    }
+    // A smaller tensor under an input's name: refused, although the set passed before.
+    let small = rt
+        .allocate_tensor(Placement::Device, Some(0), 20, "small")
+        .unwrap();
+    let old_b = inputs.insert("b", &small).unwrap().unwrap();
+    let err = model.execute(&inputs, &mut outputs).unwrap_err();
+    assert!(
+        matches!(&err, Error::SizeMismatch { tensor, expected: 24, actual: 20, .. } if tensor == "b"),
+        "{err}"
+    );
+    // The async path checks the same way.
+    let unit = rt.compute_unit(0).unwrap();
+    let rejected = unit.execute(&model, inputs, outputs).unwrap_err();
+    assert!(
+        matches!(rejected.error(), Error::SizeMismatch { .. }),
+        "{rejected}"
+    );
+    let (mut inputs, mut outputs) = rejected.into_inner();
+    // Put right again: passes again.
+    inputs.insert("b", &old_b).unwrap();
+    model.execute(&inputs, &mut outputs).unwrap();
+
+    // The same sets with another model whose tensors differ: checked for that model.
+    let other = rt
+        .load_model_on(
+            &nrt_sim::ModelBuilder::add_example(&[4]).build().unwrap(),
+            0,
+        )
+        .unwrap();
+    let err = other.execute(&inputs, &mut outputs).unwrap_err();
+    assert!(matches!(&err, Error::SizeMismatch { .. }), "{err}");
+    // Roles swapped (outputs as inputs): checked as such, refused (no `a`, `b` in it).
+    let err = model.execute(&outputs, &mut inputs).unwrap_err();
+    assert!(matches!(&err, Error::MissingTensor { .. }), "{err}");
+    model.execute(&inputs, &mut outputs).unwrap();
+    drop((inputs, outputs, model, other, old_b, small, unit, rt));
+    assert_no_leaks();
+}

@@ -14,11 +14,14 @@
 //! - a request holds its slot and an `Arc` of the unit that owns the pool; it returns
 //!   the slot only once the device is done with it. A forgotten request never returns
 //!   its slot and never releases its `Arc`, so the pool (and the slot) outlive any
-//!   write the device may still make.
+//!   write the device may still make;
+//! - one free slot is kept aside outside the lock (`spare`), so a unit with one
+//!   request at a time (the common synchronous-style use) takes and returns its slot
+//!   with one atomic swap each, touching no lock and no free-list memory.
 
-use std::ptr::NonNull;
+use std::ptr::{self, NonNull};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 
 use nrt_sys as sys;
 
@@ -32,6 +35,8 @@ pub(crate) const UNWRITTEN: sys::NRT_STATUS = 0xDEAD_5107;
 /// A pool of status slots (see the module docs).
 #[derive(Debug)]
 pub(crate) struct SlotPool {
+    /// A free slot not on the free list (null: none).
+    spare: AtomicPtr<AtomicU32>,
     state: Mutex<PoolState>,
 }
 
@@ -46,7 +51,6 @@ struct PoolState {
 #[derive(Debug)]
 pub(crate) struct Slot {
     ptr: NonNull<AtomicU32>,
-    index: u32,
 }
 
 // SAFETY: a `Slot` is a pointer into a chunk owned by its pool; the chunk is never freed
@@ -65,6 +69,7 @@ impl SlotPool {
         };
         state.grow();
         SlotPool {
+            spare: AtomicPtr::new(ptr::null_mut()),
             state: Mutex::new(state),
         }
     }
@@ -72,6 +77,14 @@ impl SlotPool {
     /// Takes a free slot (allocating a new chunk only when all are in use), set to
     /// [`UNWRITTEN`]; its pointer is valid for as long as this pool lives.
     pub(crate) fn take(&self) -> Slot {
+        if let Some(ptr) = NonNull::new(self.spare.swap(ptr::null_mut(), Ordering::Acquire)) {
+            // SAFETY: `spare` only ever holds a pointer to a slot of this pool's chunks,
+            // which live as long as the pool.
+            let cell = unsafe { ptr.as_ref() };
+            // Its previous holder observed completion before giving it back (as below).
+            cell.store(UNWRITTEN, Ordering::Relaxed);
+            return Slot { ptr };
+        }
         let mut state = self.lock();
         let index = match state.free.pop() {
             Some(i) => i,
@@ -88,15 +101,33 @@ impl SlotPool {
         cell.store(UNWRITTEN, Ordering::Relaxed);
         Slot {
             ptr: NonNull::from(cell),
-            index,
         }
     }
 
-    /// Returns a slot, which libnrt no longer writes, to the free list (never allocates).
+    /// Returns a slot, which libnrt no longer writes, as the spare or to the free list
+    /// (never allocates).
     pub(crate) fn give_back(&self, slot: Slot) {
+        if self
+            .spare
+            .compare_exchange(
+                ptr::null_mut(),
+                slot.ptr.as_ptr(),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            return;
+        }
         let mut state = self.lock();
-        debug_assert!(state.free.len() < state.free.capacity());
-        state.free.push(slot.index);
+        // Slots come only from this pool's chunks; one that did not would be kept out
+        // of circulation rather than risk handing out foreign memory.
+        if let Some(index) = state.index_of(&slot) {
+            debug_assert!(state.free.len() < state.free.capacity());
+            state.free.push(index);
+        } else {
+            debug_assert!(false, "a slot of another pool");
+        }
     }
 
     /// Slots currently allocated (free or held).
@@ -113,6 +144,18 @@ impl SlotPool {
 }
 
 impl PoolState {
+    /// The index of `slot` (chunk * CHUNK + offset), from its address.
+    fn index_of(&self, slot: &Slot) -> Option<u32> {
+        let addr = slot.ptr.as_ptr() as usize;
+        let size = size_of::<AtomicU32>();
+        self.chunks.iter().enumerate().find_map(|(c, chunk)| {
+            let start = chunk.as_ptr() as usize;
+            (start..start + CHUNK * size)
+                .contains(&addr)
+                .then(|| (c * CHUNK + (addr - start) / size) as u32)
+        })
+    }
+
     fn grow(&mut self) {
         let first = self.chunks.len() * CHUNK;
         self.chunks
@@ -193,6 +236,25 @@ mod tests {
         let cap = pool.capacity();
         let again: Vec<Slot> = (0..cap).map(|_| pool.take()).collect();
         assert_eq!(pool.capacity(), cap, "no growth while free slots remain");
+        for s in again {
+            pool.give_back(s);
+        }
+    }
+
+    #[test]
+    fn the_spare_and_the_free_list_never_hand_out_a_held_slot() {
+        let pool = SlotPool::new();
+        let held: Vec<Slot> = (0..4).map(|_| pool.take()).collect();
+        let ptrs: Vec<_> = held.iter().map(Slot::as_ptr).collect();
+        // The first goes to the spare, the others to the free list (by index).
+        for s in held {
+            pool.give_back(s);
+        }
+        let again: Vec<Slot> = (0..CHUNK).map(|_| pool.take()).collect();
+        let distinct: HashSet<usize> = again.iter().map(|s| s.as_ptr() as usize).collect();
+        assert_eq!(distinct.len(), CHUNK, "a slot was handed out twice");
+        assert!(ptrs.iter().all(|p| distinct.contains(&(*p as usize))));
+        assert_eq!(pool.capacity(), CHUNK, "no growth while slots were free");
         for s in again {
             pool.give_back(s);
         }
