@@ -134,7 +134,6 @@ impl<T: Payload> Request<T> {
         parked: T::Parked,
         keep: KeepAlive,
     ) -> Request<T> {
-        detached::start();
         Request {
             inner: ManuallyDrop::new(Inner {
                 unit: UnitRef::Owned(unit),

@@ -34,6 +34,7 @@ pub(crate) const UNWRITTEN: sys::NRT_STATUS = 0xDEAD_5107;
 
 /// A pool of status slots (see the module docs).
 #[derive(Debug)]
+#[repr(C)] // `spare` first: it sits next to the hot fields of `QueueState`.
 pub(crate) struct SlotPool {
     /// A free slot not on the free list (null: none).
     spare: AtomicPtr<AtomicU32>,

@@ -450,7 +450,9 @@ impl ExecUnit {
 
     /// The library this unit's runtime calls.
     fn lib(&self) -> &'static nrt_sys::Library {
-        self.inner.rt.inner.lib()
+        // The queue state's copy: the state is read anyway, the runtime's would be
+        // another cache line per request.
+        self.inner.state.lib()
     }
 
     /// `(lnc_idx, queue)` of a tensor-op call: this unit's core (whose DMA engine moves
