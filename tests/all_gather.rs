@@ -1,7 +1,8 @@
 //! `Runtime::all_gather` (`nrt_all_gather`) through the safe API on the dlopen'ed
 //! simulator: ranks on threads get every rank's data in rank order, round after round;
 //! a missing rank fails in time with the collective status; lengths that do not fit are
-//! typed errors naming them; a library without the function says so.
+//! typed errors naming them; a library without the function says so; ranks in two
+//! processes meet at a barrier and gather over `NEURON_RT_ROOT_COMM_ID`.
 
 mod support;
 
@@ -184,4 +185,69 @@ fn a_library_without_all_gather_says_so() {
         matches!(&err, Error::Unsupported { needed: Some(n), .. } if n.contains("nrt_all_gather")),
         "{err}"
     );
+}
+
+/// One rank process of `ranks_in_two_processes_meet_and_gather` (a no-op otherwise): its
+/// rank from the launcher's variables, a barrier, then an all-gather checked exactly.
+#[test]
+fn child_rank_process() {
+    if std::env::var_os("ALL_GATHER_CHILD").is_none() {
+        return;
+    }
+    let spec = RankSpec::from_env().unwrap();
+    let rt = support::runtime();
+    rt.barrier(spec).unwrap();
+    let mine: Vec<u32> = (0..3).map(|i| 10 * spec.rank + i).collect();
+    let all = rt.all_gather(spec, &mine).unwrap();
+    assert_eq!(all, [0, 1, 2, 10, 11, 12]);
+}
+
+#[test]
+fn ranks_in_two_processes_meet_and_gather() {
+    if std::env::var_os("ALL_GATHER_CHILD").is_some() {
+        return;
+    }
+    // A free port for rank 0: bound, then released for rank 0 to listen on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Both at once: each waits for the other at the barrier.
+    let children: Vec<_> = (0..2)
+        .map(|rank: u32| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_rank_process",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env("ALL_GATHER_CHILD", "1")
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("LOCAL_RANK", rank.to_string())
+                .env("NEURON_RT_ROOT_COMM_ID", format!("127.0.0.1:{port}"))
+                .env("NEURON_RT_VISIBLE_CORES", rank.to_string())
+                .env("NRT_SIM_VNC_COUNT", "2")
+                .env("NEURON_RT_EXEC_TIMEOUT", "10")
+                .env_remove("NEURON_RT_NUM_CORES")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let children: Vec<_> = children
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap())
+        .collect();
+    for (rank, out) in children.iter().enumerate() {
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "rank {rank}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
