@@ -40,7 +40,8 @@ static const any_fn functions[] = {
     (any_fn)nrt_tensor_allocate_slice, (any_fn)nrt_tensor_get_va, (any_fn)nrt_tensor_get_device_allocation_info,
     (any_fn)nrt_get_vnc_memory_stats, (any_fn)nrt_cc_global_comm_init, (any_fn)nrt_get_status_as_str,
     (any_fn)nrt_get_version, (any_fn)nrt_get_model_tensor_info, (any_fn)nrt_get_model_instance_count,
-    (any_fn)nrt_free_model_tensor_info, (any_fn)nrt_barrier, (any_fn)nrt_get_model_info,
+    (any_fn)nrt_free_model_tensor_info, (any_fn)nrt_barrier, (any_fn)nrt_all_gather,
+    (any_fn)nrt_get_model_info,
     (any_fn)nrt_profile_start, (any_fn)nrt_profile_stop,
     /* async API v3 */
     (any_fn)nrta_tensor_write, (any_fn)nrta_tensor_read, (any_fn)nrta_tensor_copy,
