@@ -82,6 +82,7 @@
 //! functions of a 2.30 library have other signatures and are never called.
 
 mod admission;
+mod create;
 mod detached;
 mod events;
 mod future;

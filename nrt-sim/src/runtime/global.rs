@@ -23,21 +23,13 @@
 //! from a host-side all-gather. The simulator does the same on the global group's
 //! rendezvous; every member must give the same size.
 
-use super::group::Group;
+use super::group::{ALL_GATHER_STEP, BARRIER_STEP, Group};
 use super::net;
 use super::state::{Runtime, with_open};
 use crate::error::{Res, fail};
 use nrt_sys::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The step of the global group's barrier rounds: barriers follow each other, and a
-/// round ends before its members can start the next one.
-pub(crate) const BARRIER_STEP: usize = 0;
-
-/// The step of the global group's all-gather rounds (a member in a barrier while another
-/// is in an all-gather waits for the timeout, as on a device).
-pub(crate) const ALL_GATHER_STEP: usize = 1;
 
 impl Runtime {
     /// Checks `(vnc, id, count)` and registers the member in the global group (created

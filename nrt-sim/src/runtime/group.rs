@@ -24,6 +24,14 @@ use std::time::{Duration, Instant};
 /// The name the global communicator's ranks greet each other with across processes.
 const GLOBAL_NAME: &str = "nrt global communicator";
 
+/// The step of the global group's barrier rounds: barriers follow each other, and a
+/// round ends before its members can start the next one.
+pub(crate) const BARRIER_STEP: usize = 0;
+
+/// The step of the global group's all-gather rounds (a member in a barrier while another
+/// is in an all-gather waits for the timeout, as on a device).
+pub(crate) const ALL_GATHER_STEP: usize = 1;
+
 /// One collective group of this process: a model name and a world size.
 pub(crate) struct Group {
     pub(crate) name: String,
@@ -103,7 +111,7 @@ impl Group {
     fn round(&self, step: usize) -> String {
         if self.global {
             match step {
-                super::global::BARRIER_STEP => "the barrier".to_string(),
+                BARRIER_STEP => "the barrier".to_string(),
                 _ => "the all-gather".to_string(),
             }
         } else {
