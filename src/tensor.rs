@@ -95,20 +95,25 @@ pub struct Tensor {
 
 /// The tensor behind every handle. Dropped once: frees the libnrt tensor, then the
 /// parent (for a slice) and the attached buffer (for [`Runtime::tensor_from_buffer`]).
+///
+/// `repr(C)`: what every call reads (handle, runtime, size, core, placement, host lock)
+/// comes first, next to the `Arc`'s reference counts, so a call touches one cache line
+/// of it.
+#[repr(C)]
 pub(crate) struct TensorInner {
     raw: NonNull<sys::nrt_tensor_t>,
     rt: Runtime,
     size: usize,
-    placement: Placement,
     core: Option<u32>,
+    placement: Placement,
+    /// For storage in host memory: the lock every synchronous libnrt call on it holds
+    /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
+    host: Option<Arc<HostLock>>,
     name: String,
     // Declared after the fields above so it drops after the tensor is freed; only held,
     // never read: a slice's storage is its parent's.
     _parent: Option<Arc<TensorInner>>,
     pub(crate) buffer: Option<AttachedBuffer>,
-    /// For storage in host memory: the lock every synchronous libnrt call on it holds
-    /// (see the `Tensor` docs), shared with slices of it. `None` for device storage.
-    host: Option<Arc<HostLock>>,
     /// Element type and shape, for a tensor made for a model tensor (`crate::typed`).
     pub(crate) layout: std::sync::OnceLock<crate::typed::Layout>,
 }

@@ -88,7 +88,9 @@ const XU_ID_UNKNOWN: u32 = u32::MAX;
 /// `repr(C)`, fields in this order: what every schedule and completion touches comes
 /// first (with the slot pool's spare slot), so that a request reads one or two cache
 /// lines of it rather than bits of four; a request after an idle spell finds them cold.
-#[repr(C)]
+/// Aligned to a cache line so that those first fields share one (the reference counts
+/// of its `Arc` sit in the line before, touched only when a handle is made or dropped).
+#[repr(C, align(64))]
 pub(crate) struct QueueState {
     /// 0, or the raw fatal status that made the queue unrecoverable.
     fatal: AtomicU32,
