@@ -61,10 +61,11 @@ pub(crate) fn all_gather(
             ),
         ));
     }
-    // SAFETY: `input` is readable for `size` bytes and `output` writable for exactly
-    // `world * size` bytes (checked above), both borrowed for the call; a `&[u8]` and a
-    // `&mut [u8]` never overlap. libnrt only reads `input` (the C prototype takes it
-    // non-const, but the function copies from it).
+    // Why the call below is sound: `input` is readable for `size` bytes and `output`
+    // writable for exactly `world * size` bytes (checked above), both borrowed for the
+    // call; a `&[u8]` and a `&mut [u8]` never overlap. libnrt only reads `input` (the C
+    // prototype takes it non-const, but the function copies from it).
+    // SAFETY: the conditions just above hold for this call.
     let status = unsafe {
         f(
             vnc,
