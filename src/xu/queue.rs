@@ -118,6 +118,10 @@ pub(crate) struct QueueState {
     pub(crate) admission: AdmissionQueue,
 }
 
+// The fields every request touches, the spare slot included (`SlotPool` is `repr(C)`
+// with it first), fit in the first cache line of the aligned state.
+const _: () = assert!(std::mem::offset_of!(QueueState, slots) + 8 <= 64);
+
 /// The waiting submissions of one queue, oldest first.
 #[derive(Default)]
 pub(crate) struct AdmissionQueue {
