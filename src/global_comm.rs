@@ -21,14 +21,8 @@ impl Runtime {
     /// world than the communicator's).
     pub fn build_global_comm(&self, spec: RankSpec) -> Result<()> {
         let vnc = self.global_member(spec, "global communicator (nrt_build_global_comm)")?;
-        raw::collectives::build_global_comm(self.inner.lib(), vnc, spec.rank, spec.world).map_err(
-            |e| {
-                e.context(format!(
-                    "rank {} of {} on core {}",
-                    spec.rank, spec.world, spec.core
-                ))
-            },
-        )
+        raw::collectives::build_global_comm(self.inner.lib(), vnc, spec.rank, spec.world)
+            .map_err(in_rank(spec))
     }
 
     /// Waits until every rank of `spec.world` entered the barrier (`nrt_barrier`), like
@@ -42,12 +36,8 @@ impl Runtime {
     /// some rank did not come within `NEURON_RT_EXEC_TIMEOUT`.
     pub fn barrier(&self, spec: RankSpec) -> Result<()> {
         let vnc = self.global_member(spec, "barrier (nrt_barrier)")?;
-        raw::collectives::barrier(self.inner.lib(), vnc, spec.rank, spec.world).map_err(|e| {
-            e.context(format!(
-                "rank {} of {} on core {}",
-                spec.rank, spec.world, spec.core
-            ))
-        })
+        raw::collectives::barrier(self.inner.lib(), vnc, spec.rank, spec.world)
+            .map_err(in_rank(spec))
     }
 
     /// Gathers host data from every rank (`nrt_all_gather`): each rank gives `input` (the
@@ -136,12 +126,7 @@ impl Runtime {
             bytes_of(input),
             bytes_of_mut(output),
         )
-        .map_err(|e| {
-            e.context(format!(
-                "rank {} of {} on core {}",
-                spec.rank, spec.world, spec.core
-            ))
-        })
+        .map_err(in_rank(spec))
     }
 
     /// Checks the capability and `spec` (rank below world, a visible core); the core as
@@ -166,5 +151,15 @@ impl Runtime {
                 format!("core {} is larger than libnrt accepts", spec.core),
             )
         })
+    }
+}
+
+/// Adds the rank's context to a libnrt error (on the error path only).
+fn in_rank(spec: RankSpec) -> impl FnOnce(Error) -> Error {
+    move |e| {
+        e.context(format!(
+            "rank {} of {} on core {}",
+            spec.rank, spec.world, spec.core
+        ))
     }
 }

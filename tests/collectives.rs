@@ -5,26 +5,12 @@
 
 mod support;
 
-use std::sync::Once;
-
 use neuron_rt::{Error, NrtStatus, RankGroup, RankSpec, Runtime, TensorSet};
 use nrt_sim::{DType, ModelBuilder, Op};
 
 const B: u32 = 2; // batch
 const D: u32 = 4; // model width
 const H: u32 = 8; // hidden width
-
-/// Four visible cores, and a short execution timeout so a missing rank fails fast.
-fn setup() -> (support::Guard, Runtime) {
-    static ENV: Once = Once::new();
-    // SAFETY: set once, before this binary's first runtime reads the environment.
-    ENV.call_once(|| unsafe {
-        std::env::set_var("NRT_SIM_VNC_COUNT", "4");
-        std::env::set_var("NEURON_RT_EXEC_TIMEOUT", "0.5");
-    });
-    let guard = support::lock();
-    (guard, support::runtime())
-}
 
 /// `y = relu(x w1) w2` on one core; with `ranks` > 1 the rank's shard: `w1` is
 /// `[D, H/ranks]` (columns), `w2` `[H/ranks, D]` (rows), and an all-reduce sums the
@@ -119,7 +105,7 @@ fn collective_status(result: &neuron_rt::Result<()>) -> Option<NrtStatus> {
 
 #[test]
 fn rank_groups_give_the_single_core_models_results_sync_and_async() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let expected = single_core(&rt);
     for ranks in [2, 4] {
         let group = rt.load_rank_group(&mlp(ranks), 0..ranks, 0, ranks).unwrap();
@@ -144,7 +130,7 @@ fn rank_groups_give_the_single_core_models_results_sync_and_async() {
 
 #[test]
 fn models_know_their_rank() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let group = rt.load_rank_group(&mlp(2), 2..4, 0, 2).unwrap();
     let ranks: Vec<RankSpec> = group.models().iter().filter_map(|m| m.rank()).collect();
     assert_eq!(
@@ -159,7 +145,7 @@ fn models_know_their_rank() {
 
 #[test]
 fn a_missing_rank_gives_every_present_rank_a_collective_error() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     // Ranks 0 and 1 of a world of 3: rank 2 never executes.
     let group = rt.load_rank_group(&mlp(1), 0..2, 0, 3);
     assert!(
@@ -196,7 +182,7 @@ fn a_missing_rank_gives_every_present_rank_a_collective_error() {
 
 #[test]
 fn a_failing_rank_fails_with_its_status_and_the_others_with_the_collective_error() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let group = rt.load_rank_group(&mlp(2), 0..2, 0, 2).unwrap();
     let inputs = sharded_inputs(&group, 2);
     let mut outputs = group.allocate_outputs().unwrap();
@@ -213,7 +199,7 @@ fn a_failing_rank_fails_with_its_status_and_the_others_with_the_collective_error
 
 #[test]
 fn bad_sets_on_one_rank_fail_every_rank_before_anything_runs() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let before = support::control().counters().cores[0].executions;
     let group = rt.load_rank_group(&mlp(2), 0..2, 0, 2).unwrap();
     let mut inputs = sharded_inputs(&group, 2);
@@ -239,7 +225,7 @@ fn bad_sets_on_one_rank_fail_every_rank_before_anything_runs() {
 
 #[test]
 fn bad_ranks_and_worlds_are_refused() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     assert!(matches!(
         rt.load_rank_group(&mlp(2), 0..2, 1, 2),
         Err(Error::InvalidArgument {
@@ -348,90 +334,4 @@ fn rank_specs_from_the_environment_name_the_bad_variable() {
         ROOT,
     ]);
     assert_eq!((var, value.as_deref()), ("LOCAL_RANK", Some("1")));
-}
-
-#[test]
-fn two_ranks_on_threads_meet_at_barriers() {
-    let (_g, rt) = setup();
-    let entered = std::sync::atomic::AtomicU32::new(0);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2u32)
-            .map(|rank| {
-                let (rt, entered) = (&rt, &entered);
-                s.spawn(move || {
-                    let spec = RankSpec::new(rank, rank, 2).unwrap();
-                    rt.build_global_comm(spec).unwrap();
-                    for round in 1..=3u32 {
-                        if rank == 1 {
-                            std::thread::sleep(std::time::Duration::from_millis(20));
-                        }
-                        entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        rt.barrier(spec).unwrap();
-                        // Nobody leaves a barrier before both ranks entered it.
-                        let now = entered.load(std::sync::atomic::Ordering::SeqCst);
-                        assert!(now >= 2 * round, "round {round}: {now} entered");
-                    }
-                })
-            })
-            .collect();
-        handles.into_iter().for_each(|h| h.join().unwrap());
-    });
-}
-
-#[test]
-fn a_missing_rank_fails_the_barrier_with_the_collective_status_in_time() {
-    let (_g, rt) = setup();
-    let start = std::time::Instant::now();
-    let result = rt.barrier(RankSpec::new(0, 0, 2).unwrap());
-    assert_eq!(
-        collective_status(&result),
-        Some(NrtStatus::ExecHwErrCollectives)
-    );
-    assert!(
-        matches!(
-            &result,
-            Err(Error::Nrt {
-                function: "nrt_barrier",
-                ..
-            })
-        ),
-        "{result:?}"
-    );
-    assert!(
-        result
-            .unwrap_err()
-            .to_string()
-            .contains("rank 0 of 2 on core 0")
-    );
-    // NEURON_RT_EXEC_TIMEOUT is 0.5 s here.
-    assert!(start.elapsed() < std::time::Duration::from_secs(5));
-}
-
-#[test]
-fn bad_barrier_arguments_are_typed_errors_naming_the_values() {
-    let (_g, rt) = setup();
-    let far = RankSpec::new(9, 0, 1).unwrap();
-    for result in [rt.barrier(far), rt.build_global_comm(far)] {
-        assert!(
-            matches!(&result, Err(Error::InvalidArgument { argument: "core", reason }) if reason.contains("core 9")),
-            "{result:?}"
-        );
-    }
-    let bad = RankSpec {
-        core: 0,
-        rank: 2,
-        world: 2,
-    };
-    assert!(matches!(
-        rt.barrier(bad),
-        Err(Error::InvalidArgument { .. })
-    ));
-    // A world other than the communicator's is libnrt's to refuse.
-    rt.build_global_comm(RankSpec::new(0, 0, 2).unwrap())
-        .unwrap();
-    let other = rt.build_global_comm(RankSpec::new(1, 0, 1).unwrap());
-    assert_eq!(
-        other.err().and_then(|e| e.status()),
-        Some(NrtStatus::Invalid)
-    );
 }

@@ -64,6 +64,21 @@ pub fn runtime() -> Runtime {
         .expect("runtime on nrt-sim")
 }
 
+/// For the collective tests: four visible cores and a 0.5 s execution timeout (so a
+/// missing rank fails fast), set once per test binary before its first runtime; then
+/// [`lock`] and [`runtime`].
+pub fn collective_runtime() -> (Guard, Runtime) {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    // SAFETY: set once, before this binary's first runtime reads the environment (every
+    // test of such a binary starts here).
+    ENV.call_once(|| unsafe {
+        std::env::set_var("NRT_SIM_VNC_COUNT", "4");
+        std::env::set_var("NEURON_RT_EXEC_TIMEOUT", "0.5");
+    });
+    let guard = lock();
+    (guard, runtime())
+}
+
 /// A new runtime on the simulator once the previous one has closed: requests dropped
 /// before completion keep theirs open until they complete. Returns the runtime and
 /// whether the first attempt found the previous one still open.

@@ -1,28 +1,18 @@
-//! `Runtime::all_gather` (`nrt_all_gather`) through the safe API on the dlopen'ed
-//! simulator: ranks on threads get every rank's data in rank order, round after round;
-//! a missing rank fails in time with the collective status; lengths that do not fit are
-//! typed errors naming them; a library without the function says so; ranks in two
-//! processes meet at a barrier and gather over `NEURON_RT_ROOT_COMM_ID`.
+//! Host-driven collectives on the global communicator through the safe API on the
+//! dlopen'ed simulator: `Runtime::build_global_comm` and `Runtime::barrier` (ranks on
+//! threads meet, a missing rank fails in time, bad arguments are typed errors) and
+//! `Runtime::all_gather` (`nrt_all_gather`: every rank's data in rank order, round after
+//! round; a missing rank fails in time with the collective status; lengths that do not
+//! fit are typed errors naming them; a library without the function says so); ranks in
+//! two processes meet at a barrier and gather over `NEURON_RT_ROOT_COMM_ID`.
 
 mod support;
 
-use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use neuron_rt::nrt_sys::Library;
 use neuron_rt::{Error, NrtStatus, RankSpec, Runtime};
-
-/// Four visible cores, and a short execution timeout so a missing rank fails fast.
-fn setup() -> (support::Guard, Runtime) {
-    static ENV: Once = Once::new();
-    // SAFETY: set once, before this binary's first runtime reads the environment.
-    ENV.call_once(|| unsafe {
-        std::env::set_var("NRT_SIM_VNC_COUNT", "4");
-        std::env::set_var("NEURON_RT_EXEC_TIMEOUT", "0.5");
-    });
-    let guard = support::lock();
-    (guard, support::runtime())
-}
 
 /// Runs `body(rank)` for ranks `0..world` on cores `0..world`, one thread each.
 fn on_ranks<T: Send>(world: u32, body: impl Fn(RankSpec) -> T + Sync) -> Vec<T> {
@@ -39,7 +29,7 @@ fn on_ranks<T: Send>(world: u32, body: impl Fn(RankSpec) -> T + Sync) -> Vec<T> 
 
 #[test]
 fn four_ranks_get_every_ranks_data_in_rank_order_round_after_round() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let gathered = on_ranks(4, |spec| {
         let mut rounds = Vec::new();
         for round in 0..3u32 {
@@ -72,7 +62,7 @@ fn four_ranks_get_every_ranks_data_in_rank_order_round_after_round() {
 
 #[test]
 fn all_gather_into_fills_the_callers_buffer_and_checks_its_length() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let spec = RankSpec::new(0, 0, 1).unwrap();
     let mut out = [0i32; 3];
     rt.all_gather_into(spec, &[4, 5, 6], &mut out).unwrap();
@@ -99,7 +89,7 @@ fn all_gather_into_fills_the_callers_buffer_and_checks_its_length() {
 
 #[test]
 fn a_missing_rank_fails_the_all_gather_with_the_collective_status_in_time() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let start = Instant::now();
     let result = rt.all_gather(RankSpec::new(1, 1, 2).unwrap(), &[1u8; 8]);
     let err = result.unwrap_err();
@@ -124,7 +114,7 @@ fn a_missing_rank_fails_the_all_gather_with_the_collective_status_in_time() {
 
 #[test]
 fn ranks_giving_different_lengths_all_fail_as_invalid() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let results = on_ranks(2, |spec| {
         let input = vec![7u8; 2 + spec.rank as usize];
         rt.all_gather(spec, &input)
@@ -137,7 +127,7 @@ fn ranks_giving_different_lengths_all_fail_as_invalid() {
 
 #[test]
 fn bad_ranks_are_typed_errors_naming_the_values() {
-    let (_g, rt) = setup();
+    let (_g, rt) = support::collective_runtime();
     let far = RankSpec::new(9, 0, 1).unwrap();
     let err = rt.all_gather(far, &[1u8]).unwrap_err();
     assert!(
@@ -184,6 +174,83 @@ fn a_library_without_all_gather_says_so() {
     assert!(
         matches!(&err, Error::Unsupported { needed: Some(n), .. } if n.contains("nrt_all_gather")),
         "{err}"
+    );
+}
+
+#[test]
+fn two_ranks_on_threads_meet_at_barriers() {
+    let (_g, rt) = support::collective_runtime();
+    let entered = AtomicU32::new(0);
+    on_ranks(2, |spec| {
+        rt.build_global_comm(spec).unwrap();
+        for round in 1..=3u32 {
+            if spec.rank == 1 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            entered.fetch_add(1, Ordering::SeqCst);
+            rt.barrier(spec).unwrap();
+            // Nobody leaves a barrier before both ranks entered it.
+            let now = entered.load(Ordering::SeqCst);
+            assert!(now >= 2 * round, "round {round}: {now} entered");
+        }
+    });
+}
+
+#[test]
+fn a_missing_rank_fails_the_barrier_with_the_collective_status_in_time() {
+    let (_g, rt) = support::collective_runtime();
+    let start = Instant::now();
+    let result = rt.barrier(RankSpec::new(0, 0, 2).unwrap());
+    assert_eq!(
+        result.as_ref().err().and_then(Error::status),
+        Some(NrtStatus::ExecHwErrCollectives)
+    );
+    assert!(
+        matches!(
+            &result,
+            Err(Error::Nrt {
+                function: "nrt_barrier",
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(
+        result
+            .unwrap_err()
+            .to_string()
+            .contains("rank 0 of 2 on core 0")
+    );
+    // NEURON_RT_EXEC_TIMEOUT is 0.5 s here.
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn bad_barrier_arguments_are_typed_errors_naming_the_values() {
+    let (_g, rt) = support::collective_runtime();
+    let far = RankSpec::new(9, 0, 1).unwrap();
+    for result in [rt.barrier(far), rt.build_global_comm(far)] {
+        assert!(
+            matches!(&result, Err(Error::InvalidArgument { argument: "core", reason }) if reason.contains("core 9")),
+            "{result:?}"
+        );
+    }
+    let bad = RankSpec {
+        core: 0,
+        rank: 2,
+        world: 2,
+    };
+    assert!(matches!(
+        rt.barrier(bad),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // A world other than the communicator's is libnrt's to refuse.
+    rt.build_global_comm(RankSpec::new(0, 0, 2).unwrap())
+        .unwrap();
+    let other = rt.build_global_comm(RankSpec::new(1, 0, 1).unwrap());
+    assert_eq!(
+        other.err().and_then(|e| e.status()),
+        Some(NrtStatus::Invalid)
     );
 }
 
