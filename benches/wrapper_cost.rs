@@ -4,7 +4,8 @@
 //! thread with a 64 MiB stack (see `main`).
 //!
 //! `cargo bench --bench wrapper_cost`: criterion's report per group (`safe`, `raw`), then
-//! a table of medians and ratios from an interleaved pass (robust to load drift).
+//! a table of medians and ratios from an interleaved pass (robust to load drift). The
+//! benchmark thread stays on one CPU once the simulator's workers run (`stay_on_this_cpu`).
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -400,6 +401,39 @@ fn interleaved(setup: &mut Setup) {
     }
 }
 
+/// Keeps the calling thread on the CPU it is running on (Linux; elsewhere, or if that
+/// fails, it stays free). Why: a request's latency here is mostly the wake-up of the
+/// simulator's queue worker, and where the scheduler puts the two threads decides
+/// between a ~5.5 us and a ~12 us wake-up, in proportions that drift during a run (seen
+/// on the 2-vCPU VM: the same binary's medians moved between the two from run to run,
+/// and separate safe-only and raw-only runs differed by up to 30% either way). Pinning
+/// the caller, not the workers, leaves them one placement, the same for both sides, so
+/// the ratio measures the wrapper rather than the placement.
+fn stay_on_this_cpu() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: sched_getcpu takes no arguments; a negative result is an error.
+        let cpu = unsafe { libc::sched_getcpu() };
+        let Ok(cpu) = usize::try_from(cpu) else {
+            return;
+        };
+        if cpu >= 8 * size_of::<libc::cpu_set_t>() {
+            return;
+        }
+        // SAFETY: cpu_set_t is plain data, valid when zeroed (the empty set).
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `cpu` is below the set's size in bits (checked above).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: `set` is a live cpu_set_t of the size passed; pid 0 is this thread.
+        let status = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+        if status != 0 {
+            eprintln!(
+                "wrapper_cost: could not keep the benchmark thread on CPU {cpu}; timings may be noisier"
+            );
+        }
+    }
+}
+
 fn main() {
     // Everything runs on a thread with a big stack: libnrt's nrt_execute needs several MiB
     // of it, so the safe `Model::execute` hands calls from short-stack threads (the main
@@ -415,6 +449,14 @@ fn main() {
 
 fn run() {
     let mut setup = Setup::new();
+    // One request of each async case first: the simulator starts a queue's worker thread
+    // at its first request, and that thread keeps every CPU; only then is this thread kept
+    // on its CPU (see `stay_on_this_cpu`).
+    for (_, safe, raw, _, _) in CASES {
+        safe(&mut setup);
+        raw(&mut setup);
+    }
+    stay_on_this_cpu();
     let mut c = Criterion::default()
         .sample_size(40)
         .warm_up_time(Duration::from_millis(300))
