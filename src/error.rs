@@ -239,7 +239,9 @@ pub enum Error {
     Stage {
         /// The stage that failed.
         stage: crate::Stage,
-        /// The job's index (0 for the first job of the run).
+        /// The job's index: in its run (0 for the first job), or for
+        /// [`Replicas::execute`](crate::Replicas::execute) among the replicas'
+        /// synchronous jobs.
         job: u64,
         /// The NeuronCore the job ran on.
         core: u32,

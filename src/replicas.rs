@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::staged::ring::Ring;
 use crate::staged::{
@@ -69,6 +69,8 @@ pub struct Replicas {
     spare: Vec<Mutex<Vec<crate::staged::SyncBuffers>>>,
     /// Where the search for the least busy core starts (spreads ties).
     rotate: AtomicUsize,
+    /// Synchronous jobs started so far: the next one's index in its errors.
+    sync_jobs: AtomicU64,
 }
 
 impl Replicas {
@@ -119,6 +121,7 @@ impl Replicas {
             spare: rings.iter().map(|_| Mutex::new(Vec::new())).collect(),
             rings,
             rotate: AtomicUsize::new(0),
+            sync_jobs: AtomicU64::new(0),
         })
     }
 
@@ -186,8 +189,9 @@ impl Replicas {
     ///
     /// # Errors
     ///
-    /// [`Error::Stage`] naming the stage, the core and the cause (job index 0); a fatal
-    /// cause takes the core out of rotation. [`Error::Unrecoverable`] if no core is
+    /// [`Error::Stage`] naming the stage, the core, the cause and the job's index among
+    /// the synchronous jobs of these replicas (0 for the first call that reached a
+    /// core); a fatal cause takes the core out of rotation. [`Error::Unrecoverable`] if no core is
     /// live any more.
     pub fn execute<T>(
         &self,
@@ -195,6 +199,7 @@ impl Replicas {
         read: impl FnOnce(&HostOutputs<'_>) -> Result<T>,
     ) -> Result<T> {
         let k = self.pick_idle()?;
+        let job = self.sync_jobs.fetch_add(1, Ordering::Relaxed);
         let ring = &self.rings[k];
         let mut bufs = lock(&self.spare[k])
             .pop()
@@ -214,7 +219,7 @@ impl Replicas {
                 // Buffers of a failed job are dropped: a fresh set next time.
                 Err(Error::Stage {
                     stage,
-                    job: 0,
+                    job,
                     core: ring.core(),
                     source: Box::new(error),
                 })

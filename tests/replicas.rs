@@ -162,23 +162,25 @@ fn execute_picks_a_free_core_and_skips_dead_ones() {
         let mut errors = Vec::new();
         for i in 0..8 {
             if let Err(e) = add(i as f32) {
-                errors.push(e);
+                errors.push((i, e));
             }
         }
         assert_eq!(errors.len(), 1, "{errors:?}");
+        let (i, error) = errors.remove(0);
+        // 28 synchronous jobs ran before this loop: the failed one is number 28 + i.
         assert!(
             matches!(
-                &errors[0],
+                &error,
                 Error::Stage {
                     stage: Stage::Execute,
                     core: 2,
+                    job,
                     ..
-                }
+                } if *job == 28 + i
             ),
-            "{}",
-            errors[0]
+            "call {i}: {error}"
         );
-        assert!(errors[0].is_fatal());
+        assert!(error.is_fatal());
         assert_eq!(replicas.live_cores(), [0, 1, 3]);
         let before = jobs_per_core(&replicas);
         for i in 0..6 {
