@@ -95,7 +95,8 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 /// Launches one process per rank of a world of `world` (this executable again, with a
 /// launcher's environment) and collects their results: the largest difference from
-/// `reference` and the slowest rank's median latency.
+/// `reference` and the group's latency (the slowest rank's median, which every rank
+/// reports after an all-gather; checked to agree).
 fn launch_ranks(world: u32, reference: &[f32]) -> Result<(f32, Duration), Box<dyn Error>> {
     // A free port for rank 0: bound, then released for rank 0 to listen on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -117,7 +118,7 @@ fn launch_ranks(world: u32, reference: &[f32]) -> Result<(f32, Duration), Box<dy
                 .spawn()
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    let (mut err, mut latency) = (0f32, Duration::ZERO);
+    let (mut err, mut latency) = (0f32, None);
     for (rank, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -126,7 +127,14 @@ fn launch_ranks(world: u32, reference: &[f32]) -> Result<(f32, Duration), Box<dy
         }
         let (ns, y) = parse_rank_line(&text)
             .ok_or_else(|| format!("rank {rank} of {world} printed no result: {text}"))?;
-        latency = latency.max(Duration::from_nanos(ns));
+        // Every rank reports the group's latency, all-gathered: they must agree.
+        let group = *latency.get_or_insert(ns);
+        if ns != group {
+            return Err(format!(
+                "rank {rank} of {world} reports the group's latency as {ns} ns, rank 0 as {group} ns: the all-gather disagrees"
+            )
+            .into());
+        }
         for (a, b) in y.iter().zip(reference) {
             err = err.max((a - b).abs());
         }
@@ -134,7 +142,8 @@ fn launch_ranks(world: u32, reference: &[f32]) -> Result<(f32, Duration), Box<dy
             err = f32::NAN;
         }
     }
-    Ok((err, latency))
+    let latency = latency.ok_or("a world of no ranks")?;
+    Ok((err, Duration::from_nanos(latency)))
 }
 
 /// `tp-rank latency_ns=<n> y=<v>,<v>,...` (a rank process's stdout).

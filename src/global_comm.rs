@@ -118,14 +118,18 @@ impl Runtime {
                 ),
             ));
         }
-        raw::collectives::all_gather(
-            self.inner.lib(),
-            vnc,
-            spec.rank,
-            spec.world,
-            bytes_of(input),
-            bytes_of_mut(output),
-        )
+        // SAFETY: `output` holds `world * input.len()` elements of the same type as
+        // `input` (checked above), so its bytes are `world` times the input's.
+        unsafe {
+            raw::collectives::all_gather(
+                self.inner.lib(),
+                vnc,
+                spec.rank,
+                spec.world,
+                bytes_of(input),
+                bytes_of_mut(output),
+            )
+        }
         .map_err(in_rank(spec))
     }
 

@@ -191,8 +191,8 @@ impl Replicas {
     ///
     /// [`Error::Stage`] naming the stage, the core, the cause and the job's index among
     /// the synchronous jobs of these replicas (0 for the first call that reached a
-    /// core); a fatal cause takes the core out of rotation. [`Error::Unrecoverable`] if no core is
-    /// live any more.
+    /// core); a fatal cause takes the core out of rotation. [`Error::Unrecoverable`] if
+    /// no core is live any more.
     pub fn execute<T>(
         &self,
         write: impl FnOnce(&mut HostInputs<'_>) -> Result<()>,

@@ -161,6 +161,26 @@ fn bad_ranks_are_typed_errors_naming_the_values() {
 }
 
 #[test]
+fn an_input_above_u32_max_bytes_is_refused_naming_its_size() {
+    let (_g, rt) = support::collective_runtime();
+    // 4 GiB each, zeroed: the allocator maps zero pages, which nothing here touches.
+    let input = vec![0u8; 1 << 32];
+    let mut output = vec![0u8; 1 << 32];
+    let spec = RankSpec::new(0, 0, 1).unwrap();
+    let err = rt.all_gather_into(spec, &input, &mut output).unwrap_err();
+    match &err {
+        Error::InvalidArgument {
+            argument: "input",
+            reason,
+        } => assert!(
+            reason.contains("4294967296 bytes per rank") && reason.contains("at most 4294967295"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_library_without_all_gather_says_so() {
     let _g = support::lock();
     let mut fns = *support::sim().fns();

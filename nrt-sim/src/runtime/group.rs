@@ -12,7 +12,7 @@
 //! process, every rank loaded here meets the others over TCP instead ([`super::net`]),
 //! with the same contributions in, the same parts out and the same failure status.
 
-use super::net::{Link, Place};
+use super::net::{Link, Place, lock};
 use crate::error::{Res, fail};
 use crate::model::Exchange;
 use nrt_sys::*;
@@ -129,8 +129,7 @@ impl Group {
     }
 
     fn meet(&self) -> MutexGuard<'_, Meet> {
-        // A panic while holding the lock leaves plain data; keep going.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Registers `rank` as loaded on `core`; fails for a rank already loaded or a core
@@ -331,11 +330,6 @@ impl Group {
             ),
         )
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves plain data; keep going.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One rank's execution meeting its group: the [`Exchange`] a program runs with.

@@ -234,7 +234,9 @@ impl Acceptor {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+/// Locks `m`; a panic while it was held leaves plain data (connections, queued
+/// contributions, a group's members), so carry on.
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
