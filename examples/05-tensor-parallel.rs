@@ -62,9 +62,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
     let reference = {
         let model = runtime.load_model_on(&sim::mlp(1, false)?, 0)?;
-        let inputs = [("x", sim::x()), ("w1", sim::w1()), ("w2", sim::w2())];
-        let named: Vec<(&str, &[f32])> = inputs.iter().map(|(n, v)| (*n, &v[..])).collect();
-        model.run(&named)?["y"].clone()
+        let (x, w1, w2) = (sim::x(), sim::w1(), sim::w2());
+        let outputs = model.run(&neuron_rt::inputs!["x" => &x, "w1" => &w1, "w2" => &w2])?;
+        outputs["y"].to_vec::<f32>()?
     };
     let mut base = None;
     for world in WORLDS {

@@ -232,7 +232,7 @@ fn grouped_ops<'o>(
 /// use neuron_rt::{Placement, Runtime};
 ///
 /// // On hardware: `Runtime::new()?`. Here: the simulator.
-/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let runtime = Runtime::builder().simulator().build()?;
 /// let x = runtime.allocate_tensor(Placement::Device, Some(0), 16, "x")?;
 /// let y = runtime.allocate_tensor(Placement::Host, None, 8, "y")?;
 /// x.write(&[1.0f32, 2.0, 3.0, 4.0])?;
@@ -354,7 +354,7 @@ impl fmt::Debug for ReadBatch<'_> {
 /// use neuron_rt::{Placement, Runtime};
 ///
 /// // On hardware: `Runtime::new()?`. Here: the simulator.
-/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let runtime = Runtime::builder().simulator().build()?;
 /// let a = runtime.allocate_tensor(Placement::Device, Some(0), 16, "a")?;
 /// let b = runtime.allocate_tensor(Placement::Device, Some(1), 4, "b")?;
 ///

@@ -115,6 +115,18 @@ pub enum Error {
         given: usize,
     },
 
+    /// Host values given with a shape ([`Input::with_shape`](crate::Input::with_shape), an
+    /// `ndarray` array) for a model tensor of another shape.
+    #[error("tensor `{tensor}` has shape {expected:?}, got values of shape {given:?}")]
+    WrongShape {
+        /// The model tensor's name.
+        tensor: String,
+        /// The model's shape for it.
+        expected: Vec<u32>,
+        /// The shape given.
+        given: Vec<usize>,
+    },
+
     /// A byte range lies (partly) outside a tensor.
     #[error(
         "out of bounds: {len} bytes at offset {offset} do not fit in tensor `{tensor}` of {size} bytes"

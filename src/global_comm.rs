@@ -49,7 +49,7 @@ impl Runtime {
     ///
     /// ```
     /// # use neuron_rt::{RankSpec, Runtime};
-    /// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// # let rt = Runtime::builder().simulator().build()?;
     /// // Two ranks on cores 0 and 1 of this process, one thread each.
     /// let gathered = std::thread::scope(|s| {
     ///     let ranks: Vec<_> = (0..2u32)

@@ -30,9 +30,8 @@
 //! (`neuron-rt = { version = "0.1", features = ["sim"] }`): it uses the simulator and a
 //! model built for it.
 //!
-#![cfg_attr(feature = "sim", doc = "```")]
-#![cfg_attr(not(feature = "sim"), doc = "```ignore")]
-//! use neuron_rt::Runtime;
+//! ```
+//! use neuron_rt::{Runtime, inputs};
 //! use neuron_rt::sim::{DType, ModelBuilder, Op};
 //!
 //! // out = a + b, on f32 [2, 3]
@@ -48,9 +47,10 @@
 //! let runtime = Runtime::builder().simulator().build()?;
 //! let model = runtime.load_model(&neff)?;
 //!
-//! // One call with host data: named inputs in, named outputs out.
-//! let out = model.run(&[("a", &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0][..]), ("b", &[10.0; 6])])?;
-//! assert_eq!(out["out"], [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]);
+//! // One call with host data: named inputs (each of its own element type) in, named
+//! // outputs with their dtype and shape out, read as the type asked for.
+//! let out = model.run(&inputs!["a" => &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], "b" => &[10.0f32; 6]])?;
+//! assert_eq!(out["out"].as_slice::<f32>()?, [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]);
 //!
 //! // Or with device tensor sets, reused across executions.
 //! let inputs = model.allocate_inputs()?; // one device tensor per model input
@@ -98,6 +98,8 @@ mod error;
 mod global_comm;
 mod host_lock;
 mod info;
+mod io;
+mod io_format;
 #[cfg(feature = "link")]
 mod linked;
 mod logging;
@@ -121,12 +123,13 @@ pub use batch::{ReadBatch, WriteBatch};
 pub use capabilities::Capabilities;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use profile::ProfileGuard;
 pub use rank_group::RankGroup;
 pub use rank_spec::RankSpec;
 pub use replicas::Replicas;
-pub use run::{BenchmarkStats, RunOutputs};
+pub use run::BenchmarkStats;
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };

@@ -53,7 +53,7 @@ impl Model {
     ///
     /// ```
     /// use neuron_rt::{Capabilities, Error, NrtStatus, Runtime};
-    /// # use nrt_sim::{DType, ModelBuilder, Op};
+    /// # use neuron_rt::sim::{DType, ModelBuilder, Op};
     /// # let neff = ModelBuilder::new("relu")
     /// #     .input("x", DType::F32, &[4])
     /// #     .output("y", DType::F32, &[4])
@@ -63,7 +63,7 @@ impl Model {
     ///
     /// // On hardware: `Runtime::new()?`. Here: the simulator, which has the profiling
     /// // functions but does not simulate profiling: starting one fails with a status.
-    /// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let runtime = Runtime::builder().simulator().build()?;
     /// let model = runtime.load_model(&neff)?;
     /// assert!(runtime.capabilities().contains(Capabilities::PROFILING));
     /// match model.profile("relu.ntff") {

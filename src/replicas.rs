@@ -32,7 +32,7 @@ use crate::{Error, Model, Result, Runtime};
 ///
 /// ```
 /// use neuron_rt::{Replicas, Runtime};
-/// use nrt_sim::{DType, ModelBuilder, Op};
+/// use neuron_rt::sim::{DType, ModelBuilder, Op};
 ///
 /// // y = x + 1 on f32 [4], on every visible core (the simulator has 2 by default).
 /// let neff = ModelBuilder::new("inc")
@@ -41,7 +41,7 @@ use crate::{Error, Model, Result, Runtime};
 ///     .op(Op::ScaleBias { input: "x".into(), scale: 1.0, bias: 1.0, out: "y".into() })
 ///     .build()
 ///     .unwrap();
-/// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let rt = Runtime::builder().simulator().build()?;
 /// let mut replicas = Replicas::load(&rt, &neff)?;
 ///
 /// let ys = replicas

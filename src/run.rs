@@ -1,18 +1,14 @@
 //! One-call execution with host data ([`Model::run`]) and host-timed benchmarking
 //! ([`Model::benchmark`], [`BenchmarkStats`]).
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::{Element, Error, Model, Result, TensorSet};
+use crate::{Error, Input, Model, Output, Outputs, Result, TensorSet};
 
 /// Most input/output set pairs a model keeps for [`Model::run`] between calls.
 const POOL_LIMIT: usize = 8;
-
-/// The named outputs of [`Model::run`], by name.
-pub type RunOutputs<T> = BTreeMap<String, Vec<T>>;
 
 /// Device sets kept between [`Model::run`] calls, one pair per concurrent caller.
 #[derive(Default)]
@@ -33,22 +29,26 @@ impl SetPool {
 }
 
 impl Model {
-    /// Runs the model once on host data: writes each named slice to the model input of
-    /// that name, executes, and returns every output read back as a `Vec<T>`.
+    /// Runs the model once on host data: writes each named [`Input`] to the model input
+    /// of that name, executes, and returns every output with its dtype and shape.
     ///
-    /// Device tensor sets are allocated on the first call and reused by later ones
-    /// (one pair per concurrent caller). All inputs and outputs must have element type
-    /// `T`; for models that mix types, use [`Model::allocate_inputs`] and
-    /// [`Model::execute`].
+    /// Inputs may have different element types (`i64` ids next to an `f32` mask); each
+    /// is checked against its model input before anything runs. Build the list with
+    /// [`inputs!`](crate::inputs) (or `(name, Input::from(..))` pairs); read outputs
+    /// as the type you expect with [`Output::as_slice`](crate::Output::as_slice) /
+    /// [`to_vec`](crate::Output::to_vec), or as bytes. Device tensor sets are allocated
+    /// on the first call and reused by later ones (one pair per concurrent caller).
     ///
     /// ```
-    /// use neuron_rt::Runtime;
+    /// use neuron_rt::{Runtime, inputs};
+    /// use neuron_rt::sim::ModelBuilder;
     ///
-    /// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
-    /// let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+    /// let runtime = Runtime::builder().simulator().build()?;
+    /// let neff = ModelBuilder::add_example(&[2, 3]).build().unwrap();
     /// let model = runtime.load_model(&neff)?;
-    /// let out = model.run(&[("a", &[1.0f32; 6][..]), ("b", &[2.0; 6])])?;
-    /// assert_eq!(out["out"], [3.0; 6]);
+    /// let out = model.run(&inputs!["a" => &[1.0f32; 6], "b" => &[2.0f32; 6]])?;
+    /// assert_eq!(out["out"].as_slice::<f32>()?, [3.0; 6]);
+    /// assert_eq!(out["out"].shape(), [2, 3]);
     /// # Ok::<(), neuron_rt::Error>(())
     /// ```
     ///
@@ -56,11 +56,12 @@ impl Model {
     ///
     /// [`Error::UnknownTensor`] for a name the model has no input for;
     /// [`Error::InvalidArgument`] for a name given twice; [`Error::MissingTensor`] for
-    /// a model input not given; [`Error::WrongElementType`] / [`Error::WrongLength`] for
-    /// data that does not match an input (or a `T` that does not match an output);
-    /// otherwise as [`Model::allocate_inputs`] and [`Model::execute`].
-    pub fn run<T: Element>(&self, inputs: &[(&str, &[T])]) -> Result<RunOutputs<T>> {
-        self.check_run_names(inputs)?;
+    /// a model input not given; [`Error::WrongElementType`], [`Error::WrongShape`],
+    /// [`Error::WrongLength`] or [`Error::SizeMismatch`] for values that do not match
+    /// their input ([`Input::check`]); otherwise as [`Model::allocate_inputs`] and
+    /// [`Model::execute`]. Nothing is written or executed when a check fails.
+    pub fn run(&self, inputs: &[(&str, Input<'_>)]) -> Result<Outputs> {
+        self.check_inputs(inputs)?;
         let (input_set, mut output_set) = match self.inner.run_sets.take() {
             Some(sets) => sets,
             None => (self.allocate_inputs()?, self.allocate_outputs()?),
@@ -70,39 +71,68 @@ impl Model {
         result
     }
 
-    fn run_on<T: Element>(
+    fn run_on(
         &self,
-        inputs: &[(&str, &[T])],
+        inputs: &[(&str, Input<'_>)],
         input_set: &TensorSet,
         output_set: &mut TensorSet,
-    ) -> Result<RunOutputs<T>> {
-        for (name, data) in inputs {
-            bound(input_set, name)?.write(data)?;
+    ) -> Result<Outputs> {
+        for (name, input) in inputs {
+            input.write_to(bound(input_set, name)?)?;
         }
         self.execute(input_set, output_set)?;
-        self.outputs()
-            .iter()
-            .map(|info| Ok((info.name.clone(), bound(output_set, &info.name)?.to_vec()?)))
-            .collect()
+        self.read_outputs(output_set)
     }
 
-    /// Every name given is a model input, once, and every model input is given.
-    fn check_run_names<T>(&self, inputs: &[(&str, &[T])]) -> Result<()> {
-        for (i, (name, _)) in inputs.iter().enumerate() {
-            if !self.inputs().iter().any(|info| info.name == *name) {
+    /// Every output of the model read from `outputs` (a set made by
+    /// [`Model::allocate_outputs`] or binding every output), in the model's order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MissingTensor`] for an output not bound in `outputs`; [`Error::Nrt`] if
+    /// a read fails.
+    pub fn read_outputs(&self, outputs: &TensorSet) -> Result<Outputs> {
+        let items = self
+            .outputs()
+            .iter()
+            .map(|info| {
+                let tensor = outputs
+                    .get(&info.name)
+                    .ok_or_else(|| Error::MissingTensor {
+                        model: self.label().to_owned(),
+                        role: "output",
+                        tensor: info.name.clone(),
+                    })?;
+                Output::read_from(tensor, info)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Outputs::new(items))
+    }
+
+    /// Checks `inputs` against the model's inputs, as [`Model::run`] does before it
+    /// writes anything: every name is a model input, given once; every model input is
+    /// given; each value passes [`Input::check`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::run`]'s argument checks.
+    pub fn check_inputs(&self, inputs: &[(&str, Input<'_>)]) -> Result<()> {
+        for (i, (name, input)) in inputs.iter().enumerate() {
+            let Some(info) = self.inputs().iter().find(|info| info.name == *name) else {
                 return Err(Error::UnknownTensor {
                     model: self.label().to_owned(),
                     role: "input",
                     tensor: (*name).to_owned(),
                     known: self.inputs().iter().map(|i| i.name.clone()).collect(),
                 });
-            }
+            };
             if inputs[..i].iter().any(|(earlier, _)| earlier == name) {
                 return Err(Error::invalid(
                     "inputs",
                     format!("input `{name}` is given twice"),
                 ));
             }
+            input.check(info)?;
         }
         if let Some(missing) = self
             .inputs()
@@ -128,8 +158,8 @@ impl Model {
     /// ```
     /// use neuron_rt::Runtime;
     ///
-    /// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
-    /// let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+    /// let runtime = Runtime::builder().simulator().build()?;
+    /// let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
     /// let stats = runtime.load_model(&neff)?.benchmark(2, 20)?;
     /// assert_eq!(stats.iterations, 20);
     /// println!("{stats}");

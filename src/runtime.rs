@@ -113,7 +113,7 @@ impl RuntimeBuilder {
     }
 
     /// Uses an already loaded library, for example the in-process simulator
-    /// (`nrt_sim::library()`). The runtime trusts it as libnrt: a `&'static Library` is
+    /// (`neuron_rt::sim::library()`). The runtime trusts it as libnrt: a `&'static Library` is
     /// either a loaded file (loading trusts it) or built with the `unsafe`
     /// `Library::in_process`, whose caller vouched for every function in it.
     pub fn library(mut self, library: &'static Library) -> RuntimeBuilder {
@@ -251,7 +251,7 @@ impl RuntimeBuilder {
 /// use neuron_rt::Runtime;
 ///
 /// // On hardware: `Runtime::new()?`. Here: the simulator.
-/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let runtime = Runtime::builder().simulator().build()?;
 /// println!("libnrt {}", runtime.version()?);
 /// println!("{} NeuronCores visible", runtime.visible_core_count()?);
 /// # Ok::<(), neuron_rt::Error>(())

@@ -82,7 +82,7 @@ impl Placement {
 /// use neuron_rt::{Placement, Runtime};
 ///
 /// // On hardware: `Runtime::new()?`. Here: the simulator.
-/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let runtime = Runtime::builder().simulator().build()?;
 /// let t = runtime.allocate_tensor(Placement::Device, Some(0), 16, "x")?;
 /// t.write(&[1.0f32, 2.0, 3.0, 4.0])?;
 /// assert_eq!(t.to_vec::<f32>()?, [1.0, 2.0, 3.0, 4.0]);

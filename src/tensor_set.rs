@@ -26,7 +26,7 @@ use crate::{Error, Result, Runtime, Tensor};
 /// use neuron_rt::{Placement, Runtime};
 ///
 /// // On hardware: `Runtime::new()?`. Here: the simulator.
-/// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let runtime = Runtime::builder().simulator().build()?;
 /// let mut inputs = runtime.tensor_set()?;
 /// let a = runtime.allocate_tensor(Placement::Device, Some(0), 24, "a")?;
 /// inputs.insert("a", &a)?;

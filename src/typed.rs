@@ -15,12 +15,7 @@ pub(crate) struct Layout {
 /// for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit float types,
 /// which have no Rust type.
 pub(crate) fn accepts<T: Element>(dtype: DType) -> bool {
-    match (T::DTYPE, dtype) {
-        (Some(given), expected) if given == expected => true,
-        (Some(DType::F32), DType::Fp32R) => true,
-        (Some(DType::U8), DType::Fp8E3 | DType::Fp8E4 | DType::Fp8E5) => true,
-        _ => false,
-    }
+    T::DTYPE.is_some_and(|given| crate::io::stores(given, dtype))
 }
 
 /// The name of `T` without its path (`f16`, not `half::binary16::f16`).
@@ -37,8 +32,8 @@ impl Runtime {
     /// ```
     /// use neuron_rt::{Error, Placement, Runtime};
     ///
-    /// let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
-    /// let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+    /// let runtime = Runtime::builder().simulator().build()?;
+    /// let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
     /// let model = runtime.load_model(&neff)?;
     /// let a = runtime.allocate_for(&model.inputs()[0], Placement::Device, model.core())?;
     /// assert_eq!(a.shape(), Some(&[2, 3][..]));
@@ -79,15 +74,65 @@ impl Tensor {
         self.inner.layout.get().map(|l| l.shape.as_slice())
     }
 
-    /// For a typed tensor with a known element size: [`Error::WrongElementType`] unless
+    /// Writes the whole tensor from raw bytes: `bytes` must be exactly its size; the
+    /// element type is not checked (`nrt_tensor_write`).
+    ///
+    /// The byte path for tensors whose element type has no Rust type (fp8, which libnrt
+    /// may report as `int8`), dtypes the library reports as unknown, and data that is
+    /// already encoded. Typed data goes through [`Tensor::write`], which checks it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SizeMismatch`] unless `bytes` is exactly the tensor's size;
+    /// [`Error::Nrt`] if libnrt fails.
+    pub fn write_bytes(&self, bytes: &[u8]) -> Result<()> {
+        self.check_byte_len(bytes.len())?;
+        self.write_at(0, bytes)
+    }
+
+    /// Reads the whole tensor into `out`, which must be exactly its size; the element
+    /// type is not checked (`nrt_tensor_read`). See [`Tensor::write_bytes`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SizeMismatch`] unless `out` is exactly the tensor's size;
+    /// [`Error::Nrt`] if libnrt fails.
+    pub fn read_bytes(&self, out: &mut [u8]) -> Result<()> {
+        self.check_byte_len(out.len())?;
+        self.read_at(0, out)
+    }
+
+    /// The whole tensor's bytes, whatever its element type (see [`Tensor::write_bytes`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Nrt`] if libnrt fails.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.size()];
+        self.read_at(0, &mut out)?;
+        Ok(out)
+    }
+
+    fn check_byte_len(&self, len: usize) -> Result<()> {
+        if len == self.size() {
+            return Ok(());
+        }
+        Err(Error::SizeMismatch {
+            tensor: self.name().to_owned(),
+            what: "whole-tensor byte access",
+            expected: self.size(),
+            actual: len,
+        })
+    }
+
+    /// For a typed tensor: [`Error::WrongElementType`] unless
     /// `T` fits its dtype, [`Error::WrongLength`] unless `len` elements fill it exactly.
     pub(crate) fn check_whole<T: Element>(&self, len: usize) -> Result<()> {
         let Some(layout) = self.inner.layout.get() else {
             return Ok(());
         };
-        let Some(elem) = layout.dtype.size_in_bytes() else {
-            return Ok(());
-        };
+        // Unknown dtypes take no typed values: their bytes go through `write_bytes`.
+        let elem = layout.dtype.size_in_bytes().unwrap_or(1);
         if !accepts::<T>(layout.dtype) {
             return Err(Error::WrongElementType {
                 tensor: self.name().to_owned(),

@@ -73,9 +73,9 @@ fn columns(m: &[f32], cols: u32, r: u32, h: u32) -> Vec<f32> {
 fn single_core(rt: &Runtime) -> Vec<f32> {
     let model = rt.load_model_on(&mlp(1), 0).unwrap();
     let out = model
-        .run(&[("x", &x()[..]), ("w1", &w1()[..]), ("w2", &w2()[..])])
+        .run(&neuron_rt::inputs!["x" => x(), "w1" => w1(), "w2" => w2()])
         .unwrap();
-    out["y"].clone()
+    out["y"].to_vec().unwrap()
 }
 
 /// Input sets of `group` (ranks 0..n of n) filled with each rank's shards.

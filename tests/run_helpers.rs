@@ -5,22 +5,32 @@ mod support;
 
 use std::time::Duration;
 
-use neuron_rt::{BenchmarkStats, DType, Error};
+use neuron_rt::{BenchmarkStats, DType, Error, Input, inputs};
 use support::{add_model, control, lock, runtime};
 
 #[test]
-fn run_takes_named_slices_and_returns_named_outputs_reusing_its_sets() {
+fn run_takes_named_inputs_and_returns_named_outputs_reusing_its_sets() {
     let _g = lock();
     let rt = runtime();
     let model = rt.load_model(&add_model()).unwrap();
     let a = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
-    let out = model.run(&[("a", &a[..]), ("b", &[10.0; 6])]).unwrap();
-    assert_eq!(out.keys().collect::<Vec<_>>(), ["out"]);
-    assert_eq!(out["out"], [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]);
+    let out = model
+        .run(&inputs!["a" => &a, "b" => &[10.0f32; 6]])
+        .unwrap();
+    assert_eq!(out.iter().map(|o| o.name()).collect::<Vec<_>>(), ["out"]);
+    assert_eq!(
+        out["out"].as_slice::<f32>().unwrap(),
+        [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]
+    );
+    assert_eq!(
+        (out["out"].dtype(), out["out"].shape()),
+        (DType::F32, &[2, 3][..])
+    );
     let live = control().counters().live_objects();
     for i in 0..3 {
-        let out = model.run(&[("b", &[i as f32; 6][..]), ("a", &a)]).unwrap();
-        assert_eq!(out["out"][0], 1.0 + i as f32);
+        let b = vec![i as f32; 6];
+        let out = model.run(&inputs!["b" => &b, "a" => &a]).unwrap();
+        assert_eq!(out["out"].to_vec::<f32>().unwrap()[0], 1.0 + i as f32);
     }
     // The second and later runs allocate nothing new.
     assert_eq!(control().counters().live_objects(), live);
@@ -32,13 +42,13 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
     let rt = runtime();
     let model = rt.load_model(&add_model()).unwrap();
     let six = [1.0f32; 6];
-    let err = model.run(&[("a", &six[..])]).unwrap_err();
+    let err = model.run(&inputs!["a" => &six]).unwrap_err();
     assert!(
         matches!(&err, Error::MissingTensor { role: "input", tensor, .. } if tensor == "b"),
         "{err}"
     );
     let err = model
-        .run(&[("a", &six[..]), ("b", &six), ("c", &six)])
+        .run(&inputs!["a" => &six, "b" => &six, "c" => &six])
         .unwrap_err();
     assert!(
         matches!(&err, Error::UnknownTensor { role: "input", tensor, known, .. } if tensor == "c" && known == &["a", "b"]),
@@ -48,7 +58,7 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
         err.to_string(),
         "model `add` has no input `c` (its inputs: a, b)"
     );
-    let err = model.run(&[("a", &six[..]), ("a", &six)]).unwrap_err();
+    let err = model.run(&inputs!["a" => &six, "a" => &six]).unwrap_err();
     assert!(
         matches!(
             err,
@@ -59,7 +69,9 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
         ),
         "{err}"
     );
-    let err = model.run(&[("a", &six[..5]), ("b", &six)]).unwrap_err();
+    let err = model
+        .run(&inputs!["a" => &six[..5], "b" => &six])
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -72,7 +84,7 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
         "{err}"
     );
     let err = model
-        .run(&[("a", &[1i32; 6][..]), ("b", &[1; 6])])
+        .run(&inputs!["a" => &[1i32; 6], "b" => &six])
         .unwrap_err();
     assert!(
         matches!(
@@ -85,11 +97,19 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
         ),
         "{err}"
     );
-    // A failed run leaves the model usable.
+    let err = model
+        .run(&[
+            ("a", Input::from(&six).with_shape(&[3, 2])),
+            ("b", Input::from(&six)),
+        ])
+        .unwrap_err();
     assert_eq!(
-        model.run(&[("a", &six[..]), ("b", &six)]).unwrap()["out"],
-        [2.0; 6]
+        err.to_string(),
+        "tensor `a` has shape [2, 3], got values of shape [3, 2]"
     );
+    // A failed run leaves the model usable.
+    let out = model.run(&inputs!["a" => &six, "b" => &six]).unwrap();
+    assert_eq!(out["out"].as_slice::<f32>().unwrap(), [2.0; 6]);
 }
 
 #[test]

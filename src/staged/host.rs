@@ -15,8 +15,8 @@ use crate::{Element, Error, Result, TensorInfo};
 ///
 /// ```
 /// # use neuron_rt::{Runtime, StagedPipeline};
-/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
-/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().simulator().build()?;
 /// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
 /// let mut pipeline = StagedPipeline::new(&model)?;
 /// let sums = pipeline.run(
@@ -44,8 +44,8 @@ pub struct HostInputs<'a> {
 ///
 /// ```
 /// # use neuron_rt::{Runtime, StagedPipeline};
-/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
-/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().simulator().build()?;
 /// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
 /// let mut pipeline = StagedPipeline::new(&model)?;
 /// let mut out = [0f32; 6]; // reused by every job: no allocation per job

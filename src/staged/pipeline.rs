@@ -51,7 +51,7 @@ pub const DEFAULT_STAGED_DEPTH: usize = 4;
 ///
 /// ```
 /// use neuron_rt::{Runtime, StagedPipeline};
-/// use nrt_sim::{DType, ModelBuilder, Op};
+/// use neuron_rt::sim::{DType, ModelBuilder, Op};
 ///
 /// // y = 2 x + 1 on f32 [4]. On hardware: `Runtime::new()?` and `load_model_file`.
 /// let neff = ModelBuilder::new("affine")
@@ -60,7 +60,7 @@ pub const DEFAULT_STAGED_DEPTH: usize = 4;
 ///     .op(Op::ScaleBias { input: "x".into(), scale: 2.0, bias: 1.0, out: "y".into() })
 ///     .build()
 ///     .unwrap();
-/// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let rt = Runtime::builder().simulator().build()?;
 /// let model = rt.load_model(&neff)?;
 /// let mut pipeline = StagedPipeline::new(&model)?;
 ///
@@ -155,8 +155,8 @@ impl StagedPipeline {
     ///
     /// ```
     /// # use neuron_rt::{Runtime, StagedPipeline};
-    /// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
-    /// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// # let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+    /// # let rt = Runtime::builder().simulator().build()?;
     /// # let model = rt.load_model(&neff)?;
     /// // out = a + b on f32 [2, 3]
     /// let mut pipeline = StagedPipeline::new(&model)?;

@@ -86,8 +86,8 @@ impl Parker {
 ///
 /// ```
 /// # use neuron_rt::{Runtime, StagedPipeline};
-/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
-/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().simulator().build()?;
 /// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
 /// let mut pipeline = StagedPipeline::new(&model)?;
 /// let mut run = pipeline.run(0..100, |_, _| Ok(()), |job, _| Ok(job));
@@ -113,8 +113,8 @@ pub struct Staged<'r, I: Iterator, W, R, T> {
 ///
 /// ```
 /// # use neuron_rt::{Runtime, StagedPipeline};
-/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
-/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().simulator().build()?;
 /// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
 /// # let mut pipeline = StagedPipeline::new(&model)?;
 /// async fn total(mut sums: impl futures_core::Stream<Item = neuron_rt::Result<f32>> + Unpin) -> neuron_rt::Result<f32> {

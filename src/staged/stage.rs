@@ -9,8 +9,8 @@ use std::fmt;
 ///
 /// ```
 /// # use neuron_rt::{Runtime, StagedPipeline};
-/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
-/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().simulator().build()?;
 /// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
 /// use neuron_rt::{Error, Stage};
 ///

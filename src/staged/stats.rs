@@ -11,8 +11,8 @@ use crate::NrtStatus;
 ///
 /// ```
 /// # use neuron_rt::{Runtime, StagedPipeline};
-/// # let neff = nrt_sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
-/// # let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// # let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// # let rt = Runtime::builder().simulator().build()?;
 /// # let model = rt.load_model(&neff)?; // out = a + b on f32 [2, 3]
 /// let mut pipeline = StagedPipeline::new(&model)?;
 /// let n = pipeline.run(0..5, |_, _| Ok(()), |_, _| Ok(())).filter(Result::is_ok).count();

@@ -51,7 +51,7 @@ impl ExecUnit {
     ///
     /// ```
     /// # use neuron_rt::Runtime;
-    /// # use nrt_sim::ModelBuilder;
+    /// # use neuron_rt::sim::ModelBuilder;
     /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
     /// #     let waker = std::task::Waker::noop();
     /// #     let mut cx = std::task::Context::from_waker(&waker);
@@ -61,7 +61,7 @@ impl ExecUnit {
     /// #         std::thread::yield_now();
     /// #     }
     /// # }
-    /// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let rt = Runtime::builder().simulator().build()?;
     /// let model = rt.load_model_on(&ModelBuilder::add_example(&[2, 3]).build().unwrap(), 0)?;
     /// let unit = rt.compute_unit(0)?;
     /// let sets = (model.allocate_inputs()?, model.allocate_outputs()?);

@@ -32,7 +32,7 @@
 //!
 //! ```
 //! use neuron_rt::{ExecSets, Request, Runtime};
-//! use nrt_sim::{DType, ModelBuilder, Op};
+//! use neuron_rt::sim::{DType, ModelBuilder, Op};
 //!
 //! // y = 2 x, on f32 [4]. On hardware: `Runtime::new()?` and `load_model_file`.
 //! let neff = ModelBuilder::new("double")
@@ -41,7 +41,7 @@
 //!     .op(Op::ScaleBias { input: "x".into(), scale: 2.0, bias: 0.0, out: "y".into() })
 //!     .build()
 //!     .unwrap();
-//! let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+//! let rt = Runtime::builder().simulator().build()?;
 //! let model = rt.load_model(&neff)?;
 //! let core = model.core().unwrap_or(0);
 //! let compute = rt.compute_unit(core)?;

@@ -52,7 +52,7 @@ const MAX_PREALLOCATED: usize = 1024;
 ///
 /// ```
 /// use neuron_rt::{Pipeline, Runtime};
-/// use nrt_sim::{DType, ModelBuilder, Op};
+/// use neuron_rt::sim::{DType, ModelBuilder, Op};
 ///
 /// // y = x + 1 on f32 [4]. On hardware: `Runtime::new()?` and `load_model_file`.
 /// let neff = ModelBuilder::new("inc")
@@ -61,7 +61,7 @@ const MAX_PREALLOCATED: usize = 1024;
 ///     .op(Op::ScaleBias { input: "x".into(), scale: 1.0, bias: 1.0, out: "y".into() })
 ///     .build()
 ///     .unwrap();
-/// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let rt = Runtime::builder().simulator().build()?;
 /// let model = rt.load_model(&neff)?;
 /// let unit = rt.compute_unit(model.core().unwrap_or(0))?;
 ///
@@ -320,7 +320,7 @@ where
     ///
     /// ```
     /// use neuron_rt::{Pipeline, Runtime};
-    /// use nrt_sim::ModelBuilder;
+    /// use neuron_rt::sim::ModelBuilder;
     /// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
     /// #     let waker = std::task::Waker::noop();
     /// #     let mut cx = std::task::Context::from_waker(&waker);
@@ -330,7 +330,7 @@ where
     /// #         std::thread::yield_now();
     /// #     }
     /// # }
-    /// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+    /// let rt = Runtime::builder().simulator().build()?;
     /// let model = rt.load_model_on(&ModelBuilder::add_example(&[2, 3]).build().unwrap(), 0)?;
     /// let unit = rt.compute_unit(0)?;
     /// let mut results = Pipeline::new(0..5, |_job| {

@@ -52,7 +52,7 @@ pub type Scheduled<T> = std::result::Result<Request<T>, Rejected<T>>;
 /// ```
 /// use neuron_rt::{Placement, Runtime};
 ///
-/// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let rt = Runtime::builder().simulator().build()?;
 /// let tensor = rt.allocate_tensor(Placement::Device, Some(0), 16, "t")?;
 /// let unit = rt.tensor_op_unit(0, 0)?;
 /// let request = unit.write(&tensor, 0, vec![1u32, 2, 3, 4])?; // the Vec moves in

@@ -24,7 +24,7 @@ use crate::{Element, Model, Tensor, TensorSet};
 /// ```
 /// use neuron_rt::{Placement, Runtime, xu};
 ///
-/// let rt = Runtime::builder().library(nrt_sim::library()).build()?;
+/// let rt = Runtime::builder().simulator().build()?;
 /// let t = rt.allocate_tensor(Placement::Device, Some(0), 16, "t")?;
 /// let unit = rt.tensor_op_unit(0, 0)?;
 /// let input = [1.0f32, 2.0, 3.0, 4.0];

@@ -1,0 +1,699 @@
+//! Host data for a model's inputs and outputs of any element type: [`Input`] (host values
+//! for one model input, typed or raw bytes, borrowed or owned) and [`Output`] /
+//! [`Outputs`] (what an execution produced, with its dtype and shape, read as the element
+//! type the caller asks for).
+//!
+//! Real models mix element types (`i64` token ids, an `f32` or `bf16` mask, `bf16`
+//! outputs): [`Model::run`](crate::Model::run) takes one [`Input`] per model input, each
+//! of its own type, checked against the model's dtype, length and (when given) shape.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use crate::typed::short_type_name;
+use crate::{DType, Element, Error, Result, Tensor, TensorInfo};
+
+/// Host values for one model input: typed elements (checked against the input's dtype)
+/// or raw bytes (only their length is checked).
+///
+/// Made from a slice, array, `Vec` or (feature `ndarray`) array of any [`Element`]
+/// type with `From`, or with [`Input::bytes`] for element types that have no Rust type
+/// (fp8, dtypes the library reports as unknown) and for callers that hold encoded bytes.
+/// The [`inputs!`](crate::inputs) macro builds the `(name, Input)` list
+/// [`Model::run`](crate::Model::run) takes.
+///
+/// ```
+/// use neuron_rt::{DType, Input};
+///
+/// let ids = [101i64, 2023, 102];
+/// let mask = vec![1.0f32; 3];
+/// assert_eq!(Input::from(&ids).dtype(), Some(DType::I64));
+/// assert_eq!(Input::from(&mask).len_bytes(), 12);
+/// let fp8 = Input::bytes(&[0x38, 0x40, 0x44]); // e.g. an fp8 tensor, already encoded
+/// assert_eq!(fp8.dtype(), None);
+/// ```
+#[derive(Clone)]
+pub struct Input<'a> {
+    bytes: Cow<'a, [u8]>,
+    kind: Kind,
+    shape: Option<Vec<usize>>,
+}
+
+/// What an [`Input`]'s bytes are.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// Elements of a Rust type: its dtype (`None` for types libnrt has none for, `f64`)
+    /// and its name for errors.
+    Typed {
+        dtype: Option<DType>,
+        type_name: &'static str,
+        elem_size: usize,
+    },
+    /// Bytes the caller vouches for.
+    Bytes,
+}
+
+impl<'a> Input<'a> {
+    /// Raw bytes for an input of any dtype: only their length is checked against the
+    /// model input's size, never their element type.
+    ///
+    /// For fp8 tensors (which libnrt may report as `int8`), dtypes the library reports as
+    /// unknown, and data that is already encoded (e.g. `bf16` from a file).
+    pub fn bytes(bytes: &'a [u8]) -> Input<'a> {
+        Input {
+            bytes: Cow::Borrowed(bytes),
+            kind: Kind::Bytes,
+            shape: None,
+        }
+    }
+
+    /// Owned raw bytes, as [`Input::bytes`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Input<'static> {
+        Input {
+            bytes: Cow::Owned(bytes),
+            kind: Kind::Bytes,
+            shape: None,
+        }
+    }
+
+    /// Elements of `T` (copied into an owned buffer), as `From<&[T]>` but `'static`.
+    pub fn from_vec<T: Element>(values: Vec<T>) -> Input<'static> {
+        Input {
+            bytes: Cow::Owned(crate::dtype::bytes_of(&values).to_vec()),
+            kind: Kind::typed::<T>(),
+            shape: None,
+        }
+    }
+
+    /// The same values with a shape that [`Model::run`](crate::Model::run) checks against
+    /// the model input's shape ([`Error::WrongShape`] when they differ). Without one, only
+    /// the element count is checked. Inputs made from `ndarray` arrays carry theirs.
+    #[must_use]
+    pub fn with_shape(mut self, shape: &[usize]) -> Input<'a> {
+        self.shape = Some(shape.to_vec());
+        self
+    }
+
+    /// The dtype of the elements, `None` for raw bytes ([`Input::bytes`]) and for Rust
+    /// types libnrt has no dtype for.
+    pub fn dtype(&self) -> Option<DType> {
+        match self.kind {
+            Kind::Typed { dtype, .. } => dtype,
+            Kind::Bytes => None,
+        }
+    }
+
+    /// The shape given with [`Input::with_shape`] (or an `ndarray` array's), if any.
+    pub fn shape(&self) -> Option<&[usize]> {
+        self.shape.as_deref()
+    }
+
+    /// The values' size in bytes.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The values as bytes, as they will be written.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Checks these values against the model input `info`: element type (typed values
+    /// only), shape (when given) and size.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongElementType`] for typed values of another element type than the
+    /// input's (or any typed values for an input of unknown dtype: use
+    /// [`Input::bytes`]); [`Error::WrongShape`] for a shape other than the input's;
+    /// [`Error::WrongLength`] (typed) or [`Error::SizeMismatch`] (bytes) for another
+    /// size.
+    pub fn check(&self, info: &TensorInfo) -> Result<()> {
+        if let Kind::Typed {
+            dtype, type_name, ..
+        } = self.kind
+            && !dtype.is_some_and(|given| stores(given, info.dtype))
+        {
+            return Err(Error::WrongElementType {
+                tensor: info.name.clone(),
+                expected: info.dtype,
+                given: type_name,
+            });
+        }
+        if let Some(shape) = &self.shape
+            && !same_shape(shape, &info.shape)
+        {
+            return Err(Error::WrongShape {
+                tensor: info.name.clone(),
+                expected: info.shape.clone(),
+                given: shape.clone(),
+            });
+        }
+        if self.bytes.len() != info.size {
+            return Err(match self.kind {
+                Kind::Typed { elem_size, .. } => Error::WrongLength {
+                    tensor: info.name.clone(),
+                    expected: info.size / elem_size.max(1),
+                    given: self.bytes.len() / elem_size.max(1),
+                },
+                Kind::Bytes => Error::SizeMismatch {
+                    tensor: info.name.clone(),
+                    what: "model input",
+                    expected: info.size,
+                    actual: self.bytes.len(),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the values to the start of `tensor` (after [`Input::check`] against its
+    /// model tensor).
+    pub(crate) fn write_to(&self, tensor: &Tensor) -> Result<()> {
+        tensor.write_at(0, &self.bytes[..])
+    }
+}
+
+impl Kind {
+    fn typed<T: Element>() -> Kind {
+        Kind::Typed {
+            dtype: T::DTYPE,
+            type_name: short_type_name::<T>(),
+            elem_size: size_of::<T>(),
+        }
+    }
+}
+
+impl fmt::Debug for Input<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Input");
+        match self.kind {
+            Kind::Typed { type_name, .. } => d.field("type", &type_name),
+            Kind::Bytes => d.field("type", &"bytes"),
+        };
+        d.field("len_bytes", &self.bytes.len())
+            .field("shape", &self.shape)
+            .finish()
+    }
+}
+
+impl<'a, T: Element> From<&'a [T]> for Input<'a> {
+    fn from(values: &'a [T]) -> Input<'a> {
+        Input {
+            bytes: Cow::Borrowed(crate::dtype::bytes_of(values)),
+            kind: Kind::typed::<T>(),
+            shape: None,
+        }
+    }
+}
+
+impl<'a, T: Element> From<&'a Vec<T>> for Input<'a> {
+    fn from(values: &'a Vec<T>) -> Input<'a> {
+        Input::from(values.as_slice())
+    }
+}
+
+impl<'a, T: Element, const N: usize> From<&'a [T; N]> for Input<'a> {
+    fn from(values: &'a [T; N]) -> Input<'a> {
+        Input::from(values.as_slice())
+    }
+}
+
+impl<T: Element> From<Vec<T>> for Input<'static> {
+    fn from(values: Vec<T>) -> Input<'static> {
+        Input::from_vec(values)
+    }
+}
+
+/// Whether elements of dtype `given` may be stored in a tensor of dtype `stored`: the
+/// same dtype; `f32` for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit
+/// float types, which have no Rust type. Nothing is stored in a tensor of unknown dtype
+/// as typed values (only as bytes).
+pub(crate) fn stores(given: DType, stored: DType) -> bool {
+    given == stored
+        || matches!(
+            (given, stored),
+            (DType::F32, DType::Fp32R) | (DType::U8, DType::Fp8E3 | DType::Fp8E4 | DType::Fp8E5)
+        )
+}
+
+fn same_shape(given: &[usize], model: &[u32]) -> bool {
+    given.len() == model.len()
+        && given
+            .iter()
+            .zip(model)
+            .all(|(&g, &m)| u32::try_from(g) == Ok(m))
+}
+
+/// One output of an execution: its name, dtype and shape as the model declares them, and
+/// its bytes, readable as the element type the caller asks for.
+///
+/// ```
+/// use neuron_rt::{DType, Runtime, inputs};
+/// use neuron_rt::sim::ModelBuilder;
+///
+/// let runtime = Runtime::builder().simulator().build()?;
+/// let model = runtime.load_model(&ModelBuilder::add_example(&[2, 3]).build().unwrap())?;
+/// let outputs = model.run(&inputs!["a" => &[1.0f32; 6], "b" => &[2.0f32; 6]])?;
+/// let out = &outputs["out"];
+/// assert_eq!((out.dtype(), out.shape()), (DType::F32, &[2, 3][..]));
+/// assert_eq!(out.as_slice::<f32>()?, [3.0; 6]);
+/// assert!(out.as_slice::<i32>().is_err()); // stored as f32: asked i32
+/// println!("{out}"); // out [2, 3] f32 = [3.0, 3.0, 3.0, 3.0, 3.0, 3.0]
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Output {
+    name: String,
+    dtype: DType,
+    shape: Vec<u32>,
+    /// The bytes, in 8-byte words so that a view as any element type is aligned.
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Output {
+    /// Reads the whole of `tensor`, bound as the model output `info`.
+    pub(crate) fn read_from(tensor: &Tensor, info: &TensorInfo) -> Result<Output> {
+        let mut output = Output::zeroed(info);
+        tensor.read_at(0, output.bytes_mut())?;
+        Ok(output)
+    }
+
+    /// An output for `info` with every byte zero, to be filled.
+    pub(crate) fn zeroed(info: &TensorInfo) -> Output {
+        Output {
+            name: info.name.clone(),
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            words: vec![0; info.size.div_ceil(8)],
+            len: info.size,
+        }
+    }
+
+    /// The model's name for this output.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The element type the model declares (may be [`DType::Unknown`]: read such an
+    /// output with [`Output::bytes`]).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The dimensions the model declares.
+    pub fn shape(&self) -> &[u32] {
+        &self.shape
+    }
+
+    /// The output's bytes, as the device wrote them (little-endian elements).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `words` holds at least `len` initialised bytes (`div_ceil(len, 8)`
+        // words); u8 has no alignment or validity requirement; the slice borrows `self`.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `bytes`; every byte pattern is a valid u64, and the slice borrows
+        // `self` mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// The elements as `T`, without a copy.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongElementType`] (naming the output, its dtype and `T`) unless `T` is
+    /// the output's element type (`f32` also reads [`DType::Fp32R`], `u8` the fp8 types);
+    /// an output of unknown dtype is only readable by [`Output::bytes`].
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        if !T::DTYPE.is_some_and(|given| stores(given, self.dtype))
+            || !self.len.is_multiple_of(size_of::<T>())
+        {
+            return Err(Error::WrongElementType {
+                tensor: self.name.clone(),
+                expected: self.dtype,
+                given: short_type_name::<T>(),
+            });
+        }
+        // SAFETY: `words` is 8-byte aligned, which satisfies every `Element` type's
+        // alignment (at most 8); it holds `len` initialised bytes, a whole number of
+        // `T`s (checked); every bit pattern is a valid `T` (the `Element` contract). The
+        // slice borrows `self`.
+        Ok(unsafe {
+            std::slice::from_raw_parts(self.words.as_ptr().cast::<T>(), self.len / size_of::<T>())
+        })
+    }
+
+    /// The elements as a `Vec<T>` (a copy of [`Output::as_slice`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Output::as_slice`].
+    pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
+        self.as_slice().map(<[T]>::to_vec)
+    }
+
+    /// The output's bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes().to_vec()
+    }
+
+    /// The number of elements, `None` when the dtype's size is unknown.
+    pub fn element_count(&self) -> Option<usize> {
+        Some(self.len / self.dtype.size_in_bytes()?)
+    }
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("name", &self.name)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .field("len_bytes", &self.len)
+            .finish()
+    }
+}
+
+/// Most elements [`Output`]'s `Display` shows before `...`.
+const SHOWN: usize = 16;
+
+impl fmt::Display for Output {
+    /// `name [shape] dtype = [first 16 values, ...]`: values decoded by dtype (`bf16` /
+    /// `f16` with feature `half`), bytes in hex where there is no decoding.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} {} = ", self.name, self.shape, self.dtype)?;
+        let values = crate::io_format::first_values(self.dtype, self.bytes(), SHOWN);
+        let total = self.element_count().unwrap_or(self.len);
+        write!(f, "[{}", values.join(", "))?;
+        if total > values.len() {
+            write!(f, ", ... ({total} in all)")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// The outputs of one execution, in the model's output order, by name.
+///
+/// `outputs["name"]` panics when the model has no output of that name (like a map);
+/// [`Outputs::get`] does not.
+#[derive(Clone, Debug, Default)]
+pub struct Outputs {
+    items: Vec<Output>,
+}
+
+impl Outputs {
+    /// Outputs in the model's order.
+    pub(crate) fn new(items: Vec<Output>) -> Outputs {
+        Outputs { items }
+    }
+
+    /// The output named `name`.
+    pub fn get(&self, name: &str) -> Option<&Output> {
+        self.items.iter().find(|o| o.name == name)
+    }
+
+    /// Takes the output named `name` out.
+    pub fn remove(&mut self, name: &str) -> Option<Output> {
+        let i = self.items.iter().position(|o| o.name == name)?;
+        Some(self.items.remove(i))
+    }
+
+    /// The outputs in the model's order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Output> {
+        self.items.iter()
+    }
+
+    /// How many outputs there are.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl std::ops::Index<&str> for Outputs {
+    type Output = Output;
+
+    fn index(&self, name: &str) -> &Output {
+        match self.get(name) {
+            Some(output) => output,
+            None => panic!(
+                "no output `{name}` (outputs: {})",
+                self.items
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
+impl IntoIterator for Outputs {
+    type Item = Output;
+    type IntoIter = std::vec::IntoIter<Output>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Outputs {
+    type Item = &'a Output;
+    type IntoIter = std::slice::Iter<'a, Output>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+/// `(name, Input)` pairs for [`Model::run`](crate::Model::run), each value converted with
+/// `Input::from`: slices, arrays, `Vec`s (and `ndarray` arrays) of any element type,
+/// or an [`Input`] itself.
+///
+/// ```
+/// use neuron_rt::{Runtime, inputs};
+/// use neuron_rt::sim::{DType, ModelBuilder, Op};
+///
+/// // ids (i64) and a mask (f32): two element types in one call.
+/// let neff = ModelBuilder::new("mixed")
+///     .input("ids", DType::I64, &[4])
+///     .input("mask", DType::F32, &[4])
+///     .output("ids_out", DType::I64, &[4])
+///     .output("mask_out", DType::F32, &[4])
+///     .op(Op::Identity { input: "ids".into(), out: "ids_out".into() })
+///     .op(Op::Identity { input: "mask".into(), out: "mask_out".into() })
+///     .build()
+///     .unwrap();
+/// let runtime = Runtime::builder().simulator().build()?;
+/// let model = runtime.load_model(&neff)?;
+/// let ids = vec![101i64, 7, 8, 102];
+/// let out = model.run(&inputs!["ids" => &ids, "mask" => &[1.0f32, 1.0, 1.0, 0.0]])?;
+/// assert_eq!(out["ids_out"].as_slice::<i64>()?, ids);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+#[macro_export]
+macro_rules! inputs {
+    ($($name:expr => $value:expr),* $(,)?) => {
+        [$(($name, $crate::Input::from($value))),*]
+    };
+}
+
+#[cfg(feature = "ndarray")]
+mod ndarray_io {
+    //! `ndarray` arrays in and out (feature `ndarray`).
+
+    use std::borrow::Cow;
+
+    use ndarray::{ArrayBase, ArrayD, ArrayViewD, Data, Dimension, IxDyn};
+
+    use super::{Input, Kind, Output};
+    use crate::{Element, Error, Result};
+
+    impl<'a, T: Element, S: Data<Elem = T>, D: Dimension> From<&'a ArrayBase<S, D>> for Input<'a> {
+        /// The array's elements in logical (row-major) order, with its shape (checked
+        /// against the model input's): borrowed when the array is contiguous in that
+        /// order, copied otherwise.
+        fn from(array: &'a ArrayBase<S, D>) -> Input<'a> {
+            let bytes = match array.as_slice() {
+                Some(values) => Cow::Borrowed(crate::dtype::bytes_of(values)),
+                None => Cow::Owned(
+                    crate::dtype::bytes_of(&array.iter().copied().collect::<Vec<T>>()).to_vec(),
+                ),
+            };
+            Input {
+                bytes,
+                kind: Kind::typed::<T>(),
+                shape: Some(array.shape().to_vec()),
+            }
+        }
+    }
+
+    impl Output {
+        fn dims(&self) -> Vec<usize> {
+            self.shape.iter().map(|&d| d as usize).collect()
+        }
+
+        /// The output as an array view of its shape, without a copy.
+        ///
+        /// # Errors
+        ///
+        /// As [`Output::as_slice`]; [`Error::UnexpectedResult`] if the shape's element
+        /// count does not match the output's size.
+        pub fn view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
+            let values = self.as_slice::<T>()?;
+            ArrayViewD::from_shape(IxDyn(&self.dims()), values).map_err(|e| self.bad_shape(e))
+        }
+
+        /// The output as an owned array of its shape.
+        ///
+        /// # Errors
+        ///
+        /// As [`Output::view`].
+        pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
+            self.view().map(|v| v.to_owned())
+        }
+
+        fn bad_shape(&self, e: ndarray::ShapeError) -> Error {
+            Error::UnexpectedResult {
+                function: "nrt_get_model_tensor_info",
+                reason: format!(
+                    "output `{}` has shape {:?} but {} bytes of {}: {e}",
+                    self.name, self.shape, self.len, self.dtype
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TensorUsage;
+
+    fn info(name: &str, dtype: DType, shape: &[u32]) -> TensorInfo {
+        let n: usize = shape.iter().map(|&d| d as usize).product();
+        TensorInfo {
+            name: name.into(),
+            usage: TensorUsage::Input,
+            size: n * dtype.size_in_bytes().unwrap_or(1),
+            dtype,
+            shape: shape.to_vec(),
+        }
+    }
+
+    #[test]
+    fn typed_inputs_must_match_the_dtype_and_length() {
+        let ids = info("ids", DType::I64, &[4]);
+        assert!(Input::from(&[1i64, 2, 3, 4]).check(&ids).is_ok());
+        let e = Input::from(&[1i32, 2, 3, 4]).check(&ids).unwrap_err();
+        assert!(
+            matches!(&e, Error::WrongElementType { tensor, expected: DType::I64, given: "i32" } if tensor == "ids"),
+            "{e}"
+        );
+        let e = Input::from(&[1i64, 2, 3]).check(&ids).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::WrongLength {
+                    expected: 4,
+                    given: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = Input::from(&[1.0f64; 4]).check(&ids).unwrap_err();
+        assert!(
+            matches!(e, Error::WrongElementType { given: "f64", .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bytes_are_checked_by_length_only_and_unknown_dtypes_take_only_bytes() {
+        let fp8 = info("w", DType::Fp8E4, &[3]);
+        assert!(Input::bytes(&[1, 2, 3]).check(&fp8).is_ok());
+        assert!(Input::from(&[1u8, 2, 3]).check(&fp8).is_ok());
+        let e = Input::bytes(&[1, 2]).check(&fp8).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::SizeMismatch {
+                    expected: 3,
+                    actual: 2,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let unknown = TensorInfo {
+            size: 8,
+            ..info("u", DType::Unknown, &[2])
+        };
+        assert!(Input::bytes(&[0; 8]).check(&unknown).is_ok());
+        assert!(matches!(
+            Input::from(&[0f32; 2]).check(&unknown),
+            Err(Error::WrongElementType {
+                expected: DType::Unknown,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_given_shape_must_be_the_models() {
+        let x = info("x", DType::F32, &[2, 3]);
+        assert!(
+            Input::from(&[0f32; 6])
+                .with_shape(&[2, 3])
+                .check(&x)
+                .is_ok()
+        );
+        let e = Input::from(&[0f32; 6])
+            .with_shape(&[3, 2])
+            .check(&x)
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::WrongShape { expected, given, .. } if expected == &[2, 3] && given == &[3, 2]),
+            "{e}"
+        );
+        assert!(e.to_string().contains("[2, 3]"), "{e}");
+    }
+
+    #[test]
+    fn outputs_read_as_their_type_only_and_display_their_values() {
+        let mut out = Output::zeroed(&info("y", DType::I16, &[3]));
+        out.bytes_mut().copy_from_slice(&[1, 0, 0xfe, 0xff, 7, 0]);
+        assert_eq!(out.as_slice::<i16>().unwrap(), [1, -2, 7]);
+        assert_eq!(out.element_count(), Some(3));
+        let e = out.as_slice::<u16>().unwrap_err();
+        assert_eq!(e.to_string(), "tensor `y` holds i16 elements, got u16");
+        assert_eq!(out.to_string(), "y [3] i16 = [1, -2, 7]");
+        let unknown = Output::zeroed(&TensorInfo {
+            size: 3,
+            ..info("z", DType::Unknown, &[3])
+        });
+        assert!(unknown.as_slice::<u8>().is_err());
+        assert_eq!(unknown.bytes(), [0, 0, 0]);
+        assert_eq!(unknown.to_string(), "z [3] unknown = [00, 00, 00]");
+    }
+
+    #[test]
+    fn outputs_index_by_name_in_model_order() {
+        let outs = Outputs::new(vec![
+            Output::zeroed(&info("b", DType::U8, &[1])),
+            Output::zeroed(&info("a", DType::U8, &[2])),
+        ]);
+        assert_eq!(outs["a"].bytes().len(), 2);
+        assert!(outs.get("c").is_none());
+        let names: Vec<&str> = outs.iter().map(Output::name).collect();
+        assert_eq!(names, ["b", "a"]);
+    }
+}
