@@ -250,9 +250,9 @@ fn header_name(neff: &[u8]) -> String {
 }
 
 fn read_model_file(path: &Path) -> Result<(Vec<u8>, String)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     Ok((bytes, path.display().to_string()))
 }
@@ -310,9 +310,9 @@ impl ModelInner {
 
 /// [`stack::with_exec_stack`] for the execution calls, with its error typed.
 fn with_exec_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
-    stack::with_exec_stack(f).map_err(|source| Error::Thread {
+    stack::with_exec_stack(f).map_err(|error| Error::Thread {
         what: "nrt_execute (the calling thread has too little stack)",
-        source,
+        error,
     })
 }
 

@@ -218,9 +218,9 @@ impl RankGroup {
                 .into_iter()
                 .map(|h| match h {
                     Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    Err(source) => Err(Error::Thread {
+                    Err(error) => Err(Error::Thread {
                         what: "a rank's execution thread",
-                        source,
+                        error,
                     }),
                 })
                 .collect()

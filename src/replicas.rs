@@ -221,7 +221,7 @@ impl Replicas {
                     stage,
                     job,
                     core: ring.core(),
-                    source: Box::new(error),
+                    error: Box::new(error),
                 })
             }
         }
