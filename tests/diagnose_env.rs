@@ -113,6 +113,26 @@ fn init_failures_name_the_variable_and_its_value() {
     );
     set("NEURON_RT_NUM_CORES", None);
 
+    // A model larger than every core's free device memory: that is the cause.
+    set("NRT_SIM_DEVICE_MEMORY", Some("100"));
+    let rt = build().unwrap();
+    let neff = support::add_model();
+    let err = rt.load_model(&neff).unwrap_err();
+    assert_eq!(err.status(), Some(NrtStatus::Resource), "{err}");
+    assert_eq!(
+        err.cause(),
+        Some(
+            format!(
+                "model `add` ({:.1} KiB) does not fit: the most free device memory on any core is 100 bytes",
+                neff.len() as f64 / 1024.0
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
+    drop(rt);
+    set("NRT_SIM_DEVICE_MEMORY", None);
+
     // With good settings the same builder starts.
     let rt = build().unwrap();
     drop(rt);

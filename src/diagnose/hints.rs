@@ -212,6 +212,26 @@ fn load_failed(rt: &Runtime, err: Error, neff: &[u8], label: &str, core: Option<
             (None, Some(n)) => (0..n).collect(),
             (None, None) => Vec::new(),
         };
+        let free: Vec<usize> = cores
+            .iter()
+            .filter_map(|&c| rt.memory_stats(c).ok())
+            .map(|m| m.bytes_limit.saturating_sub(m.bytes_used))
+            .collect();
+        // The file is a lower bound of what a load needs on the device.
+        if let Some(&most) = free.iter().max()
+            && most < neff.len()
+        {
+            specific.push(format!(
+                "model `{label}` ({}) does not fit: the most free device memory on {} is {}",
+                bytes(neff.len()),
+                if cores.len() == 1 {
+                    "its core"
+                } else {
+                    "any core"
+                },
+                bytes(most)
+            ));
+        }
         lines.extend(memory_lines(rt, &cores));
         lines.push(format!("the model file has {} bytes", neff.len()));
     }
