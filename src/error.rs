@@ -24,8 +24,8 @@ pub enum Error {
     #[error(
         "{function} failed{}: {}{}",
         affix(" for ", context.as_deref(), ""),
-        cause_and_status(cause.as_deref(), *status, message.as_deref()),
-        hint_block(hint.as_deref())
+        cause_and_status(diagnosis.as_ref().and_then(|d| d.cause.as_deref()), *status, message.as_deref()),
+        hint_block(diagnosis.as_ref().and_then(|d| d.hint.as_deref()))
     )]
     #[non_exhaustive]
     Nrt {
@@ -37,14 +37,9 @@ pub enum Error {
         message: Option<String>,
         /// What the call was about: model, tensor or core, when known.
         context: Option<String>,
-        /// The specific cause, when the diagnosis knows it (a core that does not exist, a
-        /// file that is not a NEFF, a driver too old for the library, ...): shown before
-        /// the library's generic status text; see [`Error::cause`].
-        cause: Option<String>,
-        /// What the diagnosis found out about the failure (environment, devices, other
-        /// processes holding them, memory, the model file), for `nrt_init`, `nrt_load`
-        /// and tensor allocation failures; see [`Error::hint`].
-        hint: Option<String>,
+        /// What the diagnosis found out, for `nrt_init`, `nrt_load` and tensor allocation
+        /// failures ([`Error::cause`], [`Error::hint`]); boxed, as most errors have none.
+        diagnosis: Option<Box<Diagnosis>>,
     },
 
     /// No libnrt could be loaded; lists every place tried, then what to do
@@ -298,7 +293,7 @@ impl Error {
     /// [`Error::LibraryNotFound`].
     pub fn hint(&self) -> Option<&str> {
         match self {
-            Error::Nrt { hint, .. } => hint.as_deref(),
+            Error::Nrt { diagnosis, .. } => diagnosis.as_ref()?.hint.as_deref(),
             Error::LibraryNotFound(load) => Some(crate::diagnose::library_not_found_hint(load)),
             _ => None,
         }
@@ -309,7 +304,7 @@ impl Error {
     /// findings are in [`Error::hint`].
     pub fn cause(&self) -> Option<&str> {
         match self {
-            Error::Nrt { cause, .. } => cause.as_deref(),
+            Error::Nrt { diagnosis, .. } => diagnosis.as_ref()?.cause.as_deref(),
             Error::Stage { error, .. } => error.cause(),
             _ => None,
         }
@@ -344,6 +339,20 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// What the diagnosis of a failed `nrt_init`, `nrt_load` or allocation found out (see
+/// [`Error::cause`] and [`Error::hint`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Diagnosis {
+    /// The specific cause, when one was found (a core that does not exist, a file that is
+    /// not a NEFF, a driver too old for the library, ...): shown before libnrt's generic
+    /// status text.
+    pub cause: Option<String>,
+    /// The other findings (environment, devices, other processes holding them, memory,
+    /// the model file, where libnrt's own reason is), one per line.
+    pub hint: Option<String>,
 }
 
 impl From<nrt_sys::LoadError> for Error {
@@ -398,8 +407,7 @@ mod tests {
             status: NrtStatus::Invalid,
             message: Some("Invalid input".into()),
             context: Some("model `add`".into()),
-            cause: None,
-            hint: None,
+            diagnosis: None,
         };
         assert_eq!(
             e.to_string(),
@@ -410,8 +418,10 @@ mod tests {
             status: NrtStatus::Resource,
             message: None,
             context: None,
-            cause: None,
-            hint: Some("first finding\nsecond finding".into()),
+            diagnosis: Some(Box::new(Diagnosis {
+                cause: None,
+                hint: Some("first finding\nsecond finding".into()),
+            })),
         };
         assert_eq!(
             hinted.to_string(),
@@ -424,8 +434,7 @@ mod tests {
             status: NrtStatus::Other(77),
             message: None,
             context: None,
-            cause: None,
-            hint: None,
+            diagnosis: None,
         };
         assert_eq!(
             bare.to_string(),
@@ -460,8 +469,7 @@ mod tests {
             status: NrtStatus::QueueFull,
             message: None,
             context: None,
-            cause: None,
-            hint: None,
+            diagnosis: None,
         };
         assert!(e.is_retryable());
         assert!(!e.is_fatal());

@@ -122,7 +122,7 @@ pub mod xu;
 pub use batch::{ReadBatch, WriteBatch};
 pub use capabilities::Capabilities;
 pub use dtype::{DType, Element};
-pub use error::{Error, Result};
+pub use error::{Diagnosis, Error, Result};
 pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use profile::ProfileGuard;

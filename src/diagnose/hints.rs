@@ -64,8 +64,7 @@ impl Target {
 fn with_findings(mut err: Error, cause: Option<String>, lines: Vec<String>) -> Error {
     if let Error::Nrt {
         function,
-        hint,
-        cause: found,
+        diagnosis,
         ..
     } = &mut err
     {
@@ -75,8 +74,10 @@ fn with_findings(mut err: Error, cause: Option<String>, lines: Vec<String>) -> E
             cause.as_deref().unwrap_or("not found"),
             text.replace('\n', "; ")
         );
-        *found = cause;
-        *hint = Some(text).filter(|t| !t.is_empty());
+        *diagnosis = Some(Box::new(crate::error::Diagnosis {
+            cause,
+            hint: Some(text).filter(|t| !t.is_empty()),
+        }));
     }
     err
 }

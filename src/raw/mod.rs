@@ -74,8 +74,7 @@ pub(crate) fn failed(lib: &Library, function: &'static str, raw: sys::NRT_STATUS
         status: NrtStatus::from_raw(raw),
         message: status_text(lib, raw),
         context: None,
-        cause: None,
-        hint: None,
+        diagnosis: None,
     }
 }
 
