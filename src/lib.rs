@@ -92,10 +92,10 @@ mod attached_buffer;
 mod batch;
 mod buffer;
 mod capabilities;
+mod collectives;
 pub mod diagnose;
 mod dtype;
 mod error;
-mod global_comm;
 mod host_lock;
 mod info;
 mod io;
@@ -104,15 +104,12 @@ mod io_format;
 mod linked;
 mod logging;
 mod model;
+mod parallel;
 mod profile;
-mod rank_group;
-mod rank_spec;
 mod raw;
-mod replicas;
 mod run;
 mod runtime;
 mod stack;
-mod staged;
 mod status;
 mod tensor;
 mod tensor_set;
@@ -121,23 +118,23 @@ pub mod xu;
 
 pub use batch::{ReadBatch, WriteBatch};
 pub use capabilities::Capabilities;
+pub use collectives::rank_group::RankGroup;
+pub use collectives::rank_spec::RankSpec;
 pub use dtype::{DType, Element};
 pub use error::{Diagnosis, Error, Result};
 pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
+pub use parallel::replicas::Replicas;
+pub use parallel::staged::{
+    CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
+    StagedStream,
+};
 pub use profile::ProfileGuard;
-pub use rank_group::RankGroup;
-pub use rank_spec::RankSpec;
-pub use replicas::Replicas;
 pub use run::BenchmarkStats;
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };
 pub use stack::{EXEC_STACK_NEEDED, HELPER_STACK};
-pub use staged::{
-    CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
-    StagedStream,
-};
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nrt_sys as sys;
 
+use crate::collectives::rank_spec::RankSpec;
 use crate::host_lock::{Access, HostGuard, lock_host_storage};
-use crate::rank_spec::RankSpec;
 use crate::raw;
 use crate::stack;
 use crate::tensor::core_arg;

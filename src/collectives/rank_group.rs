@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::rank_spec::RankSpec;
+use crate::collectives::rank_spec::RankSpec;
 use crate::{Error, ExecSets, Model, Rejected, Result, Runtime, Scheduled, TensorSet};
 
 fn count_error(inputs: usize, outputs: usize, ranks: usize) -> Error {
