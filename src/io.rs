@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::typed::short_type_name;
+use crate::dtype::{short_type_name, stores};
 use crate::{DType, Element, Error, Result, Tensor, TensorInfo};
 
 /// Host values for one model input: typed elements (checked against the input's dtype)
@@ -223,18 +223,6 @@ impl<T: Element> From<Vec<T>> for Input<'static> {
     fn from(values: Vec<T>) -> Input<'static> {
         Input::from_vec(values)
     }
-}
-
-/// Whether elements of dtype `given` may be stored in a tensor of dtype `stored`: the
-/// same dtype; `f32` for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit
-/// float types, which have no Rust type. Nothing is stored in a tensor of unknown dtype
-/// as typed values (only as bytes).
-pub(crate) fn stores(given: DType, stored: DType) -> bool {
-    given == stored
-        || matches!(
-            (given, stored),
-            (DType::F32, DType::Fp32R) | (DType::U8, DType::Fp8E3 | DType::Fp8E4 | DType::Fp8E5)
-        )
 }
 
 fn same_shape(given: &[usize], model: &[u32]) -> bool {
