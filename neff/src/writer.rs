@@ -63,14 +63,26 @@ impl NeffWriter {
     }
 
     /// Adds an input (`shape` empty for a scalar).
-    pub fn input(mut self, name: impl Into<String>, dtype: DType, shape: &[u32]) -> Self {
-        self.inputs.push((name.into(), dtype, shape.to_vec()));
+    pub fn input(
+        mut self,
+        name: impl Into<String>,
+        dtype: impl Into<DType>,
+        shape: &[u32],
+    ) -> Self {
+        self.inputs
+            .push((name.into(), dtype.into(), shape.to_vec()));
         self
     }
 
     /// Adds an output (`shape` empty for a scalar).
-    pub fn output(mut self, name: impl Into<String>, dtype: DType, shape: &[u32]) -> Self {
-        self.outputs.push((name.into(), dtype, shape.to_vec()));
+    pub fn output(
+        mut self,
+        name: impl Into<String>,
+        dtype: impl Into<DType>,
+        shape: &[u32],
+    ) -> Self {
+        self.outputs
+            .push((name.into(), dtype.into(), shape.to_vec()));
         self
     }
 

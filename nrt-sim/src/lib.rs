@@ -148,7 +148,15 @@ pub mod fuzzing {
 
 pub use control::{CoreCounters, Counters, SimControl};
 pub use faults::FaultSpecError;
-pub use model::{BuildError, DType, ModelBuilder, Op, build_model_from_text, describe_model};
+pub use model::{
+    BuildError, DEVICE_TIME_ENTRY, DType, ModelBuilder, Op, build_model_from_text, describe_model,
+    synthetic_output, with_device_time,
+};
+
+/// The NEFF reader and writer (`neuron-neff`): [`neff::NeffWriter`] makes real-format
+/// NEFFs (the compiler's container, a signature, no instructions) that `nrt_load` runs
+/// in signature-only mode; [`neff::Neff`] reads any NEFF's header and signature.
+pub use neuron_neff as neff;
 
 pub use exports::{function_table, library, symbol_lookup};
 
