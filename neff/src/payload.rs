@@ -238,7 +238,8 @@ fn scan_entries<R: Read>(
                 limit: limits.max_entry,
             });
         }
-        let mut bytes = Vec::with_capacity(size as usize);
+        // Grown as the data arrives: a header may claim more than the archive holds.
+        let mut bytes = Vec::with_capacity(size.min(1 << 16) as usize);
         (&mut entry)
             .take(size)
             .read_to_end(&mut bytes)

@@ -151,7 +151,7 @@ pub use control::{CoreCounters, Counters, SimControl};
 pub use faults::FaultSpecError;
 pub use model::{
     BuildError, DEVICE_TIME_ENTRY, DType, ModelBuilder, Op, build_model_from_text, describe_model,
-    synthetic_output, with_device_time,
+    is_signature_only, synthetic_output, with_device_time,
 };
 
 /// The NEFF reader and writer (`neuron-neff`): [`neff::NeffWriter`] makes real-format

@@ -20,7 +20,7 @@ mod types;
 pub use builder::{ModelBuilder, build_model_from_text, describe_model};
 pub(crate) use collective::{Exchange, Solo};
 pub(crate) use program::Program;
-pub use real::{DEVICE_TIME_ENTRY, synthetic_output, with_device_time};
+pub use real::{DEVICE_TIME_ENTRY, is_signature_only, synthetic_output, with_device_time};
 pub(crate) use types::TensorSpec;
 pub use types::{BuildError, DType, Op};
 

@@ -73,6 +73,21 @@ pub fn synthetic_output(model: &str, output: usize, execution: u64, len: usize) 
     out
 }
 
+/// Whether `nrt_load` of `bytes` on the simulator uses signature-only mode: a NEFF
+/// container (header and length right) whose payload is gzip data, as compiled NEFFs'
+/// is. Its executions then write synthetic outputs, not results.
+///
+/// ```
+/// use nrt_sim::neff::{DType, NeffWriter};
+/// let real = NeffWriter::new("m").output("y", DType::F32, &[2]).build()?;
+/// assert!(nrt_sim::is_signature_only(&real));
+/// assert!(!nrt_sim::is_signature_only(&nrt_sim::ModelBuilder::add_example(&[2]).build().unwrap()));
+/// # Ok::<(), nrt_sim::neff::NeffError>(())
+/// ```
+pub fn is_signature_only(bytes: &[u8]) -> bool {
+    neuron_neff::Header::split(bytes).is_ok_and(|(_, payload)| payload.starts_with(&[0x1f, 0x8b]))
+}
+
 /// Reads a real NEFF for `nrt_load`: the container (hash checked when
 /// `validate_hash`), then the signature.
 ///
