@@ -188,7 +188,7 @@ impl Runtime {
         }
         let id = new_id()?;
         let rank = match rank {
-            Some((rank, world)) => Some(self.join_group(&program.name, rank, world, core.index)?),
+            Some((rank, world)) => Some(self.join_group(&program, rank, world, core.index)?),
             None => None,
         };
         for c in &self.cores[first..first + n] {
@@ -211,13 +211,13 @@ impl Runtime {
 
     /// The checks of a rank and world against the program and the environment.
     fn check_rank(&self, program: &Program, rank: Option<(u32, u32)>) -> Res<()> {
-        let name = &program.name;
+        let label = program.label();
         let Some((rank, world)) = rank else {
             return match program.world() {
                 Some(w) if w > 1 => fail(
                     NRT_INVALID,
                     format!(
-                        "model '{name}' has collectives over {w} ranks; load it with nrt_load_collectives as one rank of a world of {w}"
+                        "model {label} has collectives over {w} ranks; load it with nrt_load_collectives as one rank of a world of {w}"
                     ),
                 ),
                 _ => Ok(()),
@@ -237,7 +237,7 @@ impl Runtime {
             return fail(
                 NRT_INVALID,
                 format!(
-                    "model '{name}' is compiled for a world of {w} ranks, but loaded as rank {rank} of {world}"
+                    "model {label} is compiled for a world of {w} ranks, but loaded as rank {rank} of {world}"
                 ),
             );
         }
@@ -251,7 +251,7 @@ impl Runtime {
                 return fail(
                     NRT_INVALID,
                     format!(
-                        "model '{name}' as rank {rank} of a world of {world}: only {} core(s) are visible, so other ranks run in other processes, which needs NEURON_RT_ROOT_COMM_ID=<rank 0 host:port>; it is not set",
+                        "model {label} as rank {rank} of a world of {world}: only {} core(s) are visible, so other ranks run in other processes, which needs NEURON_RT_ROOT_COMM_ID=<rank 0 host:port>; it is not set",
                         self.cfg.visible_cores
                     ),
                 );
@@ -260,7 +260,8 @@ impl Runtime {
         Ok(())
     }
 
-    fn join_group(&mut self, name: &str, rank: u32, world: u32, core: u32) -> Res<Rank> {
+    fn join_group(&mut self, program: &Program, rank: u32, world: u32, core: u32) -> Res<Rank> {
+        let name = program.name.as_str();
         let group = self
             .groups
             .entry((name.to_string(), world))
@@ -269,7 +270,7 @@ impl Runtime {
                 let root = root
                     .filter(|_| world > 1)
                     .and_then(|r| net::root_addr(r).ok());
-                Arc::new(Group::new(name.to_string(), world, root))
+                Arc::new(Group::new(name.to_string(), world, root).synthetic(program.synthetic))
             })
             .clone();
         group.join(rank, core)?;
