@@ -12,7 +12,15 @@
 
 use neuron_neff::{Neff, ParseOptions, TensorSpec};
 use serde_json::{Value, json};
+use std::io::Write;
 use std::process::ExitCode;
+
+/// `eprintln!` that ignores a closed stderr instead of panicking.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 const USAGE: &str = "usage: neff-inspect [--json] [--no-hash] FILE.neff";
 
@@ -108,27 +116,30 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             a if a.starts_with('-') || path.is_some() => {
-                eprintln!("neff-inspect: unexpected argument {a:?}\n{USAGE}");
+                err!("neff-inspect: unexpected argument {a:?}\n{USAGE}");
                 return ExitCode::from(2);
             }
             _ => path = Some(arg),
         }
     }
     let Some(path) = path else {
-        eprintln!("neff-inspect: no file\n{USAGE}");
+        err!("neff-inspect: no file\n{USAGE}");
         return ExitCode::from(2);
     };
-    match Neff::open_with(&path, &options) {
-        Ok(neff) if json => {
-            println!("{:#}", to_json(&neff));
-            ExitCode::SUCCESS
-        }
-        Ok(neff) => {
-            print!("{}", summary(&neff));
-            ExitCode::SUCCESS
-        }
+    let text = match Neff::open_with(&path, &options) {
+        Ok(neff) if json => format!("{:#}\n", to_json(&neff)),
+        Ok(neff) => summary(&neff),
         Err(e) => {
-            eprintln!("neff-inspect: {path}: {e}");
+            err!("neff-inspect: {path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Not print!: it panics when stdout is closed early (`neff-inspect x | head`).
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            err!("neff-inspect: writing the summary: {e}");
             ExitCode::FAILURE
         }
     }
