@@ -16,6 +16,8 @@
 //!   [`Runtime::barrier`] / [`Runtime::all_gather`]: host-driven collectives across ranks.
 //! * [`Model::run`] / [`Model::benchmark`]: one call with host data; host-timed statistics.
 //! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
+//! * [`neff`]: read a compiled model's file without loading it: header, hash, cores,
+//!   compiler version, target, and its inputs and outputs ([`neff::Neff`]).
 //! * [`Capabilities`]: what the loaded library offers; missing parts give
 //!   [`Error::Unsupported`] instead of a call into nothing.
 //! * [`xu`]: the async API: [`ExecUnit`]s (execution-unit queues), [`Request`]s that own
@@ -104,6 +106,7 @@ mod io_format;
 mod linked;
 mod logging;
 mod model;
+pub mod neff;
 mod parallel;
 mod profile;
 mod raw;

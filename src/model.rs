@@ -239,10 +239,10 @@ fn lock_set_storage<'a>(inputs: &'a TensorSet, outputs: &'a TensorSet) -> Vec<Ho
     )
 }
 
-/// The model name from a NEFF-shaped header (bytes 268..524), when it holds text; a
-/// label for messages only.
+/// The model name from a NEFF header (bytes 220..476, NUL-terminated; section 5 of the
+/// project's ABI notes), when it holds text; a label for messages only.
 fn header_name(neff: &[u8]) -> String {
-    neff.get(268..524)
+    neff.get(220..476)
         .map(|field| field.split(|&b| b == 0).next().unwrap_or_default())
         .and_then(|name| std::str::from_utf8(name).ok())
         .filter(|name| !name.is_empty() && name.chars().all(|c| !c.is_control()))
@@ -562,10 +562,10 @@ mod tests {
     #[test]
     fn header_name_is_read_when_it_is_text() {
         let mut neff = vec![0u8; 1024];
-        neff[268..271].copy_from_slice(b"add");
+        neff[220..223].copy_from_slice(b"add");
         assert_eq!(header_name(&neff), "add");
         assert_eq!(header_name(&[1, 2, 3]), "<in-memory model>");
-        neff[268] = 0xff;
+        neff[220] = 0xff;
         assert_eq!(header_name(&neff), "<in-memory model>");
     }
 

@@ -84,6 +84,7 @@
 //! | `NRT_SIM_CC_GBPS` | 100 | collective link bandwidth in GB/s (each collective op adds its ring traffic / bandwidth to the execution); `0` = free |
 //! | `NEURON_RT_ROOT_COMM_ID` | none | rank 0's `127.0.0.1:<port>` (loopback only) for collectives across processes |
 //! | `NRT_SIM_EXEC_STACK` | `4M` | stack `nrt_execute` uses (and touches) on its caller's thread, as the real runtime does; `0` = none |
+//! | `NEURON_RT_VALIDATE_HASH` | `FALSE` | check real NEFFs' payload hash at `nrt_load` (`TRUE`/`FALSE`, any case, or `1`/`0`); the simulator's own model files are always checked |
 //!
 //! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line
 //! naming the variable. The core-count queries and `nrt_get_version` also work before
@@ -148,7 +149,15 @@ pub mod fuzzing {
 
 pub use control::{CoreCounters, Counters, SimControl};
 pub use faults::FaultSpecError;
-pub use model::{BuildError, DType, ModelBuilder, Op, build_model_from_text, describe_model};
+pub use model::{
+    BuildError, DEVICE_TIME_ENTRY, DType, ModelBuilder, Op, build_model_from_text, describe_model,
+    is_signature_only, synthetic_output, with_device_time,
+};
+
+/// The NEFF reader and writer (`neuron-neff`): [`neff::NeffWriter`] makes real-format
+/// NEFFs (the compiler's container, a signature, no instructions) that `nrt_load` runs
+/// in signature-only mode; [`neff::Neff`] reads any NEFF's header and signature.
+pub use neuron_neff as neff;
 
 pub use exports::{function_table, library, symbol_lookup};
 

@@ -207,6 +207,15 @@ fn load_failed(rt: &Runtime, err: Error, neff: &[u8], label: &str, core: Option<
     }
     specific.extend(core_line(probe, core, visible));
     let mut lines = Vec::new();
+    match neff::read(neff) {
+        Some(Ok(n)) => lines.push(format!(
+            "model `{label}` needs {}; the runtime offers {}",
+            neff::needs(&n),
+            offers(rt, visible)
+        )),
+        Some(Err(e)) => specific.push(format!("model `{label}` is a damaged NEFF: {e}")),
+        None => {}
+    }
     if status == NrtStatus::Resource {
         let cores: Vec<u32> = match (core, visible) {
             (Some(c), _) => vec![c],
@@ -274,6 +283,30 @@ fn alloc_failed(
     lines.push(reason_line(&rt.inner.probe, &target));
     let (cause, lines) = split_cause(specific, lines);
     with_findings(err, cause, lines)
+}
+
+/// What the runtime offers a model: visible cores, the instance, the library version.
+fn offers(rt: &Runtime, visible: Option<u32>) -> String {
+    let cores = visible.map_or("an unknown number of visible cores".to_owned(), |n| {
+        format!("{n} visible NeuronCore(s)")
+    });
+    let instance = match rt.instance_info() {
+        Ok(i) => format!(
+            " on {} ({})",
+            i.family_name().unwrap_or("an unknown instance family"),
+            if i.arch_name.is_empty() {
+                "unknown arch"
+            } else {
+                &i.arch_name
+            }
+        ),
+        Err(_) => String::new(),
+    };
+    let version = rt
+        .version()
+        .map(|v| format!(", libnrt {v}"))
+        .unwrap_or_default();
+    format!("{cores}{instance}{version}")
 }
 
 /// A line when `core` does not exist among `visible` cores; when

@@ -64,8 +64,10 @@ impl Bound {
             fail(
                 NRT_TIMEOUT,
                 format!(
-                    "model '{}' on core {} needs {device_time:?} of device time, more than the {:?} timeout (NEURON_RT_EXEC_TIMEOUT)",
-                    p.name, core.index, core.exec_timeout
+                    "model {} on core {} needs {device_time:?} of device time, more than the {:?} timeout (NEURON_RT_EXEC_TIMEOUT)",
+                    p.label(),
+                    core.index,
+                    core.exec_timeout
                 ),
             )
         } else {
@@ -95,7 +97,16 @@ impl Bound {
         let fault = faults::on_exec(self.core.index);
         if let Some((_, false)) = fault {
             // The failed execution leaves the outputs untouched.
+        } else if p.synthetic {
+            // A real NEFF: synthetic bytes (documented), not results.
+            let n = self.model.executions.fetch_add(1, Ordering::Relaxed);
+            for (i, t) in self.outputs.iter().enumerate() {
+                let bytes = crate::model::synthetic_output(&p.name, i, n, t.size);
+                // SAFETY: `bytes` is exactly the output's size.
+                unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
+            }
         } else {
+            self.model.executions.fetch_add(1, Ordering::Relaxed);
             let inputs = self
                 .inputs
                 .iter()
@@ -122,10 +133,10 @@ impl Bound {
             Some((status, written)) => fail(
                 status,
                 format!(
-                    "injected execution fault {status} ({}) on core {} (model '{}'; outputs {})",
+                    "injected execution fault {status} ({}) on core {} (model {}; outputs {})",
                     crate::status::name(status).unwrap_or("unknown status"),
                     self.core.index,
-                    p.name,
+                    p.label(),
                     if written { "written" } else { "not written" }
                 ),
             ),
