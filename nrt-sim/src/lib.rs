@@ -116,9 +116,12 @@ mod info;
 mod log;
 mod memory;
 mod model;
+mod opaque;
+mod profile;
 mod runtime;
 mod stack;
 mod status;
+mod trace;
 mod xu;
 
 /// Entry points for the fuzz targets in `fuzz/` (cargo fuzz): the simulator's text

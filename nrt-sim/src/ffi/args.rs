@@ -109,6 +109,69 @@ pub(crate) fn copy_cstr(dst: &mut [c_char], text: &str) {
     }
 }
 
+/// Hands C an array of `names` as `malloc`ed copies in a `malloc`ed array (what the
+/// event-type and activity-type lists return: the caller may release them with `free`).
+///
+/// # Safety
+///
+/// Non-null `out` and `count` must be valid for writes.
+pub(crate) unsafe fn put_strings(
+    names: &[&str],
+    out: *mut *mut *const c_char,
+    count: *mut usize,
+) -> Res<()> {
+    if out.is_null() || count.is_null() {
+        return fail(
+            NRT_INVALID,
+            format!("event_types {out:p} / count {count:p} is NULL"),
+        );
+    }
+    // SAFETY: malloc has no preconditions; the size is at least one pointer.
+    let array = unsafe { libc::malloc(std::mem::size_of::<*const c_char>() * names.len().max(1)) }
+        .cast::<*const c_char>();
+    if array.is_null() {
+        return fail(NRT_RESOURCE, "out of host memory for the name list");
+    }
+    for (i, name) in names.iter().enumerate() {
+        // SAFETY: malloc has no preconditions.
+        let s = unsafe { libc::malloc(name.len() + 1) }.cast::<u8>();
+        if s.is_null() {
+            // SAFETY: the first `i` entries are strings malloc'ed above.
+            unsafe { free_strings(array, i) };
+            return fail(NRT_RESOURCE, "out of host memory for the name list");
+        }
+        // SAFETY: `s` holds name.len() + 1 bytes; `array` holds names.len() pointers.
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), s, name.len());
+            *s.add(name.len()) = 0;
+            *array.add(i) = s.cast();
+        }
+    }
+    // SAFETY: both are non-null and writable (caller).
+    unsafe {
+        *out = array;
+        *count = names.len();
+    }
+    Ok(())
+}
+
+/// Frees what [`put_strings`] made (NULL: nothing).
+///
+/// # Safety
+///
+/// `array` is NULL or came from [`put_strings`] with at least `count` entries, not freed.
+pub(crate) unsafe fn free_strings(array: *mut *const c_char, count: usize) {
+    if array.is_null() {
+        return;
+    }
+    for i in 0..count {
+        // SAFETY: entries below `count` are malloc'ed strings (caller).
+        unsafe { libc::free((*array.add(i)).cast_mut().cast()) };
+    }
+    // SAFETY: the array was malloc'ed (caller).
+    unsafe { libc::free(array.cast()) };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
