@@ -104,9 +104,11 @@
 #![doc = include_str!("../MODEL_FORMAT.md")]
 #![warn(missing_docs)]
 
+mod completion;
 mod config;
 mod container;
 pub mod control;
+mod debug;
 mod dma;
 mod error;
 mod exports;

@@ -140,6 +140,21 @@ pub unsafe extern "C" fn nrt_tensor_read(
         let t = with_open(|rt| rt.sync_tensor(tensor))?;
         // SAFETY: forwarded from the caller.
         let result = unsafe { read_checked(&t, buf, offset, size) };
+        if let (Ok(()), Some(core)) = (&result, t.core_index())
+            && crate::debug::connected(core)
+        {
+            // SAFETY: `buf` now holds the `size` bytes just read (caller: writable, so
+            // readable by us for the call).
+            let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), size) };
+            let payload = crate::debug::tensor_read_payload(core, &t.tensor.name, data);
+            crate::debug::emit(
+                core,
+                crate::debug::DebugEvent {
+                    ty: NDEBUG_STREAM_EVENT_TYPE_DEBUG_TENSOR_READ,
+                    payload,
+                },
+            );
+        }
         if let Some(span) = span {
             let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
             span.end(

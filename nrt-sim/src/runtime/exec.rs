@@ -119,6 +119,7 @@ impl Bound {
             for (t, bytes) in self.outputs.iter().zip(outputs) {
                 // SAFETY: `bytes` is exactly the output's size (checked at bind time).
                 unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
+                crate::completion::completed(t.id);
             }
         }
         match fault {
