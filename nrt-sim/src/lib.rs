@@ -121,6 +121,7 @@ mod model;
 mod opaque;
 mod profile;
 mod runtime;
+mod sendrecv;
 mod stack;
 mod status;
 mod trace;
