@@ -90,14 +90,17 @@
 
 mod attached_buffer;
 mod batch;
+mod bench_device;
 mod buffer;
 mod capabilities;
+mod debug_stream;
 pub mod diagnose;
 mod dtype;
 mod error;
 mod global_comm;
 mod host_lock;
 mod info;
+mod inspect;
 #[cfg(feature = "link")]
 mod linked;
 mod logging;
@@ -114,13 +117,17 @@ mod staged;
 mod status;
 mod tensor;
 mod tensor_set;
+mod trace;
 mod typed;
 pub mod xu;
 
 pub use batch::{ReadBatch, WriteBatch};
+pub use bench_device::{BenchmarkMode, NC_EXEC_RUNNING};
 pub use capabilities::Capabilities;
+pub use debug_stream::{DebugEvent, DebugStream};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use inspect::{ContinuousProfiler, InspectConfig, InspectSession};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use profile::ProfileGuard;
 pub use rank_group::RankGroup;
@@ -138,6 +145,7 @@ pub use staged::{
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
+pub use trace::{SysTrace, SysTraceConfig, TraceEvent};
 pub use xu::{
     DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline,
     PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit,
