@@ -50,9 +50,12 @@ fn line(mode: &str, stats: &BenchmarkStats) {
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let out_dir = std::env::args_os().nth(1).map(PathBuf::from).unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("neuron-rt-profiling-{}", std::process::id()))
-    });
+    let out_dir = std::env::args_os()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("neuron-rt-profiling-{}", std::process::id()))
+        });
     let neff = nrt_sim::ModelBuilder::add_example(&[256])
         .device_time(DEVICE_TIME)
         .build()?;
