@@ -8,9 +8,11 @@
 //!   `libnrt.so.1` or point `LIBNRT_PATH` at it. Find it with [`cdylib_path`].
 //! * an `rlib`: [`library`] hands the nrt-sys loader an in-process function table.
 //!
-//! Every libnrt function of the sync API and the async API v3 is exported (see [`ffi`]);
-//! the ones the simulator does not model (collectives, profiling, multi-device) return
-//! `NRT_FAILURE` and log why. Control functions outside the `nrt_` namespace
+//! Every libnrt function of the sync API, the async API v3 and the rest of the public C
+//! surface (system trace, inspect and continuous profiling, debug stream, dma-buf export,
+//! send/recv over the loopback) is exported (see [`ffi`]); the ones the simulator does not
+//! model (per-model NTFF profiling, the legacy trace, device memory mapping, EFA,
+//! microcode) return a failure status and log why. Control functions outside the `nrt_` namespace
 //! (`nrt_sim_get_counters`, `nrt_sim_inject_faults`, ...; `include/nrt_sim.h`) give
 //! counters and fault injection, wrapped for Rust by [`SimControl`].
 //!
