@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
+/// Where captures go when no directory is configured (the profiler guide's default).
+pub(crate) const DEFAULT_OUTPUT_DIR: &str = "./output";
+
 /// One execution as the device saw it.
 #[derive(Clone, Debug)]
 pub(crate) struct Exec {

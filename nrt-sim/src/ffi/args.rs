@@ -6,6 +6,7 @@ use crate::log::{self, Level};
 use nrt_sys::*;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 
 /// Runs an entry point: catches panics, logs failures, returns the status.
 pub(crate) fn guard(func: &'static str, body: impl FnOnce() -> Res<()>) -> NRT_STATUS {
@@ -170,6 +171,20 @@ pub(crate) unsafe fn free_strings(array: *mut *const c_char, count: usize) {
     }
     // SAFETY: the array was malloc'ed (caller).
     unsafe { libc::free(array.cast()) };
+}
+
+/// A directory argument: non-empty text.
+///
+/// # Safety
+///
+/// A non-null `dir` must be a NUL-terminated string.
+pub(crate) unsafe fn dir_arg(dir: *const c_char) -> Res<PathBuf> {
+    // SAFETY: forwarded from the caller.
+    let bytes = unsafe { c_bytes(dir, "output_dir") }?;
+    if bytes.is_empty() {
+        return fail(NRT_INVALID, "output_dir is empty");
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 #[cfg(test)]

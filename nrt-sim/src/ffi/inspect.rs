@@ -1,6 +1,6 @@
-//! Inspect (profiler 2.0) and continuous device profiling (`nrt_inspect_*`,
-//! `nrt_profile_continuous_*`): options objects, sessions, and capture files of the
-//! simulator's own format (README.md, "Profiling captures").
+//! Inspect (profiler 2.0, `nrt_inspect_*`): options objects, sessions, and capture
+//! files of the simulator's own format (README.md, "Profiling captures"); continuous
+//! profiling is in `continuous.rs`.
 //!
 //! Choices where the runtime documents no status: NULL options where a config is
 //! required, or an unknown activity / event type -> `NRT_INVALID`; a freed options
@@ -10,7 +10,7 @@
 //! device profiles -> `NRT_FAILURE` (the profiler guide: it does not start then); a
 //! capture that cannot be written -> `NRT_FAILURE`. Neither needs `nrt_init`.
 
-use super::args::{c_bytes, free_strings, guard, put, put_strings};
+use super::args::{c_bytes, dir_arg, free_strings, guard, put, put_strings};
 use super::sys_trace::event_type_arg;
 use crate::error::{Res, fail};
 use crate::opaque::Registry;
@@ -28,7 +28,6 @@ const ACTIVITY_TYPES: &[&str] = &[
     "host_memory",
     "cpu_util",
 ];
-const DEFAULT_OUTPUT_DIR: &str = "./output";
 
 #[derive(Clone)]
 struct InspectConfig {
@@ -44,7 +43,7 @@ impl Default for InspectConfig {
     fn default() -> Self {
         InspectConfig {
             session_id: 1,
-            output_dir: PathBuf::from(DEFAULT_OUTPUT_DIR),
+            output_dir: PathBuf::from(profile::DEFAULT_OUTPUT_DIR),
             activities: ACTIVITY_TYPES.iter().copied().collect(),
             capture: Capture::default(),
             enable_inspect: false,
@@ -54,27 +53,12 @@ impl Default for InspectConfig {
 }
 
 static CONFIGS: Registry<InspectConfig> = Registry::new(0x49, "inspect config");
-static CONTINUOUS: Registry<PathBuf> = Registry::new(0x50, "continuous profiling options");
 
 fn with_config(
     options: *const nrt_inspect_config_t,
     f: impl FnOnce(&mut InspectConfig) -> Res<()>,
 ) -> Res<()> {
     CONFIGS.with(options, "options", f)
-}
-
-/// A directory argument: non-empty text.
-///
-/// # Safety
-///
-/// A non-null `dir` must be a NUL-terminated string.
-unsafe fn dir_arg(dir: *const c_char) -> Res<PathBuf> {
-    // SAFETY: forwarded from the caller.
-    let bytes = unsafe { c_bytes(dir, "output_dir") }?;
-    if bytes.is_empty() {
-        return fail(NRT_INVALID, "output_dir is empty");
-    }
-    Ok(PathBuf::from(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 fn begin(cfg: InspectConfig) -> Res<()> {
@@ -493,143 +477,5 @@ pub unsafe extern "C" fn nrt_inspect_config_set_activity(
             }
             Ok(())
         })
-    })
-}
-
-/// Allocates continuous profiling options (output directory `./output`).
-///
-/// # Safety
-///
-/// `options` must be NULL or valid for writes.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn nrt_profile_continuous_options_allocate(
-    options: *mut *mut nrt_profile_continuous_options_t,
-) -> NRT_STATUS {
-    guard("nrt_profile_continuous_options_allocate", || {
-        if options.is_null() {
-            return fail(NRT_INVALID, "options is NULL");
-        }
-        let token = CONTINUOUS.insert(PathBuf::from(DEFAULT_OUTPUT_DIR))?;
-        // SAFETY: non-null and writable (caller).
-        unsafe { put(options, "options", token) }
-    })
-}
-
-/// Frees continuous profiling options.
-///
-/// # Safety
-///
-/// The token is checked; any value is accepted.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn nrt_profile_continuous_options_free(
-    options: *mut nrt_profile_continuous_options_t,
-) -> NRT_STATUS {
-    guard("nrt_profile_continuous_options_free", || {
-        CONTINUOUS.remove(options, "options").map(drop)
-    })
-}
-
-/// Sets where saved profiles go.
-///
-/// # Safety
-///
-/// `output_dir` must be NULL or a NUL-terminated string.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn nrt_profile_continuous_options_set_output_dir(
-    options: *mut nrt_profile_continuous_options_t,
-    output_dir: *const c_char,
-) -> NRT_STATUS {
-    guard("nrt_profile_continuous_options_set_output_dir", || {
-        // SAFETY: forwarded from the caller.
-        let dir = unsafe { dir_arg(output_dir) }?;
-        CONTINUOUS.with(options, "options", |d| {
-            *d = dir;
-            Ok(())
-        })
-    })
-}
-
-/// Starts continuous profiling: every execution's device profile is kept (the latest
-/// per core) until saved. `options` may be NULL.
-///
-/// # Safety
-///
-/// The token is checked; any value is accepted.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn nrt_profile_continuous_start(
-    options: *mut nrt_profile_continuous_options_t,
-) -> NRT_STATUS {
-    guard("nrt_profile_continuous_start", || {
-        if !options.is_null() {
-            CONTINUOUS.with(options, "options", |_| Ok(()))?;
-        }
-        if profile::inspect()
-            .as_ref()
-            .is_some_and(|r| r.all || r.on_fail)
-        {
-            return fail(
-                NRT_FAILURE,
-                "an inspect session captures device profiles; continuous profiling does not start",
-            );
-        }
-        if !profile::set_continuous(true) {
-            return fail(NRT_INVALID, "continuous profiling is already running");
-        }
-        Ok(())
-    })
-}
-
-/// Writes the device profile of the latest execution on core `vnc` to
-/// `<output_dir>/nrt_sim_continuous_nc<vnc>_<pid>_<n>.json` (`options` NULL: `./output`).
-///
-/// # Safety
-///
-/// The token is checked; any value is accepted.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn nrt_profile_continuous_save(
-    vnc: u32,
-    options: *mut nrt_profile_continuous_options_t,
-) -> NRT_STATUS {
-    guard("nrt_profile_continuous_save", || {
-        let dir = if options.is_null() {
-            PathBuf::from(DEFAULT_OUTPUT_DIR)
-        } else {
-            CONTINUOUS.with(options, "options", |d| Ok(d.clone()))?
-        };
-        let exec = match profile::continuous().as_ref() {
-            None => return fail(NRT_INVALID, "continuous profiling is not running"),
-            Some(last) => match last.get(&vnc) {
-                Some(e) => e.clone(),
-                None => {
-                    return fail(
-                        NRT_INVALID,
-                        format!("core {vnc} ran no execution since continuous profiling started"),
-                    );
-                }
-            },
-        };
-        let text = profile::capture_text("continuous", 0, &["device_profile"], None, &[exec]);
-        match profile::write_capture(&dir, &format!("nrt_sim_continuous_nc{vnc}"), &text) {
-            Ok(_) => Ok(()),
-            Err(e) => fail(
-                NRT_FAILURE,
-                format!("cannot write the profile into {}: {e}", dir.display()),
-            ),
-        }
-    })
-}
-
-/// Stops continuous profiling (nothing is saved).
-///
-/// # Safety
-///
-/// Always safe to call.
-#[unsafe(no_mangle)]
-pub unsafe extern "C" fn nrt_profile_continuous_stop() -> NRT_STATUS {
-    guard("nrt_profile_continuous_stop", || {
-        if !profile::set_continuous(false) {
-            return fail(NRT_INVALID, "continuous profiling is not running");
-        }
-        Ok(())
     })
 }

@@ -19,6 +19,7 @@
 
 mod args;
 mod async_v3;
+mod continuous;
 mod debug_stream;
 mod inspect;
 mod lifecycle;
@@ -32,6 +33,7 @@ mod unsimulated;
 
 pub(crate) use args::guard;
 pub use async_v3::*;
+pub use continuous::*;
 pub use debug_stream::*;
 pub use inspect::*;
 pub use lifecycle::*;
