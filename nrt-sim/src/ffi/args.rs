@@ -74,10 +74,7 @@ pub(crate) unsafe fn c_bytes<'a>(ptr: *const c_char, what: &str) -> Res<&'a [u8]
 }
 
 pub(crate) fn not_simulated(what: &str) -> Res<()> {
-    fail(
-        NRT_FAILURE,
-        format!("{what} is not simulated by nrt-sim (no multi-device or profiling model)"),
-    )
+    fail(NRT_FAILURE, format!("{what} is not simulated by nrt-sim"))
 }
 
 /// Copies the first `min(size, size_of::<T>())` bytes of `value` to `dst`.
