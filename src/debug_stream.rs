@@ -148,7 +148,9 @@ impl DebugStream {
         self.core
     }
 
-    /// Takes the oldest waiting event; `None` when none waits (never blocks).
+    /// Takes the oldest waiting event; `None` when libnrt reports none waiting
+    /// (`NRT_QUEUE_EMPTY`, as the simulator does). Whether libnrt's call blocks when the
+    /// stream is empty is not documented: wait for the descriptor to poll readable first.
     ///
     /// # Errors
     ///

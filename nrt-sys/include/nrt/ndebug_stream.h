@@ -1,6 +1,9 @@
 /*
  * neuron-rt project: the per-core debug event stream. Written for this project from
  * shared/nrt-abi.md.
+ * Sources (two for every prototype and layout, nrt-abi.md section 7): the vendor's
+ * public headers (aws-neuron/aws-neuron-sdk, src/libnrt/include/nrt/ndebug_stream.h)
+ * and its API reference pages (neuron-runtime/api/ndebug_stream.rst).
  *
  * One client per logical core at a time. The stream descriptor can be polled for
  * readability; events are consumed only through nrt_debug_client_read_one_event. Events

@@ -221,7 +221,9 @@ NRT_STATUS nrt_get_vnc_memory_stats(uint32_t vnc, nrt_vnc_memory_stats_t *stats,
 NRT_STATUS nrt_build_global_comm(int32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
 NRT_STATUS nrt_cc_global_comm_init(uint32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
 
-/* ---- device memory export and topology ---- */
+/* ---- device memory export and topology ----
+   Sources (nrt-abi.md sections 7 and 8): the vendor's nrt.h on GitHub and its API
+   reference page; nrt_get_attached_efa_bdf also the debug-info notes of libnrt 2.31. */
 /* Host-visible mapping of one HBM of a device: *addr and *size describe it. */
 NRT_STATUS nrt_get_hbm_mmap_va(int device_id, int hbm_idx, void **addr, size_t *size);
 /* A dma-buf file descriptor over [va, va + size) of device memory; the caller closes it. */

@@ -2,6 +2,9 @@
  * neuron-rt project: asynchronous tensor send/receive between logical cores of different
  * instances (peers named by IP address and logical core). Written for this project from
  * shared/nrt-abi.md.
+ * Sources (two for every prototype and layout, nrt-abi.md section 7): the vendor's
+ * public headers (aws-neuron/aws-neuron-sdk, src/libnrt/include/nrt/nrt_async_sendrecv.h)
+ * and its API reference pages (neuron-runtime/api/nrt_async_sendrecv.rst).
  *
  * Order of use: init the local core, connect (sender) or accept (receiver), poll the
  * communicator with test_comm until connected, then send_tensor / recv_tensor and poll

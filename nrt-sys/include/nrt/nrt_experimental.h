@@ -1,6 +1,11 @@
 /*
  * neuron-rt project: model introspection and other calls the SDK groups as
  * experimental. Written for this project from shared/nrt-abi.md.
+ * Sources of the section 7 declarations: the vendor's public header
+ * (aws-neuron/aws-neuron-sdk, src/libnrt/include/nrt/nrt_experimental.h) and its API reference
+ * page (neuron-runtime/api/nrt_experimental.rst). Section 8: nrt_barrier,
+ * nrt_all_gather, nrt_get_model_info and nrt_model_info_t live here, as in the vendor's
+ * header (second source: public debug-info notes of libnrt 2.31.24).
  */
 #pragma once
 

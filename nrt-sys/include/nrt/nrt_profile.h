@@ -1,6 +1,9 @@
 /*
  * neuron-rt project: execution profiling. Written for this project from
  * shared/nrt-abi.md.
+ * Sources of the section 7 declarations: the vendor's public header
+ * (aws-neuron/aws-neuron-sdk, src/libnrt/include/nrt/nrt_profile.h) and its API reference
+ * page (neuron-runtime/api/nrt_profile.rst).
  */
 #pragma once
 

@@ -1,6 +1,9 @@
 /*
  * neuron-rt project: the system trace (runtime and NeuronCore events kept in per-core
  * ring buffers, fetched as JSON). Written for this project from shared/nrt-abi.md.
+ * Sources (two for every prototype, nrt-abi.md section 7): the vendor's public headers
+ * (aws-neuron/aws-neuron-sdk, src/libnrt/include/nrt/nrt_sys_trace.h) and its API
+ * reference pages (neuron-runtime/api/nrt_sys_trace.rst).
  */
 #pragma once
 
