@@ -68,6 +68,7 @@ pub(crate) fn inspect() -> MutexGuard<'static, Option<InspectRun>> {
 
 /// Starts or stops continuous profiling; `false` if it already was in that state.
 pub(crate) fn set_continuous(on: bool) -> bool {
+    crate::trace::start_clock();
     let mut c = lock(&CONTINUOUS);
     if c.is_some() == on {
         return false;
@@ -80,6 +81,7 @@ pub(crate) fn set_continuous(on: bool) -> bool {
 
 /// Starts an inspect session; `false` if one runs.
 pub(crate) fn begin_inspect(run: InspectRun) -> bool {
+    crate::trace::start_clock();
     let mut i = lock(&INSPECT);
     if i.is_some() {
         return false;

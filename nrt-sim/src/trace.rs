@@ -191,6 +191,12 @@ pub(crate) fn remove(inspect: bool) -> Option<Recorder> {
     old
 }
 
+/// Starts the simulator's clock if it has not started (before anything is recorded,
+/// so that every recorded time is after its epoch).
+pub(crate) fn start_clock() {
+    epoch();
+}
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)

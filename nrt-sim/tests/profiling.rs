@@ -182,3 +182,44 @@ fn tempfile_dir(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+#[test]
+fn inspect_begin_reads_the_environment() {
+    let dir = std::env::temp_dir().join(format!("nrt-sim-inspect-env-{}", std::process::id()));
+    let text = dir.to_str().unwrap().to_owned();
+    if !in_child(
+        "inspect_begin_reads_the_environment",
+        &[
+            ("NEURON_RT_INSPECT_ENABLE", "1"),
+            ("NEURON_RT_INSPECT_OUTPUT_DIR", &text),
+            ("NEURON_RT_INSPECT_SYSTEM_PROFILE", "0"),
+        ],
+    ) {
+        let caps = files(&dir.join("session_1"));
+        assert_eq!(caps.len(), 1);
+        assert!(
+            caps[0]["system_trace"].is_null(),
+            "system profile turned off"
+        );
+        assert_eq!(caps[0]["device_profiles"].as_array().unwrap().len(), 1);
+        assert!(
+            !caps[0]["activities"]
+                .as_array()
+                .unwrap()
+                .contains(&"system_profile".into())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        return;
+    }
+    // In the child (its own pid, so the parent passes its directory by name).
+    on_exec_stack(|| {
+        let _s = Session::new();
+        // SAFETY: no arguments.
+        assert_eq!(unsafe { nrt_inspect_begin() }, NRT_SUCCESS);
+        let rig = AddRig::new(0, 4, Duration::from_micros(100));
+        assert_eq!(rig.execute(), NRT_SUCCESS);
+        // SAFETY: no arguments.
+        assert_eq!(unsafe { nrt_inspect_stop() }, NRT_SUCCESS);
+        rig.release();
+    });
+}
