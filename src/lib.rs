@@ -92,14 +92,17 @@
 
 mod attached_buffer;
 mod batch;
+mod bench_device;
 mod buffer;
 mod capabilities;
 mod collectives;
+mod debug_stream;
 pub mod diagnose;
 mod dtype;
 mod error;
 mod host_lock;
 mod info;
+mod inspect;
 mod io;
 mod io_format;
 #[cfg(feature = "link")]
@@ -116,15 +119,19 @@ mod stack;
 mod status;
 mod tensor;
 mod tensor_set;
+mod trace;
 mod typed;
 pub mod xu;
 
 pub use batch::{ReadBatch, WriteBatch};
+pub use bench_device::{BenchmarkMode, NC_EXEC_RUNNING};
 pub use capabilities::Capabilities;
 pub use collectives::rank_group::RankGroup;
 pub use collectives::rank_spec::RankSpec;
+pub use debug_stream::{DebugEvent, DebugStream};
 pub use dtype::{DType, Element};
 pub use error::{Diagnosis, Error, Result};
+pub use inspect::{ContinuousProfiler, InspectConfig, InspectSession};
 pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use parallel::replicas::Replicas;
@@ -141,6 +148,7 @@ pub use stack::{EXEC_STACK_NEEDED, HELPER_STACK};
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
+pub use trace::{SysTrace, SysTraceConfig, TraceEvent};
 pub use xu::{
     DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline,
     PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit,

@@ -8,9 +8,11 @@
 //!   `libnrt.so.1` or point `LIBNRT_PATH` at it. Find it with [`cdylib_path`].
 //! * an `rlib`: [`library`] hands the nrt-sys loader an in-process function table.
 //!
-//! Every libnrt function of the sync API and the async API v3 is exported (see [`ffi`]);
-//! the ones the simulator does not model (collectives, profiling, multi-device) return
-//! `NRT_FAILURE` and log why. Control functions outside the `nrt_` namespace
+//! Every libnrt function of the sync API, the async API v3 and the rest of the public C
+//! surface (system trace, inspect and continuous profiling, debug stream, dma-buf export,
+//! send/recv over the loopback) is exported (see [`ffi`]); the ones the simulator does not
+//! model (per-model NTFF profiling, the legacy trace, device memory mapping, EFA,
+//! microcode) return a failure status and log why. Control functions outside the `nrt_` namespace
 //! (`nrt_sim_get_counters`, `nrt_sim_inject_faults`, ...; `include/nrt_sim.h`) give
 //! counters and fault injection, wrapped for Rust by [`SimControl`].
 //!
@@ -105,9 +107,11 @@
 #![doc = include_str!("../MODEL_FORMAT.md")]
 #![warn(missing_docs)]
 
+mod completion;
 mod config;
 mod container;
 pub mod control;
+mod debug;
 mod dma;
 mod error;
 mod exports;
@@ -117,9 +121,13 @@ mod info;
 mod log;
 mod memory;
 mod model;
+mod opaque;
+mod profile;
 mod runtime;
+mod sendrecv;
 mod stack;
 mod status;
+mod trace;
 mod xu;
 
 /// Entry points for the fuzz targets in `fuzz/` (cargo fuzz): the simulator's text

@@ -68,8 +68,22 @@ unsafe fn load_file(
         level: Level::Error,
     })?;
     let synthetic = program.synthetic.then(|| (program.label(), program.cores));
-    let handle = with_open(|rt| rt.load(program, size, vnc, vnc_count, rank))?;
-    if let Some((label, cores)) = synthetic {
+    let span = crate::trace::Span::begin("nrt_load");
+    let name = program.name.clone();
+    let loaded = with_open(|rt| {
+        let handle = rt.load(program, size, vnc, vnc_count, rank)?;
+        Ok((handle, rt.model(handle)?.core))
+    });
+    if let Some(span) = span {
+        let (core, status) = match &loaded {
+            Ok((_, core)) => (Some(*core), NRT_SUCCESS),
+            Err(f) => (None, f.status),
+        };
+        span.end(core, &name, status as i32, Some(size as u64));
+    }
+    if loaded.is_ok()
+        && let Some((label, cores)) = synthetic
+    {
         crate::log::log(
             Level::Info,
             "nrt_load",
@@ -80,7 +94,7 @@ unsafe fn load_file(
         );
     }
     // SAFETY: `model` is non-null and writable (caller).
-    unsafe { put(model, "model", handle) }
+    unsafe { put(model, "model", loaded?.0) }
 }
 
 /// Loads a simulator model file onto core `vnc` as rank `ctx_device_id` of a
@@ -256,8 +270,19 @@ pub unsafe extern "C" fn nrt_execute(
 ) -> NRT_STATUS {
     guard("nrt_execute", || {
         crate::stack::use_exec_stack();
+        let span = crate::trace::Span::begin("nrt_execute");
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
-        bound.run()
+        let result = bound.run();
+        if let Some(span) = span {
+            let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+            span.end(
+                Some(bound.core.index),
+                &bound.model.program.name,
+                status as i32,
+                None,
+            );
+        }
+        result
     })
 }
 
@@ -283,6 +308,17 @@ pub unsafe extern "C" fn nrt_execute_repeat(
                 format!("repeat_count {repeat_count} is less than 1"),
             );
         }
-        bound.run_repeat(repeat_count as u32)
+        let span = crate::trace::Span::begin("nrt_execute");
+        let result = bound.run_repeat(repeat_count as u32);
+        if let Some(span) = span {
+            let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+            span.end(
+                Some(bound.core.index),
+                &bound.model.program.name,
+                status as i32,
+                None,
+            );
+        }
+        result
     })
 }

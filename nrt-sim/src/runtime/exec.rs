@@ -81,6 +81,9 @@ impl Bound {
             (device_end - start).as_nanos().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
         );
+        let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+        crate::trace::device_span(core.index, &p.name, start, device_end, status as i32);
+        crate::profile::execution(core.index, &p.name, start, device_end, status as i32);
         core.executions.fetch_add(1, Ordering::Relaxed);
         if result.is_err() {
             core.failed_executions.fetch_add(1, Ordering::Relaxed);
@@ -127,6 +130,7 @@ impl Bound {
             for (t, bytes) in self.outputs.iter().zip(outputs) {
                 // SAFETY: `bytes` is exactly the output's size (checked at bind time).
                 unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
+                crate::completion::completed(t.id);
             }
         }
         match fault {
