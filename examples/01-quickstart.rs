@@ -53,9 +53,25 @@ fn on_hardware(path: &Path) -> Result<(), Box<dyn Error>> {
     run(&runtime, &model)
 }
 
-/// The model at `path` on the in-process simulator.
+/// The model at `path` on the in-process simulator. A NEFF from the Neuron compiler runs
+/// in the simulator's signature-only mode: its inputs and outputs exactly as the NEFF
+/// declares them, outputs synthetic (the simulator cannot execute compiled code).
 fn on_simulator(path: &Path) -> Result<(), Box<dyn Error>> {
     banner();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if nrt_sim::is_signature_only(&bytes) {
+        let neff = neuron_rt::neff::Neff::parse(&bytes)?;
+        println!(
+            "NEFF `{}`: {} core(s), compiler {}, target {}",
+            neff.name(),
+            neff.cores(),
+            neff.tool_version().unwrap_or("unknown"),
+            neff.target().unwrap_or("unknown")
+        );
+        println!(
+            "note: compiled NEFF on the simulator (signature-only mode): inputs and outputs as the NEFF declares them, output values are synthetic, not results"
+        );
+    }
     let runtime = Runtime::builder().library(nrt_sim::library()).build()?;
     let model = runtime.load_model_file(path)?;
     run(&runtime, &model)
