@@ -92,26 +92,22 @@
 
 mod attached_buffer;
 mod batch;
-mod bench_device;
 mod buffer;
 mod capabilities;
 mod collectives;
-mod debug_stream;
 pub mod diagnose;
 mod dtype;
 mod error;
 mod host_lock;
 mod info;
-mod inspect;
 mod io;
-mod io_format;
 #[cfg(feature = "link")]
 mod linked;
 mod logging;
 mod model;
 pub mod neff;
 mod parallel;
-mod profile;
+mod profiling;
 mod raw;
 mod run;
 mod runtime;
@@ -119,19 +115,15 @@ mod stack;
 mod status;
 mod tensor;
 mod tensor_set;
-mod trace;
 mod typed;
 pub mod xu;
 
 pub use batch::{ReadBatch, WriteBatch};
-pub use bench_device::{BenchmarkMode, NC_EXEC_RUNNING};
 pub use capabilities::Capabilities;
 pub use collectives::rank_group::RankGroup;
 pub use collectives::rank_spec::RankSpec;
-pub use debug_stream::{DebugEvent, DebugStream};
 pub use dtype::{DType, Element};
 pub use error::{Diagnosis, Error, Result};
-pub use inspect::{ContinuousProfiler, InspectConfig, InspectSession};
 pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
 pub use parallel::replicas::Replicas;
@@ -139,7 +131,11 @@ pub use parallel::staged::{
     CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
     StagedStream,
 };
-pub use profile::ProfileGuard;
+pub use profiling::bench_device::{BenchmarkMode, NC_EXEC_RUNNING};
+pub use profiling::debug_stream::{DebugEvent, DebugStream};
+pub use profiling::inspect::{ContinuousProfiler, InspectConfig, InspectSession};
+pub use profiling::profile::ProfileGuard;
+pub use profiling::trace::{SysTrace, SysTraceConfig, TraceEvent};
 pub use run::BenchmarkStats;
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
@@ -148,7 +144,6 @@ pub use stack::{EXEC_STACK_NEEDED, HELPER_STACK};
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
-pub use trace::{SysTrace, SysTraceConfig, TraceEvent};
 pub use xu::{
     DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline,
     PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit,

@@ -7,6 +7,8 @@
 //! outputs): [`Model::run`](crate::Model::run) takes one [`Input`] per model input, each
 //! of its own type, checked against the model's dtype, length and (when given) shape.
 
+mod format;
+
 use std::borrow::Cow;
 use std::fmt;
 
@@ -373,7 +375,7 @@ impl fmt::Display for Output {
     /// `f16` with feature `half`), bytes in hex where there is no decoding.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:?} {} = ", self.name, self.shape, self.dtype)?;
-        let values = crate::io_format::first_values(self.dtype, self.bytes(), SHOWN);
+        let values = format::first_values(self.dtype, self.bytes(), SHOWN);
         let total = self.element_count().unwrap_or(self.len);
         write!(f, "[{}", values.join(", "))?;
         if total > values.len() {
