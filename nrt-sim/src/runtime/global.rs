@@ -85,7 +85,7 @@ pub(crate) fn build_global_comm(vnc: i64, id: u32, count: u32) -> Res<()> {
 /// registry unlocked) until all `count` members entered the barrier.
 pub(crate) fn barrier(vnc: i64, id: u32, count: u32) -> Res<()> {
     let (group, timeout) = with_open(|rt| rt.global_member(vnc, id, count))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::dma::after(Instant::now(), timeout);
     group
         .exchange(id, BARRIER_STEP, Vec::new(), deadline, timeout)
         .map(drop)
@@ -108,7 +108,7 @@ pub(crate) fn all_gather(
     output.fill(0);
     let own = id as usize * size;
     output[own..own + size].copy_from_slice(input);
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::dma::after(Instant::now(), timeout);
     let parts = group.exchange(id, ALL_GATHER_STEP, input.to_vec(), deadline, timeout)?;
     if let Some((other, part)) = parts.iter().enumerate().find(|(_, p)| p.len() != size) {
         return fail(
