@@ -23,7 +23,7 @@
 //! from a host-side all-gather. The simulator does the same on the global group's
 //! rendezvous; every member must give the same size.
 
-use super::group::{ALL_GATHER_STEP, BARRIER_STEP, Group};
+use super::group::{ALL_GATHER_STEP, BARRIER_STEP, Group, check_world};
 use super::net;
 use super::state::{Runtime, with_open};
 use crate::error::{Res, fail};
@@ -44,6 +44,7 @@ impl Runtime {
                 ),
             );
         }
+        check_world(count, "g_device_count")?;
         let root = match (&self.cfg.root_comm_id, count > 1) {
             (Some(root), true) => Some(net::root_addr(root)?),
             _ => None,

@@ -21,6 +21,25 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// The largest world the simulator sets up (a rank of a bigger one is refused with
+/// `NRT_INVALID` naming both). The simulator's own limit, not libnrt's (no document
+/// gives one): its ranks are cores of this machine meeting over one loopback listener,
+/// and per-rank state is allocated for the whole world when a group is created.
+pub(crate) const MAX_WORLD: u32 = 4096;
+
+/// `NRT_INVALID` for a world above [`MAX_WORLD`]; `what` names the argument.
+pub(crate) fn check_world(world: u32, what: &str) -> Res<()> {
+    if world > MAX_WORLD {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "{what} {world} is above the {MAX_WORLD} ranks the simulator sets up (one machine's cores meeting over one loopback listener)"
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// The name the global communicator's ranks greet each other with across processes.
 const GLOBAL_NAME: &str = "nrt global communicator";
 

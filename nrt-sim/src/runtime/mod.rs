@@ -27,6 +27,7 @@ mod transfers;
 mod units;
 
 pub(crate) use global::{all_gather, barrier, build_global_comm};
+pub(crate) use group::check_world;
 pub(crate) use objects::{Core, copy_between};
 pub(crate) use state::{
     arm_faults, close, current_version, init, reported_cores, require_async_events,

@@ -195,6 +195,7 @@ impl Runtime {
                 _ => Ok(()),
             };
         };
+        super::group::check_world(world, "world size (ctx_device_count)")?;
         if world == 0 || rank >= world {
             return fail(
                 NRT_INVALID,
