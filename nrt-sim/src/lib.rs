@@ -140,6 +140,14 @@ pub mod fuzzing {
         crate::config::parse_visible(text, total.max(1))
     }
 
+    /// Feeds untrusted bytes to the parsers of the collectives' rendezvous wire format
+    /// (a peer's hello, a rank's contribution, rank 0's reply; `runtime/wire.rs`). The
+    /// first byte picks the world (low 4 bits + 1) and the expected part size (high 4
+    /// bits x 8); panics only if a parser accepts what it should refuse.
+    pub fn parse_rendezvous(data: &[u8]) {
+        crate::runtime::parse_wire(data)
+    }
+
     /// Parses a `NEURON_RT_NUM_CORES` value for a machine of `total` cores (at least 1).
     pub fn parse_num_cores(text: &str, total: u32) -> Result<(u32, u32), String> {
         crate::config::parse_num_cores(text, total.max(1)).map_err(|e| e.message().to_owned())

@@ -46,7 +46,7 @@ impl Runtime {
         }
         check_world(count, "g_device_count")?;
         let root = match (&self.cfg.root_comm_id, count > 1) {
-            (Some(root), true) => Some(net::root_addr(root)?),
+            (Some(root), true) => Some(net::rendezvous(root, self.cfg.comm_token.as_deref())?),
             _ => None,
         };
         if root.is_none() && count > self.cfg.visible_cores {

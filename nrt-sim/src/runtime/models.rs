@@ -241,7 +241,7 @@ impl Runtime {
                 let root = self.cfg.root_comm_id.as_deref();
                 let root = root
                     .filter(|_| world > 1)
-                    .and_then(|r| net::root_addr(r).ok());
+                    .and_then(|r| net::rendezvous(r, self.cfg.comm_token.as_deref()).ok());
                 Arc::new(Group::new(name.to_string(), world, root))
             })
             .clone();
