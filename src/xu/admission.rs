@@ -268,7 +268,7 @@ impl<T, F> Submit<'_, T, F> {
             }
         }
         self.polled = true;
-        poll_for(self.key, state.lib(), seq, waker);
+        poll_for(self.key, &self.unit.inner.state, seq, waker);
     }
 
     /// Takes a place at the front of the line (if not in it yet), so that later
