@@ -3,8 +3,9 @@
 //!
 //! It is built two ways:
 //!
-//! * a `cdylib`, `libnrt_sim.so`: a drop-in for `libnrt.so.1`. A C program built against
-//!   the libnrt headers links to it (or `dlopen`s it) unchanged; symlink it as
+//! * a `cdylib`, `libnrt_sim.so` (built from this crate by the workspace package
+//!   `nrt-sim-cdylib`): a drop-in for `libnrt.so.1`. A C program built against the
+//!   libnrt headers links to it (or `dlopen`s it) unchanged; symlink it as
 //!   `libnrt.so.1` or point `LIBNRT_PATH` at it. Find it with [`cdylib_path`].
 //! * an `rlib`: [`library`] hands the nrt-sys loader an in-process function table.
 //!
