@@ -4,7 +4,9 @@
 //! refused with a typed error; requests of one queue (which run in order) never conflict.
 //!
 //! On the simulator, an async request is kept queued by a large transfer scheduled
-//! before it on the same queue (simulated DMA time).
+//! before it on the same queue (simulated DMA time); with a stand-in library (the
+//! simulator with a `nrta_tensor_write` that parks the copy until the test releases it),
+//! for as long as the test wants.
 
 mod support;
 
@@ -149,5 +151,137 @@ fn requests_of_one_queue_share_storage_and_another_queues_conflict_is_refused() 
     assert_eq!(contents(&s.host), [3u8; 64]);
     // No hold is left: a sync write does not wait.
     s.host.write(&[0u8; 64]).unwrap();
-    let _ = Duration::ZERO;
+}
+
+/// A stand-in library: the simulator, except that `nrta_tensor_write` parks the copy (it
+/// answers with the id the request will have, and does nothing) until the test releases
+/// it by making the simulator's own call with the same arguments.
+mod parking {
+    use std::ffi::{CStr, c_int, c_void};
+    use std::sync::{Mutex, OnceLock};
+
+    use neuron_rt::nrt_sys::{self as sys, Library, NrtFns};
+
+    /// A parked call's arguments (raw pointers, kept only to make the same call later).
+    struct Parked {
+        tensor: usize,
+        buf: usize,
+        offset: u64,
+        size: u64,
+        lnc: c_int,
+        queue: c_int,
+        ret: usize,
+        seq: sys::nrta_seq_t,
+    }
+
+    static PARKED: Mutex<Option<Parked>> = Mutex::new(None);
+
+    fn real() -> &'static NrtFns {
+        static REAL: OnceLock<NrtFns> = OnceLock::new();
+        REAL.get_or_init(|| *super::support::sim().fns())
+    }
+
+    unsafe extern "C" fn parking_write(
+        tensor: *mut sys::nrt_tensor_t,
+        buf: *const c_void,
+        offset: u64,
+        size: u64,
+        lnc: c_int,
+        queue: c_int,
+        ret: *mut sys::NRT_STATUS,
+        seq: *mut sys::nrta_seq_t,
+    ) -> sys::NRT_STATUS {
+        // The queue is idle when the test parks a write: the next id is the last
+        // completed one plus one.
+        let mut last = 0;
+        // SAFETY: the simulator's function with a valid out-pointer.
+        let status = unsafe {
+            real().nrta_get_sequence.unwrap()(lnc as u32, sys::NRTA_XU_TENSOR_OP, queue, &mut last)
+        };
+        assert_eq!(status, sys::NRT_SUCCESS);
+        let next = last + 1;
+        *PARKED.lock().unwrap() = Some(Parked {
+            tensor: tensor as usize,
+            buf: buf as usize,
+            offset,
+            size,
+            lnc,
+            queue,
+            ret: ret as usize,
+            seq: next,
+        });
+        // SAFETY: `seq` is writable (the caller's contract).
+        unsafe { *seq = next };
+        sys::NRT_SUCCESS
+    }
+
+    /// Makes the parked write happen now (on the simulator's queue).
+    pub fn release() {
+        let p = PARKED.lock().unwrap().take().expect("a parked write");
+        let mut seq = 0;
+        // SAFETY: the arguments the crate gave the parked call; the request still owns
+        // its buffer and status slot (it has not completed).
+        let status = unsafe {
+            real().nrta_tensor_write.unwrap()(
+                p.tensor as *mut _,
+                p.buf as *const c_void,
+                p.offset,
+                p.size,
+                p.lnc,
+                p.queue,
+                p.ret as *mut _,
+                &mut seq,
+            )
+        };
+        assert_eq!(status, sys::NRT_SUCCESS);
+        assert_eq!(seq, p.seq, "the parked request got another id");
+    }
+
+    fn sim_symbol(name: &CStr) -> *mut c_void {
+        super::support::sim()
+            .symbol(name)
+            .unwrap_or(std::ptr::null_mut())
+    }
+
+    pub fn library() -> &'static Library {
+        static LIB: OnceLock<&'static Library> = OnceLock::new();
+        LIB.get_or_init(|| {
+            let mut fns = *real();
+            fns.nrta_tensor_write = Some(parking_write);
+            // SAFETY: the dlopen'ed simulator's functions and symbols; the write parks its
+            // arguments and makes the simulator's own call with them later.
+            unsafe { Library::in_process("nrt-sim with a parking write", fns, Some(sim_symbol)) }
+        })
+    }
+}
+
+#[test]
+fn a_sync_write_waits_while_a_stand_in_library_parks_the_async_copy() {
+    let _g = lock();
+    let rt = Runtime::builder()
+        .library(parking::library())
+        .build()
+        .unwrap();
+    let unit = rt.tensor_op_unit(0, 0).unwrap();
+    let host = rt
+        .allocate_tensor(Placement::Host, None, 64, "host")
+        .unwrap();
+    host.write(&[0u8; 64]).unwrap();
+    let parked = unit.write(&host, 0, vec![1u8; 64]).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            host.write(&[2u8; 64]).unwrap();
+            done_tx.send(()).unwrap();
+        });
+        // While the copy is parked, the synchronous write must not happen.
+        assert!(
+            done_rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a sync write returned while an async write to the same bytes was parked"
+        );
+        parking::release();
+        done_rx.recv().unwrap();
+    });
+    parked.wait().unwrap();
+    assert_eq!(contents(&host), [2u8; 64]);
 }
