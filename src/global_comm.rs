@@ -69,8 +69,8 @@ impl Runtime {
     ///
     /// As [`Runtime::build_global_comm`]; [`Error::InvalidArgument`] for an input of
     /// more than `u32::MAX` bytes, or an output (`world * input.len()` elements) that
-    /// does not fit in the address space or cannot be allocated (checked before
-    /// anything is allocated); [`Error::Nrt`] with
+    /// does not fit in the address space or in the machine's memory, or cannot be
+    /// allocated (checked before anything is allocated); [`Error::Nrt`] with
     /// [`NrtStatus::ExecHwErrCollectives`](crate::NrtStatus::ExecHwErrCollectives) when
     /// some rank did not come within `NEURON_RT_EXEC_TIMEOUT`, or when libnrt refuses
     /// (e.g. ranks giving different lengths).
@@ -97,6 +97,10 @@ impl Runtime {
                     .is_some_and(|b| b <= isize::MAX as usize)
             })
             .ok_or_else(|| cannot("do not fit in the address space"))?;
+        let bytes = (len * size_of::<T>()) as u64;
+        if physical_memory().is_some_and(|total| bytes > total) {
+            return Err(cannot("are more than this machine's memory"));
+        }
         let mut output =
             crate::dtype::zeroed_vec::<T>(len).ok_or_else(|| cannot("cannot be allocated"))?;
         self.all_gather_into(spec, input, &mut output)?;
@@ -178,4 +182,17 @@ fn in_rank(spec: RankSpec) -> impl FnOnce(Error) -> Error {
             spec.rank, spec.world, spec.core
         ))
     }
+}
+
+/// The machine's physical memory in bytes, if the system tells (an output larger than
+/// it cannot be gathered, and is refused before the allocator is asked).
+fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages > 0 && page > 0).then(|| (pages as u64).saturating_mul(page as u64))
 }
