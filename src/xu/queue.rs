@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
@@ -116,6 +116,10 @@ pub(crate) struct QueueState {
     pub(crate) capacity: AtomicUsize,
     /// Submissions waiting for room ([`ExecUnit::submit`]).
     pub(crate) admission: AdmissionQueue,
+    /// Whether the last blocking wait for a request of this queue lasted longer than a
+    /// blocking wait watches the status slot: the next one then blocks at once instead
+    /// of spinning (see `Request::wait`).
+    pub(crate) long_waits: AtomicBool,
 }
 
 // The fields every request touches, the spare slot included (`SlotPool` is `repr(C)`
@@ -249,6 +253,7 @@ impl UnitRegistry {
             events,
             capacity: AtomicUsize::new(0),
             admission: AdmissionQueue::default(),
+            long_waits: AtomicBool::new(false),
         };
         let mut unused = Some(state);
         let kept = cell.get_or_init(|| Arc::new(unused.take().expect("taken once")));
