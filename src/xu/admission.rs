@@ -209,10 +209,14 @@ impl<T, F> Submit<'_, T, F> {
         let front = &line[0];
         let (front_key, granted, room) = (front.key, front.granted, front.room);
         drop(line);
+        // The front waits for room: its turn came when the request it waits for
+        // completed, or when there is room anyway (that request may never be issued:
+        // the queue drained between the front's `QueueFull` and its registration).
         let room_came = room.is_some_and(|seq| {
-            state
-                .last_completed()
-                .is_ok_and(|last| last.number() >= seq.number())
+            state.in_flight() < state.capacity() as u64
+                || state
+                    .last_completed()
+                    .is_ok_and(|last| last.number() >= seq.number())
         });
         if !granted && !room_came {
             self.stale = None;
