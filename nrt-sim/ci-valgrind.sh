@@ -12,7 +12,7 @@ cc="${CC:-cc}"
 
 command -v valgrind >/dev/null || { echo "ci-valgrind: valgrind not found" >&2; exit 1; }
 
-cargo build --manifest-path "$root/Cargo.toml" -p nrt-sim --lib --bins
+cargo build --manifest-path "$root/Cargo.toml" -p nrt-sim --bins -p nrt-sim-cdylib
 lib_dir="$target/debug"
 [ -f "$lib_dir/libnrt_sim.so" ] || { echo "ci-valgrind: $lib_dir/libnrt_sim.so missing" >&2; exit 1; }
 

@@ -174,6 +174,25 @@ pub(crate) fn bytes_of_mut<E: Element>(data: &mut [E]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr().cast::<u8>(), size_of_val(data)) }
 }
 
+/// `len` zeroed elements, or `None` when the memory cannot be allocated (or its size
+/// exceeds `isize::MAX` bytes). The pages come from the allocator's zeroed path, so a
+/// large output that libnrt then refuses is never touched.
+pub(crate) fn zeroed_vec<E: Element>(len: usize) -> Option<Vec<E>> {
+    let layout = std::alloc::Layout::array::<E>(len).ok()?;
+    if layout.size() == 0 {
+        return Some(vec![E::default(); len]);
+    }
+    // SAFETY: the layout has a non-zero size (checked above).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<E>();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` comes from the global allocator with the layout of `len` elements
+    // of `E` (so capacity `len`); all its bytes are zero, and every bit pattern is a
+    // valid `E` (the `Element` contract), so all `len` elements are initialised.
+    Some(unsafe { Vec::from_raw_parts(ptr, len, len) })
+}
+
 macro_rules! element {
     ($($(#[$attr:meta])* $t:ty => $d:expr),* $(,)?) => {$(
         impl sealed::Sealed for $t {}

@@ -386,8 +386,9 @@ impl Model {
     ///
     /// libnrt's `nrt_execute` needs several MiB of stack. When less than
     /// [`EXEC_STACK_NEEDED`](crate::EXEC_STACK_NEEDED) is left on the calling thread
-    /// (Rust's spawned threads have 2 MiB, a process's main thread usually 8 MiB in all),
-    /// the call runs on a helper thread with a large stack while this one waits (helpers
+    /// (Rust's spawned threads have 2 MiB; a process's main thread usually 8 MiB in all,
+    /// which is enough), the call runs on a helper thread with a large stack while this
+    /// one waits (helpers
     /// are kept and reused: a hand-off of tens of microseconds per call). Execute from
     /// threads with 16 MiB stacks to avoid that.
     pub fn execute(&self, inputs: &TensorSet, outputs: &mut TensorSet) -> Result<()> {

@@ -72,11 +72,13 @@ impl Placement {
 /// their data by DMA, and two threads writing the same device tensor race on its
 /// *contents* only (the result is some mix of the bytes), never on process memory.
 ///
-/// Not covered by the lock: the asynchronous operations of [`xu`](crate::xu) (libnrt
-/// runs them on its own threads, after the call that scheduled them has returned).
-/// Their own buffers are owned by the request, but the tensor's storage is not locked
-/// while they run: do not write a host tensor synchronously while an asynchronous write,
-/// read or execution on it is in flight.
+/// The asynchronous operations of [`xu`](crate::xu) (libnrt runs them on its own
+/// threads, after the call that scheduled them has returned) hold the same lock from
+/// the call that schedules them until libnrt completed them, whatever happens to the
+/// request handle (waited for, dropped, forgotten): a synchronous call on the storage
+/// waits for conflicting requests to complete. Requests of one queue never conflict
+/// (a queue runs them in order); a request that would conflict with one still running
+/// on another queue is refused with [`Error::InUse`].
 ///
 /// ```
 /// use neuron_rt::{Placement, Runtime};
@@ -292,6 +294,12 @@ impl Tensor {
     /// The host-storage lock of this tensor; `None` for device storage.
     pub(crate) fn host_lock(&self) -> Option<&HostLock> {
         self.inner.host.as_deref()
+    }
+
+    /// Another owner of the host-storage lock, for a request that holds it until it
+    /// completed; `None` for device storage.
+    pub(crate) fn host_lock_arc(&self) -> Option<Arc<HostLock>> {
+        self.inner.host.clone()
     }
 
     /// [`Error::OutOfBounds`] unless `offset..offset + len` lies inside the tensor.

@@ -1,8 +1,10 @@
 //! Property test (issue 11, "keep them closed"): random sequences of safe-API calls on
 //! the dlopen'ed simulator (allocate, write/read/fill/copy at random offsets in and out
 //! of bounds, slices, sets, load + execute, async writes/reads/executes that are waited
-//! for, dropped or forgotten inside a scope) never panic, fail with the typed errors the
-//! API documents, and leave no simulator object alive once everything is dropped.
+//! for, dropped or forgotten inside a scope, async writes to host tensors followed by a
+//! sync read that must see them, and `submit` futures forgotten while they wait, which
+//! must not hold up a later submission) never panic, fail with the typed errors the API
+//! documents, and leave no simulator object alive once everything is dropped.
 //!
 //! The ops are decoded from bytes by tests/support/ops.rs, shared with the fuzz target
 //! `api_sequences` (fuzz/). Forgotten requests are only forgotten inside an async scope,

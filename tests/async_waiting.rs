@@ -341,3 +341,20 @@ fn a_pipeline_of_unbounded_depth_runs_instead_of_panicking() {
         assert_eq!(seen, [100.0, 101.0, 102.0, 103.0], "depth {depth}");
     }
 }
+
+#[test]
+fn a_duration_max_timeout_means_no_deadline_instead_of_panicking() {
+    let _g = support::lock();
+    let rt = support::runtime();
+    let model = loaded(&rt, Duration::from_millis(20), 0);
+    let unit = rt.compute_unit(0).unwrap();
+    let r = exec(&unit, &model, sets(&model, 1.0)).unwrap();
+    // Instant::now() + Duration::MAX overflows: the wait must treat it as "no deadline".
+    assert!(r.wait_timeout(Duration::MAX).unwrap());
+    let r = exec(&unit, &model, sets(&model, 2.0)).unwrap();
+    assert!(unit.wait_for_timeout(r.seq(), Some(Duration::MAX)).unwrap());
+    // Large but representable ones too.
+    let r = exec(&unit, &model, sets(&model, 3.0)).unwrap();
+    let huge = Duration::from_secs(u64::MAX / 4);
+    assert!(r.wait_timeout(huge).unwrap());
+}

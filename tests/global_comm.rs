@@ -338,3 +338,40 @@ fn ranks_in_two_processes_meet_and_gather() {
         );
     }
 }
+
+#[test]
+fn an_all_gather_whose_output_cannot_be_allocated_is_a_typed_error() {
+    let (_g, rt) = support::collective_runtime();
+    // u32::MAX ranks of 4 u64 each: 137 GB, more than this machine can map. The output
+    // was allocated before any check and the process aborted.
+    let huge = RankSpec {
+        core: 0,
+        rank: 0,
+        world: u32::MAX,
+    };
+    let err = rt.all_gather(huge, &[0u64; 4]).unwrap_err();
+    match &err {
+        Error::InvalidArgument {
+            argument: "output",
+            reason,
+        } => assert!(
+            reason.contains("4294967295") && reason.contains("137438953440"),
+            "{reason}"
+        ),
+        other => panic!("{other}"),
+    }
+    // Beyond the address space.
+    // 2 GiB of zeroed input (pages never touched) from each of u32::MAX ranks.
+    let input = vec![0u64; 1 << 28];
+    let err = rt.all_gather(huge, &input).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::InvalidArgument {
+                argument: "output",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

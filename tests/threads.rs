@@ -55,3 +55,30 @@ fn handles_are_send_and_sync() {
     send_sync::<neuron_rt::TensorSet>();
     send_sync::<neuron_rt::Error>();
 }
+
+/// Issue 21 item 3: the stack rule (6 MiB left) lets a thread of a main thread's size
+/// (8 MiB) call `nrt_execute` itself (src/stack.rs tests that it runs there); the
+/// simulator uses and touches 4 MiB of the caller's stack there, as libnrt was seen to,
+/// so this proves the rule safe (a stack overflow would kill the test process).
+#[test]
+fn an_8_mib_thread_executes_on_its_own_stack_with_the_simulators_4_mib() {
+    let _g = lock();
+    let rt = runtime();
+    let model = rt.load_model(&add_model()).unwrap();
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn_scoped(s, || {
+                let inputs = model.allocate_inputs().unwrap();
+                let mut outputs = model.allocate_outputs().unwrap();
+                inputs.get("a").unwrap().write(&[1.0f32; 6]).unwrap();
+                inputs.get("b").unwrap().write(&[2.0f32; 6]).unwrap();
+                for _ in 0..3 {
+                    model.execute(&inputs, &mut outputs).unwrap();
+                }
+                let out: Vec<f32> = outputs.get("out").unwrap().to_vec().unwrap();
+                assert_eq!(out, [3.0; 6]);
+            })
+            .unwrap();
+    });
+}

@@ -104,6 +104,9 @@ pub(crate) struct Config {
     pub(crate) cc_gbps: f64,
     /// Rank 0's address for collectives across processes (`NEURON_RT_ROOT_COMM_ID`).
     pub(crate) root_comm_id: Option<String>,
+    /// The job's shared secret for that rendezvous (`NRT_SIM_COMM_TOKEN`), mixed with
+    /// the address into the key every rank proves it holds (`runtime/wire.rs`).
+    pub(crate) comm_token: Option<String>,
     /// Check real NEFFs' payload hash at load (`NEURON_RT_VALIDATE_HASH`, default off;
     /// the simulator's own model files are always checked).
     pub(crate) validate_hash: bool,
@@ -344,6 +347,7 @@ impl Config {
             dma_gbps,
             cc_gbps,
             root_comm_id: var("NEURON_RT_ROOT_COMM_ID").map(|v| v.trim().to_string()),
+            comm_token: std::env::var("NRT_SIM_COMM_TOKEN").ok(),
             exec_stack,
             total_cores,
             first_visible,

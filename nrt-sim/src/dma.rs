@@ -17,13 +17,27 @@ pub(crate) fn transfer_time(bytes: u64, gbps: f64) -> Duration {
     if gbps <= 0.0 || bytes == 0 {
         return Duration::ZERO;
     }
-    Duration::from_secs_f64(bytes as f64 / (gbps * 1e9))
+    seconds(bytes as f64 / (gbps * 1e9))
+}
+
+/// `secs` as a duration; one too long for a `Duration` (a tiny bandwidth) is the longest.
+pub(crate) fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
+/// `d` after `start`, saturating (at a century from `start`) instead of panicking when
+/// the sum is past what an `Instant` holds.
+pub(crate) fn after(start: Instant, d: Duration) -> Instant {
+    start
+        .checked_add(d)
+        .or_else(|| start.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(start)
 }
 
 /// Waits until `bytes` at `gbps` GB/s have taken their time since `start` (the copy
 /// itself counts towards it). Returns at once when that time has passed.
 pub(crate) fn finish_transfer(start: Instant, bytes: u64, gbps: f64) {
-    let end = start + transfer_time(bytes, gbps);
+    let end = after(start, transfer_time(bytes, gbps));
     wait_until(end);
     // Only queue workers look at it (`transfer_start`); sync callers never do.
     QUEUE_END.with(|e| e.set(Some(end)));
@@ -114,6 +128,15 @@ pub(crate) fn precise_sleeps() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_times_too_long_for_an_instant_saturate_instead_of_panicking() {
+        // 1e-300 GB/s is a valid setting; the transfer takes longer than a Duration holds.
+        assert_eq!(transfer_time(u64::MAX, 1e-300), Duration::MAX);
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(1 << 30));
+        finish_transfer(now, 0, 1e-300);
+    }
 
     #[test]
     fn transfer_time_is_size_over_bandwidth() {

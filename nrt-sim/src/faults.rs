@@ -58,6 +58,8 @@ pub(crate) struct Fault {
     pub(crate) status: NRT_STATUS,
     seen: u64,
     source: Source,
+    /// The fault as written, for messages.
+    text: String,
 }
 
 /// Queues per XU type (v3): TENSOR_OP 2, COMPUTE 1, COLLECTIVES 3.
@@ -77,10 +79,12 @@ pub(crate) fn parse(spec: &str) -> Result<Vec<Fault>, FaultSpecError> {
         .split(|c: char| c == ';' || c.is_whitespace())
         .filter(|p| !p.is_empty())
     {
-        faults.push(parse_one(part).map_err(|message| FaultSpecError {
+        let mut fault = parse_one(part).map_err(|message| FaultSpecError {
             fault: part.to_string(),
             message,
-        })?);
+        })?;
+        fault.text = part.to_string();
+        faults.push(fault);
     }
     if faults.is_empty() {
         return Err(FaultSpecError {
@@ -229,7 +233,27 @@ fn parse_one(part: &str) -> Result<Fault, String> {
         status: status.unwrap_or(default_status),
         seen: 0,
         source: Source::Api,
+        text: String::new(),
     })
+}
+
+/// Refuses faults naming a core beyond the `visible` ones: they could never fire, and a
+/// test relying on them would silently test nothing.
+pub(crate) fn check_cores(faults: &[Fault], visible: u32) -> Result<(), String> {
+    for f in faults {
+        let vnc = match f.kind {
+            Kind::Exec { vnc, .. } | Kind::Alloc { vnc } | Kind::Load { vnc } => vnc,
+            Kind::Xu { vnc, .. } => Some(vnc),
+        };
+        if let Some(vnc) = vnc.filter(|&v| v >= visible) {
+            return Err(format!(
+                "fault {:?} names core {vnc}, but the runtime has {visible} visible core(s) (0 to {}): it could never fire",
+                f.text,
+                visible.saturating_sub(1)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Armed faults, in the order they were armed.

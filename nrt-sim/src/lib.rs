@@ -3,8 +3,9 @@
 //!
 //! It is built two ways:
 //!
-//! * a `cdylib`, `libnrt_sim.so`: a drop-in for `libnrt.so.1`. A C program built against
-//!   the libnrt headers links to it (or `dlopen`s it) unchanged; symlink it as
+//! * a `cdylib`, `libnrt_sim.so` (built from this crate by the workspace package
+//!   `nrt-sim-cdylib`): a drop-in for `libnrt.so.1`. A C program built against the
+//!   libnrt headers links to it (or `dlopen`s it) unchanged; symlink it as
 //!   `libnrt.so.1` or point `LIBNRT_PATH` at it. Find it with [`cdylib_path`].
 //! * an `rlib`: [`library`] hands the nrt-sys loader an in-process function table.
 //!
@@ -147,6 +148,14 @@ pub mod fuzzing {
     /// 1, as `NRT_SIM_VNC_COUNT` allows): the first core and the count.
     pub fn parse_visible_cores(text: &str, total: u32) -> Result<(u32, u32), String> {
         crate::config::parse_visible(text, total.max(1))
+    }
+
+    /// Feeds untrusted bytes to the parsers of the collectives' rendezvous wire format
+    /// (a peer's hello, a rank's contribution, rank 0's reply; `runtime/wire.rs`). The
+    /// first byte picks the world (low 4 bits + 1) and the expected part size (high 4
+    /// bits x 8); panics only if a parser accepts what it should refuse.
+    pub fn parse_rendezvous(data: &[u8]) {
+        crate::runtime::parse_wire(data)
     }
 
     /// Parses a `NEURON_RT_NUM_CORES` value for a machine of `total` cores (at least 1).

@@ -470,3 +470,25 @@ fn a_non_loopback_root_comm_id_is_refused_at_load() {
     );
     assert_eq!(counters().live_objects(), 0);
 }
+
+#[test]
+fn a_rank_of_an_absurd_world_is_refused_at_load() {
+    if !in_child(
+        "a_rank_of_an_absurd_world_is_refused_at_load",
+        &[("NEURON_RT_ROOT_COMM_ID", "127.0.0.1:9")],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    let start = std::time::Instant::now();
+    // A model without collectives takes any world; 2^26 ranks would take gigabytes of
+    // per-rank state before anything runs.
+    let plain = add_model(1, std::time::Duration::ZERO);
+    assert_eq!(try_load_rank(&plain, 0, 0, 1 << 26), Err(NRT_INVALID));
+    let message = last_error();
+    assert!(
+        message.contains("67108864") && message.contains("4096"),
+        "{message}"
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(2));
+}

@@ -360,3 +360,46 @@ fn log_level_filters_stderr() {
     let quiet = log_output("QUIET");
     assert!(!quiet.contains("nrt-sim:"), "{quiet}");
 }
+
+#[test]
+fn a_fault_naming_a_core_that_does_not_exist_fails_init_naming_it() {
+    if !in_child(
+        "a_fault_naming_a_core_that_does_not_exist_fails_init_naming_it",
+        &[
+            ("NRT_SIM_VNC_COUNT", "2"),
+            ("NRT_SIM_FAULTS", "exec:every=5; exec:vnc=7:nth=1"),
+        ],
+    ) {
+        return;
+    }
+    let _serial = Session::serial_only();
+    assert_eq!(init_status(), NRT_INVALID);
+    let message = last_error();
+    assert!(
+        message.contains("NRT_SIM_FAULTS")
+            && message.contains("exec:vnc=7:nth=1")
+            && message.contains("core 7")
+            && message.contains("2 visible"),
+        "{message}"
+    );
+}
+
+#[test]
+fn faults_injected_through_the_api_for_a_missing_core_are_refused() {
+    if !in_child(
+        "faults_injected_through_the_api_for_a_missing_core_are_refused",
+        &[("NRT_SIM_VNC_COUNT", "2")],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    for spec in ["alloc:vnc=2", "load:vnc=9", "xu:vnc=5:type=compute:queue=0"] {
+        let e = control().inject_faults(spec).unwrap_err();
+        assert!(
+            e.message.contains(spec) && e.message.contains("2 visible"),
+            "{e}"
+        );
+    }
+    control().inject_faults("alloc:vnc=1").unwrap();
+    control().clear_faults();
+}

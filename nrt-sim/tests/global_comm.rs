@@ -263,3 +263,32 @@ fn a_missing_member_fails_the_all_gather_leaving_own_bytes_and_zeros() {
     );
     assert_eq!(output, [0, 0, 0, 7, 7, 7]);
 }
+
+#[test]
+fn an_absurd_world_is_refused_at_once_before_anything_is_allocated() {
+    let root = "127.0.0.1:9";
+    if !in_child(
+        "an_absurd_world_is_refused_at_once_before_anything_is_allocated",
+        &[("NEURON_RT_ROOT_COMM_ID", root)],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    let start = Instant::now();
+    // 2^26 members would take gigabytes of per-rank state (the finding: Ok after 13 s
+    // at 2.9 GB); the simulator refuses a world above its limit with NRT_INVALID.
+    assert_eq!(build(0, 0, 1 << 26), NRT_INVALID);
+    let message = last_error();
+    assert!(
+        message.contains("67108864") && message.contains("4096"),
+        "{message}"
+    );
+    assert_eq!(barrier(0, 1, u32::MAX), NRT_INVALID);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    // The limit itself is accepted (nobody else comes: the setup only registers).
+    assert_eq!(build(0, 0, 4096), NRT_SUCCESS, "{}", last_error());
+}

@@ -68,25 +68,41 @@ impl Runtime {
     /// # Errors
     ///
     /// As [`Runtime::build_global_comm`]; [`Error::InvalidArgument`] for an input of
-    /// more than `u32::MAX` bytes; [`Error::Nrt`] with
+    /// more than `u32::MAX` bytes, or an output (`world * input.len()` elements) that
+    /// does not fit in the address space or in the machine's memory, or cannot be
+    /// allocated (checked before anything is allocated); [`Error::Nrt`] with
     /// [`NrtStatus::ExecHwErrCollectives`](crate::NrtStatus::ExecHwErrCollectives) when
     /// some rank did not come within `NEURON_RT_EXEC_TIMEOUT`, or when libnrt refuses
     /// (e.g. ranks giving different lengths).
     pub fn all_gather<T: Element>(&self, spec: RankSpec, input: &[T]) -> Result<Vec<T>> {
+        // The rank, world and core first, then whether the output can exist at all:
+        // nothing is allocated for a request that is refused.
+        self.global_member(spec, "all-gather (nrt_all_gather)")?;
+        let cannot = |why: &str| {
+            Error::invalid(
+                "output",
+                format!(
+                    "{} elements from each of {} ranks ({} bytes) {why}",
+                    input.len(),
+                    spec.world,
+                    size_of_val(input) as u128 * u128::from(spec.world)
+                ),
+            )
+        };
         let len = input
             .len()
             .checked_mul(spec.world as usize)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "input",
-                    format!(
-                        "{} elements from each of {} ranks do not fit in memory",
-                        input.len(),
-                        spec.world
-                    ),
-                )
-            })?;
-        let mut output = vec![T::default(); len];
+            .filter(|&n| {
+                n.checked_mul(size_of::<T>())
+                    .is_some_and(|b| b <= isize::MAX as usize)
+            })
+            .ok_or_else(|| cannot("do not fit in the address space"))?;
+        let bytes = (len * size_of::<T>()) as u64;
+        if physical_memory().is_some_and(|total| bytes > total) {
+            return Err(cannot("are more than this machine's memory"));
+        }
+        let mut output =
+            crate::dtype::zeroed_vec::<T>(len).ok_or_else(|| cannot("cannot be allocated"))?;
         self.all_gather_into(spec, input, &mut output)?;
         Ok(output)
     }
@@ -166,4 +182,17 @@ fn in_rank(spec: RankSpec) -> impl FnOnce(Error) -> Error {
             spec.rank, spec.world, spec.core
         ))
     }
+}
+
+/// The machine's physical memory in bytes, if the system tells (an output larger than
+/// it cannot be gathered, and is refused before the allocator is asked).
+fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf only reads system configuration.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    (pages > 0 && page > 0).then(|| (pages as u64).saturating_mul(page as u64))
 }

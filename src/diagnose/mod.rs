@@ -36,7 +36,7 @@ pub(crate) use hints::{alloc_error, init_failed, load_error, place};
 const LIBRARY_NOT_FOUND_HINT: &str = "\
 on a Neuron instance, install the Neuron runtime (package aws-neuronx-runtime-lib; libnrt.so.1 lands in /opt/aws/neuron/lib)
 or name the library file: LIBNRT_PATH=/path/to/libnrt.so.1
-without Neuron hardware, develop on the simulator: feature `sim` and RuntimeBuilder::simulator(), or LIBNRT_PATH=<path of libnrt_sim.so> (cargo build -p nrt-sim)";
+without Neuron hardware, develop on the simulator: feature `sim` and RuntimeBuilder::simulator(), or LIBNRT_PATH=<path of libnrt_sim.so> (cargo build -p nrt-sim-cdylib)";
 
 /// What to do when the file `LIBNRT_PATH` names did not load (no other place is tried).
 const LIBNRT_PATH_HINT: &str = "\

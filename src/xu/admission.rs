@@ -7,6 +7,18 @@
 //! before, [`DEFAULT_CAPACITY`] bounds it. A waiting submission is woken by the
 //! completion of the unit's oldest request in flight (a completion event, or the
 //! poller on runtimes without events), never by a timer.
+//!
+//! Forget-safety without `Drop`: a submission at the front of the line that was given
+//! its turn (the one before it left, or the completion it waited for came) and is not
+//! polled again must not hold the line forever. The submission right behind it watches
+//! it: it is woken with the front (by the same leave, or by the same completion, for
+//! which it registers too), and when it finds the front's turn untaken on
+//! [`STALE_LOOKS`] consecutive polls of its own (yielding to the executor in between,
+//! so a live front that was woken at the same moment runs first), it skips the front.
+//! A skipped submission that is polled again goes back to the front of the line (it is
+//! older than every other), so a live but slow one loses one turn, not its place; a
+//! forgotten one is never seen again. The line is a `VecDeque` reused for the unit's
+//! life: no allocation per request.
 
 use std::fmt;
 use std::future::Future;
@@ -17,10 +29,14 @@ use std::task::{Context, Poll, Waker};
 use super::events::{Waiter, new_waiter_key};
 use super::future::{poll_for, stop_polling};
 use super::payload::Payload;
-use super::queue::{ExecUnit, QueueState};
+use super::queue::{Admit, ExecUnit, QueueState};
 use super::request::Scheduled;
 use super::seq::SeqId;
 use crate::NrtStatus;
+
+/// Consecutive polls on which the submission behind the front finds the front's turn
+/// untaken before it skips the front.
+const STALE_LOOKS: u8 = 2;
 
 /// Requests admitted on a unit before it learned its real capacity from a full queue.
 pub const DEFAULT_CAPACITY: usize = 64;
@@ -82,6 +98,7 @@ impl ExecUnit {
             queued: false,
             watching: None,
             polled: false,
+            stale: None,
         }
     }
 }
@@ -102,6 +119,9 @@ pub struct Submit<'u, T, F> {
     watching: Option<SeqId>,
     /// Whether it was ever registered with the poller.
     polled: bool,
+    /// Behind the front: the front's key and on how many consecutive polls its turn
+    /// was found untaken.
+    stale: Option<(u64, u8)>,
 }
 
 // `Submit` holds no self-references.
@@ -161,24 +181,98 @@ impl<T, F> Submit<'_, T, F> {
             if self.key == 0 {
                 self.key = new_waiter_key();
             }
-            line.push_back((self.key, waker.clone()));
+            line.push_back(Admit::new(self.key, waker));
             self.queued = true;
+        }
+        let Some(at) = line.iter().position(|e| e.key == self.key) else {
+            // Skipped while it was not polled (see the module docs): older than every
+            // submission in line, it goes back to the front.
+            line.push_front(Admit::new(self.key, waker));
+            self.stale = None;
+            return true;
+        };
+        if !line[at].waker.will_wake(waker) {
+            line[at].waker = waker.clone();
+        }
+        if at == 0 {
+            let me = &mut line[0];
+            me.granted = false;
+            me.room = None;
+            self.stale = None;
+            return true;
+        }
+        if at > 1 {
+            self.stale = None;
             return false;
         }
-        match line.iter_mut().position(|(k, _)| *k == self.key) {
-            Some(0) => true,
-            Some(at) => {
-                if !line[at].1.will_wake(waker) {
-                    line[at].1 = waker.clone();
-                }
-                false
+        // Right behind the front: watch that it takes its turn.
+        let front = &line[0];
+        let (front_key, granted, room) = (front.key, front.granted, front.room);
+        drop(line);
+        // The front waits for room: its turn came when the request it waits for
+        // completed, or when there is room anyway (that request may never be issued:
+        // the queue drained between the front's `QueueFull` and its registration).
+        let room_came = room.is_some_and(|seq| {
+            state.in_flight() < state.capacity() as u64
+                || state
+                    .last_completed()
+                    .is_ok_and(|last| last.number() >= seq.number())
+        });
+        if !granted && !room_came {
+            self.stale = None;
+            if let Some(seq) = room {
+                // Woken by the completion the front waits for, too.
+                self.watch(state, seq, waker);
             }
-            // Not found: cannot happen (only `leave_line` removes it); go now.
-            None => {
-                self.queued = false;
+            return false;
+        }
+        let looks = match self.stale {
+            Some((key, n)) if key == front_key => n + 1,
+            _ => 1,
+        };
+        if looks < STALE_LOOKS {
+            // Let the front (woken at the same moment) run first.
+            self.stale = Some((front_key, looks));
+            waker.wake_by_ref();
+            return false;
+        }
+        self.stale = None;
+        let mut line = state.admission.lock();
+        if line.front().is_some_and(|e| e.key == front_key) {
+            line.pop_front();
+        }
+        match line.iter().position(|e| e.key == self.key) {
+            Some(0) => {
+                let me = &mut line[0];
+                me.granted = false;
+                me.room = None;
+                // The new second watches this one.
+                if let Some(next) = line.get(1) {
+                    next.waker.wake_by_ref();
+                }
                 true
             }
+            // The front changed meanwhile: look again on the next poll.
+            _ => {
+                waker.wake_by_ref();
+                false
+            }
         }
+    }
+
+    /// Registers `waker` for the completion of `seq` (an event waiter, or the poller).
+    fn watch(&mut self, state: &QueueState, seq: SeqId, waker: &Waker) {
+        if let Some(events) = &state.events {
+            match events.add_waiter(seq, self.key, waker) {
+                Waiter::Added | Waiter::Kept => {
+                    self.watching = Some(seq);
+                    return;
+                }
+                Waiter::Refused => {}
+            }
+        }
+        self.polled = true;
+        poll_for(self.key, &self.unit.inner.state, seq, waker);
     }
 
     /// Takes a place at the front of the line (if not in it yet), so that later
@@ -190,7 +284,10 @@ impl<T, F> Submit<'_, T, F> {
         if self.key == 0 {
             self.key = new_waiter_key();
         }
-        state.admission.lock().push_front((self.key, waker.clone()));
+        state
+            .admission
+            .lock()
+            .push_front(Admit::new(self.key, waker));
         self.queued = true;
     }
 
@@ -209,18 +306,20 @@ impl<T, F> Submit<'_, T, F> {
             waker.wake_by_ref();
             return true;
         };
-        if let Some(events) = &state.events {
-            match events.add_waiter(oldest, self.key, waker) {
-                Waiter::Added | Waiter::Kept => {
-                    self.watching = Some(oldest);
-                    // A completion just before the registration signalled nobody.
-                    return state.in_flight() >= state.capacity() as u64;
-                }
-                Waiter::Refused => {}
-            }
+        // The one behind watches for this completion too (see the module docs).
+        if let Some(me) = state
+            .admission
+            .lock()
+            .iter_mut()
+            .find(|e| e.key == self.key)
+        {
+            me.room = Some(oldest);
         }
-        self.polled = true;
-        poll_for(self.key, state.lib(), oldest, waker);
+        self.watch(state, oldest, waker);
+        if self.watching.is_some() {
+            // A completion just before the registration signalled nobody.
+            return state.in_flight() >= state.capacity() as u64;
+        }
         true
     }
 

@@ -142,7 +142,8 @@ pub(crate) fn wait_for_seq<E>(
         .try_with(|t| t.0.as_ref().map(AsRawFd::as_raw_fd))
         .ok()
         .flatten()?;
-    let deadline = timeout.map(|t| Instant::now() + t);
+    // A timeout too long for an `Instant` (e.g. `Duration::MAX`) means no deadline.
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     // Wake-ups after which the request still was not complete. A few are normal (stale
     // signals of earlier waits of this thread); many mean that the library signals
     // before it reports completion, and blocking on it would spin: poll instead.

@@ -10,11 +10,12 @@
 use std::future::{Future, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use super::events::{Waiter, new_waiter_key};
 use super::payload::Payload;
+use super::queue::QueueState;
 use super::request::Request;
 use super::seq::SeqId;
 use super::wait::Backoff;
@@ -168,7 +169,13 @@ impl CompletionWatch {
             }
             Waiter::Refused => {
                 self.polled = true;
-                poller().register(self.token, unit.rt.inner.lib(), request.seq(), cx.waker());
+                poller().register(
+                    self.token,
+                    unit.rt.inner.lib(),
+                    &unit.state,
+                    request.seq(),
+                    cx.waker(),
+                );
                 Poll::Pending
             }
         }
@@ -199,19 +206,25 @@ struct Poller {
 }
 
 /// A registered future: the library (libraries stay loaded for the life of the process;
-/// it has the v3 API: ASYNC_V3 is checked before any unit exists), the request's id and
-/// the waker. No handle: the poller
-/// never keeps a runtime open. After the runtime closed, the query fails and the entry
-/// is woken and dropped (a live future cannot see that: its request keeps the runtime).
+/// it has the v3 API: ASYNC_V3 is checked before any unit exists), the request's queue
+/// (weakly), the request's id and the waker. No handle: the poller never keeps a runtime
+/// open. Once the queue's state is gone (its runtime closed: only a forgotten future
+/// that borrowed its unit can still be listed then), the entry is woken and dropped
+/// without asking libnrt, which may by then run a later runtime that never issued the
+/// id.
 struct Waiting {
     token: u64,
     lib: &'static Library,
+    queue: Weak<QueueState>,
     seq: SeqId,
     waker: Waker,
 }
 
 impl Waiting {
     fn pending(&self) -> bool {
+        if self.queue.strong_count() == 0 {
+            return false;
+        }
         // SAFETY: the library has the v3 API (see `Waiting`). After nrt_close libnrt
         // answers with an error: not pending (the entry is woken and dropped).
         matches!(
@@ -224,8 +237,8 @@ impl Waiting {
 /// Wakes `waker` once request `seq` (of `lib`, which has the v3 API) completed, by
 /// polling with backoff on the process's poller thread; `key` names the entry (see
 /// [`new_waiter_key`]). For units without completion events.
-pub(crate) fn poll_for(key: u64, lib: &'static Library, seq: SeqId, waker: &Waker) {
-    poller().register(key, lib, seq, waker);
+pub(crate) fn poll_for(key: u64, queue: &Arc<QueueState>, seq: SeqId, waker: &Waker) {
+    poller().register(key, queue.lib(), queue, seq, waker);
 }
 
 /// Removes the poller entry `key`, if any.
@@ -254,7 +267,14 @@ impl Poller {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn register(&self, token: u64, lib: &'static Library, seq: SeqId, waker: &Waker) {
+    fn register(
+        &self,
+        token: u64,
+        lib: &'static Library,
+        queue: &Arc<QueueState>,
+        seq: SeqId,
+        waker: &Waker,
+    ) {
         if !self.running {
             // No poller thread: fall back to being polled again by the executor.
             waker.wake_by_ref();
@@ -268,6 +288,7 @@ impl Poller {
                 waiting.push(Waiting {
                     token,
                     lib,
+                    queue: Arc::downgrade(queue),
                     seq,
                     waker: waker.clone(),
                 });

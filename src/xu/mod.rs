@@ -105,7 +105,7 @@ pub use kind::XuKind;
 pub use payload::{ExecSets, HostBuffer, Payload};
 pub use pipeline::{DEFAULT_DEPTH, Failed, Pipeline, PipelineStream, Submitted};
 pub use queue::ExecUnit;
-pub(crate) use queue::UnitRegistry;
+pub(crate) use queue::{UnitInner, UnitRegistry};
 pub use request::{Rejected, Request, Scheduled};
 pub use retry::RetryPolicy;
 pub use scope::{Scope, scope};

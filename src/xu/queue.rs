@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Waker;
 use std::time::Duration;
@@ -116,6 +116,10 @@ pub(crate) struct QueueState {
     pub(crate) capacity: AtomicUsize,
     /// Submissions waiting for room ([`ExecUnit::submit`]).
     pub(crate) admission: AdmissionQueue,
+    /// Whether the last blocking wait for a request of this queue lasted longer than a
+    /// blocking wait watches the status slot: the next one then blocks at once instead
+    /// of spinning (see `Request::wait`).
+    pub(crate) long_waits: AtomicBool,
 }
 
 // The fields every request touches, the spare slot included (`SlotPool` is `repr(C)`
@@ -125,27 +129,54 @@ const _: () = assert!(std::mem::offset_of!(QueueState, slots) + 8 <= 64);
 /// The waiting submissions of one queue, oldest first.
 #[derive(Default)]
 pub(crate) struct AdmissionQueue {
-    waiting: Mutex<VecDeque<(u64, Waker)>>,
+    waiting: Mutex<VecDeque<Admit>>,
+}
+
+/// A submission's place in its unit's admission line (`xu/admission.rs`).
+pub(crate) struct Admit {
+    pub(crate) key: u64,
+    pub(crate) waker: Waker,
+    /// Given its turn (the one before it left) and not polled since.
+    pub(crate) granted: bool,
+    /// At the front, waiting for room: the request whose completion frees it.
+    pub(crate) room: Option<SeqId>,
+}
+
+impl Admit {
+    pub(crate) fn new(key: u64, waker: &Waker) -> Admit {
+        Admit {
+            key,
+            waker: waker.clone(),
+            granted: false,
+            room: None,
+        }
+    }
 }
 
 impl AdmissionQueue {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, Waker)>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, VecDeque<Admit>> {
         // Entries are pushed and removed whole.
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Removes `key` and wakes the new first waiter (it may have room now).
+    /// Removes `key`; the new front is given its turn, and it and the one after it
+    /// (which watches that the front takes it) are woken.
     pub(crate) fn leave(&self, key: u64) {
-        let next = {
+        let (front, second) = {
             let mut waiting = self.lock();
-            if let Some(at) = waiting.iter().position(|(k, _)| *k == key) {
-                waiting.remove(at);
+            let Some(at) = waiting.iter().position(|e| e.key == key) else {
+                return;
+            };
+            waiting.remove(at);
+            if at == 0
+                && let Some(front) = waiting.front_mut()
+            {
+                front.granted = true;
             }
-            waiting.front().map(|(_, w)| w.clone())
+            let wake = |i: usize| waiting.get(i).map(|e| e.waker.clone());
+            (wake(0), if at <= 1 { wake(1) } else { None })
         };
-        if let Some(next) = next {
-            next.wake();
-        }
+        front.into_iter().chain(second).for_each(Waker::wake);
     }
 }
 
@@ -222,6 +253,7 @@ impl UnitRegistry {
             events,
             capacity: AtomicUsize::new(0),
             admission: AdmissionQueue::default(),
+            long_waits: AtomicBool::new(false),
         };
         let mut unused = Some(state);
         let kept = cell.get_or_init(|| Arc::new(unused.take().expect("taken once")));

@@ -14,6 +14,7 @@ use super::payload::{ExecSets, HostBuffer, Payload};
 use super::queue::ExecUnit;
 use super::request::{Rejected, Request, Scheduled};
 use super::seq::SeqId;
+use crate::host_lock::{Access, RequestHolds};
 use crate::raw;
 use crate::{Error, Model, NrtStatus, Placement, Result, Runtime, Tensor, TensorSet};
 
@@ -194,11 +195,27 @@ impl ExecUnit {
         let (lib, raw_model) = (self.lib(), model.raw());
         // The model's core is this unit's (checked); its compute queue index.
         let queue = self.inner.state.queue as c_int;
-        self.schedule(
+        // The host storage it reads and writes is held until it completed.
+        let holds = {
+            let (inputs, outputs) = sets(&payload);
+            RequestHolds::take(
+                &self.inner,
+                inputs
+                    .iter()
+                    .map(|(_, t)| (t, Access::Read))
+                    .chain(outputs.iter().map(|(_, t)| (t, Access::Write))),
+            )
+        };
+        let holds = match holds {
+            Ok(holds) => holds,
+            Err(error) => return Err(Rejected::new(error, payload)),
+        };
+        self.schedule_held(
             "nrta_execute_schedule",
             || format!("model `{}`", model.label()),
             payload,
             KeepAlive::Model(model.clone()),
+            holds,
             |_, ret| {
                 // Why the call below is sound: v3 signature (ASYNC_V3 checked at unit creation). The model and
                 // both sets stay alive and unchanged until completion: the request owns
@@ -282,6 +299,7 @@ impl ExecUnit {
             },
             data,
             KeepAlive::Tensor(tensor.share()),
+            [(tensor, Access::Write)],
             |parked, ret| {
                 let src = B::parked_ptr(parked).cast::<c_void>().cast_const();
                 // Why the call below is sound: v3 signature (checked at unit creation). `src` points to
@@ -335,6 +353,7 @@ impl ExecUnit {
             },
             buffer,
             KeepAlive::Tensor(tensor.share()),
+            [(tensor, Access::Read)],
             |parked, ret| {
                 let dst = B::parked_ptr(parked).cast::<c_void>();
                 // Why the call below is sound: v3 signature (checked at unit creation). `dst` points to
@@ -390,6 +409,7 @@ impl ExecUnit {
             },
             (),
             KeepAlive::Tensors(src.share(), dst.share()),
+            [(src, Access::Read), (dst, Access::Write)],
             |_, ret| {
                 // SAFETY: v3 signature (checked at unit creation); both tensors are live
                 // (kept by the request) and both ranges are inside them (checked); `ret`
@@ -468,16 +488,39 @@ impl ExecUnit {
     /// The common part of every schedule: fail fast on an unrecoverable queue, take a
     /// status slot, park the payload, call libnrt under the queue's lock, count the
     /// request, and build the request (or hand the payload back).
-    fn schedule<T: Payload>(
+    fn schedule<T: Payload, const N: usize>(
         &self,
         function: &'static str,
         context: impl FnOnce() -> String,
         payload: T,
         keep: KeepAlive,
+        host: [(&Tensor, Access); N],
+        call: impl FnOnce(&T::Parked, *mut sys::NRT_STATUS) -> Result<u64>,
+    ) -> Scheduled<T> {
+        let holds = match RequestHolds::take(&self.inner, host) {
+            Ok(holds) => holds,
+            Err(error) => {
+                let error = error.context(format!("{}: {}", self, context()));
+                return Err(Rejected::new(error, payload));
+            }
+        };
+        self.schedule_held(function, context, payload, keep, holds, call)
+    }
+
+    /// [`schedule`](Self::schedule) with the host-storage holds already taken: they get
+    /// the request's id (held until it completed), or are dropped if it is refused.
+    fn schedule_held<T: Payload>(
+        &self,
+        function: &'static str,
+        context: impl FnOnce() -> String,
+        payload: T,
+        keep: KeepAlive,
+        holds: RequestHolds,
         call: impl FnOnce(&T::Parked, *mut sys::NRT_STATUS) -> Result<u64>,
     ) -> Scheduled<T> {
         let state = &self.inner.state;
         if let Some(status) = state.fatal_status() {
+            holds.finish(None);
             return Err(Rejected::new(state.unrecoverable_error(status), payload));
         }
         let slot = state.slots.take();
@@ -490,6 +533,7 @@ impl ExecUnit {
             }
             scheduled
         };
+        holds.finish(scheduled.as_ref().ok().copied());
         let seq = match scheduled {
             Ok(seq) => seq,
             Err(error) => {

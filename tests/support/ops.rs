@@ -7,7 +7,9 @@
 //! op may panic. [`run`] drops everything at the end; the caller then checks that the
 //! simulator's counters are back at zero.
 
+use std::future::Future;
 use std::mem;
+use std::task::{Context, Poll, Waker};
 
 use neuron_rt::nrt_sys::Library;
 use neuron_rt::{Error, ExecSets, ExecUnit, Model, Placement, Request, Runtime, Tensor, TensorSet};
@@ -113,7 +115,7 @@ pub fn run(lib: &'static Library, bytes: &[u8]) {
 }
 
 fn step(rt: &Runtime, st: &mut State, input: &mut Bytes<'_>) {
-    let op = input.u8() % 16;
+    let op = input.u8() % 18;
     // A tensor for ops that need one (None: the op is skipped).
     let pick = |st: &State, input: &mut Bytes<'_>| {
         (!st.tensors.is_empty()).then(|| st.tensors[input.index(st.tensors.len())].clone())
@@ -291,6 +293,63 @@ fn step(rt: &Runtime, st: &mut State, input: &mut Bytes<'_>) {
                     mem::forget(request);
                 }
             });
+        }
+        15 => {
+            // An async write to a host tensor, then a sync read of the same bytes: the read
+            // waits for the write (the request holds the storage until it completed).
+            let Some(t) = pick(st, input) else { return };
+            let Some(unit) = st.units.last() else { return };
+            if t.placement() == Placement::Device {
+                return;
+            }
+            let value = input.u8();
+            let Ok(request) = unit.write(&t, 0, vec![value; t.size()]) else {
+                return;
+            };
+            let mut seen = vec![0u8; t.size()];
+            t.read(&mut seen).expect("sync read of a host tensor");
+            assert!(
+                seen.iter().all(|&b| b == value),
+                "a sync read of `{}` did not see the async write scheduled before it",
+                t.name()
+            );
+            st.transfers.push(request);
+        }
+        16 => {
+            // A submission polled once and, if it has to wait, forgotten (its payload and
+            // closure borrow: nothing it holds keeps the runtime); a later submission on
+            // the same unit must still get in.
+            let Some(t) = pick(st, input) else { return };
+            let Some(unit) = st.units.last() else { return };
+            if !fits(&t, 0, 1) || (t.placement() == Placement::Device && t.core() != Some(0)) {
+                return;
+            }
+            let mut cx = Context::from_waker(Waker::noop());
+            // On the stack and with an empty buffer (no heap): forgetting it leaks nothing
+            // a leak checker would see. `Submit` is `Unpin`.
+            let mut first =
+                mem::ManuallyDrop::new(unit.submit(Vec::new(), |b| unit.write(&t, 0, b)));
+            match std::pin::Pin::new(&mut *first).poll(&mut cx) {
+                Poll::Ready(Ok(request)) => st.transfers.push(request),
+                Poll::Ready(Err(rejected)) => drop(rejected),
+                // Left in the ManuallyDrop: never dropped, as `mem::forget` would do.
+                Poll::Pending => {}
+            }
+            let mut later = Box::pin(unit.submit(vec![2u8], |b| unit.write(&t, 0, b)));
+            let started = std::time::Instant::now();
+            loop {
+                match later.as_mut().poll(&mut cx) {
+                    Poll::Ready(Ok(request)) => break st.transfers.push(request),
+                    Poll::Ready(Err(rejected)) => break drop(rejected),
+                    Poll::Pending => {
+                        assert!(
+                            started.elapsed() < std::time::Duration::from_secs(10),
+                            "a submission is stuck behind a forgotten one"
+                        );
+                        std::thread::yield_now();
+                    }
+                }
+            }
         }
         _ => {
             // Drop a tensor (sets, slices and requests keep it alive as needed).

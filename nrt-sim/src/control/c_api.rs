@@ -191,8 +191,7 @@ pub unsafe extern "C" fn nrt_sim_inject_faults(spec: *const c_char) -> NRT_STATU
         // SAFETY: non-null C string (caller).
         let text = unsafe { CStr::from_ptr(spec) }.to_string_lossy();
         let parsed = faults::parse(&text).or_else(|e| fail(NRT_INVALID, e.to_string()))?;
-        runtime::arm_faults(parsed);
-        Ok(())
+        runtime::arm_faults(parsed)
     })
 }
 

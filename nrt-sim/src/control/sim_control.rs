@@ -235,7 +235,10 @@ impl SimControl {
         } else {
             Err(FaultSpecError {
                 fault: spec.to_string(),
-                message: format!("the simulator refused the spec (status {status})"),
+                message: format!(
+                    "the simulator refused the spec (status {status}): {}",
+                    self.last_error().unwrap_or_default()
+                ),
             })
         }
     }

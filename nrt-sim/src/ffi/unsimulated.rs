@@ -83,6 +83,8 @@ pub unsafe extern "C" fn nrt_all_gather(
     output: *mut c_void,
 ) -> NRT_STATUS {
     guard("nrt_all_gather", || {
+        // An absurd world is refused before any slice of `world * size` bytes is formed.
+        runtime::check_world(g_device_count, "g_device_count")?;
         let size = rank_input_size as usize;
         let total = size * g_device_count as usize;
         if size > 0 && (input.is_null() || output.is_null()) {
@@ -96,8 +98,8 @@ pub unsafe extern "C" fn nrt_all_gather(
         if size == 0 {
             return runtime::all_gather(vnc.into(), g_device_id, g_device_count, &[], &mut []);
         }
-        let (start, end) = (output as usize, output as usize + total);
-        if (input as usize) < end && start < input as usize + size {
+        let (start, end) = (output as usize, (output as usize).saturating_add(total));
+        if (input as usize) < end && start < (input as usize).saturating_add(size) {
             return fail(
                 NRT_INVALID,
                 format!(

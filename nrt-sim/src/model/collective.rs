@@ -102,7 +102,7 @@ pub(super) fn link_time(op: &Op, in_bytes: u64, out_bytes: u64, world: u32, gbps
         Op::AllGather { .. } => share * out_bytes as f64,
         _ => share * in_bytes as f64,
     };
-    Duration::from_secs_f64(bytes / (gbps * 1e9))
+    crate::dma::seconds(bytes / (gbps * 1e9))
 }
 
 /// This rank's result of collective `op` from every rank's contribution (rank order).

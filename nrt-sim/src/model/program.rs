@@ -308,7 +308,7 @@ impl Program {
                 let input = specs[op.sources()[0]].byte_size() as u64;
                 collective::link_time(op, input, out.byte_size() as u64, world, gbps)
             })
-            .sum()
+            .fold(Duration::ZERO, Duration::saturating_add)
     }
 
     /// The payload text.

@@ -51,13 +51,15 @@ impl Bound {
         let mut last_end = core.exec_lock.lock().unwrap_or_else(|e| e.into_inner());
         let start = crate::dma::device_start(*last_end);
         let world = self.model.rank.as_ref().map_or(1, |r| r.group.world);
-        let device_time =
-            core.exec_latency.unwrap_or(p.device_time) + p.link_time(world, core.cc_gbps);
+        let device_time = core
+            .exec_latency
+            .unwrap_or(p.device_time)
+            .saturating_add(p.link_time(world, core.cc_gbps));
         // When the device is done: the device time after its start. (The host thread
         // computing the outputs may finish later when the CPUs are busy, or when a
         // collective waits for its ranks; that is host time, not device time: counting
         // it would make every late wake-up of a busy host serialise the device.)
-        let mut device_end = start + device_time;
+        let mut device_end = crate::dma::after(start, device_time);
         let result = if device_time > core.exec_timeout {
             std::thread::sleep(core.exec_timeout);
             device_end = Instant::now();
@@ -71,7 +73,7 @@ impl Bound {
                 ),
             )
         } else {
-            let result = self.compute(p, start + core.exec_timeout);
+            let result = self.compute(p, crate::dma::after(start, core.exec_timeout));
             crate::dma::wait_until(device_end);
             *last_end = Some(device_end);
             result

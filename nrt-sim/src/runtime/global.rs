@@ -23,7 +23,7 @@
 //! from a host-side all-gather. The simulator does the same on the global group's
 //! rendezvous; every member must give the same size.
 
-use super::group::{ALL_GATHER_STEP, BARRIER_STEP, Group};
+use super::group::{ALL_GATHER_STEP, BARRIER_STEP, Group, check_world};
 use super::net;
 use super::state::{Runtime, with_open};
 use crate::error::{Res, fail};
@@ -44,8 +44,9 @@ impl Runtime {
                 ),
             );
         }
+        check_world(count, "g_device_count")?;
         let root = match (&self.cfg.root_comm_id, count > 1) {
-            (Some(root), true) => Some(net::root_addr(root)?),
+            (Some(root), true) => Some(net::rendezvous(root, self.cfg.comm_token.as_deref())?),
             _ => None,
         };
         if root.is_none() && count > self.cfg.visible_cores {
@@ -85,7 +86,7 @@ pub(crate) fn build_global_comm(vnc: i64, id: u32, count: u32) -> Res<()> {
 /// registry unlocked) until all `count` members entered the barrier.
 pub(crate) fn barrier(vnc: i64, id: u32, count: u32) -> Res<()> {
     let (group, timeout) = with_open(|rt| rt.global_member(vnc, id, count))?;
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::dma::after(Instant::now(), timeout);
     group
         .exchange(id, BARRIER_STEP, Vec::new(), deadline, timeout)
         .map(drop)
@@ -108,7 +109,7 @@ pub(crate) fn all_gather(
     output.fill(0);
     let own = id as usize * size;
     output[own..own + size].copy_from_slice(input);
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::dma::after(Instant::now(), timeout);
     let parts = group.exchange(id, ALL_GATHER_STEP, input.to_vec(), deadline, timeout)?;
     if let Some((other, part)) = parts.iter().enumerate().find(|(_, p)| p.len() != size) {
         return fail(

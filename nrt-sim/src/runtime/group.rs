@@ -12,14 +12,27 @@
 //! process, every rank loaded here meets the others over TCP instead ([`super::net`]),
 //! with the same contributions in, the same parts out and the same failure status.
 
-use super::net::{Link, Place, lock};
+use super::net::{Link, Place, Rendezvous, lock};
+use super::wire::MAX_WORLD;
 use crate::error::{Res, fail};
 use crate::model::Exchange;
 use nrt_sys::*;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// `NRT_INVALID` for a world above [`MAX_WORLD`]; `what` names the argument.
+pub(crate) fn check_world(world: u32, what: &str) -> Res<()> {
+    if world > MAX_WORLD {
+        return fail(
+            NRT_INVALID,
+            format!(
+                "{what} {world} is above the {MAX_WORLD} ranks the simulator sets up (one machine's cores meeting over one loopback listener)"
+            ),
+        );
+    }
+    Ok(())
+}
 
 /// The name the global communicator's ranks greet each other with across processes.
 const GLOBAL_NAME: &str = "nrt global communicator";
@@ -44,9 +57,9 @@ pub(crate) struct Group {
     synthetic: bool,
     state: Mutex<Meet>,
     arrived: Condvar,
-    /// Rank 0's address (`NEURON_RT_ROOT_COMM_ID`) and each rank's link to the group,
-    /// used when some rank is not loaded in this process.
-    net: Option<(SocketAddr, Vec<Mutex<Link>>)>,
+    /// Rank 0's address (`NEURON_RT_ROOT_COMM_ID`) with the job's key, and each rank's
+    /// link to the group, used when some rank is not loaded in this process.
+    net: Option<(Rendezvous, Vec<Mutex<Link>>)>,
 }
 
 #[derive(Default)]
@@ -72,7 +85,7 @@ struct Done {
 }
 
 impl Group {
-    pub(crate) fn new(name: String, world: u32, root: Option<SocketAddr>) -> Group {
+    pub(crate) fn new(name: String, world: u32, root: Option<Rendezvous>) -> Group {
         let net = root.map(|addr| {
             let links = (0..world)
                 .map(|r| Mutex::new(Link::new(r, world)))
@@ -95,7 +108,7 @@ impl Group {
 
     /// The global communicator of a world of `world` (`nrt_build_global_comm`,
     /// `nrt_cc_global_comm_init`, `nrt_barrier`): its members are (core, global id).
-    pub(crate) fn global(world: u32, root: Option<SocketAddr>) -> Group {
+    pub(crate) fn global(world: u32, root: Option<Rendezvous>) -> Group {
         Group {
             global: true,
             ..Group::new(GLOBAL_NAME.to_string(), world, root)
@@ -193,7 +206,7 @@ impl Group {
     /// The exchange over TCP of `rank` (some rank of the world is in another process).
     fn exchange_net(
         &self,
-        (root, links): (SocketAddr, &[Mutex<Link>]),
+        (root, links): (Rendezvous, &[Mutex<Link>]),
         rank: u32,
         step: usize,
         bytes: Vec<u8>,
@@ -204,13 +217,14 @@ impl Group {
             name: &self.name,
             world: self.world,
             rank,
-            root,
+            at: root,
         };
+        let root = root.addr;
         lock(&links[rank as usize])
             .exchange(&at, step, bytes, deadline)
-            .or_else(|why| {
+            .or_else(|(status, why)| {
                 fail(
-                    NRT_EXEC_HW_ERR_COLLECTIVES,
+                    status,
                     format!(
                         "rank {rank} of world {} of {} (across processes, NEURON_RT_ROOT_COMM_ID={root}) failed in {} within {timeout:?} (NEURON_RT_EXEC_TIMEOUT): {why}",
                         self.world,

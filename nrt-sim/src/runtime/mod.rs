@@ -6,13 +6,15 @@
 //! while executing or copying tensor data.
 //!
 //! Files, each importing only the ones listed before it (and lower modules of the crate):
-//! `handles` (C handle tokens), `net` (a rank's TCP link to its group across
+//! `handles` (C handle tokens), `wire` (the rendezvous messages and handshake),
+//! `acceptor` (rank 0's listener), `net` (a rank's TCP link to its group across
 //! processes), `group` (collective groups and their rendezvous), `objects` (tensors, storage, models, sets, cores), `exec`
 //! (a bound execution and its run), `units` (requests and queues: the device side of
 //! [`crate::xu`]), `state` (the init/close window and the [`Runtime`] registry),
 //! `tensors`, `transfers`, `models`, `scheduling` (the registry's operations, as
 //! `impl Runtime` blocks), `global` (the global communicator, `nrt_barrier`, `nrt_all_gather`).
 
+mod acceptor;
 mod exec;
 mod global;
 mod group;
@@ -25,11 +27,14 @@ mod state;
 mod tensors;
 mod transfers;
 mod units;
+mod wire;
 
 pub(crate) use global::{all_gather, barrier, build_global_comm};
+pub(crate) use group::check_world;
 pub(crate) use objects::{Core, copy_between};
 pub(crate) use state::{
     arm_faults, close, current_version, init, reported_cores, require_async_events,
     require_async_v3, summary, total_cores, visible_cores, with_open,
 };
 pub(crate) use transfers::{Batch, SyncTensor};
+pub(crate) use wire::parse_untrusted as parse_wire;

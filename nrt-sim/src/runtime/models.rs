@@ -223,6 +223,7 @@ impl Runtime {
                 _ => Ok(()),
             };
         };
+        super::group::check_world(world, "world size (ctx_device_count)")?;
         if world == 0 || rank >= world {
             return fail(
                 NRT_INVALID,
@@ -269,7 +270,7 @@ impl Runtime {
                 let root = self.cfg.root_comm_id.as_deref();
                 let root = root
                     .filter(|_| world > 1)
-                    .and_then(|r| net::root_addr(r).ok());
+                    .and_then(|r| net::rendezvous(r, self.cfg.comm_token.as_deref()).ok());
                 Arc::new(Group::new(name.to_string(), world, root).synthetic(program.synthetic))
             })
             .clone();

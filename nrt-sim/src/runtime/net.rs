@@ -2,36 +2,57 @@
 //! `NEURON_RT_ROOT_COMM_ID` (loopback addresses only; `std::net`, no other traffic).
 //!
 //! Rank 0 listens on the address; every other rank connects to it (retrying until its
-//! execution's deadline) and keeps one connection. Each collective step rank 0 asks
+//! execution's deadline), proves it belongs to the job ([`super::wire`]: a handshake on
+//! the job's key, from `NEURON_RT_ROOT_COMM_ID` and `NRT_SIM_COMM_TOKEN`, in which rank
+//! 0 proves the same to it) and keeps one connection. Each collective step rank 0 asks
 //! every rank, in rank order, for its contribution, then sends every contribution back
 //! to every rank, which combines them with the in-process code, so results are bit for
-//! bit those of the in-process path. Messages are length-prefixed (little-endian):
-//! hello `magic world rank name_len name`, request `step`, contribution
-//! `step len bytes`, reply `step count (len bytes)*`. Any failure drops the connection
-//! (a later execution connects again); rank 0 then drops every connection, so the
-//! waiting ranks learn it at once. A rank sends its contribution only when asked, so a
-//! connection its rank gave up on never holds a stale one; rank 0 waits, until the
-//! deadline, for a rank whose connection closed to connect again.
+//! bit those of the in-process path. Every part must be exactly as long as the
+//! receiver's own contribution (all ranks of a round contribute the same size): any
+//! other length is refused before anything is allocated, in both directions. Any
+//! failure drops the connection (a later execution connects again); rank 0 then drops
+//! every connection, so the waiting ranks learn it at once. A rank sends its
+//! contribution only when asked, so a connection its rank gave up on never holds a
+//! stale one; rank 0 waits, until the deadline, for a rank whose connection closed to
+//! connect again. A second connection for a rank whose connection is still open is
+//! refused (closed).
 //!
 //! One process may be rank 0 of several groups on the same address (a model's ranks
 //! and the global communicator, as libnrt bootstraps every communicator from the one
 //! `NEURON_RT_ROOT_COMM_ID`): they share one listener ([`Acceptor`]), which files each
-//! connection under the group its hello names until that group's rank 0 takes it.
+//! authenticated connection under the group its hello names until that group's rank 0
+//! takes it.
 
+use super::acceptor::{Acceptor, still_open};
+use super::wire::{self, CHALLENGE, Hello, Key, Role};
 use crate::error::{Res, fail};
 use nrt_sys::*;
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const MAGIC: u32 = 0x4e52_5443; // "NRTC"
-/// The largest contribution accepted from a peer (guards against garbage lengths).
-const MAX_PART: u64 = 1 << 32;
+pub(crate) use super::acceptor::lock;
+
 /// The longest single connect attempt and the pause between attempts.
 const CONNECT_ATTEMPT: Duration = Duration::from_millis(200);
 const RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// Where and how a job's ranks meet: rank 0's address and the job's key.
+#[derive(Clone, Copy)]
+pub(crate) struct Rendezvous {
+    pub(crate) addr: SocketAddr,
+    pub(crate) key: Key,
+}
+
+/// The rendezvous of `NEURON_RT_ROOT_COMM_ID` = `text` with `NRT_SIM_COMM_TOKEN` =
+/// `token` (see [`root_addr`] for the address's checks).
+pub(crate) fn rendezvous(text: &str, token: Option<&str>) -> Res<Rendezvous> {
+    Ok(Rendezvous {
+        addr: root_addr(text)?,
+        key: Key::derive(text.trim(), token),
+    })
+}
 
 /// Parses `NEURON_RT_ROOT_COMM_ID`: an `ip:port` on a loopback address, else
 /// `NRT_INVALID` naming the value.
@@ -72,7 +93,15 @@ pub(crate) struct Place<'a> {
     pub(crate) name: &'a str,
     pub(crate) world: u32,
     pub(crate) rank: u32,
-    pub(crate) root: SocketAddr,
+    pub(crate) at: Rendezvous,
+}
+
+/// Why an exchange failed: the status (`NRT_INVALID` for contributions of different
+/// sizes, else the collective failure) and what happened.
+pub(crate) type Failure = (NRT_STATUS, String);
+
+fn broken(why: String) -> Failure {
+    (NRT_EXEC_HW_ERR_COLLECTIVES, why)
 }
 
 impl Link {
@@ -89,15 +118,15 @@ impl Link {
     }
 
     /// Sends `bytes` as this rank's contribution to collective `step` and returns every
-    /// rank's contribution in rank order; `Err` says what failed (who never came, which
-    /// connection broke), for the caller's collective error.
+    /// rank's contribution in rank order, each as long as `bytes`; `Err` says what
+    /// failed (who never came, which connection broke, who sent another size).
     pub(crate) fn exchange(
         &mut self,
         at: &Place<'_>,
         step: usize,
         bytes: Vec<u8>,
         deadline: Instant,
-    ) -> Result<Vec<Vec<u8>>, String> {
+    ) -> Result<Vec<Vec<u8>>, Failure> {
         let step = step as u32;
         match self {
             Link::Root { listener, peers } => {
@@ -128,6 +157,18 @@ fn remaining(deadline: Instant) -> io::Result<Duration> {
     }
 }
 
+/// The failure for an error of rank `r`'s part or of the reply: a part of another size
+/// is `NRT_INVALID`.
+fn part_failure(e: &io::Error, who: &str) -> Failure {
+    match wire::wrong_size(e) {
+        Some(w) => (
+            NRT_INVALID,
+            format!("{who} sent {w}: every rank contributes the same size"),
+        ),
+        None => broken(format!("{who}: {e}")),
+    }
+}
+
 fn root_exchange(
     listener: &mut Option<Arc<Mutex<Acceptor>>>,
     peers: &mut [Option<TcpStream>],
@@ -135,31 +176,51 @@ fn root_exchange(
     step: u32,
     bytes: Vec<u8>,
     deadline: Instant,
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Vec<Vec<u8>>, Failure> {
+    let root = at.at.addr;
     if listener.is_none() {
         *listener = Some(
-            Acceptor::on(at.root)
-                .map_err(|e| format!("rank 0 cannot listen on {} ({e})", at.root))?,
+            Acceptor::on(root, at.at.key, wire::MAX_WORLD)
+                .map_err(|e| broken(format!("rank 0 cannot listen on {root} ({e})")))?,
         );
     }
     let l = listener.as_ref().expect("bound above");
+    let size = bytes.len();
     let mut parts: Vec<Option<Vec<u8>>> = vec![None; at.world as usize];
     parts[0] = Some(bytes);
+    let mut duplicates = 0u32;
     loop {
-        // Connections made since the last look replace older ones of their rank (a
-        // rank that failed reconnects), then wait for the ranks not connected yet.
-        accept_pending(l, peers, at, deadline);
+        // Connections made since the last look: of a rank without an open one, or
+        // whose old one its rank closed (it failed and reconnected); a second one for
+        // a rank whose connection is open is refused.
+        let mine = lock(l).take(at.name.as_bytes(), at.world);
+        for (r, s) in mine {
+            let slot = &mut peers[r as usize];
+            if slot.as_ref().is_some_and(is_open) {
+                duplicates += 1;
+            } else {
+                *slot = Some(s);
+            }
+        }
         let missing: Vec<u32> = (1..at.world)
             .filter(|&r| peers[r as usize].is_none())
             .collect();
         if !missing.is_empty() {
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "rank(s) {missing:?} never connected to rank 0 at {}",
-                    at.root
-                ));
+                let mut why = format!(
+                    "rank(s) {missing:?} never connected to rank 0 at {root} (none completed the handshake for this group)"
+                );
+                if let Some(refused) = lock(l).refusals() {
+                    why.push_str(&format!("; {refused}"));
+                }
+                if duplicates > 0 {
+                    why.push_str(&format!(
+                        "; {duplicates} second connection(s) for connected ranks refused"
+                    ));
+                }
+                return Err(broken(why));
             }
-            std::thread::sleep(RETRY_PAUSE.min(deadline - Instant::now()));
+            std::thread::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())));
             continue;
         }
         for r in 1..at.world as usize {
@@ -167,12 +228,15 @@ fn root_exchange(
                 continue;
             }
             let s = peers[r].as_mut().expect("connected above");
-            match read_part(s, step, deadline) {
+            match read_part(s, step, size, deadline) {
                 Ok(part) => parts[r] = Some(part),
+                Err(e) if wire::wrong_size(&e).is_some() => {
+                    return Err(part_failure(&e, &format!("rank {r}")));
+                }
                 Err(e) if is_timeout(&e) => {
-                    return Err(format!(
-                        "rank(s) [{r}] never arrived: no contribution from it ({e})"
-                    ));
+                    return Err(broken(format!(
+                        "rank(s) [{r}] never arrived: connected, it sent no contribution to collective {step} in time ({e})"
+                    )));
                 }
                 // A closed connection (the rank failed, exited or reconnected): wait
                 // for it to connect again until the deadline.
@@ -184,10 +248,12 @@ fn root_exchange(
         }
     }
     let parts: Vec<Vec<u8>> = parts.into_iter().map(Option::unwrap_or_default).collect();
+    let reply = wire::encode_reply(step, &parts);
     for peer in peers.iter_mut().skip(1) {
-        let sent = peer
-            .as_mut()
-            .map(|s| write_reply(s, step, &parts, deadline));
+        let sent = peer.as_mut().map(|s| -> io::Result<()> {
+            s.set_write_timeout(Some(remaining(deadline)?))?;
+            s.write_all(&reply)
+        });
         if let Some(Err(_)) = sent {
             // That rank fails on its side; the others have their result.
             *peer = None;
@@ -196,89 +262,13 @@ fn root_exchange(
     Ok(parts)
 }
 
-/// The listener of one root address in this process, shared by the groups this process
-/// is rank 0 of, and the connections accepted for each group (by name and world) that
-/// its rank 0 has not taken yet.
-pub(crate) struct Acceptor {
-    listener: TcpListener,
-    waiting: HashMap<GroupKey, Vec<(u32, TcpStream)>>,
-}
-
-/// A group as a hello names it: (name, world).
-type GroupKey = (Vec<u8>, u32);
-
-/// The acceptors of this process by address; an address is listened on while a group
-/// holds its acceptor.
-static ACCEPTORS: Mutex<Vec<(SocketAddr, Weak<Mutex<Acceptor>>)>> = Mutex::new(Vec::new());
-
-impl Acceptor {
-    /// The acceptor of `addr`, bound now if no group of this process holds it.
-    fn on(addr: SocketAddr) -> io::Result<Arc<Mutex<Acceptor>>> {
-        let mut all = lock(&ACCEPTORS);
-        all.retain(|(_, a)| a.strong_count() > 0);
-        if let Some(a) = all
-            .iter()
-            .find(|(at, _)| *at == addr)
-            .and_then(|(_, a)| a.upgrade())
-        {
-            return Ok(a);
-        }
-        let listener = TcpListener::bind(addr)?;
-        listener.set_nonblocking(true)?;
-        let acceptor = Arc::new(Mutex::new(Acceptor {
-            listener,
-            waiting: HashMap::new(),
-        }));
-        all.push((addr, Arc::downgrade(&acceptor)));
-        Ok(acceptor)
+/// Whether rank 0's connection to a rank is still open (its rank did not close it).
+fn is_open(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
     }
-}
-
-/// Locks `m`; a panic while it was held leaves plain data (connections, queued
-/// contributions, a group's members), so carry on.
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Accepts every pending connection, filing it under the group its hello names, and
-/// takes those of this group (a later one of a rank replaces an earlier one).
-fn accept_pending(
-    acceptor: &Mutex<Acceptor>,
-    peers: &mut [Option<TcpStream>],
-    at: &Place<'_>,
-    deadline: Instant,
-) {
-    let mut a = lock(acceptor);
-    while let Ok((mut s, _)) = a.listener.accept() {
-        if let Ok((world, rank, name)) = read_hello(&mut s, deadline) {
-            a.waiting.entry((name, world)).or_default().push((rank, s));
-        }
-    }
-    if let Some(mine) = a.waiting.remove(&(at.name.as_bytes().to_vec(), at.world)) {
-        for (rank, s) in mine {
-            peers[rank as usize] = Some(s);
-        }
-    }
-}
-
-/// A connection's hello: `(world, rank, group name)` of a rank other than 0.
-fn read_hello(s: &mut TcpStream, deadline: Instant) -> io::Result<(u32, u32, Vec<u8>)> {
-    s.set_nonblocking(false)?;
-    s.set_nodelay(true)?;
-    s.set_read_timeout(Some(remaining(deadline)?.min(Duration::from_secs(1))))?;
-    let magic = read_u32(s)?;
-    let world = read_u32(s)?;
-    let rank = read_u32(s)?;
-    let len = read_u32(s)? as usize;
-    if magic != MAGIC || rank == 0 || rank >= world || len > 4096 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "not a rank's hello",
-        ));
-    }
-    let mut name = vec![0; len];
-    s.read_exact(&mut name)?;
-    Ok((world, rank, name))
+    let open = still_open(s);
+    open && s.set_nonblocking(false).is_ok()
 }
 
 fn peer_exchange(
@@ -287,95 +277,89 @@ fn peer_exchange(
     step: u32,
     bytes: &[u8],
     deadline: Instant,
-) -> Result<Vec<Vec<u8>>, String> {
+) -> Result<Vec<Vec<u8>>, Failure> {
     if stream.is_none() {
-        *stream = Some(connect(at, deadline)?);
+        *stream = Some(connect(at, deadline).map_err(broken)?);
     }
     let s = stream.as_mut().expect("connected above");
     let result = (|| {
         // Rank 0 asks for the contribution when it is ready for it.
         s.set_read_timeout(Some(remaining(deadline)?))?;
-        expect_step(read_u32(s)?, step)?;
+        wire::expect_step(wire::read_u32(s)?, step)?;
         s.set_write_timeout(Some(remaining(deadline)?))?;
-        let mut msg = Vec::with_capacity(12 + bytes.len());
-        msg.extend_from_slice(&step.to_le_bytes());
-        msg.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        msg.extend_from_slice(bytes);
-        s.write_all(&msg)?;
-        read_reply(s, step, at.world, deadline)
+        s.write_all(&wire::encode_part(step, bytes))?;
+        s.set_read_timeout(Some(remaining(deadline)?))?;
+        wire::read_reply(s, step, at.world, bytes.len())
     })();
     result.map_err(|e| {
-        format!(
-            "rank(s) [0] never arrived: the connection to rank 0 at {} failed ({e})",
-            at.root
-        )
+        let who = format!(
+            "rank(s) [0] never arrived: the connection to rank 0 at {} failed",
+            at.at.addr
+        );
+        match wire::wrong_size(&e) {
+            Some(_) => part_failure(&e, &format!("rank 0 at {}", at.at.addr)),
+            None => broken(format!("{who} ({e})")),
+        }
     })
 }
 
-/// Connects to rank 0 and says hello, retrying until `deadline`.
+/// Connects to rank 0 and completes the handshake, retrying until `deadline`.
 fn connect(at: &Place<'_>, deadline: Instant) -> Result<TcpStream, String> {
     let mut last = String::from("no attempt");
+    // A failed proof says more than the refused connections after it.
+    let mut impostor = None;
     loop {
         let Ok(left) = remaining(deadline) else {
             return Err(format!(
-                "rank(s) [0] never arrived: rank 0 at {} never accepted ({last})",
-                at.root
+                "rank(s) [0] never arrived: rank 0 at {} never accepted ({})",
+                at.at.addr,
+                impostor.unwrap_or(last)
             ));
         };
-        let attempt =
-            TcpStream::connect_timeout(&at.root, left.min(CONNECT_ATTEMPT)).and_then(|mut s| {
-                s.set_nodelay(true)?;
-                s.set_write_timeout(Some(remaining(deadline)?))?;
-                let mut hello = Vec::new();
-                for v in [MAGIC, at.world, at.rank, at.name.len() as u32] {
-                    hello.extend_from_slice(&v.to_le_bytes());
-                }
-                hello.extend_from_slice(at.name.as_bytes());
-                s.write_all(&hello)?;
-                Ok(s)
-            });
-        match attempt {
+        match TcpStream::connect_timeout(&at.at.addr, left.min(CONNECT_ATTEMPT))
+            .map_err(|e| e.to_string())
+            .and_then(|s| handshake(s, at, deadline))
+        {
             Ok(s) => return Ok(s),
-            Err(e) => last = e.to_string(),
+            Err(e) if e.contains("failed to prove") => impostor = Some(e),
+            Err(e) => last = e,
         }
         std::thread::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now())));
     }
 }
 
-fn read_u32(s: &mut TcpStream) -> io::Result<u32> {
-    let mut b = [0; 4];
-    s.read_exact(&mut b)?;
-    Ok(u32::from_le_bytes(b))
-}
-
-fn read_u64(s: &mut TcpStream) -> io::Result<u64> {
-    let mut b = [0; 8];
-    s.read_exact(&mut b)?;
-    Ok(u64::from_le_bytes(b))
-}
-
-fn read_bytes(s: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let len = read_u64(s)?;
-    if len > MAX_PART {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a part of {len} bytes"),
+/// The rank's side of the handshake on a new connection.
+fn handshake(mut s: TcpStream, at: &Place<'_>, deadline: Instant) -> Result<TcpStream, String> {
+    let io = |e: io::Error| e.to_string();
+    s.set_nodelay(true).map_err(io)?;
+    let hello = Hello {
+        world: at.world,
+        rank: at.rank,
+        name: at.name.as_bytes().to_vec(),
+        nonce: wire::nonce(),
+    }
+    .encode();
+    s.set_write_timeout(Some(remaining(deadline).map_err(io)?))
+        .map_err(io)?;
+    s.write_all(&hello).map_err(io)?;
+    s.set_read_timeout(Some(remaining(deadline).map_err(io)?))
+        .map_err(io)?;
+    let mut answer = [0u8; CHALLENGE];
+    s.read_exact(&mut answer)
+        .map_err(|e| format!("no answer to the hello ({e})"))?;
+    let (nonce_r, proof_r) = answer.split_at(wire::NONCE);
+    if !wire::same(
+        proof_r,
+        &wire::proof(&at.at.key, Role::Root, &hello, nonce_r),
+    ) {
+        return Err(format!(
+            "the process listening on {} failed to prove it is rank 0 of this job (another job, another NRT_SIM_COMM_TOKEN, or not a rank at all)",
+            at.at.addr
         ));
     }
-    let mut part = vec![0; len as usize];
-    s.read_exact(&mut part)?;
-    Ok(part)
-}
-
-fn expect_step(got: u32, step: u32) -> io::Result<()> {
-    if got == step {
-        Ok(())
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("collective {got} arrived while in collective {step}"),
-        ))
-    }
+    s.write_all(&wire::proof(&at.at.key, Role::Peer, &hello, nonce_r))
+        .map_err(io)?;
+    Ok(s)
 }
 
 fn is_timeout(e: &io::Error) -> bool {
@@ -385,69 +369,16 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
-/// Asks a rank for its contribution to `step` and reads it. (A rank sends only when
-/// asked, so a connection it gave up on never holds a stale contribution.)
-fn read_part(s: &mut TcpStream, step: u32, deadline: Instant) -> io::Result<Vec<u8>> {
+/// Asks a rank for its contribution to `step` and reads it: exactly `size` bytes. (A
+/// rank sends only when asked, so a connection it gave up on never holds a stale
+/// contribution.)
+fn read_part(s: &mut TcpStream, step: u32, size: usize, deadline: Instant) -> io::Result<Vec<u8>> {
     s.set_write_timeout(Some(remaining(deadline)?))?;
     s.write_all(&step.to_le_bytes())?;
     s.set_read_timeout(Some(remaining(deadline)?))?;
-    expect_step(read_u32(s)?, step)?;
-    read_bytes(s)
-}
-
-fn write_reply(
-    s: &mut TcpStream,
-    step: u32,
-    parts: &[Vec<u8>],
-    deadline: Instant,
-) -> io::Result<()> {
-    s.set_write_timeout(Some(remaining(deadline)?))?;
-    let mut msg = Vec::with_capacity(8 + parts.iter().map(|p| 8 + p.len()).sum::<usize>());
-    msg.extend_from_slice(&step.to_le_bytes());
-    msg.extend_from_slice(&(parts.len() as u32).to_le_bytes());
-    for p in parts {
-        msg.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        msg.extend_from_slice(p);
-    }
-    s.write_all(&msg)
-}
-
-fn read_reply(
-    s: &mut TcpStream,
-    step: u32,
-    world: u32,
-    deadline: Instant,
-) -> io::Result<Vec<Vec<u8>>> {
-    s.set_read_timeout(Some(remaining(deadline)?))?;
-    expect_step(read_u32(s)?, step)?;
-    let count = read_u32(s)?;
-    if count != world {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a reply of {count} parts for a world of {world}"),
-        ));
-    }
-    (0..count).map(|_| read_bytes(s)).collect()
+    wire::read_part(s, step, size)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_loopback_addresses_with_a_port_are_accepted() {
-        assert!(root_addr("127.0.0.1:5000").is_ok());
-        assert!(root_addr("[::1]:5000").is_ok());
-        for bad in [
-            "10.0.0.1:5000",
-            "0.0.0.0:5000",
-            "127.0.0.1:0",
-            "localhost",
-            "x",
-        ] {
-            let e = root_addr(bad).unwrap_err();
-            assert_eq!(e.status, NRT_INVALID, "{bad}");
-            assert!(e.message.contains(bad), "{}", e.message);
-        }
-    }
-}
+#[path = "net_tests.rs"]
+mod tests;

@@ -79,6 +79,29 @@ impl Tensor {
         }
     }
 
+    /// `NRT_FAILURE` unless `[offset, offset + size)` is inside the tensor and the
+    /// tensor's window inside its buffer (callers check ranges first: this is the
+    /// last line, kept in release builds).
+    fn check_window(&self, mem: &Mem, what: &str, offset: usize, size: usize) -> Res<()> {
+        let end = offset.checked_add(size);
+        let inside = end.is_some_and(|e| e <= self.size)
+            && mem
+                .offset
+                .checked_add(self.size)
+                .is_some_and(|e| e <= mem.buf.len());
+        if inside {
+            return Ok(());
+        }
+        fail(
+            NRT_FAILURE,
+            format!(
+                "internal: a {what} of {size} bytes at offset {offset} of {} ({} bytes) was refused: past its end",
+                self.label(),
+                self.size
+            ),
+        )
+    }
+
     /// Copies `size` bytes at `offset` into `dst`.
     ///
     /// # Safety
@@ -90,7 +113,7 @@ impl Tensor {
             // Nothing to copy; `dst` may be NULL for an empty transfer.
             return Ok(());
         }
-        debug_assert!(mem.offset + offset + size <= mem.buf.len());
+        self.check_window(mem, "read", offset, size)?;
         let _guard = mem.buf.lock();
         // SAFETY: the range is inside the tensor, whose window is inside the buffer;
         // `dst` is valid for `size` bytes (caller); a host buffer cannot overlap ours
@@ -110,9 +133,12 @@ impl Tensor {
             // Nothing to copy; `src` may be NULL for an empty transfer.
             return Ok(());
         }
-        debug_assert!(mem.offset + offset + size <= mem.buf.len());
+        // Checked in every build: a length from another process (a collective's part)
+        // must never reach the copy unchecked.
+        self.check_window(mem, "write", offset, size)?;
         let _guard = mem.buf.lock();
-        // SAFETY: as in `read_into`, with `src` valid for reads (caller).
+        // SAFETY: as in `read_into` (range checked just above), with `src` valid for
+        // reads (caller).
         unsafe { std::ptr::copy(src, mem.buf.base().add(mem.offset + offset), size) };
         Ok(())
     }
@@ -243,5 +269,40 @@ impl Core {
         crate::dma::finish_transfer(start, bytes, self.dma_gbps);
         self.sync_transfer_ns
             .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_past_a_tensors_end_are_refused_in_every_build() {
+        let t = Tensor {
+            id: 1,
+            name: "out".into(),
+            place: Place::Host,
+            size: 16,
+            mem: Some(Mem {
+                buf: Arc::new(Buffer::allocate(16).unwrap()),
+                offset: 0,
+            }),
+        };
+        let big = [7u8; 64];
+        // SAFETY: `big` is readable for 64 bytes; the write must be refused.
+        let e = unsafe { t.write_from(big.as_ptr(), 0, 64) }.unwrap_err();
+        assert!(
+            e.message.contains("64 bytes") && e.message.contains("16 bytes"),
+            "{}",
+            e.message
+        );
+        // SAFETY: as above.
+        assert!(unsafe { t.write_from(big.as_ptr(), 8, 9) }.is_err());
+        let mut out = [0u8; 64];
+        // SAFETY: `out` is writable for 64 bytes; the read must be refused.
+        assert!(unsafe { t.read_into(out.as_mut_ptr(), 0, 64) }.is_err());
+        // SAFETY: `big` readable for 16 bytes, inside the tensor.
+        unsafe { t.write_from(big.as_ptr(), 0, 16) }.unwrap();
+        assert_eq!(t.to_vec().unwrap(), [7; 16]);
     }
 }

@@ -100,6 +100,11 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
         })?,
         _ => Vec::new(),
     };
+    faults::check_cores(&env_faults, cfg.visible_cores).map_err(|why| Fail {
+        status: NRT_INVALID,
+        message: format!("NRT_SIM_FAULTS: {why}"),
+        level: Level::Error,
+    })?;
     faults::arm_from_env(env_faults);
     let cores: Vec<Arc<Core>> = (0..cfg.visible_cores)
         .map(|index| {
@@ -317,13 +322,21 @@ pub(crate) fn reported_cores() -> (Vec<Arc<Core>>, bool) {
 
 /// Arms `parsed` faults (`nrt_sim_inject_faults`); immediate `xu` faults take effect at
 /// once when the runtime is open.
-pub(crate) fn arm_faults(parsed: Vec<faults::Fault>) {
+///
+/// With the runtime open, faults naming a core it does not have are refused
+/// (`NRT_INVALID`, nothing armed); with it closed, the next `nrt_init` cannot know them
+/// apart from `NRT_SIM_FAULTS`, so they are armed as given.
+pub(crate) fn arm_faults(parsed: Vec<faults::Fault>) -> Res<()> {
     // Lock order: the registry before the fault list.
     let ph = phase();
+    if let Phase::Open(rt) = &*ph {
+        faults::check_cores(&parsed, rt.cfg.visible_cores).or_else(|why| fail(NRT_INVALID, why))?;
+    }
     faults::arm(parsed);
     if let Phase::Open(rt) = &*ph {
         rt.apply_immediate_xu_faults();
     }
+    Ok(())
 }
 
 impl Runtime {

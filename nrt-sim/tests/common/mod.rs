@@ -303,6 +303,7 @@ pub fn child_command(name: &str, env: &[(&str, &str)]) -> std::process::Command 
         "NRT_SIM_CC_GBPS",
         "NEURON_RT_ROOT_COMM_ID",
         "NEURON_RT_VALIDATE_HASH",
+        "NRT_SIM_COMM_TOKEN",
     ] {
         cmd.env_remove(var);
     }
