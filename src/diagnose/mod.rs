@@ -41,7 +41,7 @@ without Neuron hardware, develop on the simulator: feature `sim` and RuntimeBuil
 /// What to do when the file `LIBNRT_PATH` names did not load (no other place is tried).
 const LIBNRT_PATH_HINT: &str = "\
 LIBNRT_PATH names the library file to load, and only that file is tried: correct it to an existing libnrt.so.1 (on a Neuron instance /opt/aws/neuron/lib/libnrt.so.1), or unset it to search the default places
-without Neuron hardware, name the simulator's library: LIBNRT_PATH=<path of libnrt_sim.so> (cargo build -p nrt-sim)";
+without Neuron hardware, name the simulator's library: LIBNRT_PATH=<path of libnrt_sim.so> (cargo build -p nrt-sim-cdylib)";
 
 /// What to do when the path given in code did not load.
 const EXPLICIT_PATH_HINT: &str = "\
