@@ -104,6 +104,7 @@ mod io_format;
 mod linked;
 mod logging;
 mod model;
+mod pool;
 mod profile;
 mod rank_group;
 mod rank_spec;
@@ -125,6 +126,10 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
+pub use pool::{
+    CopyMetrics, DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, LatencyHistogram,
+    Lease, ModelPool, ModelPoolBuilder, NeffSource, PoolMetrics, RequestCounts,
+};
 pub use profile::ProfileGuard;
 pub use rank_group::RankGroup;
 pub use rank_spec::RankSpec;
@@ -142,9 +147,9 @@ pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
 pub use xu::{
-    DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline,
-    PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit,
-    Submitted, XuKind,
+    Completion, DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload,
+    Pipeline, PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId,
+    Submit, Submitted, XuKind,
 };
 
 /// The raw bindings and loader this crate is built on.
