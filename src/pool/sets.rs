@@ -21,9 +21,11 @@ struct State {
     free: Vec<ExecSets>,
     /// Pairs that exist: free, leased, or being allocated.
     allocated: usize,
-    /// Acquirers waiting for a pair, oldest first: (key, waker). `put` removes the first
-    /// when it hands a pair back, so an acquirer no longer in the line was woken.
+    /// Acquirers waiting for a pair, oldest first: (key, waker).
     waiters: VecDeque<(u64, Waker)>,
+    /// Pairs handed to woken waiters, by key: a pair given back goes straight to the
+    /// oldest waiter, so that a newcomer never takes it first (no waiter starves).
+    handed: Vec<(u64, ExecSets)>,
     next_key: u64,
     /// After shutdown: pairs given back are freed, none are handed out.
     closed: bool,
@@ -40,6 +42,7 @@ impl SetPool {
                 allocated: free.len(),
                 free,
                 waiters: VecDeque::new(),
+                handed: Vec::new(),
                 next_key: 1,
                 closed: false,
             }),
@@ -68,7 +71,8 @@ impl SetPool {
         }
     }
 
-    /// Hands a pair back (after shutdown: frees it) and wakes the oldest waiter.
+    /// Hands a pair back: to the oldest waiter if there is one, else to the free list
+    /// (after shutdown: frees it).
     pub(super) fn put(&self, sets: ExecSets) {
         let mut state = self.lock();
         if state.closed {
@@ -77,8 +81,11 @@ impl SetPool {
             drop(sets); // freed outside the lock
             return;
         }
-        state.free.push(sets);
         let waiter = state.waiters.pop_front();
+        match &waiter {
+            Some((key, _)) => state.handed.push((*key, sets)),
+            None => state.free.push(sets),
+        }
         drop(state);
         // Woken outside the lock: a waker may run the executor's code.
         if let Some((_, waker)) = waiter {
@@ -89,25 +96,26 @@ impl SetPool {
     /// Frees every free pair and refuses further acquisitions (shutdown). Pairs still
     /// leased are freed when they come back.
     pub(super) fn close(&self) {
-        let (free, waiters) = {
+        let (free, handed, waiters) = {
             let mut state = self.lock();
             state.closed = true;
-            state.allocated -= state.free.len();
+            state.allocated -= state.free.len() + state.handed.len();
             (
                 std::mem::take(&mut state.free),
+                std::mem::take(&mut state.handed),
                 std::mem::take(&mut state.waiters),
             )
         };
-        drop(free);
+        drop((free, handed));
         for (_, waker) in waiters {
             waker.wake();
         }
     }
 }
 
-/// The future of [`SetPool::acquire`]. Dropping it gives up its place; if a pair was
-/// handed to it meanwhile (it was woken), the next waiter is woken instead, so no pair
-/// is left free while someone waits.
+/// The future of [`SetPool::acquire`]: first come, first served. Dropping it gives up its
+/// place; a pair handed to it meanwhile goes on to the next waiter, so no pair is left
+/// free while someone waits.
 pub(super) struct Acquire<'a> {
     pool: &'a SetPool,
     model: &'a Model,
@@ -128,43 +136,49 @@ impl Future for Acquire<'_> {
                 reason: "the pool was shut down".into(),
             }));
         }
-        let in_line = state.waiters.iter().position(|(k, _)| *k == this.key);
-        if let Some(at) = in_line {
-            // Still waiting: nothing was handed to it yet.
-            if !state.waiters[at].1.will_wake(cx.waker()) {
-                state.waiters[at].1 = cx.waker().clone();
+        let waited = this.key != 0;
+        if waited {
+            if let Some(at) = state.handed.iter().position(|(k, _)| *k == this.key) {
+                this.key = 0;
+                return Poll::Ready(Ok(state.handed.swap_remove(at).1));
             }
-            return Poll::Pending;
-        }
-        if let Some(sets) = state.free.pop() {
-            this.key = 0;
-            return Poll::Ready(Ok(sets));
-        }
-        if state.allocated < this.pool.max {
-            state.allocated += 1;
-            this.key = 0;
-            drop(state);
-            let allocated = self::allocate(this.model);
-            if allocated.is_err() {
-                let waiter = {
-                    let mut state = this.pool.lock();
-                    state.allocated -= 1;
-                    state.waiters.pop_front()
-                };
-                // Another waiter may allocate (or get a pair back) instead.
-                if let Some((_, waker)) = waiter {
-                    waker.wake();
+            if let Some(at) = state.waiters.iter().position(|(k, _)| *k == this.key) {
+                if !state.waiters[at].1.will_wake(cx.waker()) {
+                    state.waiters[at].1 = cx.waker().clone();
                 }
+                return Poll::Pending;
             }
-            return Poll::Ready(allocated);
+            // Woken without a pair (an allocation failed elsewhere): try, first in line.
         }
-        // Wait: at the front if it was woken before (a pair was handed to it and taken
-        // by a newcomer), else at the back.
-        let woken_before = this.key != 0;
+        // A newcomer goes behind those waiting; a woken waiter goes first.
+        if waited || state.waiters.is_empty() {
+            if let Some(sets) = state.free.pop() {
+                this.key = 0;
+                return Poll::Ready(Ok(sets));
+            }
+            if state.allocated < this.pool.max {
+                state.allocated += 1;
+                this.key = 0;
+                drop(state);
+                let allocated = allocate(this.model);
+                if allocated.is_err() {
+                    let waiter = {
+                        let mut state = this.pool.lock();
+                        state.allocated -= 1;
+                        state.waiters.pop_front()
+                    };
+                    // Another waiter may allocate (or get a pair back) instead.
+                    if let Some((_, waker)) = waiter {
+                        waker.wake();
+                    }
+                }
+                return Poll::Ready(allocated);
+            }
+        }
         state.next_key += 1;
         this.key = state.next_key;
         let entry = (this.key, cx.waker().clone());
-        if woken_before {
+        if waited {
             state.waiters.push_front(entry);
         } else {
             state.waiters.push_back(entry);
@@ -183,24 +197,15 @@ impl Drop for Acquire<'_> {
             return;
         }
         let mut state = self.pool.lock();
-        match state.waiters.iter().position(|(k, _)| *k == self.key) {
-            Some(at) => {
-                let entry = state.waiters.remove(at);
-                drop(state);
-                drop(entry); // a waker's drop may run executor code: outside the lock
-            }
-            None => {
-                // Woken for a pair it will not take: pass the wake-up on.
-                let next = if state.free.is_empty() {
-                    None
-                } else {
-                    state.waiters.pop_front()
-                };
-                drop(state);
-                if let Some((_, waker)) = next {
-                    waker.wake();
-                }
-            }
+        if let Some(at) = state.waiters.iter().position(|(k, _)| *k == self.key) {
+            let entry = state.waiters.remove(at);
+            drop(state);
+            drop(entry); // a waker's drop may run executor code: outside the lock
+        } else if let Some(at) = state.handed.iter().position(|(k, _)| *k == self.key) {
+            // A pair was handed to it: on to the next waiter (or the free list).
+            let (_, sets) = state.handed.swap_remove(at);
+            drop(state);
+            self.pool.put(sets);
         }
     }
 }
