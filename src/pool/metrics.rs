@@ -195,8 +195,8 @@ pub struct RequestCounts {
     pub cancelled: u64,
     /// Requests admitted to a compute unit and not finished yet.
     pub in_flight: u64,
-    /// Requests dispatched and not admitted yet: waiting for tensor sets or for room in
-    /// the unit's queue.
+    /// Requests dispatched and not admitted to the unit yet: waiting for tensor sets or
+    /// for room in the unit's queue, writing their inputs, or leased and not executing.
     pub waiting: u64,
     /// Time the requests kept the core busy, as the host sees it: the time in which at
     /// least one of them was accepted by the unit and its completion not yet seen. A
