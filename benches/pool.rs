@@ -68,6 +68,36 @@ async fn run(pool: &ModelPool, concurrency: usize, requests: usize) -> (Vec<Dura
     (latencies, wall)
 }
 
+/// The baseline for the pool's own cost at c = 1: the same request without the pool (one
+/// pair of sets, input written and output read synchronously, the execution scheduled on
+/// core 0's COMPUTE unit and awaited).
+async fn bare(runtime: &Runtime, requests: usize) -> Vec<Duration> {
+    let model = runtime.load_model_on(&model(), 0).expect("model");
+    let unit = runtime.compute_unit(0).expect("unit");
+    let mut sets = Some((
+        model.allocate_inputs().expect("inputs"),
+        model.allocate_outputs().expect("outputs"),
+    ));
+    let x = vec![1.0f32; ELEMENTS as usize];
+    let mut y = vec![0.0f32; ELEMENTS as usize];
+    let mut latencies = Vec::with_capacity(requests);
+    for _ in 0..requests {
+        let t0 = Instant::now();
+        let (inputs, outputs) = sets.take().expect("sets");
+        inputs.get("x").expect("x").write(&x).expect("write");
+        let (inputs, outputs) = unit
+            .execute(&model, inputs, outputs)
+            .expect("schedule")
+            .await
+            .expect("execute");
+        outputs.get("y").expect("y").read(&mut y).expect("read");
+        latencies.push(t0.elapsed());
+        sets = Some((inputs, outputs));
+    }
+    latencies.sort_unstable();
+    latencies
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -91,6 +121,18 @@ fn main() {
     tokio.block_on(async {
         // Warm-up: every copy's sets allocated, units and event registrations made.
         run(&pool, 64, if quick { 64 } else { 512 }).await;
+        // The baseline (stderr, so that stdout has exactly one line per concurrency).
+        let bare = tokio::spawn({
+            let runtime = runtime.clone();
+            async move { bare(&runtime, if quick { 4 } else { 1000 }).await }
+        })
+        .await
+        .expect("baseline task");
+        eprintln!(
+            "baseline: one request at a time without the pool, p50_us={} p99_us={}",
+            percentile(&bare, 0.50).as_micros(),
+            percentile(&bare, 0.99).as_micros()
+        );
         for concurrency in [1usize, 2, 16, 64] {
             let requests = match (quick, concurrency) {
                 (true, c) => 4 * c,

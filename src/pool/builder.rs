@@ -13,13 +13,17 @@ use crate::{Error, Model, Result, Runtime};
 /// Tensors of at least this many bytes are moved on the copy's TENSOR_OP units by
 /// [`ModelPool::infer`]; smaller ones are copied synchronously by the calling task.
 ///
-/// Measured on the simulator (`cargo bench --bench pool_transfer`, see its header):
-/// below 256 KiB the synchronous copy is faster, for one request and at every
-/// concurrency, since it costs no completion wake-up; from 256 KiB on, the scheduled
-/// transfer is as fast or faster, and it leaves the executor thread free while the DMA
-/// runs (a synchronous copy of 1 MiB holds the thread for about 65 µs at 16 GB/s).
-/// Change it with [`ModelPoolBuilder::large_transfer_bytes`].
-pub const LARGE_TRANSFER_BYTES: usize = 256 << 10;
+/// Decided by measurement on the simulator (`cargo bench --bench pool_transfer`: the
+/// same requests with every transfer synchronous and with every transfer scheduled, 16
+/// KiB to 4 MiB, at concurrency 1 and 16, 2 cores, 16 GB/s): up to 512 KiB the
+/// synchronous copy is as fast or faster in every run (by 20-40 % at concurrency 1: a
+/// scheduled transfer costs a completion wake-up and a host copy into an owned buffer);
+/// from 1 MiB the two were within the runs' noise at concurrency 1, and at 4 MiB and
+/// concurrency 16 the scheduled one served 1.4-1.8 times more requests (a synchronous
+/// copy holds an executor thread for its whole DMA time, 65 µs per MiB at 16 GB/s, so
+/// two such copies stall a 2-thread executor). Change it with
+/// [`ModelPoolBuilder::large_transfer_bytes`].
+pub const LARGE_TRANSFER_BYTES: usize = 1 << 20;
 
 /// Tensor-set pairs allocated per copy when the pool is built.
 pub const DEFAULT_INITIAL_SETS: usize = 2;
