@@ -24,10 +24,12 @@ use crate::{Element, Error, ExecUnit, Failed, Model, Result, Tensor, TensorSet};
 /// While it exists, the lease counts in its copy's load (dispatch sends other requests
 /// elsewhere) and keeps [`ModelPool::shutdown`](super::ModelPool::shutdown) waiting.
 pub struct Lease {
-    // Dropped in this order after `Drop::drop`: the copy's count, then the pool's.
+    // Dropped in this order after `Drop::drop` (which gives the sets back): the copy's
+    // count, the model handle, then the pool's count (so a shutdown waiting for it
+    // finds no handle of ours left when it unloads).
     pub(super) assigned: Assigned,
-    _entry: Option<Entry>,
     model: Model,
+    _entry: Option<Entry>,
     /// Taken only in `drop`.
     sets: ManuallyDrop<(TensorSet, TensorSet)>,
     /// Counted in the copy's `admitted` (scheduled on its compute unit).
@@ -65,8 +67,8 @@ impl Shared {
             if copy.alive() {
                 return Ok(Lease {
                     assigned,
-                    _entry: entry,
                     model,
+                    _entry: entry,
                     sets: ManuallyDrop::new(sets),
                     admitted: false,
                     finished: false,

@@ -1,36 +1,5 @@
 //! [`ModelPool`]: one model on many cores, serving independent requests from any number
 //! of tasks and threads.
-//!
-//! The pool loads a NEFF on every visible core (or a list, or several copies per core),
-//! keeps a pool of tensor-set pairs per copy, and for each request:
-//!
-//! 1. checks the host inputs against the model (a typed error naming the input);
-//! 2. dispatches it to the least loaded live copy, counting requests waiting for sets or
-//!    for admission as well as those on the device;
-//! 3. takes a set pair of that copy (waiting, woken by the pair's return, when the
-//!    copy's bound is reached);
-//! 4. writes the inputs (large ones on the core's TENSOR_OP queue 0, see
-//!    [`LARGE_TRANSFER_BYTES`]);
-//! 5. admits the execution to the core's COMPUTE unit through [`ExecUnit::submit`]
-//!    (never more than the queue holds) and awaits it without blocking a thread;
-//! 6. reads the outputs (large ones on TENSOR_OP queue 1) and gives the pair back.
-//!
-//! # Failures
-//!
-//! * A failed request's sets go back to the pool, whatever failed (an execution status,
-//!   a transfer, a unit that died), and so do those of a request dropped at any await
-//!   point: a pair the device may still use goes back once the device is done with it.
-//! * A request a dead unit refused before it ran is sent to another copy; the dead copy
-//!   leaves the rotation and [`PoolMetrics`] reports it (`out_of_service`, with the
-//!   error). With no copy left, requests fail with [`Error::PoolUnavailable`].
-//! * A request that was on a unit when the unit died fails with the unit's error: it is
-//!   never retried, since an execution may have changed device state.
-//!
-//! # Shutdown
-//!
-//! [`ModelPool::shutdown`] stops admitting (new requests fail with
-//! [`Error::PoolUnavailable`]), waits for every request in the pool to finish, then
-//! frees every set and unloads every copy.
 
 mod builder;
 mod dispatch;
@@ -58,9 +27,40 @@ use crate::{Error, ExecUnit};
 use crate::{Input, Outputs, Result, Runtime, TensorInfo};
 
 /// One model loaded on several NeuronCores, serving independent requests: the layer an
-/// inference server works at (see the [module docs](self) for what each request goes
-/// through and what happens on failures).
+/// inference server works at.
 ///
+/// The pool loads a NEFF on every visible core (or a list, or several copies per core),
+/// keeps a pool of tensor-set pairs per copy, and for each request:
+///
+/// 1. checks the host inputs against the model (a typed error naming the input);
+/// 2. dispatches it to the least loaded live copy, counting requests waiting for sets or
+///    for admission as well as those on the device;
+/// 3. takes a set pair of that copy (waiting, woken by the pair's return, when the
+///    copy's bound is reached);
+/// 4. writes the inputs (large ones on the core's TENSOR_OP queue 0, see
+///    [`LARGE_TRANSFER_BYTES`]);
+/// 5. admits the execution to the core's COMPUTE unit through [`ExecUnit::submit`]
+///    (never more than the queue holds) and awaits it without blocking a thread;
+/// 6. reads the outputs (large ones on TENSOR_OP queue 1) and gives the pair back.
+///
+/// # Failures
+///
+/// * A failed request's sets go back to the pool, whatever failed (an execution status,
+///   a transfer, a unit that died), and so do those of a request dropped at any await
+///   point: a pair the device may still use goes back once the device is done with it.
+/// * A request a dead unit refused before it ran is sent to another copy; the dead copy
+///   leaves the rotation and [`PoolMetrics`] reports it (`out_of_service`, with the
+///   error). With no copy left, requests fail with [`Error::PoolUnavailable`].
+/// * A request that was on a unit when the unit died fails with the unit's error: it is
+///   never retried, since an execution may have changed device state.
+///
+/// # Shutdown
+///
+/// [`ModelPool::shutdown`] stops admitting (new requests fail with
+/// [`Error::PoolUnavailable`]), waits for every request in the pool to finish, then
+/// frees every set and unloads every copy.
+///
+/// # Use
 /// Cloning is cheap (a shared handle): clone it into every task. Requests come from
 /// async code ([`infer`](ModelPool::infer), [`lease`](ModelPool::lease)) on any executor
 /// (nothing blocks its threads, nothing polls: every wait is woken by a completion
