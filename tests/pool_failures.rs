@@ -52,7 +52,9 @@ fn run_many(pool: &ModelPool, n: usize) -> Vec<neuron_rt::Result<f32>> {
             .collect();
         let mut results = Vec::new();
         for t in tasks {
-            results.push(t.await.unwrap());
+            // A pool that lost sets stalls: fail instead of hanging.
+            let done = tokio::time::timeout(Duration::from_secs(30), t).await;
+            results.push(done.expect("the pool stalled").unwrap());
         }
         results
     })
