@@ -22,7 +22,9 @@ use crate::{Element, Error, ExecUnit, Failed, Model, Result, Tensor, TensorSet};
 /// back once the execution completed.
 ///
 /// While it exists, the lease counts in its copy's load (dispatch sends other requests
-/// elsewhere) and keeps [`ModelPool::shutdown`](super::ModelPool::shutdown) waiting.
+/// elsewhere) and keeps [`ModelPool::shutdown`](super::ModelPool::shutdown) waiting. A
+/// lease leaked with [`mem::forget`](std::mem::forget) leaks its sets (never freed under
+/// the device) and keeps a shutdown waiting forever.
 pub struct Lease {
     // Dropped in this order after `Drop::drop` (which gives the sets back): the copy's
     // count, the model handle, then the pool's count (so a shutdown waiting for it

@@ -169,7 +169,9 @@ impl ModelPool {
     /// every handle of the pool), waits until every request in the pool finished
     /// (those waiting for sets or admission are served, dropped ones finish on the
     /// device), then frees the sets and unloads the copies. Returns the final
-    /// counters. Safe to call more than once, from any handle.
+    /// counters. Safe to call more than once, from any handle. A request or lease leaked
+    /// with [`mem::forget`](std::mem::forget) never finishes: a shutdown then waits
+    /// forever (bound it with your executor's timeout).
     pub async fn shutdown(&self) -> PoolMetrics {
         let load = &self.shared.load;
         load.close();
