@@ -156,13 +156,16 @@ impl Lease {
         let compute = &copy.compute;
         let scheduled = compute
             .submit(self, |mut lease| {
+                // Counted before the call: the device may start on it at once.
                 lease.admitted = true;
                 copy.counters.admitted.fetch_add(1, Ordering::Relaxed);
+                copy.busy_start();
                 compute
                     .execute_payload(&model, lease, |l| (&l.sets.0, &l.sets.1))
                     .map_err(|rejected| {
                         let (error, mut lease) = rejected.into_parts();
                         lease.unadmit();
+                        copy.busy_end();
                         crate::Rejected::new(error, lease)
                     })
             })
@@ -180,7 +183,6 @@ impl Lease {
                 return Ran::Failed(Failed::new(error, Some(lease)));
             }
         };
-        copy.busy_start();
         let result = request.completion().await;
         match result {
             Ok(mut lease) => {
