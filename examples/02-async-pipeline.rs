@@ -157,7 +157,8 @@ fn prepare(
     if let Some(info) = model.inputs().first()
         && let Some(tensor) = inputs.get(&info.name)
     {
-        tensor.write(&host[..info.size.min(host.len())])?;
+        // The host buffer holds the input's bytes: written as bytes, whatever its dtype.
+        tensor.write_bytes(host)?;
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the C flow (nrt-sim/tests/c/flow.c: sync and async) under valgrind against
+# Runs the C flow (nrt-sim/tests/c/flow.c: sync and async) and the surface program
+# (tests/c/surface.c observe: trace, debug stream, dma-buf, profiling) under valgrind against
 # libnrt_sim.so: fails on any invalid access or definite leak.
 # Usage: nrt-sim/ci-valgrind.sh   (from anywhere; honours CARGO_TARGET_DIR)
 set -euo pipefail
@@ -30,3 +31,13 @@ env -u NRT_SIM_FAULTS -u NRT_SIM_VERSION \
     valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
     "$work/flow" "$work/add.neff"
 echo "ci-valgrind: C flow passed under valgrind"
+
+# The rest of the surface: trace, debug stream, dma-buf, inspect, continuous profiling.
+"$cc" -std=c11 -Wall -Wextra -Werror -O1 -g \
+    -I "$root/nrt-sys/include" -I "$here/include" \
+    "$here/tests/c/surface.c" -o "$work/surface" \
+    -L "$lib_dir" -lnrt_sim -Wl,-rpath,"$lib_dir"
+env -u NRT_SIM_FAULTS \
+    valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+    "$work/surface" observe "$work/add.neff" "$work/captures"
+echo "ci-valgrind: C surface passed under valgrind"

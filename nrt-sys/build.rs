@@ -43,6 +43,9 @@ mod generate {
         "nrt/nrt_experimental.h",
         "nrt/nrt_async.h",
         "nrt/nrt_profile.h",
+        "nrt/nrt_sys_trace.h",
+        "nrt/ndebug_stream.h",
+        "nrt/nrt_async_sendrecv.h",
     ];
 
     pub fn run() {
@@ -99,8 +102,9 @@ mod generate {
         eprintln!(
             "error: feature `bindgen` needs the libnrt C headers, and {} ({origin}) lacks: {}\n\
              Set LIBNRT_INCLUDE_DIR to the folder that holds nrt/nrt.h, nrt/nrt_status.h, \
-             nrt/nrt_version.h, nrt/nrt_experimental.h, nrt/nrt_async.h, nrt/nrt_profile.h and \
-             {NDL} (on a Neuron instance: LIBNRT_INCLUDE_DIR=/opt/aws/neuron/include), or build \
+             nrt/nrt_version.h, nrt/nrt_experimental.h, nrt/nrt_async.h, nrt/nrt_profile.h, \
+             nrt/nrt_sys_trace.h, nrt/ndebug_stream.h, nrt/nrt_async_sendrecv.h and {NDL} \
+             (on a Neuron instance: LIBNRT_INCLUDE_DIR=/opt/aws/neuron/include), or build \
              without feature `bindgen` to use the committed bindings.",
             include.display(),
             missing.join(", ")

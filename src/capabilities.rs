@@ -49,6 +49,23 @@ bitflags::bitflags! {
         /// `nrta_event_register_xu_completion`): runtime library >= 2.32, the async API
         /// v3 and both functions present. Waits then block on eventfds instead of polling.
         const ASYNC_EVENTS = 1 << 13;
+        /// The system trace (`nrt_sys_trace_*`: [`SysTrace`](crate::SysTrace) and
+        /// [`Model::benchmark_device`](crate::Model::benchmark_device)). Gated by its
+        /// symbols only: no runtime version for it is published.
+        const SYS_TRACE = 1 << 14;
+        /// Inspect sessions (`nrt_inspect_*`: [`InspectSession`](crate::InspectSession)).
+        const INSPECT = 1 << 15;
+        /// Continuous device profiling (`nrt_profile_continuous_*`:
+        /// [`ContinuousProfiler`](crate::ContinuousProfiler)).
+        const CONTINUOUS_PROFILING = 1 << 16;
+        /// The per-core debug stream (`nrt_debug_client_*`: [`DebugStream`](crate::DebugStream)).
+        const DEBUG_STREAM = 1 << 17;
+        /// dma-buf export of device memory (`nrt_get_dmabuf_fd`:
+        /// [`Tensor::dmabuf_fd`](crate::Tensor::dmabuf_fd)).
+        const DMABUF = 1 << 18;
+        /// Send/recv between instances (`nrt_async_sendrecv_*`). No safe wrapper yet:
+        /// call it through [`Runtime::library`](crate::Runtime::library)`().fns()`.
+        const SENDRECV = 1 << 19;
     }
 }
 
@@ -110,6 +127,66 @@ const SYMBOLS: &[(Capabilities, &[&CStr])] = &[
         &[c"nrt_load_collectives", c"nrt_barrier"],
     ),
     (Capabilities::VERSION, &[c"nrt_get_version"]),
+    (
+        Capabilities::SYS_TRACE,
+        &[
+            c"nrt_sys_trace_config_allocate",
+            c"nrt_sys_trace_config_free",
+            c"nrt_sys_trace_start",
+            c"nrt_sys_trace_stop",
+            c"nrt_sys_trace_fetch_events",
+            c"nrt_sys_trace_buffer_free",
+        ],
+    ),
+    (
+        Capabilities::INSPECT,
+        &[
+            c"nrt_inspect_config_allocate",
+            c"nrt_inspect_config_free",
+            c"nrt_inspect_config_set_output_dir",
+            c"nrt_inspect_begin_with_options",
+            c"nrt_inspect_stop",
+        ],
+    ),
+    (
+        Capabilities::CONTINUOUS_PROFILING,
+        &[
+            c"nrt_profile_continuous_options_allocate",
+            c"nrt_profile_continuous_options_free",
+            c"nrt_profile_continuous_options_set_output_dir",
+            c"nrt_profile_continuous_start",
+            c"nrt_profile_continuous_save",
+            c"nrt_profile_continuous_stop",
+        ],
+    ),
+    (
+        Capabilities::DEBUG_STREAM,
+        &[
+            c"nrt_debug_client_connect",
+            c"nrt_debug_client_connect_close",
+            c"nrt_debug_client_read_one_event",
+        ],
+    ),
+    (
+        Capabilities::DMABUF,
+        &[
+            c"nrt_get_dmabuf_fd",
+            c"nrt_tensor_get_device_allocation_info",
+        ],
+    ),
+    (
+        Capabilities::SENDRECV,
+        &[
+            c"nrt_async_sendrecv_init",
+            c"nrt_async_sendrecv_close",
+            c"nrt_async_sendrecv_connect",
+            c"nrt_async_sendrecv_accept",
+            c"nrt_async_sendrecv_test_comm",
+            c"nrt_async_sendrecv_send_tensor",
+            c"nrt_async_sendrecv_recv_tensor",
+            c"nrt_async_sendrecv_test_request",
+        ],
+    ),
     (Capabilities::INSTANCE_INFO, &[c"nrt_get_instance_info"]),
 ];
 

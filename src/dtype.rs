@@ -124,6 +124,24 @@ impl fmt::Display for DType {
     }
 }
 
+/// Whether elements of dtype `given` may be stored in a tensor of dtype `stored`: the
+/// same dtype; `f32` for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit
+/// float types, which have no Rust type. Nothing is stored in a tensor of unknown dtype
+/// as typed values (only as bytes).
+pub(crate) fn stores(given: DType, stored: DType) -> bool {
+    given == stored
+        || matches!(
+            (given, stored),
+            (DType::F32, DType::Fp32R) | (DType::U8, DType::Fp8E3 | DType::Fp8E4 | DType::Fp8E5)
+        )
+}
+
+/// The name of `T` without its path (`f16`, not `half::binary16::f16`).
+pub(crate) fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
 mod sealed {
     pub trait Sealed {}
 }

@@ -8,20 +8,24 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// An error from the safe API: a status returned by libnrt, or a problem found on the
 /// Rust side before anything was passed to libnrt.
 ///
-/// Errors found on the Rust side leave the runtime exactly as it was.
+/// Errors found on the Rust side leave the runtime exactly as it was. `Display` gives
+/// the whole story (an inner error's text included), so [`source`](std::error::Error::source)
+/// is `None`: error reporters that print the chain (`anyhow`, `eyre`) never print a
+/// message twice.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A libnrt function returned a failure status.
     ///
-    /// Display: the function, what it was about, the status in the library's words (or
-    /// this crate's, [`NrtStatus::description`]) with its number, then the diagnosis
-    /// [`hint`](Error::hint) when there is one.
+    /// Display: the function, what it was about, the specific [`cause`](Error::cause)
+    /// when the diagnosis found one, the status in the library's words (or this
+    /// crate's, [`NrtStatus::description`]) with its number, then the other diagnosis
+    /// findings ([`hint`](Error::hint)) when there are any.
     #[error(
         "{function} failed{}: {}{}",
         affix(" for ", context.as_deref(), ""),
-        status_words(*status, message.as_deref()),
-        hint_block(hint.as_deref())
+        cause_and_status(diagnosis.as_ref().and_then(|d| d.cause.as_deref()), *status, message.as_deref()),
+        hint_block(diagnosis.as_ref().and_then(|d| d.hint.as_deref()))
     )]
     #[non_exhaustive]
     Nrt {
@@ -33,16 +37,15 @@ pub enum Error {
         message: Option<String>,
         /// What the call was about: model, tensor or core, when known.
         context: Option<String>,
-        /// What the diagnosis found out about the failure (environment, devices, other
-        /// processes holding them, memory, the model file), for `nrt_init`, `nrt_load`
-        /// and tensor allocation failures; see [`Error::hint`].
-        hint: Option<String>,
+        /// What the diagnosis found out, for `nrt_init`, `nrt_load` and tensor allocation
+        /// failures ([`Error::cause`], [`Error::hint`]); boxed, as most errors have none.
+        diagnosis: Option<Box<Diagnosis>>,
     },
 
     /// No libnrt could be loaded; lists every place tried, then what to do
-    /// ([`Error::hint`]).
-    #[error("{0}{hint}", hint = hint_block(Some(crate::diagnose::LIBRARY_NOT_FOUND_HINT)))]
-    LibraryNotFound(#[from] nrt_sys::LoadError),
+    /// ([`Error::hint`]: for a path given in code or by `LIBNRT_PATH`, to fix that path).
+    #[error("{0}{hint}", hint = hint_block(Some(crate::diagnose::library_not_found_hint(_0))))]
+    LibraryNotFound(nrt_sys::LoadError),
 
     /// The loaded library lacks a function or is too old (or of an incompatible ABI) for
     /// an API; nothing was called.
@@ -207,13 +210,12 @@ pub enum Error {
     AlreadyInitialized,
 
     /// A file could not be read.
-    #[error("could not read {path}: {source}")]
+    #[error("could not read {path}: {error}")]
     Io {
         /// The file.
         path: std::path::PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message, so not also a `source()`).
+        error: std::io::Error,
     },
 
     /// An execution unit is in its terminal state after a fatal error (reported by
@@ -236,18 +238,17 @@ pub enum Error {
 
     /// A thread this crate needs could not be started (for example the large-stack
     /// thread that runs `nrt_execute` for a caller with too little stack left).
-    #[error("could not start a thread for {what}: {source}")]
+    #[error("could not start a thread for {what}: {error}")]
     Thread {
         /// What the thread was for.
         what: &'static str,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message, so not also a `source()`).
+        error: std::io::Error,
     },
 
     /// One job of a staged pipeline or of replicas failed at one of its stages; the
     /// other jobs carry on (unless its core became unrecoverable).
-    #[error("job {job} failed at the {stage} stage on core {core}: {source}")]
+    #[error("job {job} failed at the {stage} stage on core {core}: {error}")]
     Stage {
         /// The stage that failed.
         stage: crate::Stage,
@@ -257,8 +258,8 @@ pub enum Error {
         job: u64,
         /// The NeuronCore the job ran on.
         core: u32,
-        /// What went wrong.
-        source: Box<Error>,
+        /// What went wrong (in the message, so not also a `source()`).
+        error: Box<Error>,
     },
 
     /// A [`ModelPool`](crate::ModelPool) cannot take the request: it is shutting down or
@@ -287,7 +288,7 @@ impl Error {
     pub fn status(&self) -> Option<NrtStatus> {
         match self {
             Error::Nrt { status, .. } | Error::Unrecoverable { status, .. } => Some(*status),
-            Error::Stage { source, .. } => source.status(),
+            Error::Stage { error, .. } => error.status(),
             _ => None,
         }
     }
@@ -303,8 +304,19 @@ impl Error {
     /// [`Error::LibraryNotFound`].
     pub fn hint(&self) -> Option<&str> {
         match self {
-            Error::Nrt { hint, .. } => hint.as_deref(),
-            Error::LibraryNotFound(_) => Some(crate::diagnose::LIBRARY_NOT_FOUND_HINT),
+            Error::Nrt { diagnosis, .. } => diagnosis.as_ref()?.hint.as_deref(),
+            Error::LibraryNotFound(load) => Some(crate::diagnose::library_not_found_hint(load)),
+            _ => None,
+        }
+    }
+
+    /// The specific cause of an [`Error::Nrt`] when the diagnosis found one (for example
+    /// "core 3 does not exist: 2 NeuronCores are visible (cores 0-1)"); the other
+    /// findings are in [`Error::hint`].
+    pub fn cause(&self) -> Option<&str> {
+        match self {
+            Error::Nrt { diagnosis, .. } => diagnosis.as_ref()?.cause.as_deref(),
+            Error::Stage { error, .. } => error.cause(),
             _ => None,
         }
     }
@@ -340,11 +352,41 @@ impl Error {
     }
 }
 
+/// What the diagnosis of a failed `nrt_init`, `nrt_load` or allocation found out (see
+/// [`Error::cause`] and [`Error::hint`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Diagnosis {
+    /// The specific cause, when one was found (a core that does not exist, a file that is
+    /// not a NEFF, a driver too old for the library, ...): shown before libnrt's generic
+    /// status text.
+    pub cause: Option<String>,
+    /// The other findings (environment, devices, other processes holding them, memory,
+    /// the model file, where libnrt's own reason is), one per line.
+    pub hint: Option<String>,
+}
+
+impl From<nrt_sys::LoadError> for Error {
+    fn from(load: nrt_sys::LoadError) -> Error {
+        Error::LibraryNotFound(load)
+    }
+}
+
 /// `prefix + text + suffix`, or nothing when there is no text.
 fn affix(prefix: &str, text: Option<&str>, suffix: &str) -> String {
     match text {
         Some(t) if !t.is_empty() => format!("{prefix}{t}{suffix}"),
         _ => String::new(),
+    }
+}
+
+/// The cause first when there is one, then the status (in parentheses after a cause).
+fn cause_and_status(cause: Option<&str>, status: NrtStatus, message: Option<&str>) -> String {
+    match cause {
+        Some(cause) if !cause.is_empty() => {
+            format!("{cause} (libnrt: {})", status_words(status, message))
+        }
+        _ => status_words(status, message),
     }
 }
 
@@ -376,7 +418,7 @@ mod tests {
             status: NrtStatus::Invalid,
             message: Some("Invalid input".into()),
             context: Some("model `add`".into()),
-            hint: None,
+            diagnosis: None,
         };
         assert_eq!(
             e.to_string(),
@@ -387,7 +429,10 @@ mod tests {
             status: NrtStatus::Resource,
             message: None,
             context: None,
-            hint: Some("first finding\nsecond finding".into()),
+            diagnosis: Some(Box::new(Diagnosis {
+                cause: None,
+                hint: Some("first finding\nsecond finding".into()),
+            })),
         };
         assert_eq!(
             hinted.to_string(),
@@ -400,7 +445,7 @@ mod tests {
             status: NrtStatus::Other(77),
             message: None,
             context: None,
-            hint: None,
+            diagnosis: None,
         };
         assert_eq!(
             bare.to_string(),
@@ -435,7 +480,7 @@ mod tests {
             status: NrtStatus::QueueFull,
             message: None,
             context: None,
-            hint: None,
+            diagnosis: None,
         };
         assert!(e.is_retryable());
         assert!(!e.is_fatal());

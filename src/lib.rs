@@ -16,6 +16,8 @@
 //!   [`Runtime::barrier`] / [`Runtime::all_gather`]: host-driven collectives across ranks.
 //! * [`Model::run`] / [`Model::benchmark`]: one call with host data; host-timed statistics.
 //! * [`Error`] / [`NrtStatus`]: every libnrt status and every Rust-side check, with values.
+//! * [`neff`]: read a compiled model's file without loading it: header, hash, cores,
+//!   compiler version, target, and its inputs and outputs ([`neff::Neff`]).
 //! * [`Capabilities`]: what the loaded library offers; missing parts give
 //!   [`Error::Unsupported`] instead of a call into nothing.
 //! * [`xu`]: the async API: [`ExecUnit`]s (execution-unit queues), [`Request`]s that own
@@ -92,28 +94,25 @@ mod attached_buffer;
 mod batch;
 mod buffer;
 mod capabilities;
+mod collectives;
 pub mod diagnose;
 mod dtype;
 mod error;
-mod global_comm;
 mod host_lock;
 mod info;
 mod io;
-mod io_format;
 #[cfg(feature = "link")]
 mod linked;
 mod logging;
 mod model;
+pub mod neff;
+mod parallel;
 mod pool;
-mod profile;
-mod rank_group;
-mod rank_spec;
+mod profiling;
 mod raw;
-mod replicas;
 mod run;
 mod runtime;
 mod stack;
-mod staged;
 mod status;
 mod tensor;
 mod tensor_set;
@@ -122,27 +121,31 @@ pub mod xu;
 
 pub use batch::{ReadBatch, WriteBatch};
 pub use capabilities::Capabilities;
+pub use collectives::rank_group::RankGroup;
+pub use collectives::rank_spec::RankSpec;
 pub use dtype::{DType, Element};
-pub use error::{Error, Result};
+pub use error::{Diagnosis, Error, Result};
 pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
+pub use parallel::replicas::Replicas;
+pub use parallel::staged::{
+    CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
+    StagedStream,
+};
 pub use pool::{
     CopyMetrics, DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, LatencyHistogram,
     Lease, ModelPool, ModelPoolBuilder, NeffSource, PoolMetrics, RequestCounts,
 };
-pub use profile::ProfileGuard;
-pub use rank_group::RankGroup;
-pub use rank_spec::RankSpec;
-pub use replicas::Replicas;
+pub use profiling::bench_device::{BenchmarkMode, NC_EXEC_RUNNING};
+pub use profiling::debug_stream::{DebugEvent, DebugStream};
+pub use profiling::inspect::{ContinuousProfiler, InspectConfig, InspectSession};
+pub use profiling::profile::ProfileGuard;
+pub use profiling::trace::{SysTrace, SysTraceConfig, TraceEvent};
 pub use run::BenchmarkStats;
 pub use runtime::{
     Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
 };
 pub use stack::{EXEC_STACK_NEEDED, HELPER_STACK};
-pub use staged::{
-    CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
-    StagedStream,
-};
 pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nrt_sys as sys;
 
+use crate::collectives::rank_spec::RankSpec;
 use crate::host_lock::{Access, HostGuard, lock_host_storage};
-use crate::rank_spec::RankSpec;
 use crate::raw;
 use crate::stack;
 use crate::tensor::core_arg;
@@ -239,10 +239,10 @@ fn lock_set_storage<'a>(inputs: &'a TensorSet, outputs: &'a TensorSet) -> Vec<Ho
     )
 }
 
-/// The model name from a NEFF-shaped header (bytes 268..524), when it holds text; a
-/// label for messages only.
+/// The model name from a NEFF header (bytes 220..476, NUL-terminated; section 5 of the
+/// project's ABI notes), when it holds text; a label for messages only.
 fn header_name(neff: &[u8]) -> String {
-    neff.get(268..524)
+    neff.get(220..476)
         .map(|field| field.split(|&b| b == 0).next().unwrap_or_default())
         .and_then(|name| std::str::from_utf8(name).ok())
         .filter(|name| !name.is_empty() && name.chars().all(|c| !c.is_control()))
@@ -250,9 +250,9 @@ fn header_name(neff: &[u8]) -> String {
 }
 
 fn read_model_file(path: &Path) -> Result<(Vec<u8>, String)> {
-    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+    let bytes = std::fs::read(path).map_err(|error| Error::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     Ok((bytes, path.display().to_string()))
 }
@@ -310,9 +310,9 @@ impl ModelInner {
 
 /// [`stack::with_exec_stack`] for the execution calls, with its error typed.
 fn with_exec_stack<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R> {
-    stack::with_exec_stack(f).map_err(|source| Error::Thread {
+    stack::with_exec_stack(f).map_err(|error| Error::Thread {
         what: "nrt_execute (the calling thread has too little stack)",
-        source,
+        error,
     })
 }
 
@@ -562,10 +562,10 @@ mod tests {
     #[test]
     fn header_name_is_read_when_it_is_text() {
         let mut neff = vec![0u8; 1024];
-        neff[268..271].copy_from_slice(b"add");
+        neff[220..223].copy_from_slice(b"add");
         assert_eq!(header_name(&neff), "add");
         assert_eq!(header_name(&[1, 2, 3]), "<in-memory model>");
-        neff[268] = 0xff;
+        neff[220] = 0xff;
         assert_eq!(header_name(&neff), "<in-memory model>");
     }
 

@@ -2,6 +2,7 @@
 //! [`Runtime::allocate_for`]) carries the model's element type and shape, and its
 //! whole-tensor accesses check them.
 
+use crate::dtype::short_type_name;
 use crate::{DType, Element, Error, Placement, Result, Runtime, Tensor, TensorInfo};
 
 /// A typed tensor's element type and shape.
@@ -15,13 +16,7 @@ pub(crate) struct Layout {
 /// for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit float types,
 /// which have no Rust type.
 pub(crate) fn accepts<T: Element>(dtype: DType) -> bool {
-    T::DTYPE.is_some_and(|given| crate::io::stores(given, dtype))
-}
-
-/// The name of `T` without its path (`f16`, not `half::binary16::f16`).
-pub(crate) fn short_type_name<T>() -> &'static str {
-    let full = std::any::type_name::<T>();
-    full.rsplit("::").next().unwrap_or(full)
+    T::DTYPE.is_some_and(|given| crate::dtype::stores(given, dtype))
 }
 
 impl Runtime {

@@ -40,7 +40,7 @@ fn init_failures_name_the_variable_and_its_value() {
         (
             "4-5",
             NrtStatus::Invalid,
-            "NEURON_RT_VISIBLE_CORES=\"4-5\" asks for cores 4 to 5: they must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it",
+            "NEURON_RT_VISIBLE_CORES=\"4-5\" asks for cores 4 to 5: they must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it; this process numbers them 0 to 1",
         ),
         (
             "abc",
@@ -61,19 +61,35 @@ fn init_failures_name_the_variable_and_its_value() {
             "{err}"
         );
         assert_eq!(err.status(), Some(status));
+        // What is known leads: a core list that does not parse (found here), else the
+        // library's own reason; the other findings follow in the hint.
         let hint: Vec<&str> = err.hint().unwrap().lines().collect();
-        assert_eq!(
-            hint[..3],
-            [first, "NEURON_RT_NUM_CORES is not set", sim_line],
-            "{err}"
-        );
-        assert!(
-            hint[3].starts_with("nrt-sim's reason: nrt_init: NEURON_RT_VISIBLE_CORES="),
-            "{err}"
-        );
+        let cause = err.cause().unwrap();
+        if value == "abc" {
+            assert_eq!(cause, first, "{err}");
+            assert!(hint[0].starts_with("nrt-sim's reason: nrt_init: "), "{err}");
+            assert_eq!(
+                hint[1..3],
+                ["NEURON_RT_NUM_CORES is not set", sim_line],
+                "{err}"
+            );
+        } else {
+            assert!(
+                cause.starts_with("nrt-sim's reason: nrt_init: NEURON_RT_VISIBLE_CORES="),
+                "{err}"
+            );
+            assert_eq!(
+                hint[..3],
+                [first, "NEURON_RT_NUM_CORES is not set", sim_line],
+                "{err}"
+            );
+        }
         let text = err.to_string();
         assert_eq!(text.matches("(status 2)").count(), 1, "{text}");
-        assert!(text.starts_with("nrt_init failed: "), "{text}");
+        assert!(
+            text.starts_with(&format!("nrt_init failed: {cause} (libnrt: ")),
+            "{text}"
+        );
     }
     set("NEURON_RT_VISIBLE_CORES", None);
 
@@ -90,10 +106,32 @@ fn init_failures_name_the_variable_and_its_value() {
         "{err}"
     );
     assert!(
-        hint[2].starts_with("nrt-sim's reason: nrt_init: NEURON_RT_NUM_CORES=4"),
+        err.cause()
+            .unwrap()
+            .starts_with("nrt-sim's reason: nrt_init: NEURON_RT_NUM_CORES=4"),
         "{err}"
     );
     set("NEURON_RT_NUM_CORES", None);
+
+    // A model larger than every core's free device memory: that is the cause.
+    set("NRT_SIM_DEVICE_MEMORY", Some("100"));
+    let rt = build().unwrap();
+    let neff = support::add_model();
+    let err = rt.load_model(&neff).unwrap_err();
+    assert_eq!(err.status(), Some(NrtStatus::Resource), "{err}");
+    assert_eq!(
+        err.cause(),
+        Some(
+            format!(
+                "model `add` ({:.1} KiB) does not fit: the most free device memory on any core is 100 bytes",
+                neff.len() as f64 / 1024.0
+            )
+            .as_str()
+        ),
+        "{err}"
+    );
+    drop(rt);
+    set("NRT_SIM_DEVICE_MEMORY", None);
 
     // With good settings the same builder starts.
     let rt = build().unwrap();

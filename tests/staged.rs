@@ -187,7 +187,7 @@ fn a_failed_stage_fails_only_its_job() {
                 7 => {
                     let e = item.as_ref().unwrap_err();
                     assert_eq!(stage_of(e), (Stage::Read, 7, 0));
-                    assert!(matches!(e, Error::Stage { source, .. }
+                    assert!(matches!(e, Error::Stage { error: source, .. }
                         if matches!(**source, Error::SizeMismatch { .. })));
                 }
                 _ => assert_eq!(item.as_ref().unwrap(), &(job as f32 + 1.0), "job {job}"),
@@ -352,7 +352,7 @@ fn bad_depths_and_names_are_refused_with_their_values() {
             .collect();
         let e = items[0].as_ref().unwrap_err();
         assert!(
-            matches!(e, Error::Stage { source, .. } if matches!(**source,
+            matches!(e, Error::Stage { error: source, .. } if matches!(**source,
                 Error::WrongElementType { expected: neuron_rt::DType::F32, given: "u32", .. })),
             "{e}"
         );

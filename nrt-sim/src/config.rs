@@ -104,6 +104,22 @@ pub(crate) struct Config {
     pub(crate) cc_gbps: f64,
     /// Rank 0's address for collectives across processes (`NEURON_RT_ROOT_COMM_ID`).
     pub(crate) root_comm_id: Option<String>,
+    /// Check real NEFFs' payload hash at load (`NEURON_RT_VALIDATE_HASH`, default off;
+    /// the simulator's own model files are always checked).
+    pub(crate) validate_hash: bool,
+}
+
+/// `NEURON_RT_VALIDATE_HASH`: a boolean, `TRUE` or `FALSE` (any case), default false.
+/// Evidence: the vendor's runtime configuration guide lists it as Boolean, "TRUE or
+/// FALSE", default FALSE, and shows `NEURON_RT_VALIDATE_HASH=true` / `=false`; the
+/// developer guide (`nrt_load` model environment) gives `<true/false>, default=false`.
+/// `1` / `0` are accepted too; other values fail `nrt_init` like every bad setting.
+pub(crate) fn parse_bool(name: &str, text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{name}={text:?} is not TRUE or FALSE")),
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -319,7 +335,12 @@ impl Config {
                 })?,
             None => DEFAULT_CC_GBPS,
         };
+        let validate_hash = match var("NEURON_RT_VALIDATE_HASH") {
+            Some(t) => parse_bool("NEURON_RT_VALIDATE_HASH", &t)?,
+            None => false,
+        };
         Ok(Config {
+            validate_hash,
             dma_gbps,
             cc_gbps,
             root_comm_id: var("NEURON_RT_ROOT_COMM_ID").map(|v| v.trim().to_string()),
@@ -357,6 +378,20 @@ mod tests {
         assert!(!Version::parse("2.30.9").unwrap().has_async_v3());
         assert!(Version::parse("2.31.0").unwrap().has_async_v3());
         assert!(Version::parse("3.0").unwrap().has_async_v3());
+    }
+
+    #[test]
+    fn validate_hash_is_a_boolean() {
+        for (text, v) in [
+            ("TRUE", true),
+            ("true", true),
+            (" 1 ", true),
+            ("False", false),
+            ("0", false),
+        ] {
+            assert_eq!(parse_bool("V", text), Ok(v), "{text}");
+        }
+        assert!(parse_bool("V", "yes").unwrap_err().contains("V=\"yes\""));
     }
 
     #[test]

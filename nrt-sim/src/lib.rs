@@ -8,9 +8,11 @@
 //!   `libnrt.so.1` or point `LIBNRT_PATH` at it. Find it with [`cdylib_path`].
 //! * an `rlib`: [`library`] hands the nrt-sys loader an in-process function table.
 //!
-//! Every libnrt function of the sync API and the async API v3 is exported (see [`ffi`]);
-//! the ones the simulator does not model (collectives, profiling, multi-device) return
-//! `NRT_FAILURE` and log why. Control functions outside the `nrt_` namespace
+//! Every libnrt function of the sync API, the async API v3 and the rest of the public C
+//! surface (system trace, inspect and continuous profiling, debug stream, dma-buf export,
+//! send/recv over the loopback) is exported (see [`ffi`]); the ones the simulator does not
+//! model (per-model NTFF profiling, the legacy trace, device memory mapping, EFA,
+//! microcode) return a failure status and log why. Control functions outside the `nrt_` namespace
 //! (`nrt_sim_get_counters`, `nrt_sim_inject_faults`, ...; `include/nrt_sim.h`) give
 //! counters and fault injection, wrapped for Rust by [`SimControl`].
 //!
@@ -84,6 +86,7 @@
 //! | `NRT_SIM_CC_GBPS` | 100 | collective link bandwidth in GB/s (each collective op adds its ring traffic / bandwidth to the execution); `0` = free |
 //! | `NEURON_RT_ROOT_COMM_ID` | none | rank 0's `127.0.0.1:<port>` (loopback only) for collectives across processes |
 //! | `NRT_SIM_EXEC_STACK` | `4M` | stack `nrt_execute` uses (and touches) on its caller's thread, as the real runtime does; `0` = none |
+//! | `NEURON_RT_VALIDATE_HASH` | `FALSE` | check real NEFFs' payload hash at `nrt_load` (`TRUE`/`FALSE`, any case, or `1`/`0`); the simulator's own model files are always checked |
 //!
 //! A bad value of any of them makes `nrt_init` fail with `NRT_INVALID` and a log line
 //! naming the variable. The core-count queries and `nrt_get_version` also work before
@@ -104,9 +107,11 @@
 #![doc = include_str!("../MODEL_FORMAT.md")]
 #![warn(missing_docs)]
 
+mod completion;
 mod config;
 mod container;
 pub mod control;
+mod debug;
 mod dma;
 mod error;
 mod exports;
@@ -116,9 +121,13 @@ mod info;
 mod log;
 mod memory;
 mod model;
+mod opaque;
+mod profile;
 mod runtime;
+mod sendrecv;
 mod stack;
 mod status;
+mod trace;
 mod xu;
 
 /// Entry points for the fuzz targets in `fuzz/` (cargo fuzz): the simulator's text
@@ -148,7 +157,15 @@ pub mod fuzzing {
 
 pub use control::{CoreCounters, Counters, SimControl};
 pub use faults::FaultSpecError;
-pub use model::{BuildError, DType, ModelBuilder, Op, build_model_from_text, describe_model};
+pub use model::{
+    BuildError, DEVICE_TIME_ENTRY, DType, ModelBuilder, Op, build_model_from_text, describe_model,
+    is_signature_only, synthetic_output, with_device_time,
+};
+
+/// The NEFF reader and writer (`neuron-neff`): [`neff::NeffWriter`] makes real-format
+/// NEFFs (the compiler's container, a signature, no instructions) that `nrt_load` runs
+/// in signature-only mode; [`neff::Neff`] reads any NEFF's header and signature.
+pub use neuron_neff as neff;
 
 pub use exports::{function_table, library, symbol_lookup};
 

@@ -59,3 +59,80 @@ fn c_program_runs_the_sync_and_async_flows() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Builds `tests/c/surface.c` like `flow.c`.
+fn build_surface(out_dir: &Path) -> PathBuf {
+    let cc = compiler().expect("a C compiler (cc or gcc) on PATH");
+    let lib = nrt_sim::cdylib_path().expect("libnrt_sim.so next to the test binary");
+    let lib_dir = lib.parent().unwrap();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(out_dir).unwrap();
+    let exe = out_dir.join("surface");
+    let status = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g"])
+        .arg("-I")
+        .arg(manifest.join("../nrt-sys/include"))
+        .arg("-I")
+        .arg(manifest.join("include"))
+        .arg(manifest.join("tests/c/surface.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg(format!("-L{}", lib_dir.display()))
+        .arg("-lnrt_sim")
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "compiling surface.c failed");
+    exe
+}
+
+fn passed(out: &std::process::Output, what: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("surface {what} passed")),
+        "surface {what} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn c_program_traces_profiles_streams_and_exports() {
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_surface");
+    let _ = std::fs::remove_dir_all(out_dir.join("captures"));
+    let exe = build_surface(&out_dir);
+    let model = ModelBuilder::add_example(&[2, 3])
+        .device_time(std::time::Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let model_path = out_dir.join("add.neff");
+    std::fs::write(&model_path, model).unwrap();
+    let out = Command::new(&exe)
+        .arg("observe")
+        .arg(&model_path)
+        .arg(out_dir.join("captures"))
+        .env_remove("NRT_SIM_FAULTS")
+        .output()
+        .unwrap();
+    passed(&out, "observe");
+}
+
+#[test]
+fn c_programs_in_two_processes_send_and_receive_a_tensor() {
+    let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_surface_sr");
+    let exe = build_surface(&out_dir);
+    let port = (30_000 + std::process::id() % 10_000).to_string();
+    let spawn = |role: &str| {
+        Command::new(&exe)
+            .arg(role)
+            .env("NRT_SIM_SENDRECV_PORT", &port)
+            .env_remove("NRT_SIM_FAULTS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let recv = spawn("recv");
+    let send = spawn("send");
+    passed(&send.wait_with_output().unwrap(), "send");
+    passed(&recv.wait_with_output().unwrap(), "recv");
+}

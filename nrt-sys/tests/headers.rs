@@ -102,8 +102,9 @@ fn struct_layouts_match_gcc() {
             assert_eq!(c[stringify!($t)], size_of::<$t>(), "sizeof({})", stringify!($t));
             checked += 1;
             $(
-                let key = concat!(stringify!($t), ".", stringify!($f));
-                assert_eq!(c[key], offset_of!($t, $f), "offsetof {key}");
+                // bindgen renames a C field named after a Rust keyword (`type` -> `type_`).
+                let key = format!("{}.{}", stringify!($t), stringify!($f).trim_end_matches('_'));
+                assert_eq!(c[key.as_str()], offset_of!($t, $f), "offsetof {key}");
                 checked += 1;
             )*
         }};
@@ -119,5 +120,64 @@ fn struct_layouts_match_gcc() {
     layout!(nrt_tensor_batch_t: tensor, ops, num_ops);
     layout!(nrt_cc_comm_t: replica_group, rank, rank_n, ctx_device_id, ctx_device_count, vnc);
     layout!(nrt_tensor_list_t: tensors, num_tensors);
+    layout!(ndebug_stream_event_header_t: data_size, type_, reserved);
+    layout!(
+        ndebug_stream_payload_debug_tensor_read_t: prefix,
+        logical_nc_id,
+        pipe,
+        tensor_dtype,
+        tensor_shape,
+        tensor_data_size,
+        reserved0,
+        tensor_data
+    );
+    layout!(nrt_ucode_img: bin, size);
+    layout!(nrt_ucode_info: iram, dram);
     assert_eq!(c.len(), checked, "every printed size and offset is checked");
+}
+
+/// nrt-abi.md section 8: as in the vendor's headers, `nrt.h` alone does not declare the
+/// experimental collectives or the model information call; `nrt_experimental.h` does.
+/// Redeclaring those names as something else compiles only if `nrt.h` left them out.
+#[test]
+fn experimental_declarations_are_not_in_nrt_h() {
+    let dir = tempfile::tempdir().unwrap();
+    let only_nrt = dir.path().join("only_nrt.c");
+    std::fs::write(
+        &only_nrt,
+        "#include \"nrt/nrt.h\"\n\
+         static int nrt_barrier, nrt_all_gather, nrt_get_model_info;\n\
+         typedef int nrt_model_info_t;\n\
+         int main(void) { nrt_model_info_t x = nrt_barrier + nrt_all_gather + nrt_get_model_info; return x; }\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new(compiler("CC", "cc"))
+            .args(["-std=c11", "-Wall", "-Werror", "-c"])
+            .arg("-I")
+            .arg(include_dir())
+            .arg(&only_nrt)
+            .arg("-o")
+            .arg(dir.path().join("a.o")),
+    );
+    let with_experimental = dir.path().join("with_experimental.c");
+    std::fs::write(
+        &with_experimental,
+        "#include \"nrt/nrt.h\"\n#include \"nrt/nrt_experimental.h\"\n\
+         static int nrt_barrier;\nint main(void) { return nrt_barrier; }\n",
+    )
+    .unwrap();
+    let out = Command::new(compiler("CC", "cc"))
+        .args(["-std=c11", "-c"])
+        .arg("-I")
+        .arg(include_dir())
+        .arg(&with_experimental)
+        .arg("-o")
+        .arg(dir.path().join("b.o"))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "nrt_experimental.h should declare nrt_barrier"
+    );
 }

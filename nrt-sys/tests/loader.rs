@@ -72,6 +72,11 @@ fn a_partial_library_loads_with_its_symbols_some_and_the_others_none() {
     assert_eq!(present, ["nrt_close", "nrt_get_version", "nrt_init"]);
     assert!(lib.fns().nrt_execute.is_none());
     assert!(lib.fns().nrta_execute_schedule.is_none());
+    // The newer families are optional entries like every other: absent here.
+    assert!(lib.fns().nrt_sys_trace_start.is_none());
+    assert!(lib.fns().nrt_inspect_begin.is_none());
+    assert!(lib.fns().nrt_get_dmabuf_fd.is_none());
+    assert!(lib.fns().nrt_async_sendrecv_init.is_none());
     assert!(lib.has_symbol(c"nrt_get_version"));
     assert!(!lib.has_symbol(c"nrt_load"));
     assert!(

@@ -58,31 +58,96 @@ impl Target {
     }
 }
 
-/// Adds the findings to an [`Error::Nrt`] (other errors are returned unchanged) and logs them.
-fn with_hint(mut err: Error, lines: Vec<String>) -> Error {
-    if let Error::Nrt { function, hint, .. } = &mut err
-        && !lines.is_empty()
+/// Adds the findings to an [`Error::Nrt`] (other errors are returned unchanged) and logs
+/// them: `cause`, the specific cause when one was found, leads the message; the other
+/// lines are the hint.
+fn with_findings(mut err: Error, cause: Option<String>, lines: Vec<String>) -> Error {
+    if let Error::Nrt {
+        function,
+        diagnosis,
+        ..
+    } = &mut err
     {
         let text = lines.join("\n");
-        log::debug!("{function} failed; diagnosis: {}", text.replace('\n', "; "));
-        *hint = Some(text);
+        log::debug!(
+            "{function} failed; cause: {}; diagnosis: {}",
+            cause.as_deref().unwrap_or("not found"),
+            text.replace('\n', "; ")
+        );
+        *diagnosis = Some(Box::new(crate::error::Diagnosis {
+            cause,
+            hint: Some(text).filter(|t| !t.is_empty()),
+        }));
     }
     err
+}
+
+/// The first of `specific` (findings that explain the failure) as the cause, the others
+/// before `lines`.
+fn split_cause(specific: Vec<String>, lines: Vec<String>) -> (Option<String>, Vec<String>) {
+    let mut specific = specific.into_iter();
+    let cause = specific.next();
+    (cause, specific.chain(lines).collect())
 }
 
 /// `nrt_init` failed on `lib`.
 pub(crate) fn init_failed(lib: &Library, probe: &Probe, err: Error) -> Error {
     let target = Target::of(lib);
-    let lines = init_lines(probe, &target);
-    with_hint(err, lines)
+    let (cause, lines) = init_findings(probe, &target);
+    with_findings(err, cause, lines)
 }
 
-/// The findings for a failed `nrt_init`.
-pub(crate) fn init_lines(probe: &Probe, target: &Target) -> Vec<String> {
+/// The findings for a failed `nrt_init`: the cause when one is known (a malformed core
+/// list, no device, a driver too old for the library, the simulator's own reason), and
+/// the other lines.
+pub(crate) fn init_findings(probe: &Probe, target: &Target) -> (Option<String>, Vec<String>) {
+    let mut specific = Vec::new();
     let mut lines = env_lines(probe);
-    machine_lines(probe, target, &mut lines);
-    lines.push(reason_line(probe, target));
-    lines
+    // A core list that does not parse is the cause, whatever else is found.
+    if let Some(i) = lines.iter().position(|l| l.contains("is not a core list")) {
+        specific.push(lines.remove(i));
+    }
+    if let Target::Hardware = target {
+        let devices = device_lines(probe);
+        if devices.iter().any(|l| l.starts_with("no Neuron device")) {
+            specific.extend(devices);
+        } else {
+            lines.extend(devices);
+            lines.extend(holder_lines(&probe.holders()));
+        }
+        if let Some(line) = driver_line(probe) {
+            specific.push(line);
+        }
+    } else {
+        machine_lines(probe, target, &mut lines);
+    }
+    match target {
+        Target::Simulator(Some(reason)) => specific.push(format!("nrt-sim's reason: {reason}")),
+        _ => lines.push(reason_line(probe, target)),
+    }
+    split_cause(specific, lines)
+}
+
+/// The findings for a failed `nrt_init`, as the lines of its hint (cause first).
+#[cfg(test)]
+pub(crate) fn init_lines(probe: &Probe, target: &Target) -> Vec<String> {
+    let (cause, lines) = init_findings(probe, target);
+    cause.into_iter().chain(lines).collect()
+}
+
+/// Lib 2.32 and later fail to initialise on Neuron driver 2.26 or older (the runtime's
+/// release notes): a line when the loaded driver is that old.
+fn driver_line(probe: &Probe) -> Option<String> {
+    let version = probe.driver_version()?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>());
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    ((major, minor) <= (2, 26)).then(|| {
+        format!(
+            "the Neuron driver is {version} (/sys/module/neuron/version): libnrt 2.32 and later need a driver newer than 2.26; update aws-neuronx-dkms (and reload the driver), or use a libnrt older than 2.32"
+        )
+    })
 }
 
 /// `nrt_load` of `neff` (labelled `label`) on `core` failed with `err`: the error with
@@ -127,26 +192,56 @@ fn load_failed(rt: &Runtime, err: Error, neff: &[u8], label: &str, core: Option<
     let target = Target::of(rt.library());
     let probe = &rt.inner.probe;
     let visible = rt.visible_core_count().ok();
-    let mut lines = Vec::new();
+    let mut specific = Vec::new();
     if let Some(problem) = neff::problem(neff) {
-        lines.push(format!(
+        specific.push(format!(
             "model `{label}` is not a NEFF: {problem}; load the .neff file the Neuron compiler wrote"
         ));
     }
     if let (Some(needed), Some(visible)) = (neff::cores_needed(neff), visible)
         && needed > visible
     {
-        lines.push(format!(
+        specific.push(format!(
             "model `{label}` needs {needed} NeuronCores (its header), {visible} visible"
         ));
     }
-    lines.extend(core_line(core, visible));
+    specific.extend(core_line(probe, core, visible));
+    let mut lines = Vec::new();
+    match neff::read(neff) {
+        Some(Ok(n)) => lines.push(format!(
+            "model `{label}` needs {}; the runtime offers {}",
+            neff::needs(&n),
+            offers(rt, visible)
+        )),
+        Some(Err(e)) => specific.push(format!("model `{label}` is a damaged NEFF: {e}")),
+        None => {}
+    }
     if status == NrtStatus::Resource {
         let cores: Vec<u32> = match (core, visible) {
             (Some(c), _) => vec![c],
             (None, Some(n)) => (0..n).collect(),
             (None, None) => Vec::new(),
         };
+        let free: Vec<usize> = cores
+            .iter()
+            .filter_map(|&c| rt.memory_stats(c).ok())
+            .map(|m| m.bytes_limit.saturating_sub(m.bytes_used))
+            .collect();
+        // The file is a lower bound of what a load needs on the device.
+        if let Some(&most) = free.iter().max()
+            && most < neff.len()
+        {
+            specific.push(format!(
+                "model `{label}` ({}) does not fit: the most free device memory on {} is {}",
+                bytes(neff.len()),
+                if cores.len() == 1 {
+                    "its core"
+                } else {
+                    "any core"
+                },
+                bytes(most)
+            ));
+        }
         lines.extend(memory_lines(rt, &cores));
         lines.push(format!("the model file has {} bytes", neff.len()));
     }
@@ -158,7 +253,8 @@ fn load_failed(rt: &Runtime, err: Error, neff: &[u8], label: &str, core: Option<
         machine_lines(probe, &target, &mut lines);
     }
     lines.push(reason_line(probe, &target));
-    with_hint(err, lines)
+    let (cause, lines) = split_cause(specific, lines);
+    with_findings(err, cause, lines)
 }
 
 /// Allocating `size` bytes of `placement` memory on `core` failed.
@@ -173,8 +269,10 @@ fn alloc_failed(
         return err;
     };
     let target = Target::of(rt.library());
+    let specific: Vec<String> = core_line(&rt.inner.probe, core, rt.visible_core_count().ok())
+        .into_iter()
+        .collect();
     let mut lines = Vec::new();
-    lines.extend(core_line(core, rt.visible_core_count().ok()));
     if status == NrtStatus::Resource
         && placement == Placement::Device
         && let Some(c) = core
@@ -183,20 +281,62 @@ fn alloc_failed(
         lines.push(format!("the tensor needs {size} bytes"));
     }
     lines.push(reason_line(&rt.inner.probe, &target));
-    with_hint(err, lines)
+    let (cause, lines) = split_cause(specific, lines);
+    with_findings(err, cause, lines)
 }
 
-/// A line when `core` does not exist among `visible` cores.
-fn core_line(core: Option<u32>, visible: Option<u32>) -> Option<String> {
+/// What the runtime offers a model: visible cores, the instance, the library version.
+fn offers(rt: &Runtime, visible: Option<u32>) -> String {
+    let cores = visible.map_or("an unknown number of visible cores".to_owned(), |n| {
+        format!("{n} visible NeuronCore(s)")
+    });
+    let instance = match rt.instance_info() {
+        Ok(i) => format!(
+            " on {} ({})",
+            i.family_name().unwrap_or("an unknown instance family"),
+            if i.arch_name.is_empty() {
+                "unknown arch"
+            } else {
+                &i.arch_name
+            }
+        ),
+        Err(_) => String::new(),
+    };
+    let version = rt
+        .version()
+        .map(|v| format!(", libnrt {v}"))
+        .unwrap_or_default();
+    format!("{cores}{instance}{version}")
+}
+
+/// A line when `core` does not exist among `visible` cores; when
+/// `NEURON_RT_VISIBLE_CORES` starts past 0 and `core` is one of the physical cores it
+/// names, the likely cause: core indices count from the first visible core.
+pub(crate) fn core_line(probe: &Probe, core: Option<u32>, visible: Option<u32>) -> Option<String> {
     let (core, visible) = (core?, visible?);
-    (core >= visible).then(|| match visible {
+    if core < visible {
+        return None;
+    }
+    let mut line = match visible {
         0 => format!("core {core} does not exist: no NeuronCore is visible"),
         1 => format!("core {core} does not exist: 1 NeuronCore is visible (core 0)"),
         n => format!(
             "core {core} does not exist: {n} NeuronCores are visible (cores 0-{})",
             n - 1
         ),
-    })
+    };
+    if let Some(list) = probe.var(VISIBLE)
+        && let Ok((first, last)) = parse_core_list(&list)
+        && first > 0
+        && (first..=last).contains(&core)
+    {
+        line.push_str(&format!(
+            "; core indices count from the first visible core: with {VISIBLE}={list:?} physical core {core} is core {} of this process (cores 0-{})",
+            core - first,
+            last - first
+        ));
+    }
+    Some(line)
 }
 
 /// Device memory of each core in `cores`.
@@ -226,13 +366,17 @@ pub(crate) fn env_lines(probe: &Probe) -> Vec<String> {
                 "{VISIBLE}={v:?} is not a core list ({why}): use indices or inclusive ranges forming one contiguous run, such as 0, 0-1 or 2,3, or unset it to use every core"
             ),
             Ok((a, b)) => {
-                let (cores, they) = if a == b {
-                    (format!("core {a}"), "it")
+                let (cores, they, numbered) = if a == b {
+                    (format!("core {a}"), "it", "this process calls it core 0".to_owned())
                 } else {
-                    (format!("cores {a} to {b}"), "they")
+                    (
+                        format!("cores {a} to {b}"),
+                        "they",
+                        format!("this process numbers them 0 to {}", b - a),
+                    )
                 };
                 format!(
-                    "{VISIBLE}={v:?} asks for {cores}: {they} must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it"
+                    "{VISIBLE}={v:?} asks for {cores}: {they} must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it; {numbered}"
                 )
             }
         });

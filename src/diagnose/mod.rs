@@ -32,12 +32,31 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use hints::{alloc_error, init_failed, load_error, place};
 
-/// What to do when no libnrt could be loaded: [`Error::hint`](crate::Error::hint) of
-/// [`Error::LibraryNotFound`](crate::Error::LibraryNotFound).
-pub(crate) const LIBRARY_NOT_FOUND_HINT: &str = "\
+/// What to do when the default search found no libnrt.
+const LIBRARY_NOT_FOUND_HINT: &str = "\
 on a Neuron instance, install the Neuron runtime (package aws-neuronx-runtime-lib; libnrt.so.1 lands in /opt/aws/neuron/lib)
 or name the library file: LIBNRT_PATH=/path/to/libnrt.so.1
 without Neuron hardware, develop on the simulator: feature `sim` and RuntimeBuilder::simulator(), or LIBNRT_PATH=<path of libnrt_sim.so> (cargo build -p nrt-sim)";
+
+/// What to do when the file `LIBNRT_PATH` names did not load (no other place is tried).
+const LIBNRT_PATH_HINT: &str = "\
+LIBNRT_PATH names the library file to load, and only that file is tried: correct it to an existing libnrt.so.1 (on a Neuron instance /opt/aws/neuron/lib/libnrt.so.1), or unset it to search the default places
+without Neuron hardware, name the simulator's library: LIBNRT_PATH=<path of libnrt_sim.so> (cargo build -p nrt-sim)";
+
+/// What to do when the path given in code did not load.
+const EXPLICIT_PATH_HINT: &str = "\
+the path given to RuntimeBuilder::library_path is the only one tried: correct it to an existing libnrt.so.1 (on a Neuron instance /opt/aws/neuron/lib/libnrt.so.1)";
+
+/// What to do about `load`: [`Error::hint`](crate::Error::hint) of
+/// [`Error::LibraryNotFound`](crate::Error::LibraryNotFound), by how the places tried
+/// were chosen.
+pub(crate) fn library_not_found_hint(load: &nrt_sys::LoadError) -> &'static str {
+    match load.attempts.first().map(|a| a.source) {
+        Some("LIBNRT_PATH") => LIBNRT_PATH_HINT,
+        Some("explicit path") => EXPLICIT_PATH_HINT,
+        _ => LIBRARY_NOT_FOUND_HINT,
+    }
+}
 
 /// Reads what the diagnosis needs from the machine: the device folder (`/dev`), the
 /// process folder (`/proc`) and environment variables. Each can be replaced, for tests
@@ -46,6 +65,7 @@ without Neuron hardware, develop on the simulator: feature `sim` and RuntimeBuil
 pub struct Probe {
     dev_dir: PathBuf,
     proc_dir: PathBuf,
+    sys_dir: PathBuf,
     /// `None`: the process environment; `Some`: only these variables are set.
     env: Option<Vec<(String, String)>>,
 }
@@ -94,6 +114,7 @@ impl Probe {
         Probe {
             dev_dir: PathBuf::from("/dev"),
             proc_dir: PathBuf::from("/proc"),
+            sys_dir: PathBuf::from("/sys"),
             env: None,
         }
     }
@@ -111,6 +132,24 @@ impl Probe {
     pub fn proc_dir(mut self, dir: impl Into<PathBuf>) -> Probe {
         self.proc_dir = dir.into();
         self
+    }
+
+    /// Reads the Neuron driver's version (`module/neuron/version`) from `dir` instead of
+    /// `/sys`.
+    #[must_use]
+    pub fn sys_dir(mut self, dir: impl Into<PathBuf>) -> Probe {
+        self.sys_dir = dir.into();
+        self
+    }
+
+    /// The loaded Neuron driver's version, e.g. `"2.24.7.0"`, from
+    /// `/sys/module/neuron/version`; `None` when the driver is not loaded.
+    ///
+    /// The kernel publishes a module's `MODULE_VERSION` there (sysfs module ABI), and the
+    /// Neuron driver (module `neuron`, package `aws-neuronx-dkms`) declares one.
+    pub fn driver_version(&self) -> Option<String> {
+        let text = fs::read_to_string(self.sys_dir.join("module/neuron/version")).ok()?;
+        Some(text.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
     /// Uses a fixed environment instead of the process's: only the variables given by

@@ -1,54 +1,61 @@
-//! The NEFF header check: what a model file that is not a NEFF holds instead.
-//!
-//! A NEFF starts with a 1024-byte little-endian header: packaging version (1 or 2) at
-//! byte 0, header size (1024) at 8, payload size at 16, cores needed at 168.
+//! The NEFF check of a failed load: what a model file that is not a NEFF holds instead,
+//! and what a NEFF needs (cores, target, compiler version), read with [`crate::neff`].
 
-const HEADER: usize = 1024;
+use neuron_neff::{HEADER_SIZE, Header, Neff, NeffError};
 
-fn u64_at(bytes: &[u8], offset: usize) -> Option<u64> {
-    let field = bytes.get(offset..offset + 8)?;
-    Some(u64::from_le_bytes(field.try_into().ok()?))
-}
-
-/// What is wrong with `bytes` as a NEFF, or `None` when its header looks right.
+/// What is wrong with `bytes` as a NEFF container, or `None` when its header and length
+/// are right.
 pub(crate) fn problem(bytes: &[u8]) -> Option<String> {
-    let version = u64_at(bytes, 0);
-    if bytes.len() < HEADER || !matches!(version, Some(1 | 2)) {
-        let what = contents(bytes);
-        return Some(if bytes.len() < HEADER {
+    let err = match Header::split(bytes) {
+        Ok(_) => return None,
+        Err(e) => e,
+    };
+    Some(match err {
+        NeffError::TooShort { len, .. } => format!(
+            "it has {len} bytes, fewer than a NEFF's 1024-byte header, and holds {}",
+            contents(bytes)
+        ),
+        NeffError::UnsupportedVersion { .. } => format!(
+            "it holds {}, and a NEFF starts with a 1024-byte header whose first 8 bytes are packaging version 1 or 2",
+            contents(bytes)
+        ),
+        NeffError::BadHeaderSize { found, .. } => {
+            format!("its header gives a header size of {found} bytes, a NEFF's is 1024")
+        }
+        NeffError::Truncated { data_size, .. } | NeffError::TrailingData { data_size, .. } => {
             format!(
-                "it has {} bytes, fewer than a NEFF's 1024-byte header, and holds {what}",
-                bytes.len()
+                "its header announces {data_size} payload bytes but the file has {} after the header (truncated or damaged)",
+                bytes.len() - HEADER_SIZE
             )
-        } else {
-            format!(
-                "it holds {what}, and a NEFF starts with a 1024-byte header whose first 8 bytes are packaging version 1 or 2"
-            )
-        });
-    }
-    let header_size = u64_at(bytes, 8)?;
-    if header_size != HEADER as u64 {
-        return Some(format!(
-            "its header gives a header size of {header_size} bytes, a NEFF's is 1024"
-        ));
-    }
-    let data_size = u64_at(bytes, 16)?;
-    let payload = (bytes.len() - HEADER) as u64;
-    if data_size != payload {
-        return Some(format!(
-            "its header announces {data_size} payload bytes but the file has {payload} after the header (truncated or damaged)"
-        ));
-    }
-    None
+        }
+        other => other.to_string(),
+    })
 }
 
-/// The cores the model needs (`num_tpb`), when the header is a NEFF's.
+/// The cores the model needs (`num_tpb`), when the container is a NEFF's.
 pub(crate) fn cores_needed(bytes: &[u8]) -> Option<u32> {
-    if problem(bytes).is_some() {
-        return None;
-    }
-    let field = bytes.get(168..172)?;
-    Some(u32::from_le_bytes(field.try_into().ok()?))
+    Header::split(bytes).ok().map(|(h, _)| h.num_tpb)
+}
+
+/// A NEFF compiled for Neuron hardware (a gzip'd tar payload) read for its needs (hash
+/// checked), or why it cannot be read; `None` when the container is bad (see
+/// [`problem`]) or holds something else (nrt-sim's own model files).
+pub(crate) fn read(bytes: &[u8]) -> Option<Result<Neff, NeffError>> {
+    let (_, payload) = Header::split(bytes).ok()?;
+    payload
+        .starts_with(&[0x1f, 0x8b])
+        .then(|| Neff::parse(bytes))
+}
+
+/// What `neff` needs, as one phrase: cores, target, compiler version.
+pub(crate) fn needs(neff: &Neff) -> String {
+    format!(
+        "{} NeuronCore(s), target {}, compiled by {}",
+        neff.cores(),
+        neff.target().unwrap_or("unknown (no kelf-0.json)"),
+        neff.tool_version()
+            .unwrap_or("an unknown compiler (no info.json)")
+    )
 }
 
 /// A short description of what `bytes` hold.

@@ -4,7 +4,8 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use super::hints::{
-    Target, device_lines, env_lines, holder_lines, init_lines, parse_core_list, reason_line,
+    Target, core_line, device_lines, env_lines, holder_lines, init_findings, init_lines,
+    parse_core_list, reason_line,
 };
 use super::{Device, Holder, Probe, neff};
 
@@ -190,14 +191,96 @@ fn init_hint_on_hardware_names_variables_devices_holders_and_the_log_level() {
             "libnrt's own reason: run again with NEURON_RT_LOG_LEVEL=INFO (it logs to stderr)".to_owned(),
         ]
     );
+    // The simulator's reason is the cause: first.
     let sim = Target::Simulator(Some("nrt_init: too many cores".into()));
     assert_eq!(
         init_lines(&tree.probe(), &sim),
         [
+            "nrt-sim's reason: nrt_init: too many cores",
             "NEURON_RT_VISIBLE_CORES and NEURON_RT_NUM_CORES are not set: libnrt takes every free NeuronCore",
             "the library is nrt-sim: simulated NeuronCores (NRT_SIM_VNC_COUNT of them, default 2), no device used",
-            "nrt-sim's reason: nrt_init: too many cores",
         ]
+    );
+}
+
+#[test]
+fn init_cause_is_a_missing_device_a_bad_core_list_or_an_old_driver() {
+    let tree = Tree::new();
+    // No /dev/neuron*: that is the cause.
+    let (cause, _) = init_findings(&tree.probe(), &Target::Hardware);
+    assert!(cause.unwrap().starts_with("no Neuron device: "));
+    // A core list that does not parse comes first.
+    let probe = tree.probe().env_var("NEURON_RT_VISIBLE_CORES", "1,0");
+    let (cause, lines) = init_findings(&probe, &Target::Hardware);
+    assert!(
+        cause
+            .unwrap()
+            .starts_with("NEURON_RT_VISIBLE_CORES=\"1,0\" is not a core list"),
+    );
+    assert!(lines[0].starts_with("no Neuron device: "), "{lines:?}");
+
+    // Driver 2.26 with the devices present: the driver is the cause; 2.27 is fine.
+    tree.device("neuron0");
+    let sys = tree.dir.path().join("sys");
+    std::fs::create_dir_all(sys.join("module/neuron")).unwrap();
+    std::fs::write(sys.join("module/neuron/version"), "2.26.5.0\n").unwrap();
+    let probe = tree.probe().sys_dir(&sys);
+    assert_eq!(probe.driver_version().as_deref(), Some("2.26.5.0"));
+    let (cause, lines) = init_findings(&probe, &Target::Hardware);
+    assert_eq!(
+        cause.as_deref(),
+        Some(
+            "the Neuron driver is 2.26.5.0 (/sys/module/neuron/version): libnrt 2.32 and later need a driver newer than 2.26; update aws-neuronx-dkms (and reload the driver), or use a libnrt older than 2.32"
+        )
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("devices readable and writable"))
+    );
+    std::fs::write(sys.join("module/neuron/version"), "2.27.4.0").unwrap();
+    assert_eq!(init_findings(&probe, &Target::Hardware).0, None);
+    // No driver loaded: no version, no driver line.
+    assert_eq!(tree.probe().sys_dir(tree.dir.path()).driver_version(), None);
+}
+
+#[test]
+fn a_core_past_the_visible_ones_is_explained_by_the_visible_core_offset() {
+    let probe = Probe::system().env_var("NEURON_RT_VISIBLE_CORES", "3,4");
+    assert_eq!(
+        core_line(&probe, Some(3), Some(2)).unwrap(),
+        "core 3 does not exist: 2 NeuronCores are visible (cores 0-1); core indices count from the first visible core: with NEURON_RT_VISIBLE_CORES=\"3,4\" physical core 3 is core 0 of this process (cores 0-1)"
+    );
+    // A core outside the list: no such explanation.
+    assert_eq!(
+        core_line(&probe, Some(7), Some(2)).unwrap(),
+        "core 7 does not exist: 2 NeuronCores are visible (cores 0-1)"
+    );
+    assert_eq!(core_line(&probe, Some(1), Some(2)), None);
+}
+
+#[test]
+fn a_library_that_did_not_load_gets_the_hint_for_how_it_was_chosen() {
+    use nrt_sys::{Attempt, LoadError};
+    let load = |source| LoadError {
+        attempts: vec![Attempt {
+            place: "/x/libnrt.so.1".into(),
+            source,
+            error: "No such file".into(),
+        }],
+    };
+    let env = super::library_not_found_hint(&load("LIBNRT_PATH"));
+    assert!(
+        env.starts_with("LIBNRT_PATH names the library file to load, and only that file is tried"),
+        "{env}"
+    );
+    assert!(!env.contains("LIBNRT_PATH=/path/to/libnrt.so.1"), "{env}");
+    let code = super::library_not_found_hint(&load("explicit path"));
+    assert!(code.contains("RuntimeBuilder::library_path"), "{code}");
+    let default = super::library_not_found_hint(&load("default search"));
+    assert!(
+        default.contains("LIBNRT_PATH=/path/to/libnrt.so.1"),
+        "{default}"
     );
 }
 
@@ -224,13 +307,13 @@ fn env_values_are_named_and_explained() {
             ("NEURON_RT_NUM_CORES", "2")
         ]),
         [
-            "NEURON_RT_VISIBLE_CORES=\"4-5\" asks for cores 4 to 5: they must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it",
+            "NEURON_RT_VISIBLE_CORES=\"4-5\" asks for cores 4 to 5: they must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it; this process numbers them 0 to 1",
             "NEURON_RT_NUM_CORES=\"2\" is ignored: NEURON_RT_VISIBLE_CORES takes precedence",
         ]
     );
     assert_eq!(
         lines(&[("NEURON_RT_VISIBLE_CORES", "3")])[0],
-        "NEURON_RT_VISIBLE_CORES=\"3\" asks for core 3: it must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it"
+        "NEURON_RT_VISIBLE_CORES=\"3\" asks for core 3: it must exist on this instance (indices start at 0) and not be held by another process; name cores that exist, or unset it; this process calls it core 0"
     );
     assert_eq!(
         lines(&[("NEURON_RT_NUM_CORES", "many")]),

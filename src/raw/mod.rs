@@ -11,7 +11,9 @@
 //! This is the only module that calls through the function table. It is organised by
 //! area, like libnrt's headers: [`runtime`] (`nrt_init`, versions, counts), [`tensor`],
 //! [`set`], [`model`], [`exec`] (`nrt_execute*`), [`collectives`] (global communicator,
-//! barrier), [`profile`], and [`xu`] (the async `nrta_*` calls).
+//! barrier), [`profile`], [`trace`] (system trace), [`inspect`] (inspect and continuous
+//! profiling), [`debug`] (debug stream), [`memory`] (dma-buf export), and [`xu`] (the
+//! async `nrta_*` calls).
 //!
 //! Trust: every `Library` is libnrt, loaded from a path (loading trusts the library,
 //! see [`nrt_sys::Library`]) or built with the unsafe `Library::in_process`, whose
@@ -25,12 +27,16 @@ use nrt_sys::{self as sys, Library};
 use crate::{Error, NrtStatus, Result};
 
 pub(crate) mod collectives;
+pub(crate) mod debug;
 pub(crate) mod exec;
+pub(crate) mod inspect;
+pub(crate) mod memory;
 pub(crate) mod model;
 pub(crate) mod profile;
 pub(crate) mod runtime;
 pub(crate) mod set;
 pub(crate) mod tensor;
+pub(crate) mod trace;
 pub(crate) mod xu;
 
 /// The entry `$name` of `$lib`'s table, or an early return of [`Error::Unsupported`]
@@ -74,7 +80,7 @@ pub(crate) fn failed(lib: &Library, function: &'static str, raw: sys::NRT_STATUS
         status: NrtStatus::from_raw(raw),
         message: status_text(lib, raw),
         context: None,
-        hint: None,
+        diagnosis: None,
     }
 }
 

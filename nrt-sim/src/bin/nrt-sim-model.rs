@@ -5,6 +5,9 @@
 //!     --input a:f32:2x3 --input b:f32:2x3 --output out:f32:2x3 --op 'add a b out'
 //! nrt-sim-model -o model.neff --from model.txt     # payload text format
 //! nrt-sim-model --print model.neff                 # check a file and show its payload
+//! nrt-sim-model -o real.neff --format neff2 --name bert --cores 2 --device-time-us 800 \
+//!     --input ids:i64:1x128 --input mask:f16:1x128 --output logits:bf16:1x2
+//!     # the compiler's container (real format, signature only: synthetic outputs)
 //! ```
 
 use std::process::ExitCode;
@@ -14,12 +17,72 @@ const USAGE: &str = "usage:
                 [--input NAME:DTYPE:DIMS]... [--output NAME:DTYPE:DIMS]... [--op 'KIND ARGS']...
   nrt-sim-model -o FILE --from TEXT_FILE
   nrt-sim-model --print FILE
+  nrt-sim-model -o FILE --format neff2|neff1 --name NAME [--cores N] [--target T]
+                [--compiler-version V] [--device-time-us N]
+                [--input NAME:DTYPE:DIMS]... [--output NAME:DTYPE:DIMS]...
 
 DTYPE: u8 i8 u16 i16 u32 i32 u64 i64 f32 bf16 f16
 DIMS:  2x3 (or 2,3); empty for a scalar (NAME:DTYPE:)
 KIND ARGS: identity IN OUT | add A B OUT | mul A B OUT | scale_bias IN SCALE BIAS OUT
            | matmul A B OUT | relu IN OUT
-The text format of --from is described in the nrt-sim README.";
+The text format of --from is described in the nrt-sim README.
+--format neff2 (or neff1) writes a real-format NEFF (the Neuron compiler's container:
+packaging version 2 with MD5, or 1 with SHA-256; a signature, no instructions), which
+nrt_load runs in signature-only mode: synthetic outputs, not results. Default: sim.";
+
+/// A real-format NEFF with the tensors of `specs` (`(is_input, NAME:DTYPE:DIMS)`).
+struct RealFormat {
+    packaging: nrt_sim::neff::Packaging,
+    cores: u32,
+    target: Option<String>,
+    compiler: Option<String>,
+}
+
+fn tensor_spec(kind: &str, spec: &str) -> Result<(String, nrt_sim::DType, Vec<u32>), String> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [name, dtype, dims] = parts[..] else {
+        return Err(format!("--{kind} {spec:?} is not NAME:DTYPE:DIMS"));
+    };
+    let dtype = nrt_sim::DType::from_name(dtype)
+        .ok_or_else(|| format!("--{kind} {spec:?}: unknown dtype {dtype:?}"))?;
+    let dims = dims
+        .split(['x', ','])
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            d.parse::<u32>()
+                .map_err(|_| format!("--{kind} {spec:?}: bad dimension {d:?}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((name.to_owned(), dtype, dims))
+}
+
+fn real_neff(
+    format: &RealFormat,
+    name: &str,
+    time_us: u64,
+    tensors: &[(bool, String)],
+) -> Result<Vec<u8>, String> {
+    let mut w = nrt_sim::neff::NeffWriter::new(name)
+        .packaging(format.packaging)
+        .cores(format.cores);
+    if let Some(t) = &format.target {
+        w = w.target(t.as_str());
+    }
+    if let Some(v) = &format.compiler {
+        w = w.tool_version(v.as_str());
+    }
+    for (is_input, spec) in tensors {
+        let kind = if *is_input { "input" } else { "output" };
+        let (n, dtype, dims) = tensor_spec(kind, spec)?;
+        w = if *is_input {
+            w.input(n, dtype, &dims)
+        } else {
+            w.output(n, dtype, &dims)
+        };
+    }
+    let w = nrt_sim::with_device_time(w, std::time::Duration::from_micros(time_us));
+    w.build().map_err(|e| e.to_string())
+}
 
 fn tensor_line(kind: &str, spec: &str) -> Result<String, String> {
     let parts: Vec<&str> = spec.split(':').collect();
@@ -37,6 +100,12 @@ fn run(args: Vec<String>) -> Result<(), String> {
     let mut name = None;
     let mut time_us = 0u64;
     let mut lines = Vec::new();
+    let mut tensors = Vec::new();
+    let mut has_ops = false;
+    let mut real: Option<RealFormat> = None;
+    let mut cores = 1u32;
+    let mut target = None;
+    let mut compiler = None;
     let mut it = args.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |flag: &str| it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -51,9 +120,47 @@ fn run(args: Vec<String>) -> Result<(), String> {
                     .parse()
                     .map_err(|_| format!("--device-time-us {v:?} is not a whole number"))?;
             }
-            "--input" => lines.push(tensor_line("input", &value(&arg)?)?),
-            "--output" => lines.push(tensor_line("output", &value(&arg)?)?),
-            "--op" => lines.push(format!("op {}", value(&arg)?)),
+            "--input" => {
+                let v = value(&arg)?;
+                lines.push(tensor_line("input", &v)?);
+                tensors.push((true, v));
+            }
+            "--output" => {
+                let v = value(&arg)?;
+                lines.push(tensor_line("output", &v)?);
+                tensors.push((false, v));
+            }
+            "--op" => {
+                lines.push(format!("op {}", value(&arg)?));
+                has_ops = true;
+            }
+            "--format" => {
+                let v = value(&arg)?;
+                real = match v.as_str() {
+                    "sim" => None,
+                    "neff2" | "neff1" => Some(RealFormat {
+                        packaging: if v == "neff2" {
+                            nrt_sim::neff::Packaging::V2
+                        } else {
+                            nrt_sim::neff::Packaging::V1
+                        },
+                        cores: 1,
+                        target: None,
+                        compiler: None,
+                    }),
+                    _ => return Err(format!("--format {v:?} is not sim, neff2 or neff1")),
+                };
+            }
+            "--cores" => {
+                let v = value(&arg)?;
+                cores = v
+                    .parse()
+                    .ok()
+                    .filter(|&c| c >= 1)
+                    .ok_or_else(|| format!("--cores {v:?} is not a count of 1 or more"))?;
+            }
+            "--target" => target = Some(value(&arg)?),
+            "--compiler-version" => compiler = Some(value(&arg)?),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -68,6 +175,23 @@ fn run(args: Vec<String>) -> Result<(), String> {
         return Ok(());
     }
     let out = out.ok_or_else(|| format!("no output file (-o)\n{USAGE}"))?;
+    if let Some(mut format) = real {
+        if has_ops || from.is_some() {
+            return Err(
+                "--format neff2/neff1 writes a signature only: no --op or --from (executions of it write synthetic outputs)".into(),
+            );
+        }
+        format.cores = cores;
+        format.target = target;
+        format.compiler = compiler;
+        let name = name.ok_or("--name is required")?;
+        let file = real_neff(&format, &name, time_us, &tensors)?;
+        std::fs::write(&out, &file).map_err(|e| format!("cannot write {out}: {e}"))?;
+        return Ok(());
+    }
+    if cores != 1 || target.is_some() || compiler.is_some() {
+        return Err("--cores, --target and --compiler-version need --format neff2 or neff1".into());
+    }
     let text = match from {
         Some(path) => {
             if name.is_some() || !lines.is_empty() {

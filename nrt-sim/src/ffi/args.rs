@@ -6,6 +6,7 @@ use crate::log::{self, Level};
 use nrt_sys::*;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 
 /// Runs an entry point: catches panics, logs failures, returns the status.
 pub(crate) fn guard(func: &'static str, body: impl FnOnce() -> Res<()>) -> NRT_STATUS {
@@ -73,10 +74,7 @@ pub(crate) unsafe fn c_bytes<'a>(ptr: *const c_char, what: &str) -> Res<&'a [u8]
 }
 
 pub(crate) fn not_simulated(what: &str) -> Res<()> {
-    fail(
-        NRT_FAILURE,
-        format!("{what} is not simulated by nrt-sim (no multi-device or profiling model)"),
-    )
+    fail(NRT_FAILURE, format!("{what} is not simulated by nrt-sim"))
 }
 
 /// Copies the first `min(size, size_of::<T>())` bytes of `value` to `dst`.
@@ -107,6 +105,83 @@ pub(crate) fn copy_cstr(dst: &mut [c_char], text: &str) {
     for (d, &s) in dst.iter_mut().zip(text.as_bytes().iter().take(room)) {
         *d = s as c_char;
     }
+}
+
+/// Hands C an array of `names` as `malloc`ed copies in a `malloc`ed array (what the
+/// event-type and activity-type lists return: the caller may release them with `free`).
+///
+/// # Safety
+///
+/// Non-null `out` and `count` must be valid for writes.
+pub(crate) unsafe fn put_strings(
+    names: &[&str],
+    out: *mut *mut *const c_char,
+    count: *mut usize,
+) -> Res<()> {
+    if out.is_null() || count.is_null() {
+        return fail(
+            NRT_INVALID,
+            format!("event_types {out:p} / count {count:p} is NULL"),
+        );
+    }
+    // SAFETY: malloc has no preconditions; the size is at least one pointer.
+    let array = unsafe { libc::malloc(std::mem::size_of::<*const c_char>() * names.len().max(1)) }
+        .cast::<*const c_char>();
+    if array.is_null() {
+        return fail(NRT_RESOURCE, "out of host memory for the name list");
+    }
+    for (i, name) in names.iter().enumerate() {
+        // SAFETY: malloc has no preconditions.
+        let s = unsafe { libc::malloc(name.len() + 1) }.cast::<u8>();
+        if s.is_null() {
+            // SAFETY: the first `i` entries are strings malloc'ed above.
+            unsafe { free_strings(array, i) };
+            return fail(NRT_RESOURCE, "out of host memory for the name list");
+        }
+        // SAFETY: `s` holds name.len() + 1 bytes; `array` holds names.len() pointers.
+        unsafe {
+            std::ptr::copy_nonoverlapping(name.as_ptr(), s, name.len());
+            *s.add(name.len()) = 0;
+            *array.add(i) = s.cast();
+        }
+    }
+    // SAFETY: both are non-null and writable (caller).
+    unsafe {
+        *out = array;
+        *count = names.len();
+    }
+    Ok(())
+}
+
+/// Frees what [`put_strings`] made (NULL: nothing).
+///
+/// # Safety
+///
+/// `array` is NULL or came from [`put_strings`] with at least `count` entries, not freed.
+pub(crate) unsafe fn free_strings(array: *mut *const c_char, count: usize) {
+    if array.is_null() {
+        return;
+    }
+    for i in 0..count {
+        // SAFETY: entries below `count` are malloc'ed strings (caller).
+        unsafe { libc::free((*array.add(i)).cast_mut().cast()) };
+    }
+    // SAFETY: the array was malloc'ed (caller).
+    unsafe { libc::free(array.cast()) };
+}
+
+/// A directory argument: non-empty text.
+///
+/// # Safety
+///
+/// A non-null `dir` must be a NUL-terminated string.
+pub(crate) unsafe fn dir_arg(dir: *const c_char) -> Res<PathBuf> {
+    // SAFETY: forwarded from the caller.
+    let bytes = unsafe { c_bytes(dir, "output_dir") }?;
+    if bytes.is_empty() {
+        return fail(NRT_INVALID, "output_dir is empty");
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 #[cfg(test)]

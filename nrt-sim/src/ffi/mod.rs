@@ -19,16 +19,28 @@
 
 mod args;
 mod async_v3;
+mod continuous;
+mod debug_stream;
+mod inspect;
 mod lifecycle;
+mod memory;
 mod models;
+mod sendrecv;
 mod sets;
+mod sys_trace;
 mod tensors;
 mod unsimulated;
 
 pub(crate) use args::guard;
 pub use async_v3::*;
+pub use continuous::*;
+pub use debug_stream::*;
+pub use inspect::*;
 pub use lifecycle::*;
+pub use memory::*;
 pub use models::*;
+pub use sendrecv::*;
 pub use sets::*;
+pub use sys_trace::*;
 pub use tensors::*;
 pub use unsimulated::*;

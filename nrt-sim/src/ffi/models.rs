@@ -9,12 +9,15 @@ use crate::runtime::with_open;
 use nrt_sys::*;
 use std::ffi::{c_int, c_void};
 
-/// Loads a simulator model file onto core `vnc` (-1: the first core with room for it).
+/// Loads a model file onto core `vnc` (-1: the first core with room for it): a
+/// simulator model file, or a real NEFF in signature-only mode (its tensors as its
+/// signature says, synthetic outputs; payload hash checked when
+/// `NEURON_RT_VALIDATE_HASH` is true) on as many consecutive cores as its header asks.
 ///
-/// Errors: `NRT_INVALID` for a bad container or payload (including real compiled NEFFs,
-/// logged as "not an nrt-sim model"), `NRT_UNSUPPORTED_NEFF_VERSION` for a
-/// packaging version other than 1 and 2 (2 is a real NEFF's: `NRT_INVALID`), `NRT_LOAD_NOT_ENOUGH_NC` for a core index past the visible ones,
-/// `NRT_RESOURCE` when the core lacks device memory for the file.
+/// Errors: `NRT_INVALID` for a bad container or payload (a truncated file, a bad hash,
+/// a damaged archive or signature), `NRT_UNSUPPORTED_NEFF_VERSION` for a packaging
+/// version other than 1 and 2, `NRT_LOAD_NOT_ENOUGH_NC` for cores past the visible
+/// ones, `NRT_RESOURCE` when the cores lack device memory for the file.
 ///
 /// # Safety
 ///
@@ -58,14 +61,40 @@ unsafe fn load_file(
     }
     // SAFETY: `neff_bytes` is valid for `size` bytes (caller).
     let bytes = unsafe { std::slice::from_raw_parts(neff_bytes.cast::<u8>(), size) };
-    let program = Program::from_file(bytes).map_err(|(status, message)| Fail {
+    let validate_hash = with_open(|rt| Ok(rt.cfg.validate_hash))?;
+    let program = Program::from_file(bytes, validate_hash).map_err(|(status, message)| Fail {
         status,
         message,
         level: Level::Error,
     })?;
-    let handle = with_open(|rt| rt.load(program, size, vnc, vnc_count, rank))?;
+    let synthetic = program.synthetic.then(|| (program.label(), program.cores));
+    let span = crate::trace::Span::begin("nrt_load");
+    let name = program.name.clone();
+    let loaded = with_open(|rt| {
+        let handle = rt.load(program, size, vnc, vnc_count, rank)?;
+        Ok((handle, rt.model(handle)?.core))
+    });
+    if let Some(span) = span {
+        let (core, status) = match &loaded {
+            Ok((_, core)) => (Some(*core), NRT_SUCCESS),
+            Err(f) => (None, f.status),
+        };
+        span.end(core, &name, status as i32, Some(size as u64));
+    }
+    if loaded.is_ok()
+        && let Some((label, cores)) = synthetic
+    {
+        crate::log::log(
+            Level::Info,
+            "nrt_load",
+            &format!(
+                "model {label} loaded on {cores} core(s){}",
+                if validate_hash { ", hash verified" } else { "" }
+            ),
+        );
+    }
     // SAFETY: `model` is non-null and writable (caller).
-    unsafe { put(model, "model", handle) }
+    unsafe { put(model, "model", loaded?.0) }
 }
 
 /// Loads a simulator model file onto core `vnc` as rank `ctx_device_id` of a
@@ -108,7 +137,7 @@ pub unsafe extern "C" fn nrt_unload(model: *mut nrt_model_t) -> NRT_STATUS {
     guard("nrt_unload", || with_open(|rt| rt.unload(model)))
 }
 
-/// Cores a model uses: always 1.
+/// Cores a model uses: 1 for the simulator's own models, a real NEFF's core count.
 ///
 /// # Safety
 ///
@@ -119,9 +148,9 @@ pub unsafe extern "C" fn nrt_get_model_vnc_count(
     vnc_count: *mut u32,
 ) -> NRT_STATUS {
     guard("nrt_get_model_vnc_count", || {
-        with_open(|rt| rt.model(model))?;
+        let m = with_open(|rt| rt.model(model))?;
         // SAFETY: writable (caller).
-        unsafe { put(vnc_count, "vnc_count", 1) }
+        unsafe { put(vnc_count, "vnc_count", m.program.cores) }
     })
 }
 
@@ -136,9 +165,9 @@ pub unsafe extern "C" fn nrt_get_model_nc_count(
     vnc_count: *mut u32,
 ) -> NRT_STATUS {
     guard("nrt_get_model_nc_count", || {
-        with_open(|rt| rt.model(model))?;
+        let m = with_open(|rt| rt.model(model))?;
         // SAFETY: writable (caller).
-        unsafe { put(vnc_count, "vnc_count", 1) }
+        unsafe { put(vnc_count, "vnc_count", m.program.cores) }
     })
 }
 
@@ -241,8 +270,19 @@ pub unsafe extern "C" fn nrt_execute(
 ) -> NRT_STATUS {
     guard("nrt_execute", || {
         crate::stack::use_exec_stack();
+        let span = crate::trace::Span::begin("nrt_execute");
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
-        bound.run()
+        let result = bound.run();
+        if let Some(span) = span {
+            let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+            span.end(
+                Some(bound.core.index),
+                &bound.model.program.name,
+                status as i32,
+                None,
+            );
+        }
+        result
     })
 }
 
@@ -268,6 +308,17 @@ pub unsafe extern "C" fn nrt_execute_repeat(
                 format!("repeat_count {repeat_count} is less than 1"),
             );
         }
-        bound.run_repeat(repeat_count as u32)
+        let span = crate::trace::Span::begin("nrt_execute");
+        let result = bound.run_repeat(repeat_count as u32);
+        if let Some(span) = span {
+            let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+            span.end(
+                Some(bound.core.index),
+                &bound.model.program.name,
+                status as i32,
+                None,
+            );
+        }
+        result
     })
 }

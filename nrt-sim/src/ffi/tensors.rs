@@ -2,7 +2,7 @@
 
 use super::args::{c_text, guard, put};
 use crate::error::{Res, fail};
-use crate::runtime::{self, with_open};
+use crate::runtime::{self, SyncTensor, with_open};
 use nrt_sys::*;
 use std::ffi::{c_char, c_int, c_void};
 
@@ -136,14 +136,50 @@ pub unsafe extern "C" fn nrt_tensor_read(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_read", || {
+        let span = crate::trace::Span::begin("nrt_tensor_read");
         let t = with_open(|rt| rt.sync_tensor(tensor))?;
-        t.tensor.check_range("read", offset as u64, size as u64)?;
-        if buf.is_null() && size > 0 {
-            return fail(NRT_INVALID, "buf is NULL");
+        // SAFETY: forwarded from the caller.
+        let result = unsafe { read_checked(&t, buf, offset, size) };
+        if let (Ok(()), Some(core)) = (&result, t.core_index())
+            && crate::debug::connected(core)
+        {
+            // SAFETY: `buf` now holds the `size` bytes just read (caller: writable, so
+            // readable by us for the call).
+            let data = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), size) };
+            let payload = crate::debug::tensor_read_payload(core, &t.tensor.name, data);
+            crate::debug::emit(
+                core,
+                crate::debug::DebugEvent {
+                    ty: NDEBUG_STREAM_EVENT_TYPE_DEBUG_TENSOR_READ,
+                    payload,
+                },
+            );
         }
-        // SAFETY: `buf` holds `size` writable bytes (caller); the range is checked.
-        unsafe { t.read(buf.cast(), offset, size) }
+        if let Some(span) = span {
+            let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+            span.end(
+                t.core_index(),
+                &t.tensor.name,
+                status as i32,
+                Some(size as u64),
+            );
+        }
+        result
     })
+}
+
+/// The checks and copy of `nrt_tensor_read` on a resolved tensor.
+///
+/// # Safety
+///
+/// As `nrt_tensor_read`'s `buf`.
+unsafe fn read_checked(t: &SyncTensor, buf: *mut c_void, offset: usize, size: usize) -> Res<()> {
+    t.tensor.check_range("read", offset as u64, size as u64)?;
+    if buf.is_null() && size > 0 {
+        return fail(NRT_INVALID, "buf is NULL");
+    }
+    // SAFETY: `buf` holds `size` writable bytes (caller); the range is checked.
+    unsafe { t.read(buf.cast(), offset, size) }
 }
 
 /// Copies `size` bytes from `buf` to `offset` of the tensor.
@@ -159,14 +195,35 @@ pub unsafe extern "C" fn nrt_tensor_write(
     size: usize,
 ) -> NRT_STATUS {
     guard("nrt_tensor_write", || {
+        let span = crate::trace::Span::begin("nrt_tensor_write");
         let t = with_open(|rt| rt.sync_tensor(tensor))?;
-        t.tensor.check_range("write", offset as u64, size as u64)?;
-        if buf.is_null() && size > 0 {
-            return fail(NRT_INVALID, "buf is NULL");
+        // SAFETY: forwarded from the caller.
+        let result = unsafe { write_checked(&t, buf, offset, size) };
+        if let Some(span) = span {
+            let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+            span.end(
+                t.core_index(),
+                &t.tensor.name,
+                status as i32,
+                Some(size as u64),
+            );
         }
-        // SAFETY: `buf` holds `size` readable bytes (caller); the range is checked.
-        unsafe { t.write(buf.cast(), offset, size) }
+        result
     })
+}
+
+/// The checks and copy of `nrt_tensor_write` on a resolved tensor.
+///
+/// # Safety
+///
+/// As `nrt_tensor_write`'s `buf`.
+unsafe fn write_checked(t: &SyncTensor, buf: *const c_void, offset: usize, size: usize) -> Res<()> {
+    t.tensor.check_range("write", offset as u64, size as u64)?;
+    if buf.is_null() && size > 0 {
+        return fail(NRT_INVALID, "buf is NULL");
+    }
+    // SAFETY: `buf` holds `size` readable bytes (caller); the range is checked.
+    unsafe { t.write(buf.cast(), offset, size) }
 }
 
 /// Copies `size` bytes between two tensors (device to device only within one core).

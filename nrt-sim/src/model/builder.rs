@@ -139,13 +139,19 @@ pub fn build_model_from_text(text: &str) -> Result<Vec<u8>, BuildError> {
     ))
 }
 
-/// Checks a whole model file (container and payload) as `nrt_load` would, and returns its
-/// payload text in canonical form (what the `nrt-sim-model --print` command shows).
+/// Checks a whole model file (container and payload) as `nrt_load` would (with
+/// `NEURON_RT_VALIDATE_HASH=true`), and returns its payload text in canonical form (what
+/// the `nrt-sim-model --print` command shows). For a real NEFF (loaded in
+/// signature-only mode) the text is comment lines (`# ...`) naming its cores and tensors.
 ///
 /// # Errors
 ///
 /// [`BuildError`] with the reason `nrt_load` would log.
 pub fn describe_model(bytes: &[u8]) -> Result<String, BuildError> {
-    let program = Program::from_file(bytes).map_err(|(_, m)| BuildError::new(m))?;
-    Ok(program.to_payload())
+    let program = Program::from_file(bytes, true).map_err(|(_, m)| BuildError::new(m))?;
+    Ok(if program.synthetic {
+        super::real::describe(&program)
+    } else {
+        program.to_payload()
+    })
 }

@@ -22,6 +22,10 @@ pub(crate) struct Program {
     op_specs: Vec<TensorSpec>,
     /// The world size the collective ops name (`all_gather`, `reduce_scatter`), if any.
     world: Option<u32>,
+    /// NeuronCores the model needs (1 for the simulator's own models).
+    pub(crate) cores: u32,
+    /// A real NEFF loaded for its signature: no ops, executions write synthetic outputs.
+    pub(crate) synthetic: bool,
 }
 
 pub(super) fn check_name(what: &str, name: &str) -> Result<(), String> {
@@ -241,7 +245,44 @@ impl Program {
             ops,
             op_specs,
             world: world.map(|(_, w)| w),
+            cores: 1,
+            synthetic: false,
         })
+    }
+
+    /// A real NEFF's signature (signature-only mode): no ops; executions write
+    /// synthetic outputs (`model::real`).
+    pub(super) fn signature_only(
+        name: String,
+        device_time: Duration,
+        inputs: Vec<TensorSpec>,
+        outputs: Vec<TensorSpec>,
+        cores: u32,
+    ) -> Program {
+        Program {
+            name,
+            device_time,
+            inputs,
+            outputs,
+            ops: Vec::new(),
+            op_specs: Vec::new(),
+            world: None,
+            cores,
+            synthetic: true,
+        }
+    }
+
+    /// The model as log lines name it: `'name'`, and for a real NEFF loaded for its
+    /// signature, that its outputs are synthetic.
+    pub(crate) fn label(&self) -> String {
+        if self.synthetic {
+            format!(
+                "'{}' (real NEFF, signature-only mode: outputs are synthetic, not results)",
+                self.name
+            )
+        } else {
+            format!("'{}'", self.name)
+        }
     }
 
     /// The world size the model's `all_gather` / `reduce_scatter` ops name, if any: it
@@ -292,15 +333,18 @@ impl Program {
         text
     }
 
-    /// Parses a whole model file (container and payload).
-    pub(crate) fn from_file(bytes: &[u8]) -> Result<Program, (NRT_STATUS, String)> {
-        let payload = container::unwrap(bytes)?;
+    /// Parses a whole model file (container and payload): the simulator's own model
+    /// file, or a real NEFF (gzip'd tar payload) for its signature, whose hash is checked
+    /// when `validate_hash` (`NEURON_RT_VALIDATE_HASH`); own files' always is.
+    pub(crate) fn from_file(
+        bytes: &[u8],
+        validate_hash: bool,
+    ) -> Result<Program, (NRT_STATUS, String)> {
+        let (header, payload) = container::split(bytes)?;
         if payload.starts_with(&[0x1f, 0x8b]) {
-            return Err((
-                NRT_INVALID,
-                "not an nrt-sim model: the payload is gzip data, as in a NEFF compiled for real Neuron hardware; the simulator only runs models written by nrt_sim::ModelBuilder or nrt-sim-model".into(),
-            ));
+            return super::real::load(bytes, validate_hash);
         }
+        let payload = container::unwrap_own(&header, payload)?;
         Self::parse(payload).map_err(|e| (NRT_INVALID, e))
     }
 

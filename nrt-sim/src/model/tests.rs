@@ -15,7 +15,7 @@ fn f32_values(b: &[u8]) -> Vec<f32> {
 }
 
 fn program(builder: &ModelBuilder) -> Program {
-    Program::from_file(&builder.build().unwrap()).unwrap()
+    Program::from_file(&builder.build().unwrap(), true).unwrap()
 }
 
 #[test]
@@ -254,24 +254,44 @@ fn payload_parse_errors_name_the_line() {
     ];
     for (payload, needle) in bad {
         let file = container::wrap("x", payload.as_bytes());
-        let (status, msg) = Program::from_file(&file).unwrap_err();
+        let (status, msg) = Program::from_file(&file, true).unwrap_err();
         assert_eq!(status, NRT_INVALID);
         assert!(msg.contains(needle), "{msg} lacks {needle:?}");
     }
 }
 
 #[test]
-fn gzip_payload_is_reported_as_a_real_neff() {
+fn gzip_payload_is_read_as_a_real_neff() {
+    // A damaged gzip'd tar: the real-NEFF reader's error, as NRT_INVALID.
     let file = container::wrap("real", &[0x1f, 0x8b, 8, 0, 0, 0]);
-    let (status, msg) = Program::from_file(&file).unwrap_err();
+    let (status, msg) = Program::from_file(&file, false).unwrap_err();
     assert_eq!(status, NRT_INVALID);
-    assert!(msg.starts_with("not an nrt-sim model"), "{msg}");
+    assert!(msg.starts_with("real NEFF: "), "{msg}");
+    // A real one: its signature, no ops, synthetic outputs, its core count.
+    let neff = crate::neff::NeffWriter::new("r.neff")
+        .input("x", DType::BF16, &[2, 2])
+        .output("y", DType::I64, &[3])
+        .cores(2)
+        .build()
+        .unwrap();
+    let p = Program::from_file(&neff, true).unwrap();
+    assert!(p.synthetic);
+    assert_eq!((p.name.as_str(), p.cores), ("r.neff", 2));
+    assert_eq!(p.inputs[0].byte_size(), 8);
+    assert_eq!(
+        (p.outputs[0].dtype, p.outputs[0].byte_size()),
+        (DType::I64, 24)
+    );
+    assert!(p.label().contains("outputs are synthetic"), "{}", p.label());
+    let text = describe_model(&neff).unwrap();
+    assert!(text.lines().all(|l| l.starts_with("# ")), "{text}");
+    assert!(text.contains("# output y i64 [3]"), "{text}");
 }
 
 #[test]
 fn hand_written_payload_with_comments_parses() {
     let text = "# comment\n\nnrt-sim-model 1\nname my model\ninput x i32 []\noutput y i32 []\nop scale_bias x 3 1 y\n";
-    let p = Program::from_file(&container::wrap("x", text.as_bytes())).unwrap();
+    let p = Program::from_file(&container::wrap("x", text.as_bytes()), true).unwrap();
     assert_eq!(p.name, "my model");
     let y = p.run(&[5i32.to_le_bytes().to_vec()]);
     assert_eq!(y[0], 16i32.to_le_bytes().to_vec());

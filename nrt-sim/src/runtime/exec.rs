@@ -64,8 +64,10 @@ impl Bound {
             fail(
                 NRT_TIMEOUT,
                 format!(
-                    "model '{}' on core {} needs {device_time:?} of device time, more than the {:?} timeout (NEURON_RT_EXEC_TIMEOUT)",
-                    p.name, core.index, core.exec_timeout
+                    "model {} on core {} needs {device_time:?} of device time, more than the {:?} timeout (NEURON_RT_EXEC_TIMEOUT)",
+                    p.label(),
+                    core.index,
+                    core.exec_timeout
                 ),
             )
         } else {
@@ -79,6 +81,9 @@ impl Bound {
             (device_end - start).as_nanos().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
         );
+        let status = result.as_ref().map_or_else(|f| f.status, |_| NRT_SUCCESS);
+        crate::trace::device_span(core.index, &p.name, start, device_end, status as i32);
+        crate::profile::execution(core.index, &p.name, start, device_end, status as i32);
         core.executions.fetch_add(1, Ordering::Relaxed);
         if result.is_err() {
             core.failed_executions.fetch_add(1, Ordering::Relaxed);
@@ -95,7 +100,16 @@ impl Bound {
         let fault = faults::on_exec(self.core.index);
         if let Some((_, false)) = fault {
             // The failed execution leaves the outputs untouched.
+        } else if p.synthetic {
+            // A real NEFF: synthetic bytes (documented), not results.
+            let n = self.model.executions.fetch_add(1, Ordering::Relaxed);
+            for (i, t) in self.outputs.iter().enumerate() {
+                let bytes = crate::model::synthetic_output(&p.name, i, n, t.size);
+                // SAFETY: `bytes` is exactly the output's size.
+                unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
+            }
         } else {
+            self.model.executions.fetch_add(1, Ordering::Relaxed);
             let inputs = self
                 .inputs
                 .iter()
@@ -116,16 +130,17 @@ impl Bound {
             for (t, bytes) in self.outputs.iter().zip(outputs) {
                 // SAFETY: `bytes` is exactly the output's size (checked at bind time).
                 unsafe { t.write_from(bytes.as_ptr(), 0, bytes.len())? };
+                crate::completion::completed(t.id);
             }
         }
         match fault {
             Some((status, written)) => fail(
                 status,
                 format!(
-                    "injected execution fault {status} ({}) on core {} (model '{}'; outputs {})",
+                    "injected execution fault {status} ({}) on core {} (model {}; outputs {})",
                     crate::status::name(status).unwrap_or("unknown status"),
                     self.core.index,
-                    p.name,
+                    p.label(),
                     if written { "written" } else { "not written" }
                 ),
             ),

@@ -39,6 +39,9 @@ pub(crate) struct Group {
     /// The global communicator (`nrt_build_global_comm`, `nrt_barrier`), not a model's
     /// group: only the wording of its errors differs.
     global: bool,
+    /// The ranks run a real NEFF in signature-only mode: messages say the outputs are
+    /// synthetic.
+    synthetic: bool,
     state: Mutex<Meet>,
     arrived: Condvar,
     /// Rank 0's address (`NEURON_RT_ROOT_COMM_ID`) and each rank's link to the group,
@@ -79,6 +82,7 @@ impl Group {
         Group {
             net,
             global: false,
+            synthetic: false,
             name,
             world,
             state: Mutex::new(Meet {
@@ -98,10 +102,21 @@ impl Group {
         }
     }
 
+    /// The group of a real NEFF's ranks (signature-only mode), when `yes`.
+    pub(crate) fn synthetic(mut self, yes: bool) -> Group {
+        self.synthetic = yes;
+        self
+    }
+
     /// What the group is, for messages.
     fn what(&self) -> String {
         if self.global {
             "the global communicator".to_string()
+        } else if self.synthetic {
+            format!(
+                "model '{}' (real NEFF, signature-only mode: outputs are synthetic, not results)",
+                self.name
+            )
         } else {
             format!("model '{}'", self.name)
         }

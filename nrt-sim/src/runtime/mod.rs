@@ -32,4 +32,4 @@ pub(crate) use state::{
     arm_faults, close, current_version, init, reported_cores, require_async_events,
     require_async_v3, summary, total_cores, visible_cores, with_open,
 };
-pub(crate) use transfers::Batch;
+pub(crate) use transfers::{Batch, SyncTensor};

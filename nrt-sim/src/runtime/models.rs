@@ -105,17 +105,41 @@ impl Runtime {
                 format!("vnc_count {vnc_count} is not supported (deprecated: pass -1)"),
             );
         }
-        let bytes = file_size as u64;
+        let label = program.label();
+        // A real NEFF may need several cores: `n` consecutive visible cores from the
+        // first, each charged its share of the file's bytes.
+        let n = program.cores.max(1) as usize;
+        let visible = self.cores.len();
+        let bytes = (file_size as u64).div_ceil(n as u64);
         let fits = |c: &Core| c.bytes.load(Ordering::Relaxed).saturating_add(bytes) <= c.capacity;
-        let core = match vnc {
-            -1 => match self.cores.iter().find(|c| fits(c)) {
-                Some(c) => c.clone(),
+        let span = |first: usize| -> String {
+            match n {
+                1 => format!("core {first}"),
+                _ => format!("cores {first}-{}", first + n - 1),
+            }
+        };
+        if n > visible {
+            return fail(
+                NRT_LOAD_NOT_ENOUGH_NC,
+                format!(
+                    "model {label} needs {n} NeuronCores, but only {visible} core(s) are visible"
+                ),
+            );
+        }
+        let first = match vnc {
+            -1 => match (0..=visible - n).find(|&f| self.cores[f..f + n].iter().all(|c| fits(c))) {
+                Some(f) => f,
+                None if n == 1 => {
+                    return fail(
+                        NRT_RESOURCE,
+                        format!("no visible core has {bytes} free device bytes for model {label}"),
+                    );
+                }
                 None => {
                     return fail(
                         NRT_RESOURCE,
                         format!(
-                            "no visible core has {bytes} free device bytes for model '{}'",
-                            program.name
+                            "no {n} consecutive visible cores have {bytes} free device bytes each for model {label}"
                         ),
                     );
                 }
@@ -126,48 +150,51 @@ impl Runtime {
                     format!("vnc {v} is neither -1 nor a core index"),
                 );
             }
-            v if v as usize >= self.cores.len() => {
+            v if v as usize + n > visible => {
                 return fail(
                     NRT_LOAD_NOT_ENOUGH_NC,
                     format!(
-                        "model '{}' asked for core {v}, but only {} core(s) are visible",
-                        program.name,
-                        self.cores.len()
+                        "model {label} asked for {}, but only {visible} core(s) are visible",
+                        span(v as usize)
                     ),
                 );
             }
             v => {
-                let c = self.cores[v as usize].clone();
-                if !fits(&c) {
+                let v = v as usize;
+                if let Some(c) = self.cores[v..v + n].iter().find(|c| !fits(c)) {
                     return fail(
                         NRT_RESOURCE,
                         format!(
-                            "core {v} has {} of {} device bytes free; model '{}' needs {bytes}",
+                            "core {} has {} of {} device bytes free; model {label} needs {bytes}{}",
+                            c.index,
                             c.capacity - c.bytes.load(Ordering::Relaxed),
                             c.capacity,
-                            program.name
+                            if n > 1 { " on each of its cores" } else { "" }
                         ),
                     );
                 }
-                c
+                v
             }
         };
+        let core = self.cores[first].clone();
         if let Some(status) = faults::on_load(core.index) {
             return fail(
                 status,
                 format!(
-                    "injected load fault for model '{}' on core {}",
-                    program.name, core.index
+                    "injected load fault for model {label} on core {}",
+                    core.index
                 ),
             );
         }
         let id = new_id()?;
         let rank = match rank {
-            Some((rank, world)) => Some(self.join_group(&program.name, rank, world, core.index)?),
+            Some((rank, world)) => Some(self.join_group(&program, rank, world, core.index)?),
             None => None,
         };
-        core.bytes.fetch_add(bytes, Ordering::Relaxed);
-        core.models.fetch_add(1, Ordering::Relaxed);
+        for c in &self.cores[first..first + n] {
+            c.bytes.fetch_add(bytes, Ordering::Relaxed);
+            c.models.fetch_add(1, Ordering::Relaxed);
+        }
         self.models.insert(
             id,
             Arc::new(Model {
@@ -176,6 +203,7 @@ impl Runtime {
                 program: Arc::new(program),
                 bytes,
                 rank,
+                executions: Default::default(),
             }),
         );
         Ok(to_handle(HandleKind::Model, id))
@@ -183,13 +211,13 @@ impl Runtime {
 
     /// The checks of a rank and world against the program and the environment.
     fn check_rank(&self, program: &Program, rank: Option<(u32, u32)>) -> Res<()> {
-        let name = &program.name;
+        let label = program.label();
         let Some((rank, world)) = rank else {
             return match program.world() {
                 Some(w) if w > 1 => fail(
                     NRT_INVALID,
                     format!(
-                        "model '{name}' has collectives over {w} ranks; load it with nrt_load_collectives as one rank of a world of {w}"
+                        "model {label} has collectives over {w} ranks; load it with nrt_load_collectives as one rank of a world of {w}"
                     ),
                 ),
                 _ => Ok(()),
@@ -209,7 +237,7 @@ impl Runtime {
             return fail(
                 NRT_INVALID,
                 format!(
-                    "model '{name}' is compiled for a world of {w} ranks, but loaded as rank {rank} of {world}"
+                    "model {label} is compiled for a world of {w} ranks, but loaded as rank {rank} of {world}"
                 ),
             );
         }
@@ -223,7 +251,7 @@ impl Runtime {
                 return fail(
                     NRT_INVALID,
                     format!(
-                        "model '{name}' as rank {rank} of a world of {world}: only {} core(s) are visible, so other ranks run in other processes, which needs NEURON_RT_ROOT_COMM_ID=<rank 0 host:port>; it is not set",
+                        "model {label} as rank {rank} of a world of {world}: only {} core(s) are visible, so other ranks run in other processes, which needs NEURON_RT_ROOT_COMM_ID=<rank 0 host:port>; it is not set",
                         self.cfg.visible_cores
                     ),
                 );
@@ -232,7 +260,8 @@ impl Runtime {
         Ok(())
     }
 
-    fn join_group(&mut self, name: &str, rank: u32, world: u32, core: u32) -> Res<Rank> {
+    fn join_group(&mut self, program: &Program, rank: u32, world: u32, core: u32) -> Res<Rank> {
+        let name = program.name.as_str();
         let group = self
             .groups
             .entry((name.to_string(), world))
@@ -241,7 +270,7 @@ impl Runtime {
                 let root = root
                     .filter(|_| world > 1)
                     .and_then(|r| net::root_addr(r).ok());
-                Arc::new(Group::new(name.to_string(), world, root))
+                Arc::new(Group::new(name.to_string(), world, root).synthetic(program.synthetic))
             })
             .clone();
         group.join(rank, core)?;
@@ -265,9 +294,11 @@ impl Runtime {
         {
             self.groups.remove(&(r.group.name.clone(), r.group.world));
         }
-        let core = &self.cores[m.core as usize];
-        core.bytes.fetch_sub(m.bytes, Ordering::Relaxed);
-        core.models.fetch_sub(1, Ordering::Relaxed);
+        let first = m.core as usize;
+        for core in &self.cores[first..first + m.program.cores.max(1) as usize] {
+            core.bytes.fetch_sub(m.bytes, Ordering::Relaxed);
+            core.models.fetch_sub(1, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -291,8 +322,9 @@ impl Runtime {
                         return fail(
                             NRT_INVALID,
                             format!(
-                                "model '{}' {role} '{}' is missing from the {role} set",
-                                p.name, spec.name
+                                "model {} {role} '{}' is missing from the {role} set",
+                                p.label(),
+                                spec.name
                             ),
                         );
                     };
@@ -308,10 +340,10 @@ impl Runtime {
                         return fail(
                             NRT_INVALID,
                             format!(
-                                "{what} ({}) is {} bytes; model '{}' expects {} bytes ({} {:?})",
+                                "{what} ({}) is {} bytes; model {} expects {} bytes ({} {:?})",
                                 t.label(),
                                 t.size,
-                                p.name,
+                                p.label(),
                                 spec.byte_size(),
                                 spec.dtype,
                                 spec.shape
@@ -324,9 +356,9 @@ impl Runtime {
                         return fail(
                             NRT_INVALID,
                             format!(
-                                "{what} ({}) is on core {c}, but model '{}' is loaded on core {}",
+                                "{what} ({}) is on core {c}, but model {} is loaded on core {}",
                                 t.label(),
-                                p.name,
+                                p.label(),
                                 model.core
                             ),
                         );

@@ -182,12 +182,16 @@ pub(crate) fn copy_between(
 /// A loaded model.
 pub(crate) struct Model {
     pub(crate) id: u64,
+    /// The (first) core it is loaded on; a real NEFF needing `n` cores uses the `n`
+    /// cores from here.
     pub(crate) core: u32,
     pub(crate) program: Arc<Program>,
-    /// Device bytes the model occupies (its file size).
+    /// Device bytes the model occupies on each of its cores (its file size / cores).
     pub(super) bytes: u64,
     /// The group and rank of a model loaded with `nrt_load_collectives`.
     pub(crate) rank: Option<Rank>,
+    /// Executions that wrote outputs (numbers a real NEFF's synthetic outputs).
+    pub(crate) executions: AtomicU64,
 }
 
 /// A model's place in its collective group.

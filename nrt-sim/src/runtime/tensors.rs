@@ -293,11 +293,36 @@ impl Runtime {
     }
 
     /// The fake device address of a device tensor.
+    /// A copy of the device memory at `[va, va + size)`, where `va` is inside one device
+    /// tensor's allocation as `nrt_tensor_get_device_allocation_info` reports it.
+    pub(crate) fn device_bytes(&self, va: u64, size: u64) -> Res<Vec<u8>> {
+        for t in self.tensors.values() {
+            let Ok(info) = self.device_allocation_info_of(t) else {
+                continue;
+            };
+            let base = info.physical_address;
+            if va >= base && va - base < t.size as u64 {
+                let offset = va - base;
+                t.check_range("export", offset, size)?;
+                let all = t.to_vec()?;
+                return Ok(all[offset as usize..(offset + size) as usize].to_vec());
+            }
+        }
+        fail(
+            NRT_INVALID,
+            format!("address {va:#x} is not in a device tensor's allocation"),
+        )
+    }
+
     pub(crate) fn device_allocation_info(
         &self,
         handle: *const nrt_tensor_t,
     ) -> Res<nrt_tensor_device_allocation_info_t> {
         let t = self.tensor(handle, "tensor")?;
+        self.device_allocation_info_of(&t)
+    }
+
+    fn device_allocation_info_of(&self, t: &Tensor) -> Res<nrt_tensor_device_allocation_info_t> {
         let Place::Device(core) = t.place else {
             return fail(
                 NRT_INVALID,

@@ -17,6 +17,11 @@ pub(crate) struct SyncTensor {
 }
 
 impl SyncTensor {
+    /// The tensor's core; `None` for host memory.
+    pub(crate) fn core_index(&self) -> Option<u32> {
+        self.core.as_ref().map(|c| c.index)
+    }
+
     /// Copies `size` bytes at `offset` into `dst`, then waits out the transfer time.
     ///
     /// # Safety

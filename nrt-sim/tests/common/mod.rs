@@ -302,6 +302,7 @@ pub fn child_command(name: &str, env: &[(&str, &str)]) -> std::process::Command 
         "NRT_SIM_DMA_GBPS",
         "NRT_SIM_CC_GBPS",
         "NEURON_RT_ROOT_COMM_ID",
+        "NEURON_RT_VALIDATE_HASH",
     ] {
         cmd.env_remove(var);
     }

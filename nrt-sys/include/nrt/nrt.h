@@ -123,12 +123,7 @@ typedef struct nrt_instance_info {
     char device_revision[8];
 } nrt_instance_info_t;
 
-/* Extensible: callers pass the size they know, the library the size it wrote. */
-typedef struct nrt_model_info {
-    uint32_t vnc;
-} nrt_model_info_t;
-
-/* Extensible in the same way as nrt_model_info_t. */
+/* Extensible: callers pass the size they know, the library reports the size it wrote. */
 typedef struct nrt_vnc_memory_stats {
     size_t bytes_used;
     size_t bytes_limit;
@@ -176,8 +171,6 @@ NRT_STATUS nrt_load_collectives(const void *neff_bytes, size_t size, int32_t vnc
 NRT_STATUS nrt_unload(nrt_model_t *model);
 NRT_STATUS nrt_get_model_nc_count(const nrt_model_t *model, uint32_t *vnc_count);
 NRT_STATUS nrt_get_model_vnc_count(const nrt_model_t *model, uint32_t *vnc_count);
-NRT_STATUS nrt_get_model_info(const nrt_model_t *model, nrt_model_info_t *info, size_t info_size_in,
-                              size_t *info_size_out);
 
 /* ---- core counts (callable before nrt_init) ---- */
 NRT_STATUS nrt_get_total_nc_count(uint32_t *vnc_count);
@@ -227,12 +220,30 @@ NRT_STATUS nrt_get_vnc_memory_stats(uint32_t vnc, nrt_vnc_memory_stats_t *stats,
 /* ---- collectives ---- */
 NRT_STATUS nrt_build_global_comm(int32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
 NRT_STATUS nrt_cc_global_comm_init(uint32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
-NRT_STATUS nrt_barrier(int32_t vnc, uint32_t g_device_id, uint32_t g_device_count);
-/* Every member contributes rank_input_size bytes from input; output (g_device_count *
-   rank_input_size bytes) receives member i's bytes at offset i * rank_input_size. Sets the
-   global communicator up first, as nrt_build_global_comm does. */
-NRT_STATUS nrt_all_gather(int32_t vnc, uint32_t g_device_id, uint32_t g_device_count,
-                          uint32_t rank_input_size, void *input, void *output);
+
+/* ---- device memory export and topology ----
+   Sources (nrt-abi.md sections 7 and 8): the vendor's nrt.h on GitHub and its API
+   reference page; nrt_get_attached_efa_bdf also the debug-info notes of libnrt 2.31. */
+/* Host-visible mapping of one HBM of a device: *addr and *size describe it. */
+NRT_STATUS nrt_get_hbm_mmap_va(int device_id, int hbm_idx, void **addr, size_t *size);
+/* A dma-buf file descriptor over [va, va + size) of device memory; the caller closes it. */
+NRT_STATUS nrt_get_dmabuf_fd(uint64_t va, uint64_t size, int *fd);
+/* PCI address (bus:device.function text) of the EFA adapter attached to the device that
+   holds the memory at va. *len: room in efa_bdf (with the NUL) on entry, text length
+   (without it) on return; NRT_RESOURCE when the room is too small. */
+NRT_STATUS nrt_get_attached_efa_bdf(const void *va, char *efa_bdf, size_t *len);
+/* The host's id for Neuron device neuron_dev. */
+NRT_STATUS nrt_host_device_id_get(int neuron_dev, uint32_t *host_device_id);
+/* Routing ids indexed by host device id; *count: room on entry, entries written on return. */
+NRT_STATUS nrt_host_device_id_rid_map_get(uint32_t *count, uint32_t *host_did_to_rid_map);
+
+/* ---- output completion ---- */
+/* Waits up to timeout (microseconds; negative: no limit) until the output tensor was
+   written expected_completion_count times; NRT_TIMEOUT otherwise. */
+NRT_STATUS nrt_tensor_check_output_completion(const nrt_tensor_t *output_tensor, int64_t timeout,
+                                              uint64_t expected_completion_count);
+/* Clears the output tensor's completion count. */
+NRT_STATUS nrt_tensor_reset_output_completion(nrt_tensor_t *output_tensor);
 
 #ifdef __cplusplus
 }

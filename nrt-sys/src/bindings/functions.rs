@@ -16,6 +16,50 @@ unsafe extern "C" {
         output: *mut ::std::os::raw::c_void,
     ) -> NRT_STATUS;
     pub fn nrt_allocate_tensor_set(result: *mut *mut nrt_tensor_set_t) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_accept(
+        peer_ip: *const ::std::os::raw::c_char,
+        peer_lnc: ::std::os::raw::c_int,
+        lnc: ::std::os::raw::c_int,
+        recv_comm: *mut *mut nrt_async_sendrecv_comm_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_close(lnc: ::std::os::raw::c_int) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_connect(
+        peer_ip: *const ::std::os::raw::c_char,
+        peer_lnc: ::std::os::raw::c_int,
+        lnc: ::std::os::raw::c_int,
+        send_comm: *mut *mut nrt_async_sendrecv_comm_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_flush(lnc: ::std::os::raw::c_int) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_get_max_num_communicators_per_lnc(
+        num: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_get_max_num_pending_request(
+        num: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_init(lnc: ::std::os::raw::c_int) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_recv_tensor(
+        tensor: *mut nrt_tensor_t,
+        offset: usize,
+        length: usize,
+        recv_comm: *mut nrt_async_sendrecv_comm_t,
+        request: *mut *mut nrt_async_sendrecv_request_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_send_tensor(
+        tensor: *mut nrt_tensor_t,
+        offset: usize,
+        length: usize,
+        send_comm: *mut nrt_async_sendrecv_comm_t,
+        request: *mut *mut nrt_async_sendrecv_request_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_test_comm(
+        comm: *mut nrt_async_sendrecv_comm_t,
+        done: *mut bool,
+    ) -> NRT_STATUS;
+    pub fn nrt_async_sendrecv_test_request(
+        request: *mut nrt_async_sendrecv_request_t,
+        done: *mut bool,
+        size: *mut usize,
+    ) -> NRT_STATUS;
     pub fn nrt_barrier(vnc: i32, g_device_id: u32, g_device_count: u32) -> NRT_STATUS;
     pub fn nrt_build_global_comm(
         vnc: i32,
@@ -28,6 +72,16 @@ unsafe extern "C" {
         g_device_count: u32,
     ) -> NRT_STATUS;
     pub fn nrt_close();
+    pub fn nrt_debug_client_connect(
+        logical_nc_idx: ::std::os::raw::c_int,
+        stream_fd: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    pub fn nrt_debug_client_connect_close(stream_fd: ::std::os::raw::c_int);
+    pub fn nrt_debug_client_read_one_event(
+        stream_fd: ::std::os::raw::c_int,
+        header: *mut ndebug_stream_event_header_t,
+        payload: *mut *mut ::std::os::raw::c_void,
+    ) -> NRT_STATUS;
     pub fn nrt_destroy_tensor_set(tensor_set: *mut *mut nrt_tensor_set_t);
     pub fn nrt_execute(
         model: *mut nrt_model_t,
@@ -43,10 +97,31 @@ unsafe extern "C" {
     pub fn nrt_free_model_tensor_info(
         tensor_info: *mut nrt_tensor_info_array_t,
     ) -> NRT_STATUS;
+    pub fn nrt_get_attached_efa_bdf(
+        va: *const ::std::os::raw::c_void,
+        efa_bdf: *mut ::std::os::raw::c_char,
+        len: *mut usize,
+    ) -> NRT_STATUS;
+    pub fn nrt_get_dmabuf_fd(
+        va: u64,
+        size: u64,
+        fd: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    pub fn nrt_get_hbm_mmap_va(
+        device_id: ::std::os::raw::c_int,
+        hbm_idx: ::std::os::raw::c_int,
+        addr: *mut *mut ::std::os::raw::c_void,
+        size: *mut usize,
+    ) -> NRT_STATUS;
     pub fn nrt_get_instance_info(
         info: *mut nrt_instance_info_t,
         instance_info_len: usize,
     ) -> NRT_STATUS;
+    pub fn nrt_get_libnccl_net(
+        err: *mut ::std::os::raw::c_int,
+        err_msg: *mut ::std::os::raw::c_char,
+        err_msg_size: usize,
+    ) -> *mut ::std::os::raw::c_void;
     pub fn nrt_get_model_info(
         model: *const nrt_model_t,
         info: *mut nrt_model_info_t,
@@ -86,11 +161,79 @@ unsafe extern "C" {
         stats_size_in: usize,
         stats_size_out: *mut usize,
     ) -> NRT_STATUS;
+    pub fn nrt_host_device_id_get(
+        neuron_dev: ::std::os::raw::c_int,
+        host_device_id: *mut u32,
+    ) -> NRT_STATUS;
+    pub fn nrt_host_device_id_rid_map_get(
+        count: *mut u32,
+        host_did_to_rid_map: *mut u32,
+    ) -> NRT_STATUS;
     pub fn nrt_init(
         framework: nrt_framework_type_t,
         fw_version: *const ::std::os::raw::c_char,
         fal_version: *const ::std::os::raw::c_char,
     ) -> NRT_STATUS;
+    pub fn nrt_inspect_begin() -> NRT_STATUS;
+    pub fn nrt_inspect_begin_with_options(
+        options: *mut nrt_inspect_config_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_allocate(
+        options: *mut *mut nrt_inspect_config_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_free(options: *mut nrt_inspect_config_t) -> NRT_STATUS;
+    pub fn nrt_inspect_config_free_activity_types(
+        activity_types: *mut *const ::std::os::raw::c_char,
+        count: usize,
+    );
+    pub fn nrt_inspect_config_get_all_activity_types(
+        activity_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_get_enabled_activity_types(
+        options: *mut nrt_inspect_config_t,
+        activity_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_activity(
+        options: *mut nrt_inspect_config_t,
+        activity_type: *const ::std::os::raw::c_char,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_capture_enabled_for_event_type_string(
+        options: *mut nrt_inspect_config_t,
+        event_type: *const ::std::os::raw::c_char,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_capture_enabled_for_nc(
+        options: *mut nrt_inspect_config_t,
+        nc_idx: u32,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_defaults(
+        options: *mut nrt_inspect_config_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_enable_inspect(
+        options: *mut nrt_inspect_config_t,
+        enable_inspect: bool,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_enable_inspect_on_fail(
+        options: *mut nrt_inspect_config_t,
+        enable_inspect_on_fail: bool,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_output_dir(
+        options: *mut nrt_inspect_config_t,
+        output_dir: *const ::std::os::raw::c_char,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_session_id(
+        options: *mut nrt_inspect_config_t,
+        session_id: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_config_set_sys_trace_max_events_per_nc(
+        options: *mut nrt_inspect_config_t,
+        sys_trace_max_events_per_nc: u64,
+    ) -> NRT_STATUS;
+    pub fn nrt_inspect_stop() -> NRT_STATUS;
     pub fn nrt_load(
         neff_bytes: *const ::std::os::raw::c_void,
         size: usize,
@@ -107,11 +250,90 @@ unsafe extern "C" {
         ctx_device_count: u32,
         model: *mut *mut nrt_model_t,
     ) -> NRT_STATUS;
+    pub fn nrt_memcpy_to_device(
+        dest: *mut ::std::os::raw::c_void,
+        src: *const ::std::os::raw::c_void,
+        size: usize,
+    ) -> NRT_STATUS;
+    pub fn nrt_profile_continuous_options_allocate(
+        options: *mut *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_profile_continuous_options_free(
+        options: *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_profile_continuous_options_set_output_dir(
+        options: *mut nrt_profile_continuous_options_t,
+        output_dir: *const ::std::os::raw::c_char,
+    ) -> NRT_STATUS;
+    pub fn nrt_profile_continuous_save(
+        vnc: u32,
+        options: *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_profile_continuous_start(
+        options: *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_profile_continuous_stop() -> NRT_STATUS;
     pub fn nrt_profile_start(
         model: *mut nrt_model_t,
         filename: *const ::std::os::raw::c_char,
     ) -> NRT_STATUS;
     pub fn nrt_profile_stop(filename: *const ::std::os::raw::c_char) -> NRT_STATUS;
+    pub fn nrt_set_pool_eng_ucode(ucode_info: *const nrt_ucode_info) -> NRT_STATUS;
+    pub fn nrt_sys_trace_buffer_free(buffer: *mut ::std::os::raw::c_char);
+    pub fn nrt_sys_trace_config_allocate(
+        options: *mut *mut nrt_sys_trace_config_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_sys_trace_config_free(options: *mut nrt_sys_trace_config_t);
+    pub fn nrt_sys_trace_config_get_enabled_event_types(
+        options: *mut nrt_sys_trace_config_t,
+        event_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    pub fn nrt_sys_trace_config_set_capture_enabled_for_event_type(
+        options: *mut nrt_sys_trace_config_t,
+        event_type: *const ::std::os::raw::c_char,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    pub fn nrt_sys_trace_config_set_capture_enabled_for_nc(
+        options: *mut nrt_sys_trace_config_t,
+        nc_idx: u32,
+        enabled: bool,
+    );
+    pub fn nrt_sys_trace_config_set_defaults(options: *mut nrt_sys_trace_config_t);
+    pub fn nrt_sys_trace_config_set_max_events_per_nc(
+        options: *mut nrt_sys_trace_config_t,
+        max_events_per_nc: u64,
+    );
+    pub fn nrt_sys_trace_fetch_events(
+        buffer: *mut *mut ::std::os::raw::c_char,
+        written_size: *mut usize,
+        options: *const nrt_sys_trace_fetch_options_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_sys_trace_fetch_options_allocate(
+        options: *mut *mut nrt_sys_trace_fetch_options_t,
+    ) -> NRT_STATUS;
+    pub fn nrt_sys_trace_fetch_options_free(options: *mut nrt_sys_trace_fetch_options_t);
+    pub fn nrt_sys_trace_fetch_options_set_defaults(
+        options: *mut nrt_sys_trace_fetch_options_t,
+    );
+    pub fn nrt_sys_trace_fetch_options_set_max_events_per_nc(
+        options: *mut nrt_sys_trace_fetch_options_t,
+        max_events_per_nc: u64,
+    );
+    pub fn nrt_sys_trace_fetch_options_set_nc_idx(
+        options: *mut nrt_sys_trace_fetch_options_t,
+        nc_idx: u64,
+    );
+    pub fn nrt_sys_trace_free_event_types(
+        event_types: *mut *const ::std::os::raw::c_char,
+        count: usize,
+    );
+    pub fn nrt_sys_trace_get_event_types(
+        event_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    pub fn nrt_sys_trace_start(options: *mut nrt_sys_trace_config_t) -> NRT_STATUS;
+    pub fn nrt_sys_trace_stop() -> NRT_STATUS;
     pub fn nrt_tensor_allocate(
         tensor_placement: nrt_tensor_placement_t,
         vnc: ::std::os::raw::c_int,
@@ -134,6 +356,11 @@ unsafe extern "C" {
         tensor: *mut nrt_tensor_t,
         buffer: *mut ::std::os::raw::c_void,
         size: usize,
+    ) -> NRT_STATUS;
+    pub fn nrt_tensor_check_output_completion(
+        output_tensor: *const nrt_tensor_t,
+        timeout: i64,
+        expected_completion_count: u64,
     ) -> NRT_STATUS;
     pub fn nrt_tensor_copy(
         src: *const nrt_tensor_t,
@@ -166,6 +393,9 @@ unsafe extern "C" {
         num_batches: u64,
         unsafe_: bool,
     ) -> NRT_STATUS;
+    pub fn nrt_tensor_reset_output_completion(
+        output_tensor: *mut nrt_tensor_t,
+    ) -> NRT_STATUS;
     pub fn nrt_tensor_write(
         tensor: *mut nrt_tensor_t,
         buf: *const ::std::os::raw::c_void,
@@ -177,6 +407,8 @@ unsafe extern "C" {
         num_batches: u64,
         unsafe_: bool,
     ) -> NRT_STATUS;
+    pub fn nrt_trace_start(trace_mem: bool) -> NRT_STATUS;
+    pub fn nrt_trace_stop(filename: *const ::std::os::raw::c_char) -> NRT_STATUS;
     pub fn nrt_unload(model: *mut nrt_model_t) -> NRT_STATUS;
     pub fn nrta_cc_prepare(
         comm: *mut nrt_cc_comm_t,

@@ -23,6 +23,67 @@ pub mod fn_types {
     pub type nrt_allocate_tensor_set = unsafe extern "C" fn(
         result: *mut *mut nrt_tensor_set_t,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_accept`.
+    pub type nrt_async_sendrecv_accept = unsafe extern "C" fn(
+        peer_ip: *const ::std::os::raw::c_char,
+        peer_lnc: ::std::os::raw::c_int,
+        lnc: ::std::os::raw::c_int,
+        recv_comm: *mut *mut nrt_async_sendrecv_comm_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_close`.
+    pub type nrt_async_sendrecv_close = unsafe extern "C" fn(
+        lnc: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_connect`.
+    pub type nrt_async_sendrecv_connect = unsafe extern "C" fn(
+        peer_ip: *const ::std::os::raw::c_char,
+        peer_lnc: ::std::os::raw::c_int,
+        lnc: ::std::os::raw::c_int,
+        send_comm: *mut *mut nrt_async_sendrecv_comm_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_flush`.
+    pub type nrt_async_sendrecv_flush = unsafe extern "C" fn(
+        lnc: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_get_max_num_communicators_per_lnc`.
+    pub type nrt_async_sendrecv_get_max_num_communicators_per_lnc = unsafe extern "C" fn(
+        num: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_get_max_num_pending_request`.
+    pub type nrt_async_sendrecv_get_max_num_pending_request = unsafe extern "C" fn(
+        num: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_init`.
+    pub type nrt_async_sendrecv_init = unsafe extern "C" fn(
+        lnc: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_recv_tensor`.
+    pub type nrt_async_sendrecv_recv_tensor = unsafe extern "C" fn(
+        tensor: *mut nrt_tensor_t,
+        offset: usize,
+        length: usize,
+        recv_comm: *mut nrt_async_sendrecv_comm_t,
+        request: *mut *mut nrt_async_sendrecv_request_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_send_tensor`.
+    pub type nrt_async_sendrecv_send_tensor = unsafe extern "C" fn(
+        tensor: *mut nrt_tensor_t,
+        offset: usize,
+        length: usize,
+        send_comm: *mut nrt_async_sendrecv_comm_t,
+        request: *mut *mut nrt_async_sendrecv_request_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_test_comm`.
+    pub type nrt_async_sendrecv_test_comm = unsafe extern "C" fn(
+        comm: *mut nrt_async_sendrecv_comm_t,
+        done: *mut bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_async_sendrecv_test_request`.
+    pub type nrt_async_sendrecv_test_request = unsafe extern "C" fn(
+        request: *mut nrt_async_sendrecv_request_t,
+        done: *mut bool,
+        size: *mut usize,
+    ) -> NRT_STATUS;
     ///Signature of `nrt_barrier`.
     pub type nrt_barrier = unsafe extern "C" fn(
         vnc: i32,
@@ -43,6 +104,21 @@ pub mod fn_types {
     ) -> NRT_STATUS;
     ///Signature of `nrt_close`.
     pub type nrt_close = unsafe extern "C" fn();
+    ///Signature of `nrt_debug_client_connect`.
+    pub type nrt_debug_client_connect = unsafe extern "C" fn(
+        logical_nc_idx: ::std::os::raw::c_int,
+        stream_fd: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_debug_client_connect_close`.
+    pub type nrt_debug_client_connect_close = unsafe extern "C" fn(
+        stream_fd: ::std::os::raw::c_int,
+    );
+    ///Signature of `nrt_debug_client_read_one_event`.
+    pub type nrt_debug_client_read_one_event = unsafe extern "C" fn(
+        stream_fd: ::std::os::raw::c_int,
+        header: *mut ndebug_stream_event_header_t,
+        payload: *mut *mut ::std::os::raw::c_void,
+    ) -> NRT_STATUS;
     ///Signature of `nrt_destroy_tensor_set`.
     pub type nrt_destroy_tensor_set = unsafe extern "C" fn(
         tensor_set: *mut *mut nrt_tensor_set_t,
@@ -64,11 +140,36 @@ pub mod fn_types {
     pub type nrt_free_model_tensor_info = unsafe extern "C" fn(
         tensor_info: *mut nrt_tensor_info_array_t,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_get_attached_efa_bdf`.
+    pub type nrt_get_attached_efa_bdf = unsafe extern "C" fn(
+        va: *const ::std::os::raw::c_void,
+        efa_bdf: *mut ::std::os::raw::c_char,
+        len: *mut usize,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_get_dmabuf_fd`.
+    pub type nrt_get_dmabuf_fd = unsafe extern "C" fn(
+        va: u64,
+        size: u64,
+        fd: *mut ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_get_hbm_mmap_va`.
+    pub type nrt_get_hbm_mmap_va = unsafe extern "C" fn(
+        device_id: ::std::os::raw::c_int,
+        hbm_idx: ::std::os::raw::c_int,
+        addr: *mut *mut ::std::os::raw::c_void,
+        size: *mut usize,
+    ) -> NRT_STATUS;
     ///Signature of `nrt_get_instance_info`.
     pub type nrt_get_instance_info = unsafe extern "C" fn(
         info: *mut nrt_instance_info_t,
         instance_info_len: usize,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_get_libnccl_net`.
+    pub type nrt_get_libnccl_net = unsafe extern "C" fn(
+        err: *mut ::std::os::raw::c_int,
+        err_msg: *mut ::std::os::raw::c_char,
+        err_msg_size: usize,
+    ) -> *mut ::std::os::raw::c_void;
     ///Signature of `nrt_get_model_info`.
     pub type nrt_get_model_info = unsafe extern "C" fn(
         model: *const nrt_model_t,
@@ -134,12 +235,101 @@ pub mod fn_types {
         stats_size_in: usize,
         stats_size_out: *mut usize,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_host_device_id_get`.
+    pub type nrt_host_device_id_get = unsafe extern "C" fn(
+        neuron_dev: ::std::os::raw::c_int,
+        host_device_id: *mut u32,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_host_device_id_rid_map_get`.
+    pub type nrt_host_device_id_rid_map_get = unsafe extern "C" fn(
+        count: *mut u32,
+        host_did_to_rid_map: *mut u32,
+    ) -> NRT_STATUS;
     ///Signature of `nrt_init`.
     pub type nrt_init = unsafe extern "C" fn(
         framework: nrt_framework_type_t,
         fw_version: *const ::std::os::raw::c_char,
         fal_version: *const ::std::os::raw::c_char,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_begin`.
+    pub type nrt_inspect_begin = unsafe extern "C" fn() -> NRT_STATUS;
+    ///Signature of `nrt_inspect_begin_with_options`.
+    pub type nrt_inspect_begin_with_options = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_allocate`.
+    pub type nrt_inspect_config_allocate = unsafe extern "C" fn(
+        options: *mut *mut nrt_inspect_config_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_free`.
+    pub type nrt_inspect_config_free = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_free_activity_types`.
+    pub type nrt_inspect_config_free_activity_types = unsafe extern "C" fn(
+        activity_types: *mut *const ::std::os::raw::c_char,
+        count: usize,
+    );
+    ///Signature of `nrt_inspect_config_get_all_activity_types`.
+    pub type nrt_inspect_config_get_all_activity_types = unsafe extern "C" fn(
+        activity_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_get_enabled_activity_types`.
+    pub type nrt_inspect_config_get_enabled_activity_types = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        activity_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_activity`.
+    pub type nrt_inspect_config_set_activity = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        activity_type: *const ::std::os::raw::c_char,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_capture_enabled_for_event_type_string`.
+    pub type nrt_inspect_config_set_capture_enabled_for_event_type_string = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        event_type: *const ::std::os::raw::c_char,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_capture_enabled_for_nc`.
+    pub type nrt_inspect_config_set_capture_enabled_for_nc = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        nc_idx: u32,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_defaults`.
+    pub type nrt_inspect_config_set_defaults = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_enable_inspect`.
+    pub type nrt_inspect_config_set_enable_inspect = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        enable_inspect: bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_enable_inspect_on_fail`.
+    pub type nrt_inspect_config_set_enable_inspect_on_fail = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        enable_inspect_on_fail: bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_output_dir`.
+    pub type nrt_inspect_config_set_output_dir = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        output_dir: *const ::std::os::raw::c_char,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_session_id`.
+    pub type nrt_inspect_config_set_session_id = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        session_id: ::std::os::raw::c_int,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_config_set_sys_trace_max_events_per_nc`.
+    pub type nrt_inspect_config_set_sys_trace_max_events_per_nc = unsafe extern "C" fn(
+        options: *mut nrt_inspect_config_t,
+        sys_trace_max_events_per_nc: u64,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_inspect_stop`.
+    pub type nrt_inspect_stop = unsafe extern "C" fn() -> NRT_STATUS;
     ///Signature of `nrt_load`.
     pub type nrt_load = unsafe extern "C" fn(
         neff_bytes: *const ::std::os::raw::c_void,
@@ -158,6 +348,36 @@ pub mod fn_types {
         ctx_device_count: u32,
         model: *mut *mut nrt_model_t,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_memcpy_to_device`.
+    pub type nrt_memcpy_to_device = unsafe extern "C" fn(
+        dest: *mut ::std::os::raw::c_void,
+        src: *const ::std::os::raw::c_void,
+        size: usize,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_profile_continuous_options_allocate`.
+    pub type nrt_profile_continuous_options_allocate = unsafe extern "C" fn(
+        options: *mut *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_profile_continuous_options_free`.
+    pub type nrt_profile_continuous_options_free = unsafe extern "C" fn(
+        options: *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_profile_continuous_options_set_output_dir`.
+    pub type nrt_profile_continuous_options_set_output_dir = unsafe extern "C" fn(
+        options: *mut nrt_profile_continuous_options_t,
+        output_dir: *const ::std::os::raw::c_char,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_profile_continuous_save`.
+    pub type nrt_profile_continuous_save = unsafe extern "C" fn(
+        vnc: u32,
+        options: *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_profile_continuous_start`.
+    pub type nrt_profile_continuous_start = unsafe extern "C" fn(
+        options: *mut nrt_profile_continuous_options_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_profile_continuous_stop`.
+    pub type nrt_profile_continuous_stop = unsafe extern "C" fn() -> NRT_STATUS;
     ///Signature of `nrt_profile_start`.
     pub type nrt_profile_start = unsafe extern "C" fn(
         model: *mut nrt_model_t,
@@ -167,6 +387,93 @@ pub mod fn_types {
     pub type nrt_profile_stop = unsafe extern "C" fn(
         filename: *const ::std::os::raw::c_char,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_set_pool_eng_ucode`.
+    pub type nrt_set_pool_eng_ucode = unsafe extern "C" fn(
+        ucode_info: *const nrt_ucode_info,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_buffer_free`.
+    pub type nrt_sys_trace_buffer_free = unsafe extern "C" fn(
+        buffer: *mut ::std::os::raw::c_char,
+    );
+    ///Signature of `nrt_sys_trace_config_allocate`.
+    pub type nrt_sys_trace_config_allocate = unsafe extern "C" fn(
+        options: *mut *mut nrt_sys_trace_config_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_config_free`.
+    pub type nrt_sys_trace_config_free = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_config_t,
+    );
+    ///Signature of `nrt_sys_trace_config_get_enabled_event_types`.
+    pub type nrt_sys_trace_config_get_enabled_event_types = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_config_t,
+        event_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_config_set_capture_enabled_for_event_type`.
+    pub type nrt_sys_trace_config_set_capture_enabled_for_event_type = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_config_t,
+        event_type: *const ::std::os::raw::c_char,
+        enabled: bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_config_set_capture_enabled_for_nc`.
+    pub type nrt_sys_trace_config_set_capture_enabled_for_nc = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_config_t,
+        nc_idx: u32,
+        enabled: bool,
+    );
+    ///Signature of `nrt_sys_trace_config_set_defaults`.
+    pub type nrt_sys_trace_config_set_defaults = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_config_t,
+    );
+    ///Signature of `nrt_sys_trace_config_set_max_events_per_nc`.
+    pub type nrt_sys_trace_config_set_max_events_per_nc = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_config_t,
+        max_events_per_nc: u64,
+    );
+    ///Signature of `nrt_sys_trace_fetch_events`.
+    pub type nrt_sys_trace_fetch_events = unsafe extern "C" fn(
+        buffer: *mut *mut ::std::os::raw::c_char,
+        written_size: *mut usize,
+        options: *const nrt_sys_trace_fetch_options_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_fetch_options_allocate`.
+    pub type nrt_sys_trace_fetch_options_allocate = unsafe extern "C" fn(
+        options: *mut *mut nrt_sys_trace_fetch_options_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_fetch_options_free`.
+    pub type nrt_sys_trace_fetch_options_free = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_fetch_options_t,
+    );
+    ///Signature of `nrt_sys_trace_fetch_options_set_defaults`.
+    pub type nrt_sys_trace_fetch_options_set_defaults = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_fetch_options_t,
+    );
+    ///Signature of `nrt_sys_trace_fetch_options_set_max_events_per_nc`.
+    pub type nrt_sys_trace_fetch_options_set_max_events_per_nc = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_fetch_options_t,
+        max_events_per_nc: u64,
+    );
+    ///Signature of `nrt_sys_trace_fetch_options_set_nc_idx`.
+    pub type nrt_sys_trace_fetch_options_set_nc_idx = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_fetch_options_t,
+        nc_idx: u64,
+    );
+    ///Signature of `nrt_sys_trace_free_event_types`.
+    pub type nrt_sys_trace_free_event_types = unsafe extern "C" fn(
+        event_types: *mut *const ::std::os::raw::c_char,
+        count: usize,
+    );
+    ///Signature of `nrt_sys_trace_get_event_types`.
+    pub type nrt_sys_trace_get_event_types = unsafe extern "C" fn(
+        event_types: *mut *mut *const ::std::os::raw::c_char,
+        count: *mut usize,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_start`.
+    pub type nrt_sys_trace_start = unsafe extern "C" fn(
+        options: *mut nrt_sys_trace_config_t,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_sys_trace_stop`.
+    pub type nrt_sys_trace_stop = unsafe extern "C" fn() -> NRT_STATUS;
     ///Signature of `nrt_tensor_allocate`.
     pub type nrt_tensor_allocate = unsafe extern "C" fn(
         tensor_placement: nrt_tensor_placement_t,
@@ -193,6 +500,12 @@ pub mod fn_types {
         tensor: *mut nrt_tensor_t,
         buffer: *mut ::std::os::raw::c_void,
         size: usize,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_tensor_check_output_completion`.
+    pub type nrt_tensor_check_output_completion = unsafe extern "C" fn(
+        output_tensor: *const nrt_tensor_t,
+        timeout: i64,
+        expected_completion_count: u64,
     ) -> NRT_STATUS;
     ///Signature of `nrt_tensor_copy`.
     pub type nrt_tensor_copy = unsafe extern "C" fn(
@@ -237,6 +550,10 @@ pub mod fn_types {
         num_batches: u64,
         unsafe_: bool,
     ) -> NRT_STATUS;
+    ///Signature of `nrt_tensor_reset_output_completion`.
+    pub type nrt_tensor_reset_output_completion = unsafe extern "C" fn(
+        output_tensor: *mut nrt_tensor_t,
+    ) -> NRT_STATUS;
     ///Signature of `nrt_tensor_write`.
     pub type nrt_tensor_write = unsafe extern "C" fn(
         tensor: *mut nrt_tensor_t,
@@ -249,6 +566,12 @@ pub mod fn_types {
         batches: *const nrt_tensor_batch_t,
         num_batches: u64,
         unsafe_: bool,
+    ) -> NRT_STATUS;
+    ///Signature of `nrt_trace_start`.
+    pub type nrt_trace_start = unsafe extern "C" fn(trace_mem: bool) -> NRT_STATUS;
+    ///Signature of `nrt_trace_stop`.
+    pub type nrt_trace_stop = unsafe extern "C" fn(
+        filename: *const ::std::os::raw::c_char,
     ) -> NRT_STATUS;
     ///Signature of `nrt_unload`.
     pub type nrt_unload = unsafe extern "C" fn(model: *mut nrt_model_t) -> NRT_STATUS;
@@ -347,6 +670,34 @@ pub struct NrtFns {
     pub nrt_all_gather: Option<fn_types::nrt_all_gather>,
     ///`nrt_allocate_tensor_set`, or `None` when the library does not export it.
     pub nrt_allocate_tensor_set: Option<fn_types::nrt_allocate_tensor_set>,
+    ///`nrt_async_sendrecv_accept`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_accept: Option<fn_types::nrt_async_sendrecv_accept>,
+    ///`nrt_async_sendrecv_close`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_close: Option<fn_types::nrt_async_sendrecv_close>,
+    ///`nrt_async_sendrecv_connect`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_connect: Option<fn_types::nrt_async_sendrecv_connect>,
+    ///`nrt_async_sendrecv_flush`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_flush: Option<fn_types::nrt_async_sendrecv_flush>,
+    ///`nrt_async_sendrecv_get_max_num_communicators_per_lnc`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_get_max_num_communicators_per_lnc: Option<
+        fn_types::nrt_async_sendrecv_get_max_num_communicators_per_lnc,
+    >,
+    ///`nrt_async_sendrecv_get_max_num_pending_request`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_get_max_num_pending_request: Option<
+        fn_types::nrt_async_sendrecv_get_max_num_pending_request,
+    >,
+    ///`nrt_async_sendrecv_init`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_init: Option<fn_types::nrt_async_sendrecv_init>,
+    ///`nrt_async_sendrecv_recv_tensor`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_recv_tensor: Option<fn_types::nrt_async_sendrecv_recv_tensor>,
+    ///`nrt_async_sendrecv_send_tensor`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_send_tensor: Option<fn_types::nrt_async_sendrecv_send_tensor>,
+    ///`nrt_async_sendrecv_test_comm`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_test_comm: Option<fn_types::nrt_async_sendrecv_test_comm>,
+    ///`nrt_async_sendrecv_test_request`, or `None` when the library does not export it.
+    pub nrt_async_sendrecv_test_request: Option<
+        fn_types::nrt_async_sendrecv_test_request,
+    >,
     ///`nrt_barrier`, or `None` when the library does not export it.
     pub nrt_barrier: Option<fn_types::nrt_barrier>,
     ///`nrt_build_global_comm`, or `None` when the library does not export it.
@@ -355,6 +706,14 @@ pub struct NrtFns {
     pub nrt_cc_global_comm_init: Option<fn_types::nrt_cc_global_comm_init>,
     ///`nrt_close`, or `None` when the library does not export it.
     pub nrt_close: Option<fn_types::nrt_close>,
+    ///`nrt_debug_client_connect`, or `None` when the library does not export it.
+    pub nrt_debug_client_connect: Option<fn_types::nrt_debug_client_connect>,
+    ///`nrt_debug_client_connect_close`, or `None` when the library does not export it.
+    pub nrt_debug_client_connect_close: Option<fn_types::nrt_debug_client_connect_close>,
+    ///`nrt_debug_client_read_one_event`, or `None` when the library does not export it.
+    pub nrt_debug_client_read_one_event: Option<
+        fn_types::nrt_debug_client_read_one_event,
+    >,
     ///`nrt_destroy_tensor_set`, or `None` when the library does not export it.
     pub nrt_destroy_tensor_set: Option<fn_types::nrt_destroy_tensor_set>,
     ///`nrt_execute`, or `None` when the library does not export it.
@@ -363,8 +722,16 @@ pub struct NrtFns {
     pub nrt_execute_repeat: Option<fn_types::nrt_execute_repeat>,
     ///`nrt_free_model_tensor_info`, or `None` when the library does not export it.
     pub nrt_free_model_tensor_info: Option<fn_types::nrt_free_model_tensor_info>,
+    ///`nrt_get_attached_efa_bdf`, or `None` when the library does not export it.
+    pub nrt_get_attached_efa_bdf: Option<fn_types::nrt_get_attached_efa_bdf>,
+    ///`nrt_get_dmabuf_fd`, or `None` when the library does not export it.
+    pub nrt_get_dmabuf_fd: Option<fn_types::nrt_get_dmabuf_fd>,
+    ///`nrt_get_hbm_mmap_va`, or `None` when the library does not export it.
+    pub nrt_get_hbm_mmap_va: Option<fn_types::nrt_get_hbm_mmap_va>,
     ///`nrt_get_instance_info`, or `None` when the library does not export it.
     pub nrt_get_instance_info: Option<fn_types::nrt_get_instance_info>,
+    ///`nrt_get_libnccl_net`, or `None` when the library does not export it.
+    pub nrt_get_libnccl_net: Option<fn_types::nrt_get_libnccl_net>,
     ///`nrt_get_model_info`, or `None` when the library does not export it.
     pub nrt_get_model_info: Option<fn_types::nrt_get_model_info>,
     ///`nrt_get_model_instance_count`, or `None` when the library does not export it.
@@ -391,16 +758,156 @@ pub struct NrtFns {
     pub nrt_get_visible_vnc_count: Option<fn_types::nrt_get_visible_vnc_count>,
     ///`nrt_get_vnc_memory_stats`, or `None` when the library does not export it.
     pub nrt_get_vnc_memory_stats: Option<fn_types::nrt_get_vnc_memory_stats>,
+    ///`nrt_host_device_id_get`, or `None` when the library does not export it.
+    pub nrt_host_device_id_get: Option<fn_types::nrt_host_device_id_get>,
+    ///`nrt_host_device_id_rid_map_get`, or `None` when the library does not export it.
+    pub nrt_host_device_id_rid_map_get: Option<fn_types::nrt_host_device_id_rid_map_get>,
     ///`nrt_init`, or `None` when the library does not export it.
     pub nrt_init: Option<fn_types::nrt_init>,
+    ///`nrt_inspect_begin`, or `None` when the library does not export it.
+    pub nrt_inspect_begin: Option<fn_types::nrt_inspect_begin>,
+    ///`nrt_inspect_begin_with_options`, or `None` when the library does not export it.
+    pub nrt_inspect_begin_with_options: Option<fn_types::nrt_inspect_begin_with_options>,
+    ///`nrt_inspect_config_allocate`, or `None` when the library does not export it.
+    pub nrt_inspect_config_allocate: Option<fn_types::nrt_inspect_config_allocate>,
+    ///`nrt_inspect_config_free`, or `None` when the library does not export it.
+    pub nrt_inspect_config_free: Option<fn_types::nrt_inspect_config_free>,
+    ///`nrt_inspect_config_free_activity_types`, or `None` when the library does not export it.
+    pub nrt_inspect_config_free_activity_types: Option<
+        fn_types::nrt_inspect_config_free_activity_types,
+    >,
+    ///`nrt_inspect_config_get_all_activity_types`, or `None` when the library does not export it.
+    pub nrt_inspect_config_get_all_activity_types: Option<
+        fn_types::nrt_inspect_config_get_all_activity_types,
+    >,
+    ///`nrt_inspect_config_get_enabled_activity_types`, or `None` when the library does not export it.
+    pub nrt_inspect_config_get_enabled_activity_types: Option<
+        fn_types::nrt_inspect_config_get_enabled_activity_types,
+    >,
+    ///`nrt_inspect_config_set_activity`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_activity: Option<
+        fn_types::nrt_inspect_config_set_activity,
+    >,
+    ///`nrt_inspect_config_set_capture_enabled_for_event_type_string`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_capture_enabled_for_event_type_string: Option<
+        fn_types::nrt_inspect_config_set_capture_enabled_for_event_type_string,
+    >,
+    ///`nrt_inspect_config_set_capture_enabled_for_nc`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_capture_enabled_for_nc: Option<
+        fn_types::nrt_inspect_config_set_capture_enabled_for_nc,
+    >,
+    ///`nrt_inspect_config_set_defaults`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_defaults: Option<
+        fn_types::nrt_inspect_config_set_defaults,
+    >,
+    ///`nrt_inspect_config_set_enable_inspect`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_enable_inspect: Option<
+        fn_types::nrt_inspect_config_set_enable_inspect,
+    >,
+    ///`nrt_inspect_config_set_enable_inspect_on_fail`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_enable_inspect_on_fail: Option<
+        fn_types::nrt_inspect_config_set_enable_inspect_on_fail,
+    >,
+    ///`nrt_inspect_config_set_output_dir`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_output_dir: Option<
+        fn_types::nrt_inspect_config_set_output_dir,
+    >,
+    ///`nrt_inspect_config_set_session_id`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_session_id: Option<
+        fn_types::nrt_inspect_config_set_session_id,
+    >,
+    ///`nrt_inspect_config_set_sys_trace_max_events_per_nc`, or `None` when the library does not export it.
+    pub nrt_inspect_config_set_sys_trace_max_events_per_nc: Option<
+        fn_types::nrt_inspect_config_set_sys_trace_max_events_per_nc,
+    >,
+    ///`nrt_inspect_stop`, or `None` when the library does not export it.
+    pub nrt_inspect_stop: Option<fn_types::nrt_inspect_stop>,
     ///`nrt_load`, or `None` when the library does not export it.
     pub nrt_load: Option<fn_types::nrt_load>,
     ///`nrt_load_collectives`, or `None` when the library does not export it.
     pub nrt_load_collectives: Option<fn_types::nrt_load_collectives>,
+    ///`nrt_memcpy_to_device`, or `None` when the library does not export it.
+    pub nrt_memcpy_to_device: Option<fn_types::nrt_memcpy_to_device>,
+    ///`nrt_profile_continuous_options_allocate`, or `None` when the library does not export it.
+    pub nrt_profile_continuous_options_allocate: Option<
+        fn_types::nrt_profile_continuous_options_allocate,
+    >,
+    ///`nrt_profile_continuous_options_free`, or `None` when the library does not export it.
+    pub nrt_profile_continuous_options_free: Option<
+        fn_types::nrt_profile_continuous_options_free,
+    >,
+    ///`nrt_profile_continuous_options_set_output_dir`, or `None` when the library does not export it.
+    pub nrt_profile_continuous_options_set_output_dir: Option<
+        fn_types::nrt_profile_continuous_options_set_output_dir,
+    >,
+    ///`nrt_profile_continuous_save`, or `None` when the library does not export it.
+    pub nrt_profile_continuous_save: Option<fn_types::nrt_profile_continuous_save>,
+    ///`nrt_profile_continuous_start`, or `None` when the library does not export it.
+    pub nrt_profile_continuous_start: Option<fn_types::nrt_profile_continuous_start>,
+    ///`nrt_profile_continuous_stop`, or `None` when the library does not export it.
+    pub nrt_profile_continuous_stop: Option<fn_types::nrt_profile_continuous_stop>,
     ///`nrt_profile_start`, or `None` when the library does not export it.
     pub nrt_profile_start: Option<fn_types::nrt_profile_start>,
     ///`nrt_profile_stop`, or `None` when the library does not export it.
     pub nrt_profile_stop: Option<fn_types::nrt_profile_stop>,
+    ///`nrt_set_pool_eng_ucode`, or `None` when the library does not export it.
+    pub nrt_set_pool_eng_ucode: Option<fn_types::nrt_set_pool_eng_ucode>,
+    ///`nrt_sys_trace_buffer_free`, or `None` when the library does not export it.
+    pub nrt_sys_trace_buffer_free: Option<fn_types::nrt_sys_trace_buffer_free>,
+    ///`nrt_sys_trace_config_allocate`, or `None` when the library does not export it.
+    pub nrt_sys_trace_config_allocate: Option<fn_types::nrt_sys_trace_config_allocate>,
+    ///`nrt_sys_trace_config_free`, or `None` when the library does not export it.
+    pub nrt_sys_trace_config_free: Option<fn_types::nrt_sys_trace_config_free>,
+    ///`nrt_sys_trace_config_get_enabled_event_types`, or `None` when the library does not export it.
+    pub nrt_sys_trace_config_get_enabled_event_types: Option<
+        fn_types::nrt_sys_trace_config_get_enabled_event_types,
+    >,
+    ///`nrt_sys_trace_config_set_capture_enabled_for_event_type`, or `None` when the library does not export it.
+    pub nrt_sys_trace_config_set_capture_enabled_for_event_type: Option<
+        fn_types::nrt_sys_trace_config_set_capture_enabled_for_event_type,
+    >,
+    ///`nrt_sys_trace_config_set_capture_enabled_for_nc`, or `None` when the library does not export it.
+    pub nrt_sys_trace_config_set_capture_enabled_for_nc: Option<
+        fn_types::nrt_sys_trace_config_set_capture_enabled_for_nc,
+    >,
+    ///`nrt_sys_trace_config_set_defaults`, or `None` when the library does not export it.
+    pub nrt_sys_trace_config_set_defaults: Option<
+        fn_types::nrt_sys_trace_config_set_defaults,
+    >,
+    ///`nrt_sys_trace_config_set_max_events_per_nc`, or `None` when the library does not export it.
+    pub nrt_sys_trace_config_set_max_events_per_nc: Option<
+        fn_types::nrt_sys_trace_config_set_max_events_per_nc,
+    >,
+    ///`nrt_sys_trace_fetch_events`, or `None` when the library does not export it.
+    pub nrt_sys_trace_fetch_events: Option<fn_types::nrt_sys_trace_fetch_events>,
+    ///`nrt_sys_trace_fetch_options_allocate`, or `None` when the library does not export it.
+    pub nrt_sys_trace_fetch_options_allocate: Option<
+        fn_types::nrt_sys_trace_fetch_options_allocate,
+    >,
+    ///`nrt_sys_trace_fetch_options_free`, or `None` when the library does not export it.
+    pub nrt_sys_trace_fetch_options_free: Option<
+        fn_types::nrt_sys_trace_fetch_options_free,
+    >,
+    ///`nrt_sys_trace_fetch_options_set_defaults`, or `None` when the library does not export it.
+    pub nrt_sys_trace_fetch_options_set_defaults: Option<
+        fn_types::nrt_sys_trace_fetch_options_set_defaults,
+    >,
+    ///`nrt_sys_trace_fetch_options_set_max_events_per_nc`, or `None` when the library does not export it.
+    pub nrt_sys_trace_fetch_options_set_max_events_per_nc: Option<
+        fn_types::nrt_sys_trace_fetch_options_set_max_events_per_nc,
+    >,
+    ///`nrt_sys_trace_fetch_options_set_nc_idx`, or `None` when the library does not export it.
+    pub nrt_sys_trace_fetch_options_set_nc_idx: Option<
+        fn_types::nrt_sys_trace_fetch_options_set_nc_idx,
+    >,
+    ///`nrt_sys_trace_free_event_types`, or `None` when the library does not export it.
+    pub nrt_sys_trace_free_event_types: Option<fn_types::nrt_sys_trace_free_event_types>,
+    ///`nrt_sys_trace_get_event_types`, or `None` when the library does not export it.
+    pub nrt_sys_trace_get_event_types: Option<fn_types::nrt_sys_trace_get_event_types>,
+    ///`nrt_sys_trace_start`, or `None` when the library does not export it.
+    pub nrt_sys_trace_start: Option<fn_types::nrt_sys_trace_start>,
+    ///`nrt_sys_trace_stop`, or `None` when the library does not export it.
+    pub nrt_sys_trace_stop: Option<fn_types::nrt_sys_trace_stop>,
     ///`nrt_tensor_allocate`, or `None` when the library does not export it.
     pub nrt_tensor_allocate: Option<fn_types::nrt_tensor_allocate>,
     ///`nrt_tensor_allocate_empty`, or `None` when the library does not export it.
@@ -409,6 +916,10 @@ pub struct NrtFns {
     pub nrt_tensor_allocate_slice: Option<fn_types::nrt_tensor_allocate_slice>,
     ///`nrt_tensor_attach_buffer`, or `None` when the library does not export it.
     pub nrt_tensor_attach_buffer: Option<fn_types::nrt_tensor_attach_buffer>,
+    ///`nrt_tensor_check_output_completion`, or `None` when the library does not export it.
+    pub nrt_tensor_check_output_completion: Option<
+        fn_types::nrt_tensor_check_output_completion,
+    >,
     ///`nrt_tensor_copy`, or `None` when the library does not export it.
     pub nrt_tensor_copy: Option<fn_types::nrt_tensor_copy>,
     ///`nrt_tensor_free`, or `None` when the library does not export it.
@@ -427,10 +938,18 @@ pub struct NrtFns {
     pub nrt_tensor_read: Option<fn_types::nrt_tensor_read>,
     ///`nrt_tensor_read_batch`, or `None` when the library does not export it.
     pub nrt_tensor_read_batch: Option<fn_types::nrt_tensor_read_batch>,
+    ///`nrt_tensor_reset_output_completion`, or `None` when the library does not export it.
+    pub nrt_tensor_reset_output_completion: Option<
+        fn_types::nrt_tensor_reset_output_completion,
+    >,
     ///`nrt_tensor_write`, or `None` when the library does not export it.
     pub nrt_tensor_write: Option<fn_types::nrt_tensor_write>,
     ///`nrt_tensor_write_batch`, or `None` when the library does not export it.
     pub nrt_tensor_write_batch: Option<fn_types::nrt_tensor_write_batch>,
+    ///`nrt_trace_start`, or `None` when the library does not export it.
+    pub nrt_trace_start: Option<fn_types::nrt_trace_start>,
+    ///`nrt_trace_stop`, or `None` when the library does not export it.
+    pub nrt_trace_stop: Option<fn_types::nrt_trace_stop>,
     ///`nrt_unload`, or `None` when the library does not export it.
     pub nrt_unload: Option<fn_types::nrt_unload>,
     ///`nrta_cc_prepare`, or `None` when the library does not export it.
@@ -460,21 +979,39 @@ pub struct NrtFns {
 }
 impl NrtFns {
     /// Number of functions in the table.
-    pub const LEN: usize = 55usize;
+    pub const LEN: usize = 122usize;
     /// Every symbol name in the table, sorted.
-    pub const NAMES: [&'static ::core::ffi::CStr; 55usize] = [
+    pub const NAMES: [&'static ::core::ffi::CStr; 122usize] = [
         c"nrt_add_tensor_to_tensor_set",
         c"nrt_all_gather",
         c"nrt_allocate_tensor_set",
+        c"nrt_async_sendrecv_accept",
+        c"nrt_async_sendrecv_close",
+        c"nrt_async_sendrecv_connect",
+        c"nrt_async_sendrecv_flush",
+        c"nrt_async_sendrecv_get_max_num_communicators_per_lnc",
+        c"nrt_async_sendrecv_get_max_num_pending_request",
+        c"nrt_async_sendrecv_init",
+        c"nrt_async_sendrecv_recv_tensor",
+        c"nrt_async_sendrecv_send_tensor",
+        c"nrt_async_sendrecv_test_comm",
+        c"nrt_async_sendrecv_test_request",
         c"nrt_barrier",
         c"nrt_build_global_comm",
         c"nrt_cc_global_comm_init",
         c"nrt_close",
+        c"nrt_debug_client_connect",
+        c"nrt_debug_client_connect_close",
+        c"nrt_debug_client_read_one_event",
         c"nrt_destroy_tensor_set",
         c"nrt_execute",
         c"nrt_execute_repeat",
         c"nrt_free_model_tensor_info",
+        c"nrt_get_attached_efa_bdf",
+        c"nrt_get_dmabuf_fd",
+        c"nrt_get_hbm_mmap_va",
         c"nrt_get_instance_info",
+        c"nrt_get_libnccl_net",
         c"nrt_get_model_info",
         c"nrt_get_model_instance_count",
         c"nrt_get_model_nc_count",
@@ -488,15 +1025,61 @@ impl NrtFns {
         c"nrt_get_visible_nc_count",
         c"nrt_get_visible_vnc_count",
         c"nrt_get_vnc_memory_stats",
+        c"nrt_host_device_id_get",
+        c"nrt_host_device_id_rid_map_get",
         c"nrt_init",
+        c"nrt_inspect_begin",
+        c"nrt_inspect_begin_with_options",
+        c"nrt_inspect_config_allocate",
+        c"nrt_inspect_config_free",
+        c"nrt_inspect_config_free_activity_types",
+        c"nrt_inspect_config_get_all_activity_types",
+        c"nrt_inspect_config_get_enabled_activity_types",
+        c"nrt_inspect_config_set_activity",
+        c"nrt_inspect_config_set_capture_enabled_for_event_type_string",
+        c"nrt_inspect_config_set_capture_enabled_for_nc",
+        c"nrt_inspect_config_set_defaults",
+        c"nrt_inspect_config_set_enable_inspect",
+        c"nrt_inspect_config_set_enable_inspect_on_fail",
+        c"nrt_inspect_config_set_output_dir",
+        c"nrt_inspect_config_set_session_id",
+        c"nrt_inspect_config_set_sys_trace_max_events_per_nc",
+        c"nrt_inspect_stop",
         c"nrt_load",
         c"nrt_load_collectives",
+        c"nrt_memcpy_to_device",
+        c"nrt_profile_continuous_options_allocate",
+        c"nrt_profile_continuous_options_free",
+        c"nrt_profile_continuous_options_set_output_dir",
+        c"nrt_profile_continuous_save",
+        c"nrt_profile_continuous_start",
+        c"nrt_profile_continuous_stop",
         c"nrt_profile_start",
         c"nrt_profile_stop",
+        c"nrt_set_pool_eng_ucode",
+        c"nrt_sys_trace_buffer_free",
+        c"nrt_sys_trace_config_allocate",
+        c"nrt_sys_trace_config_free",
+        c"nrt_sys_trace_config_get_enabled_event_types",
+        c"nrt_sys_trace_config_set_capture_enabled_for_event_type",
+        c"nrt_sys_trace_config_set_capture_enabled_for_nc",
+        c"nrt_sys_trace_config_set_defaults",
+        c"nrt_sys_trace_config_set_max_events_per_nc",
+        c"nrt_sys_trace_fetch_events",
+        c"nrt_sys_trace_fetch_options_allocate",
+        c"nrt_sys_trace_fetch_options_free",
+        c"nrt_sys_trace_fetch_options_set_defaults",
+        c"nrt_sys_trace_fetch_options_set_max_events_per_nc",
+        c"nrt_sys_trace_fetch_options_set_nc_idx",
+        c"nrt_sys_trace_free_event_types",
+        c"nrt_sys_trace_get_event_types",
+        c"nrt_sys_trace_start",
+        c"nrt_sys_trace_stop",
         c"nrt_tensor_allocate",
         c"nrt_tensor_allocate_empty",
         c"nrt_tensor_allocate_slice",
         c"nrt_tensor_attach_buffer",
+        c"nrt_tensor_check_output_completion",
         c"nrt_tensor_copy",
         c"nrt_tensor_free",
         c"nrt_tensor_get_device_allocation_info",
@@ -505,8 +1088,11 @@ impl NrtFns {
         c"nrt_tensor_memset",
         c"nrt_tensor_read",
         c"nrt_tensor_read_batch",
+        c"nrt_tensor_reset_output_completion",
         c"nrt_tensor_write",
         c"nrt_tensor_write_batch",
+        c"nrt_trace_start",
+        c"nrt_trace_stop",
         c"nrt_unload",
         c"nrta_cc_prepare",
         c"nrta_cc_schedule",
@@ -571,6 +1157,151 @@ impl NrtFns {
                     })
                 }
             },
+            nrt_async_sendrecv_accept: {
+                let ptr = lookup(c"nrt_async_sendrecv_accept");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_accept,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_close: {
+                let ptr = lookup(c"nrt_async_sendrecv_close");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_close,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_connect: {
+                let ptr = lookup(c"nrt_async_sendrecv_connect");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_connect,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_flush: {
+                let ptr = lookup(c"nrt_async_sendrecv_flush");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_flush,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_get_max_num_communicators_per_lnc: {
+                let ptr = lookup(
+                    c"nrt_async_sendrecv_get_max_num_communicators_per_lnc",
+                );
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_get_max_num_communicators_per_lnc,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_get_max_num_pending_request: {
+                let ptr = lookup(c"nrt_async_sendrecv_get_max_num_pending_request");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_get_max_num_pending_request,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_init: {
+                let ptr = lookup(c"nrt_async_sendrecv_init");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_init,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_recv_tensor: {
+                let ptr = lookup(c"nrt_async_sendrecv_recv_tensor");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_recv_tensor,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_send_tensor: {
+                let ptr = lookup(c"nrt_async_sendrecv_send_tensor");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_send_tensor,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_test_comm: {
+                let ptr = lookup(c"nrt_async_sendrecv_test_comm");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_test_comm,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_async_sendrecv_test_request: {
+                let ptr = lookup(c"nrt_async_sendrecv_test_request");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_async_sendrecv_test_request,
+                        >(ptr)
+                    })
+                }
+            },
             nrt_barrier: {
                 let ptr = lookup(c"nrt_barrier");
                 if ptr.is_null() {
@@ -619,6 +1350,45 @@ impl NrtFns {
                         ::core::mem::transmute::<
                             *mut ::core::ffi::c_void,
                             fn_types::nrt_close,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_debug_client_connect: {
+                let ptr = lookup(c"nrt_debug_client_connect");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_debug_client_connect,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_debug_client_connect_close: {
+                let ptr = lookup(c"nrt_debug_client_connect_close");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_debug_client_connect_close,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_debug_client_read_one_event: {
+                let ptr = lookup(c"nrt_debug_client_read_one_event");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_debug_client_read_one_event,
                         >(ptr)
                     })
                 }
@@ -675,6 +1445,45 @@ impl NrtFns {
                     })
                 }
             },
+            nrt_get_attached_efa_bdf: {
+                let ptr = lookup(c"nrt_get_attached_efa_bdf");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_get_attached_efa_bdf,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_get_dmabuf_fd: {
+                let ptr = lookup(c"nrt_get_dmabuf_fd");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_get_dmabuf_fd,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_get_hbm_mmap_va: {
+                let ptr = lookup(c"nrt_get_hbm_mmap_va");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_get_hbm_mmap_va,
+                        >(ptr)
+                    })
+                }
+            },
             nrt_get_instance_info: {
                 let ptr = lookup(c"nrt_get_instance_info");
                 if ptr.is_null() {
@@ -684,6 +1493,19 @@ impl NrtFns {
                         ::core::mem::transmute::<
                             *mut ::core::ffi::c_void,
                             fn_types::nrt_get_instance_info,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_get_libnccl_net: {
+                let ptr = lookup(c"nrt_get_libnccl_net");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_get_libnccl_net,
                         >(ptr)
                     })
                 }
@@ -857,6 +1679,32 @@ impl NrtFns {
                     })
                 }
             },
+            nrt_host_device_id_get: {
+                let ptr = lookup(c"nrt_host_device_id_get");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_host_device_id_get,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_host_device_id_rid_map_get: {
+                let ptr = lookup(c"nrt_host_device_id_rid_map_get");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_host_device_id_rid_map_get,
+                        >(ptr)
+                    })
+                }
+            },
             nrt_init: {
                 let ptr = lookup(c"nrt_init");
                 if ptr.is_null() {
@@ -866,6 +1714,229 @@ impl NrtFns {
                         ::core::mem::transmute::<
                             *mut ::core::ffi::c_void,
                             fn_types::nrt_init,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_begin: {
+                let ptr = lookup(c"nrt_inspect_begin");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_begin,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_begin_with_options: {
+                let ptr = lookup(c"nrt_inspect_begin_with_options");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_begin_with_options,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_allocate: {
+                let ptr = lookup(c"nrt_inspect_config_allocate");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_allocate,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_free: {
+                let ptr = lookup(c"nrt_inspect_config_free");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_free,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_free_activity_types: {
+                let ptr = lookup(c"nrt_inspect_config_free_activity_types");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_free_activity_types,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_get_all_activity_types: {
+                let ptr = lookup(c"nrt_inspect_config_get_all_activity_types");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_get_all_activity_types,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_get_enabled_activity_types: {
+                let ptr = lookup(c"nrt_inspect_config_get_enabled_activity_types");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_get_enabled_activity_types,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_activity: {
+                let ptr = lookup(c"nrt_inspect_config_set_activity");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_activity,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_capture_enabled_for_event_type_string: {
+                let ptr = lookup(
+                    c"nrt_inspect_config_set_capture_enabled_for_event_type_string",
+                );
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_capture_enabled_for_event_type_string,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_capture_enabled_for_nc: {
+                let ptr = lookup(c"nrt_inspect_config_set_capture_enabled_for_nc");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_capture_enabled_for_nc,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_defaults: {
+                let ptr = lookup(c"nrt_inspect_config_set_defaults");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_defaults,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_enable_inspect: {
+                let ptr = lookup(c"nrt_inspect_config_set_enable_inspect");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_enable_inspect,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_enable_inspect_on_fail: {
+                let ptr = lookup(c"nrt_inspect_config_set_enable_inspect_on_fail");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_enable_inspect_on_fail,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_output_dir: {
+                let ptr = lookup(c"nrt_inspect_config_set_output_dir");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_output_dir,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_session_id: {
+                let ptr = lookup(c"nrt_inspect_config_set_session_id");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_session_id,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_config_set_sys_trace_max_events_per_nc: {
+                let ptr = lookup(c"nrt_inspect_config_set_sys_trace_max_events_per_nc");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_config_set_sys_trace_max_events_per_nc,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_inspect_stop: {
+                let ptr = lookup(c"nrt_inspect_stop");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_inspect_stop,
                         >(ptr)
                     })
                 }
@@ -896,6 +1967,97 @@ impl NrtFns {
                     })
                 }
             },
+            nrt_memcpy_to_device: {
+                let ptr = lookup(c"nrt_memcpy_to_device");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_memcpy_to_device,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_profile_continuous_options_allocate: {
+                let ptr = lookup(c"nrt_profile_continuous_options_allocate");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_profile_continuous_options_allocate,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_profile_continuous_options_free: {
+                let ptr = lookup(c"nrt_profile_continuous_options_free");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_profile_continuous_options_free,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_profile_continuous_options_set_output_dir: {
+                let ptr = lookup(c"nrt_profile_continuous_options_set_output_dir");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_profile_continuous_options_set_output_dir,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_profile_continuous_save: {
+                let ptr = lookup(c"nrt_profile_continuous_save");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_profile_continuous_save,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_profile_continuous_start: {
+                let ptr = lookup(c"nrt_profile_continuous_start");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_profile_continuous_start,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_profile_continuous_stop: {
+                let ptr = lookup(c"nrt_profile_continuous_stop");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_profile_continuous_stop,
+                        >(ptr)
+                    })
+                }
+            },
             nrt_profile_start: {
                 let ptr = lookup(c"nrt_profile_start");
                 if ptr.is_null() {
@@ -918,6 +2080,255 @@ impl NrtFns {
                         ::core::mem::transmute::<
                             *mut ::core::ffi::c_void,
                             fn_types::nrt_profile_stop,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_set_pool_eng_ucode: {
+                let ptr = lookup(c"nrt_set_pool_eng_ucode");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_set_pool_eng_ucode,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_buffer_free: {
+                let ptr = lookup(c"nrt_sys_trace_buffer_free");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_buffer_free,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_config_allocate: {
+                let ptr = lookup(c"nrt_sys_trace_config_allocate");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_config_allocate,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_config_free: {
+                let ptr = lookup(c"nrt_sys_trace_config_free");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_config_free,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_config_get_enabled_event_types: {
+                let ptr = lookup(c"nrt_sys_trace_config_get_enabled_event_types");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_config_get_enabled_event_types,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_config_set_capture_enabled_for_event_type: {
+                let ptr = lookup(
+                    c"nrt_sys_trace_config_set_capture_enabled_for_event_type",
+                );
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_config_set_capture_enabled_for_event_type,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_config_set_capture_enabled_for_nc: {
+                let ptr = lookup(c"nrt_sys_trace_config_set_capture_enabled_for_nc");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_config_set_capture_enabled_for_nc,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_config_set_defaults: {
+                let ptr = lookup(c"nrt_sys_trace_config_set_defaults");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_config_set_defaults,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_config_set_max_events_per_nc: {
+                let ptr = lookup(c"nrt_sys_trace_config_set_max_events_per_nc");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_config_set_max_events_per_nc,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_fetch_events: {
+                let ptr = lookup(c"nrt_sys_trace_fetch_events");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_fetch_events,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_fetch_options_allocate: {
+                let ptr = lookup(c"nrt_sys_trace_fetch_options_allocate");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_fetch_options_allocate,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_fetch_options_free: {
+                let ptr = lookup(c"nrt_sys_trace_fetch_options_free");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_fetch_options_free,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_fetch_options_set_defaults: {
+                let ptr = lookup(c"nrt_sys_trace_fetch_options_set_defaults");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_fetch_options_set_defaults,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_fetch_options_set_max_events_per_nc: {
+                let ptr = lookup(c"nrt_sys_trace_fetch_options_set_max_events_per_nc");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_fetch_options_set_max_events_per_nc,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_fetch_options_set_nc_idx: {
+                let ptr = lookup(c"nrt_sys_trace_fetch_options_set_nc_idx");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_fetch_options_set_nc_idx,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_free_event_types: {
+                let ptr = lookup(c"nrt_sys_trace_free_event_types");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_free_event_types,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_get_event_types: {
+                let ptr = lookup(c"nrt_sys_trace_get_event_types");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_get_event_types,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_start: {
+                let ptr = lookup(c"nrt_sys_trace_start");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_start,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_sys_trace_stop: {
+                let ptr = lookup(c"nrt_sys_trace_stop");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_sys_trace_stop,
                         >(ptr)
                     })
                 }
@@ -970,6 +2381,19 @@ impl NrtFns {
                         ::core::mem::transmute::<
                             *mut ::core::ffi::c_void,
                             fn_types::nrt_tensor_attach_buffer,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_tensor_check_output_completion: {
+                let ptr = lookup(c"nrt_tensor_check_output_completion");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_tensor_check_output_completion,
                         >(ptr)
                     })
                 }
@@ -1078,6 +2502,19 @@ impl NrtFns {
                     })
                 }
             },
+            nrt_tensor_reset_output_completion: {
+                let ptr = lookup(c"nrt_tensor_reset_output_completion");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_tensor_reset_output_completion,
+                        >(ptr)
+                    })
+                }
+            },
             nrt_tensor_write: {
                 let ptr = lookup(c"nrt_tensor_write");
                 if ptr.is_null() {
@@ -1100,6 +2537,32 @@ impl NrtFns {
                         ::core::mem::transmute::<
                             *mut ::core::ffi::c_void,
                             fn_types::nrt_tensor_write_batch,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_trace_start: {
+                let ptr = lookup(c"nrt_trace_start");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_trace_start,
+                        >(ptr)
+                    })
+                }
+            },
+            nrt_trace_stop: {
+                let ptr = lookup(c"nrt_trace_stop");
+                if ptr.is_null() {
+                    None
+                } else {
+                    Some(unsafe {
+                        ::core::mem::transmute::<
+                            *mut ::core::ffi::c_void,
+                            fn_types::nrt_trace_stop,
                         >(ptr)
                     })
                 }
@@ -1250,7 +2713,7 @@ impl NrtFns {
         }
     }
     /// Each symbol name with whether the table has it.
-    pub fn presence(&self) -> [(&'static ::core::ffi::CStr, bool); 55usize] {
+    pub fn presence(&self) -> [(&'static ::core::ffi::CStr, bool); 122usize] {
         [
             (
                 c"nrt_add_tensor_to_tensor_set",
@@ -1258,15 +2721,57 @@ impl NrtFns {
             ),
             (c"nrt_all_gather", self.nrt_all_gather.is_some()),
             (c"nrt_allocate_tensor_set", self.nrt_allocate_tensor_set.is_some()),
+            (c"nrt_async_sendrecv_accept", self.nrt_async_sendrecv_accept.is_some()),
+            (c"nrt_async_sendrecv_close", self.nrt_async_sendrecv_close.is_some()),
+            (c"nrt_async_sendrecv_connect", self.nrt_async_sendrecv_connect.is_some()),
+            (c"nrt_async_sendrecv_flush", self.nrt_async_sendrecv_flush.is_some()),
+            (
+                c"nrt_async_sendrecv_get_max_num_communicators_per_lnc",
+                self.nrt_async_sendrecv_get_max_num_communicators_per_lnc.is_some(),
+            ),
+            (
+                c"nrt_async_sendrecv_get_max_num_pending_request",
+                self.nrt_async_sendrecv_get_max_num_pending_request.is_some(),
+            ),
+            (c"nrt_async_sendrecv_init", self.nrt_async_sendrecv_init.is_some()),
+            (
+                c"nrt_async_sendrecv_recv_tensor",
+                self.nrt_async_sendrecv_recv_tensor.is_some(),
+            ),
+            (
+                c"nrt_async_sendrecv_send_tensor",
+                self.nrt_async_sendrecv_send_tensor.is_some(),
+            ),
+            (
+                c"nrt_async_sendrecv_test_comm",
+                self.nrt_async_sendrecv_test_comm.is_some(),
+            ),
+            (
+                c"nrt_async_sendrecv_test_request",
+                self.nrt_async_sendrecv_test_request.is_some(),
+            ),
             (c"nrt_barrier", self.nrt_barrier.is_some()),
             (c"nrt_build_global_comm", self.nrt_build_global_comm.is_some()),
             (c"nrt_cc_global_comm_init", self.nrt_cc_global_comm_init.is_some()),
             (c"nrt_close", self.nrt_close.is_some()),
+            (c"nrt_debug_client_connect", self.nrt_debug_client_connect.is_some()),
+            (
+                c"nrt_debug_client_connect_close",
+                self.nrt_debug_client_connect_close.is_some(),
+            ),
+            (
+                c"nrt_debug_client_read_one_event",
+                self.nrt_debug_client_read_one_event.is_some(),
+            ),
             (c"nrt_destroy_tensor_set", self.nrt_destroy_tensor_set.is_some()),
             (c"nrt_execute", self.nrt_execute.is_some()),
             (c"nrt_execute_repeat", self.nrt_execute_repeat.is_some()),
             (c"nrt_free_model_tensor_info", self.nrt_free_model_tensor_info.is_some()),
+            (c"nrt_get_attached_efa_bdf", self.nrt_get_attached_efa_bdf.is_some()),
+            (c"nrt_get_dmabuf_fd", self.nrt_get_dmabuf_fd.is_some()),
+            (c"nrt_get_hbm_mmap_va", self.nrt_get_hbm_mmap_va.is_some()),
             (c"nrt_get_instance_info", self.nrt_get_instance_info.is_some()),
+            (c"nrt_get_libnccl_net", self.nrt_get_libnccl_net.is_some()),
             (c"nrt_get_model_info", self.nrt_get_model_info.is_some()),
             (
                 c"nrt_get_model_instance_count",
@@ -1286,15 +2791,159 @@ impl NrtFns {
             (c"nrt_get_visible_nc_count", self.nrt_get_visible_nc_count.is_some()),
             (c"nrt_get_visible_vnc_count", self.nrt_get_visible_vnc_count.is_some()),
             (c"nrt_get_vnc_memory_stats", self.nrt_get_vnc_memory_stats.is_some()),
+            (c"nrt_host_device_id_get", self.nrt_host_device_id_get.is_some()),
+            (
+                c"nrt_host_device_id_rid_map_get",
+                self.nrt_host_device_id_rid_map_get.is_some(),
+            ),
             (c"nrt_init", self.nrt_init.is_some()),
+            (c"nrt_inspect_begin", self.nrt_inspect_begin.is_some()),
+            (
+                c"nrt_inspect_begin_with_options",
+                self.nrt_inspect_begin_with_options.is_some(),
+            ),
+            (c"nrt_inspect_config_allocate", self.nrt_inspect_config_allocate.is_some()),
+            (c"nrt_inspect_config_free", self.nrt_inspect_config_free.is_some()),
+            (
+                c"nrt_inspect_config_free_activity_types",
+                self.nrt_inspect_config_free_activity_types.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_get_all_activity_types",
+                self.nrt_inspect_config_get_all_activity_types.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_get_enabled_activity_types",
+                self.nrt_inspect_config_get_enabled_activity_types.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_activity",
+                self.nrt_inspect_config_set_activity.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_capture_enabled_for_event_type_string",
+                self
+                    .nrt_inspect_config_set_capture_enabled_for_event_type_string
+                    .is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_capture_enabled_for_nc",
+                self.nrt_inspect_config_set_capture_enabled_for_nc.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_defaults",
+                self.nrt_inspect_config_set_defaults.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_enable_inspect",
+                self.nrt_inspect_config_set_enable_inspect.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_enable_inspect_on_fail",
+                self.nrt_inspect_config_set_enable_inspect_on_fail.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_output_dir",
+                self.nrt_inspect_config_set_output_dir.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_session_id",
+                self.nrt_inspect_config_set_session_id.is_some(),
+            ),
+            (
+                c"nrt_inspect_config_set_sys_trace_max_events_per_nc",
+                self.nrt_inspect_config_set_sys_trace_max_events_per_nc.is_some(),
+            ),
+            (c"nrt_inspect_stop", self.nrt_inspect_stop.is_some()),
             (c"nrt_load", self.nrt_load.is_some()),
             (c"nrt_load_collectives", self.nrt_load_collectives.is_some()),
+            (c"nrt_memcpy_to_device", self.nrt_memcpy_to_device.is_some()),
+            (
+                c"nrt_profile_continuous_options_allocate",
+                self.nrt_profile_continuous_options_allocate.is_some(),
+            ),
+            (
+                c"nrt_profile_continuous_options_free",
+                self.nrt_profile_continuous_options_free.is_some(),
+            ),
+            (
+                c"nrt_profile_continuous_options_set_output_dir",
+                self.nrt_profile_continuous_options_set_output_dir.is_some(),
+            ),
+            (c"nrt_profile_continuous_save", self.nrt_profile_continuous_save.is_some()),
+            (
+                c"nrt_profile_continuous_start",
+                self.nrt_profile_continuous_start.is_some(),
+            ),
+            (c"nrt_profile_continuous_stop", self.nrt_profile_continuous_stop.is_some()),
             (c"nrt_profile_start", self.nrt_profile_start.is_some()),
             (c"nrt_profile_stop", self.nrt_profile_stop.is_some()),
+            (c"nrt_set_pool_eng_ucode", self.nrt_set_pool_eng_ucode.is_some()),
+            (c"nrt_sys_trace_buffer_free", self.nrt_sys_trace_buffer_free.is_some()),
+            (
+                c"nrt_sys_trace_config_allocate",
+                self.nrt_sys_trace_config_allocate.is_some(),
+            ),
+            (c"nrt_sys_trace_config_free", self.nrt_sys_trace_config_free.is_some()),
+            (
+                c"nrt_sys_trace_config_get_enabled_event_types",
+                self.nrt_sys_trace_config_get_enabled_event_types.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_config_set_capture_enabled_for_event_type",
+                self.nrt_sys_trace_config_set_capture_enabled_for_event_type.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_config_set_capture_enabled_for_nc",
+                self.nrt_sys_trace_config_set_capture_enabled_for_nc.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_config_set_defaults",
+                self.nrt_sys_trace_config_set_defaults.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_config_set_max_events_per_nc",
+                self.nrt_sys_trace_config_set_max_events_per_nc.is_some(),
+            ),
+            (c"nrt_sys_trace_fetch_events", self.nrt_sys_trace_fetch_events.is_some()),
+            (
+                c"nrt_sys_trace_fetch_options_allocate",
+                self.nrt_sys_trace_fetch_options_allocate.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_free",
+                self.nrt_sys_trace_fetch_options_free.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_set_defaults",
+                self.nrt_sys_trace_fetch_options_set_defaults.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_set_max_events_per_nc",
+                self.nrt_sys_trace_fetch_options_set_max_events_per_nc.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_set_nc_idx",
+                self.nrt_sys_trace_fetch_options_set_nc_idx.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_free_event_types",
+                self.nrt_sys_trace_free_event_types.is_some(),
+            ),
+            (
+                c"nrt_sys_trace_get_event_types",
+                self.nrt_sys_trace_get_event_types.is_some(),
+            ),
+            (c"nrt_sys_trace_start", self.nrt_sys_trace_start.is_some()),
+            (c"nrt_sys_trace_stop", self.nrt_sys_trace_stop.is_some()),
             (c"nrt_tensor_allocate", self.nrt_tensor_allocate.is_some()),
             (c"nrt_tensor_allocate_empty", self.nrt_tensor_allocate_empty.is_some()),
             (c"nrt_tensor_allocate_slice", self.nrt_tensor_allocate_slice.is_some()),
             (c"nrt_tensor_attach_buffer", self.nrt_tensor_attach_buffer.is_some()),
+            (
+                c"nrt_tensor_check_output_completion",
+                self.nrt_tensor_check_output_completion.is_some(),
+            ),
             (c"nrt_tensor_copy", self.nrt_tensor_copy.is_some()),
             (c"nrt_tensor_free", self.nrt_tensor_free.is_some()),
             (
@@ -1306,8 +2955,14 @@ impl NrtFns {
             (c"nrt_tensor_memset", self.nrt_tensor_memset.is_some()),
             (c"nrt_tensor_read", self.nrt_tensor_read.is_some()),
             (c"nrt_tensor_read_batch", self.nrt_tensor_read_batch.is_some()),
+            (
+                c"nrt_tensor_reset_output_completion",
+                self.nrt_tensor_reset_output_completion.is_some(),
+            ),
             (c"nrt_tensor_write", self.nrt_tensor_write.is_some()),
             (c"nrt_tensor_write_batch", self.nrt_tensor_write_batch.is_some()),
+            (c"nrt_trace_start", self.nrt_trace_start.is_some()),
+            (c"nrt_trace_stop", self.nrt_trace_stop.is_some()),
             (c"nrt_unload", self.nrt_unload.is_some()),
             (c"nrta_cc_prepare", self.nrta_cc_prepare.is_some()),
             (c"nrta_cc_schedule", self.nrta_cc_schedule.is_some()),
@@ -1331,7 +2986,7 @@ impl NrtFns {
     /// same order as [`NrtFns::NAMES`].
     pub fn addresses(
         &self,
-    ) -> [(&'static ::core::ffi::CStr, *mut ::core::ffi::c_void); 55usize] {
+    ) -> [(&'static ::core::ffi::CStr, *mut ::core::ffi::c_void); 122usize] {
         [
             (
                 c"nrt_add_tensor_to_tensor_set",
@@ -1349,6 +3004,72 @@ impl NrtFns {
                 c"nrt_allocate_tensor_set",
                 self
                     .nrt_allocate_tensor_set
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_accept",
+                self
+                    .nrt_async_sendrecv_accept
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_close",
+                self
+                    .nrt_async_sendrecv_close
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_connect",
+                self
+                    .nrt_async_sendrecv_connect
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_flush",
+                self
+                    .nrt_async_sendrecv_flush
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_get_max_num_communicators_per_lnc",
+                self
+                    .nrt_async_sendrecv_get_max_num_communicators_per_lnc
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_get_max_num_pending_request",
+                self
+                    .nrt_async_sendrecv_get_max_num_pending_request
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_init",
+                self
+                    .nrt_async_sendrecv_init
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_recv_tensor",
+                self
+                    .nrt_async_sendrecv_recv_tensor
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_send_tensor",
+                self
+                    .nrt_async_sendrecv_send_tensor
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_test_comm",
+                self
+                    .nrt_async_sendrecv_test_comm
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_async_sendrecv_test_request",
+                self
+                    .nrt_async_sendrecv_test_request
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
@@ -1376,6 +3097,24 @@ impl NrtFns {
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
+                c"nrt_debug_client_connect",
+                self
+                    .nrt_debug_client_connect
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_debug_client_connect_close",
+                self
+                    .nrt_debug_client_connect_close
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_debug_client_read_one_event",
+                self
+                    .nrt_debug_client_read_one_event
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
                 c"nrt_destroy_tensor_set",
                 self
                     .nrt_destroy_tensor_set
@@ -1400,9 +3139,33 @@ impl NrtFns {
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
+                c"nrt_get_attached_efa_bdf",
+                self
+                    .nrt_get_attached_efa_bdf
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_dmabuf_fd",
+                self
+                    .nrt_get_dmabuf_fd
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_hbm_mmap_va",
+                self
+                    .nrt_get_hbm_mmap_va
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
                 c"nrt_get_instance_info",
                 self
                     .nrt_get_instance_info
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_get_libnccl_net",
+                self
+                    .nrt_get_libnccl_net
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
@@ -1484,9 +3247,123 @@ impl NrtFns {
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
+                c"nrt_host_device_id_get",
+                self
+                    .nrt_host_device_id_get
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_host_device_id_rid_map_get",
+                self
+                    .nrt_host_device_id_rid_map_get
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
                 c"nrt_init",
                 self
                     .nrt_init
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_begin",
+                self
+                    .nrt_inspect_begin
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_begin_with_options",
+                self
+                    .nrt_inspect_begin_with_options
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_allocate",
+                self
+                    .nrt_inspect_config_allocate
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_free",
+                self
+                    .nrt_inspect_config_free
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_free_activity_types",
+                self
+                    .nrt_inspect_config_free_activity_types
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_get_all_activity_types",
+                self
+                    .nrt_inspect_config_get_all_activity_types
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_get_enabled_activity_types",
+                self
+                    .nrt_inspect_config_get_enabled_activity_types
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_activity",
+                self
+                    .nrt_inspect_config_set_activity
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_capture_enabled_for_event_type_string",
+                self
+                    .nrt_inspect_config_set_capture_enabled_for_event_type_string
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_capture_enabled_for_nc",
+                self
+                    .nrt_inspect_config_set_capture_enabled_for_nc
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_defaults",
+                self
+                    .nrt_inspect_config_set_defaults
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_enable_inspect",
+                self
+                    .nrt_inspect_config_set_enable_inspect
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_enable_inspect_on_fail",
+                self
+                    .nrt_inspect_config_set_enable_inspect_on_fail
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_output_dir",
+                self
+                    .nrt_inspect_config_set_output_dir
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_session_id",
+                self
+                    .nrt_inspect_config_set_session_id
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_config_set_sys_trace_max_events_per_nc",
+                self
+                    .nrt_inspect_config_set_sys_trace_max_events_per_nc
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_inspect_stop",
+                self
+                    .nrt_inspect_stop
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
@@ -1502,6 +3379,48 @@ impl NrtFns {
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
+                c"nrt_memcpy_to_device",
+                self
+                    .nrt_memcpy_to_device
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_continuous_options_allocate",
+                self
+                    .nrt_profile_continuous_options_allocate
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_continuous_options_free",
+                self
+                    .nrt_profile_continuous_options_free
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_continuous_options_set_output_dir",
+                self
+                    .nrt_profile_continuous_options_set_output_dir
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_continuous_save",
+                self
+                    .nrt_profile_continuous_save
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_continuous_start",
+                self
+                    .nrt_profile_continuous_start
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_profile_continuous_stop",
+                self
+                    .nrt_profile_continuous_stop
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
                 c"nrt_profile_start",
                 self
                     .nrt_profile_start
@@ -1511,6 +3430,120 @@ impl NrtFns {
                 c"nrt_profile_stop",
                 self
                     .nrt_profile_stop
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_set_pool_eng_ucode",
+                self
+                    .nrt_set_pool_eng_ucode
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_buffer_free",
+                self
+                    .nrt_sys_trace_buffer_free
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_config_allocate",
+                self
+                    .nrt_sys_trace_config_allocate
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_config_free",
+                self
+                    .nrt_sys_trace_config_free
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_config_get_enabled_event_types",
+                self
+                    .nrt_sys_trace_config_get_enabled_event_types
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_config_set_capture_enabled_for_event_type",
+                self
+                    .nrt_sys_trace_config_set_capture_enabled_for_event_type
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_config_set_capture_enabled_for_nc",
+                self
+                    .nrt_sys_trace_config_set_capture_enabled_for_nc
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_config_set_defaults",
+                self
+                    .nrt_sys_trace_config_set_defaults
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_config_set_max_events_per_nc",
+                self
+                    .nrt_sys_trace_config_set_max_events_per_nc
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_fetch_events",
+                self
+                    .nrt_sys_trace_fetch_events
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_allocate",
+                self
+                    .nrt_sys_trace_fetch_options_allocate
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_free",
+                self
+                    .nrt_sys_trace_fetch_options_free
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_set_defaults",
+                self
+                    .nrt_sys_trace_fetch_options_set_defaults
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_set_max_events_per_nc",
+                self
+                    .nrt_sys_trace_fetch_options_set_max_events_per_nc
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_fetch_options_set_nc_idx",
+                self
+                    .nrt_sys_trace_fetch_options_set_nc_idx
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_free_event_types",
+                self
+                    .nrt_sys_trace_free_event_types
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_get_event_types",
+                self
+                    .nrt_sys_trace_get_event_types
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_start",
+                self
+                    .nrt_sys_trace_start
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_sys_trace_stop",
+                self
+                    .nrt_sys_trace_stop
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
@@ -1535,6 +3568,12 @@ impl NrtFns {
                 c"nrt_tensor_attach_buffer",
                 self
                     .nrt_tensor_attach_buffer
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_tensor_check_output_completion",
+                self
+                    .nrt_tensor_check_output_completion
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
@@ -1586,6 +3625,12 @@ impl NrtFns {
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
+                c"nrt_tensor_reset_output_completion",
+                self
+                    .nrt_tensor_reset_output_completion
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
                 c"nrt_tensor_write",
                 self
                     .nrt_tensor_write
@@ -1595,6 +3640,18 @@ impl NrtFns {
                 c"nrt_tensor_write_batch",
                 self
                     .nrt_tensor_write_batch
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_trace_start",
+                self
+                    .nrt_trace_start
+                    .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
+            ),
+            (
+                c"nrt_trace_stop",
+                self
+                    .nrt_trace_stop
                     .map_or(::core::ptr::null_mut(), |f| f as *mut ::core::ffi::c_void),
             ),
             (
@@ -1674,15 +3731,49 @@ impl NrtFns {
             ),
             nrt_all_gather: Some(super::linked::nrt_all_gather),
             nrt_allocate_tensor_set: Some(super::linked::nrt_allocate_tensor_set),
+            nrt_async_sendrecv_accept: Some(super::linked::nrt_async_sendrecv_accept),
+            nrt_async_sendrecv_close: Some(super::linked::nrt_async_sendrecv_close),
+            nrt_async_sendrecv_connect: Some(super::linked::nrt_async_sendrecv_connect),
+            nrt_async_sendrecv_flush: Some(super::linked::nrt_async_sendrecv_flush),
+            nrt_async_sendrecv_get_max_num_communicators_per_lnc: Some(
+                super::linked::nrt_async_sendrecv_get_max_num_communicators_per_lnc,
+            ),
+            nrt_async_sendrecv_get_max_num_pending_request: Some(
+                super::linked::nrt_async_sendrecv_get_max_num_pending_request,
+            ),
+            nrt_async_sendrecv_init: Some(super::linked::nrt_async_sendrecv_init),
+            nrt_async_sendrecv_recv_tensor: Some(
+                super::linked::nrt_async_sendrecv_recv_tensor,
+            ),
+            nrt_async_sendrecv_send_tensor: Some(
+                super::linked::nrt_async_sendrecv_send_tensor,
+            ),
+            nrt_async_sendrecv_test_comm: Some(
+                super::linked::nrt_async_sendrecv_test_comm,
+            ),
+            nrt_async_sendrecv_test_request: Some(
+                super::linked::nrt_async_sendrecv_test_request,
+            ),
             nrt_barrier: Some(super::linked::nrt_barrier),
             nrt_build_global_comm: Some(super::linked::nrt_build_global_comm),
             nrt_cc_global_comm_init: Some(super::linked::nrt_cc_global_comm_init),
             nrt_close: Some(super::linked::nrt_close),
+            nrt_debug_client_connect: Some(super::linked::nrt_debug_client_connect),
+            nrt_debug_client_connect_close: Some(
+                super::linked::nrt_debug_client_connect_close,
+            ),
+            nrt_debug_client_read_one_event: Some(
+                super::linked::nrt_debug_client_read_one_event,
+            ),
             nrt_destroy_tensor_set: Some(super::linked::nrt_destroy_tensor_set),
             nrt_execute: Some(super::linked::nrt_execute),
             nrt_execute_repeat: Some(super::linked::nrt_execute_repeat),
             nrt_free_model_tensor_info: Some(super::linked::nrt_free_model_tensor_info),
+            nrt_get_attached_efa_bdf: Some(super::linked::nrt_get_attached_efa_bdf),
+            nrt_get_dmabuf_fd: Some(super::linked::nrt_get_dmabuf_fd),
+            nrt_get_hbm_mmap_va: Some(super::linked::nrt_get_hbm_mmap_va),
             nrt_get_instance_info: Some(super::linked::nrt_get_instance_info),
+            nrt_get_libnccl_net: Some(super::linked::nrt_get_libnccl_net),
             nrt_get_model_info: Some(super::linked::nrt_get_model_info),
             nrt_get_model_instance_count: Some(
                 super::linked::nrt_get_model_instance_count,
@@ -1700,15 +3791,131 @@ impl NrtFns {
             nrt_get_visible_nc_count: Some(super::linked::nrt_get_visible_nc_count),
             nrt_get_visible_vnc_count: Some(super::linked::nrt_get_visible_vnc_count),
             nrt_get_vnc_memory_stats: Some(super::linked::nrt_get_vnc_memory_stats),
+            nrt_host_device_id_get: Some(super::linked::nrt_host_device_id_get),
+            nrt_host_device_id_rid_map_get: Some(
+                super::linked::nrt_host_device_id_rid_map_get,
+            ),
             nrt_init: Some(super::linked::nrt_init),
+            nrt_inspect_begin: Some(super::linked::nrt_inspect_begin),
+            nrt_inspect_begin_with_options: Some(
+                super::linked::nrt_inspect_begin_with_options,
+            ),
+            nrt_inspect_config_allocate: Some(
+                super::linked::nrt_inspect_config_allocate,
+            ),
+            nrt_inspect_config_free: Some(super::linked::nrt_inspect_config_free),
+            nrt_inspect_config_free_activity_types: Some(
+                super::linked::nrt_inspect_config_free_activity_types,
+            ),
+            nrt_inspect_config_get_all_activity_types: Some(
+                super::linked::nrt_inspect_config_get_all_activity_types,
+            ),
+            nrt_inspect_config_get_enabled_activity_types: Some(
+                super::linked::nrt_inspect_config_get_enabled_activity_types,
+            ),
+            nrt_inspect_config_set_activity: Some(
+                super::linked::nrt_inspect_config_set_activity,
+            ),
+            nrt_inspect_config_set_capture_enabled_for_event_type_string: Some(
+                super::linked::nrt_inspect_config_set_capture_enabled_for_event_type_string,
+            ),
+            nrt_inspect_config_set_capture_enabled_for_nc: Some(
+                super::linked::nrt_inspect_config_set_capture_enabled_for_nc,
+            ),
+            nrt_inspect_config_set_defaults: Some(
+                super::linked::nrt_inspect_config_set_defaults,
+            ),
+            nrt_inspect_config_set_enable_inspect: Some(
+                super::linked::nrt_inspect_config_set_enable_inspect,
+            ),
+            nrt_inspect_config_set_enable_inspect_on_fail: Some(
+                super::linked::nrt_inspect_config_set_enable_inspect_on_fail,
+            ),
+            nrt_inspect_config_set_output_dir: Some(
+                super::linked::nrt_inspect_config_set_output_dir,
+            ),
+            nrt_inspect_config_set_session_id: Some(
+                super::linked::nrt_inspect_config_set_session_id,
+            ),
+            nrt_inspect_config_set_sys_trace_max_events_per_nc: Some(
+                super::linked::nrt_inspect_config_set_sys_trace_max_events_per_nc,
+            ),
+            nrt_inspect_stop: Some(super::linked::nrt_inspect_stop),
             nrt_load: Some(super::linked::nrt_load),
             nrt_load_collectives: Some(super::linked::nrt_load_collectives),
+            nrt_memcpy_to_device: Some(super::linked::nrt_memcpy_to_device),
+            nrt_profile_continuous_options_allocate: Some(
+                super::linked::nrt_profile_continuous_options_allocate,
+            ),
+            nrt_profile_continuous_options_free: Some(
+                super::linked::nrt_profile_continuous_options_free,
+            ),
+            nrt_profile_continuous_options_set_output_dir: Some(
+                super::linked::nrt_profile_continuous_options_set_output_dir,
+            ),
+            nrt_profile_continuous_save: Some(
+                super::linked::nrt_profile_continuous_save,
+            ),
+            nrt_profile_continuous_start: Some(
+                super::linked::nrt_profile_continuous_start,
+            ),
+            nrt_profile_continuous_stop: Some(
+                super::linked::nrt_profile_continuous_stop,
+            ),
             nrt_profile_start: Some(super::linked::nrt_profile_start),
             nrt_profile_stop: Some(super::linked::nrt_profile_stop),
+            nrt_set_pool_eng_ucode: Some(super::linked::nrt_set_pool_eng_ucode),
+            nrt_sys_trace_buffer_free: Some(super::linked::nrt_sys_trace_buffer_free),
+            nrt_sys_trace_config_allocate: Some(
+                super::linked::nrt_sys_trace_config_allocate,
+            ),
+            nrt_sys_trace_config_free: Some(super::linked::nrt_sys_trace_config_free),
+            nrt_sys_trace_config_get_enabled_event_types: Some(
+                super::linked::nrt_sys_trace_config_get_enabled_event_types,
+            ),
+            nrt_sys_trace_config_set_capture_enabled_for_event_type: Some(
+                super::linked::nrt_sys_trace_config_set_capture_enabled_for_event_type,
+            ),
+            nrt_sys_trace_config_set_capture_enabled_for_nc: Some(
+                super::linked::nrt_sys_trace_config_set_capture_enabled_for_nc,
+            ),
+            nrt_sys_trace_config_set_defaults: Some(
+                super::linked::nrt_sys_trace_config_set_defaults,
+            ),
+            nrt_sys_trace_config_set_max_events_per_nc: Some(
+                super::linked::nrt_sys_trace_config_set_max_events_per_nc,
+            ),
+            nrt_sys_trace_fetch_events: Some(super::linked::nrt_sys_trace_fetch_events),
+            nrt_sys_trace_fetch_options_allocate: Some(
+                super::linked::nrt_sys_trace_fetch_options_allocate,
+            ),
+            nrt_sys_trace_fetch_options_free: Some(
+                super::linked::nrt_sys_trace_fetch_options_free,
+            ),
+            nrt_sys_trace_fetch_options_set_defaults: Some(
+                super::linked::nrt_sys_trace_fetch_options_set_defaults,
+            ),
+            nrt_sys_trace_fetch_options_set_max_events_per_nc: Some(
+                super::linked::nrt_sys_trace_fetch_options_set_max_events_per_nc,
+            ),
+            nrt_sys_trace_fetch_options_set_nc_idx: Some(
+                super::linked::nrt_sys_trace_fetch_options_set_nc_idx,
+            ),
+            nrt_sys_trace_free_event_types: Some(
+                super::linked::nrt_sys_trace_free_event_types,
+            ),
+            nrt_sys_trace_get_event_types: Some(
+                super::linked::nrt_sys_trace_get_event_types,
+            ),
+            nrt_sys_trace_start: Some(super::linked::nrt_sys_trace_start),
+            nrt_sys_trace_stop: Some(super::linked::nrt_sys_trace_stop),
             nrt_tensor_allocate: Some(super::linked::nrt_tensor_allocate),
             nrt_tensor_allocate_empty: Some(super::linked::nrt_tensor_allocate_empty),
             nrt_tensor_allocate_slice: Some(super::linked::nrt_tensor_allocate_slice),
             nrt_tensor_attach_buffer: Some(super::linked::nrt_tensor_attach_buffer),
+            nrt_tensor_check_output_completion: Some(
+                super::linked::nrt_tensor_check_output_completion,
+            ),
             nrt_tensor_copy: Some(super::linked::nrt_tensor_copy),
             nrt_tensor_free: Some(super::linked::nrt_tensor_free),
             nrt_tensor_get_device_allocation_info: Some(
@@ -1719,8 +3926,13 @@ impl NrtFns {
             nrt_tensor_memset: Some(super::linked::nrt_tensor_memset),
             nrt_tensor_read: Some(super::linked::nrt_tensor_read),
             nrt_tensor_read_batch: Some(super::linked::nrt_tensor_read_batch),
+            nrt_tensor_reset_output_completion: Some(
+                super::linked::nrt_tensor_reset_output_completion,
+            ),
             nrt_tensor_write: Some(super::linked::nrt_tensor_write),
             nrt_tensor_write_batch: Some(super::linked::nrt_tensor_write_batch),
+            nrt_trace_start: Some(super::linked::nrt_trace_start),
+            nrt_trace_stop: Some(super::linked::nrt_trace_stop),
             nrt_unload: Some(super::linked::nrt_unload),
             nrta_cc_prepare: Some(super::linked::nrta_cc_prepare),
             nrta_cc_schedule: Some(super::linked::nrta_cc_schedule),

@@ -222,20 +222,6 @@ const _: () = {
 pub type nrt_instance_info_t = nrt_instance_info;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
-pub struct nrt_model_info {
-    pub vnc: u32,
-}
-#[allow(clippy::unnecessary_operation, clippy::identity_op)]
-const _: () = {
-    ["Size of nrt_model_info"][::std::mem::size_of::<nrt_model_info>() - 4usize];
-    ["Alignment of nrt_model_info"][::std::mem::align_of::<nrt_model_info>() - 4usize];
-    [
-        "Offset of field: nrt_model_info::vnc",
-    ][::std::mem::offset_of!(nrt_model_info, vnc) - 0usize];
-};
-pub type nrt_model_info_t = nrt_model_info;
-#[repr(C)]
-#[derive(Debug, Default, Copy, Clone)]
 pub struct nrt_vnc_memory_stats {
     pub bytes_used: usize,
     pub bytes_limit: usize,
@@ -507,6 +493,72 @@ impl Default for nrt_tensor_info_array {
     }
 }
 pub type nrt_tensor_info_array_t = nrt_tensor_info_array;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct nrt_model_info {
+    pub vnc: u32,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nrt_model_info"][::std::mem::size_of::<nrt_model_info>() - 4usize];
+    ["Alignment of nrt_model_info"][::std::mem::align_of::<nrt_model_info>() - 4usize];
+    [
+        "Offset of field: nrt_model_info::vnc",
+    ][::std::mem::offset_of!(nrt_model_info, vnc) - 0usize];
+};
+pub type nrt_model_info_t = nrt_model_info;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nrt_ucode_img {
+    pub bin: *mut u8,
+    pub size: usize,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nrt_ucode_img"][::std::mem::size_of::<nrt_ucode_img>() - 16usize];
+    ["Alignment of nrt_ucode_img"][::std::mem::align_of::<nrt_ucode_img>() - 8usize];
+    [
+        "Offset of field: nrt_ucode_img::bin",
+    ][::std::mem::offset_of!(nrt_ucode_img, bin) - 0usize];
+    [
+        "Offset of field: nrt_ucode_img::size",
+    ][::std::mem::offset_of!(nrt_ucode_img, size) - 8usize];
+};
+impl Default for nrt_ucode_img {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nrt_ucode_info {
+    pub iram: nrt_ucode_img,
+    pub dram: nrt_ucode_img,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nrt_ucode_info"][::std::mem::size_of::<nrt_ucode_info>() - 32usize];
+    ["Alignment of nrt_ucode_info"][::std::mem::align_of::<nrt_ucode_info>() - 8usize];
+    [
+        "Offset of field: nrt_ucode_info::iram",
+    ][::std::mem::offset_of!(nrt_ucode_info, iram) - 0usize];
+    [
+        "Offset of field: nrt_ucode_info::dram",
+    ][::std::mem::offset_of!(nrt_ucode_info, dram) - 16usize];
+};
+impl Default for nrt_ucode_info {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
 pub const NRTA_XU_TENSOR_OP: nrta_xu_t = 0;
 pub const NRTA_XU_COMPUTE: nrta_xu_t = 1;
 pub const NRTA_XU_COLLECTIVES: nrta_xu_t = 2;
@@ -520,3 +572,139 @@ pub struct nrta_error_tracker {
     _unused: [u8; 0],
 }
 pub type nrta_error_tracker_t = nrta_error_tracker;
+#[repr(C)]
+#[derive(Debug)]
+pub struct nrt_profile_continuous_options {
+    _unused: [u8; 0],
+}
+pub type nrt_profile_continuous_options_t = nrt_profile_continuous_options;
+#[repr(C)]
+#[derive(Debug)]
+pub struct nrt_inspect_config {
+    _unused: [u8; 0],
+}
+pub type nrt_inspect_config_t = nrt_inspect_config;
+#[repr(C)]
+#[derive(Debug)]
+pub struct nrt_sys_trace_config {
+    _unused: [u8; 0],
+}
+pub type nrt_sys_trace_config_t = nrt_sys_trace_config;
+#[repr(C)]
+#[derive(Debug)]
+pub struct nrt_sys_trace_fetch_options {
+    _unused: [u8; 0],
+}
+pub type nrt_sys_trace_fetch_options_t = nrt_sys_trace_fetch_options;
+pub const NDEBUG_STREAM_EVENT_TYPE_INVALID: ndebug_stream_event_type = 0;
+pub const NDEBUG_STREAM_EVENT_TYPE_DEBUG_TENSOR_READ: ndebug_stream_event_type = 1;
+pub type ndebug_stream_event_type = ::std::os::raw::c_uint;
+pub use self::ndebug_stream_event_type as ndebug_stream_event_type_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct ndebug_stream_event_header {
+    pub data_size: u64,
+    pub type_: u32,
+    pub reserved: [::std::os::raw::c_char; 52usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of ndebug_stream_event_header",
+    ][::std::mem::size_of::<ndebug_stream_event_header>() - 64usize];
+    [
+        "Alignment of ndebug_stream_event_header",
+    ][::std::mem::align_of::<ndebug_stream_event_header>() - 8usize];
+    [
+        "Offset of field: ndebug_stream_event_header::data_size",
+    ][::std::mem::offset_of!(ndebug_stream_event_header, data_size) - 0usize];
+    [
+        "Offset of field: ndebug_stream_event_header::type_",
+    ][::std::mem::offset_of!(ndebug_stream_event_header, type_) - 8usize];
+    [
+        "Offset of field: ndebug_stream_event_header::reserved",
+    ][::std::mem::offset_of!(ndebug_stream_event_header, reserved) - 12usize];
+};
+impl Default for ndebug_stream_event_header {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ndebug_stream_event_header_t = ndebug_stream_event_header;
+#[repr(C)]
+#[derive(Debug)]
+pub struct ndebug_stream_payload_debug_tensor_read {
+    pub prefix: [::std::os::raw::c_char; 512usize],
+    pub logical_nc_id: u32,
+    pub pipe: u32,
+    pub tensor_dtype: [::std::os::raw::c_char; 16usize],
+    pub tensor_shape: [u64; 8usize],
+    pub tensor_data_size: u64,
+    pub reserved0: [::std::os::raw::c_char; 416usize],
+    pub tensor_data: __IncompleteArrayField<::std::os::raw::c_char>,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    [
+        "Size of ndebug_stream_payload_debug_tensor_read",
+    ][::std::mem::size_of::<ndebug_stream_payload_debug_tensor_read>() - 1024usize];
+    [
+        "Alignment of ndebug_stream_payload_debug_tensor_read",
+    ][::std::mem::align_of::<ndebug_stream_payload_debug_tensor_read>() - 8usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::prefix",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, prefix) - 0usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::logical_nc_id",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, logical_nc_id)
+        - 512usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::pipe",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, pipe) - 516usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::tensor_dtype",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, tensor_dtype)
+        - 520usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::tensor_shape",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, tensor_shape)
+        - 536usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::tensor_data_size",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, tensor_data_size)
+        - 600usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::reserved0",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, reserved0)
+        - 608usize];
+    [
+        "Offset of field: ndebug_stream_payload_debug_tensor_read::tensor_data",
+    ][::std::mem::offset_of!(ndebug_stream_payload_debug_tensor_read, tensor_data)
+        - 1024usize];
+};
+impl Default for ndebug_stream_payload_debug_tensor_read {
+    fn default() -> Self {
+        let mut s = ::std::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::std::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type ndebug_stream_payload_debug_tensor_read_t = ndebug_stream_payload_debug_tensor_read;
+#[repr(C)]
+#[derive(Debug)]
+pub struct nrt_async_sendrecv_comm {
+    _unused: [u8; 0],
+}
+pub type nrt_async_sendrecv_comm_t = nrt_async_sendrecv_comm;
+#[repr(C)]
+#[derive(Debug)]
+pub struct nrt_async_sendrecv_request {
+    _unused: [u8; 0],
+}
+pub type nrt_async_sendrecv_request_t = nrt_async_sendrecv_request;

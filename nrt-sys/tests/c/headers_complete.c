@@ -1,6 +1,6 @@
 /*
  * Compiled by nrt-sys/tests/headers.rs with gcc -Wall -Wextra -Werror (as C11 and
- * as C++): every function, type and constant of shared/nrt-abi.md sections 2-4 must
+ * as C++): every function, type and constant of shared/nrt-abi.md sections 2-4 and 7 must
  * be declared by the headers, or this file does not compile. It prints the size and
  * field offsets of each struct so the test can compare them with the Rust bindings.
  */
@@ -13,6 +13,9 @@
 #include "nrt/nrt_experimental.h"
 #include "nrt/nrt_async.h"
 #include "nrt/nrt_profile.h"
+#include "nrt/nrt_sys_trace.h"
+#include "nrt/ndebug_stream.h"
+#include "nrt/nrt_async_sendrecv.h"
 
 #ifdef __cplusplus
 #define STATIC_ASSERT static_assert
@@ -48,6 +51,44 @@ static const any_fn functions[] = {
     (any_fn)nrta_execute_schedule, (any_fn)nrta_cc_prepare, (any_fn)nrta_cc_schedule,
     (any_fn)nrta_is_completed, (any_fn)nrta_get_sequence,
     (any_fn)nrta_event_register_seq_id_completion, (any_fn)nrta_event_register_xu_completion,
+    /* section 7: system trace */
+    (any_fn)nrt_sys_trace_buffer_free, (any_fn)nrt_sys_trace_config_allocate, (any_fn)nrt_sys_trace_config_free,
+    (any_fn)nrt_sys_trace_config_get_enabled_event_types,
+    (any_fn)nrt_sys_trace_config_set_capture_enabled_for_event_type,
+    (any_fn)nrt_sys_trace_config_set_capture_enabled_for_nc, (any_fn)nrt_sys_trace_config_set_defaults,
+    (any_fn)nrt_sys_trace_config_set_max_events_per_nc, (any_fn)nrt_sys_trace_fetch_events,
+    (any_fn)nrt_sys_trace_fetch_options_allocate, (any_fn)nrt_sys_trace_fetch_options_free,
+    (any_fn)nrt_sys_trace_fetch_options_set_defaults, (any_fn)nrt_sys_trace_fetch_options_set_max_events_per_nc,
+    (any_fn)nrt_sys_trace_fetch_options_set_nc_idx, (any_fn)nrt_sys_trace_free_event_types,
+    (any_fn)nrt_sys_trace_get_event_types, (any_fn)nrt_sys_trace_start, (any_fn)nrt_sys_trace_stop,
+    /* section 7: inspect and continuous profiling */
+    (any_fn)nrt_inspect_begin, (any_fn)nrt_inspect_begin_with_options, (any_fn)nrt_inspect_config_allocate,
+    (any_fn)nrt_inspect_config_free, (any_fn)nrt_inspect_config_free_activity_types,
+    (any_fn)nrt_inspect_config_get_all_activity_types, (any_fn)nrt_inspect_config_get_enabled_activity_types,
+    (any_fn)nrt_inspect_config_set_activity, (any_fn)nrt_inspect_config_set_capture_enabled_for_event_type_string,
+    (any_fn)nrt_inspect_config_set_capture_enabled_for_nc, (any_fn)nrt_inspect_config_set_defaults,
+    (any_fn)nrt_inspect_config_set_enable_inspect, (any_fn)nrt_inspect_config_set_enable_inspect_on_fail,
+    (any_fn)nrt_inspect_config_set_output_dir, (any_fn)nrt_inspect_config_set_session_id,
+    (any_fn)nrt_inspect_config_set_sys_trace_max_events_per_nc, (any_fn)nrt_inspect_stop,
+    (any_fn)nrt_profile_continuous_options_allocate, (any_fn)nrt_profile_continuous_options_free,
+    (any_fn)nrt_profile_continuous_options_set_output_dir, (any_fn)nrt_profile_continuous_save,
+    (any_fn)nrt_profile_continuous_start, (any_fn)nrt_profile_continuous_stop,
+    /* section 7: nrt_experimental.h */
+    (any_fn)nrt_get_libnccl_net, (any_fn)nrt_memcpy_to_device, (any_fn)nrt_set_pool_eng_ucode,
+    (any_fn)nrt_trace_start, (any_fn)nrt_trace_stop,
+    /* section 7: nrt.h */
+    (any_fn)nrt_get_attached_efa_bdf, (any_fn)nrt_get_dmabuf_fd, (any_fn)nrt_get_hbm_mmap_va,
+    (any_fn)nrt_host_device_id_get, (any_fn)nrt_host_device_id_rid_map_get,
+    (any_fn)nrt_tensor_check_output_completion, (any_fn)nrt_tensor_reset_output_completion,
+    /* section 7: debug stream */
+    (any_fn)nrt_debug_client_connect, (any_fn)nrt_debug_client_connect_close,
+    (any_fn)nrt_debug_client_read_one_event,
+    /* section 7: send/recv */
+    (any_fn)nrt_async_sendrecv_accept, (any_fn)nrt_async_sendrecv_close, (any_fn)nrt_async_sendrecv_connect,
+    (any_fn)nrt_async_sendrecv_flush, (any_fn)nrt_async_sendrecv_get_max_num_communicators_per_lnc,
+    (any_fn)nrt_async_sendrecv_get_max_num_pending_request, (any_fn)nrt_async_sendrecv_init,
+    (any_fn)nrt_async_sendrecv_recv_tensor, (any_fn)nrt_async_sendrecv_send_tensor,
+    (any_fn)nrt_async_sendrecv_test_comm, (any_fn)nrt_async_sendrecv_test_request,
 };
 
 /*
@@ -67,6 +108,84 @@ NRT_STATUS (*const abi_is_completed)(nrta_seq_t, bool *) = nrta_is_completed;
 NRT_STATUS (*const abi_get_sequence)(uint32_t, nrta_xu_t, int, nrta_seq_t *) = nrta_get_sequence;
 NRT_STATUS (*const abi_event_seq)(nrta_seq_t, int) = nrta_event_register_seq_id_completion;
 NRT_STATUS (*const abi_event_xu)(int, nrta_xu_t, int, int) = nrta_event_register_xu_completion;
+
+/* Section 7 and 8, the same way: each prototype parameter by parameter. */
+#define PROTO(ret, name, ...) ret (*const abi_##name)(__VA_ARGS__) = name
+PROTO(void, nrt_sys_trace_buffer_free, char *);
+PROTO(NRT_STATUS, nrt_sys_trace_config_allocate, nrt_sys_trace_config_t **);
+PROTO(void, nrt_sys_trace_config_free, nrt_sys_trace_config_t *);
+PROTO(NRT_STATUS, nrt_sys_trace_config_get_enabled_event_types, nrt_sys_trace_config_t *, const char ***, size_t *);
+PROTO(NRT_STATUS, nrt_sys_trace_config_set_capture_enabled_for_event_type, nrt_sys_trace_config_t *, const char *,
+      bool);
+PROTO(void, nrt_sys_trace_config_set_capture_enabled_for_nc, nrt_sys_trace_config_t *, uint32_t, bool);
+PROTO(void, nrt_sys_trace_config_set_defaults, nrt_sys_trace_config_t *);
+PROTO(void, nrt_sys_trace_config_set_max_events_per_nc, nrt_sys_trace_config_t *, uint64_t);
+PROTO(NRT_STATUS, nrt_sys_trace_fetch_events, char **, size_t *, const nrt_sys_trace_fetch_options_t *);
+PROTO(NRT_STATUS, nrt_sys_trace_fetch_options_allocate, nrt_sys_trace_fetch_options_t **);
+PROTO(void, nrt_sys_trace_fetch_options_free, nrt_sys_trace_fetch_options_t *);
+PROTO(void, nrt_sys_trace_fetch_options_set_defaults, nrt_sys_trace_fetch_options_t *);
+PROTO(void, nrt_sys_trace_fetch_options_set_max_events_per_nc, nrt_sys_trace_fetch_options_t *, uint64_t);
+PROTO(void, nrt_sys_trace_fetch_options_set_nc_idx, nrt_sys_trace_fetch_options_t *, uint64_t);
+PROTO(void, nrt_sys_trace_free_event_types, const char **, size_t);
+PROTO(NRT_STATUS, nrt_sys_trace_get_event_types, const char ***, size_t *);
+PROTO(NRT_STATUS, nrt_sys_trace_start, nrt_sys_trace_config_t *);
+PROTO(NRT_STATUS, nrt_sys_trace_stop, void);
+PROTO(NRT_STATUS, nrt_inspect_begin, void);
+PROTO(NRT_STATUS, nrt_inspect_begin_with_options, nrt_inspect_config_t *);
+PROTO(NRT_STATUS, nrt_inspect_config_allocate, nrt_inspect_config_t **);
+PROTO(NRT_STATUS, nrt_inspect_config_free, nrt_inspect_config_t *);
+PROTO(void, nrt_inspect_config_free_activity_types, const char **, size_t);
+PROTO(NRT_STATUS, nrt_inspect_config_get_all_activity_types, const char ***, size_t *);
+PROTO(NRT_STATUS, nrt_inspect_config_get_enabled_activity_types, nrt_inspect_config_t *, const char ***, size_t *);
+PROTO(NRT_STATUS, nrt_inspect_config_set_activity, nrt_inspect_config_t *, const char *, bool);
+PROTO(NRT_STATUS, nrt_inspect_config_set_capture_enabled_for_event_type_string, nrt_inspect_config_t *,
+      const char *, bool);
+PROTO(NRT_STATUS, nrt_inspect_config_set_capture_enabled_for_nc, nrt_inspect_config_t *, uint32_t, bool);
+PROTO(NRT_STATUS, nrt_inspect_config_set_defaults, nrt_inspect_config_t *);
+PROTO(NRT_STATUS, nrt_inspect_config_set_enable_inspect, nrt_inspect_config_t *, bool);
+PROTO(NRT_STATUS, nrt_inspect_config_set_enable_inspect_on_fail, nrt_inspect_config_t *, bool);
+PROTO(NRT_STATUS, nrt_inspect_config_set_output_dir, nrt_inspect_config_t *, const char *);
+PROTO(NRT_STATUS, nrt_inspect_config_set_session_id, nrt_inspect_config_t *, int);
+PROTO(NRT_STATUS, nrt_inspect_config_set_sys_trace_max_events_per_nc, nrt_inspect_config_t *, uint64_t);
+PROTO(NRT_STATUS, nrt_inspect_stop, void);
+PROTO(NRT_STATUS, nrt_profile_continuous_options_allocate, nrt_profile_continuous_options_t **);
+PROTO(NRT_STATUS, nrt_profile_continuous_options_free, nrt_profile_continuous_options_t *);
+PROTO(NRT_STATUS, nrt_profile_continuous_options_set_output_dir, nrt_profile_continuous_options_t *, const char *);
+PROTO(NRT_STATUS, nrt_profile_continuous_save, uint32_t, nrt_profile_continuous_options_t *);
+PROTO(NRT_STATUS, nrt_profile_continuous_start, nrt_profile_continuous_options_t *);
+PROTO(NRT_STATUS, nrt_profile_continuous_stop, void);
+PROTO(void *, nrt_get_libnccl_net, int *, char *, size_t);
+PROTO(NRT_STATUS, nrt_memcpy_to_device, void *, const void *, size_t);
+PROTO(NRT_STATUS, nrt_set_pool_eng_ucode, const nrt_ucode_info *);
+PROTO(NRT_STATUS, nrt_trace_start, bool);
+PROTO(NRT_STATUS, nrt_trace_stop, const char *);
+PROTO(NRT_STATUS, nrt_get_attached_efa_bdf, const void *, char *, size_t *);
+PROTO(NRT_STATUS, nrt_get_dmabuf_fd, uint64_t, uint64_t, int *);
+PROTO(NRT_STATUS, nrt_get_hbm_mmap_va, int, int, void **, size_t *);
+PROTO(NRT_STATUS, nrt_host_device_id_get, int, uint32_t *);
+PROTO(NRT_STATUS, nrt_host_device_id_rid_map_get, uint32_t *, uint32_t *);
+PROTO(NRT_STATUS, nrt_tensor_check_output_completion, const nrt_tensor_t *, int64_t, uint64_t);
+PROTO(NRT_STATUS, nrt_tensor_reset_output_completion, nrt_tensor_t *);
+PROTO(NRT_STATUS, nrt_debug_client_connect, int, int *);
+PROTO(void, nrt_debug_client_connect_close, int);
+PROTO(NRT_STATUS, nrt_debug_client_read_one_event, int, ndebug_stream_event_header_t *, void **);
+PROTO(NRT_STATUS, nrt_async_sendrecv_accept, const char *, int, int, nrt_async_sendrecv_comm_t **);
+PROTO(NRT_STATUS, nrt_async_sendrecv_close, int);
+PROTO(NRT_STATUS, nrt_async_sendrecv_connect, const char *, int, int, nrt_async_sendrecv_comm_t **);
+PROTO(NRT_STATUS, nrt_async_sendrecv_flush, int);
+PROTO(NRT_STATUS, nrt_async_sendrecv_get_max_num_communicators_per_lnc, int *);
+PROTO(NRT_STATUS, nrt_async_sendrecv_get_max_num_pending_request, int *);
+PROTO(NRT_STATUS, nrt_async_sendrecv_init, int);
+PROTO(NRT_STATUS, nrt_async_sendrecv_recv_tensor, nrt_tensor_t *, size_t, size_t, nrt_async_sendrecv_comm_t *,
+      nrt_async_sendrecv_request_t **);
+PROTO(NRT_STATUS, nrt_async_sendrecv_send_tensor, nrt_tensor_t *, size_t, size_t, nrt_async_sendrecv_comm_t *,
+      nrt_async_sendrecv_request_t **);
+PROTO(NRT_STATUS, nrt_async_sendrecv_test_comm, nrt_async_sendrecv_comm_t *, bool *);
+PROTO(NRT_STATUS, nrt_async_sendrecv_test_request, nrt_async_sendrecv_request_t *, bool *, size_t *);
+/* Section 8: nrt_experimental.h holds these. */
+PROTO(NRT_STATUS, nrt_barrier, int32_t, uint32_t, uint32_t);
+PROTO(NRT_STATUS, nrt_all_gather, int32_t, uint32_t, uint32_t, uint32_t, void *, void *);
+PROTO(NRT_STATUS, nrt_get_model_info, const nrt_model_t *, nrt_model_info_t *, size_t, size_t *);
 #endif
 
 /* Every constant, with the value nrt-abi.md gives it. */
@@ -106,6 +225,8 @@ CHECK(NRT_TENSOR_USAGE_INPUT, 0); CHECK(NRT_TENSOR_USAGE_OUTPUT, 1); CHECK(NRT_T
 CHECK(NRTA_XU_TENSOR_OP, 0); CHECK(NRTA_XU_COMPUTE, 1); CHECK(NRTA_XU_COLLECTIVES, 2); CHECK(NRTA_XU_TYPE_NUM, 3);
 CHECK(NRTA_SEQ_NUM_MAX, 281474976710655ull); CHECK(NRTA_SEQ_NUM_MASK, 281474976710655ull);
 CHECK(NRTA_SEQ_GET_SEQ_NUM(0x0123000000000005ull), 5); CHECK(NRTA_SEQ_GET_XU_ID(0x0123000000000005ull), 0x0123);
+CHECK(NDEBUG_STREAM_EVENT_TYPE_INVALID, 0); CHECK(NDEBUG_STREAM_EVENT_TYPE_DEBUG_TENSOR_READ, 1);
+STATIC_ASSERT(sizeof(ndebug_stream_event_header_t) == 64, "ndebug_stream_event_header_t");
 STATIC_ASSERT(sizeof(nrta_seq_t) == 8, "nrta_seq_t"); STATIC_ASSERT(sizeof(nrta_xu_id_t) == 2, "nrta_xu_id_t");
 
 /* Every type: opaque handles through pointers, the rest by value. */
@@ -114,6 +235,10 @@ struct all_types {
     nrta_error_tracker_t *tracker; NRT_STATUS status; nrt_tensor_placement_t placement;
     nrt_framework_type_t framework; nrt_dtype_t dtype; nrt_op_type_t op; nrt_cc_op_type_t cc_op;
     nrt_tensor_usage_t usage; nrta_xu_t xu; nrta_seq_t seq; nrta_xu_id_t xu_id;
+    nrt_sys_trace_config_t *trace_config; nrt_sys_trace_fetch_options_t *fetch_options;
+    nrt_inspect_config_t *inspect_config; nrt_profile_continuous_options_t *continuous_options;
+    nrt_async_sendrecv_comm_t *sr_comm; nrt_async_sendrecv_request_t *sr_request;
+    ndebug_stream_event_type_t debug_event_type;
 };
 
 #define FIELD(T, f) printf(#T "." #f " %zu\n", offsetof(T, f))
@@ -148,5 +273,17 @@ int main(void) {
     FIELD(nrt_cc_comm_t, rank_n); FIELD(nrt_cc_comm_t, ctx_device_id); FIELD(nrt_cc_comm_t, ctx_device_count);
     FIELD(nrt_cc_comm_t, vnc);
     SIZE(nrt_tensor_list_t); FIELD(nrt_tensor_list_t, tensors); FIELD(nrt_tensor_list_t, num_tensors);
+    SIZE(ndebug_stream_event_header_t); FIELD(ndebug_stream_event_header_t, data_size);
+    FIELD(ndebug_stream_event_header_t, type); FIELD(ndebug_stream_event_header_t, reserved);
+    SIZE(ndebug_stream_payload_debug_tensor_read_t); FIELD(ndebug_stream_payload_debug_tensor_read_t, prefix);
+    FIELD(ndebug_stream_payload_debug_tensor_read_t, logical_nc_id);
+    FIELD(ndebug_stream_payload_debug_tensor_read_t, pipe);
+    FIELD(ndebug_stream_payload_debug_tensor_read_t, tensor_dtype);
+    FIELD(ndebug_stream_payload_debug_tensor_read_t, tensor_shape);
+    FIELD(ndebug_stream_payload_debug_tensor_read_t, tensor_data_size);
+    FIELD(ndebug_stream_payload_debug_tensor_read_t, reserved0);
+    FIELD(ndebug_stream_payload_debug_tensor_read_t, tensor_data);
+    SIZE(nrt_ucode_img); FIELD(nrt_ucode_img, bin); FIELD(nrt_ucode_img, size);
+    SIZE(nrt_ucode_info); FIELD(nrt_ucode_info, iram); FIELD(nrt_ucode_info, dram);
     return 0;
 }

@@ -2,7 +2,8 @@
 //! one per model input or output, reused from job to job.
 
 use crate::dtype::bytes_of;
-use crate::typed::{accepts, short_type_name};
+use crate::dtype::short_type_name;
+use crate::typed::accepts;
 use crate::{Element, Error, Result, TensorInfo};
 
 /// The host buffers a job's inputs are written from, one per model input (in the

@@ -7,10 +7,12 @@
 //! outputs): [`Model::run`](crate::Model::run) takes one [`Input`] per model input, each
 //! of its own type, checked against the model's dtype, length and (when given) shape.
 
+mod format;
+
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::typed::short_type_name;
+use crate::dtype::{short_type_name, stores};
 use crate::{DType, Element, Error, Result, Tensor, TensorInfo};
 
 /// Host values for one model input: typed elements (checked against the input's dtype)
@@ -225,18 +227,6 @@ impl<T: Element> From<Vec<T>> for Input<'static> {
     }
 }
 
-/// Whether elements of dtype `given` may be stored in a tensor of dtype `stored`: the
-/// same dtype; `f32` for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit
-/// float types, which have no Rust type. Nothing is stored in a tensor of unknown dtype
-/// as typed values (only as bytes).
-pub(crate) fn stores(given: DType, stored: DType) -> bool {
-    given == stored
-        || matches!(
-            (given, stored),
-            (DType::F32, DType::Fp32R) | (DType::U8, DType::Fp8E3 | DType::Fp8E4 | DType::Fp8E5)
-        )
-}
-
 fn same_shape(given: &[usize], model: &[u32]) -> bool {
     given.len() == model.len()
         && given
@@ -398,7 +388,7 @@ impl fmt::Display for Output {
     /// `f16` with feature `half`), bytes in hex where there is no decoding.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {:?} {} = ", self.name, self.shape, self.dtype)?;
-        let values = crate::io_format::first_values(self.dtype, self.bytes(), SHOWN);
+        let values = format::first_values(self.dtype, self.bytes(), SHOWN);
         let total = self.element_count().unwrap_or(self.len);
         write!(f, "[{}", values.join(", "))?;
         if total > values.len() {

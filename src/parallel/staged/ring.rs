@@ -413,7 +413,7 @@ impl Ring {
                 stage,
                 job: slot.job,
                 core: self.core,
-                source: Box::new(error),
+                error: Box::new(error),
             }),
         };
         // Freed and counted as failed before `emit` runs the caller's `read`: a panic

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::rank_spec::RankSpec;
+use crate::collectives::rank_spec::RankSpec;
 use crate::{Error, ExecSets, Model, Rejected, Result, Runtime, Scheduled, TensorSet};
 
 fn count_error(inputs: usize, outputs: usize, ranks: usize) -> Error {
@@ -218,9 +218,9 @@ impl RankGroup {
                 .into_iter()
                 .map(|h| match h {
                     Ok(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                    Err(source) => Err(Error::Thread {
+                    Err(error) => Err(Error::Thread {
                         what: "a rank's execution thread",
-                        source,
+                        error,
                     }),
                 })
                 .collect()

@@ -4,8 +4,8 @@ use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::staged::ring::Ring;
-use crate::staged::{
+use crate::parallel::staged::ring::Ring;
+use crate::parallel::staged::{
     CoreStats, DEFAULT_STAGED_DEPTH, Driver, HostInputs, HostOutputs, Staged, StagedStream,
 };
 use crate::{Error, Model, Result, Runtime};
@@ -66,7 +66,7 @@ use crate::{Error, Model, Result, Runtime};
 pub struct Replicas {
     rings: Vec<Ring>,
     /// Per core: buffers of finished synchronous jobs, for the next ones.
-    spare: Vec<Mutex<Vec<crate::staged::SyncBuffers>>>,
+    spare: Vec<Mutex<Vec<crate::parallel::staged::SyncBuffers>>>,
     /// Where the search for the least busy core starts (spreads ties).
     rotate: AtomicUsize,
     /// Synchronous jobs started so far: the next one's index in its errors.
@@ -203,9 +203,9 @@ impl Replicas {
         let ring = &self.rings[k];
         let mut bufs = lock(&self.spare[k])
             .pop()
-            .unwrap_or_else(|| crate::staged::SyncBuffers::new(ring.model()));
+            .unwrap_or_else(|| crate::parallel::staged::SyncBuffers::new(ring.model()));
         ring.counters().start();
-        let result = crate::staged::execute_sync(ring.model(), &mut bufs, write, read);
+        let result = crate::parallel::staged::execute_sync(ring.model(), &mut bufs, write, read);
         ring.counters().finish(result.is_ok());
         match result {
             Ok(value) => {
@@ -221,7 +221,7 @@ impl Replicas {
                     stage,
                     job,
                     core: ring.core(),
-                    source: Box::new(error),
+                    error: Box::new(error),
                 })
             }
         }

@@ -130,7 +130,7 @@ where
                     stage: Stage::Read,
                     job,
                     core,
-                    source: Box::new(Error::invalid("read", "the read closure panicked")),
+                    error: Box::new(Error::invalid("read", "the read closure panicked")),
                 })));
             }
             if let Some(Entry::Done(_)) = self.window.front()
@@ -203,7 +203,7 @@ fn deliver<J, T>(
             stage: Stage::Read,
             job,
             core,
-            source: Box::new(error),
+            error: Box::new(error),
         }),
         Err(error) => Err(error),
     };
