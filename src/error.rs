@@ -262,6 +262,17 @@ pub enum Error {
         error: Box<Error>,
     },
 
+    /// A [`ModelPool`](crate::ModelPool) cannot take the request: it is shutting down or
+    /// shut down, or every copy of its model is out of service (`reason` says which, with
+    /// the fatal status of each copy). Nothing was run.
+    #[error("model pool of `{model}` cannot serve: {reason}")]
+    PoolUnavailable {
+        /// The pool's model.
+        model: String,
+        /// Why: shut down, or no copy left in service (and why each left).
+        reason: String,
+    },
+
     /// libnrt reported success but returned something unusable (e.g. a null handle).
     #[error("{function} returned an unusable result: {reason}")]
     UnexpectedResult {

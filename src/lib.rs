@@ -107,6 +107,7 @@ mod logging;
 mod model;
 pub mod neff;
 mod parallel;
+mod pool;
 mod profiling;
 mod raw;
 mod run;
@@ -131,6 +132,10 @@ pub use parallel::staged::{
     CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
     StagedStream,
 };
+pub use pool::{
+    CopyMetrics, DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, LatencyHistogram,
+    Lease, ModelPool, ModelPoolBuilder, NeffSource, PoolMetrics, RequestCounts,
+};
 pub use profiling::bench_device::{BenchmarkMode, NC_EXEC_RUNNING};
 pub use profiling::debug_stream::{DebugEvent, DebugStream};
 pub use profiling::inspect::{ContinuousProfiler, InspectConfig, InspectSession};
@@ -145,9 +150,9 @@ pub use status::NrtStatus;
 pub use tensor::{Placement, Tensor};
 pub use tensor_set::TensorSet;
 pub use xu::{
-    DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload, Pipeline,
-    PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId, Submit,
-    Submitted, XuKind,
+    Completion, DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload,
+    Pipeline, PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId,
+    Submit, Submitted, XuKind,
 };
 
 /// The raw bindings and loader this crate is built on.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::{Error, Input, Model, Output, Outputs, Result, TensorSet};
+use crate::{Error, Input, Model, Output, Outputs, Result, TensorInfo, TensorSet};
 
 /// Most input/output set pairs a model keeps for [`Model::run`] between calls.
 const POOL_LIMIT: usize = 8;
@@ -117,35 +117,7 @@ impl Model {
     ///
     /// As [`Model::run`]'s argument checks.
     pub fn check_inputs(&self, inputs: &[(&str, Input<'_>)]) -> Result<()> {
-        for (i, (name, input)) in inputs.iter().enumerate() {
-            let Some(info) = self.inputs().iter().find(|info| info.name == *name) else {
-                return Err(Error::UnknownTensor {
-                    model: self.label().to_owned(),
-                    role: "input",
-                    tensor: (*name).to_owned(),
-                    known: self.inputs().iter().map(|i| i.name.clone()).collect(),
-                });
-            };
-            if inputs[..i].iter().any(|(earlier, _)| earlier == name) {
-                return Err(Error::invalid(
-                    "inputs",
-                    format!("input `{name}` is given twice"),
-                ));
-            }
-            input.check(info)?;
-        }
-        if let Some(missing) = self
-            .inputs()
-            .iter()
-            .find(|info| !inputs.iter().any(|(name, _)| *name == info.name))
-        {
-            return Err(Error::MissingTensor {
-                model: self.label().to_owned(),
-                role: "input",
-                tensor: missing.name.clone(),
-            });
-        }
-        Ok(())
+        check_inputs(self.label(), self.inputs(), inputs)
     }
 
     /// Executes the model `warmup` times untimed, then `iterations` times each timed on
@@ -286,4 +258,41 @@ impl fmt::Display for BenchmarkStats {
             self.throughput
         )
     }
+}
+
+/// [`Model::check_inputs`] for a model described by `label` and its `infos` (also used by
+/// [`ModelPool`](crate::ModelPool), which checks before it picks a copy).
+pub(crate) fn check_inputs(
+    label: &str,
+    infos: &[TensorInfo],
+    inputs: &[(&str, Input<'_>)],
+) -> Result<()> {
+    for (i, (name, input)) in inputs.iter().enumerate() {
+        let Some(info) = infos.iter().find(|info| info.name == *name) else {
+            return Err(Error::UnknownTensor {
+                model: label.to_owned(),
+                role: "input",
+                tensor: (*name).to_owned(),
+                known: infos.iter().map(|i| i.name.clone()).collect(),
+            });
+        };
+        if inputs[..i].iter().any(|(earlier, _)| earlier == name) {
+            return Err(Error::invalid(
+                "inputs",
+                format!("input `{name}` is given twice"),
+            ));
+        }
+        input.check(info)?;
+    }
+    if let Some(missing) = infos
+        .iter()
+        .find(|info| !inputs.iter().any(|(name, _)| *name == info.name))
+    {
+        return Err(Error::MissingTensor {
+            model: label.to_owned(),
+            role: "input",
+            tensor: missing.name.clone(),
+        });
+    }
+    Ok(())
 }

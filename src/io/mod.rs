@@ -281,6 +281,19 @@ impl Output {
         }
     }
 
+    /// An output for `info` holding `words`, which the device filled (at least
+    /// `info.size` bytes; an async read into 8-byte words needs no copy).
+    pub(crate) fn from_words(info: &TensorInfo, words: Vec<u64>) -> Output {
+        debug_assert!(words.len() * 8 >= info.size);
+        Output {
+            name: info.name.clone(),
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            len: info.size.min(words.len() * 8),
+            words,
+        }
+    }
+
     /// The model's name for this output.
     pub fn name(&self) -> &str {
         &self.name

@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::task::{Context, Poll, Waker};
 
 use super::events::{Waiter, new_waiter_key};
+use super::failed::{Failed, finish};
 use super::payload::Payload;
 use super::queue::QueueState;
 use super::request::Request;
@@ -85,6 +86,82 @@ impl<T: Payload> Future for RequestFuture<T> {
 }
 
 impl<T: Payload> Drop for RequestFuture<T> {
+    fn drop(&mut self) {
+        // Before the request (a field) is dropped: see `CompletionWatch::registered`.
+        if let Some(request) = &self.request {
+            self.watch.cancel(request);
+        }
+    }
+}
+
+/// A [`Request`] awaited with its payload also on failure: resolves to `Ok(payload)`, or
+/// to a [`Failed`] with the error and the payload (tensor sets, buffers) whenever it still
+/// exists. The async form of [`Request::wait_with_payload`], made by
+/// [`Request::completion`]; with it, a pool of recycled sets loses none to a failed
+/// request.
+///
+/// Like [`RequestFuture`], it never blocks its executor's thread and never busy-polls,
+/// and dropping it before it resolves drops the request, which never blocks (see
+/// [`Request`]).
+///
+/// ```no_run
+/// # async fn demo(unit: neuron_rt::ExecUnit, model: neuron_rt::Model,
+/// #     pool: &mut Vec<neuron_rt::ExecSets>) -> neuron_rt::Result<()> {
+/// let (inputs, outputs) = pool.pop().expect("a free pair");
+/// match unit.execute(&model, inputs, outputs)?.completion().await {
+///     Ok(sets) => pool.push(sets),
+///     Err(failed) => {
+///         eprintln!("{}", failed.error());
+///         // The sets come back even though the execution failed.
+///         pool.extend(failed.into_payload());
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+#[derive(Debug)]
+pub struct Completion<T: Payload> {
+    request: Option<Request<T>>,
+    watch: CompletionWatch,
+}
+
+impl<T: Payload> Request<T> {
+    /// This request as a future that hands the payload back also when the request
+    /// failed (see [`Completion`]); `request.await` drops it on failure instead.
+    pub fn completion(self) -> Completion<T> {
+        Completion {
+            request: Some(self),
+            watch: CompletionWatch::new(),
+        }
+    }
+}
+
+impl<T: Payload> Future for Completion<T> {
+    type Output = std::result::Result<T, Failed<T>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Completion is Unpin (it holds no self-references).
+        let this = self.get_mut();
+        let Some(request) = this.request.as_ref() else {
+            return Poll::Ready(Err(Failed::new(
+                Error::invalid("self", "a completion was polled after it resolved"),
+                None,
+            )));
+        };
+        if this.watch.poll(request, cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.watch.cancel(request);
+        match this.request.take() {
+            // Complete: `finish` returns at once.
+            Some(request) => Poll::Ready(finish(request)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T: Payload> Drop for Completion<T> {
     fn drop(&mut self) {
         // Before the request (a field) is dropped: see `CompletionWatch::registered`.
         if let Some(request) = &self.request {

@@ -1,143 +1,128 @@
-//! The HTTP face of the service: `POST /infer` and `GET /metrics` (axum).
+//! The HTTP face of the service (axum): `POST /infer` runs a request on the pool,
+//! `GET /metrics` shows the pool's counters and this service's own.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
 
-use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Serialize;
+use axum::extract::{State, rejection::JsonRejection};
+use axum::{Json, Router, http::StatusCode, routing::get, routing::post};
+use neuron_rt::{Error, Input, ModelPool, RequestCounts};
 use serde_json::{Value, json};
 
-use crate::service::{InferError, InferRequest, Service};
-use crate::stats::LatencySummary;
-
-pub fn router(service: Arc<Service>) -> Router {
-    Router::new()
-        .route("/infer", post(infer))
-        .route("/metrics", get(metrics))
-        .with_state(service)
+/// The pool, and the answers counted by kind.
+#[derive(Clone)]
+pub struct App {
+    pub pool: ModelPool,
+    pub counts: Arc<Counts>,
 }
 
-async fn infer(
-    State(service): State<Arc<Service>>,
-    body: Result<Json<InferRequest>, JsonRejection>,
-) -> Response {
-    let request = match body {
-        Ok(Json(request)) => request,
-        Err(rejection) => {
-            service.stats.requests.add();
-            service.stats.bad_requests.add();
-            service.stats.errors.add();
-            return error_response(rejection.status(), json!({"error": rejection.body_text()}));
-        }
-    };
-    // Its own task: a client that goes away cannot cancel a request the device already
-    // has, and the service's counters see every request to its end.
-    match tokio::spawn(service.infer(request)).await {
-        Ok(Ok(answer)) => Json(answer).into_response(),
-        Ok(Err(error)) => error.into_response(),
-        Err(join) => error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"error": format!("the request's task failed: {join}")}),
-        ),
-    }
+#[derive(Default)]
+pub struct Counts {
+    pub ok: AtomicU64,
+    pub errors: AtomicU64,
+    pub bad_requests: AtomicU64,
+    /// Requests failed with a fatal status (their unit died under them).
+    pub fatal: AtomicU64,
 }
 
-fn error_response(status: StatusCode, body: Value) -> Response {
-    (status, Json(body)).into_response()
+/// The body of `POST /infer`: one flat array per model input.
+#[derive(serde::Deserialize)]
+pub struct InferRequest {
+    inputs: HashMap<String, Value>,
 }
 
-impl IntoResponse for InferError {
-    fn into_response(self) -> Response {
-        match self {
-            InferError::BadRequest(message) => {
-                error_response(StatusCode::BAD_REQUEST, json!({"error": message}))
-            }
-            InferError::NoCore => error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "no NeuronCore left in service"}),
-            ),
-            InferError::Device { core, error } => {
-                // A fatal status took the core out of service: the request may be retried
-                // (elsewhere); any other failure is this request's own.
-                let http = if error.is_fatal() {
-                    StatusCode::SERVICE_UNAVAILABLE
-                } else {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                };
-                let status = error.status();
-                error_response(
-                    http,
-                    json!({
-                        "error": error.to_string(),
-                        "status": status.map(|s| format!("{s:?}")),
-                        "code": status.map(|s| s.as_raw()),
-                        "fatal": error.is_fatal(),
-                        "core": core,
-                    }),
-                )
-            }
-        }
-    }
+type Answer = (StatusCode, Json<Value>);
+
+pub fn router(pool: ModelPool) -> (Router, App) {
+    let app = App { pool, counts: Arc::default() };
+    let router = Router::new().route("/infer", post(infer)).route("/metrics", get(metrics));
+    (router.with_state(app.clone()), app)
 }
 
-#[derive(Serialize)]
-struct CoreMetrics {
-    core: u32,
-    in_service: bool,
-    /// The status that took the core out of service.
-    dead_status: Option<String>,
-    ok: u64,
-    failed: u64,
-    fatal: u64,
-    rerouted: u64,
-    assigned: usize,
-}
-
-#[derive(Serialize)]
-pub struct Metrics {
-    requests: u64,
-    ok: u64,
-    errors: u64,
-    bad_requests: u64,
-    no_core: u64,
-    /// Admission to answer, successful requests (the service's own time).
-    latency: LatencySummary,
-    /// Accepted by the device queue to completion observed, successful requests.
-    device: LatencySummary,
-    cores: Vec<CoreMetrics>,
-}
-
-pub fn snapshot(service: &Service) -> Metrics {
-    let s = &service.stats;
-    Metrics {
-        requests: s.requests.get(),
-        ok: s.ok.get(),
-        errors: s.errors.get(),
-        bad_requests: s.bad_requests.get(),
-        no_core: s.no_core.get(),
-        latency: s.latency.summary(),
-        device: s.device.summary(),
-        cores: service
-            .replicas()
-            .iter()
-            .map(|r| CoreMetrics {
-                core: r.core,
-                in_service: r.alive(),
-                dead_status: r.dead_status().map(|s| format!("{s:?} ({})", s.as_raw())),
-                ok: r.stats.ok.get(),
-                failed: r.stats.failed.get(),
-                fatal: r.stats.fatal.get(),
-                rerouted: r.stats.rerouted.get(),
-                assigned: r.load(),
+async fn infer(State(app): State<App>, body: Result<Json<InferRequest>, JsonRejection>) -> Answer {
+    let c = &app.counts;
+    let answer = match body {
+        // Its own task: a client that hangs up does not cancel it, so the counters see
+        // every request to its end (cancelling would be safe for the pool).
+        Ok(Json(request)) => {
+            tokio::spawn(run(app.pool.clone(), request)).await.unwrap_or_else(|e| {
+                Err((StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))))
             })
-            .collect(),
-    }
+        }
+        Err(rejection) => Err((rejection.status(), Json(json!({"error": rejection.body_text()})))),
+    };
+    let kind = match &answer {
+        Ok(_) => None,
+        Err((status, _)) if status.is_client_error() => Some(&c.bad_requests),
+        Err((_, body)) if body["fatal"] == json!(true) => Some(&c.fatal),
+        Err(_) => None,
+    };
+    kind.map(|k| k.fetch_add(1, Relaxed));
+    let total = if answer.is_ok() { &c.ok } else { &c.errors };
+    total.fetch_add(1, Relaxed);
+    answer.unwrap_or_else(|failure| failure)
 }
 
-async fn metrics(State(service): State<Arc<Service>>) -> Json<Metrics> {
-    Json(snapshot(&service))
+async fn run(pool: ModelPool, mut request: InferRequest) -> Result<Answer, Answer> {
+    let started = Instant::now();
+    let bad = |message: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": message })));
+    let mut inputs: Vec<(&str, Input<'static>)> = Vec::new();
+    for info in pool.inputs() {
+        let value = (request.inputs.remove(&info.name))
+            .ok_or_else(|| bad(format!("input `{}` is missing", info.name)))?;
+        inputs.push((&info.name, crate::json::parse(info, &value).map_err(bad)?));
+    }
+    if let Some(name) = request.inputs.keys().next() {
+        return Err(bad(format!("the model has no input `{name}`")));
+    }
+    let outputs = pool.infer(&inputs).await.map_err(device_error)?;
+    let outputs: serde_json::Map<String, Value> =
+        outputs.iter().map(|o| (o.name().to_owned(), crate::json::output(o))).collect();
+    let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+    Ok((StatusCode::OK, Json(json!({ "outputs": outputs, "latency_ms": latency_ms }))))
+}
+
+/// 503 when no copy can serve or the unit died (the request may be retried), 400 for
+/// inputs the pool refused, else 500; with the status and whether it was fatal.
+fn device_error(e: Error) -> Answer {
+    let http = match &e {
+        Error::PoolUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ if e.is_fatal() => StatusCode::SERVICE_UNAVAILABLE,
+        _ if e.status().is_some() => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let (status, fatal) = (e.status(), e.is_fatal());
+    let (name, code) = (status.map(|s| format!("{s:?}")), status.map(|s| s.as_raw()));
+    let body = json!({"error": e.to_string(), "status": name, "code": code, "fatal": fatal});
+    (http, Json(body))
+}
+
+fn counts(c: &RequestCounts) -> Value {
+    json!({
+        "requests": c.requests, "ok": c.ok, "failed": c.failed, "refused": c.refused,
+        "cancelled": c.cancelled, "in_flight": c.in_flight, "waiting": c.waiting,
+        "device_busy_ms": c.device_busy.as_secs_f64() * 1e3,
+    })
+}
+
+async fn metrics(State(app): State<App>) -> Json<Value> {
+    let (m, c) = (app.pool.metrics(), &app.counts);
+    let copies: Vec<Value> = (m.copies.iter())
+        .map(|k| {
+            json!({
+                "copy": k.copy, "core": k.core, "in_service": k.out_of_service.is_none(),
+                "out_of_service": k.out_of_service, "sets": k.sets, "counts": counts(&k.counts),
+            })
+        })
+        .collect();
+    let (ok, errors) = (c.ok.load(Relaxed), c.errors.load(Relaxed));
+    let (h, ms) = (&m.total.latency, |d: std::time::Duration| d.as_secs_f64() * 1e3);
+    let latency = json!({"count": h.count(), "p50_ms": ms(h.percentile(0.5)), "p99_ms": ms(h.percentile(0.99))});
+    Json(json!({
+        "requests": ok + errors, "ok": ok, "errors": errors, "fatal": c.fatal.load(Relaxed),
+        "bad_requests": c.bad_requests.load(Relaxed), "latency": latency,
+        "pool": counts(&m.total), "copies": copies,
+    }))
 }

@@ -1,219 +1,104 @@
-//! The load run's summary line and its verdict, from what the clients saw, the service's
-//! counters and the simulator's.
+//! The load run: the load, its summary line and its verdict, from what the clients saw,
+//! the pool's and the service's counters, and the simulator's.
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 
 use nrt_sim::SimControl;
 
-use crate::load::Outcome;
-use crate::service::Service;
-use crate::stats::percentile_ms;
+use crate::{Options, http::App, load};
 
-/// The simulator's counters that the verdict uses, for the cores served.
-#[derive(Debug, Default, Clone)]
-pub struct Device {
-    /// Execution time of each core.
-    busy: Vec<Duration>,
-    /// Executions run, all cores.
-    executions: u64,
-    /// Executions that ended with an error status, all cores.
-    failed_executions: u64,
-    /// Events that injected faults made fail (never reset: differences count).
-    faults: u64,
-}
-
-impl Device {
-    pub fn read(sim: &SimControl, cores: &[u32]) -> Device {
-        let counters = sim.counters();
-        let core = |c: u32| counters.cores.get(c as usize);
-        Device {
-            busy: cores
-                .iter()
-                .map(|&c| core(c).map_or(Duration::ZERO, |k| k.busy))
-                .collect(),
-            executions: cores
-                .iter()
-                .filter_map(|&c| core(c))
-                .map(|k| k.executions)
-                .sum(),
-            failed_executions: cores
-                .iter()
-                .filter_map(|&c| core(c))
-                .map(|k| k.failed_executions)
-                .sum(),
-            faults: sim.faults_injected(),
-        }
+/// The simulator's busy seconds, executions, failed executions (summed over `cores`) and
+/// injected faults so far.
+fn device(sim: &SimControl, cores: &[u32]) -> [f64; 4] {
+    let counters = sim.counters();
+    let mut sums = [0.0, 0.0, 0.0, sim.faults_injected() as f64];
+    for k in cores.iter().filter_map(|&c| counters.cores.get(c as usize)) {
+        sums[0] += k.busy.as_secs_f64();
+        sums[1] += k.executions as f64;
+        sums[2] += k.failed_executions as f64;
     }
-
-    fn since(&self, before: &Device) -> Device {
-        Device {
-            busy: self
-                .busy
-                .iter()
-                .zip(&before.busy)
-                .map(|(a, b)| a.saturating_sub(*b))
-                .collect(),
-            executions: self.executions - before.executions.min(self.executions),
-            failed_executions: self.failed_executions
-                - before.failed_executions.min(self.failed_executions),
-            faults: self.faults - before.faults.min(self.faults),
-        }
-    }
+    sums
 }
 
-/// The summary line and whether the run passes.
-pub struct Verdict {
-    pub line: String,
-    /// Why the run fails, if it does.
-    pub failures: Vec<String>,
-    /// Explanations for the reader (stderr).
-    pub notes: Vec<String>,
-}
-
-/// Judges a run. `device` is the simulator's counters before and after (absent on real
-/// hardware); `faults_armed` whether `NRT_SIM_FAULTS` was set.
-pub fn judge(
-    outcome: &Outcome,
-    service: &Service,
-    device: Option<(&Device, &Device)>,
-    faults_armed: bool,
-    device_time: Duration,
-    concurrency: usize,
-) -> Verdict {
-    let wall = outcome.wall.as_secs_f64();
-    let p50 = percentile_ms(&outcome.latencies, 0.50);
-    let p99 = percentile_ms(&outcome.latencies, 0.99);
-    let delta = device.map(|(before, after)| after.since(before));
-    let busy_pct = delta.as_ref().map(|d| {
-        let busy: f64 = d.busy.iter().map(Duration::as_secs_f64).sum();
-        100.0 * busy / (wall * d.busy.len().max(1) as f64)
-    });
+/// Runs the load and prints the line, notes and failures; whether the run passed.
+pub async fn load_run(
+    o: &Options,
+    app: &App,
+    sim: Option<SimControl>,
+    addr: SocketAddr,
+    requests: usize,
+) -> bool {
+    let inputs = app.pool.inputs().iter();
+    let inputs = inputs.map(|t| (t.name.clone(), t.element_count().unwrap_or(0))).collect();
+    let workload = load::Workload { inputs, check_double_plus_one: o.neff.is_none() };
+    let cores = app.pool.cores();
+    let before = sim.as_ref().map(|s| device(s, &cores));
+    let outcome = load::run(addr, workload, requests, o.concurrency, o.timeout).await;
+    // Over the run: busy seconds, executions, failed executions, faults.
+    let after = sim.as_ref().map(|s| device(s, &cores));
+    let d = before.zip(after).map(|(b, a)| [a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]]);
+    let wall = outcome.wall.as_secs_f64().max(1e-9);
+    let (sorted, n) = (&outcome.latencies, outcome.latencies.len());
+    let ms = |p: f64| {
+        let rank = ((p * n as f64).ceil() as usize).clamp(1, n.max(1));
+        sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let busy = d.map(|d| format!("{:.1}", 100.0 * d[0] / (wall * cores.len() as f64)));
+    let (ok, errors, p50, p99) = (outcome.ok, outcome.errors, ms(0.5), ms(0.99));
+    let (rps, busy) = (ok as f64 / wall, busy.unwrap_or_else(|| "na".into()));
     let mut line = format!(
-        "requests={} ok={} errors={} p50_ms={p50:.2} p99_ms={p99:.2} throughput_rps={:.1} device_busy_pct={}",
-        outcome.requests,
-        outcome.ok,
-        outcome.errors,
-        outcome.ok as f64 / wall.max(1e-9),
-        busy_pct.map_or_else(|| "na".to_string(), |b| format!("{b:.1}")),
+        "requests={requests} ok={ok} errors={errors} p50_ms={p50:.2} p99_ms={p99:.2} throughput_rps={rps:.1} device_busy_pct={busy}"
     );
     let mut failures = Vec::new();
-    let mut notes = Vec::new();
-    if outcome.hung > 0 {
-        failures.push(format!(
-            "{} requests got no answer within the timeout",
-            outcome.hung
-        ));
+    if outcome.hung > 0 || ok + errors != requests {
+        let missing = requests - ok - errors;
+        failures.push(format!("{missing} of {requests} requests got no answer"));
     }
-    if outcome.ok + outcome.errors != outcome.requests {
-        failures.push(format!(
-            "ok + errors = {} != requests = {}",
-            outcome.ok + outcome.errors,
-            outcome.requests
-        ));
+    if let Some(wrong) = outcome.error_kinds.get("wrong outputs") {
+        failures.push(format!("{wrong} answers had wrong outputs"));
     }
-    if outcome.wrong > 0 {
-        failures.push(format!("{} answers had wrong outputs", outcome.wrong));
-    }
-    if !outcome.error_kinds.is_empty() {
-        let kinds: Vec<String> = outcome
-            .error_kinds
-            .iter()
-            .map(|(k, n)| format!("{k}: {n}"))
-            .collect();
-        notes.push(format!("errors by status: {}", kinds.join(", ")));
-    }
-    let replicas = service.replicas();
-    let sum = |f: fn(&crate::service::Replica) -> u64| replicas.iter().map(f).sum::<u64>();
-    let served: Vec<String> = replicas
-        .iter()
-        .map(|r| {
-            let state = match r.dead_status() {
-                Some(s) => format!(", out of service ({s:?})"),
-                None => String::new(),
-            };
-            format!("core {}: {} ok{state}", r.core, r.stats.ok.get())
-        })
-        .collect();
-    notes.push(served.join("; "));
-    if faults_armed {
-        let d = delta.clone().unwrap_or_default();
-        line.push_str(&format!(" faults={}", d.faults));
-        // Every error must be accounted for: an injected fault (an execution completed
-        // with an error status, or the request that killed a unit), or a request that was
-        // already queued on a unit when it died (it completes with the fatal status, but
-        // no fault counts it). Each unit dies of exactly one fault, so the fatal
-        // completions beyond one per dead unit are those queued requests.
-        let dead = replicas
-            .iter()
-            .filter(|r| r.dead_status().is_some())
-            .count() as u64;
-        let fatal = sum(|r| r.stats.fatal.get());
-        let failed = sum(|r| r.stats.failed.get());
-        let lost = fatal.saturating_sub(dead);
-        let expected = d.faults + lost;
-        notes.push(format!(
-            "faults injected {} = executions failed on the device {} + units killed {dead}; \
-             requests lost in flight on dying units {lost}; rerouted from dead units {}; \
-             expected errors {} + {lost} = {expected}",
-            d.faults,
-            d.failed_executions,
-            sum(|r| r.stats.rerouted.get()),
-            d.faults
-        ));
-        if outcome.errors as u64 != expected {
-            failures.push(format!(
-                "errors = {} != faults {} + lost in flight {lost}",
-                outcome.errors, d.faults
+    let m = app.pool.metrics();
+    let copy = |c: &neuron_rt::CopyMetrics| {
+        let state = c.out_of_service.as_deref().unwrap_or("in service");
+        format!("core {}: {} ok, {state}", c.core, c.counts.ok)
+    };
+    let mut notes: Vec<String> = m.copies.iter().map(copy).collect();
+    notes.extend(outcome.error_kinds.iter().map(|(kind, n)| format!("errors {kind}: {n}")));
+    let faults_armed = std::env::var("NRT_SIM_FAULTS").is_ok_and(|f| !f.trim().is_empty());
+    match d {
+        Some([_, _, failed_runs, faults]) if faults_armed => {
+            // Every error is an injected fault (an execution completed with an error
+            // status, or the request that killed a unit), or a request queued on a unit
+            // when it died: it completes with the fatal status, but no fault counts it.
+            // Each unit dies of one fault: fatal answers beyond one per dead unit are those.
+            let (faults, failed_runs) = (faults as u64, failed_runs as u64);
+            line.push_str(&format!(" faults={faults}"));
+            let dead = (m.copies.len() - m.in_service()) as u64;
+            let fatal = app.counts.fatal.load(Relaxed);
+            let lost = fatal.saturating_sub(dead);
+            let failed = m.total.failed.saturating_sub(fatal);
+            notes.push(format!(
+                "faults {faults} = failed executions {failed_runs} + units killed {dead}; \
+                 lost in flight on dying units {lost}; refused and re-routed {}",
+                m.total.refused
             ));
+            if outcome.errors as u64 != faults + lost {
+                failures
+                    .push(format!("errors {} != faults {faults} + lost {lost}", outcome.errors));
+            }
+            if faults != failed_runs + dead || failed != failed_runs {
+                let saw = format!("the pool saw {failed} failed executions");
+                failures.push(format!("{saw}, the simulator {failed_runs}"));
+            }
         }
-        if d.faults != d.failed_executions + dead || failed != d.failed_executions {
-            failures.push(format!(
-                "the service saw {failed} failed executions, the simulator {}, with {} faults and {dead} dead units",
-                d.failed_executions, d.faults
-            ));
+        _ if outcome.errors > 0 => {
+            failures.push(format!("{} errors without injected faults", outcome.errors))
         }
-        if replicas.iter().all(|r| r.dead_status().is_some()) {
-            notes.push("no core is left in service".into());
-        }
-    } else if outcome.errors > 0 {
-        failures.push(format!("{} errors without injected faults", outcome.errors));
+        _ => {}
     }
-    let d_ms = device_time.as_secs_f64() * 1e3;
-    if faults_armed {
-        // The targets are for a healthy service (a dead core halves the capacity).
-        return Verdict {
-            line,
-            failures,
-            notes,
-        };
-    }
-    if let (Some(b), Some(d)) = (busy_pct, &delta) {
-        // The simulator counts the time each execution really took (its timer's
-        // overshoot included); at exactly D per execution the figure would be this.
-        let busy: f64 = d.busy.iter().map(Duration::as_secs_f64).sum();
-        let nominal = 100.0 * d.executions as f64 * device_time.as_secs_f64()
-            / (wall * d.busy.len().max(1) as f64);
-        notes.push(format!(
-            "target device busy >= 90 %: {} ({b:.1} %; {} executions of {:.3} ms busy each, \
-             {nominal:.1} % at exactly {d_ms} ms each)",
-            if b >= 90.0 { "met" } else { "NOT met" },
-            d.executions,
-            1e3 * busy / d.executions.max(1) as f64,
-        ));
-    }
-    // A closed loop of C clients on K busy cores: Little's law puts the mean latency at
-    // C x D / K at least, whatever the service does.
-    let floor = concurrency as f64 * d_ms / replicas.len().max(1) as f64;
-    notes.push(format!(
-        "target p99 <= 5 x device time = {:.2} ms: {} (p99 {p99:.2} ms; with {concurrency} \
-         clients on {} cores of {d_ms} ms the mean latency is at least {floor:.2} ms)",
-        5.0 * d_ms,
-        if p99 <= 5.0 * d_ms { "met" } else { "NOT met" },
-        replicas.len(),
-    ));
-    Verdict {
-        line,
-        failures,
-        notes,
-    }
+    println!("{line}");
+    notes.iter().for_each(|note| eprintln!("  {note}"));
+    failures.iter().for_each(|failure| eprintln!("FAIL: {failure}"));
+    failures.is_empty()
 }
