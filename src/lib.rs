@@ -107,7 +107,6 @@ mod logging;
 mod model;
 pub mod neff;
 mod parallel;
-mod pool;
 mod profiling;
 mod raw;
 mod run;
@@ -127,14 +126,14 @@ pub use dtype::{DType, Element};
 pub use error::{Diagnosis, Error, Result};
 pub use io::{Input, Output, Outputs};
 pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
+pub use parallel::pool::{
+    CopyMetrics, DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, LatencyHistogram,
+    Lease, ModelPool, ModelPoolBuilder, NeffSource, PoolMetrics, RequestCounts,
+};
 pub use parallel::replicas::Replicas;
 pub use parallel::staged::{
     CoreStats, DEFAULT_STAGED_DEPTH, HostInputs, HostOutputs, Stage, Staged, StagedPipeline,
     StagedStream,
-};
-pub use pool::{
-    CopyMetrics, DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, LatencyHistogram,
-    Lease, ModelPool, ModelPoolBuilder, NeffSource, PoolMetrics, RequestCounts,
 };
 pub use profiling::bench_device::{BenchmarkMode, NC_EXEC_RUNNING};
 pub use profiling::debug_stream::{DebugEvent, DebugStream};

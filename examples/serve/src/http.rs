@@ -36,8 +36,13 @@ pub struct InferRequest {
 type Answer = (StatusCode, Json<Value>);
 
 pub fn router(pool: ModelPool) -> (Router, App) {
-    let app = App { pool, counts: Arc::default() };
-    let router = Router::new().route("/infer", post(infer)).route("/metrics", get(metrics));
+    let app = App {
+        pool,
+        counts: Arc::default(),
+    };
+    let router = Router::new()
+        .route("/infer", post(infer))
+        .route("/metrics", get(metrics));
     (router.with_state(app.clone()), app)
 }
 
@@ -46,12 +51,18 @@ async fn infer(State(app): State<App>, body: Result<Json<InferRequest>, JsonReje
     let answer = match body {
         // Its own task: a client that hangs up does not cancel it, so the counters see
         // every request to its end (cancelling would be safe for the pool).
-        Ok(Json(request)) => {
-            tokio::spawn(run(app.pool.clone(), request)).await.unwrap_or_else(|e| {
-                Err((StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))))
-            })
-        }
-        Err(rejection) => Err((rejection.status(), Json(json!({"error": rejection.body_text()})))),
+        Ok(Json(request)) => tokio::spawn(run(app.pool.clone(), request))
+            .await
+            .unwrap_or_else(|e| {
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"error": e.to_string()})),
+                ))
+            }),
+        Err(rejection) => Err((
+            rejection.status(),
+            Json(json!({"error": rejection.body_text()})),
+        )),
     };
     let kind = match &answer {
         Ok(_) => None,
@@ -78,10 +89,15 @@ async fn run(pool: ModelPool, mut request: InferRequest) -> Result<Answer, Answe
         return Err(bad(format!("the model has no input `{name}`")));
     }
     let outputs = pool.infer(&inputs).await.map_err(device_error)?;
-    let outputs: serde_json::Map<String, Value> =
-        outputs.iter().map(|o| (o.name().to_owned(), crate::json::output(o))).collect();
+    let outputs: serde_json::Map<String, Value> = outputs
+        .iter()
+        .map(|o| (o.name().to_owned(), crate::json::output(o)))
+        .collect();
     let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    Ok((StatusCode::OK, Json(json!({ "outputs": outputs, "latency_ms": latency_ms }))))
+    Ok((
+        StatusCode::OK,
+        Json(json!({ "outputs": outputs, "latency_ms": latency_ms })),
+    ))
 }
 
 /// 503 when no copy can serve or the unit died (the request may be retried), 400 for
@@ -118,7 +134,9 @@ async fn metrics(State(app): State<App>) -> Json<Value> {
         })
         .collect();
     let (ok, errors) = (c.ok.load(Relaxed), c.errors.load(Relaxed));
-    let (h, ms) = (&m.total.latency, |d: std::time::Duration| d.as_secs_f64() * 1e3);
+    let (h, ms) = (&m.total.latency, |d: std::time::Duration| {
+        d.as_secs_f64() * 1e3
+    });
     let latency = json!({"count": h.count(), "p50_ms": ms(h.percentile(0.5)), "p99_ms": ms(h.percentile(0.99))});
     Json(json!({
         "requests": ok + errors, "ok": ok, "errors": errors, "fatal": c.fatal.load(Relaxed),

@@ -78,16 +78,30 @@ pub fn parse(info: &TensorInfo, value: &Value) -> Result<Input<'static>, String>
             T::parse(v)
                 .ok_or_else(|| format!("input `{}`[{i}]: {v} is not a {}", info.name, info.dtype))
         };
-        items.iter().enumerate().map(one).collect::<Result<Vec<T>, _>>().map(Input::from_vec)
+        items
+            .iter()
+            .enumerate()
+            .map(one)
+            .collect::<Result<Vec<T>, _>>()
+            .map(Input::from_vec)
     }
-    let other = Err(format!("input `{name}`: element type {} is not served over JSON", info.dtype));
+    let other = Err(format!(
+        "input `{name}`: element type {} is not served over JSON",
+        info.dtype
+    ));
     with_type!(info.dtype, values(info, items), other)
 }
 
 /// An output as a flat JSON array (dtypes without a JSON form: their bytes).
 pub fn output(out: &Output) -> Value {
     fn values<T: Json>(out: &Output) -> Option<Value> {
-        Some(out.as_slice::<T>().ok()?.iter().map(|&v| v.to_json()).collect())
+        Some(
+            out.as_slice::<T>()
+                .ok()?
+                .iter()
+                .map(|&v| v.to_json())
+                .collect(),
+        )
     }
     let bytes = || out.bytes().iter().map(|&b| Value::from(b)).collect();
     with_type!(out.dtype(), values(out), None).unwrap_or_else(bytes)

@@ -116,8 +116,10 @@ pub async fn run(
                         break;
                     }
                     let x = (i % 1000) as f64;
-                    let inputs =
-                        w.inputs.iter().map(|(name, n)| (name.clone(), json!(vec![x; *n])));
+                    let inputs = w
+                        .inputs
+                        .iter()
+                        .map(|(name, n)| (name.clone(), json!(vec![x; *n])));
                     let inputs: serde_json::Map<String, Value> = inputs.collect();
                     let body = Bytes::from(json!({ "inputs": inputs }).to_string());
                     let t0 = Instant::now();

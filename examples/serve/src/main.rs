@@ -70,7 +70,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
 
 /// The simulator's model: `y = 2x + 1` on `elements` f32, taking `device_time`.
 fn sim_model(device_time: Duration, elements: u32) -> Result<Vec<u8>, String> {
-    let op = Op::ScaleBias { input: "x".into(), scale: 2.0, bias: 1.0, out: "y".into() };
+    let op = Op::ScaleBias {
+        input: "x".into(),
+        scale: 2.0,
+        bias: 1.0,
+        out: "y".into(),
+    };
     ModelBuilder::new("double_plus_one")
         .input("x", DType::F32, &[elements])
         .output("y", DType::F32, &[elements])
@@ -85,19 +90,31 @@ fn pool(o: &Options) -> Result<(ModelPool, Option<SimControl>), String> {
     let lib = nrt_sim::library();
     let (runtime, neff): (_, NeffSource) = match &o.neff {
         Some(path) => (Runtime::new(), std::path::PathBuf::from(path).into()),
-        None => {
-            (Runtime::builder().library(lib).build(), sim_model(o.device_time, o.elements)?.into())
-        }
+        None => (
+            Runtime::builder().library(lib).build(),
+            sim_model(o.device_time, o.elements)?.into(),
+        ),
     };
     let runtime = runtime.map_err(text)?;
-    let cores = o.cores.map_or_else(|| runtime.visible_core_count(), Ok).map_err(text)?;
-    let pool = ModelPool::builder(&runtime, neff).cores(0..cores).build().map_err(text)?;
-    Ok((pool, o.neff.is_none().then(|| SimControl::new(lib)).flatten()))
+    let cores = o
+        .cores
+        .map_or_else(|| runtime.visible_core_count(), Ok)
+        .map_err(text)?;
+    let pool = ModelPool::builder(&runtime, neff)
+        .cores(0..cores)
+        .build()
+        .map_err(text)?;
+    Ok((
+        pool,
+        o.neff.is_none().then(|| SimControl::new(lib)).flatten(),
+    ))
 }
 
 async fn run(o: Options) -> Result<bool, String> {
     let (pool, sim) = pool(&o)?;
-    let listen = o.load.map_or(o.listen, |_| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listen = o
+        .load
+        .map_or(o.listen, |_| SocketAddr::from(([127, 0, 0, 1], 0)));
     let listener = tokio::net::TcpListener::bind(listen).await;
     let listener = listener.map_err(|e| format!("bind {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(text)?;
@@ -117,7 +134,12 @@ async fn run(o: Options) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let tokio = || tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(text);
+    let tokio = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(text)
+    };
     match parse_args(std::env::args().skip(1)).and_then(|o| tokio()?.block_on(run(o))) {
         Ok(passed) => ExitCode::from(u8::from(!passed)),
         Err(message) => {

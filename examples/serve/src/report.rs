@@ -30,14 +30,21 @@ pub async fn load_run(
     requests: usize,
 ) -> bool {
     let inputs = app.pool.inputs().iter();
-    let inputs = inputs.map(|t| (t.name.clone(), t.element_count().unwrap_or(0))).collect();
-    let workload = load::Workload { inputs, check_double_plus_one: o.neff.is_none() };
+    let inputs = inputs
+        .map(|t| (t.name.clone(), t.element_count().unwrap_or(0)))
+        .collect();
+    let workload = load::Workload {
+        inputs,
+        check_double_plus_one: o.neff.is_none(),
+    };
     let cores = app.pool.cores();
     let before = sim.as_ref().map(|s| device(s, &cores));
     let outcome = load::run(addr, workload, requests, o.concurrency, o.timeout).await;
     // Over the run: busy seconds, executions, failed executions, faults.
     let after = sim.as_ref().map(|s| device(s, &cores));
-    let d = before.zip(after).map(|(b, a)| [a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]]);
+    let d = before
+        .zip(after)
+        .map(|(b, a)| [a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]]);
     let wall = outcome.wall.as_secs_f64().max(1e-9);
     let (sorted, n) = (&outcome.latencies, outcome.latencies.len());
     let ms = |p: f64| {
@@ -64,7 +71,12 @@ pub async fn load_run(
         format!("core {}: {} ok, {state}", c.core, c.counts.ok)
     };
     let mut notes: Vec<String> = m.copies.iter().map(copy).collect();
-    notes.extend(outcome.error_kinds.iter().map(|(kind, n)| format!("errors {kind}: {n}")));
+    notes.extend(
+        outcome
+            .error_kinds
+            .iter()
+            .map(|(kind, n)| format!("errors {kind}: {n}")),
+    );
     let faults_armed = std::env::var("NRT_SIM_FAULTS").is_ok_and(|f| !f.trim().is_empty());
     match d {
         Some([_, _, failed_runs, faults]) if faults_armed => {
@@ -84,8 +96,10 @@ pub async fn load_run(
                 m.total.refused
             ));
             if outcome.errors as u64 != faults + lost {
-                failures
-                    .push(format!("errors {} != faults {faults} + lost {lost}", outcome.errors));
+                failures.push(format!(
+                    "errors {} != faults {faults} + lost {lost}",
+                    outcome.errors
+                ));
             }
             if faults != failed_runs + dead || failed != failed_runs {
                 let saw = format!("the pool saw {failed} failed executions");
@@ -99,6 +113,8 @@ pub async fn load_run(
     }
     println!("{line}");
     notes.iter().for_each(|note| eprintln!("  {note}"));
-    failures.iter().for_each(|failure| eprintln!("FAIL: {failure}"));
+    failures
+        .iter()
+        .for_each(|failure| eprintln!("FAIL: {failure}"));
     failures.is_empty()
 }
