@@ -95,6 +95,8 @@ mod retry;
 mod scope;
 mod seq;
 mod slots;
+#[cfg(feature = "tokio")]
+mod tokio_events;
 mod unit;
 mod wait;
 
