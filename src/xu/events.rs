@@ -11,6 +11,10 @@
 //!   that closes a runtime. (The unit eventfd is registered per awaited request rather
 //!   than for every completion of the unit, `nrta_event_register_xu_completion`, so
 //!   that requests nobody awaits, e.g. blocking waits, wake no second thread.)
+//! * With feature `tokio`, a future polled inside a tokio runtime registers an eventfd
+//!   of the unit that the runtime's own reactor watches instead (`tokio_events.rs`):
+//!   the event thread is not involved. Each waiter records its path; one polled again
+//!   on another path (another runtime, or none) registers again there.
 //!
 //! Eventfds given to libnrt for a sequence are never closed: a registration that was
 //! not consumed (a wait that timed out) may still be signalled later, and a closed fd
