@@ -39,7 +39,8 @@ pub fn event_thread_switches() -> u64 {
         .flatten()
     {
         let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if name.trim_end() != "neuron-rt-events" {
+        // comm holds 15 characters: "neuron-rt-events" reads "neuron-rt-event".
+        if !name.starts_with("neuron-rt-event") {
             continue;
         }
         let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
