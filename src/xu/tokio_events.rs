@@ -20,7 +20,11 @@
 //! * A runtime without its IO driver (`enable_io` not called) cannot register fds:
 //!   tokio panics on the attempt, which is caught once per runtime (tokio's panic hook
 //!   prints its message); the watch stays dead and that runtime's futures use the
-//!   event thread.
+//!   event thread. (Under `panic = "abort"` that panic aborts, as it would for any
+//!   tokio IO type used on such a runtime: the feature's docs ask for `enable_io`.)
+//! * A future polled in a runtime's context relies on that runtime's reactor being
+//!   driven, as any tokio IO does (a current-thread runtime merely entered with
+//!   `Handle::enter` and never run would not wake it).
 //! * The eventfd is never closed before the unit closes (libnrt may still signal a
 //!   registration nobody consumed): the unit keeps every watch, dead or alive, until it
 //!   is dropped after `nrt_close`.
