@@ -3,7 +3,8 @@
 //! current-thread tokio runtime, and `Model::execute` on the process's main thread, at
 //! device times D = 100 us to 10 ms, on the in-process simulator with completion events.
 //!
-//! `cargo bench --bench wait_latency` prints, per D (issue 21, item 4):
+//! `cargo bench --bench wait_latency --features tokio` prints, per D (issue 21, item 4;
+//! the bench requires feature `tokio`, which its `tokio` column measures):
 //!
 //! ```text
 //! D_us=<D> sync_p50_us=<x> wait_p50_us=<x> future_p50_us=<x> tokio_p50_us=<x> sync_cpu_pct=<x> wait_cpu_pct=<x> future_cpu_pct=<x> tokio_cpu_pct=<x> main_sync_p50_us=<x>
@@ -13,8 +14,8 @@
 //! thread with a 16 MiB stack, `main_sync` on the main thread (8 MiB: it calls libnrt
 //! directly under the 6 MiB rule), the others on the main thread too. `future` is the
 //! generic path (the crate's event thread wakes the executor); `tokio` awaits the same
-//! future on a current-thread tokio runtime (today through the same generic path: the
-//! tokio-native completion of issue 21 item 1 is not built yet). CPU = CPU time of the
+//! future on a current-thread tokio runtime, through the tokio-native path (feature
+//! `tokio`: the runtime's reactor is woken by the eventfd, no crate thread). CPU = CPU time of the
 //! whole process (the simulator's worker threads included, in every mode alike) / wall
 //! time during that mode's requests: compare the modes with each other, not with zero.
 //! Targets (issue 21): every async p50 within max(3 %, 30 us) of `sync_p50_us`, each
@@ -121,7 +122,9 @@ fn main() {
         "the simulator should emulate a runtime with completion events"
     );
     let unit = rt.compute_unit(0).expect("compute unit");
+    // With its IO driver: the native path registers eventfds with its reactor.
     let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
         .build()
         .expect("tokio runtime");
     for d_us in [100u64, 500, 2000, 10_000] {

@@ -30,6 +30,7 @@ fn two_hundred_concurrent_tasks_are_all_admitted() {
     let peak = Arc::new(AtomicUsize::new(0));
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_all()
         .build()
         .unwrap();
     let results: Vec<_> = tokio.block_on(async {
@@ -82,7 +83,7 @@ fn a_dropped_submission_gives_up_its_place() {
     let rt = runtime();
     let (model, unit) = setup(&rt, Duration::from_millis(20));
     let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap();
     tokio.block_on(async {
@@ -130,6 +131,7 @@ fn other_errors_come_back_with_the_payload() {
     let (model, unit) = setup(&rt, Duration::from_micros(10));
     let tensor_op = rt.tensor_op_unit(0, 0).unwrap();
     let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     tokio.block_on(async {

@@ -62,7 +62,7 @@ fn a_forgotten_submission_does_not_hold_up_later_ones() {
     );
     let unit = rt.compute_unit(0).unwrap();
     let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap();
     tokio.block_on(async {

@@ -17,7 +17,7 @@ const DEVICE_TIME: Duration = Duration::from_millis(500);
 /// largest gap between its 1 ms ticks: a blocked executor thread shows as a large gap.
 fn with_ticker<F: std::future::Future<Output = ()>>(f: F) -> Duration {
     let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap();
     let largest_gap = Arc::new(AtomicU64::new(0));

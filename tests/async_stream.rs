@@ -22,6 +22,7 @@ fn a_stream_yields_results_in_job_order_with_failed_payloads() {
         .inject_faults("exec:vnc=0:nth=4:status=1003")
         .unwrap();
     let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     let results: Vec<Result<f32, (NrtStatus, bool)>> = tokio.block_on(async {
@@ -62,7 +63,7 @@ fn streaming_long_jobs_never_blocks_the_executor_thread() {
     let model = loaded(&rt, device_time, 0);
     let unit = rt.compute_unit(0).unwrap();
     let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
         .unwrap();
     let largest_gap = Arc::new(AtomicU64::new(0));

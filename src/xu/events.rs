@@ -11,6 +11,10 @@
 //!   that closes a runtime. (The unit eventfd is registered per awaited request rather
 //!   than for every completion of the unit, `nrta_event_register_xu_completion`, so
 //!   that requests nobody awaits, e.g. blocking waits, wake no second thread.)
+//! * With feature `tokio`, a future polled inside a tokio runtime registers an eventfd
+//!   of the unit that the runtime's own reactor watches instead (`tokio_events.rs`):
+//!   the event thread is not involved. Each waiter records its path; one polled again
+//!   on another path (another runtime, or none) registers again there.
 //!
 //! Eventfds given to libnrt for a sequence are never closed: a registration that was
 //! not consumed (a wait that timed out) may still be signalled later, and a closed fd
@@ -186,11 +190,14 @@ pub(crate) enum Waiter {
     Refused,
 }
 
-/// One waiting future: the request number it waits for, its key, its waker.
+/// One waiting future: the request number it waits for, its key, its waker, and the
+/// path its registration with libnrt signals: 0 for the unit's eventfd (the event
+/// thread), otherwise a tokio watch of the unit (feature `tokio`, `tokio_events.rs`).
 struct Entry {
     number: u64,
     key: u64,
     waker: Waker,
+    path: u64,
 }
 
 /// A key unique in the process, for [`UnitEvents::add_waiter`] (several futures may
@@ -211,6 +218,9 @@ pub(crate) struct UnitEvents {
     waiting: Mutex<Vec<Entry>>,
     /// Index in the event loop's table while registered there.
     slot: Mutex<Option<usize>>,
+    /// The eventfds tokio runtimes' reactors watch for the futures polled on them.
+    #[cfg(feature = "tokio")]
+    tokio: super::tokio_events::TokioWatches,
 }
 
 impl std::fmt::Debug for UnitEvents {
@@ -239,6 +249,8 @@ impl UnitEvents {
             queue,
             waiting: Mutex::new(Vec::new()),
             slot: Mutex::new(None),
+            #[cfg(feature = "tokio")]
+            tokio: Default::default(),
         });
         match event_loop() {
             Some(lp) if lp.add(&events) => Some(events),
@@ -253,6 +265,8 @@ impl UnitEvents {
         if let Some(lp) = event_loop() {
             lp.remove(self);
         }
+        #[cfg(feature = "tokio")]
+        self.tokio.detach();
         let woken = std::mem::take(&mut *self.lock());
         wake_all(woken.into_iter().map(|e| e.waker));
     }
@@ -268,7 +282,12 @@ impl UnitEvents {
     /// the registration: the caller polls instead). The caller checks for completion
     /// again after [`Waiter::Added`] (a completion just before the registration is then
     /// seen by that check, and libnrt signals one at once anyway).
-    pub(crate) fn add_waiter(&self, seq: SeqId, key: u64, waker: &Waker) -> Waiter {
+    ///
+    /// Polled inside a tokio runtime (feature `tokio`), the registration signals that
+    /// runtime's reactor instead of the event thread; an entry polled again on another
+    /// path (another runtime, or none) is registered again on the new one.
+    pub(crate) fn add_waiter(self: &Arc<Self>, seq: SeqId, key: u64, waker: &Waker) -> Waiter {
+        let (path, fd) = self.path();
         let mut waiting = self.lock();
         let number = seq.number();
         // A future's entry is found by the request's number and the future's key.
@@ -276,13 +295,21 @@ impl UnitEvents {
             .iter_mut()
             .find(|e| e.number == number && e.key == key);
         let (replaced, new) = match found {
-            Some(e) if e.waker.will_wake(waker) => (None, false),
-            Some(e) => (Some(std::mem::replace(&mut e.waker, waker.clone())), false),
+            Some(e) if e.path == path && e.waker.will_wake(waker) => (None, false),
+            Some(e) if e.path == path => {
+                (Some(std::mem::replace(&mut e.waker, waker.clone())), false)
+            }
+            // Moved to another path: the old one may never signal (a runtime gone).
+            Some(e) => {
+                e.path = path;
+                (Some(std::mem::replace(&mut e.waker, waker.clone())), true)
+            }
             None => {
                 waiting.push(Entry {
                     number,
                     key,
                     waker: waker.clone(),
+                    path,
                 });
                 (None, true)
             }
@@ -295,12 +322,29 @@ impl UnitEvents {
         }
         // SAFETY: the fd stays open until after nrt_close (this value owns it and the
         // runtime's registry holds this value).
-        let accepted = unsafe { self.api.register(seq, self.fd.as_raw_fd()) };
+        // A tokio watch's fd, likewise, is kept until this value is dropped.
+        let accepted = unsafe { self.api.register(seq, fd) };
         if !accepted {
             self.remove_waiter(seq, key);
             return Waiter::Refused;
         }
         Waiter::Added
+    }
+
+    /// Which path a future polled now waits on, and the eventfd libnrt signals for it.
+    fn path(self: &Arc<Self>) -> (u64, RawFd) {
+        #[cfg(feature = "tokio")]
+        {
+            let unit = || {
+                let weak: std::sync::Weak<dyn super::tokio_events::Signalled> =
+                    Arc::downgrade(self) as std::sync::Weak<UnitEvents>;
+                weak
+            };
+            if let Some(found) = self.tokio.current(unit, new_eventfd) {
+                return found;
+            }
+        }
+        (0, self.fd.as_raw_fd())
     }
 
     /// Forgets the waiter `key` of request `seq`, if any.
@@ -320,9 +364,19 @@ impl UnitEvents {
     /// thread's reusable buffer (empty on entry and on return), so that waking
     /// allocates nothing once it has grown.
     fn on_signal(&self, woken: &mut Vec<Waker>) {
-        drain(self.fd.as_raw_fd());
+        self.wake_completed(self.fd.as_raw_fd(), woken, false);
+    }
+
+    /// Drains `fd`, then wakes the futures whose request completed (every future if
+    /// `everyone`).
+    fn wake_completed(&self, fd: RawFd, woken: &mut Vec<Waker>, everyone: bool) {
+        drain(fd);
         // After nrt_close libnrt does not answer: `None`, handled below.
-        let last = self.api.last_completed(self.core, self.kind, self.queue);
+        let last = if everyone {
+            None
+        } else {
+            self.api.last_completed(self.core, self.kind, self.queue)
+        };
         {
             let mut waiting = self.lock();
             let mut i = 0;
@@ -336,6 +390,13 @@ impl UnitEvents {
             }
         }
         wake_all(woken.drain(..));
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl super::tokio_events::Signalled for UnitEvents {
+    fn on_signal(&self, fd: RawFd, woken: &mut Vec<Waker>, everyone: bool) {
+        self.wake_completed(fd, woken, everyone);
     }
 }
 

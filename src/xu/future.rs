@@ -2,7 +2,9 @@
 //!
 //! A pending future registers its waker where it is woken when its request completes:
 //! with completion events (runtime >= 2.32), with its unit's eventfd, which one thread
-//! watches with `epoll` for every unit (`events.rs`); on a 2.31 runtime, with one
+//! watches with `epoll` for every unit (`events.rs`), or, with feature `tokio` inside a
+//! tokio runtime, with an eventfd of the unit that runtime's reactor watches
+//! (`tokio_events.rs`); on a 2.31 runtime, with one
 //! background thread that polls every registered request with the usual backoff.
 //! Neither thread holds a runtime handle (only function pointers, ids and wakers), so
 //! neither can be what keeps a runtime open or the one that closes it.
@@ -38,7 +40,10 @@ use nrt_sys::Library;
 /// the request, which never blocks: cancellation is instant and safe (see [`Request`]).
 ///
 /// Waking costs nothing while the request runs: with completion events the future is
-/// woken once, by the event thread, when its request completed; without, the polling
+/// woken once, by the event thread, when its request completed (with feature `tokio`,
+/// awaited on a tokio runtime: by that runtime's own reactor, no thread of this crate in
+/// between; the runtime needs its IO driver, and must be driven, as for any tokio IO);
+/// without, the polling
 /// thread checks it with backoff (5 ms apart at most: no more than 200 wake-ups per
 /// second).
 #[must_use = "futures do nothing unless polled"]

@@ -96,6 +96,8 @@ mod retry;
 mod scope;
 mod seq;
 mod slots;
+#[cfg(feature = "tokio")]
+mod tokio_events;
 mod unit;
 mod wait;
 

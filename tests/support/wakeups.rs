@@ -28,3 +28,27 @@ pub fn crate_thread_switches() -> u64 {
     }
     total
 }
+
+/// Context switches of this crate's event thread (`neuron-rt-events`) alone: how often
+/// it woke (0 before it exists).
+pub fn event_thread_switches() -> u64 {
+    let mut total = 0;
+    for task in fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // comm holds 15 characters: "neuron-rt-events" reads "neuron-rt-event".
+        if !name.starts_with("neuron-rt-event") {
+            continue;
+        }
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches"))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
