@@ -58,10 +58,6 @@ pub async fn request(s: &mut Sender, path: &str, body: Option<Value>) -> Answer 
 }
 
 impl Outcome {
-    pub fn errors(&self) -> usize {
-        self.error_kinds.values().sum()
-    }
-
     /// Counts one answer (`None`: none in time); with `expected`, every value of the
     /// output `y` must be it.
     fn record(&mut self, answer: Option<Answer>, expected: Option<f64>) {

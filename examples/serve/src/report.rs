@@ -37,7 +37,8 @@ pub async fn load_run(o: &Options, app: &App, addr: SocketAddr) -> bool {
         sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let busy = d.map(|d| format!("{:.1}", 100.0 * d[0] / (wall * cores.len() as f64)));
-    let (ok, errors, p50, p99) = (outcome.ok, outcome.errors(), ms(0.5), ms(0.99));
+    let errors: usize = outcome.error_kinds.values().sum();
+    let (ok, p50, p99) = (outcome.ok, ms(0.5), ms(0.99));
     let (rps, busy) = (ok as f64 / wall, busy.unwrap_or_else(|| "na".into()));
     let mut line = format!(
         "requests={requests} ok={ok} errors={errors} p50_ms={p50:.2} p99_ms={p99:.2} throughput_rps={rps:.1} device_busy_pct={busy}"
