@@ -4,18 +4,20 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{State, rejection::JsonRejection};
 use axum::{Json, Router, http::StatusCode, routing::get, routing::post};
-use neuron_rt::{Error, Input, ModelPool, RequestCounts};
+use neuron_rt::{Error, ModelPool, RequestCounts};
+use nrt_sim::SimControl;
 use serde_json::{Value, json};
 
-/// The pool, and the answers counted by kind.
+/// The pool, the answers counted by kind, and the simulator (if it is the device).
 #[derive(Clone)]
 pub struct App {
     pub pool: ModelPool,
     pub counts: Arc<Counts>,
+    pub sim: Option<SimControl>,
 }
 
 #[derive(Default)]
@@ -35,69 +37,48 @@ pub struct InferRequest {
 
 type Answer = (StatusCode, Json<Value>);
 
-pub fn router(pool: ModelPool) -> (Router, App) {
-    let app = App {
-        pool,
-        counts: Arc::default(),
-    };
-    let router = Router::new()
-        .route("/infer", post(infer))
-        .route("/metrics", get(metrics));
-    (router.with_state(app.clone()), app)
+/// The service's state, and its routes over it.
+pub fn app(pool: ModelPool, sim: Option<SimControl>) -> (App, Router) {
+    let counts = Arc::default();
+    let app = App { pool, counts, sim };
+    let routes = Router::new().route("/infer", post(infer));
+    let routes = routes.route("/metrics", get(metrics));
+    (app.clone(), routes.with_state(app))
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Answer {
+    (status, Json(json!({ "error": message.to_string() })))
 }
 
 async fn infer(State(app): State<App>, body: Result<Json<InferRequest>, JsonRejection>) -> Answer {
-    let c = &app.counts;
-    let answer = match body {
+    let (status, Json(body)) = match body {
         // Its own task: a client that hangs up does not cancel it, so the counters see
         // every request to its end (cancelling would be safe for the pool).
-        Ok(Json(request)) => tokio::spawn(run(app.pool.clone(), request))
-            .await
-            .unwrap_or_else(|e| {
-                Err((
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    Json(json!({"error": e.to_string()})),
-                ))
-            }),
-        Err(rejection) => Err((
-            rejection.status(),
-            Json(json!({"error": rejection.body_text()})),
-        )),
-    };
-    let kind = match &answer {
-        Ok(_) => None,
-        Err((status, _)) if status.is_client_error() => Some(&c.bad_requests),
-        Err((_, body)) if body["fatal"] == json!(true) => Some(&c.fatal),
-        Err(_) => None,
-    };
-    kind.map(|k| k.fetch_add(1, Relaxed));
-    let total = if answer.is_ok() { &c.ok } else { &c.errors };
-    total.fetch_add(1, Relaxed);
-    answer.unwrap_or_else(|failure| failure)
+        Ok(Json(request)) => (tokio::spawn(run(app.pool.clone(), request)).await)
+            .unwrap_or_else(|e| Err(error(StatusCode::INTERNAL_SERVER_ERROR, e))),
+        Err(rejection) => Err(error(rejection.status(), rejection.body_text())),
+    }
+    .unwrap_or_else(|failure| failure);
+    let c = &app.counts;
+    let count = |counter: &AtomicU64, yes: bool| counter.fetch_add(u64::from(yes), Relaxed);
+    count(&c.ok, status.is_success());
+    count(&c.errors, !status.is_success());
+    count(&c.bad_requests, status.is_client_error());
+    count(&c.fatal, body["fatal"] == true);
+    (status, Json(body))
 }
 
-async fn run(pool: ModelPool, mut request: InferRequest) -> Result<Answer, Answer> {
+async fn run(pool: ModelPool, request: InferRequest) -> Result<Answer, Answer> {
     let started = Instant::now();
-    let bad = |message: String| (StatusCode::BAD_REQUEST, Json(json!({ "error": message })));
-    let mut inputs: Vec<(&str, Input<'static>)> = Vec::new();
-    for info in pool.inputs() {
-        let value = (request.inputs.remove(&info.name))
-            .ok_or_else(|| bad(format!("input `{}` is missing", info.name)))?;
-        inputs.push((&info.name, crate::json::parse(info, &value).map_err(bad)?));
-    }
-    if let Some(name) = request.inputs.keys().next() {
-        return Err(bad(format!("the model has no input `{name}`")));
-    }
+    let inputs = crate::json::inputs(pool.inputs(), request.inputs);
+    let inputs = inputs.map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
     let outputs = pool.infer(&inputs).await.map_err(device_error)?;
-    let outputs: serde_json::Map<String, Value> = outputs
-        .iter()
+    let outputs: serde_json::Map<String, Value> = (outputs.iter())
         .map(|o| (o.name().to_owned(), crate::json::output(o)))
         .collect();
     let latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3;
-    Ok((
-        StatusCode::OK,
-        Json(json!({ "outputs": outputs, "latency_ms": latency_ms })),
-    ))
+    let body = json!({ "outputs": outputs, "latency_ms": latency_ms });
+    Ok((StatusCode::OK, Json(body)))
 }
 
 /// 503 when no copy can serve or the unit died (the request may be retried), 400 for
@@ -134,9 +115,7 @@ async fn metrics(State(app): State<App>) -> Json<Value> {
         })
         .collect();
     let (ok, errors) = (c.ok.load(Relaxed), c.errors.load(Relaxed));
-    let (h, ms) = (&m.total.latency, |d: std::time::Duration| {
-        d.as_secs_f64() * 1e3
-    });
+    let (h, ms) = (&m.total.latency, |d: Duration| d.as_secs_f64() * 1e3);
     let latency = json!({"count": h.count(), "p50_ms": ms(h.percentile(0.5)), "p99_ms": ms(h.percentile(0.99))});
     Json(json!({
         "requests": ok + errors, "ok": ok, "errors": errors, "fatal": c.fatal.load(Relaxed),

@@ -1,6 +1,9 @@
 //! JSON numbers <-> model inputs and outputs of every numeric dtype. Inputs are flat
 //! (row-major) arrays; a value the input's dtype cannot hold (`1e300` for f32, `300` for
-//! u8, `1.5` for i64) is refused with the input's name, never rounded or saturated.
+//! u8, `1.5` for i64) is refused with the input's name, never rounded or saturated. The
+//! pool checks the number of values (its error names the input too).
+
+use std::collections::HashMap;
 
 use half::{bf16, f16};
 use neuron_rt::{DType, Element, Input, Output, TensorInfo};
@@ -60,48 +63,45 @@ macro_rules! with_type {
     };
 }
 
-/// The values of `value` (a flat array of numbers) for the model input `info`.
-pub fn parse(info: &TensorInfo, value: &Value) -> Result<Input<'static>, String> {
-    let name = &info.name;
+/// The model's inputs from a request's values, each input by name exactly once.
+pub fn inputs(
+    infos: &[TensorInfo],
+    mut given: HashMap<String, Value>,
+) -> Result<Vec<(&str, Input<'static>)>, String> {
+    let inputs = infos
+        .iter()
+        .map(|TensorInfo { name, dtype, .. }| match given.remove(name) {
+            Some(value) => Ok((name.as_str(), parse(name, *dtype, &value)?)),
+            None => Err(format!("input `{name}` is missing")),
+        });
+    let inputs = inputs.collect::<Result<Vec<_>, _>>()?;
+    match given.into_keys().next() {
+        Some(name) => Err(format!("the model has no input `{name}`")),
+        None => Ok(inputs),
+    }
+}
+
+/// The values of `value` (a flat array of numbers) for the input `name` of type `dtype`.
+pub fn parse(name: &str, dtype: DType, value: &Value) -> Result<Input<'static>, String> {
+    /// The values, or the index of the first that does not fit `T`.
+    fn values<T: Json>(items: &[Value]) -> Result<Input<'static>, usize> {
+        let one = |(i, v): (usize, &Value)| T::parse(v).ok_or(i);
+        let values: Result<Vec<T>, usize> = items.iter().enumerate().map(one).collect();
+        values.map(Input::from_vec)
+    }
     let Value::Array(items) = value else {
         return Err(format!("input `{name}`: expected a flat array of numbers"));
     };
-    let expected = info.element_count().unwrap_or(usize::MAX);
-    if items.len() != expected {
-        let (given, shape) = (items.len(), &info.shape);
-        return Err(format!(
-            "input `{name}`: {given} values given, the model takes {expected} (shape {shape:?})"
-        ));
-    }
-    fn values<T: Json>(info: &TensorInfo, items: &[Value]) -> Result<Input<'static>, String> {
-        let one = |(i, v): (usize, &Value)| {
-            T::parse(v)
-                .ok_or_else(|| format!("input `{}`[{i}]: {v} is not a {}", info.name, info.dtype))
-        };
-        items
-            .iter()
-            .enumerate()
-            .map(one)
-            .collect::<Result<Vec<T>, _>>()
-            .map(Input::from_vec)
-    }
-    let other = Err(format!(
-        "input `{name}`: element type {} is not served over JSON",
-        info.dtype
-    ));
-    with_type!(info.dtype, values(info, items), other)
+    let other = || format!("input `{name}`: element type {dtype} is not served over JSON");
+    let parsed = with_type!(dtype, values(items), return Err(other()));
+    parsed.map_err(|i| format!("input `{name}`[{i}]: {} is not a {dtype}", items[i]))
 }
 
 /// An output as a flat JSON array (dtypes without a JSON form: their bytes).
 pub fn output(out: &Output) -> Value {
     fn values<T: Json>(out: &Output) -> Option<Value> {
-        Some(
-            out.as_slice::<T>()
-                .ok()?
-                .iter()
-                .map(|&v| v.to_json())
-                .collect(),
-        )
+        let values = out.to_vec::<T>().ok()?;
+        Some(values.into_iter().map(T::to_json).collect())
     }
     let bytes = || out.bytes().iter().map(|&b| Value::from(b)).collect();
     with_type!(out.dtype(), values(out), None).unwrap_or_else(bytes)

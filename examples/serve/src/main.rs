@@ -26,13 +26,15 @@ const USAGE: &str = "usage: serve [--listen ADDR] [--cores K] [--device-ms D] [-
 pub struct Options {
     listen: SocketAddr,
     load: Option<usize>,
-    pub concurrency: usize,
+    concurrency: usize,
     cores: Option<u32>,
-    pub device_time: Duration,
+    device_time: Duration,
     elements: u32,
-    pub neff: Option<String>,
-    pub timeout: Duration,
+    neff: Option<String>,
+    timeout: Duration,
 }
+
+type Server = tokio::task::JoinHandle<std::io::Result<()>>;
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut o = Options {
@@ -49,6 +51,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         let value = args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
         let bad = |v: &str| format!("{flag}: `{v}` is not valid");
         let num = |v: String| v.parse::<u64>().map_err(|_| bad(&v));
+        let ms = |v: String| match v.parse::<f64>() {
+            Ok(ms) if (0.0..=60e3).contains(&ms) => Ok(Duration::from_secs_f64(ms / 1e3)),
+            _ => Err(bad(&v)),
+        };
         match flag.as_str() {
             "--listen" => o.listen = value?.parse().map_err(|_| bad("address"))?,
             "--load" => o.load = Some(num(value?)? as usize),
@@ -57,90 +63,69 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--elements" => o.elements = num(value?)?.clamp(1, 1 << 28) as u32,
             "--neff" => o.neff = Some(value?),
             "--timeout-ms" => o.timeout = Duration::from_millis(num(value?)?),
-            "--device-ms" => {
-                let v = value?;
-                let ms = v.parse::<f64>().ok().filter(|ms| (0.0..=60e3).contains(ms));
-                o.device_time = Duration::from_secs_f64(ms.ok_or_else(|| bad(&v))? / 1e3);
-            }
+            "--device-ms" => o.device_time = ms(value?)?,
             _ => return Err(format!("unknown argument `{flag}`\n{USAGE}")),
         }
+    }
+    if o.load.is_some() {
+        o.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     }
     Ok(o)
 }
 
-/// The simulator's model: `y = 2x + 1` on `elements` f32, taking `device_time`.
-fn sim_model(device_time: Duration, elements: u32) -> Result<Vec<u8>, String> {
-    let op = Op::ScaleBias {
-        input: "x".into(),
-        scale: 2.0,
-        bias: 1.0,
-        out: "y".into(),
-    };
-    ModelBuilder::new("double_plus_one")
-        .input("x", DType::F32, &[elements])
-        .output("y", DType::F32, &[elements])
-        .op(op)
-        .device_time(device_time)
-        .build()
-        .map_err(|e| format!("model: {e}"))
-}
-
-/// The pool on libnrt and `--neff`, or on the simulator (with its control handle).
-fn pool(o: &Options) -> Result<(ModelPool, Option<SimControl>), String> {
+/// The pool (on libnrt and `--neff`, or on the simulator's model `y = 2x + 1`) served on
+/// `o.listen`: the address, the service's state, the server's task.
+async fn start(o: &Options) -> Result<(SocketAddr, http::App, Server), String> {
     let lib = nrt_sim::library();
     let (runtime, neff): (_, NeffSource) = match &o.neff {
         Some(path) => (Runtime::new(), std::path::PathBuf::from(path).into()),
-        None => (
-            Runtime::builder().library(lib).build(),
-            sim_model(o.device_time, o.elements)?.into(),
-        ),
+        None => {
+            let op = Op::ScaleBias {
+                input: "x".into(),
+                scale: 2.0,
+                bias: 1.0,
+                out: "y".into(),
+            };
+            let model = ModelBuilder::new("double_plus_one")
+                .input("x", DType::F32, &[o.elements])
+                .output("y", DType::F32, &[o.elements])
+                .op(op)
+                .device_time(o.device_time)
+                .build();
+            let runtime = Runtime::builder().library(lib).build();
+            (runtime, model.map_err(|e| format!("model: {e}"))?.into())
+        }
     };
     let runtime = runtime.map_err(text)?;
-    let cores = o
-        .cores
-        .map_or_else(|| runtime.visible_core_count(), Ok)
-        .map_err(text)?;
-    let pool = ModelPool::builder(&runtime, neff)
-        .cores(0..cores)
-        .build()
-        .map_err(text)?;
-    Ok((
-        pool,
-        o.neff.is_none().then(|| SimControl::new(lib)).flatten(),
-    ))
+    let cores = o.cores.map_or_else(|| runtime.visible_core_count(), Ok);
+    let pool = ModelPool::builder(&runtime, neff).cores(0..cores.map_err(text)?);
+    let sim = o.neff.is_none().then(|| SimControl::new(lib)).flatten();
+    let (app, router) = http::app(pool.build().map_err(text)?, sim);
+    let listener = tokio::net::TcpListener::bind(o.listen).await;
+    let listener = listener.map_err(|e| format!("bind {}: {e}", o.listen))?;
+    let addr = listener.local_addr().map_err(text)?;
+    let server = axum::serve(listener, router).into_future();
+    Ok((addr, app, tokio::spawn(server)))
 }
 
-async fn run(o: Options) -> Result<bool, String> {
-    let (pool, sim) = pool(&o)?;
-    let listen = o
-        .load
-        .map_or(o.listen, |_| SocketAddr::from(([127, 0, 0, 1], 0)));
-    let listener = tokio::net::TcpListener::bind(listen).await;
-    let listener = listener.map_err(|e| format!("bind {listen}: {e}"))?;
-    let addr = listener.local_addr().map_err(text)?;
-    let (router, app) = http::router(pool);
-    let server = axum::serve(listener, router).into_future();
-    let Some(requests) = o.load else {
+async fn run() -> Result<bool, String> {
+    let o = parse_args(std::env::args().skip(1))?;
+    let (addr, app, server) = start(&o).await?;
+    if o.load.is_none() {
         let cores = app.pool.cores();
         eprintln!("serving on http://{addr} (cores {cores:?}): POST /infer, GET /metrics");
-        return server.await.map(|()| true).map_err(text);
-    };
-    let server = tokio::spawn(server);
-    let passed = report::load_run(&o, &app, sim, addr, requests).await;
+        return server.await.map_err(text)?.map(|()| true).map_err(text);
+    }
+    let passed = report::load_run(&o, &app, addr).await;
     server.abort();
     // Requests still in flight (none after the load) finish, then every copy unloads.
     app.pool.shutdown().await;
     Ok(passed)
 }
 
-fn main() -> ExitCode {
-    let tokio = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(text)
-    };
-    match parse_args(std::env::args().skip(1)).and_then(|o| tokio()?.block_on(run(o))) {
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
         Ok(passed) => ExitCode::from(u8::from(!passed)),
         Err(message) => {
             eprintln!("serve: {message}");

@@ -8,43 +8,28 @@ use nrt_sim::SimControl;
 
 use crate::{Options, http::App, load};
 
-/// The simulator's busy seconds, executions, failed executions (summed over `cores`) and
-/// injected faults so far.
-fn device(sim: &SimControl, cores: &[u32]) -> [f64; 4] {
+/// The simulator's busy seconds and failed executions (summed over `cores`) and the
+/// faults it injected so far.
+fn device(sim: &SimControl, cores: &[u32]) -> [f64; 3] {
     let counters = sim.counters();
-    let mut sums = [0.0, 0.0, 0.0, sim.faults_injected() as f64];
+    let mut sums = [0.0, 0.0, sim.faults_injected() as f64];
     for k in cores.iter().filter_map(|&c| counters.cores.get(c as usize)) {
         sums[0] += k.busy.as_secs_f64();
-        sums[1] += k.executions as f64;
-        sums[2] += k.failed_executions as f64;
+        sums[1] += k.failed_executions as f64;
     }
     sums
 }
 
 /// Runs the load and prints the line, notes and failures; whether the run passed.
-pub async fn load_run(
-    o: &Options,
-    app: &App,
-    sim: Option<SimControl>,
-    addr: SocketAddr,
-    requests: usize,
-) -> bool {
-    let inputs = app.pool.inputs().iter();
-    let inputs = inputs
-        .map(|t| (t.name.clone(), t.element_count().unwrap_or(0)))
-        .collect();
-    let workload = load::Workload {
-        inputs,
-        check_double_plus_one: o.neff.is_none(),
-    };
-    let cores = app.pool.cores();
-    let before = sim.as_ref().map(|s| device(s, &cores));
-    let outcome = load::run(addr, workload, requests, o.concurrency, o.timeout).await;
-    // Over the run: busy seconds, executions, failed executions, faults.
-    let after = sim.as_ref().map(|s| device(s, &cores));
+pub async fn load_run(o: &Options, app: &App, addr: SocketAddr) -> bool {
+    let (requests, cores) = (o.load.unwrap_or(0), app.pool.cores());
+    let before = app.sim.map(|s| device(&s, &cores));
+    let outcome = load::run(addr, o, app.pool.inputs()).await;
+    // Over the run: busy seconds, failed executions, faults.
+    let after = app.sim.map(|s| device(&s, &cores));
     let d = before
         .zip(after)
-        .map(|(b, a)| [a[0] - b[0], a[1] - b[1], a[2] - b[2], a[3] - b[3]]);
+        .map(|(b, a)| [a[0] - b[0], a[1] - b[1], a[2] - b[2]]);
     let wall = outcome.wall.as_secs_f64().max(1e-9);
     let (sorted, n) = (&outcome.latencies, outcome.latencies.len());
     let ms = |p: f64| {
@@ -52,7 +37,8 @@ pub async fn load_run(
         sorted.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let busy = d.map(|d| format!("{:.1}", 100.0 * d[0] / (wall * cores.len() as f64)));
-    let (ok, errors, p50, p99) = (outcome.ok, outcome.errors, ms(0.5), ms(0.99));
+    let errors: usize = outcome.error_kinds.values().sum();
+    let (ok, p50, p99) = (outcome.ok, ms(0.5), ms(0.99));
     let (rps, busy) = (ok as f64 / wall, busy.unwrap_or_else(|| "na".into()));
     let mut line = format!(
         "requests={requests} ok={ok} errors={errors} p50_ms={p50:.2} p99_ms={p99:.2} throughput_rps={rps:.1} device_busy_pct={busy}"
@@ -71,15 +57,11 @@ pub async fn load_run(
         format!("core {}: {} ok, {state}", c.core, c.counts.ok)
     };
     let mut notes: Vec<String> = m.copies.iter().map(copy).collect();
-    notes.extend(
-        outcome
-            .error_kinds
-            .iter()
-            .map(|(kind, n)| format!("errors {kind}: {n}")),
-    );
+    let kinds = outcome.error_kinds.iter();
+    notes.extend(kinds.map(|(kind, n)| format!("errors {kind}: {n}")));
     let faults_armed = std::env::var("NRT_SIM_FAULTS").is_ok_and(|f| !f.trim().is_empty());
     match d {
-        Some([_, _, failed_runs, faults]) if faults_armed => {
+        Some([_, failed_runs, faults]) if faults_armed => {
             // Every error is an injected fault (an execution completed with an error
             // status, or the request that killed a unit), or a request queued on a unit
             // when it died: it completes with the fatal status, but no fault counts it.
@@ -90,31 +72,24 @@ pub async fn load_run(
             let fatal = app.counts.fatal.load(Relaxed);
             let lost = fatal.saturating_sub(dead);
             let failed = m.total.failed.saturating_sub(fatal);
+            let refused = m.total.refused;
             notes.push(format!(
                 "faults {faults} = failed executions {failed_runs} + units killed {dead}; \
-                 lost in flight on dying units {lost}; refused and re-routed {}",
-                m.total.refused
+                 lost in flight on dying units {lost}; refused and re-routed {refused}"
             ));
-            if outcome.errors as u64 != faults + lost {
-                failures.push(format!(
-                    "errors {} != faults {faults} + lost {lost}",
-                    outcome.errors
-                ));
+            if errors as u64 != faults + lost {
+                failures.push(format!("errors {errors} != faults {faults} + lost {lost}"));
             }
             if faults != failed_runs + dead || failed != failed_runs {
                 let saw = format!("the pool saw {failed} failed executions");
                 failures.push(format!("{saw}, the simulator {failed_runs}"));
             }
         }
-        _ if outcome.errors > 0 => {
-            failures.push(format!("{} errors without injected faults", outcome.errors))
-        }
+        _ if errors > 0 => failures.push(format!("{errors} errors without injected faults")),
         _ => {}
     }
     println!("{line}");
     notes.iter().for_each(|note| eprintln!("  {note}"));
-    failures
-        .iter()
-        .for_each(|failure| eprintln!("FAIL: {failure}"));
+    failures.iter().for_each(|f| eprintln!("FAIL: {f}"));
     failures.is_empty()
 }
