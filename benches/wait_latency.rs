@@ -109,7 +109,7 @@ fn p50_us(sorted: &[Duration]) -> f64 {
 fn main() {
     // `cargo test --benches` runs bench binaries with `--bench` absent: keep that quick.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("wait_latency: run with `cargo bench --bench wait_latency`");
+        println!("wait_latency: run with `cargo bench --bench wait_latency --features tokio`");
         return;
     }
     let rt = Runtime::builder()
