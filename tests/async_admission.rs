@@ -81,7 +81,10 @@ fn two_hundred_concurrent_tasks_are_all_admitted() {
 fn a_dropped_submission_gives_up_its_place() {
     let _g = lock();
     let rt = runtime();
-    let (model, unit) = setup(&rt, Duration::from_millis(20));
+    // Long enough that no execution completes (and frees a place) while the loop below
+    // fills the queue, even on a loaded machine or under AddressSanitizer (with 20 ms,
+    // a slow fill saw the first one finish and a ninth request admitted).
+    let (model, unit) = setup(&rt, Duration::from_millis(250));
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
