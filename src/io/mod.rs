@@ -519,6 +519,7 @@ mod ndarray_io {
     use super::{Input, Kind, Output};
     use crate::{Element, Error, Result};
 
+    #[cfg_attr(docsrs, doc(cfg(feature = "ndarray")))]
     impl<'a, T: Element, S: Data<Elem = T>, D: Dimension> From<&'a ArrayBase<S, D>> for Input<'a> {
         /// The array's elements in logical (row-major) order, with its shape (checked
         /// against the model input's): borrowed when the array is contiguous in that
@@ -543,12 +544,13 @@ mod ndarray_io {
             self.shape.iter().map(|&d| d as usize).collect()
         }
 
-        /// The output as an array view of its shape, without a copy.
+        /// The output as an array view of its shape, without a copy (feature `ndarray`).
         ///
         /// # Errors
         ///
         /// As [`Output::as_slice`]; [`Error::UnexpectedResult`] if the shape's element
         /// count does not match the output's size.
+        #[cfg_attr(docsrs, doc(cfg(feature = "ndarray")))]
         pub fn view<T: Element>(&self) -> Result<ArrayViewD<'_, T>> {
             let values = self.as_slice::<T>()?;
             ArrayViewD::from_shape(IxDyn(&self.dims()), values).map_err(|e| self.bad_shape(e))
@@ -559,6 +561,7 @@ mod ndarray_io {
         /// # Errors
         ///
         /// As [`Output::view`].
+        #[cfg_attr(docsrs, doc(cfg(feature = "ndarray")))]
         pub fn to_array<T: Element>(&self) -> Result<ArrayD<T>> {
             self.view().map(|v| v.to_owned())
         }
