@@ -158,8 +158,10 @@ fn many_tasks_and_sync_threads_at_once() {
 fn admission_never_exceeds_the_units_capacity() {
     let _g = lock();
     let rt = runtime();
-    // More set pairs than the simulator's queue holds (8): admission must wait.
-    let pool = ModelPool::builder(&rt, scale_model(4, Duration::from_millis(1)))
+    // More set pairs than the simulator's queue holds (8): admission must wait. 20 ms
+    // executions, so the queue fills however slowly the host side runs (with 1 ms, an
+    // ASan build never filled it and the capacity stayed unlearned).
+    let pool = ModelPool::builder(&rt, scale_model(4, Duration::from_millis(20)))
         .cores([0])
         .sets_per_copy(16, 16)
         .build()
