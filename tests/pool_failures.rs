@@ -212,8 +212,9 @@ fn shutdown_finishes_work_in_flight_then_unloads() {
                 })
             })
             .collect();
-        // Wait until requests are on the device, then shut down.
-        while pool.metrics().total.in_flight == 0 {
+        // Wait until all 16 requests entered the pool (a slow machine may not have
+        // polled every task yet) and some are on the device, then shut down.
+        while pool.metrics().total.requests < 16 || pool.metrics().total.in_flight == 0 {
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         let shutdown = {
