@@ -37,9 +37,8 @@ pub(crate) fn begin(lib: &Library, o: &Inspect<'_>) -> Result<()> {
     let free = entry!(lib, nrt_inspect_config_free);
     let mut cfg = ptr::null_mut();
     // SAFETY: valid out-pointer.
-    check(lib, "nrt_inspect_config_allocate", unsafe {
-        allocate(&mut cfg)
-    })?;
+    let status = unsafe { allocate(&mut cfg) };
+    check(lib, "nrt_inspect_config_allocate", status)?;
     let Some(cfg) = NonNull::new(cfg) else {
         return Err(Error::UnexpectedResult {
             function: "nrt_inspect_config_allocate",
@@ -61,63 +60,53 @@ fn configure_and_begin(
     // that are NUL-terminated and outlive the call.
     let f = entry!(lib, nrt_inspect_config_set_output_dir);
     // SAFETY: see above.
-    check(lib, "nrt_inspect_config_set_output_dir", unsafe {
-        f(cfg, o.output_dir.as_ptr())
-    })?;
+    let status = unsafe { f(cfg, o.output_dir.as_ptr()) };
+    check(lib, "nrt_inspect_config_set_output_dir", status)?;
     if let Some(id) = o.session_id {
         let f = entry!(lib, nrt_inspect_config_set_session_id);
         // SAFETY: see above.
-        check(lib, "nrt_inspect_config_set_session_id", unsafe {
-            f(cfg, id)
-        })?;
+        let status = unsafe { f(cfg, id) };
+        check(lib, "nrt_inspect_config_set_session_id", status)?;
     }
     if let Some(activities) = o.activities {
         let f = entry!(lib, nrt_inspect_config_set_activity);
         // SAFETY: see above.
-        check(lib, "nrt_inspect_config_set_activity", unsafe {
-            f(cfg, c"all".as_ptr(), false)
-        })?;
+        let status = unsafe { f(cfg, c"all".as_ptr(), false) };
+        check(lib, "nrt_inspect_config_set_activity", status)?;
         for a in activities {
             // SAFETY: see above.
-            check(lib, "nrt_inspect_config_set_activity", unsafe {
-                f(cfg, a.as_ptr(), true)
-            })
-            .map_err(|e| e.context(format!("activity `{}`", a.to_string_lossy())))?;
+            let status = unsafe { f(cfg, a.as_ptr(), true) };
+            check(lib, "nrt_inspect_config_set_activity", status)
+                .map_err(|e| e.context(format!("activity `{}`", a.to_string_lossy())))?;
         }
     }
     if o.capture_all {
         let f = entry!(lib, nrt_inspect_config_set_enable_inspect);
         // SAFETY: see above.
-        check(lib, "nrt_inspect_config_set_enable_inspect", unsafe {
-            f(cfg, true)
-        })?;
+        let status = unsafe { f(cfg, true) };
+        check(lib, "nrt_inspect_config_set_enable_inspect", status)?;
     }
     if o.capture_failures {
         let f = entry!(lib, nrt_inspect_config_set_enable_inspect_on_fail);
         // SAFETY: see above.
-        check(
-            lib,
-            "nrt_inspect_config_set_enable_inspect_on_fail",
-            unsafe { f(cfg, true) },
-        )?;
+        let status = unsafe { f(cfg, true) };
+        check(lib, "nrt_inspect_config_set_enable_inspect_on_fail", status)?;
     }
     if let Some(n) = o.max_events_per_nc {
         let f = entry!(lib, nrt_inspect_config_set_sys_trace_max_events_per_nc);
         // SAFETY: see above.
+        let status = unsafe { f(cfg, n) };
         check(
             lib,
             "nrt_inspect_config_set_sys_trace_max_events_per_nc",
-            unsafe { f(cfg, n) },
+            status,
         )?;
     }
     for &core in o.disabled_cores {
         let f = entry!(lib, nrt_inspect_config_set_capture_enabled_for_nc);
         // SAFETY: see above.
-        check(
-            lib,
-            "nrt_inspect_config_set_capture_enabled_for_nc",
-            unsafe { f(cfg, core, false) },
-        )?;
+        let status = unsafe { f(cfg, core, false) };
+        check(lib, "nrt_inspect_config_set_capture_enabled_for_nc", status)?;
     }
     for ty in o.disabled_types {
         let f = entry!(
@@ -125,10 +114,11 @@ fn configure_and_begin(
             nrt_inspect_config_set_capture_enabled_for_event_type_string
         );
         // SAFETY: see above.
+        let status = unsafe { f(cfg, ty.as_ptr(), false) };
         check(
             lib,
             "nrt_inspect_config_set_capture_enabled_for_event_type_string",
-            unsafe { f(cfg, ty.as_ptr(), false) },
+            status,
         )
         .map_err(|e| e.context(format!("event type `{}`", ty.to_string_lossy())))?;
     }
@@ -150,9 +140,8 @@ pub(crate) fn activity_types(lib: &Library) -> Result<Vec<String>> {
     let free = entry!(lib, nrt_inspect_config_free_activity_types);
     let (mut list, mut count) = (ptr::null_mut(), 0usize);
     // SAFETY: valid out-pointers.
-    check(lib, "nrt_inspect_config_get_all_activity_types", unsafe {
-        get(&mut list, &mut count)
-    })?;
+    let status = unsafe { get(&mut list, &mut count) };
+    check(lib, "nrt_inspect_config_get_all_activity_types", status)?;
     // SAFETY: on success `list` holds `count` strings that the free function releases.
     Ok(unsafe { super::trace::take_strings(list, count, free) })
 }
@@ -181,9 +170,8 @@ impl ContinuousOptions {
         let set_dir = entry!(lib, nrt_profile_continuous_options_set_output_dir);
         let mut raw = ptr::null_mut();
         // SAFETY: valid out-pointer.
-        check(lib, "nrt_profile_continuous_options_allocate", unsafe {
-            allocate(&mut raw)
-        })?;
+        let status = unsafe { allocate(&mut raw) };
+        check(lib, "nrt_profile_continuous_options_allocate", status)?;
         let Some(raw) = NonNull::new(raw) else {
             return Err(Error::UnexpectedResult {
                 function: "nrt_profile_continuous_options_allocate",
@@ -192,11 +180,8 @@ impl ContinuousOptions {
         };
         let options = ContinuousOptions { lib, raw };
         // SAFETY: live options; the text is NUL-terminated and outlives the call.
-        check(
-            lib,
-            "nrt_profile_continuous_options_set_output_dir",
-            unsafe { set_dir(raw.as_ptr(), output_dir.as_ptr()) },
-        )?;
+        let status = unsafe { set_dir(raw.as_ptr(), output_dir.as_ptr()) };
+        check(lib, "nrt_profile_continuous_options_set_output_dir", status)?;
         Ok(options)
     }
 
