@@ -4,8 +4,9 @@
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
+use super::Claim;
 use crate::raw;
 use crate::{Capabilities, Error, Result, Runtime};
 
@@ -125,7 +126,7 @@ impl InspectConfig {
 pub struct InspectSession {
     runtime: Runtime,
     output_dir: PathBuf,
-    stopped: bool,
+    claim: Claim,
 }
 
 impl Runtime {
@@ -154,12 +155,6 @@ impl Runtime {
             .iter()
             .map(|t| c_text("event_type", t))
             .collect::<Result<Vec<_>>>()?;
-        if INSPECTING.swap(true, Ordering::AcqRel) {
-            return Err(Error::invalid(
-                "inspect",
-                "an inspect session is already running in this process",
-            ));
-        }
         let options = raw::inspect::Inspect {
             output_dir: &dir,
             session_id: config.session_id,
@@ -170,14 +165,16 @@ impl Runtime {
             disabled_cores: &config.disabled_cores,
             disabled_types: &types,
         };
-        if let Err(e) = raw::inspect::begin(lib, &options) {
-            INSPECTING.store(false, Ordering::Release);
-            return Err(e);
-        }
+        let claim = Claim::start(
+            &INSPECTING,
+            "inspect",
+            "an inspect session is already running in this process",
+            || raw::inspect::begin(lib, &options),
+        )?;
         Ok(InspectSession {
             runtime: self.clone(),
             output_dir: config.output_dir.clone(),
-            stopped: false,
+            claim,
         })
     }
 
@@ -206,21 +203,17 @@ impl Runtime {
         )?;
         let dir = c_path(output_dir.as_ref())?;
         let options = raw::inspect::ContinuousOptions::new(self.inner.lib(), &dir)?;
-        if CONTINUOUS.swap(true, Ordering::AcqRel) {
-            return Err(Error::invalid(
-                "continuous_profiling",
-                "continuous profiling is already running in this process",
-            ));
-        }
-        if let Err(e) = options.start() {
-            CONTINUOUS.store(false, Ordering::Release);
-            return Err(e);
-        }
+        let claim = Claim::start(
+            &CONTINUOUS,
+            "continuous_profiling",
+            "continuous profiling is already running in this process",
+            || options.start(),
+        )?;
         Ok(ContinuousProfiler {
             _runtime: self.clone(),
             options,
             output_dir: output_dir.as_ref().to_owned(),
-            stopped: false,
+            claim,
         })
     }
 }
@@ -241,12 +234,8 @@ impl InspectSession {
     }
 
     fn stop_once(&mut self) -> Result<()> {
-        if std::mem::replace(&mut self.stopped, true) {
-            return Ok(());
-        }
-        let result = raw::inspect::stop(self.runtime.inner.lib());
-        INSPECTING.store(false, Ordering::Release);
-        result
+        let lib = self.runtime.inner.lib();
+        self.claim.stop(|| raw::inspect::stop(lib))
     }
 }
 
@@ -263,7 +252,7 @@ pub struct ContinuousProfiler {
     _runtime: Runtime,
     options: raw::inspect::ContinuousOptions,
     output_dir: PathBuf,
-    stopped: bool,
+    claim: Claim,
 }
 
 impl std::fmt::Debug for ContinuousProfiler {
@@ -301,12 +290,8 @@ impl ContinuousProfiler {
     }
 
     fn stop_once(&mut self) -> Result<()> {
-        if std::mem::replace(&mut self.stopped, true) {
-            return Ok(());
-        }
-        let result = self.options.stop();
-        CONTINUOUS.store(false, Ordering::Release);
-        result
+        let options = &self.options;
+        self.claim.stop(|| options.stop())
     }
 }
 

@@ -2,10 +2,11 @@
 //! stopped on drop, with events parsed leniently from libnrt's JSON.
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use serde_json::{Map, Value};
 
+use super::Claim;
 use crate::raw;
 use crate::{Capabilities, Error, Result, Runtime};
 
@@ -189,7 +190,7 @@ impl TraceEvent {
 #[derive(Debug)]
 pub struct SysTrace {
     runtime: Runtime,
-    stopped: bool,
+    claim: Claim,
 }
 
 impl Runtime {
@@ -213,24 +214,20 @@ impl Runtime {
                     .map_err(|_| Error::invalid("event_type", format!("{t:?} contains a NUL byte")))
             })
             .collect::<Result<Vec<_>>>()?;
-        if RUNNING.swap(true, Ordering::AcqRel) {
-            return Err(Error::invalid(
-                "sys_trace",
-                "a system trace is already running in this process (libnrt has one)",
-            ));
-        }
         let capture = raw::trace::Capture {
             max_events_per_nc: config.max_events_per_core,
             disabled_cores: &config.disabled_cores,
             disabled_types: &types,
         };
-        if let Err(e) = raw::trace::start(lib, &capture) {
-            RUNNING.store(false, Ordering::Release);
-            return Err(e);
-        }
+        let claim = Claim::start(
+            &RUNNING,
+            "sys_trace",
+            "a system trace is already running in this process (libnrt has one)",
+            || raw::trace::start(lib, &capture),
+        )?;
         Ok(SysTrace {
             runtime: self.clone(),
-            stopped: false,
+            claim,
         })
     }
 
@@ -284,12 +281,8 @@ impl SysTrace {
     }
 
     fn stop_once(&mut self) -> Result<()> {
-        if std::mem::replace(&mut self.stopped, true) {
-            return Ok(());
-        }
-        let result = raw::trace::stop(self.runtime.inner.lib());
-        RUNNING.store(false, Ordering::Release);
-        result
+        let lib = self.runtime.inner.lib();
+        self.claim.stop(|| raw::trace::stop(lib))
     }
 }
 
