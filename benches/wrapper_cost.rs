@@ -6,6 +6,12 @@
 //! `cargo bench --bench wrapper_cost`: criterion's report per group (`safe`, `raw`), then
 //! a table of medians and ratios from an interleaved pass (robust to load drift). The
 //! benchmark thread stays on one CPU once the simulator's workers run (`stay_on_this_cpu`).
+//!
+//! With feature `tracing` (`cargo bench --bench wrapper_cost --features tracing`) it ends
+//! with the cost of the spans: safe `execute` (which opens a `neuron_rt.execute` span)
+//! against raw `nrt_execute`, interleaved, first with no subscriber, then with one that
+//! drops everything (a `Registry` with a layer whose `enabled` is false), each printed as
+//! `tracing_cost subscriber=<none|drop-all> ratio=<safe / raw>`. Targets: 1.02 and 1.05.
 
 use std::ffi::c_void;
 use std::hint::black_box;
@@ -378,19 +384,7 @@ fn interleaved(setup: &mut Setup) {
         "operation", "safe", "raw", "ratio", "batches x calls"
     );
     for (group, safe, raw, batch, rounds) in CASES {
-        let mut times = [Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
-        for round in 0..rounds {
-            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-            for side in order {
-                let op = if side == 0 { safe } else { raw };
-                let elapsed = timed(setup, op, u64::from(batch), batch == 1);
-                times[side].push(elapsed / batch);
-            }
-        }
-        let [safe_t, raw_t] = times.map(|mut t| {
-            t.sort_unstable();
-            t[rounds / 2]
-        });
+        let (safe_t, raw_t) = interleaved_medians(setup, safe, raw, batch, rounds);
         println!(
             "{group:<24} {:>12?} {:>12?} {:>8.3} {:>10} x {batch}",
             safe_t,
@@ -399,6 +393,66 @@ fn interleaved(setup: &mut Setup) {
             rounds
         );
     }
+}
+
+/// The median time per call of `safe` and of `raw` over `rounds` alternating batches of
+/// `batch` back-to-back calls.
+fn interleaved_medians(
+    setup: &mut Setup,
+    safe: Case,
+    raw: Case,
+    batch: u32,
+    rounds: usize,
+) -> (Duration, Duration) {
+    let mut times = [Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for side in order {
+            let op = if side == 0 { safe } else { raw };
+            let elapsed = timed(setup, op, u64::from(batch), batch == 1);
+            times[side].push(elapsed / batch);
+        }
+    }
+    let [safe_t, raw_t] = times.map(|mut t| {
+        t.sort_unstable();
+        t[rounds / 2]
+    });
+    (safe_t, raw_t)
+}
+
+/// A layer that enables nothing: with it, every span and event is dropped at its
+/// callsite.
+#[cfg(feature = "tracing")]
+struct DropAll;
+
+#[cfg(feature = "tracing")]
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for DropAll {
+    fn enabled(
+        &self,
+        _: &tracing::Metadata<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        false
+    }
+}
+
+/// `tracing_cost subscriber=none|drop-all ratio=`: safe `execute` against raw
+/// `nrt_execute`, interleaved (as the table's `execute` row), without a subscriber and
+/// then with the drop-all one installed as the global default.
+#[cfg(feature = "tracing")]
+fn tracing_cost(setup: &mut Setup) {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let ratio = |setup: &mut Setup| {
+        let (safe, raw) =
+            interleaved_medians(setup, Setup::safe_execute, Setup::raw_execute, 200, 201);
+        safe.as_secs_f64() / raw.as_secs_f64()
+    };
+    println!();
+    println!("tracing_cost subscriber=none ratio={:.3}", ratio(setup));
+    let subscriber = tracing_subscriber::registry().with(DropAll);
+    tracing::subscriber::set_global_default(subscriber).expect("the first subscriber");
+    println!("tracing_cost subscriber=drop-all ratio={:.3}", ratio(setup));
 }
 
 /// Keeps the calling thread on the CPU it is running on (Linux; elsewhere, or if that
@@ -467,5 +521,7 @@ fn run() {
     // Only when benchmarking (`cargo bench` passes --bench), not in test mode.
     if std::env::args().any(|a| a == "--bench") {
         interleaved(&mut setup);
+        #[cfg(feature = "tracing")]
+        tracing_cost(&mut setup);
     }
 }

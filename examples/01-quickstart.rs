@@ -158,13 +158,13 @@ fn banner() {
 
 /// The in-process simulator and a model built for it: `out = relu(x @ w + x @ w)`.
 fn simulated() -> Result<(Runtime, Model), Box<dyn Error>> {
-    use nrt_sim::{DType as SimDType, ModelBuilder, Op};
+    use nrt_sim::{ModelBuilder, Op};
 
     banner();
     let neff = ModelBuilder::new("quickstart")
-        .input("x", SimDType::F32, &[2, 3])
-        .input("w", SimDType::F32, &[3, 2])
-        .output("out", SimDType::F32, &[2, 2])
+        .input("x", DType::F32, &[2, 3])
+        .input("w", DType::F32, &[3, 2])
+        .output("out", DType::F32, &[2, 2])
         .op(Op::MatMul {
             a: "x".into(),
             b: "w".into(),

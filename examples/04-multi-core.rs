@@ -168,6 +168,14 @@ fn measure() -> Result<(), Box<dyn Error + Send + Sync>> {
             })
             .collect();
         println!("note:   {}", per_core.join("; "));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if k as usize > 2 * cpus {
+            // Three simulator queue workers per core and the application share the CPUs:
+            // the host's scheduling, not the crate, decides this figure.
+            println!(
+                "note: replicas cores={k} share {cpus} CPU(s) with their simulator workers: this scaling figure is the host's, not the crate's"
+            );
+        }
     }
     Ok(())
 }

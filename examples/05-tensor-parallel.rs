@@ -23,7 +23,12 @@
 //! ```
 //!
 //! then, on nrt-sim, the same line with `mode=processes` for each W (a rank's latency is
-//! its median execution; the line gives the slowest rank's).
+//! its median execution; the line gives the slowest rank's). With `TP_LAUNCHER=slurm`
+//! the processes get what SLURM's `srun` sets instead (`SLURM_PROCID`, `SLURM_NTASKS`,
+//! `SLURM_LOCALID`, `SLURM_JOB_NODELIST=127.0.0.1`, no `NEURON_RT_ROOT_COMM_ID`: each
+//! rank derives it from the node list's first host with
+//! `RankSpec::export_root_comm_id`, port 46820), and the lines say `mode=processes-slurm`:
+//! the two-node SLURM script of README, played on one machine.
 //!
 //! `max_abs_err` against the single-core MLP (0: the simulator sums in a fixed order
 //! and every value here is exact in f32), `latency_ms` the median of the group's
@@ -44,11 +49,17 @@ const RUNS: usize = 9;
 const WORLDS: [u32; 3] = [1, 2, 4];
 /// Set in the environment of the processes the example launches, one per rank.
 const CHILD: &str = "TP_EXAMPLE_RANK_PROCESS";
+/// `slurm`: launch the rank processes with SLURM's variables rather than torchrun's.
+const LAUNCHER: &str = "TP_LAUNCHER";
 
 fn main() -> Result<(), Box<dyn Error>> {
     if std::env::var_os(CHILD).is_some() {
+        // Under SLURM the job script may leave NEURON_RT_ROOT_COMM_ID to the ranks.
+        // SAFETY: the start of main: no other thread reads or writes the environment.
+        unsafe { RankSpec::export_root_comm_id() }?;
         return rank_process();
     }
+    let slurm = std::env::var(LAUNCHER).is_ok_and(|v| v == "slurm");
     let paths: Vec<String> = std::env::args().skip(1).collect();
     if !paths.is_empty() {
         return on_hardware(&paths);
@@ -86,9 +97,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     let mut base = None;
     for world in WORLDS {
-        let (err, latency) = launch_ranks(world, &reference)?;
+        let (err, latency) = launch_ranks(world, &reference, slurm)?;
         let base = *base.get_or_insert(latency);
-        report("processes", world, err, latency, base);
+        let mode = if slurm {
+            "processes-slurm"
+        } else {
+            "processes"
+        };
+        report(mode, world, err, latency, base);
     }
     Ok(())
 }
@@ -97,19 +113,38 @@ fn main() -> Result<(), Box<dyn Error>> {
 /// launcher's environment) and collects their results: the largest difference from
 /// `reference` and the group's latency (the slowest rank's median, which every rank
 /// reports after an all-gather; checked to agree).
-fn launch_ranks(world: u32, reference: &[f32]) -> Result<(f32, Duration), Box<dyn Error>> {
+fn launch_ranks(
+    world: u32,
+    reference: &[f32],
+    slurm: bool,
+) -> Result<(f32, Duration), Box<dyn Error>> {
     // A free port for rank 0: bound, then released for rank 0 to listen on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let children = (0..world)
         .map(|rank| {
-            Command::new(std::env::current_exe()?)
-                .env(CHILD, "1")
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", world.to_string())
-                .env("LOCAL_RANK", rank.to_string())
-                .env("NEURON_RT_ROOT_COMM_ID", format!("127.0.0.1:{port}"))
+            let mut child = Command::new(std::env::current_exe()?);
+            child.env(CHILD, "1").env_remove(LAUNCHER);
+            if slurm {
+                // What srun sets per task; rank 0's address comes from the node list
+                // (an address: the simulator connects ranks by ip:port only).
+                child
+                    .env("SLURM_PROCID", rank.to_string())
+                    .env("SLURM_NTASKS", world.to_string())
+                    .env("SLURM_LOCALID", rank.to_string())
+                    .env("SLURM_JOB_NODELIST", "127.0.0.1")
+                    .env_remove("NEURON_RT_ROOT_COMM_ID")
+                    .env_remove("RANK")
+                    .env_remove("OMPI_COMM_WORLD_RANK");
+            } else {
+                child
+                    .env("RANK", rank.to_string())
+                    .env("WORLD_SIZE", world.to_string())
+                    .env("LOCAL_RANK", rank.to_string())
+                    .env("NEURON_RT_ROOT_COMM_ID", format!("127.0.0.1:{port}"));
+            }
+            child
                 // Four simulated cores per process, of which this rank sees its own.
                 .env("NRT_SIM_VNC_COUNT", "4")
                 .env("NEURON_RT_VISIBLE_CORES", rank.to_string())

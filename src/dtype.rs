@@ -1,128 +1,24 @@
 //! [`DType`]: the element types libnrt knows, and [`Element`]: Rust types that tensors can be
 //! read into and written from.
 
-use std::fmt;
-
-use nrt_sys as sys;
-
-/// The element type of a model tensor (`nrt_dtype_t`).
+/// The element type of a tensor: libnrt's `nrt_dtype_t`, a NEFF's dtype strings, the
+/// simulator's model dtypes. One type for the whole workspace, defined by `neuron-neff`:
+/// `neuron_rt::DType`, `neuron_rt::neff::DType` and `neuron_rt::sim::DType` are all
+/// this one, so a dtype read from a loaded model compares with the one its NEFF or
+/// simulated model was written with.
 ///
-/// Values this crate does not know are kept as [`DType::Other`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DType {
-    /// Unknown or invalid (`NRT_DTYPE_UNKNOWN`, 0).
-    Unknown,
-    /// Unsigned 64-bit integer.
-    U64,
-    /// Signed 8-bit integer.
-    I8,
-    /// Unsigned 8-bit integer.
-    U8,
-    /// Signed 16-bit integer.
-    I16,
-    /// Unsigned 16-bit integer.
-    U16,
-    /// bfloat16.
-    BF16,
-    /// IEEE 754 half precision.
-    F16,
-    /// Signed 32-bit integer.
-    I32,
-    /// Unsigned 32-bit integer.
-    U32,
-    /// IEEE 754 single precision.
-    F32,
-    /// Single precision with reduced-precision arithmetic on the device (stored as 32 bits).
-    Fp32R,
-    /// Signed 64-bit integer.
-    I64,
-    /// 8-bit float, 3-bit exponent.
-    Fp8E3,
-    /// 8-bit float, 4-bit exponent.
-    Fp8E4,
-    /// 8-bit float, 5-bit exponent.
-    Fp8E5,
-    /// A value this crate does not know.
-    Other(u32),
-}
-
-const TABLE: [(DType, sys::nrt_dtype_t); 16] = [
-    (DType::Unknown, sys::NRT_DTYPE_UNKNOWN),
-    (DType::U64, sys::NRT_DTYPE_UINT64),
-    (DType::I8, sys::NRT_DTYPE_INT8),
-    (DType::U8, sys::NRT_DTYPE_UINT8),
-    (DType::I16, sys::NRT_DTYPE_INT16),
-    (DType::U16, sys::NRT_DTYPE_UINT16),
-    (DType::BF16, sys::NRT_DTYPE_BFLOAT16),
-    (DType::F16, sys::NRT_DTYPE_FLOAT16),
-    (DType::I32, sys::NRT_DTYPE_INT32),
-    (DType::U32, sys::NRT_DTYPE_UINT32),
-    (DType::F32, sys::NRT_DTYPE_FLOAT32),
-    (DType::Fp32R, sys::NRT_DTYPE_FP32R),
-    (DType::I64, sys::NRT_DTYPE_INT64),
-    (DType::Fp8E3, sys::NRT_DTYPE_FP8_E3),
-    (DType::Fp8E4, sys::NRT_DTYPE_FP8_E4),
-    (DType::Fp8E5, sys::NRT_DTYPE_FP8_E5),
-];
-
-impl DType {
-    /// The dtype for a raw `nrt_dtype_t` value; unknown values become [`DType::Other`].
-    pub fn from_raw(raw: sys::nrt_dtype_t) -> DType {
-        TABLE
-            .iter()
-            .find(|(_, value)| *value == raw)
-            .map_or(DType::Other(raw), |(dtype, _)| *dtype)
-    }
-
-    /// The raw `nrt_dtype_t` value.
-    pub fn as_raw(self) -> sys::nrt_dtype_t {
-        match self {
-            DType::Other(raw) => raw,
-            known => TABLE
-                .iter()
-                .find(|(dtype, _)| *dtype == known)
-                .map(|(_, value)| *value)
-                // Every variant except `Other` is in TABLE (checked by a unit test).
-                .unwrap_or(sys::NRT_DTYPE_UNKNOWN),
-        }
-    }
-
-    /// Size of one element in bytes, or `None` for [`DType::Unknown`] and unknown values.
-    pub fn size_in_bytes(self) -> Option<usize> {
-        match self {
-            DType::I8 | DType::U8 | DType::Fp8E3 | DType::Fp8E4 | DType::Fp8E5 => Some(1),
-            DType::I16 | DType::U16 | DType::BF16 | DType::F16 => Some(2),
-            DType::I32 | DType::U32 | DType::F32 | DType::Fp32R => Some(4),
-            DType::I64 | DType::U64 => Some(8),
-            DType::Unknown | DType::Other(_) => None,
-        }
-    }
-}
-
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DType::Unknown => f.write_str("unknown"),
-            DType::U64 => f.write_str("u64"),
-            DType::I8 => f.write_str("i8"),
-            DType::U8 => f.write_str("u8"),
-            DType::I16 => f.write_str("i16"),
-            DType::U16 => f.write_str("u16"),
-            DType::BF16 => f.write_str("bf16"),
-            DType::F16 => f.write_str("f16"),
-            DType::I32 => f.write_str("i32"),
-            DType::U32 => f.write_str("u32"),
-            DType::F32 => f.write_str("f32"),
-            DType::Fp32R => f.write_str("fp32r"),
-            DType::I64 => f.write_str("i64"),
-            DType::Fp8E3 => f.write_str("fp8e3"),
-            DType::Fp8E4 => f.write_str("fp8e4"),
-            DType::Fp8E5 => f.write_str("fp8e5"),
-            DType::Other(raw) => write!(f, "dtype({raw})"),
-        }
-    }
-}
+/// ```
+/// use neuron_rt::{DType, Runtime};
+///
+/// let runtime = Runtime::builder().simulator().build()?;
+/// let neff = neuron_rt::sim::ModelBuilder::add_example(&[2, 3]).build().unwrap();
+/// let model = runtime.load_model(&neff)?;
+/// assert_eq!(model.inputs()[0].dtype, neuron_rt::sim::DType::F32);
+/// assert_eq!(model.inputs()[0].dtype, neuron_rt::neff::DType::F32);
+/// assert_eq!(DType::from_raw(nrt_sys::NRT_DTYPE_BFLOAT16), DType::BF16);
+/// # Ok::<(), neuron_rt::Error>(())
+/// ```
+pub use neuron_neff::DType;
 
 /// Whether elements of dtype `given` may be stored in a tensor of dtype `stored`: the
 /// same dtype; `f32` for [`DType::Fp32R`] (stored as 32-bit floats); `u8` for the 8-bit
@@ -229,14 +125,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dtype_values_round_trip_and_unknown_values_are_kept() {
-        for (dtype, raw) in TABLE {
+    fn dtype_values_are_libnrts() {
+        use nrt_sys as sys;
+        let table = [
+            (DType::Unknown, sys::NRT_DTYPE_UNKNOWN),
+            (DType::U64, sys::NRT_DTYPE_UINT64),
+            (DType::I8, sys::NRT_DTYPE_INT8),
+            (DType::U8, sys::NRT_DTYPE_UINT8),
+            (DType::I16, sys::NRT_DTYPE_INT16),
+            (DType::U16, sys::NRT_DTYPE_UINT16),
+            (DType::BF16, sys::NRT_DTYPE_BFLOAT16),
+            (DType::F16, sys::NRT_DTYPE_FLOAT16),
+            (DType::I32, sys::NRT_DTYPE_INT32),
+            (DType::U32, sys::NRT_DTYPE_UINT32),
+            (DType::F32, sys::NRT_DTYPE_FLOAT32),
+            (DType::Fp32R, sys::NRT_DTYPE_FP32R),
+            (DType::I64, sys::NRT_DTYPE_INT64),
+            (DType::Fp8E3, sys::NRT_DTYPE_FP8_E3),
+            (DType::Fp8E4, sys::NRT_DTYPE_FP8_E4),
+            (DType::Fp8E5, sys::NRT_DTYPE_FP8_E5),
+        ];
+        for (dtype, raw) in table {
             assert_eq!(DType::from_raw(raw), dtype);
             assert_eq!(dtype.as_raw(), raw);
         }
         assert_eq!(DType::from_raw(0x10), DType::Other(0x10));
-        assert_eq!(DType::Other(0x10).as_raw(), 0x10);
-        assert_eq!(DType::from_raw(0xA), DType::F32);
     }
 
     #[test]

@@ -24,13 +24,15 @@
 //!   what the device uses until they complete, [`Pipeline`] to keep a unit busy.
 //! * [`StagedPipeline`]: write -> execute -> read with the three units of a core busy at
 //!   once; [`Replicas`]: one model on many cores, jobs to the least loaded one.
+//! * [`generate`]: state tensors updated in place (a KV cache) and bundles of NEFFs that
+//!   share one copy of the weights (from `.safetensors`) and of the state per core.
 //!
 //! # Example
 //!
 //! On a Neuron instance, `Runtime::new()` finds libnrt and `load_model_file` loads a
-//! compiled NEFF. This example runs anywhere with the crate's feature `sim`
-//! (`neuron-rt = { version = "0.1", features = ["sim"] }`): it uses the simulator and a
-//! model built for it.
+//! compiled NEFF. This example runs anywhere with the crate's feature `sim` (README.md
+//! gives the dependency lines that work before the crates.io release): it uses the
+//! simulator and a model built for it.
 //!
 //! ```
 //! use neuron_rt::{Runtime, inputs};
@@ -66,6 +68,12 @@
 //! # Ok::<(), neuron_rt::Error>(())
 //! ```
 //!
+//! # The guide
+//!
+//! Beyond this page, [`guide`] has a chapter per area: host data, the real libnrt, async
+//! execution and its safety, pipelines, the pool, collectives, profiling, the simulator,
+//! real NEFFs, troubleshooting, benchmarks and the repository's layout.
+//!
 //! # Errors that say what to do
 //!
 //! A failed `nrt_init`, model load or allocation carries a [`hint`](Error::hint): the
@@ -90,45 +98,39 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod attached_buffer;
-mod batch;
-mod buffer;
-mod capabilities;
 mod collectives;
 pub mod diagnose;
 mod dtype;
 mod error;
-mod host_lock;
-mod info;
+pub mod generate;
+pub mod guide;
 mod io;
-#[cfg(feature = "link")]
-mod linked;
-mod logging;
-mod model;
 pub mod neff;
+mod objects;
 mod parallel;
 mod profiling;
 mod raw;
-mod run;
-mod runtime;
-mod stack;
-mod status;
-mod tensor;
-mod tensor_set;
-mod typed;
 pub mod xu;
 
-pub use batch::{ReadBatch, WriteBatch};
-pub use capabilities::Capabilities;
 pub use collectives::rank_group::RankGroup;
-pub use collectives::rank_spec::RankSpec;
+pub use collectives::rank_spec::{DEFAULT_ROOT_COMM_PORT, RankSpec};
 pub use dtype::{DType, Element};
-pub use error::{Diagnosis, Error, Result};
+pub use error::{
+    Diagnosis, Error, ErrorKind, GivenInput, InputMismatch, MissingInput, NrtStatus, Result,
+};
+pub use io::batch::{ReadBatch, WriteBatch};
+pub use io::run::BenchmarkStats;
 pub use io::{Input, Output, Outputs};
-pub use model::{Model, ModelInfo, TensorInfo, TensorUsage};
+pub use objects::{
+    Capabilities, EXEC_STACK_NEEDED, Framework, HELPER_STACK, InstanceInfo, MemoryStats, Model,
+    ModelInfo, Placement, Runtime, RuntimeBuilder, Tensor, TensorInfo, TensorSet, TensorUsage,
+    VISIBLE_CORES_VAR, Version,
+};
+pub use parallel::pool::builder::{
+    DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, ModelPoolBuilder, NeffSource,
+};
 pub use parallel::pool::{
-    CopyMetrics, DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, LatencyHistogram,
-    Lease, ModelPool, ModelPoolBuilder, NeffSource, PoolMetrics, RequestCounts,
+    CopyMetrics, LatencyHistogram, Lease, ModelPool, PoolMetrics, RequestCounts,
 };
 pub use parallel::replicas::Replicas;
 pub use parallel::staged::{
@@ -140,19 +142,17 @@ pub use profiling::debug_stream::{DebugEvent, DebugStream};
 pub use profiling::inspect::{ContinuousProfiler, InspectConfig, InspectSession};
 pub use profiling::profile::ProfileGuard;
 pub use profiling::trace::{SysTrace, SysTraceConfig, TraceEvent};
-pub use run::BenchmarkStats;
-pub use runtime::{
-    Framework, InstanceInfo, MemoryStats, Runtime, RuntimeBuilder, VISIBLE_CORES_VAR, Version,
-};
-pub use stack::{EXEC_STACK_NEEDED, HELPER_STACK};
-pub use status::NrtStatus;
-pub use tensor::{Placement, Tensor};
-pub use tensor_set::TensorSet;
 pub use xu::{
     Completion, DEFAULT_CAPACITY, DEFAULT_DEPTH, ExecSets, ExecUnit, Failed, HostBuffer, Payload,
     Pipeline, PipelineStream, Rejected, Request, RequestFuture, RetryPolicy, Scheduled, SeqId,
     Submit, Submitted, XuKind,
 };
+
+/// The `half` crate, whose `f16` and `bf16` are tensor element types (feature `half`, on
+/// by default), so that a program reading bf16 outputs needs no dependency of its own.
+#[cfg(feature = "half")]
+#[cfg_attr(docsrs, doc(cfg(feature = "half")))]
+pub use half;
 
 /// The raw bindings and loader this crate is built on.
 pub use nrt_sys;
@@ -161,6 +161,7 @@ pub use nrt_sys;
 /// [`RuntimeBuilder::simulator`]. Only with feature `sim`.
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+#[doc(inline)]
 pub use nrt_sim as sim;
 
 /// README.md's code blocks, compiled as doc tests so that the README cannot drift from the API.

@@ -58,37 +58,3 @@ pub use neuron_neff::{
     DType, HEADER_SIZE, Header, Limits, Neff, NeffError, NeffWriter, Packaging, ParseOptions,
     TensorSpec,
 };
-
-impl From<DType> for crate::DType {
-    fn from(d: DType) -> crate::DType {
-        match d {
-            DType::F16 => crate::DType::F16,
-            DType::BF16 => crate::DType::BF16,
-            DType::F32 => crate::DType::F32,
-            DType::I8 => crate::DType::I8,
-            DType::U8 => crate::DType::U8,
-            DType::I16 => crate::DType::I16,
-            DType::U16 => crate::DType::U16,
-            DType::I32 => crate::DType::I32,
-            DType::U32 => crate::DType::U32,
-            DType::I64 => crate::DType::I64,
-            DType::U64 => crate::DType::U64,
-            // `neuron_neff::DType` is non-exhaustive: a dtype added there later.
-            _ => crate::DType::Unknown,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::DType;
-
-    #[test]
-    fn every_neff_dtype_has_the_runtime_dtype_of_the_same_size() {
-        for d in DType::ALL {
-            let rt = crate::DType::from(d);
-            assert_ne!(rt, crate::DType::Unknown, "{d}");
-            assert_eq!(rt.size_in_bytes(), Some(d.size()), "{d}");
-        }
-    }
-}

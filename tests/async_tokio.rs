@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use support::wakeups::event_thread_switches;
+use support::wakeups::{event_thread_switches, settled_event_thread_switches};
 
 fn tokio_current() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -79,11 +79,11 @@ fn a_future_on_tokio_is_woken_once_by_the_reactor_not_the_event_thread() {
         .unwrap()
         .write(&[1.0f32, 2.0, 3.0, 4.0])
         .unwrap();
-    // The event thread exists once a unit has events; it must not wake from here on.
-    let request = unit
-        .execute(&model, inputs, model.allocate_outputs().unwrap())
-        .unwrap();
-    let before = event_thread_switches();
+    // The event thread exists once a unit has events; once it has settled, it must
+    // not wake from here on.
+    let outputs = model.allocate_outputs().unwrap();
+    let before = settled_event_thread_switches();
+    let request = unit.execute(&model, inputs, outputs).unwrap();
     let wakes = Arc::new(AtomicU64::new(0));
     let mut polls = 0;
     let (_, outputs) = tokio.block_on(async {

@@ -4,7 +4,8 @@
 //! `Runtime::all_gather` (`nrt_all_gather`: every rank's data in rank order, round after
 //! round; a missing rank fails in time with the collective status; lengths that do not
 //! fit are typed errors naming them; a library without the function says so); ranks in
-//! two processes meet at a barrier and gather over `NEURON_RT_ROOT_COMM_ID`.
+//! two processes meet at a barrier and gather over `NEURON_RT_ROOT_COMM_ID`, and a rank
+//! whose part has another size than rank 0's is named in rank 0's error with both sizes.
 
 mod support;
 
@@ -122,6 +123,13 @@ fn ranks_giving_different_lengths_all_fail_as_invalid() {
     for (rank, result) in results.iter().enumerate() {
         let err = result.as_ref().unwrap_err();
         assert_eq!(err.status(), Some(NrtStatus::Invalid), "rank {rank}: {err}");
+        // The simulator's reason, with both sizes, is in the error.
+        let (mine, other) = (2 + rank, 3 - rank);
+        let why = format!(
+            "nrt-sim's reason: nrt_all_gather: member {rank} of 2 gave rank_input_size {mine} but member {} gave {other}",
+            1 - rank
+        );
+        assert!(err.to_string().contains(&why), "rank {rank}: {err}");
     }
 }
 
@@ -276,24 +284,43 @@ fn bad_barrier_arguments_are_typed_errors_naming_the_values() {
 
 /// One rank process of `ranks_in_two_processes_meet_and_gather` (a no-op otherwise): its
 /// rank from the launcher's variables, a barrier, then an all-gather checked exactly.
+/// With `ALL_GATHER_CHILD=mismatch` (`a_part_of_the_wrong_size_is_named_in_the_error`)
+/// rank 1 gathers 65536 bytes where rank 0 gathers 16, and rank 0's error must say so.
 #[test]
 fn child_rank_process() {
-    if std::env::var_os("ALL_GATHER_CHILD").is_none() {
+    let Some(mode) = std::env::var_os("ALL_GATHER_CHILD") else {
         return;
-    }
+    };
     let spec = RankSpec::from_env().unwrap();
     let rt = support::runtime();
     rt.barrier(spec).unwrap();
+    if mode == "mismatch" {
+        let mine = vec![spec.rank; if spec.rank == 1 { 16384 } else { 4 }];
+        let err = rt.all_gather(spec, &mine).unwrap_err();
+        let text = err.to_string();
+        println!("rank {}: {text}", spec.rank);
+        if spec.rank == 0 {
+            assert_eq!(err.status(), Some(NrtStatus::Invalid), "{text}");
+            assert!(
+                text.contains("nrt-sim's reason: nrt_all_gather: "),
+                "{text}"
+            );
+            assert!(
+                text.contains("rank 1 sent a part of 65536 bytes where every rank contributes 16"),
+                "{text}"
+            );
+            assert_eq!(err.cause().map(|c| text.contains(c)), Some(true), "{text}");
+        }
+        return;
+    }
     let mine: Vec<u32> = (0..3).map(|i| 10 * spec.rank + i).collect();
     let all = rt.all_gather(spec, &mine).unwrap();
     assert_eq!(all, [0, 1, 2, 10, 11, 12]);
 }
 
-#[test]
-fn ranks_in_two_processes_meet_and_gather() {
-    if std::env::var_os("ALL_GATHER_CHILD").is_some() {
-        return;
-    }
+/// Runs `child_rank_process` as ranks 0 and 1 in two processes with `mode`; asserts both
+/// passed.
+fn two_rank_processes(mode: &str, exec_timeout: &str) {
     // A free port for rank 0: bound, then released for rank 0 to listen on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -310,14 +337,14 @@ fn ranks_in_two_processes_meet_and_gather() {
                     "--nocapture",
                     "--test-threads=1",
                 ])
-                .env("ALL_GATHER_CHILD", "1")
+                .env("ALL_GATHER_CHILD", mode)
                 .env("RANK", rank.to_string())
                 .env("WORLD_SIZE", "2")
                 .env("LOCAL_RANK", rank.to_string())
                 .env("NEURON_RT_ROOT_COMM_ID", format!("127.0.0.1:{port}"))
                 .env("NEURON_RT_VISIBLE_CORES", rank.to_string())
                 .env("NRT_SIM_VNC_COUNT", "2")
-                .env("NEURON_RT_EXEC_TIMEOUT", "10")
+                .env("NEURON_RT_EXEC_TIMEOUT", exec_timeout)
                 .env_remove("NEURON_RT_NUM_CORES")
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
@@ -336,6 +363,20 @@ fn ranks_in_two_processes_meet_and_gather() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+#[test]
+fn ranks_in_two_processes_meet_and_gather() {
+    if std::env::var_os("ALL_GATHER_CHILD").is_none() {
+        two_rank_processes("1", "10");
+    }
+}
+
+#[test]
+fn a_part_of_the_wrong_size_is_named_in_the_error() {
+    if std::env::var_os("ALL_GATHER_CHILD").is_none() {
+        two_rank_processes("mismatch", "3");
     }
 }
 

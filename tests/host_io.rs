@@ -7,7 +7,7 @@ mod support;
 
 use half::{bf16, f16};
 use neuron_rt::sim::{DType as SimDType, ModelBuilder, Op};
-use neuron_rt::{DType, Element, Error, Input, Model, Runtime, inputs};
+use neuron_rt::{DType, Element, Error, GivenInput, Input, Model, Runtime, inputs};
 use support::{lock, runtime};
 
 /// `y = x` for one dtype and shape [2, 3].
@@ -149,14 +149,7 @@ fn typed_access_of_another_type_and_bytes_of_another_size_are_refused() {
     );
     let err = model.run(&[("x", Input::bytes(&[0; 10]))]).unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::SizeMismatch {
-                expected: 12,
-                actual: 10,
-                ..
-            }
-        ),
+        matches!(&err, Error::InputMismatch(m) if m.size == 12 && m.given == GivenInput::Bytes(10)),
         "{err}"
     );
     let out = model.run(&inputs!["x" => &[bf16::ONE; 6]]).unwrap();
@@ -239,7 +232,10 @@ fn run_takes_inputs_of_mixed_types_and_returns_typed_shaped_outputs() {
             "h" => &h,
         ])
         .unwrap_err();
-    assert_eq!(err.to_string(), "tensor `ids` holds i64 elements, got i32");
+    assert_eq!(
+        err.to_string(),
+        "model `mixed`: input `ids` expects i64 [1, 4] (4 elements), got i32 values"
+    );
 }
 
 #[cfg(feature = "ndarray")]
@@ -271,7 +267,7 @@ fn ndarray_inputs_are_shape_checked_and_outputs_come_back_as_arrays() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "tensor `ids` has shape [1, 4], got values of shape [4]"
+        "model `mixed`: input `ids` expects i64 [1, 4] (4 elements), got values of shape [4]"
     );
     assert!(out["mask2"].view::<i64>().is_err());
 }

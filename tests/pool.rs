@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use neuron_rt::{Error, Input, ModelPool, Runtime, inputs};
+use neuron_rt::{Error, GivenInput, Input, ModelPool, Runtime, inputs};
 use nrt_sim::{DType, ModelBuilder, Op};
 use support::{control, lock, runtime};
 
@@ -234,16 +234,28 @@ fn inputs_that_do_not_fit_are_refused_before_dispatch() {
     let wrong_type = pool
         .infer_blocking(&inputs!["x" => &[1i32; 4]])
         .unwrap_err();
-    assert!(
-        matches!(wrong_type, Error::WrongElementType { .. }),
-        "{wrong_type}"
+    assert_eq!(
+        wrong_type.to_string(),
+        "model `scale`: input `x` expects f32 [4] (4 elements), got i32 values"
     );
     let short = pool
         .infer_blocking(&inputs!["x" => &[1.0f32; 3]])
         .unwrap_err();
-    assert!(matches!(short, Error::WrongLength { .. }), "{short}");
+    assert!(
+        matches!(&short, Error::InputMismatch(m)
+            if m.model == "scale" && m.input == "x" && m.given == GivenInput::Elements(3)),
+        "{short}"
+    );
+    assert_eq!(
+        short.to_string(),
+        "model `scale`: input `x` expects f32 [4] (4 elements), got 3 elements"
+    );
     let missing = pool.infer_blocking(&[]).unwrap_err();
-    assert!(matches!(missing, Error::MissingTensor { .. }), "{missing}");
+    assert!(matches!(missing, Error::MissingInput(_)), "{missing}");
+    assert_eq!(
+        missing.to_string(),
+        "model `scale`: input `x` (f32 [4]) is not given (given: none)"
+    );
     let unknown = pool
         .infer_blocking(&inputs!["x" => &[1.0f32; 4], "z" => &[1.0f32; 4]])
         .unwrap_err();

@@ -82,7 +82,7 @@ fn signature_is_reported_exactly_and_outputs_are_the_documented_bytes() {
     let neff = Neff::parse(&bytes).unwrap();
     for (spec, info) in neff.inputs().iter().zip(model.inputs()) {
         assert_eq!(
-            (spec.name.as_str(), DType::from(spec.dtype), spec.byte_size),
+            (spec.name.as_str(), spec.dtype, spec.byte_size),
             (info.name.as_str(), info.dtype, info.size as u64)
         );
     }

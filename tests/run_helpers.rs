@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use neuron_rt::{BenchmarkStats, DType, Error, Input, inputs};
+use neuron_rt::{BenchmarkStats, DType, Error, ErrorKind, GivenInput, Input, inputs};
 use support::{add_model, control, lock, runtime};
 
 #[test]
@@ -44,8 +44,19 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
     let six = [1.0f32; 6];
     let err = model.run(&inputs!["a" => &six]).unwrap_err();
     assert!(
-        matches!(&err, Error::MissingTensor { role: "input", tensor, .. } if tensor == "b"),
+        matches!(&err, Error::MissingInput(m)
+            if m.model == "add" && m.input == "b" && m.dtype == DType::F32 && m.shape == [2, 3] && m.given == ["a"]),
         "{err}"
+    );
+    // Names what was given, and no tensor set (the caller made none).
+    assert_eq!(
+        err.to_string(),
+        "model `add`: input `b` (f32 [2, 3]) is not given (given: a)"
+    );
+    let err = model.run(&[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "model `add`: input `a` (f32 [2, 3]) is not given (given: none)"
     );
     let err = model
         .run(&inputs!["a" => &six, "b" => &six, "c" => &six])
@@ -60,42 +71,35 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
     );
     let err = model.run(&inputs!["a" => &six, "a" => &six]).unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::InvalidArgument {
-                argument: "inputs",
-                ..
-            }
-        ),
+        matches!(&err, Error::DuplicateInput { model, input } if model == "add" && input == "a"),
         "{err}"
     );
+    assert_eq!(err.to_string(), "model `add`: input `a` is given twice");
     let err = model
         .run(&inputs!["a" => &six[..5], "b" => &six])
         .unwrap_err();
     assert!(
         matches!(
-            err,
-            Error::WrongLength {
-                expected: 6,
-                given: 5,
-                ..
-            }
+            &err,
+            Error::InputMismatch(m) if m.model == "add" && m.input == "a" && m.dtype == DType::F32
+                && m.shape == [2, 3] && m.size == 24 && m.given == GivenInput::Elements(5)
         ),
         "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "model `add`: input `a` expects f32 [2, 3] (6 elements), got 5 elements"
     );
     let err = model
         .run(&inputs!["a" => &[1i32; 6], "b" => &six])
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            Error::WrongElementType {
-                expected: DType::F32,
-                given: "i32",
-                ..
-            }
-        ),
+        matches!(&err, Error::InputMismatch(m) if m.given == GivenInput::ElementType("i32")),
         "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "model `add`: input `a` expects f32 [2, 3] (6 elements), got i32 values"
     );
     let err = model
         .run(&[
@@ -105,8 +109,21 @@ fn run_refuses_missing_extra_and_mistyped_inputs() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "tensor `a` has shape [2, 3], got values of shape [3, 2]"
+        "model `add`: input `a` expects f32 [2, 3] (6 elements), got values of shape [3, 2]"
     );
+    let err = model
+        .run(&[("a", Input::bytes(&[0; 20])), ("b", Input::from(&six))])
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InputMismatch(m) if m.given == GivenInput::Bytes(20)),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "model `add`: input `a` expects f32 [2, 3] (24 bytes), got 20 bytes"
+    );
+    // Every one of them is the caller's mistake.
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
     // A failed run leaves the model usable.
     let out = model.run(&inputs!["a" => &six, "b" => &six]).unwrap();
     assert_eq!(out["out"].as_slice::<f32>().unwrap(), [2.0; 6]);

@@ -27,8 +27,9 @@
 //! # Ok::<(), neuron_neff::NeffError>(())
 //! ```
 //!
-//! Every size read from a file is bounded ([`Limits`]) before anything is allocated, and
-//! no input makes the reader panic: a bad file gives a [`NeffError`] naming the byte
+//! Every size read from a file is bounded ([`Limits`]) before anything is allocated (the
+//! tar extension entries too: GNU long names, PAX headers), the payload hash is checked
+//! before anything is decompressed, and no input makes the reader panic: a bad file gives a [`NeffError`] naming the byte
 //! offset, the archive entry or the JSON field that is wrong.
 //!
 //! The `neff-inspect` program of this crate prints a NEFF's summary (`--json` for
@@ -37,6 +38,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod archive;
 mod dtype;
 mod error;
 mod graph;
@@ -53,7 +55,7 @@ pub use writer::NeffWriter;
 
 use graph::Doc;
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::Path;
 
 /// The graph and signature entry.
@@ -117,7 +119,7 @@ impl Neff {
     /// As [`Neff::parse`].
     pub fn parse_with(bytes: &[u8], options: &ParseOptions) -> Result<Neff> {
         let (header, payload) = Header::split(bytes)?;
-        Neff::read(header, payload, options)
+        Neff::read(header, std::io::Cursor::new(payload), options)
     }
 
     /// Reads the NEFF file at `path`, checking its hash. The payload is streamed: only
@@ -159,7 +161,7 @@ impl Neff {
         Neff::read(header, std::io::BufReader::new(file), options)
     }
 
-    fn read(header: Header, payload: impl Read, options: &ParseOptions) -> Result<Neff> {
+    fn read(header: Header, payload: impl Read + Seek, options: &ParseOptions) -> Result<Neff> {
         let mut wanted = vec![NEFF_JSON, INFO_JSON, KELF_JSON];
         wanted.extend(options.keep_entries.iter().map(String::as_str));
         let mut entries = payload::read(

@@ -1,10 +1,12 @@
-//! Reading the payload: the hash over the compressed bytes, gzip, the tar entries the
-//! reader needs (each size bounded before anything is allocated).
+//! Reading the payload: the hash over the compressed bytes (first: nothing is
+//! decompressed for a file whose hash is wrong), gzip, the tar entries the reader needs
+//! (each size bounded before anything is allocated, `archive`).
 
+use crate::archive::Archive;
 use crate::error::{NeffError, Result, hex};
 use crate::header::{HEADER_SIZE, Hasher, Header};
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 /// Bounds on what a NEFF may make the reader decompress and keep in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,7 +16,8 @@ pub struct Limits {
     /// Largest number of bytes decompressed while looking for the entries (entries are
     /// skipped without being kept, but still decompressed).
     pub max_decompressed: u64,
-    /// Largest JSON entry (or kept entry) read into memory.
+    /// Largest JSON entry (or kept entry) read into memory. (The tar extension entries
+    /// before an entry, GNU long names and PAX headers, are refused above 1 MiB each.)
     pub max_entry: u64,
 }
 
@@ -35,22 +38,6 @@ pub(crate) struct Entries {
     pub(crate) kept: BTreeMap<String, Vec<u8>>,
     /// Entries seen (all of them when the scan went to the end).
     pub(crate) seen: usize,
-}
-
-/// Reads `hashing`'s bytes into the hash as they pass.
-struct Hashing<R> {
-    inner: R,
-    hasher: Option<Hasher>,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        Ok(n)
-    }
 }
 
 /// Why the decompressed stream stopped.
@@ -105,11 +92,13 @@ fn clean(path: &str) -> &str {
 }
 
 /// Reads the payload of `header` from `source` (positioned after the header; its
-/// length was checked against the header): verifies the hash when `verify`, and keeps
-/// the entries named in `wanted` (stops decompressing once all are found).
-pub(crate) fn read<R: Read>(
+/// length was checked against the header): verifies the hash when `verify`, before
+/// anything is decompressed (a damaged or hostile file costs one pass over its bytes
+/// and no memory), then keeps the entries named in `wanted` (stops decompressing once
+/// all are found).
+pub(crate) fn read<R: Read + Seek>(
     header: &Header,
-    source: R,
+    mut source: R,
     verify: bool,
     wanted: &[&str],
     limits: &Limits,
@@ -121,33 +110,36 @@ pub(crate) fn read<R: Read>(
             limit: limits.max_payload,
         });
     }
-    let mut hashing = Hashing {
-        inner: source.take(header.data_size),
-        hasher: verify.then(|| Hasher::new(header.packaging)),
-    };
+    if verify {
+        let start = source
+            .stream_position()
+            .map_err(|e| io_error("payload", e))?;
+        let mut hasher = Hasher::new(header.packaging);
+        let mut buf = vec![0u8; 64 << 10];
+        let mut payload = (&mut source).take(header.data_size);
+        loop {
+            let n = read_up_to(&mut payload, &mut buf).map_err(|e| io_error("payload", e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        header.check_digest(&hasher.finish())?;
+        source
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| io_error("payload", e))?;
+    }
+    let mut payload = source.take(header.data_size);
     let mut magic = [0u8; 2];
-    let got = read_up_to(&mut hashing, &mut magic).map_err(|e| io_error("payload", e))?;
-    let scanned = if magic[..got] != [0x1f, 0x8b] {
-        Err(NeffError::NotGzip {
+    let got = read_up_to(&mut payload, &mut magic).map_err(|e| io_error("payload", e))?;
+    if magic[..got] != [0x1f, 0x8b] {
+        return Err(NeffError::NotGzip {
             offset: HEADER_SIZE as u64,
             start: hex(&magic[..got]),
-        })
-    } else {
-        let stream = io::Cursor::new(magic).chain(&mut hashing);
-        scan(flate2::read::GzDecoder::new(stream), wanted, limits)
-    };
-    if verify {
-        // Hash every payload byte, also those after the entries needed (or after a
-        // failure: a damaged file is reported as such, not as bad gzip).
-        io::copy(&mut hashing, &mut io::sink()).map_err(|e| io_error("payload", e))?;
-        let digest = hashing
-            .hasher
-            .take()
-            .map(Hasher::finish)
-            .unwrap_or_default();
-        header.check_digest(&digest)?;
+        });
     }
-    scanned
+    let stream = io::Cursor::new(magic).chain(payload);
+    scan(flate2::read::GzDecoder::new(stream), wanted, limits)
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -203,34 +195,15 @@ fn scan_entries<R: Read>(
     out: &mut Entries,
     last: &mut String,
 ) -> Result<()> {
-    let mut archive = tar::Archive::new(stream);
-    let bad_tar = |context: String, e: io::Error| NeffError::BadTar {
-        context,
-        message: e.to_string(),
-    };
-    let iter = archive
-        .entries()
-        .map_err(|e| bad_tar(format!("after {last}"), e))?;
-    for entry in iter {
-        let mut entry = entry.map_err(|e| bad_tar(format!("after {last}"), e))?;
+    let mut archive = Archive::new(stream);
+    while let Some(entry) = archive.next_entry(last)? {
         out.seen += 1;
-        let path = entry
-            .path()
-            .map_err(|e| bad_tar(format!("name of entry {} after {last}", out.seen), e))?
-            .to_string_lossy()
-            .into_owned();
-        let name = clean(&path).to_owned();
+        let name = clean(&entry.name).to_owned();
         *last = format!("entry `{name}`");
-        if !entry.header().entry_type().is_file() || !wanted.contains(&name.as_str()) {
+        if !entry.regular || !wanted.contains(&name.as_str()) || out.kept.contains_key(&name) {
             continue;
         }
-        if out.kept.contains_key(&name) {
-            continue;
-        }
-        let size = entry
-            .header()
-            .size()
-            .map_err(|e| bad_tar(format!("size of entry `{name}`"), e))?;
+        let size = entry.size;
         if size > limits.max_entry {
             return Err(NeffError::TooLarge {
                 what: format!("entry `{name}`"),
@@ -240,16 +213,7 @@ fn scan_entries<R: Read>(
         }
         // Grown as the data arrives: a header may claim more than the archive holds.
         let mut bytes = Vec::with_capacity(size.min(1 << 16) as usize);
-        (&mut entry)
-            .take(size)
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad_tar(format!("contents of entry `{name}`"), e))?;
-        if (bytes.len() as u64) < size {
-            return Err(NeffError::BadTar {
-                context: format!("contents of entry `{name}`"),
-                message: format!("{} of its {size} bytes present", bytes.len()),
-            });
-        }
+        archive.read_data(size, &mut bytes, &format!("entry `{name}`"))?;
         out.kept.insert(name, bytes);
         if wanted.iter().all(|w| out.kept.contains_key(*w)) {
             break;

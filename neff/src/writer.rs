@@ -140,7 +140,7 @@ impl NeffWriter {
     /// # Errors
     ///
     /// [`NeffError::Invalid`] for an empty model name, a tensor name that is empty,
-    /// longer than 255 bytes or used twice, zero cores, an entry path that is empty,
+    /// longer than 255 bytes or used twice, a dtype outside [`DType::ALL`], zero cores, an entry path that is empty,
     /// absolute or one of the three JSON entries; [`NeffError::TooLarge`] for a tensor
     /// above [`MAX_TENSOR_BYTES`](crate::MAX_TENSOR_BYTES).
     pub fn build(&self) -> Result<Vec<u8>> {
@@ -161,6 +161,12 @@ impl NeffWriter {
                     if !seen.insert(name.clone()) {
                         return Err(NeffError::Invalid(format!(
                             "tensor name {name:?} is used twice"
+                        )));
+                    }
+                    if !DType::ALL.contains(dtype) {
+                        return Err(NeffError::Invalid(format!(
+                            "tensor {name:?} has dtype {dtype}, which a NEFF cannot name (it names {})",
+                            DType::ALL.map(DType::name).join(", ")
                         )));
                     }
                     TensorSpec::new(name.clone(), *dtype, shape)

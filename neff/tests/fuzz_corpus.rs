@@ -1,8 +1,12 @@
 //! The seed corpus of the `neff_reader` fuzz target (`fuzz/corpus/neff_reader`), made by
 //! the writer: `NEFF_WRITE_CORPUS=1 cargo test -p neuron-neff --test fuzz_corpus`
-//! rewrites it; otherwise this checks that every seed still reads as the writer's model.
+//! rewrites it; otherwise this checks that every seed still reads as the writer's model,
+//! and that every crafted seed (`crafted::seeds`: huge tar extension entries, a wrong
+//! hash) is still refused with a size or hash error.
 
-use neuron_neff::{DType, Neff, NeffWriter, Packaging};
+mod crafted;
+
+use neuron_neff::{DType, Neff, NeffError, NeffWriter, Packaging};
 use std::path::PathBuf;
 
 fn seeds() -> Vec<(&'static str, NeffWriter)> {
@@ -53,5 +57,26 @@ fn seeds_are_the_writers_models() {
         assert_eq!(seed.inputs(), fresh.inputs(), "{file}");
         assert_eq!(seed.outputs(), fresh.outputs(), "{file}");
         assert_eq!(seed.header().num_tpb, fresh.header().num_tpb, "{file}");
+    }
+}
+
+#[test]
+fn crafted_seeds_are_refused_by_size_or_hash() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/neff_reader");
+    let write = std::env::var_os("NEFF_WRITE_CORPUS").is_some();
+    for (file, bytes) in crafted::seeds() {
+        let path = dir.join(&file);
+        if write {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        let seed = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{file}: {e} (rewrite with NEFF_WRITE_CORPUS=1)"));
+        assert!(seed.len() < 64 << 10, "{file}: {} bytes", seed.len());
+        let e = Neff::open(&path).unwrap_err();
+        assert!(
+            matches!(e, NeffError::TooLarge { .. } | NeffError::BadHash { .. }),
+            "{file}: {e}"
+        );
     }
 }

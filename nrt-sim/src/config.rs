@@ -92,6 +92,8 @@ pub(crate) struct Config {
     pub(crate) queue_depth: u32,
     /// Device time of every execution, overriding the model's (`NRT_SIM_EXEC_LATENCY_US`).
     pub(crate) exec_latency: Option<Duration>,
+    /// The runtime's launch cost per execution (`NRT_SIM_LAUNCH_US`, see `clock.rs`).
+    pub(crate) launch: Duration,
     /// Executions longer than this fail with `NRT_TIMEOUT` (`NEURON_RT_EXEC_TIMEOUT`).
     pub(crate) exec_timeout: Duration,
     /// Emulated runtime version (`NRT_SIM_VERSION`).
@@ -290,6 +292,21 @@ impl Config {
             )?)),
             None => None,
         };
+        let launch = match var("NRT_SIM_LAUNCH_US") {
+            Some(t) => Duration::from_micros(
+                t.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&us| us <= crate::clock::MAX_LAUNCH_US)
+                    .ok_or_else(|| {
+                        format!(
+                            "NRT_SIM_LAUNCH_US={t:?} is not a whole number of microseconds from 0 to {}",
+                            crate::clock::MAX_LAUNCH_US
+                        )
+                    })?,
+            ),
+            None => Duration::ZERO,
+        };
         let exec_timeout = match var("NEURON_RT_EXEC_TIMEOUT") {
             Some(t) => t
                 .trim()
@@ -355,6 +372,7 @@ impl Config {
             device_memory,
             queue_depth,
             exec_latency,
+            launch,
             exec_timeout,
             version: version_from_env()?,
         })

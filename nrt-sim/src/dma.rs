@@ -8,10 +8,6 @@ use std::time::{Duration, Instant};
 /// host link (PCIe Gen4 x16 carries about 25 GB/s in practice), rounded down.
 pub(crate) const DEFAULT_DMA_GBPS: f64 = 16.0;
 
-/// Below this, a wait spins instead of sleeping (a sleep costs tens of microseconds of
-/// timer slack, far more than a small tensor's transfer).
-const SPIN_BELOW: Duration = Duration::from_micros(20);
-
 /// Device time of moving `bytes` at `gbps` GB/s (zero when `gbps` is 0).
 pub(crate) fn transfer_time(bytes: u64, gbps: f64) -> Duration {
     if gbps <= 0.0 || bytes == 0 {
@@ -38,18 +34,14 @@ pub(crate) fn after(start: Instant, d: Duration) -> Instant {
 /// itself counts towards it). Returns at once when that time has passed.
 pub(crate) fn finish_transfer(start: Instant, bytes: u64, gbps: f64) {
     let end = after(start, transfer_time(bytes, gbps));
-    wait_until(end);
+    crate::clock::wait_until(end);
     // Only queue workers look at it (`transfer_start`); sync callers never do.
     QUEUE_END.with(|e| e.set(Some(end)));
 }
 
-/// How late a sleep of a thread with the kernel's default timer slack (50 us) may end.
-const DEFAULT_SLACK: Duration = Duration::from_micros(60);
-
 thread_local! {
-    /// Whether this thread's sleeps end within microseconds ([`precise_sleeps`]).
-    static PRECISE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// On a queue worker: when the request it runs now was queued.
+    /// When the request this thread runs now was queued (a queue worker), or when the
+    /// synchronous call it runs began (`nrt_execute`).
     static ARRIVAL: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
     /// On a queue worker: when its previous transfer ended on the device.
     static QUEUE_END: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
@@ -71,9 +63,28 @@ pub(crate) fn busy_end() -> Instant {
     now
 }
 
-/// A queue worker is about to run a request queued at `queued_at` (`None`: done with it).
+/// This thread is about to run a request queued (or a synchronous call made) at
+/// `queued_at` (`None`: done with it).
 pub(crate) fn set_arrival(queued_at: Option<Instant>) {
     ARRIVAL.with(|a| a.set(queued_at));
+}
+
+/// A synchronous call's arrival on its thread (see [`set_arrival`]), cleared on drop
+/// (also when the call fails or panics).
+pub(crate) struct Called(());
+
+impl Called {
+    /// The calling thread's synchronous call starts now.
+    pub(crate) fn now() -> Called {
+        set_arrival(Some(Instant::now()));
+        Called(())
+    }
+}
+
+impl Drop for Called {
+    fn drop(&mut self) {
+        set_arrival(None);
+    }
 }
 
 /// When the operation about to run starts on the device: when it arrived (its queueing
@@ -86,43 +97,18 @@ pub(crate) fn device_start(busy_until: Option<Instant>) -> Instant {
     busy_until.map_or(arrival, |end| arrival.max(end))
 }
 
+/// When an execution starts on its core: [`device_start`] with the runtime's launch cost
+/// `L` (`clock::launch_cost`) after its arrival, `max(previous end, arrival + L)`.
+pub(crate) fn execution_start(busy_until: Option<Instant>) -> Instant {
+    let arrival = ARRIVAL.with(|a| a.get()).unwrap_or_else(Instant::now);
+    let launched = after(arrival, crate::clock::launch_cost());
+    busy_until.map_or(launched, |end| launched.max(end))
+}
+
 /// The device start of a transfer on this thread's queue ([`device_start`] after the
 /// queue's previous transfer).
 pub(crate) fn transfer_start() -> Instant {
     device_start(QUEUE_END.with(|e| e.get()))
-}
-
-/// Waits until `deadline`: simulated device time, equally precise on every thread. A
-/// simulator worker ([`precise_sleeps`]) sleeps; any other thread (the caller of a
-/// synchronous call, whose timer slack is the application's) sleeps until its slack
-/// before the deadline and spins the rest, so synchronous and asynchronous calls take
-/// the same simulated time.
-pub(crate) fn wait_until(deadline: Instant) {
-    let margin = if PRECISE.with(std::cell::Cell::get) {
-        Duration::ZERO
-    } else {
-        DEFAULT_SLACK
-    };
-    loop {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        let left = deadline - now;
-        if left > SPIN_BELOW + margin {
-            std::thread::sleep(left - margin);
-        } else {
-            std::hint::spin_loop();
-        }
-    }
-}
-
-/// Lowers the calling thread's timer slack to 1 us, so that its sleeps end close to the
-/// simulated device time (the default slack is 50 us). For the simulator's own workers.
-pub(crate) fn precise_sleeps() {
-    // SAFETY: PR_SET_TIMERSLACK takes an integer and changes only this thread's slack.
-    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
-    PRECISE.with(|p| p.set(rc == 0));
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use nrt_sys::NRT_STATUS;
 pub(crate) struct Fail {
     pub(crate) status: NRT_STATUS,
     pub(crate) message: String,
-    /// Level of the log line; below `Error` the thread's last error is left alone
-    /// (used for `NRT_QUEUE_FULL`, which is routine back-pressure).
+    /// Level of the log line (below `Error` for `NRT_QUEUE_FULL`, which is routine
+    /// back-pressure); the thread's last error is set whatever the level.
     pub(crate) level: Level,
 }
 

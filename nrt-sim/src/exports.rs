@@ -169,8 +169,14 @@ pub fn symbol_lookup(name: &CStr) -> *mut c_void {
         b"nrt_sim_inject_faults" => control::nrt_sim_inject_faults as *mut c_void,
         b"nrt_sim_clear_faults" => control::nrt_sim_clear_faults as *mut c_void,
         b"nrt_sim_last_error" => control::nrt_sim_last_error as *mut c_void,
+        b"nrt_sim_request_error" => control::nrt_sim_request_error as *mut c_void,
         b"nrt_sim_identity" => control::nrt_sim_identity as *mut c_void,
         b"nrt_sim_faults_injected" => control::nrt_sim_faults_injected as *mut c_void,
+        b"nrt_sim_get_tensor_transfers" => control::nrt_sim_get_tensor_transfers as *mut c_void,
+        b"nrt_sim_get_clock_stats" => control::nrt_sim_get_clock_stats as *mut c_void,
+        b"nrt_sim_set_launch_us" => control::nrt_sim_set_launch_us as *mut c_void,
+        b"nrt_sim_capture_log" => control::nrt_sim_capture_log as *mut c_void,
+        b"nrt_sim_take_log" => control::nrt_sim_take_log as *mut c_void,
         _ => std::ptr::null_mut(),
     }
 }
@@ -198,7 +204,7 @@ pub fn library() -> &'static nrt_sys::Library {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SimControl;
+    use crate::control::SimControl;
 
     #[test]
     fn table_is_complete_and_matches_the_lookup() {

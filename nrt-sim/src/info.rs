@@ -40,7 +40,7 @@ fn fill_entry(
     }
     entry.usage = usage;
     entry.size = spec.byte_size();
-    entry.dtype = spec.dtype.to_nrt();
+    entry.dtype = spec.dtype.as_raw();
     entry.shape = if shape.is_empty() {
         std::ptr::null_mut()
     } else {

@@ -79,6 +79,7 @@
 //! | `NRT_SIM_DEVICE_MEMORY` | `1G` | device bytes per core; suffixes K, M, G, T (binary) |
 //! | `NRT_SIM_QUEUE_DEPTH` | 8 | requests in flight per async queue (1-65536) |
 //! | `NRT_SIM_EXEC_LATENCY_US` | model's | device time of every execution, in microseconds |
+//! | `NRT_SIM_LAUNCH_US` | 0 | the runtime's launch cost per execution, in microseconds: an execution queued (or called) at `q` starts at `max(previous end, q + L)` (users' traces show 170-190 us between back-to-back sync executions on runtime 2.31, about 13 us on 2.30 whose implicit async mode queued them ahead: aws-neuron-sdk issue #1370); also `SimControl::set_launch_cost` |
 //! | `NEURON_RT_EXEC_TIMEOUT` | 30 | execution timeout in seconds (the runtime takes whole seconds; fractions are a simulator extension) |
 //! | `NEURON_RT_LOG_LEVEL` | `ERROR` | stderr logging: `ERROR`, `WARN`/`WARNING`, `INFO`, `DEBUG`, `TRACE`; `QUIET` or `OFF` for none |
 //! | `NRT_SIM_VERSION` | `2.34.10.0` | emulated runtime version: below 2.31 every v3 `nrta_*` call returns `NRT_FAILURE`; below 2.32 the event calls do, and VIRTUAL placement works |
@@ -108,11 +109,13 @@
 #![doc = include_str!("../MODEL_FORMAT.md")]
 #![warn(missing_docs)]
 
+mod clock;
 mod completion;
 mod config;
 mod container;
 pub mod control;
 mod debug;
+pub mod decoder;
 mod dma;
 mod error;
 mod exports;
@@ -164,7 +167,9 @@ pub mod fuzzing {
     }
 }
 
-pub use control::{CoreCounters, Counters, SimControl};
+pub use control::{
+    ClockStats, CoreCounters, Counters, LaunchCostError, SimControl, TensorTransfers,
+};
 pub use faults::FaultSpecError;
 pub use model::{
     BuildError, DEVICE_TIME_ENTRY, DType, ModelBuilder, Op, build_model_from_text, describe_model,

@@ -20,6 +20,10 @@ pub(crate) struct Buffer {
     /// Distinct per buffer; orders lock acquisition and names fake device addresses.
     pub(crate) id: u64,
     lock: Mutex<()>,
+    /// Bytes of this block (device memory) read to the host and written from it; see
+    /// `Tensor::count_host_transfer`.
+    pub(crate) to_host: AtomicU64,
+    pub(crate) from_host: AtomicU64,
 }
 
 // SAFETY: the block is plain bytes with no thread affinity. The simulator only touches it
@@ -41,6 +45,8 @@ impl Buffer {
             layout: Some(layout),
             id: NEXT_BUFFER.fetch_add(1, Ordering::Relaxed),
             lock: Mutex::new(()),
+            to_host: AtomicU64::new(0),
+            from_host: AtomicU64::new(0),
         })
     }
 
@@ -57,6 +63,8 @@ impl Buffer {
             layout: None,
             id: NEXT_BUFFER.fetch_add(1, Ordering::Relaxed),
             lock: Mutex::new(()),
+            to_host: AtomicU64::new(0),
+            from_host: AtomicU64::new(0),
         }
     }
 

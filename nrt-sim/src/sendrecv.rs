@@ -79,16 +79,22 @@ enum Link {
     Up(Sender<Job>),
 }
 
-/// A request's final state: status and bytes moved, once done.
+/// A request's final state: status and bytes moved, once done, and why it failed.
 #[derive(Default)]
 pub(crate) struct Request {
     done: Mutex<Option<(NRT_STATUS, usize)>>,
+    reason: Mutex<Option<String>>,
 }
 
 impl Request {
     /// `Some((status, bytes))` once the request completed.
     pub(crate) fn poll(&self) -> Option<(NRT_STATUS, usize)> {
         *lock(&self.done)
+    }
+
+    /// Why the request failed (set before it is done), if it did.
+    pub(crate) fn reason(&self) -> Option<String> {
+        lock(&self.reason).clone()
     }
 }
 
@@ -289,18 +295,30 @@ fn start_worker(mut stream: TcpStream) -> Link {
                 let outcome = match result {
                     Ok(n) => (NRT_SUCCESS, n),
                     Err(f) => {
-                        crate::log::error("nrt_async_sendrecv", &f.message);
+                        crate::log::log(Level::Error, "nrt_async_sendrecv", &f.message);
+                        *lock(&job.request.reason) = Some(f.message);
                         (f.status, 0)
                     }
                 };
-                *lock(&job.request.done) = Some(outcome);
-                *lock(&job.comm.pending) -= 1;
+                finish(&job.request, &job.comm, outcome);
             }
         });
     match spawned {
         Ok(_) => Link::Up(tx),
         Err(e) => Link::Failed(NRT_RESOURCE, format!("cannot start a worker thread: {e}")),
     }
+}
+
+/// Completes `request` of `comm` with `outcome`: it leaves the communicator's count of
+/// requests in flight in the same step as it becomes done (under the count's lock), so
+/// that once `test_request` reports it done, `close` never finds it in flight (the
+/// header: a request is in flight until completed, and `close` with requests in flight
+/// is an error). Publishing `done` first let a caller see its request done and have its
+/// `close` refused, "requests with core N are in flight".
+fn finish(request: &Request, comm: &Comm, outcome: (NRT_STATUS, usize)) {
+    let mut pending = lock(&comm.pending);
+    *lock(&request.done) = Some(outcome);
+    *pending -= 1;
 }
 
 fn run(stream: &mut TcpStream, payload: Payload) -> Res<usize> {
@@ -411,4 +429,39 @@ pub(crate) fn submit(comm: &Arc<Comm>, payload: Payload) -> Res<Arc<Request>> {
         return fail(NRT_FAILURE, "the communicator's worker has stopped");
     }
     Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_never_done_while_still_counted_in_flight() {
+        let comm = Arc::new(Comm {
+            lnc: 0,
+            peer_lnc: 1,
+            send: true,
+            state: Mutex::new(Link::Connecting(Instant::now())),
+            pending: Mutex::new(1),
+        });
+        let request = Arc::new(Request::default());
+        // Hold the count as `close` does while it looks; the request completes meanwhile.
+        let counted = lock(&comm.pending);
+        let (r, c) = (request.clone(), comm.clone());
+        let worker = std::thread::spawn(move || finish(&r, &c, (NRT_SUCCESS, 0)));
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(200) {
+            assert_eq!(
+                request.poll(),
+                None,
+                "done while counted in flight ({})",
+                *counted
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(counted);
+        worker.join().unwrap();
+        assert_eq!(request.poll(), Some((NRT_SUCCESS, 0)));
+        assert_eq!(*lock(&comm.pending), 0);
+    }
 }

@@ -70,7 +70,13 @@ struct State<W> {
     seq_events: Vec<(u64, c_int)>,
     /// The eventfd signalled on every completion (`nrta_event_register_xu_completion`).
     xu_event: Option<c_int>,
+    /// Why the last [`MAX_REASONS`] failed requests failed: (request number, log line),
+    /// oldest first (`nrt_sim_request_error`).
+    reasons: VecDeque<(u64, String)>,
 }
+
+/// Failed requests whose reason a queue keeps (the oldest is forgotten first).
+const MAX_REASONS: usize = 64;
 
 /// One execution-unit queue, running requests of type `W`.
 pub(crate) struct XuQueue<W> {
@@ -119,6 +125,7 @@ impl<W: Work> XuQueue<W> {
                 shutdown: false,
                 seq_events: Vec::new(),
                 xu_event: None,
+                reasons: VecDeque::new(),
             }),
             wake: Condvar::new(),
             completed: AtomicU64::new(0),
@@ -225,6 +232,28 @@ impl<W> XuQueue<W> {
         ((self.xu_id as u64) << 48) | self.completed.load(Ordering::Acquire)
     }
 
+    /// Keeps why request `n` failed (before its completion is published, so that whoever
+    /// sees it complete finds the reason).
+    fn remember_reason(&self, n: u64, line: String) {
+        let mut st = self.state();
+        if st.reasons.len() == MAX_REASONS {
+            st.reasons.pop_front();
+        }
+        st.reasons.push_back((n, line));
+    }
+
+    /// Why request `seq` of this queue failed (`"function: request n on core c TYPE queue
+    /// q: reason"`), if it did and is among the last [`MAX_REASONS`] failures.
+    pub(crate) fn failure_reason(&self, seq: nrta_seq_t) -> Option<String> {
+        let n = seq & NRTA_SEQ_NUM_MASK;
+        let st = self.state();
+        st.reasons
+            .iter()
+            .rev()
+            .find(|(m, _)| *m == n)
+            .map(|(_, line)| line.clone())
+    }
+
     /// Whether request `seq` (issued by this queue) has completed.
     pub(crate) fn is_completed(&self, seq: nrta_seq_t) -> Res<bool> {
         let n = seq & NRTA_SEQ_NUM_MASK;
@@ -317,7 +346,7 @@ impl<W> XuQueue<W> {
     where
         W: Work,
     {
-        crate::dma::precise_sleeps();
+        crate::clock::precise_sleeps();
         loop {
             let job = {
                 let mut st = self.state();
@@ -349,11 +378,9 @@ impl<W> XuQueue<W> {
             let status = match result {
                 Ok(()) => NRT_SUCCESS,
                 Err(f) => {
-                    log::log(
-                        Level::Error,
-                        func,
-                        &format!("request {n} on {}: {}", self.label(), f.message),
-                    );
+                    let line = format!("request {n} on {}: {}", self.label(), f.message);
+                    log::log(Level::Error, func, &line);
+                    self.remember_reason(n, format!("{func}: {line}"));
                     f.status
                 }
             };

@@ -238,8 +238,13 @@ fn full_queue_refuses_without_consuming_a_sequence_number() {
         .collect();
     assert_eq!(schedule_exec(&rig, &mut last[0]), Err(NRT_QUEUE_FULL));
     assert_eq!(last[0], SENTINEL);
-    // Routine back-pressure is not recorded as the thread's error.
-    assert!(!last_error().contains("in flight"), "{}", last_error());
+    // Logged at DEBUG only (routine back-pressure), but its reason is the thread's last
+    // error like any failing call's: an older call's reason never stands for it.
+    assert!(
+        last_error().contains("8 request(s) in flight, its depth (NRT_SIM_QUEUE_DEPTH)"),
+        "{}",
+        last_error()
+    );
     wait_completed(seqs[0]);
     let ninth = schedule_exec(&rig, &mut last[0]).unwrap();
     assert_eq!(
@@ -330,6 +335,33 @@ fn async_exec_faults_write_ret_and_fatal_ones_kill_the_queue() {
             rets,
             [NRT_SUCCESS, NRT_EXEC_COMPLETED_WITH_NUM_ERR, NRT_SUCCESS]
         );
+        // Why request 2 failed, by its sequence id (its worker's log line), like snprintf;
+        // nothing for the requests that succeeded.
+        let reason = |seq: u64, size: usize| {
+            let mut buf = vec![1 as std::ffi::c_char; size];
+            // SAFETY: `buf` holds `size` writable bytes.
+            let n = unsafe {
+                nrt_sim::control::nrt_sim_request_error(seq, buf.as_mut_ptr(), buf.len())
+            };
+            // SAFETY: nrt_sim_request_error NUL-terminated it (size > 0).
+            let text = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+            (n, text.to_string_lossy().into_owned())
+        };
+        let (n, text) = reason(seqs[1], 512);
+        assert!(
+            text.starts_with(
+                "nrta_execute_schedule: request 2 on core 0 COMPUTE queue 0: injected"
+            ),
+            "{text}"
+        );
+        assert_eq!(n, text.len());
+        assert_eq!(reason(seqs[1], 8), (n, text[..7].to_owned()));
+        // SAFETY: a NULL buffer of size 0 is allowed (only the length is returned).
+        let len =
+            unsafe { nrt_sim::control::nrt_sim_request_error(seqs[1], std::ptr::null_mut(), 0) };
+        assert_eq!(len, n);
+        assert_eq!(reason(seqs[0], 64), (0, String::new()));
+        assert_eq!(reason(seqs[2], 64), (0, String::new()));
         // A timeout is fatal: the queue becomes unrecoverable.
         control().inject_faults("exec:status=NRT_TIMEOUT").unwrap();
         let mut r = SENTINEL;

@@ -1,6 +1,8 @@
 //! Builds `tests/c/flow.c` with the system C compiler against the libnrt headers and
 //! `libnrt_sim.so`, writes a model file with the builder, and runs the program.
 
+mod common;
+
 use nrt_sim::ModelBuilder;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,7 +122,7 @@ fn c_program_traces_profiles_streams_and_exports() {
 fn c_programs_in_two_processes_send_and_receive_a_tensor() {
     let out_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("c_surface_sr");
     let exe = build_surface(&out_dir);
-    let port = (30_000 + std::process::id() % 10_000).to_string();
+    let port = common::free_port_pair().to_string();
     let spawn = |role: &str| {
         Command::new(&exe)
             .arg(role)
@@ -133,6 +135,11 @@ fn c_programs_in_two_processes_send_and_receive_a_tensor() {
     };
     let recv = spawn("recv");
     let send = spawn("send");
-    passed(&send.wait_with_output().unwrap(), "send");
-    passed(&recv.wait_with_output().unwrap(), "recv");
+    // Both outputs before either is judged: a failure of one often comes from the other.
+    let (send, recv) = (
+        send.wait_with_output().unwrap(),
+        recv.wait_with_output().unwrap(),
+    );
+    passed(&recv, "recv");
+    passed(&send, "send");
 }

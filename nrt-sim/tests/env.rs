@@ -236,6 +236,38 @@ fn exec_latency_overrides_model_time() {
 }
 
 #[test]
+fn the_launch_cost_is_read_at_init() {
+    if !in_child(
+        "the_launch_cost_is_read_at_init",
+        &[("NRT_SIM_LAUNCH_US", "180")],
+    ) {
+        return;
+    }
+    let _s = Session::new();
+    assert_eq!(
+        control().clock_stats(false).launch,
+        Duration::from_micros(180)
+    );
+}
+
+#[test]
+fn a_bad_launch_cost_fails_init() {
+    if !in_child(
+        "a_bad_launch_cost_fails_init",
+        &[("NRT_SIM_LAUNCH_US", "180us")],
+    ) {
+        return;
+    }
+    let _serial = Session::serial_only();
+    assert_eq!(init_status(), NRT_INVALID);
+    assert!(
+        last_error().contains("NRT_SIM_LAUNCH_US=\"180us\""),
+        "{}",
+        last_error()
+    );
+}
+
+#[test]
 fn old_version_refuses_async_v3() {
     if !in_child(
         "old_version_refuses_async_v3",
@@ -336,8 +368,13 @@ fn log_output(level: &str) -> String {
 #[test]
 #[ignore = "run by log_level_filters_stderr in a child process"]
 fn log_child() {
-    let _s = Session::new();
+    // The lock captures the log, and this test reads stderr: back to stderr.
+    let _serial = Session::serial_only();
+    control().capture_log(false);
+    assert_eq!(init_status(), NRT_SUCCESS);
     assert_eq!(write(std::ptr::null_mut(), 0, &[1]), NRT_INVALID);
+    // SAFETY: no arguments.
+    unsafe { nrt_close() };
 }
 
 #[test]

@@ -97,6 +97,8 @@ fn load_is_logged_at_info_with_the_mode() {
     const NAME: &str = "load_is_logged_at_info_with_the_mode";
     if std::env::var_os("NRT_SIM_TEST_CHILD").is_some() {
         let _s = Session::new();
+        // This test reads the child's stderr: the log is not captured.
+        control().capture_log(false);
         let m = load(&two_core(Duration::ZERO), 0);
         unload(m);
         return;

@@ -22,7 +22,7 @@ fn until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn a_tensor_range_moves_between_two_runtimes_over_the_loopback() {
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let port = free_port_pair();
     // SAFETY: the only test of this binary; no other thread reads the environment now.
     unsafe { std::env::set_var("NRT_SIM_SENDRECV_PORT", port.to_string()) };
     let _s = Session::new();

@@ -179,6 +179,8 @@ fn disabled_types_and_cores_and_fetch_filters_apply() {
 
 #[test]
 fn event_type_lists_are_malloced_and_reflect_the_config() {
+    // No runtime needed; the lock captures the log of the refused start below.
+    let _serial = Session::serial_only();
     let (mut list, mut n) = (std::ptr::null_mut(), 0usize);
     // SAFETY: valid out-pointers; the list is freed with libc::free, as the header allows.
     let names: Vec<String> = unsafe {
@@ -221,4 +223,104 @@ fn event_type_lists_are_malloced_and_reflect_the_config() {
         nrt_sys_trace_config_free(c);
         assert_eq!(nrt_sys_trace_start(c), NRT_INVALID_HANDLE, "freed config");
     }
+}
+
+/// (start, end) of every `nc_exec_running` span of `doc`, in start order.
+fn device_spans(doc: &Value) -> Vec<(u64, u64)> {
+    let mut spans: Vec<(u64, u64)> = of_type(doc, "nc_exec_running")
+        .iter()
+        .map(|e| {
+            let start = e["timestamp"].as_u64().unwrap();
+            (start, start + e["duration"].as_u64().unwrap())
+        })
+        .collect();
+    spans.sort_unstable();
+    spans
+}
+
+/// Start of each span minus the end of the one before, in ns.
+fn gaps(spans: &[(u64, u64)]) -> Vec<i64> {
+    spans
+        .windows(2)
+        .map(|w| w[1].0 as i64 - w[0].1 as i64)
+        .collect()
+}
+
+#[test]
+fn the_launch_cost_separates_back_to_back_sync_executions_but_not_queued_ones() {
+    on_exec_stack(|| {
+        let _s = Session::new();
+        let _stop = Stop;
+        let sim = control();
+        let launch = Duration::from_micros(180);
+        sim.set_launch_cost(launch).unwrap();
+        assert_eq!(sim.clock_stats(false).launch, launch);
+        assert!(sim.set_launch_cost(Duration::from_secs(11)).is_err());
+        assert_eq!(
+            sim.clock_stats(false).launch,
+            launch,
+            "a refused value changes nothing"
+        );
+        let c = config();
+        // SAFETY: a live config.
+        assert_eq!(unsafe { nrt_sys_trace_start(c) }, NRT_SUCCESS);
+        let before = sim.clock_stats(false).executions;
+
+        // Synchronous: each call arrives after the previous one returned, so the device
+        // waits at least L between them (modelled timeline: exact, whatever the host).
+        let d = Duration::from_millis(2);
+        let rig = AddRig::new(0, 4, d);
+        for _ in 0..5 {
+            assert_eq!(rig.execute(), NRT_SUCCESS);
+        }
+        let doc = fetch(std::ptr::null());
+        let sync = device_spans(&doc);
+        assert_eq!(sync.len(), 5);
+        // Each starts L after its call began (the call is when it was queued).
+        let calls = of_type(&doc, "nrt_execute");
+        for (r, e) in of_type(&doc, "nc_exec_running").iter().zip(&calls) {
+            assert_eq!(r["parent_id"], e["id"]);
+            let late = r["timestamp"].as_u64().unwrap() - e["timestamp"].as_u64().unwrap();
+            assert!(
+                late >= launch.as_nanos() as u64,
+                "started {late} ns into its call"
+            );
+        }
+        for (s, e) in &sync {
+            assert_eq!(e - s, d.as_nanos() as u64, "the device time stays D");
+        }
+        for gap in gaps(&sync) {
+            assert!(gap >= launch.as_nanos() as i64, "sync gap {gap} ns < L");
+        }
+
+        // Queued ahead: the launch of each overlaps the execution before it, so they run
+        // back to back (gap exactly 0) once the first has started.
+        let long = AddRig::new(0, 4, Duration::from_millis(30));
+        let mut ret = [NRT_SUCCESS; 4];
+        let mut last = 0;
+        for r in &mut ret {
+            let mut seq = 0;
+            // SAFETY: live handles; `ret` outlives the requests (waited for below).
+            let status = unsafe {
+                nrta_execute_schedule(long.model, long.inputs, long.outputs, 0, r, &mut seq)
+            };
+            assert_eq!(status, NRT_SUCCESS, "{}", last_error());
+            last = seq;
+        }
+        wait_completed(last);
+        let queued = device_spans(&fetch(std::ptr::null()));
+        assert_eq!(queued.len(), 4);
+        assert_eq!(gaps(&queued), vec![0; 3], "{queued:?}");
+
+        // Every execution's lag was recorded.
+        assert!(sim.clock_stats(false).executions >= before + 9);
+        sim.set_launch_cost(Duration::ZERO).unwrap();
+        rig.release();
+        long.release();
+        // SAFETY: no arguments; a live config.
+        unsafe {
+            assert_eq!(nrt_sys_trace_stop(), NRT_SUCCESS);
+            nrt_sys_trace_config_free(c);
+        }
+    });
 }

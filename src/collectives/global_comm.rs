@@ -3,9 +3,12 @@
 //! `nrt_barrier`, `nrt_all_gather`), for a rank given as a [`RankSpec`] (its core, its
 //! global rank, the world).
 
+use crate::collectives::rank_spec::RankSpec;
+use crate::dtype::Element;
 use crate::dtype::{bytes_of, bytes_of_mut};
+use crate::error::{Error, Result};
+use crate::objects::{Capabilities, Runtime};
 use crate::raw;
-use crate::{Capabilities, Element, Error, RankSpec, Result, Runtime};
 
 impl Runtime {
     /// Sets up the global communicator (`nrt_build_global_comm`) for `spec`: core

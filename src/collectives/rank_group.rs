@@ -5,7 +5,9 @@
 use std::ops::Range;
 
 use crate::collectives::rank_spec::RankSpec;
-use crate::{Error, ExecSets, Model, Rejected, Result, Runtime, Scheduled, TensorSet};
+use crate::error::{Error, Result};
+use crate::objects::{Model, Runtime, TensorSet};
+use crate::xu::{ExecSets, Rejected, Scheduled};
 
 fn count_error(inputs: usize, outputs: usize, ranks: usize) -> Error {
     Error::invalid(
@@ -61,9 +63,9 @@ impl Runtime {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for an empty core range or ranks past `world`; the
-    /// errors of [`Runtime::load_model_rank`] (ranks loaded before a failure are
-    /// unloaded).
+    /// [`Error::InvalidArgument`] for an empty core range, one past the visible cores or
+    /// ranks past `world` (checked before anything is loaded); the errors of
+    /// [`Runtime::load_model_rank`] (ranks loaded before a failure are unloaded).
     pub fn load_rank_group(
         &self,
         neff: &[u8],
@@ -76,6 +78,13 @@ impl Runtime {
             return Err(Error::invalid(
                 "cores",
                 format!("core range {cores:?} is empty: a group needs at least one rank"),
+            ));
+        }
+        let visible = self.visible_core_count()?;
+        if cores.end > visible {
+            return Err(Error::invalid(
+                "cores",
+                format!("core range {cores:?} goes past the {visible} visible cores"),
             ));
         }
         if first_rank.checked_add(n).is_none_or(|end| end > world) {

@@ -1,12 +1,11 @@
 //! The findings for each failing call, as lines of [`Error::hint`](crate::Error::hint).
 
-use std::ffi::{CStr, c_char};
-
 use nrt_sys::Library;
 
 use super::neff;
 use super::{Holders, Probe};
-use crate::{Error, NrtStatus, Placement, Runtime};
+use crate::error::{Error, NrtStatus};
+use crate::objects::{Placement, Runtime};
 
 const VISIBLE: &str = crate::VISIBLE_CORES_VAR;
 const NUM: &str = "NEURON_RT_NUM_CORES";
@@ -32,29 +31,11 @@ impl Target {
     /// nrt-sim when the library identifies as it (`nrt_sim_identity`), with its last
     /// error on this thread; a real libnrt otherwise.
     fn of(lib: &Library) -> Target {
-        /// "nrt-sim" in ASCII, the high bytes of `nrt_sim_identity()` (low byte: version).
-        const SIM: u64 = 0x6e72_742d_7369_6d00;
-        let Some(identity) = lib.symbol(c"nrt_sim_identity") else {
-            return Target::Hardware;
-        };
-        // SAFETY: the library is trusted (see nrt_sys::Library); a library exporting
-        // `nrt_sim_identity` is nrt-sim, whose header declares it `uint64_t (void)`.
-        let identity: unsafe extern "C" fn() -> u64 = unsafe { std::mem::transmute(identity) };
-        // SAFETY: nrt-sim documents the call as always safe.
-        if unsafe { identity() } & !0xff != SIM {
-            return Target::Hardware;
+        if crate::raw::sim::is_simulator(lib) {
+            Target::Simulator(crate::raw::sim::last_error(lib))
+        } else {
+            Target::Hardware
         }
-        let reason = lib.symbol(c"nrt_sim_last_error").and_then(|f| {
-            // SAFETY: nrt-sim (checked above) declares it `const char *(void)`.
-            let f: unsafe extern "C" fn() -> *const c_char = unsafe { std::mem::transmute(f) };
-            // SAFETY: always safe to call; the text (or NULL) stays valid until this
-            // thread's next failing call, and is copied at once.
-            unsafe {
-                let text = f();
-                (!text.is_null()).then(|| CStr::from_ptr(text).to_string_lossy().into_owned())
-            }
-        });
-        Target::Simulator(reason)
     }
 }
 

@@ -19,7 +19,7 @@
 //! }
 //! ```
 
-mod hints;
+pub(crate) mod hints;
 mod neff;
 #[cfg(test)]
 mod tests;
@@ -29,8 +29,6 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-
-pub(crate) use hints::{alloc_error, init_failed, load_error, place};
 
 /// What to do when the default search found no libnrt.
 const LIBRARY_NOT_FOUND_HINT: &str = "\

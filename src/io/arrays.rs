@@ -5,7 +5,8 @@ use std::borrow::Cow;
 use ndarray::{ArrayBase, ArrayD, ArrayViewD, Data, Dimension, IxDyn};
 
 use super::{Input, Kind, Output};
-use crate::{Element, Error, Result};
+use crate::dtype::Element;
+use crate::error::{Error, Result};
 
 #[cfg_attr(docsrs, doc(cfg(feature = "ndarray")))]
 impl<'a, T: Element, S: Data<Elem = T>, D: Dimension> From<&'a ArrayBase<S, D>> for Input<'a> {

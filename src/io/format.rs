@@ -1,7 +1,7 @@
 //! Text for tensor values of any dtype (for [`Output`](crate::Output)'s `Display`):
 //! little-endian elements decoded by dtype, hex bytes where there is no decoding.
 
-use crate::DType;
+use crate::dtype::DType;
 
 /// The first `n` elements of `bytes` (little-endian elements of `dtype`) as text.
 pub(crate) fn first_values(dtype: DType, bytes: &[u8], n: usize) -> Vec<String> {

@@ -6,14 +6,22 @@
 //! Real models mix element types (`i64` token ids, an `f32` or `bf16` mask, `bf16`
 //! outputs): [`Model::run`](crate::Model::run) takes one [`Input`] per model input, each
 //! of its own type, checked against the model's dtype, length and (when given) shape.
+//!
+//! Beside them: `batch` ([`ReadBatch`] / [`WriteBatch`]: many tensor ranges moved in one
+//! libnrt call) and `run` ([`Model::run`](crate::Model::run) with host data and
+//! [`BenchmarkStats`]).
 
+pub(crate) mod batch;
 mod format;
+pub(crate) mod run;
 
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::dtype::{DType, Element};
 use crate::dtype::{short_type_name, stores};
-use crate::{DType, Element, Error, Result, Tensor, TensorInfo};
+use crate::error::{Error, GivenInput, InputMismatch, Result};
+use crate::objects::{Tensor, TensorInfo};
 
 /// Host values for one model input: typed elements (checked against the input's dtype)
 /// or raw bytes (only their length is checked).
@@ -131,42 +139,80 @@ impl<'a> Input<'a> {
     /// [`Error::WrongLength`] (typed) or [`Error::SizeMismatch`] (bytes) for another
     /// size.
     pub fn check(&self, info: &TensorInfo) -> Result<()> {
+        let Some(given) = self.mismatch(info) else {
+            return Ok(());
+        };
+        Err(match given {
+            GivenInput::ElementType(given) => Error::WrongElementType {
+                tensor: info.name.clone(),
+                expected: info.dtype,
+                given,
+            },
+            GivenInput::Shape(given) => Error::WrongShape {
+                tensor: info.name.clone(),
+                expected: info.shape.clone(),
+                given,
+            },
+            GivenInput::Elements(given) => Error::WrongLength {
+                tensor: info.name.clone(),
+                expected: info.size / self.elem_size(),
+                given,
+            },
+            GivenInput::Bytes(actual) => Error::SizeMismatch {
+                tensor: info.name.clone(),
+                what: "model input",
+                expected: info.size,
+                actual,
+            },
+        })
+    }
+
+    /// [`Input::check`] for an input of model `model`: an [`Error::InputMismatch`]
+    /// naming the model, the input, its dtype, shape and size, and what was given.
+    pub(crate) fn check_for(&self, model: &str, info: &TensorInfo) -> Result<()> {
+        match self.mismatch(info) {
+            None => Ok(()),
+            Some(given) => Err(Error::InputMismatch(Box::new(InputMismatch {
+                model: model.to_owned(),
+                input: info.name.clone(),
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                size: info.size,
+                given,
+            }))),
+        }
+    }
+
+    /// What does not fit the model input `info` (element type, then shape, then size),
+    /// `None` when the values fit.
+    fn mismatch(&self, info: &TensorInfo) -> Option<GivenInput> {
         if let Kind::Typed {
             dtype, type_name, ..
         } = self.kind
             && !dtype.is_some_and(|given| stores(given, info.dtype))
         {
-            return Err(Error::WrongElementType {
-                tensor: info.name.clone(),
-                expected: info.dtype,
-                given: type_name,
-            });
+            return Some(GivenInput::ElementType(type_name));
         }
         if let Some(shape) = &self.shape
             && !same_shape(shape, &info.shape)
         {
-            return Err(Error::WrongShape {
-                tensor: info.name.clone(),
-                expected: info.shape.clone(),
-                given: shape.clone(),
-            });
+            return Some(GivenInput::Shape(shape.clone()));
         }
         if self.bytes.len() != info.size {
-            return Err(match self.kind {
-                Kind::Typed { elem_size, .. } => Error::WrongLength {
-                    tensor: info.name.clone(),
-                    expected: info.size / elem_size.max(1),
-                    given: self.bytes.len() / elem_size.max(1),
-                },
-                Kind::Bytes => Error::SizeMismatch {
-                    tensor: info.name.clone(),
-                    what: "model input",
-                    expected: info.size,
-                    actual: self.bytes.len(),
-                },
+            return Some(match self.kind {
+                Kind::Typed { .. } => GivenInput::Elements(self.bytes.len() / self.elem_size()),
+                Kind::Bytes => GivenInput::Bytes(self.bytes.len()),
             });
         }
-        Ok(())
+        None
+    }
+
+    /// The size of one element: the Rust type's for typed values, 1 for bytes.
+    fn elem_size(&self) -> usize {
+        match self.kind {
+            Kind::Typed { elem_size, .. } => elem_size.max(1),
+            Kind::Bytes => 1,
+        }
     }
 
     /// Writes the values to the start of `tensor` (after [`Input::check`] against its

@@ -1,5 +1,5 @@
 use super::*;
-use crate::TensorUsage;
+use crate::objects::TensorUsage;
 
 fn info(name: &str, dtype: DType, shape: &[u32]) -> TensorInfo {
     let n: usize = shape.iter().map(|&d| d as usize).product();

@@ -4,11 +4,12 @@ use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crate::error::{Error, Result};
+use crate::objects::{Model, Runtime};
 use crate::parallel::staged::ring::Ring;
 use crate::parallel::staged::{
     CoreStats, DEFAULT_STAGED_DEPTH, Driver, HostInputs, HostOutputs, Staged, StagedStream,
 };
-use crate::{Error, Model, Result, Runtime};
 
 /// One model loaded on several NeuronCores, each running the staged pipeline of
 /// [`StagedPipeline`](crate::StagedPipeline) (write -> execute -> read) on its own
@@ -88,10 +89,21 @@ impl Replicas {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] if `cores` is empty or names a core twice; the errors
-    /// of [`Runtime::load_model_on`] (nothing stays loaded then) and of
+    /// [`Error::InvalidArgument`] if `cores` is empty, names a core twice or names more
+    /// cores than are visible (checked before anything is loaded); the errors of
+    /// [`Runtime::load_model_on`] (nothing stays loaded then) and of
     /// [`from_models`](Replicas::from_models).
     pub fn load_on(rt: &Runtime, neff: &[u8], cores: &[u32]) -> Result<Replicas> {
+        let visible = rt.visible_core_count()?;
+        if cores.len() > visible as usize {
+            return Err(Error::invalid(
+                "cores",
+                format!(
+                    "{} cores named, more than the {visible} visible: one replica per core",
+                    cores.len()
+                ),
+            ));
+        }
         check_cores(cores)?;
         let models = cores
             .iter()

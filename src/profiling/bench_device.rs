@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use crate::{BenchmarkStats, Capabilities, Error, Model, Result, SysTraceConfig, TraceEvent};
+use crate::error::{Error, Result};
+use crate::io::run::BenchmarkStats;
+use crate::objects::{Capabilities, Model};
+use crate::profiling::trace::{SysTraceConfig, TraceEvent};
 
 /// The event type of a NeuronCore's execution span.
 pub const NC_EXEC_RUNNING: &str = "nc_exec_running";
@@ -64,15 +67,16 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for 0 iterations or while a system trace runs;
+    /// [`Error::InvalidArgument`] for 0 or more than 16,777,216 (2^24) iterations, more
+    /// than 2^24 warm-up runs, or while a system trace runs;
     /// [`Error::Unsupported`] without [`Capabilities::SYS_TRACE`];
     /// [`Error::UnexpectedResult`] when the trace does not hold exactly one span with a
     /// duration per timed execution on the model's core; otherwise as
     /// [`Model::allocate_inputs`] and [`Model::execute`].
     pub fn benchmark_device(&self, warmup: u32, iterations: u32) -> Result<BenchmarkStats> {
-        if iterations == 0 {
-            return Err(Error::invalid("iterations", "must be at least 1, got 0"));
-        }
+        // Bounded: the trace keeps room for every event of the warm-up and the run.
+        BenchmarkStats::check_count("iterations", iterations, 1)?;
+        BenchmarkStats::check_count("warmup", warmup, 0)?;
         self.runtime()
             .require(Capabilities::SYS_TRACE, "nrt_sys_trace_start")?;
         let inputs = self.allocate_inputs()?;

@@ -5,8 +5,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use nrt_sys as sys;
 
+use crate::error::{Error, Result};
+use crate::objects::{Capabilities, Placement, Runtime, Tensor};
 use crate::raw;
-use crate::{Capabilities, Error, Placement, Result, Runtime, Tensor};
 
 /// One debug event.
 #[derive(Clone, Debug, PartialEq)]

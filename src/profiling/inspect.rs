@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use super::Claim;
+use crate::error::{Error, Result};
+use crate::objects::{Capabilities, Runtime};
 use crate::raw;
-use crate::{Capabilities, Error, Result, Runtime};
 
 /// libnrt has one inspect session and one continuous profile per process.
 static INSPECTING: AtomicBool = AtomicBool::new(false);

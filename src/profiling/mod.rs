@@ -7,11 +7,12 @@ pub(crate) mod bench_device;
 pub(crate) mod debug_stream;
 pub(crate) mod inspect;
 pub(crate) mod profile;
+pub(crate) mod spans;
 pub(crate) mod trace;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A facility libnrt runs once per process (a system trace, an inspect session,
 /// continuous profiling), held by one wrapper at a time and released exactly once, by

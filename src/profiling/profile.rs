@@ -5,8 +5,9 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
+use crate::error::{Error, Result};
+use crate::objects::{Capabilities, Model};
 use crate::raw;
-use crate::{Capabilities, Error, Model, Result};
 
 /// The output paths of the profiles running in this process, as passed to libnrt.
 /// `nrt_profile_stop` names a profile by its path alone, so two profiles writing the

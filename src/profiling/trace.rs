@@ -7,8 +7,9 @@ use std::sync::atomic::AtomicBool;
 use serde_json::{Map, Value};
 
 use super::Claim;
+use crate::error::{Error, Result};
+use crate::objects::{Capabilities, Runtime};
 use crate::raw;
-use crate::{Capabilities, Error, Result, Runtime};
 
 /// The system trace is process-wide in libnrt: one at a time.
 static RUNNING: AtomicBool = AtomicBool::new(false);

@@ -9,7 +9,7 @@
 use nrt_sys::Library;
 
 use super::{check, entry};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// `nrt_build_global_comm`: makes core `vnc` member `rank` of the global communicator
 /// of `world` members.

@@ -6,7 +6,7 @@ use std::ptr;
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry, failed};
-use crate::Result;
+use crate::error::Result;
 
 /// Every entry a stream needs from connect to close.
 pub(crate) fn can_stream(lib: &Library) -> Result<()> {

@@ -5,7 +5,7 @@ use std::ffi::{c_int, c_void};
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::Result;
+use crate::error::Result;
 
 /// `nrt_execute`: runs `model` on the tensors bound in `inputs`, writing `outputs`.
 ///

@@ -6,7 +6,7 @@ use std::ptr::{self, NonNull};
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// An inspect session's options (see [`crate::InspectConfig`]).
 pub(crate) struct Inspect<'a> {

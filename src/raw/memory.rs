@@ -6,7 +6,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// `nrt_tensor_get_va`: the tensor's virtual address, `None` when libnrt has none for it.
 ///

@@ -13,7 +13,8 @@
 //! [`set`], [`model`], [`exec`] (`nrt_execute*`), [`collectives`] (global communicator,
 //! barrier), [`profile`], [`trace`] (system trace), [`inspect`] (inspect and continuous
 //! profiling), [`debug`] (debug stream), [`memory`] (dma-buf export), and [`xu`] (the
-//! async `nrta_*` calls).
+//! async `nrta_*` calls); [`sim`] reads nrt-sim's reason for a failure (the cause of
+//! the error).
 //!
 //! Trust: every `Library` is libnrt, loaded from a path (loading trusts the library,
 //! see [`nrt_sys::Library`]) or built with the unsafe `Library::in_process`, whose
@@ -24,7 +25,7 @@ use std::ffi::CStr;
 
 use nrt_sys::{self as sys, Library};
 
-use crate::{Error, NrtStatus, Result};
+use crate::error::{Error, NrtStatus, Result};
 
 pub(crate) mod collectives;
 pub(crate) mod debug;
@@ -35,6 +36,7 @@ pub(crate) mod model;
 pub(crate) mod profile;
 pub(crate) mod runtime;
 pub(crate) mod set;
+pub(crate) mod sim;
 pub(crate) mod tensor;
 pub(crate) mod trace;
 pub(crate) mod xu;
@@ -71,16 +73,36 @@ pub(crate) fn check(lib: &Library, function: &'static str, raw: sys::NRT_STATUS)
     }
 }
 
-/// [`Error::Nrt`] for a failure status `raw` of `function`, without context.
+/// [`Error::Nrt`] for a failure status `raw` that `function` just returned on this
+/// thread, without context; with nrt-sim's reason for it as the [`Error::cause`] when
+/// the library is nrt-sim (nothing is added for a real libnrt).
 #[cold]
 #[inline(never)]
 pub(crate) fn failed(lib: &Library, function: &'static str, raw: sys::NRT_STATUS) -> Error {
+    failed_because(lib, function, raw, sim::reason_for(lib, function))
+}
+
+/// [`Error::Nrt`] for a failure status `raw` of `function` with the simulator's `reason`
+/// for it (if any) as the cause, `"nrt-sim's reason: ..."`, without context.
+#[cold]
+#[inline(never)]
+pub(crate) fn failed_because(
+    lib: &Library,
+    function: &'static str,
+    raw: sys::NRT_STATUS,
+    reason: Option<String>,
+) -> Error {
     Error::Nrt {
         function,
         status: NrtStatus::from_raw(raw),
         message: status_text(lib, raw),
         context: None,
-        diagnosis: None,
+        diagnosis: reason.map(|r| {
+            Box::new(crate::error::Diagnosis {
+                cause: Some(format!("nrt-sim's reason: {r}")),
+                hint: None,
+            })
+        }),
     }
 }
 

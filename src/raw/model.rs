@@ -6,7 +6,7 @@ use std::ptr::{self, NonNull};
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry, fixed_c_string};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// `nrt_load`: loads the NEFF in `neff` on core `vnc` (-1: the first free core).
 pub(crate) fn load(lib: &Library, neff: &[u8], vnc: i32) -> Result<NonNull<sys::nrt_model_t>> {

@@ -5,7 +5,7 @@ use std::ffi::CStr;
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::Result;
+use crate::error::Result;
 
 /// [`Error::Unsupported`](crate::Error::Unsupported) unless the library has
 /// `nrt_profile_stop`: checked before starting, so that every profile can be stopped.

@@ -6,7 +6,7 @@ use std::ffi::CStr;
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::Result;
+use crate::error::Result;
 
 /// `nrt_init`.
 ///

@@ -7,7 +7,7 @@ use std::ptr::{self, NonNull};
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// [`Error::Unsupported`] unless the library has `nrt_tensor_free`: checked before
 /// creating a tensor, so that nothing is created that could not be freed.

@@ -6,7 +6,7 @@ use std::ptr::{self, NonNull};
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What a capture records (see [`crate::SysTraceConfig`]).
 pub(crate) struct Capture<'a> {

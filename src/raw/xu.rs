@@ -16,7 +16,7 @@ use std::ffi::{c_int, c_void};
 use nrt_sys::{self as sys, Library};
 
 use super::{check, entry};
-use crate::Result;
+use crate::error::Result;
 
 /// `nrta_execute_schedule` on the compute queue `queue` of the model's core.
 ///

@@ -32,7 +32,7 @@ use super::payload::Payload;
 use super::queue::{Admit, ExecUnit, QueueState};
 use super::request::Scheduled;
 use super::seq::SeqId;
-use crate::NrtStatus;
+use crate::error::NrtStatus;
 
 /// Consecutive polls on which the submission behind the front finds the front's turn
 /// untaken before it skips the front.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use super::detached;
 use super::kind::XuKind;
 use super::queue::ExecUnit;
-use crate::{Capabilities, Error, Result, Runtime};
+use crate::error::{Error, Result};
+use crate::objects::{Capabilities, Runtime};
 
 impl Runtime {
     /// The COMPUTE unit of NeuronCore `core` (it has one queue), which runs models

@@ -24,7 +24,8 @@ use super::payload::sealed::Detached;
 use super::queue::UnitInner;
 use super::seq::SeqId;
 use super::slots::Slot;
-use crate::NrtStatus;
+use crate::error::NrtStatus;
+use crate::profiling::spans::{self, Span};
 
 /// Orphans the lists have room for before they grow.
 const RESERVED: usize = 256;
@@ -39,6 +40,8 @@ pub(crate) struct Orphan {
     pub(crate) slot: Slot,
     pub(crate) payload: Detached,
     pub(crate) keep: Option<KeepAlive>,
+    /// The request's `neuron_rt.schedule` span, closed when it is released.
+    span: Span,
     /// Whether the thread's eventfd is registered with libnrt for this request.
     registered: bool,
 }
@@ -50,6 +53,7 @@ impl Orphan {
         slot: Slot,
         payload: Detached,
         keep: Option<KeepAlive>,
+        span: Span,
     ) -> Orphan {
         Orphan {
             unit,
@@ -57,6 +61,7 @@ impl Orphan {
             slot,
             payload,
             keep,
+            span,
             registered: false,
         }
     }
@@ -77,7 +82,8 @@ impl Orphan {
         // SAFETY: the slot's pool belongs to `self.unit`, alive here.
         let raw = unsafe { self.slot.cell() }.load(Ordering::Acquire);
         // A fatal status still makes the unit unrecoverable, as for a waited request.
-        if NrtStatus::from_raw(raw).is_fatal() {
+        let status = NrtStatus::from_raw(raw);
+        if status.is_fatal() {
             self.unit.state.mark_fatal(raw);
         }
         let Orphan {
@@ -85,8 +91,11 @@ impl Orphan {
             slot,
             payload,
             keep,
+            span,
             ..
         } = self;
+        spans::record_status(&span, status);
+        drop(span);
         unit.state.slots.give_back(slot);
         // SAFETY: the request completed (observed by the caller), so libnrt no longer
         // accesses the payload.

@@ -34,7 +34,7 @@ use nrt_sys::Library;
 
 use super::kind::XuKind;
 use super::seq::SeqId;
-use crate::Capabilities;
+use crate::objects::Capabilities;
 use crate::raw;
 
 /// A library with completion events: only made for one with
@@ -100,9 +100,23 @@ pub(crate) fn block_on(fd: RawFd, timeout: Option<Duration>) {
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
+    // A timed block ends at its timeout within 1 us instead of the thread's timer slack
+    // (50 us by default): waits that block until shortly before a predicted completion
+    // (`timing.rs`) rely on it. The thread's own slack is put back afterwards.
+    // SAFETY: PR_GET_TIMERSLACK takes no pointer and returns this thread's slack.
+    let slack = ts.map(|_| unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) });
+    let lowered = slack.is_some_and(|s| s > 1000);
+    if lowered {
+        // SAFETY: PR_SET_TIMERSLACK takes an integer and changes only this thread.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+    }
     // SAFETY: one valid pollfd; `ts_ptr` is null or points to a live timespec; no
     // signal mask change (null).
     let _ = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, std::ptr::null()) };
+    if let Some(old) = slack.filter(|_| lowered) {
+        // SAFETY: as above; puts back the slack the thread had.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, old as libc::c_ulong) };
+    }
 }
 
 /// Eventfds of exited threads, for reuse (see the module docs: never closed).

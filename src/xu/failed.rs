@@ -6,7 +6,7 @@ use std::fmt;
 
 use super::payload::Payload;
 use super::request::{Rejected, Request};
-use crate::Error;
+use crate::error::Error;
 
 /// A job of a [`Pipeline`](super::Pipeline) that failed, or a request awaited with
 /// [`Request::completion`] that did: why, and its payload when it still exists.

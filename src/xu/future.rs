@@ -22,8 +22,8 @@ use super::queue::QueueState;
 use super::request::Request;
 use super::seq::SeqId;
 use super::wait::Backoff;
+use crate::error::{Error, Result};
 use crate::raw;
-use crate::{Error, Result};
 use nrt_sys::Library;
 
 /// A [`Request`] as a [`Future`]: resolves to what [`Request::wait`] returns, without

@@ -96,6 +96,7 @@ mod retry;
 mod scope;
 mod seq;
 mod slots;
+mod timing;
 #[cfg(feature = "tokio")]
 mod tokio_events;
 mod unit;

@@ -7,8 +7,9 @@ use std::ptr::NonNull;
 
 use std::sync::Arc;
 
-use crate::tensor::TensorInner;
-use crate::{Element, Model, TensorSet};
+use crate::dtype::Element;
+use crate::objects::tensor::TensorInner;
+use crate::objects::{Model, TensorSet};
 
 pub(crate) mod sealed {
     /// How a payload is held while libnrt may use it.
@@ -70,12 +71,23 @@ use sealed::{Sealed, SealedBuffer};
 
 /// Handles a request holds so that what libnrt uses stays alive until completion.
 pub(crate) enum KeepAlive {
-    Model(#[allow(dead_code)] Model),
+    Model(Model),
     Tensor(#[allow(dead_code)] Arc<TensorInner>),
     Tensors(
         #[allow(dead_code)] Arc<TensorInner>,
         #[allow(dead_code)] Arc<TensorInner>,
     ),
+}
+
+impl KeepAlive {
+    /// The label of the model an execution keeps loaded (spans name it).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) fn model_label(&self) -> Option<&str> {
+        match self {
+            KeepAlive::Model(model) => Some(model.label()),
+            _ => None,
+        }
+    }
 }
 
 /// What a [`Request`](crate::Request) can own and hand back: `(TensorSet, TensorSet)` for an

@@ -8,7 +8,7 @@ use super::failed::{Failed, finish};
 use super::future::CompletionWatch;
 use super::payload::Payload;
 use super::request::Request;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// The default number of requests a [`Pipeline`] keeps queued: the vendor's advice of
 /// 2-3 per execution unit.

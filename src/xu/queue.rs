@@ -18,8 +18,9 @@ use super::kind::XuKind;
 use super::seq::SeqId;
 use super::slots::SlotPool;
 use super::wait::poll_until;
+use crate::error::{Error, NrtStatus, Result};
+use crate::objects::Runtime;
 use crate::raw;
-use crate::{Error, NrtStatus, Result, Runtime};
 
 /// One execution-unit queue: `(core, kind, queue)`, the target of async requests.
 ///
@@ -120,6 +121,9 @@ pub(crate) struct QueueState {
     /// blocking wait watches the status slot: the next one then blocks at once instead
     /// of spinning (see `Request::wait`).
     pub(crate) long_waits: AtomicBool,
+    /// When its last request was submitted and how long its requests take, for waits
+    /// that block until shortly before the predicted end (`timing.rs`).
+    pub(crate) timing: super::timing::Timing,
 }
 
 // The fields every request touches, the spare slot included (`SlotPool` is `repr(C)`
@@ -254,6 +258,7 @@ impl UnitRegistry {
             capacity: AtomicUsize::new(0),
             admission: AdmissionQueue::default(),
             long_waits: AtomicBool::new(false),
+            timing: Default::default(),
         };
         let mut unused = Some(state);
         let kept = cell.get_or_init(|| Arc::new(unused.take().expect("taken once")));
@@ -414,12 +419,16 @@ impl UnitInner {
         if NrtStatus::from_raw(raw).is_fatal() {
             self.state.mark_fatal(raw);
         }
-        raw::check(self.state.lib, function, raw)
-            .err()
-            .unwrap_or(Error::UnexpectedResult {
+        if raw == sys::NRT_SUCCESS {
+            return Error::UnexpectedResult {
                 function,
                 reason: "failure status lost".into(),
-            })
+            };
+        }
+        // The request ran on the library's worker: its reason is the request's, not this
+        // thread's last error.
+        let lib = self.state.lib;
+        raw::failed_because(lib, function, raw, raw::sim::request_reason(lib, seq.raw()))
             .context(format!("request {seq} on {}", self.state))
     }
 }

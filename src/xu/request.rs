@@ -14,7 +14,8 @@ use super::payload::{KeepAlive, Payload};
 use super::queue::{ExecUnit, UnitInner};
 use super::seq::SeqId;
 use super::slots::{Slot, UNWRITTEN};
-use crate::{Error, Result};
+use crate::error::{Error, Result};
+use crate::profiling::spans::{self, Span};
 
 /// How long a blocking wait watches the request's status slot before it blocks (see
 /// `Inner::watch_slot`): about one thread wake-up, so a request that completes
@@ -45,7 +46,8 @@ pub type Scheduled<T> = std::result::Result<Request<T>, Rejected<T>>;
 /// scope requires. If completion can no longer be observed (polling fails), or if the
 /// request is leaked with [`mem::forget`](std::mem::forget), its payload, slot and
 /// handles are leaked instead of freed, so libnrt never writes to freed memory; a leaked
-/// request also keeps the runtime open for the rest of the process.
+/// request also keeps the runtime open for the rest of the process (and, with feature
+/// `tracing`, its `neuron_rt.schedule` span never closes).
 ///
 /// `Request` implements [`IntoFuture`](std::future::IntoFuture): `request.await` works
 /// with any executor (see [`RequestFuture`](crate::RequestFuture)).
@@ -77,6 +79,9 @@ struct Inner<T: Payload> {
     parked: T::Parked,
     /// `None` once handed to an async scope, which then holds it.
     keep: Option<KeepAlive>,
+    /// The `neuron_rt.schedule` span (feature `tracing`), closed when the request's
+    /// completion is observed (never, for a leaked request).
+    span: Span,
 }
 
 /// How a request refers to its unit: by a counted reference, or (for a request of an
@@ -134,6 +139,7 @@ impl<T: Payload> Request<T> {
         function: &'static str,
         parked: T::Parked,
         keep: KeepAlive,
+        span: Span,
     ) -> Request<T> {
         Request {
             inner: ManuallyDrop::new(Inner {
@@ -143,6 +149,7 @@ impl<T: Payload> Request<T> {
                 function,
                 parked,
                 keep: Some(keep),
+                span,
             }),
         }
     }
@@ -233,26 +240,70 @@ impl<T: Payload> Request<T> {
     /// not be observed (polling failed), in which case it was leaked.
     pub fn wait_with_payload(self) -> (Option<T>, Result<()>) {
         let inner = self.into_inner();
+        let span = inner.wait_span();
+        let _entered = span.enter();
+        let (payload, status) = inner.wait();
+        spans::record_result(&span, &status);
+        (payload, status)
+    }
+
+    fn into_inner(self) -> Inner<T> {
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again and never dropped (ManuallyDrop), so the
+        // inner value is moved out exactly once.
+        unsafe { ManuallyDrop::take(&mut this.inner) }
+    }
+}
+
+impl<T: Payload> Inner<T> {
+    /// The `neuron_rt.wait` span of a wait for this request: a child of its
+    /// `neuron_rt.schedule` span, with the same fields.
+    fn wait_span(&self) -> Span {
+        spans::debug_span!(
+            parent: &self.span,
+            "neuron_rt.wait",
+            model = self.keep.as_ref().and_then(KeepAlive::model_label),
+            core = self.unit.state.core,
+            unit_kind = self.unit.state.kind.name(),
+            queue = self.unit.state.queue,
+            seq_id = %self.seq,
+        )
+    }
+
+    /// [`Request::wait_with_payload`] without its span.
+    fn wait(self) -> (Option<T>, Result<()>) {
+        let inner = self;
         // Spin on the slot only while this queue's requests tend to complete within the
         // watch: for long ones the spin is pure CPU (measured: 64 % of a core at 100 us
         // requests against 17 % for a synchronous call, for 3-6 us of latency).
         let long_waits = &inner.unit.state.long_waits;
         let spin = !long_waits.load(Ordering::Relaxed);
         let started = (!spin).then(Instant::now);
+        let mut watched = false;
         if spin {
-            inner.watch_slot();
+            inner.watch_slot(WATCH_SLOT);
+        } else {
+            watched = inner.wait_near_end();
         }
         // The slot is written when the request completes: confirm with libnrt once, and
         // wait (block) only if it is not complete yet.
         if matches!(inner.unit.is_completed(inner.seq), Ok(true)) {
             if !spin {
+                let timing = &inner.unit.state.timing;
+                timing.completed(inner.seq.number(), Instant::now(), watched);
                 // Shorter than a watch after all: spin next time.
-                long_waits.store(false, Ordering::Relaxed);
+                if started.is_some_and(|s| s.elapsed() < WATCH_SLOT) {
+                    long_waits.store(false, Ordering::Relaxed);
+                }
             }
             let (payload, status) = inner.complete();
             return (Some(payload), status);
         }
         let waited = inner.unit.wait(inner.seq);
+        if !spin {
+            let timing = &inner.unit.state.timing;
+            timing.completed(inner.seq.number(), Instant::now(), false);
+        }
         // A spin that saw nothing means a long request; without a spin, the whole wait
         // tells.
         let long = started.is_none_or(|s| s.elapsed() >= WATCH_SLOT);
@@ -269,38 +320,58 @@ impl<T: Payload> Request<T> {
         }
     }
 
-    fn into_inner(self) -> Inner<T> {
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never used again and never dropped (ManuallyDrop), so the
-        // inner value is moved out exactly once.
-        unsafe { ManuallyDrop::take(&mut this.inner) }
-    }
-}
-
-impl<T: Payload> Inner<T> {
-    /// Watches the request's status slot for up to [`WATCH_SLOT`] before the caller
-    /// blocks: libnrt writes the slot when the request completes, and a request that
-    /// completes within that time is then seen without the two system calls and the
-    /// thread wake-up of an event wait. Only a hint: completion is still confirmed with
-    /// libnrt afterwards.
-    fn watch_slot(&self) {
+    /// Watches the request's status slot for up to `limit` ([`WATCH_SLOT`] before the
+    /// caller blocks): libnrt writes the slot when the request completes, and a request
+    /// that completes within that time is then seen without the two system calls and
+    /// the thread wake-up of an event wait. Returns whether it saw the slot being
+    /// written (not whether it was written before the watch began).
+    /// Only a hint: completion is still confirmed with libnrt afterwards.
+    fn watch_slot(&self, limit: Duration) -> bool {
         // SAFETY: the slot's pool belongs to `self.unit`, alive while `self` is.
         let cell = unsafe { self.slot.cell() };
         // The slot is looked at after every spin hint (a PAUSE can take ~50 ns); the
         // clock is read only once a first round of spins did not see it written, and
         // then every 64 spins.
+        if cell.load(Ordering::Relaxed) != UNWRITTEN {
+            // Written before the watch began: when, it cannot tell.
+            return false;
+        }
         let mut start = None;
         let mut spins = 0u32;
         while cell.load(Ordering::Relaxed) == UNWRITTEN {
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(64) {
                 let started = *start.get_or_insert_with(Instant::now);
-                if started.elapsed() >= WATCH_SLOT {
-                    return;
+                if started.elapsed() >= limit {
+                    return false;
                 }
             }
             std::hint::spin_loop();
         }
+        true
+    }
+
+    /// For a long request whose end this queue can predict (`timing.rs`): blocks on the
+    /// completion event until [`AHEAD`](super::timing::AHEAD) before the predicted end,
+    /// then watches the slot for up to twice that, so that the completion is seen by a
+    /// thread already awake rather than by one woken for it (tens of microseconds late
+    /// on a VM). Returns whether the watch saw the slot written (the completion time is
+    /// then known to the microsecond); the caller confirms completion as usual.
+    fn wait_near_end(&self) -> bool {
+        use super::timing::{AHEAD, Plan};
+        match self.unit.state.timing.plan(self.seq.number()) {
+            Plan::Unknown => return false,
+            Plan::Watch => {}
+            Plan::BlockThenWatch(block) => {
+                if matches!(
+                    self.unit.wait_until(self.seq, Some(block)),
+                    Ok(true) | Err(_)
+                ) {
+                    return false;
+                }
+            }
+        }
+        self.watch_slot(2 * AHEAD)
     }
 
     /// Reads the status and takes the payload back. Only call after completion was
@@ -319,6 +390,7 @@ impl<T: Payload> Inner<T> {
             function,
             parked,
             keep,
+            span,
         } = self;
         unit.state.slots.give_back(slot);
         // SAFETY: `parked` came from `park` of this payload, is unparked once, and the
@@ -336,6 +408,8 @@ impl<T: Payload> Inner<T> {
             }),
             raw => Err(unit.request_error(function, seq, raw)),
         };
+        spans::record_result(&span, &status);
+        drop(span);
         (payload, status)
     }
 
@@ -350,6 +424,7 @@ impl<T: Payload> Inner<T> {
             function,
             parked,
             keep,
+            span,
         } = self;
         let unit = match unit {
             UnitRef::Owned(unit) => unit,
@@ -361,6 +436,7 @@ impl<T: Payload> Inner<T> {
                     function,
                     parked,
                     keep,
+                    span,
                 });
             }
         };
@@ -374,10 +450,12 @@ impl<T: Payload> Inner<T> {
                     function,
                     parked,
                     keep,
+                    span,
                 });
             }
         };
-        if let Err(orphan) = detached::hand_over(Orphan::new(unit, seq, slot, payload, keep)) {
+        if let Err(orphan) = detached::hand_over(Orphan::new(unit, seq, slot, payload, keep, span))
+        {
             // No background thread could be started: wait here after all.
             orphan.release_when_complete();
         }

@@ -7,7 +7,7 @@ use super::queue::ExecUnit;
 use super::request::Scheduled;
 use super::seq::SeqId;
 use super::wait::Backoff;
-use crate::NrtStatus;
+use crate::error::NrtStatus;
 
 /// Bounds for [`ExecUnit::submit_with_retry`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

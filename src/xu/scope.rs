@@ -9,7 +9,8 @@ use super::payload::KeepAlive;
 use super::queue::{ExecUnit, UnitInner};
 use super::request::Scheduled;
 use super::seq::SeqId;
-use crate::{Element, Model, Tensor, TensorSet};
+use crate::dtype::Element;
+use crate::objects::{Model, Tensor, TensorSet};
 
 /// Runs `f` with a [`Scope`] whose requests may *borrow* host buffers and tensor sets,
 /// and returns only once every request scheduled through the scope has completed.
@@ -199,7 +200,7 @@ impl std::fmt::Debug for Scope<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Placement, Runtime};
+    use crate::objects::{Placement, Runtime};
 
     /// The counted handle is made from the request's raw pointer to the unit, which
     /// must be allowed to reach the `Arc`'s counts: Miri (Stacked Borrows) checks that,

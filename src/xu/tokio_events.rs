@@ -16,19 +16,26 @@
 //!   makes the fd ready again, so none is lost.
 //! * A runtime that shuts down wakes the watch one last time with an error: the watch
 //!   is then dead and wakes every waiter of the unit, which register again (on the
-//!   event thread, or another runtime) when polled.
+//!   event thread, or another runtime) when polled. The next registration on the unit
+//!   (from any thread) removes dead watches: their `AsyncFd` is dropped, and with it
+//!   the runtime's IO driver (its epoll fd and waker), and their eventfd is kept for
+//!   the unit's next watch. So a unit holds the eventfds of the runtimes that are alive
+//!   at once, whatever the number that came and went.
 //! * A runtime without its IO driver (`enable_io` not called) cannot register fds:
 //!   tokio panics on the attempt, which is caught once per runtime (tokio's panic hook
-//!   prints its message); the watch stays dead and that runtime's futures use the
-//!   event thread. (Under `panic = "abort"` that panic aborts, as it would for any
-//!   tokio IO type used on such a runtime: the feature's docs ask for `enable_io`.)
+//!   prints its message; the unit remembers the last [`NO_IO_REMEMBERED`] such
+//!   runtimes); that runtime's futures use the event thread. (Under `panic = "abort"`
+//!   that panic aborts, as it would for any tokio IO type used on such a runtime: the
+//!   feature's docs ask for `enable_io`.)
 //! * A future polled in a runtime's context relies on that runtime's reactor being
 //!   driven, as any tokio IO does (a current-thread runtime merely entered with
 //!   `Handle::enter` and never run would not wake it).
-//! * The eventfd is never closed before the unit closes (libnrt may still signal a
-//!   registration nobody consumed): the unit keeps every watch, dead or alive, until it
-//!   is dropped after `nrt_close`.
+//! * An eventfd is never closed before the unit closes (libnrt may still signal a
+//!   registration nobody consumed): the unit keeps each one, in a watch or for reuse,
+//!   until it is dropped after `nrt_close`. A stale signal in a reused eventfd causes
+//!   one spurious check of the unit's waiters, nothing else.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +46,10 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::runtime::{Handle, Id};
 
+/// How many runtimes without an IO driver a unit remembers (so as not to try, and have
+/// tokio panic, again on each poll there).
+const NO_IO_REMEMBERED: usize = 16;
+
 /// What a watch calls back into: the unit's list of waiting futures.
 pub(crate) trait Signalled: Send + Sync {
     /// `fd` was signalled: drain it, then wake the futures whose request completed.
@@ -48,7 +59,7 @@ pub(crate) trait Signalled: Send + Sync {
 }
 
 /// A raw eventfd number for `AsyncFd`, which must not own (close) it: [`TokioWatch`]
-/// owns the fd and drops the `AsyncFd` first.
+/// holds the fd and drops the `AsyncFd` first.
 struct RawEventFd(RawFd);
 
 impl AsRawFd for RawEventFd {
@@ -59,16 +70,19 @@ impl AsRawFd for RawEventFd {
 
 /// The eventfd of one unit for the futures polled on one tokio runtime.
 pub(crate) struct TokioWatch {
+    /// The path of the futures waiting through it (> 0, never reused in the unit).
+    path: u64,
     runtime: Id,
-    /// Registered with that runtime's reactor; `None` once the unit closed, or when the
-    /// runtime has no IO driver. Declared before `fd`: dropped (deregistered) first.
+    /// Registered with that runtime's reactor; `None` once the unit closed or the watch
+    /// was removed. Dropped (deregistered) before `fd` can close (see [`TokioWatches`]).
     afd: Mutex<Option<AsyncFd<RawEventFd>>>,
-    /// False once the runtime shut down (or could not register the fd).
+    /// False once the runtime shut down (or the unit closed).
     alive: AtomicBool,
     unit: Weak<dyn Signalled>,
     /// Reusable buffer for the wakers of one signal.
     woken: Mutex<Vec<Waker>>,
-    fd: OwnedFd,
+    /// Shared with the unit's [`TokioWatches`], which keeps it open until it is dropped.
+    fd: Arc<OwnedFd>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -132,12 +146,49 @@ impl Wake for TokioWatch {
     }
 }
 
-/// The tokio watches of one unit, one per runtime its futures were polled on.
+/// The tokio watches of one unit, one per live runtime its futures were polled on.
 #[derive(Default)]
 pub(crate) struct TokioWatches {
-    list: Mutex<Vec<Arc<TokioWatch>>>,
+    list: Mutex<List>,
     /// Set by [`detach`](TokioWatches::detach): no watch is made any more.
     closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct List {
+    watches: Vec<Arc<TokioWatch>>,
+    /// Eventfds of removed watches, for the next ones (never closed before the unit).
+    spare: Vec<Arc<OwnedFd>>,
+    /// The last runtimes found without an IO driver, newest last.
+    no_io: VecDeque<Id>,
+    /// The path of the last watch made.
+    last_path: u64,
+}
+
+impl List {
+    /// Takes the watches whose runtime shut down out of the list (their eventfds go to
+    /// the spares); the caller drops their `AsyncFd`s outside the list's lock.
+    fn take_dead(&mut self) -> Vec<Arc<TokioWatch>> {
+        if self.watches.iter().all(|w| w.alive()) {
+            return Vec::new();
+        }
+        let (alive, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut self.watches)
+            .into_iter()
+            .partition(|w| w.alive());
+        self.watches = alive;
+        self.spare.extend(dead.iter().map(|w| Arc::clone(&w.fd)));
+        dead
+    }
+}
+
+/// Deregisters removed watches from their (shut down) reactors; dropping the last
+/// `AsyncFd` of a runtime frees its IO driver. Outside every lock of ours: dropping an
+/// `AsyncFd` clears the reactor's wakers, which may drop a watch.
+fn drop_dead(dead: Vec<Arc<TokioWatch>>) {
+    for watch in dead {
+        let afd = lock(&watch.afd).take();
+        drop(afd);
+    }
 }
 
 impl TokioWatches {
@@ -151,61 +202,83 @@ impl TokioWatches {
         unit: impl FnOnce() -> Weak<dyn Signalled>,
         new_fd: impl FnOnce() -> Option<OwnedFd>,
     ) -> Option<(u64, RawFd)> {
-        let runtime = Handle::try_current().ok()?.id();
+        let handle = Handle::try_current();
         let mut list = lock(&self.list);
         if self.closed.load(Ordering::Acquire) {
             return None;
         }
-        if let Some(at) = list.iter().position(|w| w.runtime == runtime) {
-            let watch = &list[at];
-            return watch.alive().then(|| (at as u64 + 1, watch.fd.as_raw_fd()));
+        let dead = list.take_dead();
+        if !dead.is_empty() {
+            drop(list);
+            drop_dead(dead);
+            list = lock(&self.list);
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
         }
-        let fd = new_fd()?;
+        let runtime = handle.ok()?.id();
+        if let Some(watch) = list.watches.iter().find(|w| w.runtime == runtime) {
+            return watch.alive().then(|| (watch.path, watch.fd.as_raw_fd()));
+        }
+        if list.no_io.contains(&runtime) {
+            return None;
+        }
+        let fd = match list.spare.pop() {
+            Some(fd) => fd,
+            None => Arc::new(new_fd()?),
+        };
         // Inside the runtime's context (try_current succeeded), as registering needs.
-        // tokio panics when the runtime has no IO driver: caught, the watch stays dead.
+        // tokio panics when the runtime has no IO driver: caught, remembered.
         let afd = catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: the fd is owned by the watch made below, which drops the AsyncFd
-            // before it (field order) and never changes it.
+            // SAFETY: the fd stays open while the AsyncFd exists: the watch made below
+            // holds it, and this unit's `TokioWatches` holds it until it is dropped,
+            // after every AsyncFd was (`detach`, `drop_dead`); nothing changes it.
             unsafe {
                 AsyncFd::register_with_interest(RawEventFd(fd.as_raw_fd()), Interest::READABLE)
             }
         }))
         .ok()
         .and_then(Result::ok);
-        let alive = afd.is_some();
+        let Some(afd) = afd else {
+            list.spare.push(fd);
+            if list.no_io.len() == NO_IO_REMEMBERED {
+                list.no_io.pop_front();
+            }
+            list.no_io.push_back(runtime);
+            return None;
+        };
+        list.last_path += 1;
         let watch = Arc::new(TokioWatch {
+            path: list.last_path,
             runtime,
-            afd: Mutex::new(afd),
-            alive: AtomicBool::new(alive),
+            afd: Mutex::new(Some(afd)),
+            alive: AtomicBool::new(true),
             unit: unit(),
             woken: Mutex::new(Vec::new()),
             fd,
         });
-        let raw = watch.fd.as_raw_fd();
-        list.push(Arc::clone(&watch));
-        let path = list.len() as u64;
+        list.watches.push(Arc::clone(&watch));
         drop(list);
         // Outside the list's lock: arming may wake futures (a runtime shutting down).
         watch.arm();
-        watch.alive().then_some((path, raw))
+        watch.alive().then(|| (watch.path, watch.fd.as_raw_fd()))
     }
 
     /// Deregisters every watch from its reactor (the unit closes); the eventfds stay
     /// open until this value is dropped, after `nrt_close`.
     pub(crate) fn detach(&self) {
-        let list = {
+        let watches = {
             let mut list = lock(&self.list);
             self.closed.store(true, Ordering::Release);
-            std::mem::take(&mut *list)
+            std::mem::take(&mut list.watches)
         };
-        for watch in &list {
+        for watch in &watches {
             watch.alive.store(false, Ordering::Release);
-            // Dropped outside the watch's lock: deregistering clears the reactor's
-            // wakers, which may drop this watch's waker.
-            let afd = lock(&watch.afd).take();
-            drop(afd);
         }
         // The eventfds must outlive nrt_close: kept until this value is dropped.
-        *lock(&self.list) = list;
+        lock(&self.list)
+            .spare
+            .extend(watches.iter().map(|w| Arc::clone(&w.fd)));
+        drop_dead(watches);
     }
 }

@@ -14,9 +14,11 @@ use super::payload::{ExecSets, HostBuffer, Payload};
 use super::queue::ExecUnit;
 use super::request::{Rejected, Request, Scheduled};
 use super::seq::SeqId;
-use crate::host_lock::{Access, RequestHolds};
+use crate::error::{Error, NrtStatus, Result};
+use crate::objects::host_lock::{Access, RequestHolds};
+use crate::objects::{Model, Placement, Runtime, Tensor, TensorSet};
+use crate::profiling::spans;
 use crate::raw;
-use crate::{Error, Model, NrtStatus, Placement, Result, Runtime, Tensor, TensorSet};
 
 impl ExecUnit {
     /// The NeuronCore of this unit.
@@ -198,12 +200,18 @@ impl ExecUnit {
         // The host storage it reads and writes is held until it completed.
         let holds = {
             let (inputs, outputs) = sets(&payload);
+            // Sets of device tensors only: no tensor to look at.
+            let host = inputs.has_host_storage() || outputs.has_host_storage();
             RequestHolds::take(
                 &self.inner,
-                inputs
-                    .iter()
-                    .map(|(_, t)| (t, Access::Read))
-                    .chain(outputs.iter().map(|(_, t)| (t, Access::Write))),
+                host.then(|| {
+                    inputs
+                        .iter()
+                        .map(|(_, t)| (t, Access::Read))
+                        .chain(outputs.iter().map(|(_, t)| (t, Access::Write)))
+                })
+                .into_iter()
+                .flatten(),
             )
         };
         let holds = match holds {
@@ -527,9 +535,11 @@ impl ExecUnit {
         let parked = payload.park();
         let scheduled = {
             let _queue = state.lock_submit();
+            let at = super::timing::Timing::now();
             let scheduled = call(&parked, slot.as_ptr()).map(SeqId::from_raw);
             if let Ok(seq) = scheduled {
                 state.count(seq);
+                state.timing.submitted(seq.number(), at);
             }
             scheduled
         };
@@ -548,6 +558,14 @@ impl ExecUnit {
                 return Err(Rejected::new(error, payload));
             }
         };
+        let span = spans::debug_span!(
+            "neuron_rt.schedule",
+            model = keep.model_label(),
+            core = state.core,
+            unit_kind = state.kind.name(),
+            queue = state.queue,
+            seq_id = %seq,
+        );
         Ok(Request::new(
             Arc::clone(&self.inner),
             seq,
@@ -555,6 +573,7 @@ impl ExecUnit {
             function,
             parked,
             keep,
+            span,
         ))
     }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod add_jobs;
+pub mod decoder_ref;
 pub mod wakeups;
 
 use std::sync::{Mutex, MutexGuard};
@@ -37,22 +38,45 @@ pub fn control() -> SimControl {
     SimControl::new(sim()).expect("the dlopen'ed library is not nrt-sim")
 }
 
-/// Held for the whole test: tests of one binary share one simulator.
+/// Held for the whole test: tests of one binary share one simulator. While it is held,
+/// the simulator's log is captured ([`SimControl::capture_log`]), so that the expected
+/// failures of a green run print nothing; [`Guard::take_log`] reads it, and a test that
+/// panics prints it (through the test harness, which shows it with the failure).
 pub struct Guard {
     _lock: MutexGuard<'static, ()>,
 }
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        control().clear_faults();
+impl Guard {
+    /// The simulator's log lines since the lock was taken (or since the last call),
+    /// e.g. `nrt-sim: ERROR nrt_execute: injected execution fault ...`.
+    pub fn take_log(&self) -> Vec<String> {
+        control().take_log()
     }
 }
 
-/// Serialises the test and clears faults left armed by an earlier (failed) test.
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let control = control();
+        control.clear_faults();
+        let log = control.take_log();
+        if std::thread::panicking() {
+            for line in log {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Serialises the test, clears faults left armed by an earlier (failed) test, and
+/// captures the simulator's log until the guard drops.
 pub fn lock() -> Guard {
     // A test that failed while holding the lock poisons it; the simulator is still usable.
     let lock = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    control().clear_faults();
+    let control = control();
+    control.clear_faults();
+    control.capture_log(true);
+    // Lines of requests an earlier test left running belong to no test.
+    let _ = control.take_log();
     Guard { _lock: lock }
 }
 

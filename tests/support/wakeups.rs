@@ -52,3 +52,20 @@ pub fn event_thread_switches() -> u64 {
     }
     total
 }
+
+/// [`event_thread_switches`] once the event thread has settled: read until two reads
+/// 20 ms apart agree (at most 1 s). A thread the runtime just started (with the first
+/// unit that has events) switches a few times before it first sleeps, later on a loaded
+/// machine: a count taken too early would charge those to the code under test.
+pub fn settled_event_thread_switches() -> u64 {
+    let mut last = event_thread_switches();
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let now = event_thread_switches();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}

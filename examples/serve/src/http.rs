@@ -1,5 +1,6 @@
 //! The HTTP face of the service (axum): `POST /infer` runs a request on the pool,
-//! `GET /metrics` shows the pool's counters and this service's own.
+//! `GET /metrics.json` shows the pool's counters and this service's own (`GET /metrics`:
+//! the pool's in the OpenMetrics text format, `observe.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{State, rejection::JsonRejection};
 use axum::{Json, Router, http::StatusCode, routing::get, routing::post};
-use neuron_rt::{Error, ModelPool, RequestCounts};
+use neuron_rt::{Error, ErrorKind, ModelPool, RequestCounts};
 use nrt_sim::SimControl;
 use serde_json::{Value, json};
 
@@ -42,7 +43,8 @@ pub fn app(pool: ModelPool, sim: Option<SimControl>) -> (App, Router) {
     let counts = Arc::default();
     let app = App { pool, counts, sim };
     let routes = Router::new().route("/infer", post(infer));
-    let routes = routes.route("/metrics", get(metrics));
+    let routes = routes.route("/metrics.json", get(metrics));
+    let routes = routes.route("/metrics", get(crate::observe::metrics));
     (app.clone(), routes.with_state(app))
 }
 
@@ -81,18 +83,22 @@ async fn run(pool: ModelPool, request: InferRequest) -> Result<Answer, Answer> {
     Ok((StatusCode::OK, Json(body)))
 }
 
-/// 503 when no copy can serve or the unit died (the request may be retried), 400 for
-/// inputs the pool refused, else 500; with the status and whether it was fatal.
+/// The HTTP status for an error of the pool, by its [`ErrorKind`]: 400 for the caller's
+/// inputs, 429 when the device is busy (retry later), 503 when the pool cannot serve or
+/// memory ran out, 501 for what the library cannot do, 500 for a device failure and the
+/// rest. The body carries the kind, the libnrt status and whether it was fatal.
 fn device_error(e: Error) -> Answer {
-    let http = match &e {
-        Error::PoolUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        _ if e.is_fatal() => StatusCode::SERVICE_UNAVAILABLE,
-        _ if e.status().is_some() => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
+    let http = match e.kind() {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Busy => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::ResourceExhausted | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    let (status, fatal) = (e.status(), e.is_fatal());
+    let (status, fatal, kind) = (e.status(), e.is_fatal(), e.kind().as_str());
     let (name, code) = (status.map(|s| format!("{s:?}")), status.map(|s| s.as_raw()));
-    let body = json!({"error": e.to_string(), "status": name, "code": code, "fatal": fatal});
+    let body =
+        json!({"error": e.to_string(), "kind": kind, "status": name, "code": code, "fatal": fatal});
     (http, Json(body))
 }
 

@@ -9,7 +9,9 @@
 mod http;
 mod json;
 mod load;
+mod observe;
 mod report;
+mod server;
 #[cfg(test)]
 mod tests;
 
@@ -20,8 +22,16 @@ use std::time::Duration;
 use neuron_rt::{ModelPool, NeffSource, Runtime};
 use nrt_sim::{DType, ModelBuilder, Op, SimControl};
 
-const USAGE: &str = "usage: serve [--listen ADDR] [--cores K] [--device-ms D] [--elements E] [--neff PATH]
-       serve --load N [--concurrency C] [--cores K] [--device-ms D] [--elements E] [--timeout-ms T]";
+const USAGE: &str = "usage: serve [--listen ADDR] [--cores K] [--device-ms D] [--elements E] [--neff PATH] [CONNECTIONS]
+       serve --load N [--concurrency C] [--cores K] [--device-ms D] [--elements E] [--timeout-ms T] [CONNECTIONS]
+CONNECTIONS (how the server treats slow and idle clients):
+  --header-timeout-ms H  a request head must be complete within H ms (from the accept for the
+                         first request, from its first byte for later ones), else the
+                         connection is closed (default 10000)
+  --idle-timeout-ms I    a keep-alive connection with no request in service and nothing
+                         received for I ms is closed (default 60000)
+  --max-connections M    at most M connections are served at once; more wait in the listen
+                         backlog (default 1024, or the open-file limit minus 64 if lower)";
 
 pub struct Options {
     listen: SocketAddr,
@@ -32,6 +42,7 @@ pub struct Options {
     elements: u32,
     neff: Option<String>,
     timeout: Duration,
+    limits: server::Limits,
 }
 
 type Server = tokio::task::JoinHandle<std::io::Result<()>>;
@@ -46,6 +57,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         elements: 16,
         neff: None,
         timeout: Duration::from_secs(10),
+        limits: server::Limits::default(),
     };
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -64,6 +76,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--neff" => o.neff = Some(value?),
             "--timeout-ms" => o.timeout = Duration::from_millis(num(value?)?),
             "--device-ms" => o.device_time = ms(value?)?,
+            "--header-timeout-ms" => o.limits.header_timeout = positive_ms(num(value?)?, &flag)?,
+            "--idle-timeout-ms" => o.limits.idle_timeout = positive_ms(num(value?)?, &flag)?,
+            "--max-connections" => {
+                o.limits.max_connections = num(value?)?.clamp(1, 1 << 20) as usize
+            }
             _ => return Err(format!("unknown argument `{flag}`\n{USAGE}")),
         }
     }
@@ -71,6 +88,14 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         o.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     }
     Ok(o)
+}
+
+/// `ms` milliseconds, at least 1 (a timeout of 0 would close every connection at once).
+fn positive_ms(ms: u64, flag: &str) -> Result<Duration, String> {
+    match ms {
+        0 => Err(format!("{flag}: a timeout needs at least 1 ms")),
+        _ => Ok(Duration::from_millis(ms)),
+    }
 }
 
 /// The pool (on libnrt and `--neff`, or on the simulator's model `y = 2x + 1`) served on
@@ -104,12 +129,20 @@ async fn start(o: &Options) -> Result<(SocketAddr, http::App, Server), String> {
     let listener = tokio::net::TcpListener::bind(o.listen).await;
     let listener = listener.map_err(|e| format!("bind {}: {e}", o.listen))?;
     let addr = listener.local_addr().map_err(text)?;
-    let server = axum::serve(listener, router).into_future();
+    let server = server::serve(listener, router, o.limits);
     Ok((addr, app, tokio::spawn(server)))
 }
 
 async fn run() -> Result<bool, String> {
-    let o = parse_args(std::env::args().skip(1))?;
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}\n{}", observe::USAGE);
+        return Ok(true);
+    }
+    let (args, trace) = observe::take_trace_flag(std::env::args().skip(1));
+    if trace {
+        observe::init_trace()?;
+    }
+    let o = parse_args(args.into_iter())?;
     let (addr, app, server) = start(&o).await?;
     if o.load.is_none() {
         let cores = app.pool.cores();

@@ -13,6 +13,8 @@ async fn answers_refusals_and_dead_cores_over_http() {
     let o = crate::parse_args(args.map(String::from)).expect("options");
     let (addr, app, _server) = crate::start(&o).await.expect("service");
     let sim = app.sim.expect("nrt-sim");
+    // The injected faults' log lines go to a buffer (asserted on below), not to stderr.
+    sim.capture_log(true);
     let mut client = load::connect(addr).await.expect("connect");
     let mut infer = async |inputs: Value| {
         let body = Some(json!({ "inputs": inputs }));
@@ -25,7 +27,10 @@ async fn answers_refusals_and_dead_cores_over_http() {
     assert_eq!((status, y), (StatusCode::OK, &json!([3.0, 5.0, 8.0, -1.0])));
     for (inputs, says) in [
         (json!({"x": [1e300]}), "`x`[0]: 1e+300 is not a f32"),
-        (json!({"x": [1, 2]}), "tensor `x` holds 4 elements, got 2"),
+        (
+            json!({"x": [1, 2]}),
+            "model `double_plus_one`: input `x` expects f32 [4] (4 elements), got 2 elements",
+        ),
         (json!({}), "input `x` is missing"),
         (json!({"x": [0, 0, 0, 0], "z": [1]}), "no input `z`"),
     ] {
@@ -38,6 +43,10 @@ async fn answers_refusals_and_dead_cores_over_http() {
     sim.inject_faults("exec:nth=1:status=1003").expect("fault");
     let (status, answer) = infer(x.clone()).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{answer}");
+    assert_eq!(answer["kind"], "device_failure", "{answer}");
+    let log = sim.take_log();
+    let fault = "injected execution fault 1003 (NRT_EXEC_COMPLETED_WITH_NUM_ERR)";
+    assert!(log.iter().any(|l| l.contains(fault)), "{log:?}");
     let status = (&answer["status"], &answer["code"]);
     assert_eq!(status, (&json!("ExecCompletedWithNumErr"), &json!(1003)));
     // Core 0's compute unit dies: requests go to core 1; then core 1's: nothing is left.
@@ -46,9 +55,11 @@ async fn answers_refusals_and_dead_cores_over_http() {
         assert_eq!(infer(x.clone()).await.0, StatusCode::OK);
     }
     sim.inject_faults("xu:vnc=1:type=compute").expect("fault");
-    assert_eq!(infer(x.clone()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, answer) = infer(x.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["kind"], "unavailable", "{answer}");
     sim.clear_faults();
-    let metrics = load::request(&mut client, "/metrics", None).await;
+    let metrics = load::request(&mut client, "/metrics.json", None).await;
     let (status, m) = metrics.expect("HTTP");
     assert_eq!(status, StatusCode::OK);
     for (key, n) in [("ok", 5), ("bad_requests", 4), ("errors", 6)] {

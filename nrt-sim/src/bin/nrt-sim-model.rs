@@ -8,6 +8,8 @@
 //! nrt-sim-model -o real.neff --format neff2 --name bert --cores 2 --device-time-us 800 \
 //!     --input ids:i64:1x128 --input mask:f16:1x128 --output logits:bf16:1x2
 //!     # the compiler's container (real format, signature only: synthetic outputs)
+//! nrt-sim-model bundle --out DIR --seed 7 --decode-device-time-us 1000
+//!     # the small decoder as a bundle: bundle.json, NEFF + metaneff.pb per member, weights
 //! ```
 
 use std::process::ExitCode;
@@ -17,6 +19,8 @@ const USAGE: &str = "usage:
                 [--input NAME:DTYPE:DIMS]... [--output NAME:DTYPE:DIMS]... [--op 'KIND ARGS']...
   nrt-sim-model -o FILE --from TEXT_FILE
   nrt-sim-model --print FILE
+  nrt-sim-model bundle --out DIR [--seed S] [--prefill-device-time-us N]
+                [--decode-device-time-us N] [--chain-device-time-us N]
   nrt-sim-model -o FILE --format neff2|neff1 --name NAME [--cores N] [--target T]
                 [--compiler-version V] [--device-time-us N]
                 [--input NAME:DTYPE:DIMS]... [--output NAME:DTYPE:DIMS]...
@@ -24,11 +28,49 @@ const USAGE: &str = "usage:
 DTYPE: u8 i8 u16 i16 u32 i32 u64 i64 f32 bf16 f16
 DIMS:  2x3 (or 2,3); empty for a scalar (NAME:DTYPE:)
 KIND ARGS: identity IN OUT | add A B OUT | mul A B OUT | scale_bias IN SCALE BIAS OUT
-           | matmul A B OUT | relu IN OUT
+           | matmul A B OUT | relu IN OUT | cast IN DTYPE OUT | reshape IN [DIMS] OUT
+           | gather TABLE IDS OUT | rms_norm X W EPS OUT | silu IN OUT | rope X POS THETA OUT
+           | cache_write CACHE NEW SEQ POS OUT | attention Q K V SEQ POS OUT
+           | last_token X POS OUT | argmax X DTYPE OUT   (arithmetic: MODEL_FORMAT.md)
 The text format of --from is described in the nrt-sim README.
 --format neff2 (or neff1) writes a real-format NEFF (the Neuron compiler's container:
 packaging version 2 with MD5, or 1 with SHA-256; a signature, no instructions), which
-nrt_load runs in signature-only mode: synthetic outputs, not results. Default: sim.";
+nrt_load runs in signature-only mode: synthetic outputs, not results. Default: sim.
+bundle writes the small decoder bundle (MODEL_FORMAT.md, \"Decoder bundles\"): device
+time per call of each prefill, decode and chain-stage member (default 0), weights seed
+(default 0).";
+
+/// `nrt-sim-model bundle ...`: writes the decoder bundle.
+fn bundle(args: Vec<String>) -> Result<(), String> {
+    let mut options = nrt_sim::decoder::DecoderBundleOptions::default();
+    let mut out = None;
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let v = it
+            .next()
+            .ok_or_else(|| format!("{arg} needs a value\n{USAGE}"))?;
+        let number = || -> Result<u64, String> {
+            v.parse()
+                .map_err(|_| format!("{arg} {v:?} is not a whole number"))
+        };
+        let us = |n: u64| std::time::Duration::from_micros(n);
+        match arg.as_str() {
+            "--out" | "-o" => out = Some(v.clone()),
+            "--seed" => options.seed = number()?,
+            "--prefill-device-time-us" => options.prefill_device_time = us(number()?),
+            "--decode-device-time-us" => options.decode_device_time = us(number()?),
+            "--chain-device-time-us" => options.chain_device_time = us(number()?),
+            other => return Err(format!("unknown bundle argument {other:?}\n{USAGE}")),
+        }
+    }
+    let out = out.ok_or_else(|| format!("bundle needs --out DIR\n{USAGE}"))?;
+    let b = nrt_sim::decoder::write_bundle(&out, &options).map_err(|e| e.to_string())?;
+    println!(
+        "wrote {} members and weights.safetensors to {out}",
+        b.members.len()
+    );
+    Ok(())
+}
 
 /// A real-format NEFF with the tensors of `specs` (`(is_input, NAME:DTYPE:DIMS)`).
 struct RealFormat {
@@ -216,7 +258,13 @@ fn run(args: Vec<String>) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run(std::env::args().skip(1).collect()) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().is_some_and(|a| a == "bundle") {
+        bundle(args[1..].to_vec())
+    } else {
+        run(args)
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("nrt-sim-model: {e}");

@@ -58,6 +58,18 @@ pub struct nrt_sim_core_counters_t {
     pub sync_transfer_ns: u64,
 }
 
+/// Host transfers of one device tensor, C layout (`nrt_sim_tensor_transfers_t`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct nrt_sim_tensor_transfers_t {
+    /// Bytes read from the tensor's device memory to the host (`nrt_tensor_read`, its
+    /// batch and async forms, copies to a HOST or VIRTUAL tensor).
+    pub device_to_host_bytes: u64,
+    /// Bytes written to it from the host (`nrt_tensor_write` and its forms, copies
+    /// from a HOST or VIRTUAL tensor).
+    pub host_to_device_bytes: u64,
+}
+
 /// Size of the first `nrt_sim_core_counters_t` (up to `tensor_ops`): the least a caller
 /// may pass; larger sizes get as much of the struct as fits.
 pub const CORE_COUNTERS_V1_SIZE: usize = 64;
@@ -176,6 +188,38 @@ pub unsafe extern "C" fn nrt_sim_get_core_counters(
     })
 }
 
+/// Fills `*transfers` (`size` at least `sizeof(nrt_sim_tensor_transfers_t)`) for the
+/// live `tensor`: bytes moved between its device memory and the host since it was
+/// allocated, counted on its memory (shared with its slices). Executions reading and
+/// writing it are device work and count nothing; a HOST or VIRTUAL tensor reports 0.
+/// `NRT_INVALID` for NULL pointers or a short size, `NRT_INVALID_HANDLE` for a freed
+/// tensor, `NRT_UNINITIALIZED` / `NRT_CLOSED` outside `nrt_init`..`nrt_close`.
+///
+/// # Safety
+///
+/// `transfers` must be valid for writes of `size` bytes; `tensor` is a token (any value
+/// is checked, never dereferenced).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_get_tensor_transfers(
+    tensor: *const nrt_tensor_t,
+    transfers: *mut nrt_sim_tensor_transfers_t,
+    size: usize,
+) -> NRT_STATUS {
+    guard("nrt_sim_get_tensor_transfers", || {
+        let full = std::mem::size_of::<nrt_sim_tensor_transfers_t>();
+        check_out(transfers, size, full, "nrt_sim_tensor_transfers_t")?;
+        let t = runtime::with_open(|rt| rt.tensor(tensor, "tensor"))?;
+        let (to_host, from_host) = t.host_transfers();
+        let value = nrt_sim_tensor_transfers_t {
+            device_to_host_bytes: to_host,
+            host_to_device_bytes: from_host,
+        };
+        // SAFETY: non-null, aligned, and writable for `size` >= size_of bytes (caller).
+        unsafe { transfers.write(value) };
+        Ok(())
+    })
+}
+
 /// Arms the faults of `spec` (the `NRT_SIM_FAULTS` language). A bad spec arms nothing and
 /// returns `NRT_INVALID` with the reason logged.
 ///
@@ -219,6 +263,42 @@ pub unsafe extern "C" fn nrt_sim_last_error() -> *const c_char {
     log::with_last_error(|e| e.map_or(std::ptr::null(), |c| c.as_ptr()))
 }
 
+/// Why async request `seq` failed, as `"function: request n on core c TYPE queue q:
+/// reason"` (the line the queue's worker logged): copied into `buf` (at most `size - 1`
+/// bytes and a NUL; nothing when `buf` is NULL or `size` is 0) like `snprintf`, returning
+/// the reason's full length; an empty string and 0 when the request did not fail (or is
+/// not among the last 64 failures of its queue, or the runtime is closed). For a caller
+/// that saw the request complete with a failure status: the reason is kept before the
+/// completion is published.
+///
+/// # Safety
+///
+/// `buf` must be NULL or valid for writes of `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_request_error(
+    seq: nrta_seq_t,
+    buf: *mut c_char,
+    size: usize,
+) -> usize {
+    let reason = std::panic::catch_unwind(|| {
+        crate::runtime::with_open(|rt| Ok(rt.request_reason(seq)))
+            .ok()
+            .flatten()
+    })
+    .ok()
+    .flatten();
+    let reason = reason.unwrap_or_default();
+    if !buf.is_null() && size > 0 {
+        let n = reason.len().min(size - 1);
+        // SAFETY: `buf` is valid for `size` > n bytes (caller); `reason` has `n` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(reason.as_ptr(), buf.cast::<u8>(), n);
+            buf.add(n).write(0);
+        }
+    }
+    reason.len()
+}
+
 /// Faults that fired since the library was loaded: every event (execution, allocation,
 /// load, async request) that an armed fault made fail, counted once even when several
 /// faults matched it. Never reset: read it before and after a run and take the
@@ -233,11 +313,139 @@ pub unsafe extern "C" fn nrt_sim_faults_injected() -> u64 {
     faults::injected()
 }
 
+/// The simulator's clock, C layout (`nrt_sim_clock_stats_t`): its lag behind the device
+/// model over the last 4096 executions, and its settings.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct nrt_sim_clock_stats_t {
+    /// Executions recorded (since the library was loaded or the last reset).
+    pub executions: u64,
+    /// Start lag (when the simulator's thread reached an execution's modelled start,
+    /// minus that start; 0 when early), p50 and p99, in nanoseconds.
+    pub start_lag_p50_ns: u64,
+    /// See `start_lag_p50_ns`.
+    pub start_lag_p99_ns: u64,
+    /// End lag (when the wait for the modelled end returned, minus that end): the
+    /// simulator's own clock error, p50 and p99, in nanoseconds.
+    pub end_lag_p50_ns: u64,
+    /// See `end_lag_p50_ns`.
+    pub end_lag_p99_ns: u64,
+    /// The launch cost every execution pays (`NRT_SIM_LAUNCH_US`), in nanoseconds.
+    pub launch_ns: u64,
+    /// How long before a deadline the simulator stops sleeping and spins, in nanoseconds.
+    pub spin_margin_ns: u64,
+}
+
+/// Fills `*stats` (`size` at least `sizeof(nrt_sim_clock_stats_t)`); a non-zero `reset`
+/// empties the lag samples afterwards. Works at any time.
+///
+/// # Safety
+///
+/// `stats` must be valid for writes of `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_get_clock_stats(
+    stats: *mut nrt_sim_clock_stats_t,
+    size: usize,
+    reset: u32,
+) -> NRT_STATUS {
+    guard("nrt_sim_get_clock_stats", || {
+        check_out(
+            stats,
+            size,
+            std::mem::size_of::<nrt_sim_clock_stats_t>(),
+            "nrt_sim_clock_stats_t",
+        )?;
+        let lag = crate::clock::clock_stats(reset != 0);
+        let ns = |d: std::time::Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+        let value = nrt_sim_clock_stats_t {
+            executions: lag.executions,
+            start_lag_p50_ns: ns(lag.start_p50),
+            start_lag_p99_ns: ns(lag.start_p99),
+            end_lag_p50_ns: ns(lag.end_p50),
+            end_lag_p99_ns: ns(lag.end_p99),
+            launch_ns: ns(crate::clock::launch_cost()),
+            spin_margin_ns: ns(crate::clock::margin()),
+        };
+        // SAFETY: non-null, aligned, and writable for `size` >= size_of bytes (caller).
+        unsafe { stats.write(value) };
+        Ok(())
+    })
+}
+
+/// Sets the launch cost every later execution pays before it starts on its core
+/// (`start = max(previous end, queued + L)`), until the next `nrt_init` (which reads
+/// `NRT_SIM_LAUNCH_US`). `NRT_INVALID` above 10 s.
+///
+/// # Safety
+///
+/// Always safe to call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_set_launch_us(launch_us: u64) -> NRT_STATUS {
+    guard("nrt_sim_set_launch_us", || {
+        if launch_us > crate::clock::MAX_LAUNCH_US {
+            return fail(
+                NRT_INVALID,
+                format!(
+                    "launch cost {launch_us} us is more than {} us",
+                    crate::clock::MAX_LAUNCH_US
+                ),
+            );
+        }
+        crate::clock::set_launch_cost(std::time::Duration::from_micros(launch_us));
+        Ok(())
+    })
+}
+
+/// `on != 0`: every later log line of the simulator goes to an in-memory buffer (the last
+/// 4096 lines) instead of stderr; `on == 0`: to stderr again (the buffer keeps its lines
+/// until taken). Returns 1 if capture was on before, else 0. For tests of failure paths
+/// that must not print, and that may assert on what was logged (`nrt_sim_take_log`).
+///
+/// # Safety
+///
+/// Always safe to call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_capture_log(on: u32) -> u32 {
+    u32::from(log::set_capture(on != 0))
+}
+
+/// Moves captured log lines, oldest first, into `buf`: as many whole lines (each ending
+/// in `\n`) as fit in `size - 1` bytes, then a NUL; returns the number of bytes written
+/// before the NUL, 0 when no line is captured (or `buf` is NULL or `size` is 0; nothing
+/// is taken then). A first line longer than the buffer is taken cut to fit. Call until it
+/// returns 0 to drain the buffer.
+///
+/// # Safety
+///
+/// `buf` must be NULL or valid for writes of `size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nrt_sim_take_log(buf: *mut c_char, size: usize) -> usize {
+    if buf.is_null() || size == 0 {
+        return 0;
+    }
+    let lines = std::panic::catch_unwind(|| log::take_captured(size - 1)).unwrap_or_default();
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let n = text.len().min(size - 1);
+    // SAFETY: `buf` is valid for `size` > n bytes (caller); `text` has at least `n` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), n);
+        buf.add(n).write(0);
+    }
+    n
+}
+
 /// What [`nrt_sim_identity`] returns: `"nrt-sim"` in ASCII with the version of this
 /// control interface (the two counter structs and the `nrt_sim_*` functions) in the low
-/// byte (2 since `nrt_sim_faults_injected` was added). Changing any of them changes the version, so a `libnrt_sim.so` built from other
-/// sources is not driven with the wrong layouts.
-pub const NRT_SIM_IDENTITY: u64 = 0x6e72_742d_7369_6d02;
+/// byte (2 since `nrt_sim_faults_injected` was added, 3 since
+/// `nrt_sim_get_tensor_transfers`, 4 since `nrt_sim_request_error`, 5 since the clock
+/// functions, 7 since `nrt_sim_capture_log` and `nrt_sim_take_log`; 6 is left to
+/// another change in flight). Changing any of them changes the version, so a `libnrt_sim.so` built from
+/// other sources is not driven with the wrong layouts.
+pub const NRT_SIM_IDENTITY: u64 = 0x6e72_742d_7369_6d07;
 
 /// Returns [`NRT_SIM_IDENTITY`]: tells a loader that this library is nrt-sim, and which
 /// version of the control interface it has.
@@ -259,6 +467,8 @@ mod tests {
         // tests/c/flow.c checks the same numbers on the C side.
         assert_eq!(std::mem::size_of::<nrt_sim_counters_t>(), 40);
         assert_eq!(std::mem::size_of::<nrt_sim_core_counters_t>(), 96);
+        assert_eq!(std::mem::size_of::<nrt_sim_tensor_transfers_t>(), 16);
+        assert_eq!(std::mem::size_of::<nrt_sim_clock_stats_t>(), 56);
     }
 
     #[test]

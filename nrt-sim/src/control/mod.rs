@@ -11,4 +11,6 @@ pub(crate) mod c_api;
 mod sim_control;
 
 pub use c_api::*;
-pub use sim_control::{CoreCounters, Counters, SimControl};
+pub use sim_control::{
+    ClockStats, CoreCounters, Counters, LaunchCostError, SimControl, TensorTransfers,
+};

@@ -1,9 +1,11 @@
 //! [`SimControl`]: the exported `nrt_sim_*` functions of one loaded simulator, for Rust.
 
 use super::c_api::{
-    NRT_SIM_IDENTITY, nrt_sim_clear_faults, nrt_sim_core_counters_t, nrt_sim_counters_t,
-    nrt_sim_faults_injected, nrt_sim_get_core_counters, nrt_sim_get_counters, nrt_sim_identity,
-    nrt_sim_inject_faults, nrt_sim_last_error,
+    NRT_SIM_IDENTITY, nrt_sim_capture_log, nrt_sim_clear_faults, nrt_sim_clock_stats_t,
+    nrt_sim_core_counters_t, nrt_sim_counters_t, nrt_sim_faults_injected, nrt_sim_get_clock_stats,
+    nrt_sim_get_core_counters, nrt_sim_get_counters, nrt_sim_get_tensor_transfers,
+    nrt_sim_identity, nrt_sim_inject_faults, nrt_sim_last_error, nrt_sim_set_launch_us,
+    nrt_sim_take_log, nrt_sim_tensor_transfers_t,
 };
 use crate::faults::{self, FaultSpecError};
 use nrt_sys::*;
@@ -38,6 +40,17 @@ pub struct CoreCounters {
     pub sync_transfer: Duration,
 }
 
+/// Bytes moved between one device tensor's memory and the host
+/// ([`SimControl::tensor_transfers`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TensorTransfers {
+    /// Read from device memory to the host (reads, and copies to HOST/VIRTUAL tensors).
+    pub device_to_host_bytes: u64,
+    /// Written to device memory from the host.
+    pub host_to_device_bytes: u64,
+}
+
 /// A snapshot of a simulator's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -65,6 +78,50 @@ impl Counters {
     }
 }
 
+/// The simulator's clock: how far its threads lag behind the device model (the trace's
+/// timeline), over the last 4096 executions, and its settings (see
+/// [`SimControl::clock_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClockStats {
+    /// Executions recorded (since the library was loaded or the last reset).
+    pub executions: u64,
+    /// When the simulator's thread reached an execution's modelled start, minus that
+    /// start (0 when it was early): p50 and p99.
+    pub start_lag_p50: Duration,
+    /// See [`start_lag_p50`](Self::start_lag_p50).
+    pub start_lag_p99: Duration,
+    /// When its wait for the modelled end returned, minus that end: the simulator's own
+    /// clock error, p50 and p99.
+    pub end_lag_p50: Duration,
+    /// See [`end_lag_p50`](Self::end_lag_p50).
+    pub end_lag_p99: Duration,
+    /// The launch cost every execution pays (`NRT_SIM_LAUNCH_US`).
+    pub launch: Duration,
+    /// How long before a deadline the simulator stops sleeping and spins (it follows
+    /// how late this machine's sleeps end).
+    pub spin_margin: Duration,
+}
+
+/// A launch cost the simulator refused (more than 10 s).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LaunchCostError {
+    /// The refused launch cost.
+    pub launch: Duration,
+}
+
+impl std::fmt::Display for LaunchCostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "launch cost {:?} is more than the simulator's limit of 10 s",
+            self.launch
+        )
+    }
+}
+
+impl std::error::Error for LaunchCostError {}
+
 type GetCountersFn = unsafe extern "C" fn(*mut nrt_sim_counters_t, usize) -> NRT_STATUS;
 type GetCoreCountersFn =
     unsafe extern "C" fn(u32, *mut nrt_sim_core_counters_t, usize) -> NRT_STATUS;
@@ -73,6 +130,12 @@ type ClearFn = unsafe extern "C" fn();
 type LastErrorFn = unsafe extern "C" fn() -> *const c_char;
 type IdentityFn = unsafe extern "C" fn() -> u64;
 type FaultsInjectedFn = unsafe extern "C" fn() -> u64;
+type TensorTransfersFn =
+    unsafe extern "C" fn(*const nrt_tensor_t, *mut nrt_sim_tensor_transfers_t, usize) -> NRT_STATUS;
+type ClockStatsFn = unsafe extern "C" fn(*mut nrt_sim_clock_stats_t, usize, u32) -> NRT_STATUS;
+type SetLaunchFn = unsafe extern "C" fn(u64) -> NRT_STATUS;
+type CaptureLogFn = unsafe extern "C" fn(u32) -> u32;
+type TakeLogFn = unsafe extern "C" fn(*mut c_char, usize) -> usize;
 
 // The exported functions have exactly these types (checked here at compile time).
 const _: (
@@ -83,6 +146,11 @@ const _: (
     LastErrorFn,
     IdentityFn,
     FaultsInjectedFn,
+    TensorTransfersFn,
+    ClockStatsFn,
+    SetLaunchFn,
+    CaptureLogFn,
+    TakeLogFn,
 ) = (
     nrt_sim_get_counters,
     nrt_sim_get_core_counters,
@@ -91,6 +159,11 @@ const _: (
     nrt_sim_last_error,
     nrt_sim_identity,
     nrt_sim_faults_injected,
+    nrt_sim_get_tensor_transfers,
+    nrt_sim_get_clock_stats,
+    nrt_sim_set_launch_us,
+    nrt_sim_capture_log,
+    nrt_sim_take_log,
 );
 
 /// Counters and fault control of one loaded simulator, through its exported `nrt_sim_*`
@@ -111,6 +184,11 @@ pub struct SimControl {
     clear: ClearFn,
     last_error: LastErrorFn,
     faults_injected: FaultsInjectedFn,
+    tensor_transfers: TensorTransfersFn,
+    clock_stats: ClockStatsFn,
+    set_launch: SetLaunchFn,
+    capture_log: CaptureLogFn,
+    take_log: TakeLogFn,
 }
 
 impl SimControl {
@@ -132,6 +210,11 @@ impl SimControl {
                 clear: nrt_sim_clear_faults,
                 last_error: nrt_sim_last_error,
                 faults_injected: nrt_sim_faults_injected,
+                tensor_transfers: nrt_sim_get_tensor_transfers,
+                clock_stats: nrt_sim_get_clock_stats,
+                set_launch: nrt_sim_set_launch_us,
+                capture_log: nrt_sim_capture_log,
+                take_log: nrt_sim_take_log,
             });
         }
         if !matches!(lib.origin(), nrt_sys::Origin::Path(_)) {
@@ -149,13 +232,20 @@ impl SimControl {
         if unsafe { identity() } != NRT_SIM_IDENTITY {
             return None;
         }
-        let (a, b, c, d, e, f) = (
+        let (a, b, c, d, e, f, g) = (
             get(c"nrt_sim_get_counters")?,
             get(c"nrt_sim_get_core_counters")?,
             get(c"nrt_sim_inject_faults")?,
             get(c"nrt_sim_clear_faults")?,
             get(c"nrt_sim_last_error")?,
             get(c"nrt_sim_faults_injected")?,
+            get(c"nrt_sim_get_tensor_transfers")?,
+        );
+        let (h, i, j, k) = (
+            get(c"nrt_sim_get_clock_stats")?,
+            get(c"nrt_sim_set_launch_us")?,
+            get(c"nrt_sim_capture_log")?,
+            get(c"nrt_sim_take_log")?,
         );
         // SAFETY: a trusted library (as above) whose identity says it is nrt-sim with this
         // very control interface: these symbols are its functions of exactly these types
@@ -168,6 +258,11 @@ impl SimControl {
                 clear: std::mem::transmute::<*mut c_void, ClearFn>(d),
                 last_error: std::mem::transmute::<*mut c_void, LastErrorFn>(e),
                 faults_injected: std::mem::transmute::<*mut c_void, FaultsInjectedFn>(f),
+                tensor_transfers: std::mem::transmute::<*mut c_void, TensorTransfersFn>(g),
+                clock_stats: std::mem::transmute::<*mut c_void, ClockStatsFn>(h),
+                set_launch: std::mem::transmute::<*mut c_void, SetLaunchFn>(i),
+                capture_log: std::mem::transmute::<*mut c_void, CaptureLogFn>(j),
+                take_log: std::mem::transmute::<*mut c_void, TakeLogFn>(k),
             })
         }
     }
@@ -257,6 +352,129 @@ impl SimControl {
     pub fn faults_injected(&self) -> u64 {
         // SAFETY: takes no arguments and only reads a counter.
         unsafe { (self.faults_injected)() }
+    }
+
+    /// Bytes moved between the device memory of `tensor` (a live tensor of this
+    /// simulator, as `nrt_tensor_allocate` returned it) and the host since it was
+    /// allocated: reads to the host (`nrt_tensor_read`, its batch and async forms,
+    /// copies to a HOST or VIRTUAL tensor) and writes from it. Counted on the tensor's
+    /// memory, which its slices share; executions reading or writing it count nothing,
+    /// so a KV cache updated in place by the device reads `0` to the host. `None` when
+    /// `tensor` is not a live tensor (freed, or no runtime open); the handle is checked,
+    /// never dereferenced.
+    ///
+    /// ```
+    /// let sim = nrt_sim::SimControl::new(nrt_sim::library()).expect("nrt-sim");
+    /// assert_eq!(sim.tensor_transfers(std::ptr::null()), None);
+    /// ```
+    // The handle is passed on, not dereferenced: nrt-sim's handles are tokens that it
+    // looks up in its registry (any value is refused or resolved, never followed).
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn tensor_transfers(&self, tensor: *const nrt_tensor_t) -> Option<TensorTransfers> {
+        let mut t = nrt_sim_tensor_transfers_t::default();
+        let size = std::mem::size_of::<nrt_sim_tensor_transfers_t>();
+        // SAFETY: `t` is a writable struct of `size` bytes; the handle is only a token.
+        let status = unsafe { (self.tensor_transfers)(tensor, &mut t, size) };
+        (status == NRT_SUCCESS).then_some(TensorTransfers {
+            device_to_host_bytes: t.device_to_host_bytes,
+            host_to_device_bytes: t.host_to_device_bytes,
+        })
+    }
+
+    /// The simulator's clock: its lag behind the device model over the last 4096
+    /// executions (p50 / p99 of start and end lag), its launch cost and spin margin;
+    /// `reset` empties the lag samples afterwards (to measure one phase of a run).
+    ///
+    /// ```
+    /// let sim = nrt_sim::SimControl::new(nrt_sim::library()).expect("nrt-sim");
+    /// let stats = sim.clock_stats(false);
+    /// assert!(stats.end_lag_p50 <= stats.end_lag_p99);
+    /// ```
+    pub fn clock_stats(&self, reset: bool) -> ClockStats {
+        let mut c = nrt_sim_clock_stats_t::default();
+        // SAFETY: `c` is a writable nrt_sim_clock_stats_t of the size passed.
+        let status = unsafe {
+            (self.clock_stats)(
+                &mut c,
+                std::mem::size_of::<nrt_sim_clock_stats_t>(),
+                reset.into(),
+            )
+        };
+        if status != NRT_SUCCESS {
+            return ClockStats::default();
+        }
+        ClockStats {
+            executions: c.executions,
+            start_lag_p50: Duration::from_nanos(c.start_lag_p50_ns),
+            start_lag_p99: Duration::from_nanos(c.start_lag_p99_ns),
+            end_lag_p50: Duration::from_nanos(c.end_lag_p50_ns),
+            end_lag_p99: Duration::from_nanos(c.end_lag_p99_ns),
+            launch: Duration::from_nanos(c.launch_ns),
+            spin_margin: Duration::from_nanos(c.spin_margin_ns),
+        }
+    }
+
+    /// Sets the launch cost `L` every later execution pays before it starts on its core:
+    /// `start = max(previous end, queued + L)` on the device timeline (the system trace's
+    /// `nc_exec_running` spans), until the next `nrt_init` (which reads
+    /// `NRT_SIM_LAUNCH_US`). Whole microseconds (finer parts are dropped).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let sim = nrt_sim::SimControl::new(nrt_sim::library()).expect("nrt-sim");
+    /// assert!(sim.set_launch_cost(Duration::from_secs(11)).is_err());
+    /// sim.set_launch_cost(Duration::ZERO).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`LaunchCostError`] above 10 s; the launch cost is unchanged then.
+    pub fn set_launch_cost(&self, launch: Duration) -> Result<(), LaunchCostError> {
+        let us = u64::try_from(launch.as_micros()).unwrap_or(u64::MAX);
+        // SAFETY: takes an integer.
+        match unsafe { (self.set_launch)(us) } {
+            NRT_SUCCESS => Ok(()),
+            _ => Err(LaunchCostError { launch }),
+        }
+    }
+
+    /// Sends the simulator's log lines (`nrt-sim: ERROR nrt_execute: ...`) to an
+    /// in-memory buffer of the last 4096 lines (`on`), or to stderr again (`!on`; the
+    /// buffer keeps its lines until [`take_log`](SimControl::take_log)). Returns whether
+    /// capture was on. Process-wide for this copy of the simulator: for tests of failure
+    /// paths, which then print nothing and may assert on what was logged.
+    ///
+    /// ```
+    /// let sim = nrt_sim::SimControl::new(nrt_sim::library()).expect("nrt-sim");
+    /// let was = sim.capture_log(true);
+    /// // A failing call logs its reason: into the buffer, not to stderr.
+    /// // SAFETY: NULL is refused (and logged), never dereferenced.
+    /// unsafe { nrt_sim::ffi::nrt_tensor_free(std::ptr::null_mut()) };
+    /// sim.capture_log(was);
+    /// let log = sim.take_log();
+    /// let line = "nrt-sim: ERROR nrt_tensor_free: tensor is NULL";
+    /// assert!(log.iter().any(|l| l == line), "{log:?}");
+    /// ```
+    pub fn capture_log(&self, on: bool) -> bool {
+        // SAFETY: takes an integer.
+        unsafe { (self.capture_log)(on.into()) != 0 }
+    }
+
+    /// Removes and returns the captured log lines, oldest first (each without its
+    /// newline); empty when none was captured.
+    pub fn take_log(&self) -> Vec<String> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut lines = Vec::new();
+        loop {
+            // SAFETY: `buf` is writable for its length; the function writes at most that
+            // many bytes, a NUL included.
+            let n = unsafe { (self.take_log)(buf.as_mut_ptr().cast::<c_char>(), buf.len()) };
+            if n == 0 {
+                return lines;
+            }
+            let text = String::from_utf8_lossy(&buf[..n.min(buf.len())]);
+            lines.extend(text.lines().map(str::to_owned));
+        }
     }
 
     /// Disarms every fault.

@@ -2,7 +2,7 @@
 //! argument checks and conversions of C pointers, strings and sized structs.
 
 use crate::error::{Res, fail};
-use crate::log::{self, Level};
+use crate::log;
 use nrt_sys::*;
 use std::ffi::{CStr, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,11 +13,7 @@ pub(crate) fn guard(func: &'static str, body: impl FnOnce() -> Res<()>) -> NRT_S
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => NRT_SUCCESS,
         Ok(Err(f)) => {
-            if f.level == Level::Error {
-                log::error(func, &f.message);
-            } else {
-                log::log(f.level, func, &f.message);
-            }
+            log::failure(f.level, func, &f.message);
             f.status
         }
         Err(_) => {

@@ -4,7 +4,7 @@ use super::args::{guard, put, put_prefix};
 use crate::error::{Fail, fail};
 use crate::info;
 use crate::log::Level;
-use crate::model::Program;
+use crate::model::read_model_file;
 use crate::runtime::with_open;
 use nrt_sys::*;
 use std::ffi::{c_int, c_void};
@@ -62,7 +62,7 @@ unsafe fn load_file(
     // SAFETY: `neff_bytes` is valid for `size` bytes (caller).
     let bytes = unsafe { std::slice::from_raw_parts(neff_bytes.cast::<u8>(), size) };
     let validate_hash = with_open(|rt| Ok(rt.cfg.validate_hash))?;
-    let program = Program::from_file(bytes, validate_hash).map_err(|(status, message)| Fail {
+    let program = read_model_file(bytes, validate_hash).map_err(|(status, message)| Fail {
         status,
         message,
         level: Level::Error,
@@ -269,8 +269,11 @@ pub unsafe extern "C" fn nrt_execute(
     output_set: *mut nrt_tensor_set_t,
 ) -> NRT_STATUS {
     guard("nrt_execute", || {
-        crate::stack::use_exec_stack();
         let span = crate::trace::Span::begin("nrt_execute");
+        // The execution is queued now: the simulator's own work below (stack probe,
+        // binding) is part of its device time, not added to it.
+        let _called = crate::dma::Called::now();
+        crate::stack::use_exec_stack();
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
         let result = bound.run();
         if let Some(span) = span {
@@ -300,6 +303,7 @@ pub unsafe extern "C" fn nrt_execute_repeat(
     repeat_count: c_int,
 ) -> NRT_STATUS {
     guard("nrt_execute_repeat", || {
+        let _called = crate::dma::Called::now();
         crate::stack::use_exec_stack();
         let bound = with_open(|rt| rt.bind(model, input_set, output_set))?;
         if repeat_count < 1 {

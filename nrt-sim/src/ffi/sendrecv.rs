@@ -273,9 +273,13 @@ pub unsafe extern "C" fn nrt_async_sendrecv_test_request(
             put(size, "size", outcome.map_or(0, |o| o.1))?;
         }
         match outcome {
-            Some((status, _)) if status != NRT_SUCCESS => {
-                fail(status, "the request failed (see the log line before)")
-            }
+            Some((status, _)) if status != NRT_SUCCESS => fail(
+                status,
+                format!(
+                    "the request failed: {}",
+                    req.reason().as_deref().unwrap_or("no reason recorded")
+                ),
+            ),
             _ => Ok(()),
         }
     })

@@ -148,7 +148,7 @@ pub fn build_model_from_text(text: &str) -> Result<Vec<u8>, BuildError> {
 ///
 /// [`BuildError`] with the reason `nrt_load` would log.
 pub fn describe_model(bytes: &[u8]) -> Result<String, BuildError> {
-    let program = Program::from_file(bytes, true).map_err(|(_, m)| BuildError::new(m))?;
+    let program = super::file::load(bytes, true).map_err(|(_, m)| BuildError::new(m))?;
     Ok(if program.synthetic {
         super::real::describe(&program)
     } else {

@@ -3,7 +3,7 @@
 //! is the caller's: an [`Exchange`] gives a program the contributions of every rank.
 
 use super::compute::{self, BinOp};
-use super::types::{DType, Op, TensorSpec};
+use super::types::{DType, Modeled, Op, TensorSpec};
 use crate::error::Res;
 use std::time::Duration;
 

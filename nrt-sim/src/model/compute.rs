@@ -78,13 +78,13 @@ impl Elem for f32 {
 
 /// bfloat16: the top 16 bits of an f32.
 #[derive(Clone, Copy)]
-struct Bf16(u16);
+pub(super) struct Bf16(pub(super) u16);
 
 impl Bf16 {
-    fn to_f32(self) -> f32 {
+    pub(super) fn to_f32(self) -> f32 {
         f32::from_bits((self.0 as u32) << 16)
     }
-    fn from_f32(x: f32) -> Bf16 {
+    pub(super) fn from_f32(x: f32) -> Bf16 {
         if x.is_nan() {
             return Bf16(((x.to_bits() >> 16) as u16) | 0x40);
         }
@@ -145,6 +145,8 @@ macro_rules! dispatch {
             DType::BF16 => $f::<Bf16>($($arg),*),
             // Program::new allows F16 only in identity, which never gets here.
             DType::F16 => unreachable!("f16 arithmetic is rejected when a model is built"),
+            // check_spec refuses every dtype the simulator does not model.
+            _ => unreachable!("a dtype the simulator does not model is refused when a model is built"),
         }
     };
 }
@@ -182,7 +184,12 @@ pub(super) fn scale_bias(dtype: DType, a: &[u8], scale: f64, bias: f64) -> Vec<u
     dispatch!(dtype, go(a, scale, bias))
 }
 
+/// `[m,k] x [k,n]`; a left operand `[..., k]` is `m` rows of `k` (its batch
+/// dimensions flattened).
 pub(super) fn matmul(dtype: DType, a: &[u8], b: &[u8], m: usize, k: usize, n: usize) -> Vec<u8> {
+    if dtype == DType::F32 {
+        return matmul_f32(a, b, m, k, n);
+    }
     fn go<T: Elem>(a: &[u8], b: &[u8], m: usize, k: usize, n: usize) -> Vec<u8> {
         let (a, b) = (load_all::<T>(a), load_all::<T>(b));
         let values = (0..m).flat_map(|i| {
@@ -196,9 +203,65 @@ pub(super) fn matmul(dtype: DType, a: &[u8], b: &[u8], m: usize, k: usize, n: us
     dispatch!(dtype, go(a, b, m, k, n))
 }
 
+/// [`matmul`] of f32, the same arithmetic in a cache-friendly order: row `i` of the
+/// result accumulates `a[i][x] * b[x][..]` for x = 0, 1, ..., so every element is still
+/// `((0 + a0 b0) + a1 b1) + ...` with one rounding per multiply and per add (no fused
+/// multiply-add: Rust never contracts them), bit for bit the generic loop's result,
+/// about ten times faster (the small decoder's prefill no longer outlasts its modelled
+/// device time).
+fn matmul_f32(a: &[u8], b: &[u8], m: usize, k: usize, n: usize) -> Vec<u8> {
+    let (a, b) = (f32_view(a), f32_view(b));
+    let (a, b) = (a.as_ref(), b.as_ref());
+    let mut out = vec![0f32; m * n];
+    for (i, row) in out.chunks_exact_mut(n.max(1)).enumerate().take(m) {
+        for x in 0..k {
+            let ax = a[i * k + x];
+            for (o, &bx) in row.iter_mut().zip(&b[x * n..(x + 1) * n]) {
+                *o += ax * bx;
+            }
+        }
+    }
+    store_all(out.into_iter(), m * n)
+}
+
+/// Little-endian f32 bytes as f32 values: borrowed when aligned (the weights are most of
+/// a matmul's bytes), else copied.
+fn f32_view(bytes: &[u8]) -> std::borrow::Cow<'_, [f32]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: every bit pattern is a valid f32, and `align_to` only hands out the
+        // part of `bytes` that is aligned for f32; on a little-endian target those are
+        // the little-endian values the bytes encode.
+        let (head, body, tail) = unsafe { bytes.align_to::<f32>() };
+        if head.is_empty() && tail.is_empty() {
+            return std::borrow::Cow::Borrowed(body);
+        }
+    }
+    std::borrow::Cow::Owned(load_all::<f32>(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_matmul_is_bit_for_bit_the_generic_loop() {
+        let (m, k, n) = (5, 37, 11);
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 333.0 - 1.5)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104729) % 997) as f32 / 97.0 - 5.0)
+            .collect();
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        fn generic(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+            (0..m * n)
+                .map(|e| (0..k).fold(0f32, |acc, x| acc + a[(e / n) * k + x] * b[x * n + e % n]))
+                .collect()
+        }
+        let fast = matmul(DType::F32, &bytes(&a), &bytes(&b), m, k, n);
+        assert_eq!(fast, bytes(&generic(&a, &b, m, k, n)));
+    }
 
     #[test]
     fn bf16_rounds_to_nearest_even() {

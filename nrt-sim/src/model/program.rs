@@ -3,10 +3,12 @@
 
 use super::collective::{self, Exchange};
 use super::compute;
-use super::types::{DType, MAGIC, MAX_NAME, MAX_RANK, MAX_TENSOR_BYTES, Op, TensorSpec};
-use crate::container;
+use super::nn_ops;
+use super::types::{
+    DType, MAGIC, MAX_NAME, MAX_RANK, MAX_TENSOR_BYTES, Modeled, Op, TensorSpec, modeled_dtype,
+};
 use crate::error::Res;
-use nrt_sys::*;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -45,6 +47,14 @@ pub(super) fn check_name(what: &str, name: &str) -> Result<(), String> {
 
 pub(super) fn check_spec(kind: &str, spec: &TensorSpec) -> Result<(), String> {
     check_name(kind, &spec.name)?;
+    if !spec.dtype.is_modeled() {
+        return Err(format!(
+            "{kind} {:?} has dtype {}, which the simulator does not model (it models {})",
+            spec.name,
+            spec.dtype,
+            DType::ALL.map(DType::name).join(", ")
+        ));
+    }
     if spec.shape.len() > MAX_RANK {
         return Err(format!(
             "{kind} {:?} has rank {}, more than the {MAX_RANK} supported",
@@ -181,16 +191,20 @@ impl Program {
                         ));
                     }
                     if let Op::MatMul { .. } = op {
-                        if sa.shape.len() != 2 || sb.shape.len() != 2 || sa.shape[1] != sb.shape[0]
+                        if sa.shape.len() < 2
+                            || sb.shape.len() != 2
+                            || sa.shape.last() != Some(&sb.shape[0])
                         {
                             return Err(format!(
-                                "{}: shapes {:?} x {:?} are not [m,k] x [k,n]",
+                                "{}: shapes {:?} x {:?} are not [m,k] x [k,n] (or [...,k] x [k,n])",
                                 here(),
                                 sa.shape,
                                 sb.shape
                             ));
                         }
-                        (sa.dtype, vec![sa.shape[0], sb.shape[1]])
+                        let mut shape = sa.shape.clone();
+                        *shape.last_mut().unwrap() = sb.shape[1];
+                        (sa.dtype, shape)
                     } else {
                         if sa.shape != sb.shape {
                             return Err(format!(
@@ -202,6 +216,9 @@ impl Program {
                         }
                         (sa.dtype, sa.shape)
                     }
+                }
+                other => {
+                    nn_ops::result_spec(other, &get).map_err(|e| format!("{}: {e}", here()))?
                 }
             };
             let out = op.out();
@@ -333,21 +350,6 @@ impl Program {
         text
     }
 
-    /// Parses a whole model file (container and payload): the simulator's own model
-    /// file, or a real NEFF (gzip'd tar payload) for its signature, whose hash is checked
-    /// when `validate_hash` (`NEURON_RT_VALIDATE_HASH`); own files' always is.
-    pub(crate) fn from_file(
-        bytes: &[u8],
-        validate_hash: bool,
-    ) -> Result<Program, (NRT_STATUS, String)> {
-        let (header, payload) = container::split(bytes)?;
-        if payload.starts_with(&[0x1f, 0x8b]) {
-            return super::real::load(bytes, validate_hash);
-        }
-        let payload = container::unwrap_own(&header, payload)?;
-        Self::parse(payload).map_err(|e| (NRT_INVALID, e))
-    }
-
     pub(super) fn parse(payload: &[u8]) -> Result<Program, String> {
         let text = std::str::from_utf8(payload)
             .map_err(|_| "not an nrt-sim model: the payload is not UTF-8 text".to_string())?;
@@ -399,7 +401,7 @@ impl Program {
                     let [tname, dtype, dims] = args[..] else {
                         return Err(err("expected <name> <dtype> [<dims>]"));
                     };
-                    let dtype = DType::from_name(dtype)
+                    let dtype = modeled_dtype(dtype)
                         .ok_or_else(|| err(&format!("unknown dtype {dtype:?}")))?;
                     let shape = parse_dims(dims).ok_or_else(|| {
                         err("dims must look like [2,3] (positive integers) or []")
@@ -445,14 +447,15 @@ impl Program {
         ex: &mut dyn Exchange,
     ) -> Res<Vec<Vec<u8>>> {
         let mut step = 0;
-        let mut values: HashMap<&str, (&TensorSpec, Vec<u8>)> = HashMap::new();
+        // Inputs are borrowed (weights and caches are most of the bytes), op results owned.
+        let mut values: HashMap<&str, (&TensorSpec, Cow<'_, [u8]>)> = HashMap::new();
         for (spec, bytes) in self.inputs.iter().zip(inputs) {
-            values.insert(&spec.name, (spec, bytes.clone()));
+            values.insert(&spec.name, (spec, Cow::Borrowed(bytes.as_slice())));
         }
-        for (op, spec) in self.ops.iter().zip(&self.op_specs) {
+        for (index, (op, spec)) in self.ops.iter().zip(&self.op_specs).enumerate() {
             let get = |n: &str| &values[n];
             let result = match op {
-                Op::Identity { input, .. } => get(input).1.clone(),
+                Op::Identity { input, .. } => get(input).1.to_vec(),
                 Op::Add { a, b, .. } => {
                     let (sa, va) = get(a);
                     compute::binary(sa.dtype, va, &get(b).1, compute::BinOp::Add)
@@ -474,11 +477,8 @@ impl Program {
                 Op::MatMul { a, b, .. } => {
                     let (sa, va) = get(a);
                     let (sb, vb) = get(b);
-                    let (m, k, n) = (
-                        sa.shape[0] as usize,
-                        sa.shape[1] as usize,
-                        sb.shape[1] as usize,
-                    );
+                    let k = sb.shape[0] as usize;
+                    let (m, n) = (sa.elements() / k, sb.shape[1] as usize);
                     compute::matmul(sa.dtype, va, vb, m, k, n)
                 }
                 Op::AllReduce { input, .. }
@@ -486,17 +486,25 @@ impl Program {
                 | Op::ReduceScatter { input, .. } => {
                     let (s, v) = get(input);
                     let dtype = s.dtype;
-                    let parts = ex.exchange(step, v.clone())?;
+                    let parts = ex.exchange(step, v.to_vec())?;
                     step += 1;
                     collective::combine(op, dtype, ex.rank(), parts)
                 }
+                other => {
+                    let value = |n: &str| {
+                        let (s, v) = &values[n];
+                        (*s, v.as_ref())
+                    };
+                    nn_ops::run(other, &value)
+                        .or_else(|reason| nn_ops::index_failure(&self.name, index, other, reason))?
+                }
             };
-            values.insert(op.out(), (spec, result));
+            values.insert(op.out(), (spec, Cow::Owned(result)));
         }
         Ok(self
             .outputs
             .iter()
-            .map(|spec| values.remove(spec.name.as_str()).unwrap().1)
+            .map(|spec| values.remove(spec.name.as_str()).unwrap().1.into_owned())
             .collect())
     }
 }
@@ -569,9 +577,13 @@ pub(super) fn parse_op(args: &[&str]) -> Result<Op, String> {
             out: s(out),
         },
         [kind, ..] => {
+            if let Some(op) = nn_ops::parse(args) {
+                return op;
+            }
             return Err(format!(
-                "op {kind:?} with {} arguments is not one of: identity IN OUT, add A B OUT, mul A B OUT, scale_bias IN SCALE BIAS OUT, matmul A B OUT, relu IN OUT, all_reduce IN OUT, all_gather IN RANKS OUT, reduce_scatter IN RANKS OUT",
-                args.len() - 1
+                "op {kind:?} with {} arguments is not one of: identity IN OUT, add A B OUT, mul A B OUT, scale_bias IN SCALE BIAS OUT, matmul A B OUT, relu IN OUT, all_reduce IN OUT, all_gather IN RANKS OUT, reduce_scatter IN RANKS OUT, {}",
+                args.len() - 1,
+                nn_ops::SYNTAX
             ));
         }
         [] => return Err("op line without an op".into()),

@@ -4,7 +4,7 @@
 //! outside the vendor can run a NEFF's instruction streams).
 
 use super::program::Program;
-use super::types::{DType, TensorSpec};
+use super::types::{Modeled, TensorSpec};
 use crate::container;
 use neuron_neff::{Neff, NeffWriter, ParseOptions};
 use nrt_sys::*;
@@ -113,7 +113,7 @@ fn program_of(neff: &Neff) -> Result<Program, String> {
     let specs = |list: &[neuron_neff::TensorSpec], role: &str| {
         list.iter()
             .map(|t| {
-                let dtype = DType::from_name(sim_name(t.dtype)).ok_or_else(|| {
+                let dtype = Some(t.dtype).filter(|d| d.is_modeled()).ok_or_else(|| {
                     format!(
                         "{role} '{}' has dtype {}, which the simulator does not model",
                         t.name, t.dtype
@@ -150,45 +150,6 @@ fn program_of(neff: &Neff) -> Result<Program, String> {
         outputs,
         cores,
     ))
-}
-
-/// The simulator's dtypes are the NEFF dtypes, so a [`NeffWriter`] takes either.
-impl From<DType> for neuron_neff::DType {
-    fn from(d: DType) -> neuron_neff::DType {
-        use neuron_neff::DType as N;
-        match d {
-            DType::F16 => N::F16,
-            DType::BF16 => N::BF16,
-            DType::F32 => N::F32,
-            DType::I8 => N::I8,
-            DType::U8 => N::U8,
-            DType::I16 => N::I16,
-            DType::U16 => N::U16,
-            DType::I32 => N::I32,
-            DType::U32 => N::U32,
-            DType::I64 => N::I64,
-            DType::U64 => N::U64,
-        }
-    }
-}
-
-/// The simulator's dtype name for a NEFF dtype.
-fn sim_name(d: neuron_neff::DType) -> &'static str {
-    use neuron_neff::DType as N;
-    match d {
-        N::F16 => "f16",
-        N::BF16 => "bf16",
-        N::F32 => "f32",
-        N::I8 => "i8",
-        N::U8 => "u8",
-        N::I16 => "i16",
-        N::U16 => "u16",
-        N::I32 => "i32",
-        N::U32 => "u32",
-        N::I64 => "i64",
-        N::U64 => "u64",
-        _ => "",
-    }
 }
 
 fn device_time(text: &[u8]) -> Result<Duration, String> {

@@ -15,7 +15,7 @@ fn f32_values(b: &[u8]) -> Vec<f32> {
 }
 
 fn program(builder: &ModelBuilder) -> Program {
-    Program::from_file(&builder.build().unwrap(), true).unwrap()
+    super::file::load(&builder.build().unwrap(), true).unwrap()
 }
 
 #[test]
@@ -254,7 +254,7 @@ fn payload_parse_errors_name_the_line() {
     ];
     for (payload, needle) in bad {
         let file = container::wrap("x", payload.as_bytes());
-        let (status, msg) = Program::from_file(&file, true).unwrap_err();
+        let (status, msg) = super::file::load(&file, true).unwrap_err();
         assert_eq!(status, NRT_INVALID);
         assert!(msg.contains(needle), "{msg} lacks {needle:?}");
     }
@@ -264,7 +264,7 @@ fn payload_parse_errors_name_the_line() {
 fn gzip_payload_is_read_as_a_real_neff() {
     // A damaged gzip'd tar: the real-NEFF reader's error, as NRT_INVALID.
     let file = container::wrap("real", &[0x1f, 0x8b, 8, 0, 0, 0]);
-    let (status, msg) = Program::from_file(&file, false).unwrap_err();
+    let (status, msg) = super::file::load(&file, false).unwrap_err();
     assert_eq!(status, NRT_INVALID);
     assert!(msg.starts_with("real NEFF: "), "{msg}");
     // A real one: its signature, no ops, synthetic outputs, its core count.
@@ -274,7 +274,7 @@ fn gzip_payload_is_read_as_a_real_neff() {
         .cores(2)
         .build()
         .unwrap();
-    let p = Program::from_file(&neff, true).unwrap();
+    let p = super::file::load(&neff, true).unwrap();
     assert!(p.synthetic);
     assert_eq!((p.name.as_str(), p.cores), ("r.neff", 2));
     assert_eq!(p.inputs[0].byte_size(), 8);
@@ -291,7 +291,7 @@ fn gzip_payload_is_read_as_a_real_neff() {
 #[test]
 fn hand_written_payload_with_comments_parses() {
     let text = "# comment\n\nnrt-sim-model 1\nname my model\ninput x i32 []\noutput y i32 []\nop scale_bias x 3 1 y\n";
-    let p = Program::from_file(&container::wrap("x", text.as_bytes()), true).unwrap();
+    let p = super::file::load(&container::wrap("x", text.as_bytes()), true).unwrap();
     assert_eq!(p.name, "my model");
     let y = p.run(&[5i32.to_le_bytes().to_vec()]);
     assert_eq!(y[0], 16i32.to_le_bytes().to_vec());
@@ -305,13 +305,32 @@ fn hand_written_payload_with_comments_parses() {
 }
 
 #[test]
-fn dtype_maps_to_nrt_values() {
-    assert_eq!(DType::F32.to_nrt(), NRT_DTYPE_FLOAT32);
-    assert_eq!(DType::from_nrt(NRT_DTYPE_INT32), Some(DType::I32));
-    assert_eq!(DType::from_nrt(NRT_DTYPE_FP8_E4), None);
+fn dtype_maps_to_nrt_values_and_only_modeled_dtypes_build() {
+    use super::types::{Modeled, modeled_dtype};
+    assert_eq!(DType::F32.as_raw(), NRT_DTYPE_FLOAT32);
+    assert_eq!(DType::from_raw(NRT_DTYPE_INT32), DType::I32);
+    assert!(!DType::from_raw(NRT_DTYPE_FP8_E4).is_modeled());
     for d in DType::ALL {
-        assert_eq!(DType::from_name(d.name()), Some(d));
+        assert_eq!(modeled_dtype(d.name()), Some(d));
     }
+    assert_eq!(modeled_dtype("fp8e4"), None);
+    let err = super::ModelBuilder::new("fp8")
+        .input("x", DType::Fp8E4, &[4])
+        .output("y", DType::Fp8E4, &[4])
+        .op(Op::Identity {
+            input: "x".into(),
+            out: "y".into(),
+        })
+        .build()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("input \"x\" has dtype fp8e4, which the simulator does not model"),
+        "{err}"
+    );
+    let text = b"nrt-sim-model 1\nname p\ninput x fp8e4 [4]\noutput y fp8e4 [4]\nop identity x y\n";
+    let err = Program::parse(text).unwrap_err();
+    assert!(err.contains("unknown dtype \"fp8e4\""), "{err}");
 }
 
 #[test]

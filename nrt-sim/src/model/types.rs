@@ -1,7 +1,6 @@
 //! The vocabulary of model files: element types, ops, tensor specs, limits, and the
 //! error a bad model gives.
 
-use nrt_sys::*;
 use std::fmt;
 
 /// The magic first line of a payload.
@@ -13,111 +12,41 @@ pub(super) const MAX_RANK: usize = 8;
 /// Longest tensor or model name, in bytes (the C structs hold 256 with the NUL).
 pub(super) const MAX_NAME: usize = 255;
 
-/// Element type of a model tensor; each maps to an `nrt_dtype_t` value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// `uint8_t` (`NRT_DTYPE_UINT8`).
-    U8,
-    /// `int8_t` (`NRT_DTYPE_INT8`).
-    I8,
-    /// `uint16_t` (`NRT_DTYPE_UINT16`).
-    U16,
-    /// `int16_t` (`NRT_DTYPE_INT16`).
-    I16,
-    /// `uint32_t` (`NRT_DTYPE_UINT32`).
-    U32,
-    /// `int32_t` (`NRT_DTYPE_INT32`).
-    I32,
-    /// `uint64_t` (`NRT_DTYPE_UINT64`).
-    U64,
-    /// `int64_t` (`NRT_DTYPE_INT64`).
-    I64,
-    /// IEEE single precision (`NRT_DTYPE_FLOAT32`).
-    F32,
-    /// bfloat16 (`NRT_DTYPE_BFLOAT16`).
-    BF16,
-    /// IEEE half precision (`NRT_DTYPE_FLOAT16`); identity only.
-    F16,
+/// The element type of a model tensor: the workspace's one dtype type (defined by
+/// `neuron-neff`, re-exported as `nrt_sim::DType`, `neuron_rt::DType`,
+/// `neuron_rt::sim::DType` and `neuron_rt::neff::DType`). The simulator models the
+/// dtypes of [`DType::ALL`] (the integers, `f32`, `bf16`, and `f16` for identity only); a
+/// model with another one is refused when it is built or loaded.
+pub use neuron_neff::DType;
+
+/// What the simulator knows about a dtype beyond its shared definition.
+pub(crate) trait Modeled: Copy {
+    /// Whether the simulator models it (one of [`DType::ALL`]).
+    fn is_modeled(self) -> bool;
+    /// Whether ops compute with it (every modeled dtype but `f16`, which only
+    /// identity copies).
+    fn is_arithmetic(self) -> bool;
+    /// Whether it is a modeled integer dtype.
+    fn is_integer(self) -> bool;
 }
 
-impl DType {
-    pub(super) const ALL: [DType; 11] = [
-        DType::U8,
-        DType::I8,
-        DType::U16,
-        DType::I16,
-        DType::U32,
-        DType::I32,
-        DType::U64,
-        DType::I64,
-        DType::F32,
-        DType::BF16,
-        DType::F16,
-    ];
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::U8 | DType::I8 => 1,
-            DType::U16 | DType::I16 | DType::BF16 | DType::F16 => 2,
-            DType::U32 | DType::I32 | DType::F32 => 4,
-            DType::U64 | DType::I64 => 8,
-        }
+impl Modeled for DType {
+    fn is_modeled(self) -> bool {
+        DType::ALL.contains(&self)
     }
 
-    /// The `nrt_dtype_t` value reported by `nrt_get_model_tensor_info`.
-    pub fn to_nrt(self) -> nrt_dtype_t {
-        match self {
-            DType::U8 => NRT_DTYPE_UINT8,
-            DType::I8 => NRT_DTYPE_INT8,
-            DType::U16 => NRT_DTYPE_UINT16,
-            DType::I16 => NRT_DTYPE_INT16,
-            DType::U32 => NRT_DTYPE_UINT32,
-            DType::I32 => NRT_DTYPE_INT32,
-            DType::U64 => NRT_DTYPE_UINT64,
-            DType::I64 => NRT_DTYPE_INT64,
-            DType::F32 => NRT_DTYPE_FLOAT32,
-            DType::BF16 => NRT_DTYPE_BFLOAT16,
-            DType::F16 => NRT_DTYPE_FLOAT16,
-        }
+    fn is_arithmetic(self) -> bool {
+        self.is_modeled() && self != DType::F16
     }
 
-    /// The dtype for an `nrt_dtype_t` value, if the simulator models it.
-    pub fn from_nrt(value: nrt_dtype_t) -> Option<DType> {
-        Self::ALL.into_iter().find(|d| d.to_nrt() == value)
-    }
-
-    /// The name used in model payloads and by the command-line tool (`f32`, `i32`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::U8 => "u8",
-            DType::I8 => "i8",
-            DType::U16 => "u16",
-            DType::I16 => "i16",
-            DType::U32 => "u32",
-            DType::I32 => "i32",
-            DType::U64 => "u64",
-            DType::I64 => "i64",
-            DType::F32 => "f32",
-            DType::BF16 => "bf16",
-            DType::F16 => "f16",
-        }
-    }
-
-    /// Parses a name as written by [`DType::name`].
-    pub fn from_name(name: &str) -> Option<DType> {
-        Self::ALL.into_iter().find(|d| d.name() == name)
-    }
-
-    pub(super) fn is_arithmetic(self) -> bool {
-        self != DType::F16
+    fn is_integer(self) -> bool {
+        self.is_modeled() && !matches!(self, DType::F32 | DType::BF16 | DType::F16)
     }
 }
 
-impl fmt::Display for DType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// The modeled dtype of a short name (`f32`, `bf16`, ...; see [`DType::name`]).
+pub(crate) fn modeled_dtype(name: &str) -> Option<DType> {
+    DType::from_name(name).filter(|d| d.is_modeled())
 }
 
 /// One step of a model's computation. Ops run in order; each reads model inputs or values
@@ -176,6 +105,129 @@ pub enum Op {
         /// Written value.
         out: String,
     },
+    /// Element type conversion (`cast IN DTYPE OUT`), same shape: integer to integer
+    /// wraps (two's complement truncation or extension, as Rust's `as`); float to
+    /// integer rounds toward zero and saturates, NaN gives 0; integer to `f32` rounds
+    /// to nearest-even; `bf16` to `f32` is exact; to `bf16` goes through `f32` (one
+    /// rounding to `f32`, then round-to-nearest-even to `bf16`). Not for `f16`.
+    Cast {
+        /// Source value.
+        input: String,
+        /// Element type of `out`.
+        dtype: DType,
+        /// Written value.
+        out: String,
+    },
+    /// Same bytes, another shape with the same element count (`reshape IN [dims] OUT`).
+    Reshape {
+        /// Source value.
+        input: String,
+        /// Shape of `out`.
+        shape: Vec<u32>,
+        /// Written value.
+        out: String,
+    },
+    /// Embedding lookup (`gather TABLE IDS OUT`): `table` `[v, r...]` (any dtype), `ids`
+    /// of an integer dtype and shape `s`; `out[s..] = table[ids[s..]]`, shape `s ++ r`.
+    /// An id outside `0..v` fails the execution with `NRT_EXEC_OOB`.
+    Gather {
+        /// Rows to pick from, `[v, r...]`.
+        table: String,
+        /// Row indices (integer dtype).
+        ids: String,
+        /// Written value.
+        out: String,
+    },
+    /// RMS normalisation over the last dimension (`rms_norm X W EPS OUT`, `f32`):
+    /// `out = (x / sqrt(sum(x*x) / d + eps)) * w` (arithmetic in MODEL_FORMAT.md).
+    RmsNorm {
+        /// Rows to normalise, `[..., d]`.
+        input: String,
+        /// Gain, `[d]`.
+        weight: String,
+        /// Added to the mean square (rounded to `f32`).
+        eps: f64,
+        /// Written value.
+        out: String,
+    },
+    /// Element-wise `out = x / (1 + exp(-x))` (`silu IN OUT`, `f32`).
+    Silu {
+        /// Source value.
+        input: String,
+        /// Written value.
+        out: String,
+    },
+    /// Rotary position embedding, rotate-half form (`rope X POS THETA OUT`, `f32`): `x`
+    /// `[b, t, h, d]` (`d` even), `positions` `[b, t]` (integer); each head's pairs
+    /// `(j, j + d/2)` turn by `p * theta^(-2j/d)`. Position -1 (padding) gives zeros.
+    Rope {
+        /// Queries or keys, `[b, t, h, d]`.
+        input: String,
+        /// Position of each token, `[b, t]`; -1 = padding.
+        positions: String,
+        /// Base of the frequencies.
+        theta: f64,
+        /// Written value.
+        out: String,
+    },
+    /// Cache update (`cache_write CACHE NEW SEQ POS OUT`): `out` = `cache` `[s, h, c, d]`
+    /// with `out[seq[b], :, pos[b, t], :] = new[b, t, :, :]` for every token whose
+    /// position is not -1 (`new` `[b, t, h, d]`, `seq` `[b]`, `pos` `[b, t]`), in `(b, t)`
+    /// order. A slot outside `0..s` (of a row with a non-padding token) or a position
+    /// outside `-1..c` fails the execution with `NRT_EXEC_OOB`.
+    CacheWrite {
+        /// The cache, `[slots, heads, ctx, head_dim]`.
+        cache: String,
+        /// Rows to write, `[b, t, heads, head_dim]`.
+        new: String,
+        /// Cache slot of each row, `[b]` (integer).
+        seq_ids: String,
+        /// Position of each token, `[b, t]` (integer); -1 = padding, no write.
+        positions: String,
+        /// Written value: the updated cache.
+        out: String,
+    },
+    /// Causal attention over a cache (`attention Q K V SEQ POS OUT`, `f32`): for each
+    /// token at position `p` of row `b` and head `h`, softmax of `q . k[seq[b], h, j]
+    /// / sqrt(d)` over `j` in `0..=p`, weighting `v[seq[b], h, j]`. Shapes as
+    /// [`Op::CacheWrite`]; padding tokens give zeros; bad slots or positions fail the
+    /// execution with `NRT_EXEC_OOB`.
+    Attention {
+        /// Queries, `[b, t, heads, head_dim]`.
+        q: String,
+        /// Key cache, `[slots, heads, ctx, head_dim]`.
+        k: String,
+        /// Value cache, same shape as `k`.
+        v: String,
+        /// Cache slot of each row, `[b]`.
+        seq_ids: String,
+        /// Position of each token, `[b, t]`; -1 = padding.
+        positions: String,
+        /// Written value, `[b, t, heads, head_dim]`.
+        out: String,
+    },
+    /// Each row's last non-padding token (`last_token X POS OUT`): `x` `[b, t, r...]`,
+    /// `positions` `[b, t]`; `out[b] = x[b, t*]` with `t*` the greatest `t` whose
+    /// position is not -1; zeros for a row of padding only. Shape `[b, r...]`.
+    LastToken {
+        /// Source value, `[b, t, r...]` (any dtype).
+        input: String,
+        /// Position of each token, `[b, t]`.
+        positions: String,
+        /// Written value.
+        out: String,
+    },
+    /// Index of the maximum over the last dimension (`argmax X DTYPE OUT`, `f32` or
+    /// `bf16` in, an integer `dtype` out): `[..., n]` -> `[..., 1]`; ties go to the lowest
+    /// index (a later element replaces the best only when strictly greater).
+    ArgMax {
+        /// Source value, `[..., n]`.
+        input: String,
+        /// Integer element type of `out`.
+        dtype: DType,
+        /// Written value.
+        out: String,
+    },
     /// Collective: `out` = the element-wise sum of `input` over every rank of the group,
     /// added in rank order (rank 0 + rank 1 + ...), so every rank gets the same bits.
     /// Same dtype and shape as `input`. On a model loaded alone (`nrt_load`) it copies.
@@ -222,6 +274,16 @@ impl Op {
             Op::AllReduce { .. } => "all_reduce",
             Op::AllGather { .. } => "all_gather",
             Op::ReduceScatter { .. } => "reduce_scatter",
+            Op::Cast { .. } => "cast",
+            Op::Reshape { .. } => "reshape",
+            Op::Gather { .. } => "gather",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::Silu { .. } => "silu",
+            Op::Rope { .. } => "rope",
+            Op::CacheWrite { .. } => "cache_write",
+            Op::Attention { .. } => "attention",
+            Op::LastToken { .. } => "last_token",
+            Op::ArgMax { .. } => "argmax",
         }
     }
 
@@ -232,8 +294,35 @@ impl Op {
             | Op::Relu { input, .. }
             | Op::AllReduce { input, .. }
             | Op::AllGather { input, .. }
-            | Op::ReduceScatter { input, .. } => vec![input],
+            | Op::ReduceScatter { input, .. }
+            | Op::Cast { input, .. }
+            | Op::Reshape { input, .. }
+            | Op::Silu { input, .. }
+            | Op::ArgMax { input, .. } => vec![input],
             Op::Add { a, b, .. } | Op::Mul { a, b, .. } | Op::MatMul { a, b, .. } => vec![a, b],
+            Op::Gather { table, ids, .. } => vec![table, ids],
+            Op::RmsNorm { input, weight, .. } => vec![input, weight],
+            Op::Rope {
+                input, positions, ..
+            }
+            | Op::LastToken {
+                input, positions, ..
+            } => vec![input, positions],
+            Op::CacheWrite {
+                cache,
+                new,
+                seq_ids,
+                positions,
+                ..
+            } => vec![cache, new, seq_ids, positions],
+            Op::Attention {
+                q,
+                k,
+                v,
+                seq_ids,
+                positions,
+                ..
+            } => vec![q, k, v, seq_ids, positions],
         }
     }
 
@@ -247,7 +336,17 @@ impl Op {
             | Op::Relu { out, .. }
             | Op::AllReduce { out, .. }
             | Op::AllGather { out, .. }
-            | Op::ReduceScatter { out, .. } => out,
+            | Op::ReduceScatter { out, .. }
+            | Op::Cast { out, .. }
+            | Op::Reshape { out, .. }
+            | Op::Gather { out, .. }
+            | Op::RmsNorm { out, .. }
+            | Op::Silu { out, .. }
+            | Op::Rope { out, .. }
+            | Op::CacheWrite { out, .. }
+            | Op::Attention { out, .. }
+            | Op::LastToken { out, .. }
+            | Op::ArgMax { out, .. } => out,
         }
     }
 
@@ -269,6 +368,46 @@ impl Op {
             Op::ReduceScatter { input, ranks, out } => {
                 format!("op reduce_scatter {input} {ranks} {out}")
             }
+            Op::Cast { input, dtype, out } => format!("op cast {input} {dtype} {out}"),
+            Op::Reshape { input, shape, out } => {
+                let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+                format!("op reshape {input} [{}] {out}", dims.join(","))
+            }
+            Op::Gather { table, ids, out } => format!("op gather {table} {ids} {out}"),
+            Op::RmsNorm {
+                input,
+                weight,
+                eps,
+                out,
+            } => format!("op rms_norm {input} {weight} {eps:?} {out}"),
+            Op::Silu { input, out } => format!("op silu {input} {out}"),
+            Op::Rope {
+                input,
+                positions,
+                theta,
+                out,
+            } => format!("op rope {input} {positions} {theta:?} {out}"),
+            Op::CacheWrite {
+                cache,
+                new,
+                seq_ids,
+                positions,
+                out,
+            } => format!("op cache_write {cache} {new} {seq_ids} {positions} {out}"),
+            Op::Attention {
+                q,
+                k,
+                v,
+                seq_ids,
+                positions,
+                out,
+            } => format!("op attention {q} {k} {v} {seq_ids} {positions} {out}"),
+            Op::LastToken {
+                input,
+                positions,
+                out,
+            } => format!("op last_token {input} {positions} {out}"),
+            Op::ArgMax { input, dtype, out } => format!("op argmax {input} {dtype} {out}"),
         }
     }
 }

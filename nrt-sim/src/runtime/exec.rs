@@ -49,7 +49,10 @@ impl Bound {
             );
         }
         let mut last_end = core.exec_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let start = crate::dma::device_start(*last_end);
+        // Modelled: when it was queued (or called) plus the launch cost, not before the
+        // previous execution's end; the host thread got here at `real_start`.
+        let start = crate::dma::execution_start(*last_end);
+        let real_start = Instant::now();
         let world = self.model.rank.as_ref().map_or(1, |r| r.group.world);
         let device_time = core
             .exec_latency
@@ -74,7 +77,8 @@ impl Bound {
             )
         } else {
             let result = self.compute(p, crate::dma::after(start, core.exec_timeout));
-            crate::dma::wait_until(device_end);
+            crate::clock::wait_until(device_end);
+            crate::clock::record_lag(start, real_start, device_end, Instant::now());
             *last_end = Some(device_end);
             result
         };
@@ -95,7 +99,13 @@ impl Bound {
 
     /// Runs `count` times, stopping at the first failure (`nrt_execute_repeat`).
     pub(crate) fn run_repeat(&self, count: u32) -> Res<()> {
-        (0..count).try_for_each(|_| self.run())
+        (0..count).try_for_each(|i| {
+            if i == 1 {
+                // The runtime issues each repetition when the one before returns.
+                crate::dma::set_arrival(None);
+            }
+            self.run()
+        })
     }
 
     fn compute(&self, p: &Program, deadline: Instant) -> Res<()> {

@@ -174,6 +174,32 @@ impl Tensor {
         Ok(unsafe { mem.buf.base().add(mem.offset) })
     }
 
+    /// Counts `bytes` moved between this tensor's device memory and the host
+    /// (`to_host`: a read to the host); nothing for HOST or VIRTUAL placement. Counted
+    /// on the buffer, which the tensor's slices share.
+    pub(crate) fn count_host_transfer(&self, to_host: bool, bytes: usize) {
+        if let (Place::Device(_), Some(mem)) = (self.place, &self.mem) {
+            let counter = if to_host {
+                &mem.buf.to_host
+            } else {
+                &mem.buf.from_host
+            };
+            counter.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Bytes read from this tensor's device memory to the host, and written to it from
+    /// the host, since it was allocated (shared with its slices and parent).
+    pub(crate) fn host_transfers(&self) -> (u64, u64) {
+        match (self.place, &self.mem) {
+            (Place::Device(_), Some(mem)) => (
+                mem.buf.to_host.load(Ordering::Relaxed),
+                mem.buf.from_host.load(Ordering::Relaxed),
+            ),
+            _ => (0, 0),
+        }
+    }
+
     /// The whole tensor's bytes.
     pub(super) fn to_vec(&self) -> Res<Vec<u8>> {
         let mut out = vec![0u8; self.size];
@@ -192,6 +218,13 @@ pub(crate) fn copy_between(
     size: usize,
 ) -> Res<()> {
     let (s, d) = (src.mem()?, dst.mem()?);
+    // A copy between device memory and the host is a transfer; device to device is not.
+    match (src.place, dst.place) {
+        (Place::Device(_), Place::Device(_)) => {}
+        (Place::Device(_), _) => src.count_host_transfer(true, size),
+        (_, Place::Device(_)) => dst.count_host_transfer(false, size),
+        _ => {}
+    }
     let _guards = lock_pair(&s.buf, &d.buf);
     // SAFETY: both ranges were checked against their tensors, whose windows lie inside
     // their buffers; `copy` allows overlap (a tensor copied onto its own slice).

@@ -197,6 +197,14 @@ impl Runtime {
         xu::queue_of_seq(&self.queues, self.cores.len(), seq)?.is_completed(seq)
     }
 
+    /// `nrt_sim_request_error`: why request `seq` failed, if it did (and is among its
+    /// queue's recent failures).
+    pub(crate) fn request_reason(&self, seq: nrta_seq_t) -> Option<String> {
+        xu::queue_of_seq(&self.queues, self.cores.len(), seq)
+            .ok()?
+            .failure_reason(seq)
+    }
+
     /// `nrta_get_sequence`: the last completed id of unit `(lnc, xu, queue)`.
     pub(crate) fn last_completed(&self, lnc: i64, xu: nrta_xu_t, queue: i64) -> Res<nrta_seq_t> {
         Ok(xu::lookup(&self.queues, self.cores.len(), lnc, xu, queue)?.last_completed())

@@ -131,6 +131,7 @@ pub(crate) fn init(framework: nrt_framework_type_t) -> Res<()> {
         })
         .collect();
     crate::stack::set_exec_stack(cfg.exec_stack);
+    crate::clock::set_launch_cost(cfg.launch);
     let queues = make_queues(&cores, cfg.queue_depth);
     let rt = Runtime {
         cfg,

@@ -31,6 +31,7 @@ impl SyncTensor {
         let start = Instant::now();
         // SAFETY: passed on from the caller.
         unsafe { self.tensor.read_into(dst, offset, size) }?;
+        self.tensor.count_host_transfer(true, size);
         if let Some(core) = &self.core {
             core.finish_sync_transfer(start, size as u64);
         }
@@ -46,6 +47,7 @@ impl SyncTensor {
         let start = Instant::now();
         // SAFETY: passed on from the caller.
         unsafe { self.tensor.write_from(src, offset, size) }?;
+        self.tensor.count_host_transfer(false, size);
         if let Some(core) = &self.core {
             core.finish_sync_transfer(start, size as u64);
         }
@@ -81,7 +83,9 @@ impl Batch {
     pub(crate) unsafe fn read(&self) -> Res<()> {
         self.run(|t, op| {
             // SAFETY: the buffer holds `size` writable bytes (caller); range checked.
-            unsafe { t.read_into(op.buffer.cast(), op.offset as usize, op.size as usize) }
+            unsafe { t.read_into(op.buffer.cast(), op.offset as usize, op.size as usize) }?;
+            t.count_host_transfer(true, op.size as usize);
+            Ok(())
         })
     }
 
@@ -93,7 +97,9 @@ impl Batch {
     pub(crate) unsafe fn write(&self) -> Res<()> {
         self.run(|t, op| {
             // SAFETY: the buffer holds `size` readable bytes (caller); range checked.
-            unsafe { t.write_from(op.buffer.cast(), op.offset as usize, op.size as usize) }
+            unsafe { t.write_from(op.buffer.cast(), op.offset as usize, op.size as usize) }?;
+            t.count_host_transfer(false, op.size as usize);
+            Ok(())
         })
     }
 }

@@ -93,7 +93,11 @@ impl xu::Work for Request {
             } => {
                 // SAFETY: the caller of nrta_tensor_write promised `src` holds `size`
                 // readable bytes until completion; the range was checked at schedule time.
-                unsafe { tensor.write_from(src.0, offset, size) }
+                let r = unsafe { tensor.write_from(src.0, offset, size) };
+                if r.is_ok() {
+                    tensor.count_host_transfer(false, size);
+                }
+                r
             }
             RequestOp::Read {
                 tensor,
@@ -102,7 +106,11 @@ impl xu::Work for Request {
                 size,
             } => {
                 // SAFETY: as for writes: `dst` holds `size` writable bytes until completion.
-                unsafe { tensor.read_into(dst.0, offset, size) }
+                let r = unsafe { tensor.read_into(dst.0, offset, size) };
+                if r.is_ok() {
+                    tensor.count_host_transfer(true, size);
+                }
+                r
             }
             RequestOp::Copy {
                 src,

@@ -292,6 +292,7 @@ int main(int argc, char **argv) {
     }
     CHECK(sizeof(nrt_sim_counters_t) == 40);
     CHECK(sizeof(nrt_sim_core_counters_t) == 96);
+    CHECK(sizeof(nrt_sim_clock_stats_t) == 56);
     CHECK(nrt_sim_identity() == NRT_SIM_IDENTITY);
     size_t size = 0;
     void *neff = read_file(argv[1], &size);

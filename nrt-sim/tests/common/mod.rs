@@ -19,9 +19,13 @@ pub struct Session {
 }
 
 impl Session {
+    /// Also captures the simulator's log until the session drops (so that the expected
+    /// failures of a green run print nothing); a test that panics prints it.
     pub fn new() -> Session {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         control().clear_faults();
+        control().capture_log(true);
+        let _ = control().take_log();
         // SAFETY: the version strings are not read.
         let status =
             unsafe { nrt_init(NRT_FRAMEWORK_TYPE_NO_FW, std::ptr::null(), std::ptr::null()) };
@@ -29,9 +33,42 @@ impl Session {
         Session { _serial: serial }
     }
 
-    /// Holds the lock without initializing (for lifecycle tests).
-    pub fn serial_only() -> MutexGuard<'static, ()> {
-        SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    /// Holds the lock without initializing (for lifecycle tests); captures the log as
+    /// [`Session::new`] does, and prints it if the test panics.
+    pub fn serial_only() -> Serial {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        control().capture_log(true);
+        let _ = control().take_log();
+        Serial { _serial: serial }
+    }
+}
+
+impl Session {
+    /// The simulator's log lines since the session started (or since the last call).
+    pub fn take_log(&self) -> Vec<String> {
+        control().take_log()
+    }
+}
+
+/// The test lock without a runtime ([`Session::serial_only`]).
+pub struct Serial {
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Drop for Serial {
+    fn drop(&mut self) {
+        print_log_if_panicking();
+    }
+}
+
+/// Prints the captured log lines through the test harness (shown with the failure) when
+/// the test is panicking; drops them otherwise.
+fn print_log_if_panicking() {
+    let log = control().take_log();
+    if std::thread::panicking() {
+        for line in log {
+            eprintln!("{line}");
+        }
     }
 }
 
@@ -40,6 +77,7 @@ impl Drop for Session {
         control().clear_faults();
         // SAFETY: no arguments.
         unsafe { nrt_close() };
+        print_log_if_panicking();
     }
 }
 
@@ -295,6 +333,7 @@ pub fn child_command(name: &str, env: &[(&str, &str)]) -> std::process::Command 
         "NRT_SIM_DEVICE_MEMORY",
         "NRT_SIM_QUEUE_DEPTH",
         "NRT_SIM_EXEC_LATENCY_US",
+        "NRT_SIM_LAUNCH_US",
         "NEURON_RT_EXEC_TIMEOUT",
         "NRT_SIM_VERSION",
         "NRT_SIM_FAULTS",
@@ -410,4 +449,23 @@ pub fn schedule_read(
         )
     };
     accepted(status, seq)
+}
+
+/// A base port `p` for `NRT_SIM_SENDRECV_PORT` with `p` and `p + 1` (the ports of
+/// cores 0 and 1) free now: both bound to 127.0.0.1 by the system's choice, then
+/// released. A port derived from the process id can be one the system gave another
+/// socket (those ports lie in its ephemeral range), and the receiver's listen fails.
+pub fn free_port_pair() -> u16 {
+    use std::net::TcpListener;
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let p = first.local_addr().expect("bound").port();
+        let Some(next) = p.checked_add(1) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", next)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no two consecutive free ports on 127.0.0.1 in 100 tries");
 }

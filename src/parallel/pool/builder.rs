@@ -8,7 +8,8 @@ use std::sync::Arc;
 use super::ModelPool;
 use super::dispatch::{CopyState, PoolLoad, Shared};
 use super::sets::SetPool;
-use crate::{Error, Model, Result, Runtime};
+use crate::error::{Error, Result};
+use crate::objects::{Model, Runtime};
 
 /// Tensors of at least this many bytes are moved on the copy's TENSOR_OP units by
 /// [`ModelPool::infer`]; smaller ones are copied synchronously by the calling task.
@@ -29,6 +30,14 @@ pub const LARGE_TRANSFER_BYTES: usize = 1 << 20;
 pub const DEFAULT_INITIAL_SETS: usize = 2;
 /// The most tensor-set pairs a copy allocates (on demand, when all are in use).
 pub const DEFAULT_MAX_SETS: usize = 8;
+
+/// The most copies per core a pool loads: far more than a core's memory or its one
+/// COMPUTE queue serves usefully; a larger count is a mistake, refused before anything
+/// is loaded or allocated.
+const MAX_COPIES_PER_CORE: usize = 256;
+/// The most tensor-set pairs per copy (initial or maximum): `max` also bounds the copy's
+/// requests queued on its unit, and libnrt's queues hold far fewer.
+const MAX_SETS_PER_COPY: usize = 4096;
 
 /// Where a [`ModelPool`]'s model comes from: NEFF bytes or a NEFF file.
 #[derive(Debug, Clone)]
@@ -69,6 +78,14 @@ impl From<PathBuf> for NeffSource<'static> {
     }
 }
 
+impl ModelPool {
+    /// A builder loading `neff` (bytes, or a file path: see [`NeffSource`]) on every
+    /// visible core of `runtime`, one copy each, unless told otherwise.
+    pub fn builder<'a>(runtime: &Runtime, neff: impl Into<NeffSource<'a>>) -> ModelPoolBuilder<'a> {
+        ModelPoolBuilder::new(runtime, neff.into())
+    }
+}
+
 /// Builds a [`ModelPool`]: made by [`ModelPool::builder`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -104,7 +121,7 @@ impl<'a> ModelPoolBuilder<'a> {
 
     /// Loads `copies` copies of the model on each core (default 1): the vendor's advice
     /// for more throughput from a core is more models per core, rather than more
-    /// processes. Copies on one core share its COMPUTE queue.
+    /// processes. Copies on one core share its COMPUTE queue. At most 256.
     pub fn copies_per_core(mut self, copies: usize) -> Self {
         self.copies_per_core = copies;
         self
@@ -114,7 +131,7 @@ impl<'a> ModelPoolBuilder<'a> {
     /// every pair is in use, up to `max` per copy (defaults [`DEFAULT_INITIAL_SETS`],
     /// [`DEFAULT_MAX_SETS`]). A request waits (asynchronously) for a pair when `max`
     /// are in use; `max` also bounds how many of a copy's requests are queued on its
-    /// unit at once.
+    /// unit at once. At most 4,096.
     pub fn sets_per_copy(mut self, initial: usize, max: usize) -> Self {
         self.initial_sets = initial;
         self.max_sets = max;
@@ -134,13 +151,15 @@ impl<'a> ModelPoolBuilder<'a> {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for no cores, a core listed twice or not visible, 0
-    /// copies per core, 0 sets or more initial sets than the maximum; the errors of
+    /// or more than 256 copies per core, 0 sets, more initial sets than the maximum or
+    /// a maximum above 4,096 (checked before anything is loaded); the errors of
     /// loading the model ([`Runtime::load_model_on`], with a hint), of allocating its
     /// sets and of creating the units (e.g. [`Error::Unsupported`] without the async
     /// API).
     pub fn build(self) -> Result<ModelPool> {
         let cores = self.check()?;
         let load = Arc::new(PoolLoad::new(cores.len()));
+        // Both bounded by `check` (distinct visible cores, MAX_COPIES_PER_CORE).
         let mut copies = Vec::with_capacity(cores.len() * self.copies_per_core);
         for (slot, &core) in cores.iter().enumerate() {
             let compute = self.runtime.compute_unit(core)?;
@@ -210,6 +229,24 @@ impl<'a> ModelPoolBuilder<'a> {
             return Err(Error::invalid(
                 "copies_per_core",
                 "at least one copy per core is needed, got 0",
+            ));
+        }
+        if self.copies_per_core > MAX_COPIES_PER_CORE {
+            return Err(Error::invalid(
+                "copies_per_core",
+                format!(
+                    "{} copies per core is more than the {MAX_COPIES_PER_CORE} a pool loads",
+                    self.copies_per_core
+                ),
+            ));
+        }
+        if self.max_sets > MAX_SETS_PER_COPY {
+            return Err(Error::invalid(
+                "sets_per_copy",
+                format!(
+                    "a maximum of {} pairs per copy is more than the {MAX_SETS_PER_COPY} a pool allows",
+                    self.max_sets
+                ),
             ));
         }
         if self.max_sets == 0 || self.initial_sets > self.max_sets {

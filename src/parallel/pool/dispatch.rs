@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use super::metrics::{CopyMetrics, Counters, PoolMetrics, RequestCounts};
 use super::sets::SetPool;
-use crate::{Error, ExecUnit, Model, Result, TensorInfo};
+use crate::error::{Error, Result};
+use crate::objects::{Model, TensorInfo};
+use crate::xu::ExecUnit;
 
 /// Everything a [`ModelPool`](super::ModelPool) handle shares.
 pub(super) struct Shared {
@@ -325,13 +327,14 @@ impl Shared {
     /// Dispatches a request to the live copy with the least load: first the least
     /// loaded core (requests dispatched to any of its copies: waiting for sets or
     /// admission, or in flight), then the least loaded copy on it; ties go round robin.
-    pub(super) fn dispatch(&self) -> Result<Assigned> {
+    /// With `core`: only among the copies on that core.
+    pub(super) fn dispatch(&self, core: Option<u32>) -> Result<Assigned> {
         let n = self.copies.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut best: Option<(&Arc<CopyState>, (usize, u64))> = None;
         for k in 0..n {
             let copy = &self.copies[(start + k) % n];
-            if !copy.alive() {
+            if !copy.alive() || core.is_some_and(|c| c != copy.core) {
                 continue;
             }
             let key = (
@@ -342,9 +345,22 @@ impl Shared {
                 best = Some((copy, key));
             }
         }
-        match best {
-            Some((copy, _)) => Ok(Assigned::new(copy)),
-            None => Err(self.reject(self.no_live_copy())),
+        match (best, core) {
+            (Some((copy, _)), _) => Ok(Assigned::new(copy)),
+            (None, Some(core)) if self.copies.iter().any(|c| c.alive()) => {
+                Err(self.reject(Error::PoolUnavailable {
+                    model: self.label.clone(),
+                    reason: format!(
+                        "no copy in service on core {core} (copies in service on cores {:?})",
+                        self.copies
+                            .iter()
+                            .filter(|c| c.alive())
+                            .map(|c| c.core)
+                            .collect::<Vec<_>>()
+                    ),
+                }))
+            }
+            (None, _) => Err(self.reject(self.no_live_copy())),
         }
     }
 

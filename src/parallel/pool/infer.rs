@@ -7,8 +7,13 @@ use std::sync::atomic::Ordering;
 
 use super::dispatch::Shared;
 use super::lease::{Lease, LeaseBuf, Ran};
-use crate::run::check_inputs;
-use crate::{Element, Error, ExecUnit, Input, Output, Outputs, Result, Tensor};
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::io::run::check_inputs;
+use crate::io::{Input, Output, Outputs};
+use crate::objects::Tensor;
+use crate::profiling::spans::{self, Span};
+use crate::xu::ExecUnit;
 
 /// How a step on a lease ended.
 enum Step {
@@ -21,15 +26,34 @@ enum Step {
 
 impl Shared {
     pub(super) async fn infer(&self, inputs: &[(&str, Input<'_>)]) -> Result<Outputs> {
+        let span = spans::debug_span!(
+            "neuron_rt.pool.infer",
+            pool = %self.label,
+            copy = tracing::field::Empty,
+            core = tracing::field::Empty,
+            admission_wait = tracing::field::Empty,
+        );
+        let result = spans::instrument(span.clone(), self.infer_in(inputs, &span)).await;
+        spans::record_result(&span, &result);
+        result
+    }
+
+    /// [`infer`](Self::infer) inside its span, which gets the copy chosen (the last one,
+    /// when a dead copy made it re-route) and how long the admission took.
+    async fn infer_in(&self, inputs: &[(&str, Input<'_>)], span: &Span) -> Result<Outputs> {
         // Held across re-routing, so a shutdown waits for the whole request.
         let _entry = self.enter()?;
         if let Err(error) = check_inputs(&self.label, &self.inputs, inputs) {
             return Err(self.reject(error));
         }
+        let started = spans::start(span);
         // Each pass either answers or takes a dead copy out of the rotation (dispatch
         // then fails once none is left).
         loop {
-            let lease = self.lease_in(None).await?;
+            let lease = self.lease_in(None, None).await?;
+            spans::record_since(span, "admission_wait", started);
+            span.record("copy", lease.assigned.copy.index as u64);
+            span.record("core", lease.assigned.copy.core);
             let lease = match self.write_inputs(lease, inputs).await {
                 Step::Done(lease) => lease,
                 Step::Refused => continue,

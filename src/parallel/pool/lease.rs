@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::dispatch::{Assigned, Entry, Shared};
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::objects::{Model, Tensor, TensorSet};
 use crate::xu::{Detached, Payload, Sealed, SealedBuffer};
-use crate::{Element, Error, ExecUnit, Failed, Model, Result, Tensor, TensorSet};
+use crate::xu::{ExecUnit, Failed};
 
 /// A pair of tensor sets of one copy of a [`ModelPool`](super::ModelPool)'s model, leased
 /// for one request: the zero-copy way to use the pool.
@@ -34,6 +37,9 @@ pub struct Lease {
     _entry: Option<Entry>,
     /// Taken only in `drop`.
     sets: ManuallyDrop<(TensorSet, TensorSet)>,
+    /// The pool's tensors that [`Lease::bind`] replaced: (in the output set, name,
+    /// tensor), put back before the sets return to the pool.
+    replaced: Vec<(bool, String, Tensor)>,
     /// Counted in the copy's `admitted` (scheduled on its compute unit).
     admitted: bool,
     /// Its execution's completion was observed.
@@ -51,16 +57,17 @@ pub(super) enum Ran {
 
 impl Shared {
     /// A lease on the least loaded live copy, once one of its set pairs is free.
-    pub(super) async fn lease(&self) -> Result<Lease> {
+    /// With `core`: a copy on that core.
+    pub(super) async fn lease(&self, core: Option<u32>) -> Result<Lease> {
         let entry = self.enter()?;
-        self.lease_in(Some(entry)).await
+        self.lease_in(Some(entry), core).await
     }
 
     /// As [`lease`](Shared::lease), for a request already in the pool (`entry`: the
     /// lease's own count, `None` when the caller holds one for longer).
-    pub(super) async fn lease_in(&self, entry: Option<Entry>) -> Result<Lease> {
+    pub(super) async fn lease_in(&self, entry: Option<Entry>, core: Option<u32>) -> Result<Lease> {
         loop {
-            let assigned = self.dispatch()?;
+            let assigned = self.dispatch(core)?;
             let copy = Arc::clone(&assigned.copy);
             let Some(model) = copy.model() else {
                 return Err(self.reject(self.closed()));
@@ -72,6 +79,7 @@ impl Shared {
                     model,
                     _entry: entry,
                     sets: ManuallyDrop::new(sets),
+                    replaced: Vec::new(),
                     admitted: false,
                     finished: false,
                 });
@@ -146,6 +154,19 @@ impl Lease {
         }
     }
 
+    /// [`execute`](Lease::execute) for synchronous callers: blocks the calling thread
+    /// (parked, woken by the completion) until the execution completed. Do not call it
+    /// on an async executor's thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`execute`](Lease::execute).
+    // The same result type as `execute` (whose error hands the lease back by value).
+    #[allow(clippy::result_large_err)]
+    pub fn execute_blocking(self) -> std::result::Result<Lease, Failed<Lease>> {
+        super::block_on(self.execute())
+    }
+
     // The closure returns the crate's `Scheduled`, whose error hands the payload (the
     // lease) back by value, as `ExecUnit::submit` requires; boxing it would cost an
     // allocation per request.
@@ -207,6 +228,65 @@ impl Lease {
         }
     }
 
+    /// Binds `tensor` under `name` (a model input or output) in the leased sets for
+    /// this lease only: the pool's own tensor is put back when the lease is dropped.
+    /// The way to run a leased copy on tensors the caller keeps on the device (a state
+    /// shared by several executions, outputs read later or never).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownTensor`] for a name the model lacks; [`Error::SizeMismatch`],
+    /// [`BundleError::TensorDType`](crate::generate::BundleError::TensorDType) or
+    /// [`Error::WrongCore`] when `tensor` does not fit (lease on its core with
+    /// [`ModelPool::lease_on`](super::ModelPool::lease_on)); otherwise as
+    /// [`TensorSet::insert`].
+    pub fn bind(&mut self, name: &str, tensor: &Tensor) -> Result<()> {
+        let info = self
+            .model
+            .tensor_info(name)
+            .ok_or_else(|| Error::UnknownTensor {
+                model: self.model.label().to_owned(),
+                role: "input or output",
+                tensor: name.to_owned(),
+                known: self
+                    .model
+                    .inputs()
+                    .iter()
+                    .chain(self.model.outputs())
+                    .map(|i| i.name.clone())
+                    .collect(),
+            })?;
+        crate::generate::check_fits(&self.model, info, tensor)?;
+        let is_input = self.model.inputs().iter().any(|i| i.name == name);
+        let set = if is_input {
+            &mut self.sets.0
+        } else {
+            &mut self.sets.1
+        };
+        if let Some(old) = set.insert(name, tensor)?
+            && !self
+                .replaced
+                .iter()
+                .any(|(out, n, _)| *out != is_input && n == name)
+        {
+            self.replaced.push((!is_input, name.to_owned(), old));
+        }
+        Ok(())
+    }
+
+    /// Binds `tensor` as input `input` and as output `output` (the state it updates in
+    /// place) for this lease only, checked as [`bind_state`](crate::generate::bind_state)
+    /// checks; the pool's own tensors are put back when the lease is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind_state`](crate::generate::bind_state) and [`Lease::bind`].
+    pub fn bind_state(&mut self, input: &str, output: &str, tensor: &Tensor) -> Result<()> {
+        crate::generate::check_alias(&self.model, input, output)?;
+        self.bind(output, tensor)?;
+        self.bind(input, tensor)
+    }
+
     /// Marks a transfer or other step after dispatch as failed on the copy.
     pub(super) fn count_failure(&self, error: &Error) {
         let copy = &self.assigned.copy;
@@ -248,7 +328,19 @@ impl Drop for Lease {
         }
         self.unadmit();
         // SAFETY: this is the destructor: the sets are taken once and never used again.
-        let sets = unsafe { ManuallyDrop::take(&mut self.sets) };
+        let mut sets = unsafe { ManuallyDrop::take(&mut self.sets) };
+        // The pool's tensors back in place (the device is done with the sets: the
+        // request that owned the lease completed); a pair that cannot be restored is
+        // freed instead, and the pool may allocate a new one.
+        for (output, name, tensor) in self.replaced.drain(..) {
+            let set = if output { &mut sets.1 } else { &mut sets.0 };
+            if let Err(e) = set.insert(&name, &tensor) {
+                log::warn!("model pool: a leased set pair could not be restored ({e}); freeing it");
+                drop(sets);
+                self.assigned.copy.sets.discard();
+                return;
+            }
+        }
         self.assigned.copy.sets.put(sets);
     }
 }

@@ -62,6 +62,10 @@ impl Histogram {
 
 /// A snapshot of a latency histogram: exact to the microsecond below 64 µs, then 32
 /// buckets per power of two (percentiles within about 3 %), up to about 4.8 hours.
+///
+/// With feature `serde` it serializes as `count`, `p50`, `p90`, `p99` (seconds) and
+/// `buckets`: the non-empty ones as `{"le": <upper bound, seconds, exclusive>, "count":
+/// <n>}` in ascending order, not accumulated.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LatencyHistogram {
     counts: Box<[u64]>,
@@ -128,6 +132,39 @@ impl std::fmt::Debug for LatencyHistogram {
     }
 }
 
+#[cfg(feature = "serde")]
+impl serde::Serialize for LatencyHistogram {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+
+        #[derive(serde::Serialize)]
+        struct Bucket {
+            le: f64,
+            count: u64,
+        }
+        let buckets: Vec<Bucket> = self
+            .buckets()
+            .map(|(le, count)| Bucket {
+                le: le.as_secs_f64(),
+                count,
+            })
+            .collect();
+        let mut s = serializer.serialize_struct("LatencyHistogram", 5)?;
+        s.serialize_field("count", &self.count())?;
+        s.serialize_field("p50", &self.percentile(0.5).as_secs_f64())?;
+        s.serialize_field("p90", &self.percentile(0.9).as_secs_f64())?;
+        s.serialize_field("p99", &self.percentile(0.99).as_secs_f64())?;
+        s.serialize_field("buckets", &buckets)?;
+        s.end()
+    }
+}
+
+/// A duration as f64 seconds (`serialize_with`).
+#[cfg(feature = "serde")]
+fn seconds<S: serde::Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(d.as_secs_f64())
+}
+
 /// One copy's live counters.
 pub(super) struct Counters {
     /// Requests dispatched to the copy (a re-routed request counts on every copy it
@@ -177,8 +214,10 @@ impl Counters {
     }
 }
 
-/// Request counts and latencies, of one copy or of the whole pool.
+/// Request counts and latencies, of one copy or of the whole pool. With feature
+/// `serde`, `Serialize` with these field names (`device_busy` in seconds).
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RequestCounts {
     /// Requests dispatched (per copy: sent to it, a re-routed request counting on each
     /// copy it was sent to; total: [`infer`](crate::ModelPool::infer) and
@@ -202,6 +241,7 @@ pub struct RequestCounts {
     /// least one of them was accepted by the unit and its completion not yet seen. A
     /// little more than the device's own time (completions are seen a few µs late);
     /// copies on one core may overlap (each counts its own), so the total is per copy.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "seconds"))]
     pub device_busy: Duration,
     /// Latency of successful requests, from dispatch to the release of their sets
     /// (for [`infer`](crate::ModelPool::infer): outputs read back).
@@ -235,8 +275,10 @@ impl RequestCounts {
     }
 }
 
-/// One copy of the model in a [`PoolMetrics`] snapshot.
+/// One copy of the model in a [`PoolMetrics`] snapshot (`Serialize` with feature
+/// `serde`).
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CopyMetrics {
     /// The copy's index in the pool.
     pub copy: usize,
@@ -255,7 +297,12 @@ pub struct CopyMetrics {
 /// Reading one costs a few relaxed atomic loads per copy and histogram bucket (about
 /// a microsecond per copy), and takes no lock that a request holds for more than a few
 /// instructions: cheap enough for every scrape.
+///
+/// With feature `serde` it is `Serialize`, with the field names of these structs and
+/// durations as f64 seconds (`serde_json::to_string(&pool.metrics())`); the pool chapter
+/// of the guide shows how to bridge it to a metrics exporter.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PoolMetrics {
     /// Every copy, in pool order.
     pub copies: Vec<CopyMetrics>,

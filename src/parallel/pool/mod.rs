@@ -1,7 +1,7 @@
 //! [`ModelPool`]: one model on many cores, serving independent requests from any number
 //! of tasks and threads.
 
-mod builder;
+pub(crate) mod builder;
 mod dispatch;
 mod infer;
 mod lease;
@@ -14,17 +14,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 
-pub use builder::{
-    DEFAULT_INITIAL_SETS, DEFAULT_MAX_SETS, LARGE_TRANSFER_BYTES, ModelPoolBuilder, NeffSource,
-};
 pub use lease::Lease;
 pub use metrics::{CopyMetrics, LatencyHistogram, PoolMetrics, RequestCounts};
 
 use dispatch::Shared;
 
 #[cfg(doc)]
-use crate::{Error, ExecUnit};
-use crate::{Input, Outputs, Result, Runtime, TensorInfo};
+use crate::error::Error;
+use crate::error::Result;
+use crate::io::{Input, Outputs};
+use crate::objects::TensorInfo;
+#[cfg(doc)]
+use crate::xu::ExecUnit;
 
 /// One model loaded on several NeuronCores, serving independent requests: the layer an
 /// inference server works at.
@@ -38,7 +39,7 @@ use crate::{Input, Outputs, Result, Runtime, TensorInfo};
 /// 3. takes a set pair of that copy (waiting, woken by the pair's return, when the
 ///    copy's bound is reached);
 /// 4. writes the inputs (large ones on the core's TENSOR_OP queue 0, see
-///    [`LARGE_TRANSFER_BYTES`]);
+///    [`LARGE_TRANSFER_BYTES`](crate::LARGE_TRANSFER_BYTES));
 /// 5. admits the execution to the core's COMPUTE unit through [`ExecUnit::submit`]
 ///    (never more than the queue holds) and awaits it without blocking a thread;
 /// 6. reads the outputs (large ones on TENSOR_OP queue 1) and gives the pair back.
@@ -102,12 +103,6 @@ pub struct ModelPool {
 }
 
 impl ModelPool {
-    /// A builder loading `neff` (bytes, or a file path: see [`NeffSource`]) on every
-    /// visible core of `runtime`, one copy each, unless told otherwise.
-    pub fn builder<'a>(runtime: &Runtime, neff: impl Into<NeffSource<'a>>) -> ModelPoolBuilder<'a> {
-        ModelPoolBuilder::new(runtime, neff.into())
-    }
-
     /// Runs the model on `inputs` (one [`Input`] per model input, by name: the
     /// [`inputs!`](crate::inputs) macro builds the list) on the least loaded live copy,
     /// and returns every output, typed and shaped ([`Outputs`]).
@@ -148,7 +143,7 @@ impl ModelPool {
     /// [`Error::PoolUnavailable`] when the pool is shut down or no copy is in service;
     /// the errors of allocating a set pair when a copy grows its pool.
     pub async fn lease(&self) -> Result<Lease> {
-        self.shared.lease().await
+        self.shared.lease(None).await
     }
 
     /// [`lease`](ModelPool::lease) for synchronous callers (blocks the thread).
@@ -157,7 +152,54 @@ impl ModelPool {
     ///
     /// As [`lease`](ModelPool::lease).
     pub fn lease_blocking(&self) -> Result<Lease> {
-        block_on(self.shared.lease())
+        block_on(self.shared.lease(None))
+    }
+
+    /// [`lease`](ModelPool::lease) on a copy on NeuronCore `core`: for work on device
+    /// tensors that live there (a state bound with [`Lease::bind_state`]).
+    ///
+    /// ```
+    /// use neuron_rt::{ModelPool, Placement, Runtime};
+    /// use neuron_rt::sim::{DType, ModelBuilder, Op};
+    ///
+    /// // state.out = state + x
+    /// let neff = ModelBuilder::new("acc")
+    ///     .input("state", DType::F32, &[4])
+    ///     .input("x", DType::F32, &[4])
+    ///     .output("state.out", DType::F32, &[4])
+    ///     .op(Op::Add { a: "state".into(), b: "x".into(), out: "state.out".into() })
+    ///     .build()
+    ///     .unwrap();
+    /// let runtime = Runtime::builder().simulator().build()?;
+    /// let pool = ModelPool::builder(&runtime, neff).build()?;
+    /// let state = runtime.allocate_tensor(Placement::Device, Some(1), 16, "state")?;
+    /// for _ in 0..2 {
+    ///     let mut lease = pool.lease_on_blocking(1)?;
+    ///     lease.bind_state("state", "state.out", &state)?;
+    ///     lease.inputs().get("x").unwrap().write(&[1.0f32; 4])?;
+    ///     let lease = lease.execute_blocking().map_err(|f| f.into_error())?;
+    ///     drop(lease); // the pool's own tensors go back into its sets
+    /// }
+    /// assert_eq!(state.to_vec::<f32>()?, [2.0; 4]);
+    /// # pool.shutdown_blocking();
+    /// # Ok::<(), neuron_rt::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PoolUnavailable`] when no copy on `core` is in service (or none at all,
+    /// or the pool is shut down); otherwise as [`lease`](ModelPool::lease).
+    pub async fn lease_on(&self, core: u32) -> Result<Lease> {
+        self.shared.lease(Some(core)).await
+    }
+
+    /// [`lease_on`](ModelPool::lease_on) for synchronous callers (blocks the thread).
+    ///
+    /// # Errors
+    ///
+    /// As [`lease_on`](ModelPool::lease_on).
+    pub fn lease_on_blocking(&self, core: u32) -> Result<Lease> {
+        block_on(self.shared.lease(Some(core)))
     }
 
     /// A snapshot of the counters, per copy and in total (see [`PoolMetrics`]).

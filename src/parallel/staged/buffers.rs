@@ -3,7 +3,9 @@
 //! ring and by the synchronous path of replicas.
 
 use super::host::{HostInputs, HostOutputs};
-use crate::{Error, ExecSets, Model, Result, Tensor, TensorSet};
+use crate::error::{Error, Result};
+use crate::objects::{Model, Tensor, TensorSet};
+use crate::xu::ExecSets;
 
 pub(crate) struct Buffers {
     /// Device sets; `None` while an execution owns them (or if one lost them).

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use super::host::{HostInputs, HostOutputs};
 use super::ring::{Outcome, Ring};
 use super::stage::Stage;
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A job's place in the result window.
 enum Entry<J, T> {

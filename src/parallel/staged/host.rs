@@ -1,10 +1,12 @@
 //! [`HostInputs`] / [`HostOutputs`]: the host buffers of one job of a staged pipeline,
 //! one per model input or output, reused from job to job.
 
+use crate::dtype::Element;
 use crate::dtype::bytes_of;
 use crate::dtype::short_type_name;
-use crate::typed::accepts;
-use crate::{Element, Error, Result, TensorInfo};
+use crate::error::{Error, Result};
+use crate::objects::TensorInfo;
+use crate::objects::typed::accepts;
 
 /// The host buffers a job's inputs are written from, one per model input (in the
 /// model's order), each exactly the input's size. Filled by the `write` closure of

@@ -7,7 +7,8 @@ use super::host::{HostInputs, HostOutputs};
 use super::ring::Ring;
 use super::run::{Staged, StagedStream};
 use super::stats::CoreStats;
-use crate::{Model, Result};
+use crate::error::Result;
+use crate::objects::Model;
 
 /// The slots a [`StagedPipeline`] (and each core of [`Replicas`](crate::Replicas)) has
 /// by default: 3 so that the write of job i+2, the execution of job i+1 and the read of

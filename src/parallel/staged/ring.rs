@@ -17,9 +17,11 @@ use super::buffers::Buffers;
 use super::host::{HostInputs, HostOutputs};
 use super::stage::Stage;
 use super::stats::{CoreStats, Counters};
-use crate::Error;
+use crate::error::Error;
+use crate::error::{NrtStatus, Result};
+use crate::objects::Model;
 use crate::xu::CompletionWatch;
-use crate::{ExecSets, ExecUnit, Model, NrtStatus, Request, Result};
+use crate::xu::{ExecSets, ExecUnit, Request};
 
 /// Requests of a ring kept queued on one unit at most (the vendor's advice: a few per
 /// unit, under libnrt's bounded queue depth). A job with more inputs (or outputs) than

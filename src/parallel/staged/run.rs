@@ -12,7 +12,7 @@ use std::thread::{self, Thread, ThreadId};
 use super::driver::Driver;
 use super::host::{HostInputs, HostOutputs};
 use super::stats::CoreStats;
-use crate::Result;
+use crate::error::Result;
 
 /// Wakes a thread blocked in [`Staged::next`].
 struct ThreadWaker {

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::NrtStatus;
+use crate::error::NrtStatus;
 
 /// What one core of a [`StagedPipeline`](crate::StagedPipeline) or of
 /// [`Replicas`](crate::Replicas) did so far (a snapshot).

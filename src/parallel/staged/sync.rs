@@ -4,7 +4,8 @@
 use super::buffers::Buffers;
 use super::host::{HostInputs, HostOutputs};
 use super::stage::Stage;
-use crate::{Error, Model, Result};
+use crate::error::{Error, Result};
+use crate::objects::Model;
 
 /// Runs one job of `model` in `bufs`; the error names the stage that failed.
 pub(crate) fn execute_sync<T>(
