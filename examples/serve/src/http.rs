@@ -1,6 +1,7 @@
 //! The HTTP face of the service (axum): `POST /infer` runs a request on the pool,
 //! `GET /metrics.json` shows the pool's counters and this service's own (`GET /metrics`:
-//! the pool's in the OpenMetrics text format, `observe.rs`).
+//! the pool's in the OpenMetrics text format, `observe.rs`); the OpenAI routes are
+//! `openai.rs`'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub struct App {
     pub pool: ModelPool,
     pub counts: Arc<Counts>,
     pub sim: Option<SimControl>,
+    /// The OpenAI routes' batcher (none with `--neff` and no `--bundle`).
+    pub openai: Option<Arc<crate::openai::Service>>,
 }
 
 #[derive(Default)]
@@ -39,10 +42,19 @@ pub struct InferRequest {
 type Answer = (StatusCode, Json<Value>);
 
 /// The service's state, and its routes over it.
-pub fn app(pool: ModelPool, sim: Option<SimControl>) -> (App, Router) {
+pub fn app(
+    pool: ModelPool,
+    sim: Option<SimControl>,
+    openai: Option<Arc<crate::openai::Service>>,
+) -> (App, Router) {
     let counts = Arc::default();
-    let app = App { pool, counts, sim };
-    let routes = Router::new().route("/infer", post(infer));
+    let app = App {
+        pool,
+        counts,
+        sim,
+        openai,
+    };
+    let routes = crate::openai::routes().route("/infer", post(infer));
     let routes = routes.route("/metrics.json", get(metrics));
     let routes = routes.route("/metrics", get(crate::observe::metrics));
     (app.clone(), routes.with_state(app))

@@ -6,14 +6,21 @@
 //! ephemeral port, sends N requests from C clients, prints one line and fails if a
 //! request hung, or if the errors are not exactly those the injected faults explain.
 
+mod chat;
 mod http;
 mod json;
 mod load;
 mod observe;
+mod openai;
+mod openai_load;
+mod openai_req;
+#[cfg(test)]
+mod openai_tests;
 mod report;
 mod server;
 #[cfg(test)]
 mod tests;
+mod textout;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,8 +29,20 @@ use std::time::Duration;
 use neuron_rt::{ModelPool, NeffSource, Runtime};
 use nrt_sim::{DType, ModelBuilder, Op, SimControl};
 
-const USAGE: &str = "usage: serve [--listen ADDR] [--cores K] [--device-ms D] [--elements E] [--neff PATH] [CONNECTIONS]
+const USAGE: &str = "usage: serve [--listen ADDR] [--cores K] [--device-ms D] [--elements E] [--neff PATH] [GENERATION] [CONNECTIONS]
        serve --load N [--concurrency C] [--cores K] [--device-ms D] [--elements E] [--timeout-ms T] [CONNECTIONS]
+       serve --load N --openai [--concurrency C] [--max-tokens M] [--timeout-ms T] [GENERATION]
+GENERATION (the OpenAI routes /v1/completions, /v1/chat/completions, /v1/models):
+  --bundle DIR           the decoder bundle (default: the simulator's small decoder, model
+                         id `small-decoder`, written into a temp dir; D ms per step); byte
+                         tokenizer (token id = byte value); not served with --neff alone
+  --chat-template FILE   a Jinja chat template (Hugging Face style) instead of the default
+                         `<|role|>\ncontent\n` per message then `<|assistant|>\n`
+  --max-waiting W        requests each core queues beyond its free slots, then 429 (64)
+  --openai               with --load: N streaming greedy /v1/completions requests from C
+                         clients, each of M tokens (default 16), checked against the same
+                         prompts generated alone; fails if a stream hangs or lacks [DONE],
+                         a text differs, errors come without NRT_SIM_FAULTS, or a slot stays taken
 CONNECTIONS (how the server treats slow and idle clients):
   --header-timeout-ms H  a request head must be complete within H ms (from the accept for the
                          first request, from its first byte for later ones), else the
@@ -43,6 +62,11 @@ pub struct Options {
     neff: Option<String>,
     timeout: Duration,
     limits: server::Limits,
+    bundle: Option<String>,
+    chat_template: Option<String>,
+    max_waiting: usize,
+    openai: bool,
+    max_tokens: u32,
 }
 
 type Server = tokio::task::JoinHandle<std::io::Result<()>>;
@@ -58,8 +82,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         neff: None,
         timeout: Duration::from_secs(10),
         limits: server::Limits::default(),
+        bundle: None,
+        chat_template: None,
+        max_waiting: 64,
+        openai: false,
+        max_tokens: 16,
     };
     while let Some(flag) = args.next() {
+        if flag == "--openai" {
+            o.openai = true;
+            continue;
+        }
         let value = args.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
         let bad = |v: &str| format!("{flag}: `{v}` is not valid");
         let num = |v: String| v.parse::<u64>().map_err(|_| bad(&v));
@@ -74,6 +107,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--cores" => o.cores = Some(num(value?)? as u32),
             "--elements" => o.elements = num(value?)?.clamp(1, 1 << 28) as u32,
             "--neff" => o.neff = Some(value?),
+            "--bundle" => o.bundle = Some(value?),
+            "--chat-template" => o.chat_template = Some(value?),
+            "--max-waiting" => o.max_waiting = num(value?)? as usize,
+            "--max-tokens" => o.max_tokens = num(value?)?.clamp(1, 1 << 20) as u32,
             "--timeout-ms" => o.timeout = Duration::from_millis(num(value?)?),
             "--device-ms" => o.device_time = ms(value?)?,
             "--header-timeout-ms" => o.limits.header_timeout = positive_ms(num(value?)?, &flag)?,
@@ -123,9 +160,25 @@ async fn start(o: &Options) -> Result<(SocketAddr, http::App, Server), String> {
     };
     let runtime = runtime.map_err(text)?;
     let cores = o.cores.map_or_else(|| runtime.visible_core_count(), Ok);
-    let pool = ModelPool::builder(&runtime, neff).cores(0..cores.map_err(text)?);
+    let cores = cores.map_err(text)?;
+    let pool = ModelPool::builder(&runtime, neff).cores(0..cores);
     let sim = o.neff.is_none().then(|| SimControl::new(lib)).flatten();
-    let (app, router) = http::app(pool.build().map_err(text)?, sim);
+    let openai = match (&o.neff, &o.bundle) {
+        (Some(_), None) => None,
+        _ => {
+            let config = openai::Config {
+                bundle: o.bundle.as_deref(),
+                chat_template: o.chat_template.as_deref(),
+                cores,
+                max_waiting: o.max_waiting,
+                device_time: o.device_time,
+            };
+            Some(std::sync::Arc::new(openai::Service::start(
+                &runtime, &config,
+            )?))
+        }
+    };
+    let (app, router) = http::app(pool.build().map_err(text)?, sim, openai);
     let listener = tokio::net::TcpListener::bind(o.listen).await;
     let listener = listener.map_err(|e| format!("bind {}: {e}", o.listen))?;
     let addr = listener.local_addr().map_err(text)?;
@@ -146,10 +199,21 @@ async fn run() -> Result<bool, String> {
     let (addr, app, server) = start(&o).await?;
     if o.load.is_none() {
         let cores = app.pool.cores();
-        eprintln!("serving on http://{addr} (cores {cores:?}): POST /infer, GET /metrics");
+        let routes = match &app.openai {
+            Some(s) => format!(
+                ", POST /v1/completions, POST /v1/chat/completions, GET /v1/models (model `{}` in {})",
+                s.model,
+                s.dir.display()
+            ),
+            None => String::new(),
+        };
+        eprintln!("serving on http://{addr} (cores {cores:?}): POST /infer, GET /metrics{routes}");
         return server.await.map_err(text)?.map(|()| true).map_err(text);
     }
-    let passed = report::load_run(&o, &app, addr).await;
+    let passed = match o.openai {
+        true => openai_load::load_run(&o, &app, addr).await,
+        false => report::load_run(&o, &app, addr).await,
+    };
     server.abort();
     // Requests still in flight (none after the load) finish, then every copy unloads.
     app.pool.shutdown().await;

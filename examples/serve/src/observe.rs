@@ -8,6 +8,12 @@
 //! failed, refused, cancelled), `neuron_rt_in_flight`, `neuron_rt_waiting`,
 //! `neuron_rt_device_busy_seconds_total` and `neuron_rt_request_duration_seconds` (a
 //! histogram over the fixed bounds [`BOUNDS`]).
+//!
+//! Generation (the OpenAI routes' batcher), one series per core (label `core`):
+//! `neuron_rt_generated_tokens_total`, `neuron_rt_generation_running`,
+//! `neuron_rt_generation_waiting`, `neuron_rt_generation_free_slots`; and the service's
+//! histograms over [`BOUNDS`], `neuron_rt_time_to_first_token_seconds` (from a
+//! request's arrival) and `neuron_rt_inter_token_latency_seconds`.
 
 use std::time::Duration;
 
@@ -21,6 +27,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::http::App;
+use crate::openai::Service;
 
 /// The `--trace` line of the usage.
 pub const USAGE: &str = "TRACING:
@@ -71,15 +78,37 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 
 /// `GET /metrics`: the pool's families in the OpenMetrics text format (ends in `# EOF`).
 pub async fn metrics(State(app): State<App>) -> impl IntoResponse {
-    ([(CONTENT_TYPE, OPENMETRICS)], openmetrics(&app.pool))
+    (
+        [(CONTENT_TYPE, OPENMETRICS)],
+        openmetrics(&app.pool, app.openai.as_deref()),
+    )
 }
 
-/// The text of one scrape of `pool`.
-pub fn openmetrics(pool: &ModelPool) -> String {
+/// The text of one scrape of `pool` and of the generation service.
+pub fn openmetrics(pool: &ModelPool, generation: Option<&Service>) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(PoolCollector {
         metrics: pool.metrics(),
     }));
+    if let Some(s) = generation {
+        let cores = s.batcher.metrics();
+        registry.register_collector(Box::new(BatchCollector { cores }));
+        let stats = s.stats.clone();
+        let help = "Time from a generation request's arrival to its first token";
+        registry.register_with_unit(
+            "neuron_rt_time_to_first_token",
+            help,
+            Unit::Seconds,
+            stats.ttft,
+        );
+        let help = "Time between two tokens of a generated sequence";
+        registry.register_with_unit(
+            "neuron_rt_inter_token_latency",
+            help,
+            Unit::Seconds,
+            stats.itl,
+        );
+    }
     let mut text = String::new();
     // Writing into a String does not fail.
     prometheus_client::encoding::text::encode(&mut text, &registry)
@@ -163,6 +192,58 @@ impl Collector for PoolCollector {
             let (sum, count, buckets) = histogram(&c.latency);
             let mut series = family.encode_family(&labels)?;
             series.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// One snapshot of the batcher's cores.
+#[derive(Debug)]
+struct BatchCollector {
+    cores: Vec<neuron_rt::generate::CoreBatchMetrics>,
+}
+
+impl Collector for BatchCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let help = "Tokens the core's batcher generated";
+        let mut family = encoder.encode_descriptor(
+            "neuron_rt_generated_tokens",
+            help,
+            None,
+            MetricType::Counter,
+        )?;
+        for c in &self.cores {
+            let labels = [("core", c.core.to_string())];
+            let mut series = family.encode_family(&labels)?;
+            series.encode_counter::<NoLabelSet, _, u64>(&c.tokens, None)?;
+        }
+        type Of = fn(&neuron_rt::generate::CoreBatchMetrics) -> u64;
+        let gauges: [(&str, &str, Of); 3] = [
+            (
+                "neuron_rt_generation_running",
+                "Sequences in a cache slot of the core",
+                |c| c.running as u64,
+            ),
+            (
+                "neuron_rt_generation_waiting",
+                "Generation requests waiting for a slot of the core",
+                |c| c.waiting as u64,
+            ),
+            (
+                "neuron_rt_generation_free_slots",
+                "Cache slots of the core free (none once its unit died)",
+                |c| match c.dead {
+                    Some(_) => 0,
+                    None => c.slots.saturating_sub(c.running) as u64,
+                },
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for c in &self.cores {
+                let labels = [("core", c.core.to_string())];
+                family.encode_family(&labels)?.encode_gauge(&value(c))?;
+            }
         }
         Ok(())
     }

@@ -1,0 +1,517 @@
+//! The OpenAI HTTP API over the library's continuous batcher: `POST /v1/completions`,
+//! `POST /v1/chat/completions` (JSON, or server-sent events with `stream: true`) and
+//! `GET /v1/models`, on a decoder bundle (by default the simulator's small decoder,
+//! written into a temp dir; byte tokenizer: token id = byte value).
+//!
+//! Each request is one [`TokenStream`] of the [`Batcher`]; its text comes from
+//! [`TextOut`] (stop strings held back and removed, UTF-8 never split). A response body
+//! dropped (the client went away) drops the stream, which cancels the sequence and
+//! frees its slot at the next step.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State, rejection::BytesRejection};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use neuron_rt::Runtime;
+use neuron_rt::generate::{
+    BatchError, Batcher, BatchingOptions, Bundle, FinishReason, GenerateOptions, Generated,
+    SamplingParams, TokenStream,
+};
+use prometheus_client::metrics::histogram::Histogram;
+use serde_json::{Value, json};
+
+use crate::chat::{DEFAULT_TEMPLATE, Template};
+use crate::http::App;
+use crate::openai_req::{ApiError, Input, Params, parse};
+use crate::textout::TextOut;
+
+/// The model id of the default bundle.
+pub const DEFAULT_MODEL: &str = "small-decoder";
+
+/// Request bodies above this are refused (400).
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// The generation service: the batcher on the bundle's cores and what the routes need.
+pub struct Service {
+    pub batcher: Batcher,
+    /// The bundle's directory and the model id that names it.
+    pub dir: PathBuf,
+    pub model: String,
+    /// Positions per sequence (prompt and completion).
+    pub context: u32,
+    /// The ids that end a sequence (the bundle's `eos_token_id`; none for the default).
+    pub eos: Vec<u32>,
+    pub stats: Stats,
+    template: Template,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// The service's own generation metrics (the batcher counts the rest).
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// From the request's arrival to its first token.
+    pub ttft: Histogram,
+    /// Between two tokens of a sequence.
+    pub itl: Histogram,
+}
+
+/// What `serve` builds the service from (its flags).
+pub struct Config<'a> {
+    pub bundle: Option<&'a str>,
+    pub chat_template: Option<&'a str>,
+    pub cores: u32,
+    pub max_waiting: usize,
+    pub device_time: std::time::Duration,
+}
+
+impl Service {
+    /// Loads `c.bundle` (or writes the simulator's small decoder into a temp dir) on the
+    /// first `c.cores` cores and starts its batcher.
+    pub fn start(runtime: &Runtime, c: &Config) -> Result<Service, String> {
+        let (dir, model, temp) = match c.bundle {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                let name = dir.file_name().map(|n| n.to_string_lossy().into_owned());
+                (dir, name.unwrap_or_else(|| DEFAULT_MODEL.into()), None)
+            }
+            None => {
+                let temp = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+                let mut options = nrt_sim::decoder::DecoderBundleOptions::default();
+                options.prefill_device_time = c.device_time;
+                options.decode_device_time = c.device_time;
+                options.chain_device_time = c.device_time;
+                nrt_sim::decoder::write_bundle(temp.path(), &options)
+                    .map_err(|e| format!("decoder bundle: {e}"))?;
+                (temp.path().to_owned(), DEFAULT_MODEL.into(), Some(temp))
+            }
+        };
+        let bundle = Bundle::builder(runtime).dir(&dir).map_err(crate::text)?;
+        let bundle = bundle.cores(0..c.cores).build().map_err(crate::text)?;
+        let options = BatchingOptions::default().max_waiting(c.max_waiting);
+        let batcher = Batcher::new(&bundle, options).map_err(crate::text)?;
+        let source = match c.chat_template {
+            Some(file) => std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?,
+            None => DEFAULT_TEMPLATE.to_owned(),
+        };
+        let buckets = crate::observe::BOUNDS;
+        Ok(Service {
+            context: batcher.context(),
+            eos: eos_ids(&dir),
+            stats: Stats {
+                ttft: Histogram::new(buckets),
+                itl: Histogram::new(buckets),
+            },
+            template: Template::new(source, "", "")?,
+            batcher,
+            dir,
+            model,
+            _temp: temp,
+        })
+    }
+}
+
+/// `eos_token_id` (a number or a list) of `bundle.json`'s `model` or `config`.
+fn eos_ids(dir: &std::path::Path) -> Vec<u32> {
+    let json = std::fs::read(dir.join("bundle.json")).unwrap_or_default();
+    let json: Value = serde_json::from_slice(&json).unwrap_or_default();
+    let mut id = ["model", "config"].iter().map(|k| &json[k]["eos_token_id"]);
+    let id = id.find(|v| !v.is_null()).cloned().unwrap_or_default();
+    let ids = match id {
+        Value::Array(ids) => ids,
+        one => vec![one],
+    };
+    ids.iter()
+        .filter_map(|v| v.as_u64())
+        .map(|v| v as u32)
+        .collect()
+}
+
+/// The OpenAI routes.
+pub fn routes() -> Router<App> {
+    Router::new()
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+fn unavailable(message: impl Into<String>, code: &'static str) -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: message.into(),
+        kind: "server_error",
+        param: None,
+        code: Some(code),
+        retry_after: Some(5),
+    }
+}
+
+fn service(app: &App) -> Result<&Service, ApiError> {
+    let none = || unavailable("this server has no generation bundle", "no_bundle");
+    app.openai.as_deref().ok_or_else(none)
+}
+
+async fn models(State(app): State<App>) -> Response {
+    match service(&app) {
+        Ok(s) => Json(json!({"object": "list", "data": [
+            {"id": s.model, "object": "model", "created": 0, "owned_by": "neuron-rt"},
+        ]}))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn completions(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> Response {
+    generate(&app, body, false)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn chat_completions(State(app): State<App>, body: Result<Bytes, BytesRejection>) -> Response {
+    generate(&app, body, true)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The HTTP answer for an error of the batcher (`param`: the field of the prompt).
+pub fn api_error(e: &neuron_rt::Error, param: &str) -> ApiError {
+    let busy = |message: String| ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message,
+        kind: "rate_limit_error",
+        param: None,
+        code: Some("overloaded"),
+        retry_after: Some(1),
+    };
+    match e.as_batch() {
+        Some(BatchError::Overloaded { .. } | BatchError::Stalled { .. }) => busy(e.to_string()),
+        Some(BatchError::Unavailable { .. }) => unavailable(e.to_string(), "unavailable"),
+        Some(BatchError::Step { fatal: true, .. }) => unavailable(e.to_string(), "device_failure"),
+        Some(BatchError::TooLong { .. }) => ApiError::invalid(Some("max_tokens"), e.to_string()),
+        Some(BatchError::BadSampling { .. }) => ApiError::invalid(None, e.to_string()),
+        Some(BatchError::EmptyPrompt | BatchError::BadToken { .. }) => {
+            ApiError::invalid(Some(param), e.to_string())
+        }
+        _ => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+            kind: "server_error",
+            param: None,
+            code: None,
+            retry_after: None,
+        },
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What every chunk or answer of one request carries.
+struct Head {
+    id: String,
+    created: u64,
+    model: String,
+    chat: bool,
+}
+
+impl Head {
+    /// A completion chunk (or answer) with `choices` and maybe `usage`.
+    fn body(&self, choices: Value, usage: Option<Value>, chunk: bool) -> Value {
+        let object = match (self.chat, chunk) {
+            (true, true) => "chat.completion.chunk",
+            (true, false) => "chat.completion",
+            (false, _) => "text_completion",
+        };
+        let mut v = json!({"id": self.id, "object": object, "created": self.created,
+            "model": self.model, "choices": choices});
+        if let Some(usage) = usage {
+            v["usage"] = usage;
+        }
+        v
+    }
+
+    /// A streamed choice: a text piece, a role, or the finish.
+    fn choice(&self, text: Option<&str>, role: bool, finish: Option<&str>) -> Value {
+        let mut c = json!({"index": 0, "logprobs": null, "finish_reason": finish});
+        if self.chat {
+            let mut delta = json!({});
+            if role {
+                delta["role"] = json!("assistant");
+                delta["content"] = json!("");
+            }
+            if let Some(t) = text {
+                delta["content"] = json!(t);
+            }
+            c["delta"] = delta;
+        } else {
+            c["text"] = json!(text.unwrap_or(""));
+        }
+        c
+    }
+}
+
+fn usage(prompt: u32, completion: u32) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion,
+        "total_tokens": prompt + completion})
+}
+
+fn finish_reason(r: &FinishReason) -> &'static str {
+    match r {
+        FinishReason::Eos(_) | FinishReason::StopString(_) => "stop",
+        _ => "length",
+    }
+}
+
+async fn generate(
+    app: &App,
+    body: Result<Bytes, BytesRejection>,
+    chat: bool,
+) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    let s = service(app)?;
+    let body = body.map_err(|r| {
+        let limit = BODY_LIMIT >> 20;
+        let message = match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => format!("the body is over the limit of {limit} MiB"),
+            _ => r.body_text(),
+        };
+        ApiError::invalid(None, message)
+    })?;
+    let p = parse(&body, chat, s.context)?;
+    if p.model != s.model {
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "the model `{}` does not exist (this server has `{}`)",
+                p.model, s.model
+            ),
+            kind: "invalid_request_error",
+            param: Some("model".into()),
+            code: Some("model_not_found"),
+            retry_after: None,
+        });
+    }
+    let (param, prompt) = match &p.input {
+        Input::Prompt(text) => ("prompt", text.clone()),
+        Input::Messages(m) => {
+            let rendered = s.template.render(m);
+            (
+                "messages",
+                rendered.map_err(|e| ApiError::invalid(Some("messages"), e))?,
+            )
+        }
+    };
+    let ids: Vec<u32> = prompt.bytes().map(u32::from).collect();
+    let room = s.context.saturating_sub(ids.len() as u32);
+    if room == 0 {
+        let message = format!(
+            "the prompt is {} tokens, the context {}",
+            ids.len(),
+            s.context
+        );
+        return Err(ApiError::invalid(Some(param), message));
+    }
+    // OpenAI's defaults: 16 for completions, the rest of the context for chat.
+    let max = p
+        .max_tokens
+        .unwrap_or(if chat { room } else { room.min(16) });
+    let tokens = s
+        .batcher
+        .submit(&ids, &options(&p, max, &s.eos))
+        .map_err(|e| api_error(&e, param))?;
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let n = NEXT_ID.fetch_add(1, Relaxed);
+    let id = format!(
+        "{}-{created:x}{n:04}",
+        if chat { "chatcmpl" } else { "cmpl" }
+    );
+    let head = Head {
+        id,
+        created,
+        model: s.model.clone(),
+        chat,
+    };
+    let sequence = Sequence {
+        tokens,
+        text: TextOut::new(&p.stop, &s.eos),
+        stats: s.stats.clone(),
+        last: arrived,
+        first: true,
+    };
+    if p.stream {
+        let stream = Streamer {
+            head,
+            seq: sequence,
+            include_usage: p.include_usage,
+            state: Phase::Start,
+        };
+        let body = futures_util::stream::unfold(stream, Streamer::next);
+        let headers = [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ];
+        return Ok((headers, Body::from_stream(body)).into_response());
+    }
+    let (text, finish) = sequence.collect().await.map_err(|e| api_error(&e, param))?;
+    let reason = finish_reason(&finish.reason);
+    let choice = match chat {
+        true => json!({"index": 0, "message": {"role": "assistant", "content": text},
+            "logprobs": null, "finish_reason": reason}),
+        false => json!({"index": 0, "text": text, "logprobs": null, "finish_reason": reason}),
+    };
+    let u = usage(finish.prompt_tokens, finish.completion_tokens);
+    Ok(Json(head.body(json!([choice]), Some(u), false)).into_response())
+}
+
+/// The library's options for a checked request.
+fn options(p: &Params, max: u32, eos: &[u32]) -> GenerateOptions {
+    let seed = p.seed.unwrap_or_else(|| {
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        t.as_nanos() as u64 ^ NEXT_ID.load(Relaxed).rotate_left(32)
+    });
+    let sampling = SamplingParams {
+        temperature: p.temperature,
+        top_k: 0,
+        top_p: p.top_p,
+        seed,
+    };
+    let mut o = GenerateOptions::new(max).sampling(sampling);
+    for s in &p.stop {
+        o = o.stop_string(s);
+    }
+    for &id in eos {
+        o = o.eos(id);
+    }
+    o
+}
+
+/// One request's sequence: its tokens, its text, its timing.
+struct Sequence {
+    tokens: TokenStream,
+    text: TextOut,
+    stats: Stats,
+    last: Instant,
+    first: bool,
+}
+
+/// The next thing a sequence says.
+enum Step {
+    Text(String),
+    Finished(String, neuron_rt::generate::Finish),
+    Failed(neuron_rt::Error),
+}
+
+impl Sequence {
+    async fn step(&mut self) -> Step {
+        loop {
+            match self.tokens.next().await {
+                Some(Ok(Generated::Token(id))) => {
+                    let now = Instant::now();
+                    let gap = (now - self.last).as_secs_f64();
+                    match std::mem::replace(&mut self.first, false) {
+                        true => self.stats.ttft.observe(gap),
+                        false => self.stats.itl.observe(gap),
+                    }
+                    self.last = now;
+                    let piece = self.text.push(id);
+                    if !piece.is_empty() {
+                        return Step::Text(piece);
+                    }
+                }
+                Some(Ok(Generated::Finished(f))) => return Step::Finished(self.text.finish(), f),
+                Some(Err(e)) => return Step::Failed(e),
+                None => {
+                    let reason = "the sequence ended without a finish".to_owned();
+                    let e = BatchError::Unavailable { reason };
+                    return Step::Failed(e.into());
+                }
+            }
+        }
+    }
+
+    /// The whole text and the finish.
+    async fn collect(mut self) -> Result<(String, neuron_rt::generate::Finish), neuron_rt::Error> {
+        let mut text = String::new();
+        loop {
+            match self.step().await {
+                Step::Text(piece) => text.push_str(&piece),
+                Step::Finished(rest, f) => return Ok((text + &rest, f)),
+                Step::Failed(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Phase {
+    Start,
+    Tokens,
+    Done,
+}
+
+/// A streamed answer: SSE events, the last one `data: [DONE]`.
+struct Streamer {
+    head: Head,
+    seq: Sequence,
+    include_usage: bool,
+    state: Phase,
+}
+
+fn event(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+impl Streamer {
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Streamer)> {
+        let h = &self.head;
+        let out = match self.state {
+            Phase::Done => return None,
+            Phase::Start if h.chat => {
+                self.state = Phase::Tokens;
+                event(&h.body(json!([h.choice(None, true, None)]), None, true))
+            }
+            _ => {
+                self.state = Phase::Tokens;
+                match self.seq.step().await {
+                    Step::Text(t) => {
+                        event(&h.body(json!([h.choice(Some(&t), false, None)]), None, true))
+                    }
+                    Step::Finished(rest, f) => {
+                        self.state = Phase::Done;
+                        let mut out = String::new();
+                        if !rest.is_empty() {
+                            out += &event(&h.body(
+                                json!([h.choice(Some(&rest), false, None)]),
+                                None,
+                                true,
+                            ));
+                        }
+                        let reason = Some(finish_reason(&f.reason));
+                        out += &event(&h.body(json!([h.choice(None, false, reason)]), None, true));
+                        if self.include_usage {
+                            let u = usage(f.prompt_tokens, f.completion_tokens);
+                            out += &event(&h.body(json!([]), Some(u), true));
+                        }
+                        out + "data: [DONE]\n\n"
+                    }
+                    Step::Failed(e) => {
+                        self.state = Phase::Done;
+                        event(&api_error(&e, "prompt").body()) + "data: [DONE]\n\n"
+                    }
+                }
+            }
+        };
+        Some((Ok(Bytes::from(out)), self))
+    }
+}
