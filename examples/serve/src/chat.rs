@@ -95,7 +95,7 @@ mod tests {
 {% if add_generation_prompt %}[ASSISTANT]{% endif %}";
         let t = Template::new(hf.into(), "<s>", "</s>").unwrap();
         let prompt = t.render(&[message("user", "  Hello ")]).unwrap();
-        assert_eq!(prompt, "<s>[USER] Hello</s>[ASSISTANT]");
+        assert_eq!(prompt, "<s>[USER] Hello</s>\n[ASSISTANT]");
         let refused = t.render(&m).unwrap_err();
         assert_eq!(refused, "Only user and assistant roles are supported!");
         assert!(Template::new("{% for %}".into(), "", "").is_err());

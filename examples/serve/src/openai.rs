@@ -50,6 +50,9 @@ pub struct Service {
     /// The ids that end a sequence (the bundle's `eos_token_id`; none for the default).
     pub eos: Vec<u32>,
     pub stats: Stats,
+    /// The runtime the bundle is on (the tests load a second copy of it there).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub runtime: Runtime,
     template: Template,
     _temp: Option<tempfile::TempDir>,
 }
@@ -111,6 +114,7 @@ impl Service {
             },
             template: Template::new(source, "", "")?,
             batcher,
+            runtime: runtime.clone(),
             dir,
             model,
             _temp: temp,
@@ -195,7 +199,9 @@ pub fn api_error(e: &neuron_rt::Error, param: &str) -> ApiError {
         Some(BatchError::Overloaded { .. } | BatchError::Stalled { .. }) => busy(e.to_string()),
         Some(BatchError::Unavailable { .. }) => unavailable(e.to_string(), "unavailable"),
         Some(BatchError::Step { fatal: true, .. }) => unavailable(e.to_string(), "device_failure"),
-        Some(BatchError::TooLong { .. }) => ApiError::invalid(Some("max_tokens"), e.to_string()),
+        Some(BatchError::TooLong { .. }) => {
+            ApiError::invalid(Some("max_tokens"), format!("max_tokens: {e}"))
+        }
         Some(BatchError::BadSampling { .. }) => ApiError::invalid(None, e.to_string()),
         Some(BatchError::EmptyPrompt | BatchError::BadToken { .. }) => {
             ApiError::invalid(Some(param), e.to_string())

@@ -7,8 +7,12 @@ use serde_json::{Value, json};
 use crate::load;
 
 // One test (one runtime per process at a time): answers, refusals, faults, metrics.
-#[tokio::test]
-async fn answers_refusals_and_dead_cores_over_http() {
+#[test]
+fn answers_refusals_and_dead_cores_over_http() {
+    crate::openai_tests::serialized(answers_refusals_and_dead_cores());
+}
+
+async fn answers_refusals_and_dead_cores() {
     let args = "--listen 127.0.0.1:0 --device-ms 0.2 --elements 4".split(' ');
     let o = crate::parse_args(args.map(String::from)).expect("options");
     let (addr, app, _server) = crate::start(&o).await.expect("service");
