@@ -2,7 +2,8 @@
 //! with `--trace`, one served request prints the close of its `neuron_rt.pool.infer`
 //! and `neuron_rt.wait` spans; `GET /metrics` answers OpenMetrics text (its content
 //! type, `# EOF` at the end) with the families per copy; the JSON is at
-//! `/metrics.json`. Every wait is bounded; no timing is asserted.
+//! `/metrics.json`; the generation families are there too. Every wait is bounded; no
+//! timing is asserted.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -185,9 +186,15 @@ fn a_served_request_is_traced_and_counted_in_openmetrics() {
         kinds,
         [
             ("neuron_rt_device_busy_seconds", "counter"),
+            ("neuron_rt_generated_tokens", "counter"),
+            ("neuron_rt_generation_free_slots", "gauge"),
+            ("neuron_rt_generation_running", "gauge"),
+            ("neuron_rt_generation_waiting", "gauge"),
             ("neuron_rt_in_flight", "gauge"),
+            ("neuron_rt_inter_token_latency_seconds", "histogram"),
             ("neuron_rt_request_duration_seconds", "histogram"),
             ("neuron_rt_requests", "counter"),
+            ("neuron_rt_time_to_first_token_seconds", "histogram"),
             ("neuron_rt_waiting", "gauge"),
         ],
         "{text}"
@@ -223,6 +230,10 @@ fn a_served_request_is_traced_and_counted_in_openmetrics() {
     let busy = sum("neuron_rt_device_busy_seconds_total", "");
     assert!(busy >= 0.001, "{busy}");
     assert_eq!(sum("neuron_rt_in_flight", ""), 0.0);
+    // The generation families: the batcher's 2 cores of 4 slots, idle.
+    assert_eq!(sum("neuron_rt_generation_free_slots", ""), 8.0);
+    assert_eq!(sum("neuron_rt_generation_running", ""), 0.0);
+    assert_eq!(sum("neuron_rt_generated_tokens_total", ""), 0.0);
 
     // The JSON of before.
     let (status, headers, json) = request(server.addr, "GET", "/metrics.json", "");
