@@ -14,6 +14,7 @@ mod observe;
 mod openai;
 mod openai_load;
 mod openai_req;
+mod openai_stream;
 #[cfg(test)]
 mod openai_tests;
 mod report;

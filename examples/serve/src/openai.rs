@@ -8,22 +8,19 @@
 //! dropped (the client went away) drops the stream, which cancels the sequence and
 //! frees its slot at the next step.
 
-use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State, rejection::BytesRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::StreamExt;
 use neuron_rt::Runtime;
 use neuron_rt::generate::{
-    BatchError, Batcher, BatchingOptions, Bundle, FinishReason, GenerateOptions, Generated,
-    SamplingParams, TokenStream,
+    BatchError, Batcher, BatchingOptions, Bundle, GenerateOptions, SamplingParams,
 };
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::{Value, json};
@@ -31,6 +28,7 @@ use serde_json::{Value, json};
 use crate::chat::{DEFAULT_TEMPLATE, Template};
 use crate::http::App;
 use crate::openai_req::{ApiError, Input, Params, parse};
+use crate::openai_stream::{Head, Sequence, Streamer, finish_reason, usage};
 use crate::textout::TextOut;
 
 /// The model id of the default bundle.
@@ -219,62 +217,6 @@ pub fn api_error(e: &neuron_rt::Error, param: &str) -> ApiError {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// What every chunk or answer of one request carries.
-struct Head {
-    id: String,
-    created: u64,
-    model: String,
-    chat: bool,
-}
-
-impl Head {
-    /// A completion chunk (or answer) with `choices` and maybe `usage`.
-    fn body(&self, choices: Value, usage: Option<Value>, chunk: bool) -> Value {
-        let object = match (self.chat, chunk) {
-            (true, true) => "chat.completion.chunk",
-            (true, false) => "chat.completion",
-            (false, _) => "text_completion",
-        };
-        let mut v = json!({"id": self.id, "object": object, "created": self.created,
-            "model": self.model, "choices": choices});
-        if let Some(usage) = usage {
-            v["usage"] = usage;
-        }
-        v
-    }
-
-    /// A streamed choice: a text piece, a role, or the finish.
-    fn choice(&self, text: Option<&str>, role: bool, finish: Option<&str>) -> Value {
-        let mut c = json!({"index": 0, "logprobs": null, "finish_reason": finish});
-        if self.chat {
-            let mut delta = json!({});
-            if role {
-                delta["role"] = json!("assistant");
-                delta["content"] = json!("");
-            }
-            if let Some(t) = text {
-                delta["content"] = json!(t);
-            }
-            c["delta"] = delta;
-        } else {
-            c["text"] = json!(text.unwrap_or(""));
-        }
-        c
-    }
-}
-
-fn usage(prompt: u32, completion: u32) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion,
-        "total_tokens": prompt + completion})
-}
-
-fn finish_reason(r: &FinishReason) -> &'static str {
-    match r {
-        FinishReason::Eos(_) | FinishReason::StopString(_) => "stop",
-        _ => "length",
-    }
-}
-
 async fn generate(
     app: &App,
     body: Result<Bytes, BytesRejection>,
@@ -332,40 +274,16 @@ async fn generate(
         .batcher
         .submit(&ids, &options(&p, max, &s.eos))
         .map_err(|e| api_error(&e, param))?;
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let n = NEXT_ID.fetch_add(1, Relaxed);
-    let id = format!(
-        "{}-{created:x}{n:04}",
-        if chat { "chatcmpl" } else { "cmpl" }
-    );
-    let head = Head {
-        id,
-        created,
-        model: s.model.clone(),
-        chat,
-    };
-    let sequence = Sequence {
-        tokens,
-        text: TextOut::new(&p.stop, &s.eos),
-        stats: s.stats.clone(),
-        last: arrived,
-        first: true,
-    };
+    let head = Head::new(chat, &s.model, NEXT_ID.fetch_add(1, Relaxed));
+    let text = TextOut::new(&p.stop, &s.eos);
+    let sequence = Sequence::new(tokens, text, s.stats.clone(), arrived);
     if p.stream {
-        let stream = Streamer {
-            head,
-            seq: sequence,
-            include_usage: p.include_usage,
-            state: Phase::Start,
-        };
-        let body = futures_util::stream::unfold(stream, Streamer::next);
+        let body = Streamer::body(head, sequence, p.include_usage);
         let headers = [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),
         ];
-        return Ok((headers, Body::from_stream(body)).into_response());
+        return Ok((headers, body).into_response());
     }
     let (text, finish) = sequence.collect().await.map_err(|e| api_error(&e, param))?;
     let reason = finish_reason(&finish.reason);
@@ -400,124 +318,4 @@ fn options(p: &Params, max: u32, eos: &[u32]) -> GenerateOptions {
         o = o.eos(id);
     }
     o
-}
-
-/// One request's sequence: its tokens, its text, its timing.
-struct Sequence {
-    tokens: TokenStream,
-    text: TextOut,
-    stats: Stats,
-    last: Instant,
-    first: bool,
-}
-
-/// The next thing a sequence says.
-enum Step {
-    Text(String),
-    Finished(String, neuron_rt::generate::Finish),
-    Failed(neuron_rt::Error),
-}
-
-impl Sequence {
-    async fn step(&mut self) -> Step {
-        loop {
-            match self.tokens.next().await {
-                Some(Ok(Generated::Token(id))) => {
-                    let now = Instant::now();
-                    let gap = (now - self.last).as_secs_f64();
-                    match std::mem::replace(&mut self.first, false) {
-                        true => self.stats.ttft.observe(gap),
-                        false => self.stats.itl.observe(gap),
-                    }
-                    self.last = now;
-                    let piece = self.text.push(id);
-                    if !piece.is_empty() {
-                        return Step::Text(piece);
-                    }
-                }
-                Some(Ok(Generated::Finished(f))) => return Step::Finished(self.text.finish(), f),
-                Some(Err(e)) => return Step::Failed(e),
-                None => {
-                    let reason = "the sequence ended without a finish".to_owned();
-                    let e = BatchError::Unavailable { reason };
-                    return Step::Failed(e.into());
-                }
-            }
-        }
-    }
-
-    /// The whole text and the finish.
-    async fn collect(mut self) -> Result<(String, neuron_rt::generate::Finish), neuron_rt::Error> {
-        let mut text = String::new();
-        loop {
-            match self.step().await {
-                Step::Text(piece) => text.push_str(&piece),
-                Step::Finished(rest, f) => return Ok((text + &rest, f)),
-                Step::Failed(e) => return Err(e),
-            }
-        }
-    }
-}
-
-#[derive(PartialEq)]
-enum Phase {
-    Start,
-    Tokens,
-    Done,
-}
-
-/// A streamed answer: SSE events, the last one `data: [DONE]`.
-struct Streamer {
-    head: Head,
-    seq: Sequence,
-    include_usage: bool,
-    state: Phase,
-}
-
-fn event(v: &Value) -> String {
-    format!("data: {v}\n\n")
-}
-
-impl Streamer {
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Streamer)> {
-        let h = &self.head;
-        let out = match self.state {
-            Phase::Done => return None,
-            Phase::Start if h.chat => {
-                self.state = Phase::Tokens;
-                event(&h.body(json!([h.choice(None, true, None)]), None, true))
-            }
-            _ => {
-                self.state = Phase::Tokens;
-                match self.seq.step().await {
-                    Step::Text(t) => {
-                        event(&h.body(json!([h.choice(Some(&t), false, None)]), None, true))
-                    }
-                    Step::Finished(rest, f) => {
-                        self.state = Phase::Done;
-                        let mut out = String::new();
-                        if !rest.is_empty() {
-                            out += &event(&h.body(
-                                json!([h.choice(Some(&rest), false, None)]),
-                                None,
-                                true,
-                            ));
-                        }
-                        let reason = Some(finish_reason(&f.reason));
-                        out += &event(&h.body(json!([h.choice(None, false, reason)]), None, true));
-                        if self.include_usage {
-                            let u = usage(f.prompt_tokens, f.completion_tokens);
-                            out += &event(&h.body(json!([]), Some(u), true));
-                        }
-                        out + "data: [DONE]\n\n"
-                    }
-                    Step::Failed(e) => {
-                        self.state = Phase::Done;
-                        event(&api_error(&e, "prompt").body()) + "data: [DONE]\n\n"
-                    }
-                }
-            }
-        };
-        Some((Ok(Bytes::from(out)), self))
-    }
 }
