@@ -374,3 +374,65 @@ fn read_head(stream: &mut std::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&head).into_owned()
 }
+
+/// `--load --openai` on the service, then again while core 1's unit dies mid-run: every
+/// request ends (tokens or an error chunk), the successful ones equal their prompts
+/// alone, and every slot is free after.
+#[test]
+fn the_openai_load_passes_with_and_without_a_dying_unit() {
+    serialized(async {
+        let args = "--load 24 --concurrency 8 --openai --cores 2 --device-ms 0.2";
+        let o = crate::parse_args(args.split(' ').map(String::from)).expect("options");
+        let (addr, app, _server) = crate::start(&o).await.expect("service");
+        assert!(crate::openai_load::load_run(&o, &app, addr).await);
+        let sim = app.sim.expect("nrt-sim");
+        sim.capture_log(true);
+        sim.inject_faults("xu:vnc=1:type=compute:nth=20")
+            .expect("fault");
+        assert!(crate::openai_load::load_run(&o, &app, addr).await);
+        let service = app.openai.as_ref().expect("generation");
+        let dead: Vec<_> = service
+            .batcher
+            .metrics()
+            .into_iter()
+            .map(|c| c.dead.is_some())
+            .collect();
+        assert_eq!(dead, [false, true]);
+        sim.clear_faults();
+        let _ = sim.take_log();
+    });
+}
+
+/// `--bundle DIR` (the model id is the directory's name) and `--chat-template FILE`.
+#[test]
+fn a_bundle_directory_and_a_chat_template_file() {
+    serialized(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path().join("tiny-decoder");
+        nrt_sim::decoder::write_bundle(&dir, &Default::default()).expect("bundle");
+        let template = temp.path().join("template.jinja");
+        let source = "{% for m in messages %}{{ m['role'] | upper }}: {{ m['content'].strip() }}\n{% endfor %}ASSISTANT:";
+        std::fs::write(&template, source).expect("template");
+        let args = format!(
+            "--listen 127.0.0.1:0 --cores 1 --bundle {} --chat-template {}",
+            dir.display(),
+            template.display()
+        );
+        let o = crate::parse_args(args.split(' ').map(String::from)).expect("options");
+        let (addr, _app, _server) = crate::start(&o).await.expect("service");
+        let mut s = load::connect(addr).await.expect("connect");
+        let (_, models) = load::request(&mut s, "/v1/models", None)
+            .await
+            .expect("HTTP");
+        assert_eq!(models["data"][0]["id"], "tiny-decoder");
+        let rendered = "USER: Hi there\nASSISTANT:";
+        let plain = completion(&mut s, greedy("tiny-decoder", rendered, 8, false)).await;
+        let chat = json!({"model": "tiny-decoder", "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": " Hi there "}]});
+        let answer = post(&mut s, "/v1/chat/completions", &chat)
+            .await
+            .expect("HTTP");
+        assert_eq!(answer.events[0]["usage"]["prompt_tokens"], rendered.len());
+        assert_eq!(answer_text(&answer), answer_text(&plain));
+    });
+}
