@@ -5,6 +5,9 @@
 //! (`NRT_SIM_VNC_COUNT` cores, faults from `NRT_SIM_FAULTS`). `--load N` serves on an
 //! ephemeral port, sends N requests from C clients, prints one line and fails if a
 //! request hung, or if the errors are not exactly those the injected faults explain.
+//! The OpenAI routes (`openai.rs`) serve a decoder bundle through the library's
+//! continuous batcher on the same cores: by default the simulator's small decoder;
+//! `--load N --openai` loads them instead of `/infer`.
 
 mod chat;
 mod http;
@@ -43,7 +46,7 @@ GENERATION (the OpenAI routes /v1/completions, /v1/chat/completions, /v1/models)
   --openai               with --load: N streaming greedy /v1/completions requests from C
                          clients, each of M tokens (default 16), checked against the same
                          prompts generated alone; fails if a stream hangs or lacks [DONE],
-                         a text differs, errors come without NRT_SIM_FAULTS, or a slot stays taken
+                         a text differs, errors come with no fault injected, or a slot stays taken
 CONNECTIONS (how the server treats slow and idle clients):
   --header-timeout-ms H  a request head must be complete within H ms (from the accept for the
                          first request, from its first byte for later ones), else the

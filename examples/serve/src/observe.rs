@@ -13,7 +13,7 @@
 //! `neuron_rt_generated_tokens_total`, `neuron_rt_generation_running`,
 //! `neuron_rt_generation_waiting`, `neuron_rt_generation_free_slots`; and the service's
 //! histograms over [`BOUNDS`], `neuron_rt_time_to_first_token_seconds` (from a
-//! request's arrival) and `neuron_rt_inter_token_latency_seconds`.
+//! request's body read) and `neuron_rt_inter_token_latency_seconds`.
 
 use std::time::Duration;
 
@@ -94,7 +94,7 @@ pub fn openmetrics(pool: &ModelPool, generation: Option<&Service>) -> String {
         let cores = s.batcher.metrics();
         registry.register_collector(Box::new(BatchCollector { cores }));
         let stats = s.stats.clone();
-        let help = "Time from a generation request's arrival to its first token";
+        let help = "Time from a generation request's body read to its first token";
         registry.register_with_unit(
             "neuron_rt_time_to_first_token",
             help,

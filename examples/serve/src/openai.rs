@@ -58,7 +58,7 @@ pub struct Service {
 /// The service's own generation metrics (the batcher counts the rest).
 #[derive(Clone, Debug)]
 pub struct Stats {
-    /// From the request's arrival to its first token.
+    /// From the request's body read to its first token.
     pub ttft: Histogram,
     /// Between two tokens of a sequence.
     pub itl: Histogram,

@@ -200,22 +200,28 @@ pub fn parse(body: &[u8], chat: bool, context: u32) -> Result<Params, ApiError> 
         })?,
         Some(v) => return Err(wrong("stream_options", "an object", v)),
     };
-    let seed = integer(&f, "seed")?;
+    let seed = integer(&f, "seed")?.map(|s| s as u64);
+    let temperature = number(&f, "temperature", (0.0, 2.0))?.unwrap_or(1.0) as f32;
+    let top_p = number(&f, "top_p", (0.0, 1.0))?.unwrap_or(1.0) as f32;
+    if top_p == 0.0 {
+        let message = "'top_p' must be above 0 (at most 1), got 0";
+        return Err(ApiError::invalid(Some("top_p"), message));
+    }
+    let stream = boolean(&f, "stream")?;
+    // The model is looked up last (after every field is checked).
     let Some(model) = model else {
-        return Err(ApiError::invalid(
-            Some("model"),
-            "you must provide a model parameter",
-        ));
+        let message = "you must provide a model parameter";
+        return Err(ApiError::invalid(Some("model"), message));
     };
     Ok(Params {
         model,
         input,
         max_tokens,
-        temperature: number(&f, "temperature", (0.0, 2.0))?.unwrap_or(1.0) as f32,
-        top_p: number(&f, "top_p", (f64::MIN_POSITIVE, 1.0))?.unwrap_or(1.0) as f32,
-        seed: seed.map(|s| s as u64),
+        temperature,
+        top_p,
+        seed,
         stop,
-        stream: boolean(&f, "stream")?,
+        stream,
         include_usage,
     })
 }

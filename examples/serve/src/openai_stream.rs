@@ -102,7 +102,7 @@ pub enum Step {
 }
 
 impl Sequence {
-    /// The sequence of `tokens`, for a request that arrived at `arrived`.
+    /// The sequence of `tokens`, for a request whose body was read at `arrived`.
     pub fn new(tokens: TokenStream, text: TextOut, stats: Stats, arrived: Instant) -> Self {
         let (last, first) = (arrived, true);
         Sequence {
