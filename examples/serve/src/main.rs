@@ -46,7 +46,8 @@ GENERATION (the OpenAI routes /v1/completions, /v1/chat/completions, /v1/models)
   --openai               with --load: N streaming greedy /v1/completions requests from C
                          clients, each of M tokens (default 16), checked against the same
                          prompts generated alone; fails if a stream hangs or lacks [DONE],
-                         a text differs, errors come with no fault injected, or a slot stays taken
+                         a text differs, errors come with no fault injected, a slot stays
+                         taken, or (faults disarmed) a prompt is not served again as before
 CONNECTIONS (how the server treats slow and idle clients):
   --header-timeout-ms H  a request head must be complete within H ms (from the accept for the
                          first request, from its first byte for later ones), else the

@@ -3,7 +3,7 @@
 //! ends with `[DONE]`, each successful text equals its prompt's completion generated
 //! alone (non-streamed, one at a time, before the load), errors only with injected
 //! faults (an error chunk or an error status with `Retry-After`: never a hang), every
-//! slot free after.
+//! slot free after, and then (faults disarmed) each prompt served again as before.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,6 +138,35 @@ pub async fn settles(app: &App, patience: Duration) -> bool {
     }
 }
 
+/// Each prompt once more, non-streamed: it must succeed, as its reference (if any).
+async fn again(
+    addr: SocketAddr,
+    model: &str,
+    m: u32,
+    reference: &[Option<String>],
+) -> Result<(), String> {
+    let mut s = connect(addr).await?;
+    for (k, expected) in reference.iter().enumerate() {
+        let a = post(
+            &mut s,
+            "/v1/completions",
+            &greedy(model, &prompt(k), m, false),
+        )
+        .await?;
+        let text = a.events[0]["choices"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if a.status != 200 || expected.as_ref().is_some_and(|r| *r != text) {
+            return Err(format!(
+                "prompt {k}: HTTP {} {:?}, expected {expected:?}",
+                a.status, a.events
+            ));
+        }
+    }
+    Ok(())
+}
+
 const PROMPTS: usize = 16;
 
 fn prompt(k: usize) -> String {
@@ -250,6 +279,11 @@ pub async fn load_run(o: &Options, app: &App, addr: SocketAddr) -> bool {
         t.ttft.get(rank - 1).map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     let faults = app.sim.map_or(0, |s| s.faults_injected());
+    // Then, faults disarmed, the batcher serves each prompt again as before.
+    if let Some(sim) = app.sim {
+        sim.clear_faults();
+    }
+    let again = again(addr, &model, m, &reference).await;
     let dead = service
         .batcher
         .metrics()
@@ -286,6 +320,9 @@ pub async fn load_run(o: &Options, app: &App, addr: SocketAddr) -> bool {
     }
     if t.ok + t.errors + t.hung + t.broken != requests {
         failures.push("requests were lost".into());
+    }
+    if let Err(e) = again {
+        failures.push(format!("after the load: {e}"));
     }
     if !settled {
         failures.push("slots still taken after the load".into());
