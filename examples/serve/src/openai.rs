@@ -110,6 +110,7 @@ impl Service {
                 ttft: Histogram::new(buckets),
                 itl: Histogram::new(buckets),
             },
+            // No special tokens in the byte tokenizer: `bos_token`, `eos_token` empty.
             template: Template::new(source, "", "")?,
             batcher,
             runtime: runtime.clone(),

@@ -42,6 +42,13 @@ impl Answer {
         self.events.iter().map(piece).collect()
     }
 
+    /// A JSON answer's text (`choices[0].text` or `.message.content`; empty if none).
+    pub fn answer_text(&self) -> String {
+        let c = self.events.first().map(|e| &e["choices"][0]);
+        let text = c.and_then(|c| c["text"].as_str().or(c["message"]["content"].as_str()));
+        text.unwrap_or("").to_owned()
+    }
+
     /// The first error event (or error body).
     pub fn error(&self) -> Option<&Value> {
         self.events.iter().find(|e| e.get("error").is_some())
@@ -153,10 +160,7 @@ async fn again(
             &greedy(model, &prompt(k), m, false),
         )
         .await?;
-        let text = a.events[0]["choices"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
+        let text = a.answer_text();
         if a.status != 200 || expected.as_ref().is_some_and(|r| *r != text) {
             return Err(format!(
                 "prompt {k}: HTTP {} {:?}, expected {expected:?}",
@@ -200,12 +204,8 @@ pub async fn load_run(o: &Options, app: &App, addr: SocketAddr) -> bool {
             Some(s) => post(s, "/v1/completions", &greedy(&model, &prompt(k), m, false)).await,
             None => Err("no connection".into()),
         };
-        let text = answer.ok().filter(|a| a.status == 200).map(|a| {
-            a.events[0]["choices"][0]["text"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned()
-        });
+        let text = answer.ok().filter(|a| a.status == 200);
+        let text = text.map(|a| a.answer_text());
         reference.push(text);
     }
     drop(sender);

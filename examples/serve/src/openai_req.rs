@@ -195,7 +195,7 @@ pub fn parse(body: &[u8], chat: bool, context: u32) -> Result<Params, ApiError> 
             wrong(
                 "stream_options.include_usage",
                 "a boolean",
-                &o["include_usage"],
+                o.get("include_usage").unwrap_or(&Value::Null),
             )
         })?,
         Some(v) => return Err(wrong("stream_options", "an object", v)),
