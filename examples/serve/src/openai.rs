@@ -3,10 +3,10 @@
 //! `GET /v1/models`, on a decoder bundle (by default the simulator's small decoder,
 //! written into a temp dir; byte tokenizer: token id = byte value).
 //!
-//! Each request is one [`TokenStream`] of the [`Batcher`]; its text comes from
-//! [`TextOut`] (stop strings held back and removed, UTF-8 never split). A response body
-//! dropped (the client went away) drops the stream, which cancels the sequence and
-//! frees its slot at the next step.
+//! Each request is one [`TokenStream`](neuron_rt::generate::TokenStream) of the
+//! [`Batcher`]; its text comes from [`TextOut`] (stop strings held back and removed,
+//! UTF-8 never split). A response body dropped (the client went away) drops the stream,
+//! which cancels the sequence and frees its slot at the next step.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
