@@ -19,16 +19,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use neuron_rt::Runtime;
-use neuron_rt::generate::{
-    BatchError, Batcher, BatchingOptions, Bundle, GenerateOptions, SamplingParams,
-};
+use neuron_rt::generate::{Batcher, BatchingOptions, Bundle, GenerateOptions, SamplingParams};
 use prometheus_client::metrics::histogram::Histogram;
 use serde_json::{Value, json};
 
 use crate::chat::{DEFAULT_TEMPLATE, Template};
 use crate::http::App;
-use crate::openai_req::{ApiError, Input, Params, parse};
-use crate::openai_stream::{Head, Sequence, Streamer, finish_reason, usage};
+use crate::openai_req::{ApiError, Input, Params, api_error, parse, unavailable};
+use crate::openai_stream::{Head, Sequence, Stats, Streamer, finish_reason, usage};
 use crate::textout::TextOut;
 
 /// The model id of the default bundle.
@@ -53,15 +51,6 @@ pub struct Service {
     pub runtime: Runtime,
     template: Template,
     _temp: Option<tempfile::TempDir>,
-}
-
-/// The service's own generation metrics (the batcher counts the rest).
-#[derive(Clone, Debug)]
-pub struct Stats {
-    /// From the request's body read to its first token.
-    pub ttft: Histogram,
-    /// Between two tokens of a sequence.
-    pub itl: Histogram,
 }
 
 /// What `serve` builds the service from (its flags).
@@ -146,17 +135,6 @@ pub fn routes() -> Router<App> {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
-fn unavailable(message: impl Into<String>, code: &'static str) -> ApiError {
-    ApiError {
-        status: StatusCode::SERVICE_UNAVAILABLE,
-        message: message.into(),
-        kind: "server_error",
-        param: None,
-        code: Some(code),
-        retry_after: Some(5),
-    }
-}
-
 fn service(app: &App) -> Result<&Service, ApiError> {
     let none = || unavailable("this server has no generation bundle", "no_bundle");
     app.openai.as_deref().ok_or_else(none)
@@ -182,38 +160,6 @@ async fn chat_completions(State(app): State<App>, body: Result<Bytes, BytesRejec
     generate(&app, body, true)
         .await
         .unwrap_or_else(IntoResponse::into_response)
-}
-
-/// The HTTP answer for an error of the batcher (`param`: the field of the prompt).
-pub fn api_error(e: &neuron_rt::Error, param: &str) -> ApiError {
-    let busy = |message: String| ApiError {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        message,
-        kind: "rate_limit_error",
-        param: None,
-        code: Some("overloaded"),
-        retry_after: Some(1),
-    };
-    match e.as_batch() {
-        Some(BatchError::Overloaded { .. } | BatchError::Stalled { .. }) => busy(e.to_string()),
-        Some(BatchError::Unavailable { .. }) => unavailable(e.to_string(), "unavailable"),
-        Some(BatchError::Step { fatal: true, .. }) => unavailable(e.to_string(), "device_failure"),
-        Some(BatchError::TooLong { .. }) => {
-            ApiError::invalid(Some("max_tokens"), format!("max_tokens: {e}"))
-        }
-        Some(BatchError::BadSampling { .. }) => ApiError::invalid(None, e.to_string()),
-        Some(BatchError::EmptyPrompt | BatchError::BadToken { .. }) => {
-            ApiError::invalid(Some(param), e.to_string())
-        }
-        _ => ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: e.to_string(),
-            kind: "server_error",
-            param: None,
-            code: None,
-            retry_after: None,
-        },
-    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);

@@ -4,6 +4,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header::RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
+use neuron_rt::generate::BatchError;
 use serde_json::{Map, Value, json};
 
 use crate::chat::Message;
@@ -51,6 +52,50 @@ impl IntoResponse for ApiError {
                 .insert(RETRY_AFTER, HeaderValue::from(s));
         }
         response
+    }
+}
+
+/// A 503 `server_error` with `code`, retry in 5 s.
+pub fn unavailable(message: impl Into<String>, code: &'static str) -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: message.into(),
+        kind: "server_error",
+        param: None,
+        code: Some(code),
+        retry_after: Some(5),
+    }
+}
+
+/// The HTTP answer for an error of the batcher (`param`: the field of the prompt).
+pub fn api_error(e: &neuron_rt::Error, param: &str) -> ApiError {
+    let busy = |message: String| ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message,
+        kind: "rate_limit_error",
+        param: None,
+        code: Some("overloaded"),
+        retry_after: Some(1),
+    };
+    match e.as_batch() {
+        Some(BatchError::Overloaded { .. } | BatchError::Stalled { .. }) => busy(e.to_string()),
+        Some(BatchError::Unavailable { .. }) => unavailable(e.to_string(), "unavailable"),
+        Some(BatchError::Step { fatal: true, .. }) => unavailable(e.to_string(), "device_failure"),
+        Some(BatchError::TooLong { .. }) => {
+            ApiError::invalid(Some("max_tokens"), format!("max_tokens: {e}"))
+        }
+        Some(BatchError::BadSampling { .. }) => ApiError::invalid(None, e.to_string()),
+        Some(BatchError::EmptyPrompt | BatchError::BadToken { .. }) => {
+            ApiError::invalid(Some(param), e.to_string())
+        }
+        _ => ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+            kind: "server_error",
+            param: None,
+            code: None,
+            retry_after: None,
+        },
     }
 }
 

@@ -9,10 +9,20 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 use neuron_rt::generate::{BatchError, Finish, FinishReason, Generated, TokenStream};
+use prometheus_client::metrics::histogram::Histogram;
 use serde_json::{Value, json};
 
-use crate::openai::{Stats, api_error};
+use crate::openai_req::api_error;
 use crate::textout::TextOut;
+
+/// The service's own generation metrics (the batcher counts the rest).
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// From the request's body read to its first token.
+    pub ttft: Histogram,
+    /// Between two tokens of a sequence.
+    pub itl: Histogram,
+}
 
 /// What every chunk or answer of one request carries.
 pub struct Head {
