@@ -49,7 +49,7 @@ async fn refused(addr: std::net::SocketAddr, path: &str, body: Value) -> (u16, V
 #[test]
 fn openai_routes_over_http() {
     serialized(async {
-        let args = "--listen 127.0.0.1:0 --cores 2 --max-waiting 1 --device-ms 0.5";
+        let args = "--listen 127.0.0.1:0 --cores 2 --max-waiting 1 --device-ms 1";
         let o = crate::parse_args(args.split(' ').map(String::from)).expect("options");
         let (addr, app, _server) = crate::start(&o).await.expect("service");
         let sim = app.sim.expect("nrt-sim");
@@ -243,7 +243,7 @@ fn openai_routes_over_http() {
             .iter()
             .map(|c| c.cancelled)
             .sum::<u64>();
-        let mut raw = raw_stream(addr, &greedy(MODEL, "Hang up", 100, true));
+        let mut raw = raw_stream(addr, &greedy(MODEL, "Hang up", 120, true));
         let mut seen = Vec::new();
         while !String::from_utf8_lossy(&seen).contains("data: ") {
             let mut buf = [0; 512];
