@@ -39,7 +39,7 @@ use std::error::Error;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use neuron_rt::{RankGroup, RankSpec, Runtime, TensorSet};
+use neuron_rt::{DEFAULT_ROOT_COMM_PORT, RankGroup, RankSpec, Runtime, TensorSet};
 
 const B: u32 = 8; // batch
 const D: u32 = 64; // model width
@@ -118,10 +118,7 @@ fn launch_ranks(
     reference: &[f32],
     slurm: bool,
 ) -> Result<(f32, Duration), Box<dyn Error>> {
-    // A free port for rank 0: bound, then released for rank 0 to listen on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = rank0_port(slurm)?;
     let children = (0..world)
         .map(|rank| {
             let mut child = Command::new(std::env::current_exe()?);
@@ -179,6 +176,40 @@ fn launch_ranks(
     }
     let latency = latency.ok_or("a world of no ranks")?;
     Ok((err, Duration::from_nanos(latency)))
+}
+
+/// The port rank 0 will listen on, checked free. Under SLURM it is the one the ranks
+/// derive ([`DEFAULT_ROOT_COMM_PORT`], inside Linux's ephemeral range, so an outgoing
+/// connection of another program may hold it for a while: waited for, up to 20 s).
+/// Otherwise a free port below the ephemeral range (32768-60999 by default), which the
+/// kernel never hands to outgoing connections, so it stays free until rank 0 binds it
+/// (a port from `bind(":0")` is an ephemeral one, and was taken in between once).
+fn rank0_port(slurm: bool) -> Result<u16, Box<dyn Error>> {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+    if slurm {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !free(DEFAULT_ROOT_COMM_PORT) {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "port {DEFAULT_ROOT_COMM_PORT} (rank 0's under SLURM) stayed in use on this machine for 20 s"
+                )
+                .into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        return Ok(DEFAULT_ROOT_COMM_PORT);
+    }
+    // Start somewhere different in every run (two runs at once pick different ports).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 32_768 - LOW;
+    (0..SPAN)
+        .map(|i| (LOW + (seed.wrapping_add(i.wrapping_mul(7_919)) % SPAN)) as u16)
+        .find(|&port| free(port))
+        .ok_or_else(|| "no free port from 20000 to 32767 on 127.0.0.1".into())
 }
 
 /// `tp-rank latency_ns=<n> y=<v>,<v>,...` (a rank process's stdout).

@@ -407,3 +407,46 @@ fn a_dying_unit_ends_its_cores_sequences_and_the_other_core_serves_on() {
         .unwrap();
     assert_eq!(t.len(), 5);
 }
+
+#[test]
+fn a_failed_chained_step_fails_its_rows_and_the_core_serves_on() {
+    let _g = support::lock();
+    let rt = support::runtime();
+    let (_dir, bundle) = bundle(&rt, &[0]);
+    let expected = alone(&bundle, &[prompt(0)], 30);
+    let options = BatchingOptions::default().device_sampling(true);
+    let batcher = Batcher::new(&bundle, options).unwrap();
+    // The 6th execution after this point fails (status 1003, not fatal): a greedy
+    // decode step with the next step already chained behind it on the device.
+    support::control()
+        .inject_faults("exec:vnc=0:nth=6:status=1003")
+        .unwrap();
+    let err = batcher
+        .submit(&prompt(0), &GenerateOptions::new(30))
+        .unwrap()
+        .collect_blocking()
+        .unwrap_err();
+    support::control().clear_faults();
+    assert!(
+        matches!(
+            err.as_batch(),
+            Some(BatchError::Step {
+                core: 0,
+                fatal: false,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    wait_idle(&batcher);
+    assert!(batcher.metrics()[0].dead.is_none());
+    // The chained step's sets came back: the same request now gives the reference.
+    for _ in 0..2 {
+        let (tokens, _) = batcher
+            .submit(&prompt(0), &GenerateOptions::new(30))
+            .unwrap()
+            .collect_blocking()
+            .unwrap();
+        assert_eq!(tokens, expected[0]);
+    }
+}

@@ -1,5 +1,5 @@
 //! Random sequences of safe-API calls decoded from bytes, run on a simulator: shared by
-//! the property test (tests/api_sequences.rs, on the dlopen'ed simulator) and the fuzz
+//! the property test (benches/tests/api_sequences.rs, on the dlopen'ed simulator) and the fuzz
 //! target `api_sequences` (fuzz/, on the in-process one).
 //!
 //! Every op checks what it can: an out-of-bounds range must fail with

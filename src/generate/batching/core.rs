@@ -443,10 +443,18 @@ fn ring_step(
                 pos[*r] = i64::from(slots[*r].as_ref().expect("occupied").position) + 1;
             }
             let sets = &mut ring.sets[k];
-            let request = sets
+            let request = match sets
                 .write(POSITIONS_INPUT, &pos)
                 .and_then(|()| sets.schedule(bundle, core.core, compute))
-                .map_err(|e| (fed.clone(), e))?;
+            {
+                Ok(request) => request,
+                Err(e) => {
+                    // The step in flight still holds its sets: wait for it and take
+                    // them back, or every later step of the member would fail.
+                    let _ = ring.sets[f.k].complete(f.request);
+                    return Err((fed, e));
+                }
+            };
             chained = Some(RingStep {
                 k,
                 request,
@@ -468,17 +476,23 @@ fn ring_step(
         spans::record_result(&span, &completed);
         drop(entered);
         drop(span);
-        let fail = |e: Error, chained: Option<RingStep>| {
+        // A failed step fails its rows and the chained step's: that step is waited for
+        // and its sets taken back (dropped with its request, they would be lost, and
+        // every later step of the member would fail).
+        let fail = |e: Error, chained: Option<RingStep>, ring: &mut Ring| {
             let mut rows = fed.clone();
-            rows.extend(chained.iter().flat_map(|c| c.rows.iter().map(|(r, _)| *r)));
+            if let Some(c) = chained {
+                rows.extend(c.rows.iter().map(|(r, _)| *r));
+                let _ = ring.sets[c.k].complete(c.request);
+            }
             (rows, e)
         };
         if let Err(e) = completed {
-            return Err(fail(e, chained));
+            return Err(fail(e, chained, ring));
         }
         let ids = match ring.ids[1 - f.k].to_vec::<i32>() {
             Ok(ids) => ids,
-            Err(e) => return Err(fail(e, chained)),
+            Err(e) => return Err(fail(e, chained, ring)),
         };
         for (r, seq) in &f.rows {
             if !same(slots, *r, seq) {
@@ -496,7 +510,7 @@ fn ring_step(
                     status: None,
                     fatal: false,
                 });
-                return Err(fail(e, chained));
+                return Err(fail(e, chained, ring));
             }
             if let Some(a) = slots[*r].as_mut() {
                 a.position += 1;

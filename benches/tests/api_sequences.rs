@@ -6,14 +6,17 @@
 //! must not hold up a later submission) never panic, fail with the typed errors the API
 //! documents, and leave no simulator object alive once everything is dropped.
 //!
+//! It lives in the benches package (proptest stays out of the root package's build).
 //! The ops are decoded from bytes by tests/support/ops.rs, shared with the fuzz target
 //! `api_sequences` (fuzz/). Forgotten requests are only forgotten inside an async scope,
 //! which still waits for them and frees what they hold: a request forgotten outside one
 //! keeps the runtime open for the rest of the process, which would end the sequence of
 //! cases (one runtime per library).
 
-#[path = "support/ops.rs"]
+// The workspace's shared test support (the root package's tests/support/).
+#[path = "../../tests/support/ops.rs"]
 mod ops;
+#[path = "../../tests/support/mod.rs"]
 mod support;
 
 use proptest::collection::vec;
