@@ -440,7 +440,6 @@ fn a_bundle_directory_and_a_chat_template_file() {
 /// A greedy (device-sampled) step fails mid-stream: an error chunk then `[DONE]`, and
 /// the batcher serves greedy requests again, equal to before.
 #[test]
-#[ignore = "needs main's ring_step fix"]
 fn a_failed_greedy_step_then_the_batcher_serves_again() {
     serialized(async {
         let args = "--listen 127.0.0.1:0 --cores 1";
