@@ -65,14 +65,16 @@ fn text(field: &[u8]) -> &[u8] {
 /// A numeric header field: octal text (spaces and NULs around it), or GNU base-256 (high
 /// bit of the first byte set; the value in the bytes after it, big-endian).
 fn number(field: &[u8]) -> std::result::Result<u64, String> {
-    if field[0] & 0x80 != 0 {
-        let (high, low) = field.split_at(field.len() - 8);
-        if (high[0] & 0x7f) != 0 || high[1..].iter().any(|&b| b != 0) {
-            return Err("a base-256 number above 2^64".into());
+    if let Some((&first, rest)) = field.split_first().filter(|(f, _)| *f & 0x80 != 0) {
+        // Any field width (the checksum's is 8 bytes: its 7 low bits and 7 bytes).
+        let mut value = u64::from(first & 0x7f);
+        for &b in rest {
+            if value > u64::MAX >> 8 {
+                return Err("a base-256 number above 2^64".into());
+            }
+            value = value << 8 | u64::from(b);
         }
-        let mut w = [0u8; 8];
-        w.copy_from_slice(low);
-        return Ok(u64::from_be_bytes(w));
+        return Ok(value);
     }
     let digits = String::from_utf8_lossy(text(field));
     let digits = digits.trim_matches(' ');
@@ -331,6 +333,18 @@ mod tests {
         assert!(number(&big).is_err());
         assert!(number(b"12x\0").is_err());
         assert!(number(b"\0\0\0\0").is_err());
+    }
+
+    #[test]
+    fn base_256_numbers_of_any_width_never_panic() {
+        // The checksum field is 8 bytes: a base-256 value there once indexed past an
+        // empty slice (found by the neff_reader fuzz target).
+        assert_eq!(number(&[0x80, 0, 0, 0, 0, 0, 0x03, 0xe8]), Ok(1000));
+        assert_eq!(number(&[0x81, 0, 0, 0, 0, 0, 0, 0]), Ok(1 << 56));
+        assert_eq!(number(&[0xff; 8]), Ok(u64::MAX >> 1));
+        assert_eq!(number(&[0x80]), Ok(0));
+        assert!(number(&[0x81, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(number(&[]).is_err());
     }
 
     #[test]
