@@ -126,9 +126,17 @@ fn a_tensor_parallel_bundle_gives_the_tokens_and_logits_of_one_core_on_2_and_4_r
     write_bundle(one.path(), &options(1)).unwrap();
     let reference = Reference::load(&one.path().join("weights.safetensors"));
     let expected = reference_steps(&reference, &prompt);
-    let single = Bundle::builder(&rt).dir(one.path()).unwrap().build().unwrap();
+    let single = Bundle::builder(&rt)
+        .dir(one.path())
+        .unwrap()
+        .build()
+        .unwrap();
     let single_steps = run(&Generator::new(&single, 0).unwrap(), &prompt, &greedy);
-    assert_eq!(tokens(&single_steps), tokens(&expected), "W = 1 vs reference");
+    assert_eq!(
+        tokens(&single_steps),
+        tokens(&expected),
+        "W = 1 vs reference"
+    );
     check_logits("W = 1", &single_steps, &expected);
     let single_state = single.memory().state_bytes_per_core;
     let single_weights = single.memory().weights_bytes_per_core;
@@ -201,7 +209,11 @@ fn a_world_that_does_not_divide_the_heads_is_refused_naming_the_values() {
             }
         );
         let text = err.to_string();
-        for value in [format!("world of {world}"), "heads 4".into(), "intermediate 128".into()] {
+        for value in [
+            format!("world of {world}"),
+            "heads 4".into(),
+            "intermediate 128".into(),
+        ] {
             assert!(text.contains(&value), "{text:?} names {value}");
         }
     }

@@ -62,8 +62,8 @@ fn bundle(args: Vec<String>) -> Result<(), String> {
             "--decode-device-time-us" => options.decode_device_time = us(number()?),
             "--chain-device-time-us" => options.chain_device_time = us(number()?),
             "--world" => {
-                options.world = u32::try_from(number()?)
-                    .map_err(|_| format!("--world {v:?} is too large"))?
+                options.world =
+                    u32::try_from(number()?).map_err(|_| format!("--world {v:?} is too large"))?
             }
             other => return Err(format!("unknown bundle argument {other:?}\n{USAGE}")),
         }
