@@ -91,7 +91,10 @@ impl DecoderConfig {
     /// Whether the model splits over `world` ranks: `world` at least 1 and dividing both
     /// `heads` and `intermediate`.
     fn check_world(&self, world: u32) -> Result<(), BundleError> {
-        if world == 0 || self.heads % world != 0 || self.intermediate % world != 0 {
+        if world == 0
+            || !self.heads.is_multiple_of(world)
+            || !self.intermediate.is_multiple_of(world)
+        {
             return Err(BundleError {
                 message: format!(
                     "a tensor-parallel world of {world} ranks must be at least 1 and divide heads {} and intermediate {}",
