@@ -11,7 +11,7 @@
 
 mod support;
 
-use neuron_rt::generate::{Bundle, GenerateOptions, Generator, SamplingMode};
+use neuron_rt::generate::{Bundle, BundleError, GenerateOptions, Generator, SamplingMode};
 use neuron_rt::{RankSpec, Runtime};
 use nrt_sim::decoder::{BundleErrorKind, DecoderBundleOptions, write_bundle};
 use support::decoder_ref::{Reference, argmax, rel_err};
@@ -193,6 +193,37 @@ fn a_tensor_parallel_bundle_gives_the_tokens_and_logits_of_one_core_on_2_and_4_r
             );
         }
     }
+}
+
+#[test]
+fn a_rank_bundle_loaded_as_one_core_is_refused_by_the_weight_shapes() {
+    let (_g, rt) = four_core_runtime();
+    let dir = tempfile::tempdir().unwrap();
+    write_bundle(dir.path(), &options(2)).unwrap();
+    // Without a rank the builder takes the full weights.safetensors, whose projections
+    // are twice as wide as a rank's inputs.
+    let err = Bundle::builder(&rt)
+        .dir(dir.path())
+        .unwrap()
+        .build()
+        .err()
+        .expect("a W = 2 bundle without a rank must not load");
+    match err {
+        neuron_rt::Error::Bundle(b) => match *b {
+            BundleError::WeightShape {
+                tensor,
+                expected,
+                found,
+                ..
+            } => {
+                assert_eq!(tensor, "layers.0.self_attn.q_proj.weight");
+                assert_eq!((expected, found), (vec![64, 32], vec![64, 64]));
+            }
+            other => panic!("expected WeightShape, got {other:?}"),
+        },
+        other => panic!("expected a bundle error, got {other:?}"),
+    }
+    support::assert_no_leaks();
 }
 
 #[test]
