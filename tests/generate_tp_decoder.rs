@@ -206,8 +206,7 @@ fn a_rank_bundle_loaded_as_one_core_is_refused_by_the_weight_shapes() {
         .dir(dir.path())
         .unwrap()
         .build()
-        .err()
-        .expect("a W = 2 bundle without a rank must not load");
+        .expect_err("a W = 2 bundle without a rank must not load");
     match err {
         neuron_rt::Error::Bundle(b) => match *b {
             BundleError::WeightShape {
