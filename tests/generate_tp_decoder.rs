@@ -196,33 +196,52 @@ fn a_tensor_parallel_bundle_gives_the_tokens_and_logits_of_one_core_on_2_and_4_r
 }
 
 #[test]
-fn a_rank_bundle_loaded_as_one_core_is_refused_by_the_weight_shapes() {
+fn a_rank_bundle_loaded_without_a_rank_or_in_another_world_is_refused() {
     let (_g, rt) = four_core_runtime();
     let dir = tempfile::tempdir().unwrap();
     write_bundle(dir.path(), &options(2)).unwrap();
-    // Without a rank the builder takes the full weights.safetensors, whose projections
-    // are twice as wide as a rank's inputs.
-    let err = Bundle::builder(&rt)
-        .dir(dir.path())
-        .unwrap()
-        .build()
-        .expect_err("a W = 2 bundle without a rank must not load");
-    match err {
-        neuron_rt::Error::Bundle(b) => match *b {
-            BundleError::WeightShape {
-                tensor,
-                expected,
-                found,
-                ..
-            } => {
-                assert_eq!(tensor, "layers.0.self_attn.q_proj.weight");
-                assert_eq!((expected, found), (vec![64, 32], vec![64, 64]));
+    let load = |rank: Option<RankSpec>| {
+        let mut b = Bundle::builder(&rt).dir(dir.path()).unwrap();
+        if let Some(r) = rank {
+            b = b.rank(r);
+        }
+        b.build()
+            .expect_err("a W = 2 bundle loads only as a rank of 2")
+    };
+    // Without a rank (the full weights would not even fit its inputs), as the only rank
+    // of a world of 1 (its all-reduces would copy half the model), as a rank of 4 (they
+    // would sum the wrong parts): each refused before anything loads.
+    for (rank, loaded) in [
+        (None, None),
+        (Some(RankSpec::new(0, 0, 1).unwrap()), Some(1)),
+        (Some(RankSpec::new(1, 1, 4).unwrap()), Some(4)),
+    ] {
+        let err = load(rank);
+        assert_eq!(err.kind(), neuron_rt::ErrorKind::InvalidInput);
+        match err.as_bundle() {
+            Some(BundleError::WorldMismatch {
+                file,
+                world,
+                loaded: l,
+            }) => {
+                assert_eq!((*world, *l), (2, loaded));
+                assert_eq!(file, &dir.path().join("bundle.json"));
             }
-            other => panic!("expected WeightShape, got {other:?}"),
-        },
-        other => panic!("expected a bundle error, got {other:?}"),
+            other => panic!("expected WorldMismatch, got {other:?}"),
+        }
+        let text = err.to_string();
+        assert!(text.contains("world of 2 ranks"), "{text}");
     }
     support::assert_no_leaks();
+    // A malformed world in the manifest.
+    let json = dir.path().join("bundle.json");
+    let text = std::fs::read_to_string(&json).unwrap();
+    std::fs::write(&json, text.replace("\"world\": 2", "\"world\": 0")).unwrap();
+    let err = Bundle::builder(&rt).dir(dir.path()).err().unwrap();
+    assert!(
+        matches!(err.as_bundle(), Some(BundleError::Manifest { reason, .. }) if reason.contains("tensor_parallel.world")),
+        "{err}"
+    );
 }
 
 #[test]
