@@ -204,6 +204,78 @@ fn weights_are_seeded_and_read_back_with_the_safetensors_crate() {
 }
 
 #[test]
+fn a_tensor_parallel_bundle_writes_each_ranks_shard_and_cache_of_its_heads() {
+    let dir = tmp("bundle-tp");
+    let mut o = DecoderBundleOptions::default();
+    o.world = 2;
+    o.seed = 4;
+    let b = write_bundle(&dir, &o).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("bundle.json")).unwrap()).unwrap();
+    assert_eq!(json["tensor_parallel"]["world"], 2);
+    assert_eq!(
+        json["tensor_parallel"]["shards"][1],
+        "weights/tp1_sharded_checkpoint.safetensors"
+    );
+    assert_eq!(
+        json["state"][0]["shape"],
+        serde_json::json!([4, 2, 128, 16])
+    );
+    assert_eq!(b.shards.len(), 2);
+    let full = nrt_sim::decoder::weights(&DecoderConfig::default(), 4);
+    let read = |rank: usize| -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let bytes = std::fs::read(&b.shards[rank]).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        full.iter()
+            .map(|w| {
+                let t = st.tensor(&w.name).unwrap();
+                let values = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                (w.name.clone(), t.shape().to_vec(), values)
+            })
+            .collect()
+    };
+    let (r0, r1) = (read(0), read(1));
+    for ((w, a), c) in full.iter().zip(&r0).zip(&r1) {
+        let (rows, cols) = (w.shape[0] as usize, *w.shape.get(1).unwrap_or(&1) as usize);
+        let name = w.name.as_str();
+        let joined: Vec<f32> =
+            if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
+                // Row-split: rank 0's rows, then rank 1's.
+                assert_eq!(a.1, [rows / 2, cols], "{name}");
+                [a.2.clone(), c.2.clone()].concat()
+            } else if name.starts_with("layers.") && w.shape.len() == 2 {
+                // Column-split: each row is rank 0's columns, then rank 1's.
+                assert_eq!(a.1, [rows, cols / 2], "{name}");
+                a.2.chunks(cols / 2)
+                    .zip(c.2.chunks(cols / 2))
+                    .flat_map(|(x, y)| [x, y].concat())
+                    .collect()
+            } else {
+                assert_eq!(a.2, c.2, "{name} is replicated");
+                a.2.clone()
+            };
+        assert_eq!(joined, w.values, "{name}");
+    }
+    // Each member's weight inputs are the shard's shapes; the NEFFs have all-reduces.
+    let meta =
+        MetaNeff::decode(&*std::fs::read(dir.join("prefill_t16/metaneff.pb")).unwrap()).unwrap();
+    let q = meta
+        .input_tensors
+        .iter()
+        .find(|t| t.name == b"layers.0.self_attn.q_proj.weight")
+        .unwrap();
+    assert_eq!(q.shape, [64, 32]);
+    let text =
+        nrt_sim::describe_model(&std::fs::read(dir.join("decode_b1_ids/graph.neff")).unwrap())
+            .unwrap();
+    assert_eq!(text.matches("all_reduce").count(), 4, "{text}");
+}
+
+#[test]
 fn the_bundle_command_writes_a_loadable_bundle() {
     let dir = tmp("bundle-cli");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_nrt-sim-model"))
@@ -233,6 +305,31 @@ fn the_bundle_command_writes_a_loadable_bundle() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--seed \"x\" is not a whole number"));
+    let tp = tmp("bundle-cli-tp");
+    let run = |world: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_nrt-sim-model"))
+            .args(["bundle", "--out", tp.to_str().unwrap(), "--world", world])
+            .output()
+            .unwrap()
+    };
+    let out = run("2");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 rank shards"));
+    assert!(
+        tp.join("weights/tp1_sharded_checkpoint.safetensors")
+            .is_file()
+    );
+    let out = run("3");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("world of 3 ranks") && err.contains("heads 4"),
+        "{err}"
+    );
 }
 
 #[test]

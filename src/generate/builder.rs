@@ -156,6 +156,8 @@ pub struct BundleBuilder {
     config: Option<ModelConfig>,
     cores: Option<Vec<u32>>,
     rank: Option<RankSpec>,
+    /// The manifest's tensor-parallel world, with the manifest file.
+    world: Option<(u32, PathBuf)>,
     user_inputs: Vec<String>,
     threads: Option<usize>,
     progress: Option<Progress>,
@@ -172,6 +174,7 @@ impl Bundle {
             config: None,
             cores: None,
             rank: None,
+            world: None,
             user_inputs: Vec::new(),
             threads: None,
             progress: None,
@@ -189,6 +192,9 @@ impl BundleBuilder {
     ///
     /// [`Error::Io`] for an unreadable manifest or metaneff; [`BundleError::Manifest`]
     /// for a malformed manifest; [`BundleError::Metaneff`] for an undecodable metaneff.
+    /// A manifest naming a tensor-parallel world (`tensor_parallel.world`) makes
+    /// [`build`](BundleBuilder::build) fail with [`BundleError::WorldMismatch`] unless
+    /// the bundle is loaded as a [`rank`](BundleBuilder::rank) of a world of that size.
     pub fn dir(mut self, dir: impl AsRef<Path>) -> Result<BundleBuilder> {
         let dir = dir.as_ref();
         let manifest = Manifest::read(dir)?;
@@ -203,6 +209,10 @@ impl BundleBuilder {
             self.members.push(spec);
         }
         self.config = manifest.config.or(self.config);
+        self.world = manifest
+            .world
+            .filter(|&w| w > 1)
+            .map(|w| (w, dir.join("bundle.json")));
         self.weights = WeightSource::Dir {
             manifest: manifest.weights,
             dir: dir.to_path_buf(),
@@ -319,7 +329,9 @@ impl BundleBuilder {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for no members, no cores, a core listed twice or two
-    /// members of one name; the load errors of [`Runtime::load_model_on`] /
+    /// members of one name; [`BundleError::WorldMismatch`] for a tensor-parallel
+    /// directory loaded without a [`rank`](BundleBuilder::rank) or as a rank of another
+    /// world; the load errors of [`Runtime::load_model_on`] /
     /// [`Runtime::load_model_rank`]; [`BundleError::Metaneff`] when a metaneff names a
     /// tensor its NEFF lacks; [`BundleError::AliasMismatch`]; [`BundleError::UnboundInput`];
     /// [`BundleError::MissingWeight`], [`BundleError::WeightShape`],
@@ -333,6 +345,17 @@ impl BundleBuilder {
             (None, None) => vec![0],
         };
         check_lists(&cores, &self.members)?;
+        if let Some((world, file)) = &self.world {
+            let loaded = self.rank.map(|r| r.world);
+            if loaded != Some(*world) {
+                return Err(BundleError::WorldMismatch {
+                    file: file.clone(),
+                    world: *world,
+                    loaded,
+                }
+                .into());
+            }
+        }
         let weights = self.weight_file()?;
         let mut loaded = Vec::with_capacity(self.members.len());
         for spec in &self.members {

@@ -129,6 +129,23 @@ pub enum BundleError {
         reason: String,
     },
 
+    /// A tensor-parallel bundle (its manifest's `tensor_parallel.world`) loaded other
+    /// than as a rank of a world of that size: each rank computes only its part of the
+    /// model, so with another world its collectives would sum the wrong parts.
+    #[error(
+        "bundle manifest {}: the bundle is written for a tensor-parallel world of {world} ranks, but is loaded {}",
+        file.display(),
+        loaded.map_or("without a rank (BundleBuilder::rank)".to_string(), |w| format!("as a rank of a world of {w}"))
+    )]
+    WorldMismatch {
+        /// The manifest file.
+        file: PathBuf,
+        /// The world the bundle is written for.
+        world: u32,
+        /// The world of the rank it was loaded as (`None`: loaded without a rank).
+        loaded: Option<u32>,
+    },
+
     /// No member of the kind a call needs has a bucket that fits it (a prompt longer
     /// than the largest prefill bucket, more rows than the largest decode batch).
     #[error(
@@ -205,6 +222,7 @@ impl BundleError {
             | BundleError::UnboundInput { .. }
             | BundleError::StateConflict { .. }
             | BundleError::Manifest { .. } => ErrorKind::InvalidData,
+            BundleError::WorldMismatch { .. } => ErrorKind::InvalidInput,
             BundleError::NoBucket { .. }
             | BundleError::ContextExceeded { .. }
             | BundleError::TokenOutOfRange { .. } => ErrorKind::InvalidInput,

@@ -27,6 +27,8 @@ pub(crate) struct Manifest {
     /// The weight file named by the manifest (default `weights.safetensors`).
     pub(crate) weights: PathBuf,
     pub(crate) members: Vec<ManifestMember>,
+    /// `tensor_parallel.world`: the world a tensor-parallel bundle is written for.
+    pub(crate) world: Option<u32>,
 }
 
 fn u32_field(v: &Value, key: &str) -> Option<u32> {
@@ -120,10 +122,26 @@ impl Manifest {
                 chain_stage: u32_field(m, "chain_stage"),
             });
         }
+        let world = match root.get("tensor_parallel").map(|t| t.get("world")) {
+            None => None,
+            Some(w) => match w
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+            {
+                Some(n) if n >= 1 => Some(n),
+                _ => {
+                    return Err(bad(format!(
+                        "`tensor_parallel.world` must be a whole number of at least 1, got {}",
+                        w.map_or("nothing".to_string(), Value::to_string)
+                    )));
+                }
+            },
+        };
         Ok(Manifest {
             config,
             weights,
             members,
+            world,
         })
     }
 }

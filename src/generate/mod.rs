@@ -49,7 +49,10 @@
 //! "sampling": "ids"}]}`. Paths are relative to the directory; `metaneff` defaults to
 //! `metaneff.pb` beside the NEFF (none if absent), `weights` to `weights.safetensors`;
 //! `kind` is `prefill`, `decode` or `chain` (a chain stage); `sampling` is `logits` or
-//! `ids`. Unknown keys are ignored.
+//! `ids`. A tensor-parallel bundle adds `"tensor_parallel": {"world": W}`: its members
+//! compute one rank's part of the model each, so the directory loads only as a rank of a
+//! world of W ([`BundleBuilder::rank`]; otherwise [`BundleError::WorldMismatch`]).
+//! Unknown keys are ignored.
 //!
 //! # Memory
 //!

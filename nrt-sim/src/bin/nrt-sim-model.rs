@@ -20,7 +20,7 @@ const USAGE: &str = "usage:
   nrt-sim-model -o FILE --from TEXT_FILE
   nrt-sim-model --print FILE
   nrt-sim-model bundle --out DIR [--seed S] [--prefill-device-time-us N]
-                [--decode-device-time-us N] [--chain-device-time-us N]
+                [--decode-device-time-us N] [--chain-device-time-us N] [--world W]
   nrt-sim-model -o FILE --format neff2|neff1 --name NAME [--cores N] [--target T]
                 [--compiler-version V] [--device-time-us N]
                 [--input NAME:DTYPE:DIMS]... [--output NAME:DTYPE:DIMS]...
@@ -38,7 +38,8 @@ packaging version 2 with MD5, or 1 with SHA-256; a signature, no instructions), 
 nrt_load runs in signature-only mode: synthetic outputs, not results. Default: sim.
 bundle writes the small decoder bundle (MODEL_FORMAT.md, \"Decoder bundles\"): device
 time per call of each prefill, decode and chain-stage member (default 0), weights seed
-(default 0).";
+(default 0), tensor-parallel world (default 1; W > 1 also writes
+weights/tp{rank}_sharded_checkpoint.safetensors per rank).";
 
 /// `nrt-sim-model bundle ...`: writes the decoder bundle.
 fn bundle(args: Vec<String>) -> Result<(), String> {
@@ -60,13 +61,21 @@ fn bundle(args: Vec<String>) -> Result<(), String> {
             "--prefill-device-time-us" => options.prefill_device_time = us(number()?),
             "--decode-device-time-us" => options.decode_device_time = us(number()?),
             "--chain-device-time-us" => options.chain_device_time = us(number()?),
+            "--world" => {
+                options.world =
+                    u32::try_from(number()?).map_err(|_| format!("--world {v:?} is too large"))?
+            }
             other => return Err(format!("unknown bundle argument {other:?}\n{USAGE}")),
         }
     }
     let out = out.ok_or_else(|| format!("bundle needs --out DIR\n{USAGE}"))?;
     let b = nrt_sim::decoder::write_bundle(&out, &options).map_err(|e| e.to_string())?;
+    let shards = match b.shards.len() {
+        0 => String::new(),
+        n => format!(" and {n} rank shards (weights/)"),
+    };
     println!(
-        "wrote {} members and weights.safetensors to {out}",
+        "wrote {} members and weights.safetensors{shards} to {out}",
         b.members.len()
     );
     Ok(())

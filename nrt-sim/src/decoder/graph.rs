@@ -15,6 +15,8 @@ struct Signature {
 /// Ops of one member, with fresh temporary names.
 struct Ops {
     ops: Vec<Op>,
+    /// Ranks of the tensor-parallel world (1: no collectives).
+    world: u32,
 }
 
 impl Ops {
@@ -35,6 +37,19 @@ impl Ops {
             out: out.into(),
         });
     }
+    /// `out = a @ b` summed over the ranks (a row-split projection's partial products;
+    /// a plain matmul in a world of 1).
+    fn reduced_matmul(&mut self, a: &str, b: &str, out: &str) {
+        if self.world == 1 {
+            return self.matmul(a, b, out);
+        }
+        let part = format!("{out}.part");
+        self.matmul(a, b, &part);
+        self.push(Op::AllReduce {
+            input: part,
+            out: out.into(),
+        });
+    }
     fn norm(&mut self, c: &DecoderConfig, x: &str, w: &str, out: &str) {
         self.push(Op::RmsNorm {
             input: x.into(),
@@ -49,7 +64,7 @@ impl Ops {
     fn layer(&mut self, c: &DecoderConfig, i: u32, b: u32, t: u32, x: &str, out: &str) {
         let w = |s: &str| format!("layers.{i}.{s}");
         let v = |s: &str| format!("l{i}.{s}");
-        let heads = [b, t, c.heads, c.head_dim];
+        let heads = [b, t, c.heads / self.world, c.head_dim];
         self.norm(c, x, &w("input_layernorm.weight"), &v("n1"));
         for p in ["q", "k", "v"] {
             self.matmul(&v("n1"), &w(&format!("self_attn.{p}_proj.weight")), &v(p));
@@ -80,8 +95,8 @@ impl Ops {
             positions: "position_ids".into(),
             out: v("att4"),
         });
-        self.reshape(&v("att4"), &[b * t, c.hidden], &v("att"));
-        self.matmul(&v("att"), &w("self_attn.o_proj.weight"), &v("o"));
+        self.reshape(&v("att4"), &[b * t, c.hidden / self.world], &v("att"));
+        self.reduced_matmul(&v("att"), &w("self_attn.o_proj.weight"), &v("o"));
         self.push(Op::Add {
             a: x.into(),
             b: v("o"),
@@ -99,7 +114,7 @@ impl Ops {
             b: v("up"),
             out: v("gu"),
         });
-        self.matmul(&v("gu"), &w("mlp.down_proj.weight"), &v("down"));
+        self.reduced_matmul(&v("gu"), &w("mlp.down_proj.weight"), &v("down"));
         self.push(Op::Add {
             a: v("h"),
             b: v("down"),
@@ -140,12 +155,16 @@ fn weights_of(keys: Vec<(String, Vec<u32>)>) -> Vec<(String, DType, Vec<u32>, Te
         .collect()
 }
 
-/// The member's simulator model and its metaneff.
-pub(super) fn build(c: &DecoderConfig, m: &Member) -> (ModelBuilder, MetaNeff) {
+/// The member's simulator model and its metaneff, as one rank of a tensor-parallel
+/// world of `world` (1: the whole model).
+pub(super) fn build(c: &DecoderConfig, m: &Member, world: u32) -> (ModelBuilder, MetaNeff) {
     let (b, t) = (m.batch, m.seq_len);
-    let cache = c.cache_shape();
+    let cache = c.rank_cache_shape(world);
     let hidden3 = [b, t, c.hidden];
-    let mut ops = Ops { ops: Vec::new() };
+    let mut ops = Ops {
+        ops: Vec::new(),
+        world,
+    };
     let tokens = [
         user("input_ids", &[b, t]),
         user("position_ids", &[b, t]),
@@ -203,7 +222,7 @@ pub(super) fn build(c: &DecoderConfig, m: &Member) -> (ModelBuilder, MetaNeff) {
             ops.head(c, "last", m.sampling, logits);
             let mut inputs: Vec<_> = tokens.to_vec();
             inputs.extend(state(&all_layers));
-            inputs.extend(weights_of(all_keys(c)));
+            inputs.extend(weights_of(all_keys(c, world)));
             let mut outputs = vec![result(m.sampling)];
             outputs.extend(state_outputs(&all_layers));
             Signature { inputs, outputs }
@@ -215,7 +234,7 @@ pub(super) fn build(c: &DecoderConfig, m: &Member) -> (ModelBuilder, MetaNeff) {
                 out: "hidden".into(),
             });
             let mut inputs = vec![tokens[0].clone()];
-            inputs.extend(weights_of(vec![all_keys(c).remove(0)]));
+            inputs.extend(weights_of(vec![all_keys(c, world).remove(0)]));
             Signature {
                 inputs,
                 outputs: vec![("hidden".into(), DType::F32, hidden3.to_vec())],
@@ -235,7 +254,7 @@ pub(super) fn build(c: &DecoderConfig, m: &Member) -> (ModelBuilder, MetaNeff) {
             let mut inputs = vec![f32_input("hidden", &hidden3, TensorType::UserInput)];
             inputs.extend(tokens[1..].iter().cloned());
             inputs.extend(state(&[i]));
-            inputs.extend(weights_of(layer_keys(c, i)));
+            inputs.extend(weights_of(layer_keys(c, i, world)));
             let mut outputs = vec![("hidden_out".into(), DType::F32, hidden3.to_vec())];
             outputs.extend(state_outputs(&[i]));
             Signature { inputs, outputs }
@@ -244,7 +263,7 @@ pub(super) fn build(c: &DecoderConfig, m: &Member) -> (ModelBuilder, MetaNeff) {
             ops.reshape("hidden", &[b * t, c.hidden], "last");
             ops.head(c, "last", Sampling::Ids, "logits_tmp");
             let mut inputs = vec![f32_input("hidden", &hidden3, TensorType::UserInput)];
-            let keys = all_keys(c);
+            let keys = all_keys(c, world);
             inputs.extend(weights_of(keys[keys.len() - 2..].to_vec()));
             Signature {
                 inputs,

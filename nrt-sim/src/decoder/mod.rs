@@ -22,7 +22,7 @@ mod graph;
 pub mod metaneff;
 mod weights;
 
-pub use weights::{Weight, weights};
+pub use weights::{Weight, shard, weights};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -74,7 +74,41 @@ impl Default for DecoderConfig {
 impl DecoderConfig {
     /// Shape of each state tensor `k_l{i}` / `v_l{i}`: `[slots, heads, ctx, head_dim]`.
     pub fn cache_shape(&self) -> Vec<u32> {
-        vec![self.slots, self.heads, self.ctx, self.head_dim]
+        self.rank_cache_shape(1)
+    }
+
+    /// Shape of each state tensor on one rank of a tensor-parallel world of `world`: the
+    /// rank's heads only, `[slots, heads / world, ctx, head_dim]`.
+    pub fn rank_cache_shape(&self, world: u32) -> Vec<u32> {
+        vec![
+            self.slots,
+            self.heads / world.max(1),
+            self.ctx,
+            self.head_dim,
+        ]
+    }
+
+    /// Whether the model splits over `world` ranks: `world` at least 1 and dividing both
+    /// `heads` and `intermediate`.
+    fn check_world(&self, world: u32) -> Result<(), BundleError> {
+        if world == 0
+            || !self.heads.is_multiple_of(world)
+            || !self.intermediate.is_multiple_of(world)
+        {
+            return Err(BundleError {
+                message: format!(
+                    "a tensor-parallel world of {world} ranks must be at least 1 and divide heads {} and intermediate {}",
+                    self.heads, self.intermediate
+                ),
+                source: None,
+                kind: BundleErrorKind::World {
+                    world,
+                    heads: self.heads,
+                    intermediate: self.intermediate,
+                },
+            });
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), String> {
@@ -160,6 +194,19 @@ pub struct DecoderBundleOptions {
     pub prefill_buckets: Vec<u32>,
     /// Decode buckets (batch sizes, one token each).
     pub decode_buckets: Vec<u32>,
+    /// Ranks of the tensor-parallel world the bundle is written for (default 1: the
+    /// whole model on one core). For `world` W > 1 every member computes one rank's
+    /// part: `heads / W` attention heads (q, k, v projections column-split, the o
+    /// projection row-split, then an all-reduce summing the attention output before the
+    /// residual add) and `intermediate / W` of the MLP (gate and up column-split, down
+    /// row-split, then an all-reduce); embeddings, norms and the LM head are replicated.
+    /// Each rank's KV-cache state tensors hold only its heads
+    /// ([`DecoderConfig::rank_cache_shape`]). The member NEFFs are the same for every
+    /// rank (load each with `nrt_load_collectives` as rank r of W); rank r's weights are
+    /// `weights/tp{r}_sharded_checkpoint.safetensors` ([`shard`] of the full weights,
+    /// which `weights.safetensors` still holds). W must divide `heads` and
+    /// `intermediate`, else [`write_bundle`] fails with [`BundleErrorKind::World`].
+    pub world: u32,
 }
 
 impl Default for DecoderBundleOptions {
@@ -172,6 +219,7 @@ impl Default for DecoderBundleOptions {
             chain_device_time: Duration::ZERO,
             prefill_buckets: vec![16, 64],
             decode_buckets: vec![1, 4],
+            world: 1,
         }
     }
 }
@@ -252,8 +300,24 @@ pub fn member_files(
     config: &DecoderConfig,
     member: &Member,
 ) -> Result<(Vec<u8>, Vec<u8>), BundleError> {
+    rank_member_files(config, member, 1)
+}
+
+/// [`member_files`] of one rank of a tensor-parallel world of `world` (the same files
+/// for every rank; see [`DecoderBundleOptions::world`]).
+///
+/// # Errors
+///
+/// [`BundleError`] when the configuration is inconsistent; [`BundleErrorKind::World`]
+/// when `world` does not divide `heads` and `intermediate`.
+pub fn rank_member_files(
+    config: &DecoderConfig,
+    member: &Member,
+    world: u32,
+) -> Result<(Vec<u8>, Vec<u8>), BundleError> {
     config.check().map_err(BundleError::config)?;
-    let (model, meta) = graph::build(config, member);
+    config.check_world(world)?;
+    let (model, meta) = graph::build(config, member, world);
     let neff = model
         .build()
         .map_err(|e| BundleError::config(format!("member {}: {e}", member.name)))?;
@@ -268,8 +332,30 @@ pub struct Bundle {
     pub dir: PathBuf,
     /// Its members, in `bundle.json`'s order.
     pub members: Vec<Member>,
-    /// `weights.safetensors` in `dir`.
+    /// `weights.safetensors` in `dir` (the full weights).
     pub weights: PathBuf,
+    /// For a world above 1: each rank's shard in `dir`, in rank order
+    /// (`weights/tp{rank}_sharded_checkpoint.safetensors`); empty for a world of 1.
+    pub shards: Vec<PathBuf>,
+}
+
+/// What kind of failure a [`BundleError`] is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BundleErrorKind {
+    /// The configuration is inconsistent (the message says how).
+    Config,
+    /// A file could not be written ([`std::error::Error::source`] is the I/O error).
+    Io,
+    /// The tensor-parallel `world` is 0 or does not divide `heads` or `intermediate`.
+    World {
+        /// The world asked for.
+        world: u32,
+        /// The model's attention heads.
+        heads: u32,
+        /// The model's MLP intermediate size.
+        intermediate: u32,
+    },
 }
 
 /// A bundle could not be written.
@@ -277,6 +363,7 @@ pub struct Bundle {
 pub struct BundleError {
     message: String,
     source: Option<std::io::Error>,
+    kind: BundleErrorKind,
 }
 
 impl BundleError {
@@ -284,6 +371,7 @@ impl BundleError {
         BundleError {
             message,
             source: None,
+            kind: BundleErrorKind::Config,
         }
     }
 
@@ -291,7 +379,13 @@ impl BundleError {
         BundleError {
             message: format!("writing {}: {e}", path.display()),
             source: Some(e),
+            kind: BundleErrorKind::Io,
         }
+    }
+
+    /// What kind of failure it is.
+    pub fn kind(&self) -> &BundleErrorKind {
+        &self.kind
     }
 }
 
@@ -352,9 +446,9 @@ fn bundle_json(options: &DecoderBundleOptions, members: &[Member]) -> serde_json
     chain.push("chain_head_ids".into());
     let state: Vec<serde_json::Value> = (0..c.layers)
         .flat_map(|i| [format!("k_l{i}"), format!("v_l{i}")])
-        .map(|name| serde_json::json!({"name": name, "dtype": "f32", "shape": c.cache_shape()}))
+        .map(|name| serde_json::json!({"name": name, "dtype": "f32", "shape": c.rank_cache_shape(options.world)}))
         .collect();
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "format": "nrt-sim-decoder-bundle",
         "version": 1,
         "model": {
@@ -368,35 +462,63 @@ fn bundle_json(options: &DecoderBundleOptions, members: &[Member]) -> serde_json
         "state": state,
         "members": json_members,
         "chains": [{"name": "decode_b1_chain", "members": chain, "bucket": {"batch": 1, "seq_len": 1}, "sampling": "ids"}],
-    })
+    });
+    if options.world > 1 {
+        json["tensor_parallel"] = serde_json::json!({
+            "world": options.world,
+            "shards": (0..options.world).map(shard_file_name).collect::<Vec<_>>(),
+        });
+    }
+    json
+}
+
+/// Rank `rank`'s weight shard, relative to the bundle directory.
+fn shard_file_name(rank: u32) -> String {
+    format!("weights/tp{rank}_sharded_checkpoint.safetensors")
 }
 
 /// Writes the decoder bundle into `dir` (created if missing; existing files replaced):
 /// `bundle.json`, `<member>/graph.neff` and `<member>/metaneff.pb` per member, and
-/// `weights.safetensors` ([`weights`] of `options.seed`).
+/// `weights.safetensors` ([`weights`] of `options.seed`); for a
+/// [`world`](DecoderBundleOptions::world) W above 1 also each rank's shard
+/// `weights/tp{rank}_sharded_checkpoint.safetensors` ([`shard`]), and `bundle.json`
+/// says `"tensor_parallel": {"world": W, "shards": [...]}`.
 ///
 /// # Errors
 ///
 /// [`BundleError`] naming the file that could not be written, or what is inconsistent
-/// in `options.config`.
+/// in `options.config`; [`BundleErrorKind::World`] when `options.world` does not
+/// divide `heads` and `intermediate`.
 pub fn write_bundle(
     dir: impl AsRef<Path>,
     options: &DecoderBundleOptions,
 ) -> Result<Bundle, BundleError> {
     let dir = dir.as_ref();
     options.config.check().map_err(BundleError::config)?;
+    options.config.check_world(options.world)?;
     let members = options.members();
     std::fs::create_dir_all(dir).map_err(|e| BundleError::io(dir, e))?;
     for m in &members {
-        let (neff, meta) = member_files(&options.config, m)?;
+        let (neff, meta) = rank_member_files(&options.config, m, options.world)?;
         let sub = dir.join(&m.name);
         std::fs::create_dir_all(&sub).map_err(|e| BundleError::io(&sub, e))?;
         write(&sub.join("graph.neff"), &neff)?;
         write(&sub.join("metaneff.pb"), &meta)?;
     }
     let weights_path = dir.join("weights.safetensors");
-    weights::write_safetensors(&weights(&options.config, options.seed), &weights_path)
-        .map_err(BundleError::config)?;
+    let full = weights(&options.config, options.seed);
+    weights::write_safetensors(&full, &weights_path).map_err(BundleError::config)?;
+    let mut shards = Vec::new();
+    if options.world > 1 {
+        let sub = dir.join("weights");
+        std::fs::create_dir_all(&sub).map_err(|e| BundleError::io(&sub, e))?;
+        for rank in 0..options.world {
+            let path = dir.join(shard_file_name(rank));
+            weights::write_safetensors(&shard(&full, options.world, rank), &path)
+                .map_err(BundleError::config)?;
+            shards.push(path);
+        }
+    }
     let json = serde_json::to_string_pretty(&bundle_json(options, &members))
         .map_err(|e| BundleError::config(format!("bundle.json: {e}")))?;
     write(&dir.join("bundle.json"), json.as_bytes())?;
@@ -404,5 +526,6 @@ pub fn write_bundle(
         dir: dir.to_path_buf(),
         members,
         weights: weights_path,
+        shards,
     })
 }

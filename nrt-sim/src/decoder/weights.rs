@@ -25,8 +25,51 @@ enum Init {
     Gain,
 }
 
-/// Checkpoint keys of layer `i`'s weights in input order, with their shapes.
-pub(super) fn layer_keys(c: &DecoderConfig, i: u32) -> Vec<(String, Vec<u32>)> {
+/// How a weight is split over the ranks of a tensor-parallel world.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    /// Every rank holds all of it (embeddings, norms, LM head).
+    Replicated,
+    /// Column-split (`[in, out]` -> `[in, out / W]`): q, k, v, gate and up projections.
+    Columns,
+    /// Row-split (`[in, out]` -> `[in / W, out]`): o and down projections.
+    Rows,
+}
+
+fn split_of(name: &str) -> Split {
+    const COLUMNS: [&str; 5] = [
+        "self_attn.q_proj.weight",
+        "self_attn.k_proj.weight",
+        "self_attn.v_proj.weight",
+        "mlp.gate_proj.weight",
+        "mlp.up_proj.weight",
+    ];
+    const ROWS: [&str; 2] = ["self_attn.o_proj.weight", "mlp.down_proj.weight"];
+    if !name.starts_with("layers.") {
+        Split::Replicated
+    } else if COLUMNS.iter().any(|s| name.ends_with(s)) {
+        Split::Columns
+    } else if ROWS.iter().any(|s| name.ends_with(s)) {
+        Split::Rows
+    } else {
+        Split::Replicated
+    }
+}
+
+/// The shape of one rank's shard of `name` (full shape `shape`) in a world of `world`.
+fn shard_shape(name: &str, shape: &[u32], world: u32) -> Vec<u32> {
+    let mut s = shape.to_vec();
+    match split_of(name) {
+        Split::Replicated => {}
+        Split::Columns => s[1] /= world,
+        Split::Rows => s[0] /= world,
+    }
+    s
+}
+
+/// Checkpoint keys of layer `i`'s weights in input order, with one rank's shapes in a
+/// world of `world` (1: the full shapes).
+pub(super) fn layer_keys(c: &DecoderConfig, i: u32, world: u32) -> Vec<(String, Vec<u32>)> {
     let (h, m) = (c.hidden, c.intermediate);
     let p = |s: &str| format!("layers.{i}.{s}");
     vec![
@@ -40,13 +83,20 @@ pub(super) fn layer_keys(c: &DecoderConfig, i: u32) -> Vec<(String, Vec<u32>)> {
         (p("mlp.up_proj.weight"), vec![h, m]),
         (p("mlp.down_proj.weight"), vec![m, h]),
     ]
+    .into_iter()
+    .map(|(name, shape)| {
+        let shape = shard_shape(&name, &shape, world);
+        (name, shape)
+    })
+    .collect()
 }
 
-/// Every weight key with its shape, in the checkpoint's order.
-pub(super) fn all_keys(c: &DecoderConfig) -> Vec<(String, Vec<u32>)> {
+/// Every weight key with one rank's shape in a world of `world` (1: the full shapes),
+/// in the checkpoint's order.
+pub(super) fn all_keys(c: &DecoderConfig, world: u32) -> Vec<(String, Vec<u32>)> {
     let mut keys = vec![("embed_tokens.weight".to_string(), vec![c.vocab, c.hidden])];
     for i in 0..c.layers {
-        keys.extend(layer_keys(c, i));
+        keys.extend(layer_keys(c, i, world));
     }
     keys.push(("norm.weight".into(), vec![c.hidden]));
     keys.push(("lm_head.weight".into(), vec![c.hidden, c.vocab]));
@@ -66,7 +116,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// (1 / sqrt(fan_in))` rounded to `f32` for projections (`fan_in` = rows), `2u - 1` for
 /// `embed_tokens`, `1 + (2u - 1) * 0.1` for norm gains.
 pub fn weights(config: &DecoderConfig, seed: u64) -> Vec<Weight> {
-    all_keys(config)
+    all_keys(config, 1)
         .into_iter()
         .map(|(name, shape)| {
             let init = if shape.len() == 1 {
@@ -96,6 +146,44 @@ pub fn weights(config: &DecoderConfig, seed: u64) -> Vec<Weight> {
                 .collect();
             Weight {
                 name,
+                shape,
+                values,
+            }
+        })
+        .collect()
+}
+
+/// Rank `rank`'s shard of the full `weights` in a tensor-parallel world of `world`:
+/// the q, k, v, gate and up projections column-split (the rank's `out / world` columns,
+/// for q, k and v its `heads / world` heads), the o and down projections row-split (its
+/// `in / world` rows), everything else whole. `world` must divide the split dimensions
+/// (as [`DecoderBundleOptions::world`](super::DecoderBundleOptions::world) does) and
+/// `rank` be below it.
+pub fn shard(weights: &[Weight], world: u32, rank: u32) -> Vec<Weight> {
+    let (world, rank) = (world.max(1) as usize, rank as usize);
+    weights
+        .iter()
+        .map(|w| {
+            let shape = shard_shape(&w.name, &w.shape, world as u32);
+            let values = match split_of(&w.name) {
+                Split::Replicated => w.values.clone(),
+                Split::Columns => {
+                    let cols = w.shape[1] as usize;
+                    let part = cols / world;
+                    w.values
+                        .chunks_exact(cols)
+                        .flat_map(|row| &row[rank * part..(rank + 1) * part])
+                        .copied()
+                        .collect()
+                }
+                Split::Rows => {
+                    let cols = w.shape[1] as usize;
+                    let part = w.shape[0] as usize / world * cols;
+                    w.values[rank * part..(rank + 1) * part].to_vec()
+                }
+            };
+            Weight {
+                name: w.name.clone(),
                 shape,
                 values,
             }
