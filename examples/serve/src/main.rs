@@ -40,6 +40,10 @@ GENERATION (the OpenAI routes /v1/completions, /v1/chat/completions, /v1/models)
   --bundle DIR           the decoder bundle (default: the simulator's small decoder, model
                          id `small-decoder`, written into a temp dir; D ms per step); byte
                          tokenizer (token id = byte value); not served with --neff alone
+  --tokenizer FILE       a Hugging Face tokenizer.json (its ids below the bundle's vocabulary)
+                         instead of the byte tokenizer; tokenizer_config.json beside it gives
+                         chat_template, bos_token, eos_token, generation_config.json
+                         eos_token_id (each if present; generation stops on every eos id)
   --chat-template FILE   a Jinja chat template (Hugging Face style) instead of the default
                          `<|role|>\ncontent\n` per message then `<|assistant|>\n`
   --max-waiting W        requests each core queues beyond its free slots, then 429 (64)
@@ -69,6 +73,7 @@ pub struct Options {
     limits: server::Limits,
     bundle: Option<String>,
     chat_template: Option<String>,
+    tokenizer: Option<String>,
     max_waiting: usize,
     openai: bool,
     max_tokens: u32,
@@ -89,6 +94,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         limits: server::Limits::default(),
         bundle: None,
         chat_template: None,
+        tokenizer: None,
         max_waiting: 64,
         openai: false,
         max_tokens: 16,
@@ -114,6 +120,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
             "--neff" => o.neff = Some(value?),
             "--bundle" => o.bundle = Some(value?),
             "--chat-template" => o.chat_template = Some(value?),
+            "--tokenizer" => o.tokenizer = Some(value?),
             "--max-waiting" => o.max_waiting = num(value?)? as usize,
             "--max-tokens" => o.max_tokens = num(value?)?.clamp(1, 1 << 20) as u32,
             "--timeout-ms" => o.timeout = Duration::from_millis(num(value?)?),
@@ -174,6 +181,7 @@ async fn start(o: &Options) -> Result<(SocketAddr, http::App, Server), String> {
             let config = openai::Config {
                 bundle: o.bundle.as_deref(),
                 chat_template: o.chat_template.as_deref(),
+                tokenizer: o.tokenizer.as_deref(),
                 cores,
                 max_waiting: o.max_waiting,
                 device_time: o.device_time,

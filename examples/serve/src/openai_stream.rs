@@ -102,6 +102,8 @@ pub struct Sequence {
     stats: Stats,
     last: Instant,
     first: bool,
+    prompt_tokens: u32,
+    completion_tokens: u32,
 }
 
 /// The next thing a sequence says.
@@ -113,7 +115,13 @@ pub enum Step {
 
 impl Sequence {
     /// The sequence of `tokens`, for a request whose body was read at `arrived`.
-    pub fn new(tokens: TokenStream, text: TextOut, stats: Stats, arrived: Instant) -> Self {
+    pub fn new(
+        tokens: TokenStream,
+        text: TextOut,
+        stats: Stats,
+        arrived: Instant,
+        prompt_tokens: u32,
+    ) -> Self {
         let (last, first) = (arrived, true);
         Sequence {
             tokens,
@@ -121,6 +129,8 @@ impl Sequence {
             stats,
             last,
             first,
+            prompt_tokens,
+            completion_tokens: 0,
         }
     }
 
@@ -135,7 +145,20 @@ impl Sequence {
                         false => self.stats.itl.observe(gap),
                     }
                     self.last = now;
+                    self.completion_tokens += 1;
                     let piece = self.text.push(id);
+                    if self.text.ends_here() {
+                        // A stop string the library does not see (a Hugging Face
+                        // tokenizer's): the sequence ends here, its stream (so its slot)
+                        // dropped with this `Sequence`.
+                        let stop = self.text.stopped().unwrap_or_default().as_bytes().to_vec();
+                        let finish = Finish {
+                            reason: FinishReason::StopString(stop),
+                            prompt_tokens: self.prompt_tokens,
+                            completion_tokens: self.completion_tokens,
+                        };
+                        return Step::Finished(piece, finish);
+                    }
                     if !piece.is_empty() {
                         return Step::Text(piece);
                     }
