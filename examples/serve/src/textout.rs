@@ -258,9 +258,141 @@ fn common_prefix(a: &str, b: &str) -> usize {
     diff.unwrap_or(a.len().min(b.len()))
 }
 
+/// A small byte-level BPE `tokenizer.json` (GPT-2's byte alphabet and pre-tokenizer
+/// regex) whose ids fit the small decoder's 256: ids 0..211 are bytes (`\n`, printable
+/// ASCII and the bytes of UTF-8 multi-byte characters, in that order, not their byte
+/// values), 211..255 merges of common letter pairs, 255 the special `<|eos|>`.
+#[cfg(test)]
+pub fn test_tokenizer_json() -> String {
+    // GPT-2's `bytes_to_unicode`: printable bytes are themselves, the rest 256 + n.
+    let mut chars = [' '; 256];
+    let mut n = 0;
+    for b in 0..=255u32 {
+        let printable = matches!(b, 0x21..=0x7e | 0xa1..=0xac | 0xae..=0xff);
+        let c = if printable {
+            b
+        } else {
+            n += 1;
+            255 + n
+        };
+        chars[b as usize] = char::from_u32(c).expect("a char");
+    }
+    let bytes = std::iter::once(b'\n')
+        .chain(0x20..=0x7e)
+        .chain((0x80..=0xf4).filter(|b| !matches!(b, 0xc0 | 0xc1)));
+    let mut vocab = serde_json::Map::new();
+    for b in bytes {
+        let id = vocab.len();
+        vocab.insert(chars[usize::from(b)].to_string(), id.into());
+    }
+    let pairs = "th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se \
+                 ha as ou io le ve co me de hi ri ro ic ne ea ra ce li ch";
+    let mut merges = Vec::new();
+    for pair in pairs.split_whitespace() {
+        let id = vocab.len();
+        vocab.insert(pair.to_owned(), id.into());
+        merges.push(format!("{} {}", &pair[..1], &pair[1..]));
+    }
+    assert_eq!(vocab.len(), 255);
+    let byte_level = serde_json::json!({"type": "ByteLevel", "add_prefix_space": false,
+        "trim_offsets": true, "use_regex": true});
+    serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null,
+        "added_tokens": [{"id": 255, "content": "<|eos|>", "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": false, "special": true}],
+        "normalizer": null, "pre_tokenizer": byte_level, "post_processor": null,
+        "decoder": byte_level,
+        "model": {"type": "BPE", "dropout": null, "unk_token": null,
+            "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": false, "byte_fallback": false, "vocab": vocab, "merges": merges},
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn test_tokenizer() -> (Arc<Tokenizer>, tokenizers::Tokenizer) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, test_tokenizer_json()).expect("write");
+        let t = Tokenizer::from_file(&path).expect("tokenizer");
+        let Tokenizer::HuggingFace(hf) = &t else {
+            unreachable!()
+        };
+        let hf = (**hf).clone();
+        (Arc::new(t), hf)
+    }
+
+    const TEXTS: [&str; 3] = [
+        "the cat then ate the other one\nhello",
+        "héllo wörld → 世界 🎉 ñandú",
+        "a 🎉🎉 b\n\nthe end",
+    ];
+
+    #[test]
+    fn a_tokenizer_json_round_trips() {
+        let (t, _) = test_tokenizer();
+        assert_eq!(t.id_bound(), 256);
+        assert_eq!(t.token_id("<|eos|>"), Some(255));
+        for text in TEXTS {
+            let ids = t.encode(text, true).expect("encode");
+            assert!(ids.iter().all(|&id| id < 255), "{ids:?}");
+            assert_ne!(ids, text.bytes().map(u32::from).collect::<Vec<_>>());
+            assert_eq!(TextOut::decode(&t, &ids), text);
+        }
+        let ids = t.encode("the", true).expect("encode");
+        assert_eq!(ids.len(), 2, "a merge: {ids:?}");
+    }
+
+    /// Every prefix of the ids, one token at a time: the pieces concatenate to the full
+    /// decode of that prefix, and no piece is an incomplete character (U+FFFD) when the
+    /// full text has none.
+    #[test]
+    fn incremental_detokenization_equals_the_full_decode() {
+        let (t, hf) = test_tokenizer();
+        for text in TEXTS {
+            let mut ids = t.encode(text, true).expect("encode");
+            // A lone continuation byte and the special token (skipped) in the middle.
+            ids.insert(ids.len() / 2, 255);
+            ids.insert(ids.len() / 3, 150);
+            for k in 0..=ids.len() {
+                let full = hf.decode(&ids[..k], true).expect("decode");
+                let mut out = TextOut::new(t.clone(), &[], &[]);
+                let mut pieces: Vec<String> = ids[..k].iter().map(|&id| out.push(id)).collect();
+                pieces.push(out.finish());
+                assert_eq!(pieces.concat(), full, "{text:?} up to {k}");
+                let bad = full.matches('\u{FFFD}').count();
+                let shown: usize = pieces.iter().map(|p| p.matches('\u{FFFD}').count()).sum();
+                assert_eq!(shown, bad, "{pieces:?}");
+            }
+            // Multi-byte characters span tokens: some pieces are empty (held).
+            let mut out = TextOut::new(t.clone(), &[], &[]);
+            let pieces: Vec<String> = ids.iter().map(|&id| out.push(id)).collect();
+            assert!(!text.is_ascii() <= pieces.iter().any(String::is_empty));
+        }
+    }
+
+    #[test]
+    fn stop_strings_on_a_tokenizer_json() {
+        let (t, _) = test_tokenizer();
+        let stops = ["世".to_owned(), "hen".to_owned()];
+        for text in TEXTS {
+            let ids = t.encode(text, true).expect("encode");
+            let mut out = TextOut::new(t.clone(), &stops, &[255]);
+            let mut pieces: Vec<String> = ids.iter().map(|&id| out.push(id)).collect();
+            pieces.push(out.finish());
+            let cut = stops.iter().filter_map(|s| text.find(s.as_str())).min();
+            assert_eq!(
+                pieces.concat(),
+                text[..cut.unwrap_or(text.len())],
+                "{pieces:?}"
+            );
+            assert_eq!(out.stopped().is_some(), cut.is_some());
+            assert_eq!(out.ends_here(), cut.is_some());
+        }
+    }
 
     fn pieces(bytes: &[u8], stops: &[&str]) -> (Vec<String>, bool) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
