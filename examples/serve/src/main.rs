@@ -25,6 +25,8 @@ mod server;
 #[cfg(test)]
 mod tests;
 mod textout;
+#[cfg(test)]
+mod tokenizer_tests;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
