@@ -351,3 +351,88 @@ fn synchronous_executions_survive_small_thread_stacks() {
             .unwrap();
     });
 }
+
+static REAL_REGISTER: OnceLock<sys::fn_types::nrta_event_register_seq_id_completion> =
+    OnceLock::new();
+/// While set, sequence registrations are accepted but never signalled: only the event
+/// thread's own watch near a predicted end can wake a future then.
+static SWALLOW_SIGNALS: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" fn maybe_swallowed_registration(seq: u64, fd: i32) -> sys::NRT_STATUS {
+    if SWALLOW_SIGNALS.load(Ordering::SeqCst) {
+        return sys::NRT_SUCCESS;
+    }
+    match REAL_REGISTER.get() {
+        // SAFETY: the simulator's own function, called with the caller's arguments.
+        Some(real) => unsafe { real(seq, fd) },
+        None => sys::NRT_FAILURE,
+    }
+}
+
+/// Awaits one request on a task whose waker counts; returns whether its waker woke it
+/// (rather than the fallback re-poll after a second without a wake-up).
+fn awaited_and_woken(unit: &neuron_rt::ExecUnit, model: &neuron_rt::Model) -> bool {
+    let sets = (
+        model.allocate_inputs().unwrap(),
+        model.allocate_outputs().unwrap(),
+    );
+    let request = unit.execute(model, sets.0, sets.1).unwrap();
+    let state = Arc::new(CountingWaker {
+        wakes: AtomicU64::new(0),
+        thread: std::thread::current(),
+    });
+    let waker = Waker::from(Arc::clone(&state));
+    let mut cx = Context::from_waker(&waker);
+    let mut future = pin!(request.into_future());
+    let mut woken = false;
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => {
+                result.unwrap();
+                return woken;
+            }
+            Poll::Pending => {
+                let before = state.wakes.load(Ordering::SeqCst);
+                std::thread::park_timeout(Duration::from_secs(1));
+                woken = state.wakes.load(Ordering::SeqCst) > before;
+            }
+        }
+    }
+}
+
+#[test]
+fn futures_awaited_one_at_a_time_are_woken_by_the_event_thread_watching_the_predicted_end() {
+    let _g = support::lock();
+    let mut fns = *counting_library().fns();
+    REAL_REGISTER.get_or_init(|| {
+        fns.nrta_event_register_seq_id_completion
+            .expect("nrta_event_register_seq_id_completion")
+    });
+    fns.nrta_event_register_seq_id_completion = Some(maybe_swallowed_registration);
+    // SAFETY: the counted simulator's functions; the registration wrapper forwards to
+    // the simulator's own, or accepts without registering (the fd is then never
+    // signalled, which only delays whoever blocks on it).
+    let lib: &'static Library = Box::leak(Box::new(unsafe {
+        Library::in_process(
+            "nrt-sim whose completion signals can be swallowed",
+            fns,
+            Some(sim_symbol),
+        )
+    }));
+    SWALLOW_SIGNALS.store(false, Ordering::SeqCst);
+    let rt = Runtime::builder().library(lib).build().unwrap();
+    let model = rt
+        .load_model_on(&support::identity_model(Duration::from_millis(5)), 0)
+        .unwrap();
+    let unit = rt.compute_unit(0).unwrap();
+    // With signals: every future is woken (the queue learns how long requests take).
+    for _ in 0..4 {
+        assert!(awaited_and_woken(&unit, &model));
+    }
+    // Without: a future is woken only if the event thread watched its predicted end.
+    SWALLOW_SIGNALS.store(true, Ordering::SeqCst);
+    let woken = (0..5).filter(|_| awaited_and_woken(&unit, &model)).count();
+    SWALLOW_SIGNALS.store(false, Ordering::SeqCst);
+    // A loaded machine may make a prediction miss its window now and then.
+    assert!(woken >= 3, "{woken} of 5 futures woken by the watch");
+}

@@ -10,7 +10,11 @@
 //!   request completed. It never holds a runtime handle, so it can never be the one
 //!   that closes a runtime. (The unit eventfd is registered per awaited request rather
 //!   than for every completion of the unit, `nrta_event_register_xu_completion`, so
-//!   that requests nobody awaits, e.g. blocking waits, wake no second thread.)
+//!   that requests nobody awaits, e.g. blocking waits, wake no second thread.) When
+//!   the queue predicts the request's end (`timing.rs`), the event thread also wakes
+//!   itself shortly before it and watches for the completion (`near_end.rs`), so the
+//!   executor is woken by a thread already awake: one wake-up after the completion, not
+//!   two in a row.
 //! * With feature `tokio`, a future polled inside a tokio runtime registers an eventfd
 //!   of the unit that the runtime's own reactor watches instead (`tokio_events.rs`):
 //!   the event thread is not involved. Each waiter records its path; one polled again
@@ -33,7 +37,9 @@ use std::time::{Duration, Instant};
 use nrt_sys::Library;
 
 use super::kind::XuKind;
+use super::near_end::{NearEnd, NearEnds};
 use super::seq::SeqId;
+use super::timing::{AHEAD, Timing};
 use crate::objects::Capabilities;
 use crate::raw;
 
@@ -230,6 +236,9 @@ pub(crate) struct UnitEvents {
     queue: u32,
     /// (request number, waker) of the futures waiting on this unit.
     waiting: Mutex<Vec<Entry>>,
+    /// The queue's timing (shared with its state): predicted ends to watch, and the
+    /// completions the event thread sees, to learn from.
+    timing: Arc<Timing>,
     /// Index in the event loop's table while registered there.
     slot: Mutex<Option<usize>>,
     /// The eventfds tokio runtimes' reactors watch for the futures polled on them.
@@ -253,6 +262,7 @@ impl UnitEvents {
         core: u32,
         kind: XuKind,
         queue: u32,
+        timing: Arc<Timing>,
     ) -> Option<Arc<UnitEvents>> {
         let fd = new_eventfd()?;
         let events = Arc::new(UnitEvents {
@@ -262,6 +272,7 @@ impl UnitEvents {
             kind,
             queue,
             waiting: Mutex::new(Vec::new()),
+            timing,
             slot: Mutex::new(None),
             #[cfg(feature = "tokio")]
             tokio: Default::default(),
@@ -342,7 +353,50 @@ impl UnitEvents {
             self.remove_waiter(seq, key);
             return Waiter::Refused;
         }
+        // The event thread's own path: watch near the predicted end, if there is one.
+        if path == 0
+            && let Some(at) = self.timing.watch_from(number)
+            && let Some(near) = event_loop().and_then(|lp| lp.near.as_ref())
+        {
+            near.add(Arc::downgrade(self), number, at);
+        }
         Waiter::Added
+    }
+
+    /// The event thread's watch of request `number`, due now (`near_end.rs`): while a
+    /// future still waits for it on this path, looks at the queue's progress until the
+    /// request completed or `2 * AHEAD` passed, then wakes the futures whose request
+    /// completed. A prediction that was wrong costs only the watch: the completion
+    /// event still wakes them.
+    fn watch(&self, number: u64, woken: &mut Vec<Waker>) {
+        if !self
+            .lock()
+            .iter()
+            .any(|e| e.number == number && e.path == 0)
+        {
+            return;
+        }
+        let until = Instant::now() + 2 * AHEAD;
+        let mut first = true;
+        loop {
+            match self.api.last_completed(self.core, self.kind, self.queue) {
+                Some(last) if last >= number => break,
+                // libnrt no longer answers (its runtime closed): wake them to check.
+                None => break,
+                Some(_) => {}
+            }
+            first = false;
+            if Instant::now() >= until {
+                return;
+            }
+            // A few hundred nanoseconds between looks, not a call in a tight loop.
+            (0..32).for_each(|_| std::hint::spin_loop());
+        }
+        if !first {
+            // Seen completing: that is when it completed, to the microsecond.
+            self.timing.completed(number, Instant::now(), true);
+        }
+        self.wake_completed(self.fd.as_raw_fd(), woken, false);
     }
 
     /// Which path a future polled now waits on, and the eventfd libnrt signals for it.
@@ -391,17 +445,25 @@ impl UnitEvents {
         } else {
             self.api.last_completed(self.core, self.kind, self.queue)
         };
+        let mut latest = None;
         {
             let mut waiting = self.lock();
             let mut i = 0;
             while i < waiting.len() {
                 // Unknown progress: wake everyone, each checks for itself.
                 if last.is_none_or(|last| waiting[i].number <= last) {
-                    woken.push(waiting.swap_remove(i).waker);
+                    let entry = waiting.swap_remove(i);
+                    latest = latest.max(Some(entry.number));
+                    woken.push(entry.waker);
                 } else {
                     i += 1;
                 }
             }
+        }
+        // Woken by the completion of an awaited request: it completed about a wake-up
+        // ago (`Timing::completed` shades that), the estimate a first watch starts from.
+        if let Some(last) = last.filter(|&l| latest == Some(l)) {
+            self.timing.completed(last, Instant::now(), false);
         }
         wake_all(woken.drain(..));
     }
@@ -426,7 +488,12 @@ struct EventLoop {
     epoll: OwnedFd,
     /// Units by slot index (the epoll data); freed slots are `None` and reused.
     units: Mutex<Vec<Option<Arc<UnitEvents>>>>,
+    /// Watches near predicted ends; its timer is in the epoll set as [`TIMER_DATA`].
+    near: Option<NearEnds<UnitEvents>>,
 }
+
+/// The epoll data of the near-end timer (unit slots count from 0).
+const TIMER_DATA: u64 = u64::MAX;
 
 fn event_loop() -> Option<&'static EventLoop> {
     static LOOP: OnceLock<Option<&'static EventLoop>> = OnceLock::new();
@@ -439,9 +506,19 @@ fn event_loop() -> Option<&'static EventLoop> {
         // SAFETY: a new descriptor nothing else owns.
         let epoll = unsafe { OwnedFd::from_raw_fd(fd) };
         // Leaked once per process: the thread uses it for as long as the process runs.
+        // Without a timer (or its epoll entry), futures are woken by events alone.
+        let near = NearEnds::new().filter(|near: &NearEnds<UnitEvents>| {
+            let mut event = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: TIMER_DATA,
+            };
+            // SAFETY: valid epoll fd and timerfd; `event` is a live epoll_event.
+            unsafe { libc::epoll_ctl(fd, libc::EPOLL_CTL_ADD, near.fd(), &mut event) == 0 }
+        });
         let lp: &'static EventLoop = Box::leak(Box::new(EventLoop {
             epoll,
             units: Mutex::new(Vec::new()),
+            near,
         }));
         std::thread::Builder::new()
             .name("neuron-rt-events".into())
@@ -505,6 +582,7 @@ impl EventLoop {
         const BATCH: usize = 32;
         let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
         let mut woken = Vec::new();
+        let mut due: Vec<NearEnd<UnitEvents>> = Vec::new();
         loop {
             // SAFETY: `events` has room for BATCH entries; -1 blocks until one is ready.
             let n = unsafe {
@@ -516,6 +594,17 @@ impl EventLoop {
                 )
             };
             for event in events.iter().take(n.max(0) as usize) {
+                if event.u64 == TIMER_DATA {
+                    if let Some(near) = &self.near {
+                        near.take_due(Instant::now(), &mut due);
+                        for entry in due.drain(..) {
+                            if let Some(unit) = entry.unit.upgrade() {
+                                unit.watch(entry.number, &mut woken);
+                            }
+                        }
+                    }
+                    continue;
+                }
                 let index = event.u64 as usize;
                 // Cloned out of the table so that no lock is held while waking.
                 let unit = self.lock().get(index).cloned().flatten();

@@ -88,6 +88,7 @@ mod events;
 mod failed;
 mod future;
 mod kind;
+mod near_end;
 mod payload;
 mod pipeline;
 mod queue;

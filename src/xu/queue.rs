@@ -123,7 +123,7 @@ pub(crate) struct QueueState {
     pub(crate) long_waits: AtomicBool,
     /// When its last request was submitted and how long its requests take, for waits
     /// that block until shortly before the predicted end (`timing.rs`).
-    pub(crate) timing: super::timing::Timing,
+    pub(crate) timing: Arc<super::timing::Timing>,
 }
 
 // The fields every request touches, the spare slot included (`SlotPool` is `repr(C)`
@@ -242,7 +242,9 @@ impl UnitRegistry {
         let lib = rt.inner.lib();
         let last = query_sequence(lib, core, kind, queue)?;
         let event_api = EventApi::new(lib, rt.capabilities());
-        let events = event_api.and_then(|ev| UnitEvents::register(ev, core, kind, queue));
+        let timing = Arc::new(super::timing::Timing::default());
+        let events = event_api
+            .and_then(|ev| UnitEvents::register(ev, core, kind, queue, Arc::clone(&timing)));
         let state = QueueState {
             core,
             kind,
@@ -258,7 +260,7 @@ impl UnitRegistry {
             capacity: AtomicUsize::new(0),
             admission: AdmissionQueue::default(),
             long_waits: AtomicBool::new(false),
-            timing: Default::default(),
+            timing,
         };
         let mut unused = Some(state);
         let kept = cell.get_or_init(|| Arc::new(unused.take().expect("taken once")));

@@ -45,6 +45,10 @@ pub(crate) struct Timing {
     submitted_ns: AtomicU64,
     /// Estimated submission-to-completion time of a request (0: unknown).
     service_ns: AtomicU64,
+    /// Number + 1 of the last request whose completion was recorded (0: none): a request seen
+    /// complete twice (by the event thread's watch, then by its completion event)
+    /// counts once, the first (exact) time.
+    recorded: AtomicU64,
 }
 
 /// What a wait should do before it looks at completion the usual way.
@@ -98,13 +102,28 @@ impl Timing {
         }
     }
 
+    /// When a watch of request `number` should start, for a waiter that starts now (the
+    /// event thread's watches for futures, `near_end.rs`): `None` without a prediction.
+    pub(crate) fn watch_from(&self, number: u64) -> Option<Instant> {
+        match self.plan(number) {
+            Plan::Unknown => None,
+            Plan::Watch => Some(Instant::now()),
+            Plan::BlockThenWatch(block) => Some(Instant::now() + block),
+        }
+    }
+
     /// Request `number` was seen complete at `at`, by a thread watching the slot
     /// (`watched`: that is when it completed) or by one woken after it completed (it
     /// completed earlier, by about a wake-up). A watched time replaces the estimate; a
     /// woken one, shaded down by half of [`AHEAD`], lowers it or raises it by half the
     /// difference, so that the next wait watches early enough to see the true time.
     pub(crate) fn completed(&self, number: u64, at: Instant, watched: bool) {
-        if self.number.load(Ordering::Acquire) != number {
+        if self.number.load(Ordering::Acquire) != number
+            || self
+                .recorded
+                .swap(number.wrapping_add(1), Ordering::Relaxed)
+                == number.wrapping_add(1)
+        {
             return;
         }
         let took = since_epoch(at).saturating_sub(self.submitted_ns.load(Ordering::Relaxed));
