@@ -18,7 +18,7 @@ use std::sync::atomic::{Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use super::events::{block_on, drain, new_eventfd, signal};
+use super::eventfd::{block_on, drain, new_eventfd, signal};
 use super::payload::KeepAlive;
 use super::payload::sealed::Detached;
 use super::queue::UnitInner;

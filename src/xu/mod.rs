@@ -84,6 +84,7 @@
 mod admission;
 mod create;
 mod detached;
+mod eventfd;
 mod events;
 mod failed;
 mod future;
