@@ -43,11 +43,11 @@
 //!   core by default).
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
 use neuron_rt::generate::{
     Bundle, GenerateOptions, Generator, SamplingMode, WeightFile, measure_upload,
 };
@@ -100,20 +100,26 @@ fn run() -> Result<(), Box<dyn Error>> {
         .flatten();
     let device_bytes_before = sim.as_ref().map(|s| s.counters().cores[0].device_bytes);
 
-    // Load: every member on core 0, the weights uploaded once, with a progress bar.
-    let bar = ProgressBar::new(0).with_style(ProgressStyle::with_template(
-        "loading {bar:32} {bytes}/{total_bytes} {bytes_per_sec}",
-    )?);
-    let progress = bar.clone();
+    // Load: every member on core 0, the weights uploaded once, with a progress line on
+    // stderr when it is a terminal (rewritten in place with `\r`, cleared at the end;
+    // nothing otherwise, so that piped output stays the figures only).
+    let tty = std::io::stderr().is_terminal();
+    let load_start = Instant::now();
     let bundle = Bundle::builder(&runtime)
         .dir(&dir)?
         .cores([0])
         .progress(move |p| {
-            progress.set_length(p.bytes_total);
-            progress.set_position(p.bytes_done);
+            if tty {
+                let mib = |b: u64| b as f64 / f64::from(1 << 20);
+                let rate = mib(p.bytes_done) / load_start.elapsed().as_secs_f64().max(1e-9);
+                let (done, total) = (mib(p.bytes_done), mib(p.bytes_total));
+                eprint!("\rloading {done:.1}/{total:.1} MiB {rate:.0} MiB/s\x1b[K");
+            }
         })
         .build()?;
-    bar.finish_and_clear();
+    if tty {
+        eprint!("\r\x1b[K");
+    }
 
     let generator = Generator::new(&bundle, 0)?;
     let prompt: Vec<u32> = PROMPT.bytes().map(u32::from).collect();

@@ -10,8 +10,6 @@
 //! when written, ignored when read).
 
 use crate::error::{NeffError, Result, hex};
-use md5::Md5;
-use sha2::{Digest, Sha256};
 
 /// Bytes in the header.
 pub const HEADER_SIZE: usize = 1024;
@@ -70,21 +68,21 @@ impl Packaging {
 /// A payload hash being computed, of the algorithm a packaging version uses.
 #[derive(Clone)]
 pub(crate) enum Hasher {
-    Md5(Md5),
-    Sha256(Sha256),
+    Md5(md5::Context),
+    Sha256(hmac_sha256::Hash),
 }
 
 impl Hasher {
     pub(crate) fn new(packaging: Packaging) -> Hasher {
         match packaging {
-            Packaging::V1 => Hasher::Sha256(Sha256::new()),
-            Packaging::V2 => Hasher::Md5(Md5::new()),
+            Packaging::V1 => Hasher::Sha256(hmac_sha256::Hash::new()),
+            Packaging::V2 => Hasher::Md5(md5::Context::new()),
         }
     }
 
     pub(crate) fn update(&mut self, bytes: &[u8]) {
         match self {
-            Hasher::Md5(h) => h.update(bytes),
+            Hasher::Md5(h) => h.consume(bytes),
             Hasher::Sha256(h) => h.update(bytes),
         }
     }
@@ -92,7 +90,7 @@ impl Hasher {
     /// The digest in its usual byte order (`md5sum`, `sha256sum`).
     pub(crate) fn finish(self) -> Vec<u8> {
         match self {
-            Hasher::Md5(h) => h.finalize().to_vec(),
+            Hasher::Md5(h) => h.finalize().0.to_vec(),
             Hasher::Sha256(h) => h.finalize().to_vec(),
         }
     }
@@ -374,6 +372,60 @@ mod tests {
         assert_eq!(&file[188..204], &[0; 16]);
         let (h, _) = Header::split(&file).unwrap();
         assert_eq!(hex(&h.expected_hash()), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    /// The published test vectors (RFC 1321, FIPS 180-2) through the header's own path
+    /// (`seal`, the stored field, `expected_hash`, `verify`) and the streaming hasher
+    /// the readers use, fed in uneven pieces.
+    #[test]
+    fn hashes_match_the_published_test_vectors() {
+        const LONG: &[u8] = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        let cases = [
+            (
+                Packaging::V2,
+                &b"abc"[..],
+                "900150983cd24fb0d6963f7d28e17f72",
+            ),
+            (Packaging::V2, b"", "d41d8cd98f00b204e9800998ecf8427e"),
+            (Packaging::V2, LONG, "8215ef0796a20bcaaae116d3876c664a"),
+            (
+                Packaging::V1,
+                b"abc",
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            ),
+            (
+                Packaging::V1,
+                b"",
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+            ),
+            (
+                Packaging::V1,
+                LONG,
+                "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1",
+            ),
+        ];
+        for (packaging, payload, digest) in cases {
+            let mut header = Header::new(packaging, "v.neff");
+            header.seal(payload);
+            assert_eq!(
+                hex(&header.expected_hash()),
+                digest,
+                "{packaging:?} {payload:?}"
+            );
+            let file = wrap(header.clone(), payload);
+            let (parsed, rest) = Header::split(&file).unwrap();
+            assert_eq!(parsed.hash_field, header.hash_field);
+            parsed.verify(rest).unwrap();
+            let mut h = Hasher::new(packaging);
+            for piece in payload.chunks(5) {
+                h.update(piece);
+            }
+            assert_eq!(hex(&h.finish()), digest, "{packaging:?} streamed");
+            if !payload.is_empty() {
+                let err = parsed.verify(&payload[1..]).unwrap_err();
+                assert!(matches!(err, NeffError::BadHash { .. }), "{err}");
+            }
+        }
     }
 
     #[test]

@@ -168,8 +168,7 @@ fn load_picks_a_core_and_rejects_bad_files() {
     let mut neff = file[..1024].to_vec();
     let payload = [0x1f, 0x8b, 8, 0, 1, 2, 3, 4];
     neff[16..24].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-    use sha2::Digest;
-    neff[172..204].copy_from_slice(&sha2::Sha256::digest(payload));
+    neff[172..204].copy_from_slice(&hmac_sha256::Hash::hash(&payload));
     neff.extend_from_slice(&payload);
     assert_eq!(try_load(&neff, 0), Err(NRT_INVALID));
     assert!(last_error().contains("real NEFF"), "{}", last_error());

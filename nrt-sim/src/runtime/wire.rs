@@ -11,7 +11,7 @@
 //! on both sides). Then, per collective step: rank 0 asks `step`, the rank answers
 //! `step len bytes`, rank 0 sends `step count (len bytes)*` with every rank's part.
 
-use sha2::{Digest, Sha256};
+use hmac_sha256::Hash as Sha256;
 use std::io::{self, Read};
 
 /// The largest world the simulator sets up (a rank of a bigger one is refused with
@@ -41,7 +41,7 @@ impl Key {
         h.update((root_comm_id.len() as u64).to_le_bytes());
         h.update(root_comm_id.as_bytes());
         h.update(token.unwrap_or("").as_bytes());
-        Key(h.finalize().into())
+        Key(h.finalize())
     }
 }
 
@@ -63,7 +63,7 @@ pub(crate) fn proof(key: &Key, role: Role, hello: &[u8], nonce_r: &[u8]) -> [u8;
     h.update((hello.len() as u64).to_le_bytes());
     h.update(hello);
     h.update(nonce_r);
-    h.finalize().into()
+    h.finalize()
 }
 
 /// Compares two proofs in time independent of where they differ.
