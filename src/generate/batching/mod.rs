@@ -52,6 +52,7 @@
 
 mod core;
 mod error;
+mod sets;
 mod stream;
 mod types;
 
