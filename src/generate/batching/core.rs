@@ -562,47 +562,13 @@ pub(super) fn run(
                 continue;
             }
         }
-        // Up to `chunks_per_step` prefill chunks (lowest prefilling rows first; a long
-        // prompt takes several steps, so it never holds up the running rows for its
-        // whole prefill), then one decode step over every row with a token to feed: all
-        // queued on the compute unit back to back, so the device runs them without
-        // waiting for the host in between, then waited for in order.
-        let mut jobs: Vec<ChunkJob> = Vec::new();
-        let mut planned: Vec<usize> = slots
-            .iter()
-            .map(|a| a.as_ref().map_or(0, |a| a.prefilled))
-            .collect();
-        'plan: for (row, slot) in slots.iter().enumerate() {
-            let Some(a) = slot
-                .as_ref()
-                .filter(|a| a.prefilling() && a.paused_since.is_none())
-            else {
-                continue;
-            };
-            while planned[row] < a.prompt.len() {
-                if jobs.len() == chunks_per_step {
-                    break 'plan;
-                }
-                let n = (a.prompt.len() - planned[row]).min(chunk);
-                planned[row] += n;
-                jobs.push(ChunkJob {
-                    row,
-                    set: jobs.len(),
-                    tokens: n,
-                    last: planned[row] == a.prompt.len(),
-                });
-            }
-        }
-        let rows: Vec<usize> = (0..slots.len().min(batch))
-            .filter(|&r| {
-                slots[r].as_ref().is_some_and(|a| {
-                    !a.prefilling()
-                        && a.state.produced() > 0
-                        && a.paused_since.is_none()
-                        && !a.seq.is_full()
-                })
-            })
-            .collect();
+        // Up to `chunks_per_step` prefill chunks (a long prompt takes several steps, so
+        // it never holds up the running rows for its whole prefill), then one decode
+        // step over every row with a token to feed: queued on the compute unit back to
+        // back, so the device runs them without waiting for the host in between, then
+        // waited for in order.
+        let jobs = plan_chunks(&slots, chunk, chunks_per_step);
+        let rows = decoding_rows(&slots, batch);
         let in_flight = ring.as_ref().is_some_and(|r| r.in_flight.is_some());
         if jobs.is_empty() && rows.is_empty() && !in_flight {
             continue;
@@ -626,31 +592,49 @@ pub(super) fn run(
                 .and_then(|()| sets.schedule(&bundle, core.core, &compute));
             queued.push((job.set, request));
         }
-        let greedy = rows.iter().all(|&r| {
-            slots[r]
-                .as_ref()
-                .is_some_and(|a| a.sampler.params().is_greedy())
-        });
+        let greedy = all_greedy(&slots, &rows);
         // Greedy rows and device sampling: steps chained on the device (a step in
         // flight from a greedy phase is taken in first when a sampled row joins).
         if let Some(ring) = ring.as_mut().filter(|r| greedy || r.in_flight.is_some()) {
             let chain = greedy;
+            // A row joins this iteration: no step is chained behind the one in flight
+            // (it could not take the row in, whose first token is sampled on the host
+            // from its last chunk's logits). The next step is queued with it as soon as
+            // the joining rows' chunks are done, ahead of the other chunks' end.
+            let joining = jobs.iter().rposition(|j| j.last).filter(|_| chain);
+            let (mut jobs, mut queued) = (&jobs[..], queued);
             if let Err((failed, e)) = ring_step(
-                &core, &bundle, &compute, ring, &mut slots, &rows, &plan, chain,
-            ) {
-                let member = ring.sets[0].member.clone();
-                if e.is_fatal() || core_died(&e) {
-                    return die(&core, &mut slots, &member, e);
-                }
-                let mut s = core.state();
-                for r in failed {
-                    if let Some(a) = slots[r].as_ref() {
-                        a.seq.push(Err(step_error(&core, &member, &e)), true);
-                        leave(&core, &mut s, &mut slots[r], Leave::Failed);
-                    }
-                }
+                &core,
+                &bundle,
+                &compute,
+                ring,
+                &mut slots,
+                &rows,
+                &plan,
+                chain && joining.is_none(),
+            ) && !ring_failed(&core, &mut slots, &ring.sets[0].member, failed, e)
+            {
+                return;
             }
-            if let Err(e) = finish_chunks(&core, &mut prefill, &jobs, queued, &mut slots, &plan) {
+            if let Some(n) = joining {
+                let rest = queued.split_off(n + 1);
+                let (first, others) = jobs.split_at(n + 1);
+                if let Err(e) = finish_chunks(&core, &mut prefill, first, queued, &mut slots, &plan)
+                {
+                    return die(&core, &mut slots, &plan.prefill, e);
+                }
+                let rows = decoding_rows(&slots, batch);
+                if all_greedy(&slots, &rows)
+                    && let Err((failed, e)) = ring_step(
+                        &core, &bundle, &compute, ring, &mut slots, &rows, &plan, true,
+                    )
+                    && !ring_failed(&core, &mut slots, &ring.sets[0].member, failed, e)
+                {
+                    return;
+                }
+                (jobs, queued) = (others, rest);
+            }
+            if let Err(e) = finish_chunks(&core, &mut prefill, jobs, queued, &mut slots, &plan) {
                 return die(&core, &mut slots, &plan.prefill, e);
             }
             continue;
@@ -774,6 +758,89 @@ pub(super) fn run(
             }
         }
     }
+}
+
+/// An iteration's prefill chunks, at most `budget`: the last chunk of at most one
+/// prompt first (its row joins the decode step queued once that chunk is done: a
+/// decode step waits for one chunk of its prompt's, not for its whole prefill), then
+/// chunks of other prompts that do not end them (lowest rows first).
+fn plan_chunks(slots: &[Option<Active>], chunk: usize, budget: usize) -> Vec<ChunkJob> {
+    let ready = |slot: &Option<Active>| {
+        slot.as_ref()
+            .filter(|a| a.prefilling() && a.paused_since.is_none())
+            .map(|a| a.prompt.len() - a.prefilled)
+    };
+    let mut jobs = Vec::new();
+    let ending = (0..slots.len()).find(|&r| ready(&slots[r]).is_some_and(|left| left <= chunk));
+    if let Some(row) = ending {
+        let tokens = ready(&slots[row]).expect("prefilling");
+        jobs.push(ChunkJob {
+            row,
+            set: 0,
+            tokens,
+            last: true,
+        });
+    }
+    for row in (0..slots.len()).filter(|&r| Some(r) != ending) {
+        let Some(mut left) = ready(&slots[row]) else {
+            continue;
+        };
+        while jobs.len() < budget && left > chunk {
+            jobs.push(ChunkJob {
+                row,
+                set: jobs.len(),
+                tokens: chunk,
+                last: false,
+            });
+            left -= chunk;
+        }
+    }
+    jobs
+}
+
+/// The rows of a decode step now: prefilled, with a token to feed, not paused, with
+/// room in their stream.
+fn decoding_rows(slots: &[Option<Active>], batch: usize) -> Vec<usize> {
+    (0..slots.len().min(batch))
+        .filter(|&r| {
+            slots[r].as_ref().is_some_and(|a| {
+                !a.prefilling()
+                    && a.state.produced() > 0
+                    && a.paused_since.is_none()
+                    && !a.seq.is_full()
+            })
+        })
+        .collect()
+}
+
+fn all_greedy(slots: &[Option<Active>], rows: &[usize]) -> bool {
+    rows.iter().all(|&r| {
+        slots[r]
+            .as_ref()
+            .is_some_and(|a| a.sampler.params().is_greedy())
+    })
+}
+
+/// A chained step failed: its rows fail, or the core dies (`false`: the caller ends).
+fn ring_failed(
+    core: &Core,
+    slots: &mut [Option<Active>],
+    member: &str,
+    failed: Vec<usize>,
+    e: Error,
+) -> bool {
+    if e.is_fatal() || core_died(&e) {
+        die(core, slots, member, e);
+        return false;
+    }
+    let mut s = core.state();
+    for r in failed {
+        if let Some(a) = slots[r].as_ref() {
+            a.seq.push(Err(step_error(core, member, &e)), true);
+            leave(core, &mut s, &mut slots[r], Leave::Failed);
+        }
+    }
+    true
 }
 
 /// Takes in the results of an iteration's prefill chunks, in order: the last chunk of a
