@@ -172,11 +172,22 @@ struct Active {
     /// Its admission number on this core: the `request_id` of its step spans.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     id: u64,
+    /// Its last prompt token is fed by a decode step (greedy rows on a core with chained
+    /// steps): the prefill covers the others, and the first token comes from that step,
+    /// device-sampled like the next ones. The step can then be queued behind the
+    /// prompt's last chunk before that chunk is done (no first token to sample on the
+    /// host in between), and the second token follows the first by one step.
+    fed: bool,
 }
 
 impl Active {
+    /// The prompt tokens the prefill covers.
+    fn prefill_len(&self) -> usize {
+        self.prompt.len() - usize::from(self.fed)
+    }
+
     fn prefilling(&self) -> bool {
-        self.prefilled < self.prompt.len()
+        self.prefilled < self.prefill_len()
     }
 }
 
@@ -514,12 +525,16 @@ pub(super) fn run(
                 s.running += 1;
                 s.counts.admitted += 1;
                 let state = p.stop.start();
+                let fed = ring.is_some() && p.sampler.params().is_greedy();
+                let last = p.prompt.last().copied().filter(|_| fed);
                 *slot = Some(Active {
                     seq: p.seq,
+                    fed: last.is_some(),
+                    last: last.unwrap_or(0),
+                    // A fed row's next decode step feeds its last prompt token.
+                    position: last.map_or(0, |_| p.prompt.len() as u32 - 1),
                     prompt: p.prompt,
                     prefilled: 0,
-                    last: 0,
-                    position: 0,
                     sampler: p.sampler,
                     stop: p.stop,
                     state,
@@ -597,12 +612,16 @@ pub(super) fn run(
         // flight from a greedy phase is taken in first when a sampled row joins).
         if let Some(ring) = ring.as_mut().filter(|r| greedy || r.in_flight.is_some()) {
             let chain = greedy;
-            // A row joins this iteration: no step is chained behind the one in flight
-            // (it could not take the row in, whose first token is sampled on the host
-            // from its last chunk's logits). The next step is queued with it as soon as
-            // the joining rows' chunks are done, ahead of the other chunks' end.
-            let joining = jobs.iter().rposition(|j| j.last).filter(|_| chain);
-            let (mut jobs, mut queued) = (&jobs[..], queued);
+            // A fed row's prefill ends with this iteration's chunks: no step is chained
+            // behind the one in flight (it could not take the row in: its ids come from
+            // that step); the next one is queued with the row once the step in flight is
+            // done, behind the chunks (which hide the host's turn from the device).
+            let joining: Vec<usize> = jobs
+                .iter()
+                .filter(|j| j.last && slots[j.row].as_ref().is_some_and(|a| a.fed))
+                .map(|j| j.row)
+                .collect();
+            let join = chain && !joining.is_empty();
             if let Err((failed, e)) = ring_step(
                 &core,
                 &bundle,
@@ -611,19 +630,15 @@ pub(super) fn run(
                 &mut slots,
                 &rows,
                 &plan,
-                chain && joining.is_none(),
+                chain && !join,
             ) && !ring_failed(&core, &mut slots, &ring.sets[0].member, failed, e)
             {
                 return;
             }
-            if let Some(n) = joining {
-                let rest = queued.split_off(n + 1);
-                let (first, others) = jobs.split_at(n + 1);
-                if let Err(e) = finish_chunks(&core, &mut prefill, first, queued, &mut slots, &plan)
-                {
-                    return die(&core, &mut slots, &plan.prefill, e);
-                }
-                let rows = decoding_rows(&slots, batch);
+            if join {
+                let mut rows = decoding_rows(&slots, batch);
+                rows.extend(joining.iter().filter(|&&r| slots[r].is_some()));
+                rows.sort_unstable();
                 if all_greedy(&slots, &rows)
                     && let Err((failed, e)) = ring_step(
                         &core, &bundle, &compute, ring, &mut slots, &rows, &plan, true,
@@ -632,9 +647,8 @@ pub(super) fn run(
                 {
                     return;
                 }
-                (jobs, queued) = (others, rest);
             }
-            if let Err(e) = finish_chunks(&core, &mut prefill, jobs, queued, &mut slots, &plan) {
+            if let Err(e) = finish_chunks(&core, &mut prefill, &jobs, queued, &mut slots, &plan) {
                 return die(&core, &mut slots, &plan.prefill, e);
             }
             continue;
@@ -760,39 +774,29 @@ pub(super) fn run(
     }
 }
 
-/// An iteration's prefill chunks, at most `budget`: the last chunk of at most one
-/// prompt first (its row joins the decode step queued once that chunk is done: a
-/// decode step waits for one chunk of its prompt's, not for its whole prefill), then
-/// chunks of other prompts that do not end them (lowest rows first).
+/// An iteration's prefill chunks, at most `budget`, lowest prefilling rows first.
 fn plan_chunks(slots: &[Option<Active>], chunk: usize, budget: usize) -> Vec<ChunkJob> {
-    let ready = |slot: &Option<Active>| {
-        slot.as_ref()
-            .filter(|a| a.prefilling() && a.paused_since.is_none())
-            .map(|a| a.prompt.len() - a.prefilled)
-    };
     let mut jobs = Vec::new();
-    let ending = (0..slots.len()).find(|&r| ready(&slots[r]).is_some_and(|left| left <= chunk));
-    if let Some(row) = ending {
-        let tokens = ready(&slots[row]).expect("prefilling");
-        jobs.push(ChunkJob {
-            row,
-            set: 0,
-            tokens,
-            last: true,
-        });
-    }
-    for row in (0..slots.len()).filter(|&r| Some(r) != ending) {
-        let Some(mut left) = ready(&slots[row]) else {
+    for (row, slot) in slots.iter().enumerate() {
+        let Some(a) = slot
+            .as_ref()
+            .filter(|a| a.prefilling() && a.paused_since.is_none())
+        else {
             continue;
         };
-        while jobs.len() < budget && left > chunk {
+        let mut at = a.prefilled;
+        while at < a.prefill_len() {
+            if jobs.len() == budget {
+                return jobs;
+            }
+            let tokens = (a.prefill_len() - at).min(chunk);
+            at += tokens;
             jobs.push(ChunkJob {
                 row,
                 set: jobs.len(),
-                tokens: chunk,
-                last: false,
+                tokens,
+                last: at == a.prefill_len(),
             });
-            left -= chunk;
         }
     }
     jobs
@@ -805,7 +809,7 @@ fn decoding_rows(slots: &[Option<Active>], batch: usize) -> Vec<usize> {
         .filter(|&r| {
             slots[r].as_ref().is_some_and(|a| {
                 !a.prefilling()
-                    && a.state.produced() > 0
+                    && (a.state.produced() > 0 || a.fed)
                     && a.paused_since.is_none()
                     && !a.seq.is_full()
             })
@@ -866,8 +870,10 @@ fn finish_chunks(
         );
         let entered = span.enter();
         let sets = &mut prefill[set];
+        // A fed row's first token comes from a decode step: no logits to read.
+        let first = job.last && slots[job.row].as_ref().is_some_and(|a| !a.fed);
         let ran = request.and_then(|r| sets.complete(r)).and_then(|()| {
-            if job.last {
+            if first {
                 sets.read_logits().map(Some)
             } else {
                 Ok(None)
