@@ -211,8 +211,11 @@ struct ChunkJob {
 /// `k` reading ids tensor `k` and writing ids tensor `1 - k`, so step N+1 (set `1 - k`)
 /// can be queued before step N (set `k`) completes, its ids coming from step N's
 /// output without a host round trip. Only positions are written by the host (known
-/// ahead). A row joining (its prefill just gave its first token) waits for the step in
-/// flight, so that its id is written into the tensor that step wrote.
+/// ahead). A row joining (its prompt's last token to feed) starts a new chain once the
+/// step in flight is done, its ids written by the host: the iteration that queues the
+/// row's last prefill chunk does so, the chunks running on the device while the host
+/// takes that step in (the row's first token comes from the new chain's first step, its
+/// second from the next: one step apart).
 struct Ring {
     sets: [Sets; 2],
     ids: [crate::objects::Tensor; 2],
