@@ -383,7 +383,8 @@ fn continuous_batching_has_a_span_per_prefill_chunk_and_decode_step() {
     let rt = support::runtime();
     let (_dir, bundle) = bundle(&rt);
     let batcher = Batcher::new(&bundle, BatchingOptions::default()).unwrap();
-    // 20 tokens: two prefill chunks of 16.
+    // 20 tokens: two prefill chunks, of 16 and 3 (a greedy row's last prompt token is
+    // fed by its first decode step).
     let prompt: Vec<u32> = (0..20).map(|j| (j * 13 % 256) as u32).collect();
     let (tokens, _) = batcher
         .submit(&prompt, &GenerateOptions::new(3))
@@ -404,13 +405,13 @@ fn continuous_batching_has_a_span_per_prefill_chunk_and_decode_step() {
         .collect();
     assert_eq!(prefills.len(), 2, "{steps:?}");
     assert_eq!(field(prefills[0], "tokens"), "16");
-    assert_eq!(field(prefills[1], "tokens"), "4");
+    assert_eq!(field(prefills[1], "tokens"), "3");
     let decodes: Vec<&Seen> = steps
         .iter()
         .filter(|s| field(s, "prefill") == "false")
         .collect();
-    // The prefill gives the first token, two decode steps the others.
-    assert_eq!(decodes.len(), 2, "{steps:?}");
+    // Three decode steps, one per token (the first fed the prompt's last token).
+    assert_eq!(decodes.len(), 3, "{steps:?}");
     let request_id = field(prefills[0], "request_id");
     for step in &steps {
         assert!(step.closed);
@@ -423,4 +424,87 @@ fn continuous_batching_has_a_span_per_prefill_chunk_and_decode_step() {
         .map(|s| field(s, "step").parse().unwrap())
         .collect();
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
+}
+
+/// Issue 28 (inter-token latency at concurrency 8): a row that joins running ones is in
+/// the first decode step after its prompt's last prefill chunk, and in every step after
+/// it (no step of the others runs between its chunk and its first step, which would
+/// put two steps between its first two tokens), and the running row misses no step
+/// either. At most `prefill_chunks_per_step` chunks run between two decode steps.
+#[test]
+fn a_joining_row_is_in_the_first_decode_step_after_its_last_prefill_chunk() {
+    let _g = start();
+    let rt = support::runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = nrt_sim::decoder::DecoderBundleOptions::default();
+    // Steps long enough for the running row to still run when the second one joins.
+    options.decode_device_time = Duration::from_millis(1);
+    nrt_sim::decoder::write_bundle(dir.path(), &options).unwrap();
+    let bundle = Bundle::builder(&rt)
+        .dir(dir.path())
+        .unwrap()
+        .cores([0])
+        .build()
+        .unwrap();
+    let batcher = Batcher::new(&bundle, BatchingOptions::default()).unwrap();
+    let first: Vec<u32> = (0..5).map(|j| (j * 29 % 256) as u32).collect();
+    let mut running = batcher.submit(&first, &GenerateOptions::new(80)).unwrap();
+    // Running: a few tokens in.
+    for _ in 0..3 {
+        assert!(matches!(
+            running.next_blocking(),
+            Some(Ok(neuron_rt::generate::Generated::Token(_)))
+        ));
+    }
+    // 40 tokens: chunks of 16, 16 and 7 (the last token is fed by a decode step).
+    let second: Vec<u32> = (0..40).map(|j| (j * 13 % 256) as u32).collect();
+    let (tokens, _) = batcher
+        .submit(&second, &GenerateOptions::new(4))
+        .unwrap()
+        .collect_blocking()
+        .unwrap();
+    assert_eq!(tokens.len(), 4);
+    drop(running);
+    eventually("the batcher is idle", || {
+        batcher.metrics().iter().all(|m| m.running == 0)
+    });
+    let mut steps: Vec<Seen> = spans("neuron_rt.generate.step")
+        .into_iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.closed)
+        .collect();
+    steps.sort_by_key(|s| field(s, "step").parse::<u64>().unwrap());
+    let has = |s: &Seen, id: &str| field(s, "request_id").split(',').any(|r| r == id);
+    let prefill = |s: &Seen| field(s, "prefill") == "true";
+    let (a, b) = ("1", "2");
+    let last_chunk = steps
+        .iter()
+        .rposition(|s| prefill(s) && has(s, b))
+        .expect("the second prompt's chunks");
+    let chunks: Vec<&str> = steps
+        .iter()
+        .filter(|s| prefill(s) && has(s, b))
+        .map(|s| field(s, "tokens"))
+        .collect();
+    assert_eq!(chunks, ["16", "16", "7"], "{steps:?}");
+    let decodes: Vec<&Seen> = steps[last_chunk..].iter().filter(|s| !prefill(s)).collect();
+    // Its four tokens come from the four decode steps right after its last chunk, each
+    // with the running row in it too.
+    assert!(decodes.len() >= 4, "{steps:?}");
+    for (i, s) in decodes.iter().take(4).enumerate() {
+        assert!(
+            has(s, b),
+            "decode step {i} after the last chunk lacks it: {steps:?}"
+        );
+        assert!(
+            has(s, a),
+            "decode step {i} after the last chunk lacks the running row"
+        );
+    }
+    // Between two decode steps, at most `prefill_chunks_per_step` (3) chunks.
+    let mut run = 0;
+    for s in &steps {
+        run = if prefill(s) { run + 1 } else { 0 };
+        assert!(run <= 3, "{steps:?}");
+    }
 }

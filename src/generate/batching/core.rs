@@ -8,13 +8,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::BatchError;
+use super::sets::Sets;
 use super::stream::Seq;
 use super::types::{BatchingOptions, Finish, Generated};
-use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::generate::bundle::Bundle;
 use crate::generate::chain::{IDS_INPUT, NEXT_IDS_OUTPUT, POSITIONS_INPUT, SEQ_IDS_INPUT};
-use crate::generate::generator::LOGITS_OUTPUT;
 use crate::generate::sampling::Sampler;
 use crate::generate::stop::{FinishReason, StopConditions, StopState};
 use crate::profiling::spans;
@@ -173,11 +172,22 @@ struct Active {
     /// Its admission number on this core: the `request_id` of its step spans.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     id: u64,
+    /// Its last prompt token is fed by a decode step (greedy rows on a core with chained
+    /// steps): the prefill covers the others, and the first token comes from that step,
+    /// device-sampled like the next ones. The step can then be queued behind the
+    /// prompt's last chunk before that chunk is done (no first token to sample on the
+    /// host in between), and the second token follows the first by one step.
+    fed: bool,
 }
 
 impl Active {
+    /// The prompt tokens the prefill covers.
+    fn prefill_len(&self) -> usize {
+        self.prompt.len() - usize::from(self.fed)
+    }
+
     fn prefilling(&self) -> bool {
-        self.prefilled < self.prompt.len()
+        self.prefilled < self.prefill_len()
     }
 }
 
@@ -186,125 +196,6 @@ enum Leave {
     Finished,
     Cancelled,
     Failed,
-}
-
-/// A member's reusable sets on this core. Each pair is in at most one queued execution
-/// at a time (the request owns it until it completes).
-struct Sets {
-    member: String,
-    sets: Option<ExecSets>,
-}
-
-impl Sets {
-    fn new(bundle: &Bundle, member: &str, core: u32) -> Result<Sets> {
-        let m = bundle.member(member).expect("planned member");
-        Ok(Sets {
-            member: member.to_owned(),
-            sets: Some(m.sets(core, &[])?),
-        })
-    }
-
-    fn pair(&self) -> Result<&ExecSets> {
-        self.sets.as_ref().ok_or_else(|| {
-            Error::invalid(
-                "sets",
-                format!(
-                    "the sets of `{}` were lost with a failed request",
-                    self.member
-                ),
-            )
-        })
-    }
-
-    /// Queues an execution of the member with these sets on `compute`.
-    fn schedule(
-        &mut self,
-        bundle: &Bundle,
-        core: u32,
-        compute: &ExecUnit,
-    ) -> Result<Request<ExecSets>> {
-        let model = bundle
-            .member(&self.member)
-            .and_then(|m| m.model(core))
-            .expect("planned member on its core");
-        let (inputs, outputs) = self.sets.take().ok_or_else(|| self.pair().unwrap_err())?;
-        compute.execute(model, inputs, outputs).map_err(|r| {
-            let (e, sets) = r.into_parts();
-            self.sets = Some(sets);
-            e
-        })
-    }
-
-    /// Runs the member with these sets and waits (when nothing else is queued: a
-    /// blocking call returns sooner than a request's completion event).
-    fn execute(&mut self, bundle: &Bundle, core: u32) -> Result<()> {
-        let model = bundle
-            .member(&self.member)
-            .and_then(|m| m.model(core))
-            .expect("planned member on its core");
-        let (inputs, outputs) = self.sets.as_mut().ok_or_else(|| {
-            Error::invalid(
-                "sets",
-                format!(
-                    "the sets of `{}` were lost with a failed request",
-                    self.member
-                ),
-            )
-        })?;
-        model.execute(inputs, outputs)
-    }
-
-    /// Waits for `request` (this member's) and takes its sets back.
-    fn complete(&mut self, request: Request<ExecSets>) -> Result<()> {
-        let (sets, result) = request.wait_with_payload();
-        self.sets = sets;
-        result
-    }
-
-    /// Writes integer `values` into input `name` in its element type.
-    fn write(&self, name: &str, values: &[i64]) -> Result<()> {
-        let t = self
-            .pair()?
-            .0
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor {
-                model: self.member.clone(),
-                role: "input",
-                tensor: name.to_owned(),
-            })?;
-        let bytes: Vec<u8> = match t.dtype() {
-            Some(DType::I64 | DType::U64) => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            _ => values
-                .iter()
-                .flat_map(|&v| (v as i32).to_le_bytes())
-                .collect(),
-        };
-        t.write_bytes(&bytes)
-    }
-
-    /// The next ids (device sampling).
-    fn read_ids(&self) -> Result<Vec<i64>> {
-        let t = self.output(NEXT_IDS_OUTPUT)?;
-        Ok(match t.dtype() {
-            Some(DType::I64 | DType::U64) => t.to_vec::<i64>()?,
-            _ => t.to_vec::<i32>()?.into_iter().map(i64::from).collect(),
-        })
-    }
-
-    fn read_logits(&self) -> Result<Vec<f32>> {
-        self.output(LOGITS_OUTPUT)?.to_vec()
-    }
-
-    fn output(&self, name: &str) -> Result<&crate::objects::Tensor> {
-        self.pair()?
-            .1
-            .get(name)
-            .ok_or_else(|| Error::MissingTensor {
-                model: self.member.clone(),
-                role: "output",
-                tensor: name.to_owned(),
-            })
-    }
 }
 
 /// One prefill chunk queued in an iteration: its row, its set, and whether it is the
@@ -320,8 +211,11 @@ struct ChunkJob {
 /// `k` reading ids tensor `k` and writing ids tensor `1 - k`, so step N+1 (set `1 - k`)
 /// can be queued before step N (set `k`) completes, its ids coming from step N's
 /// output without a host round trip. Only positions are written by the host (known
-/// ahead). A row joining (its prefill just gave its first token) waits for the step in
-/// flight, so that its id is written into the tensor that step wrote.
+/// ahead). A row joining (its prompt's last token to feed) starts a new chain once the
+/// step in flight is done, its ids written by the host: the iteration that queues the
+/// row's last prefill chunk does so, the chunks running on the device while the host
+/// takes that step in (the row's first token comes from the new chain's first step, its
+/// second from the next: one step apart).
 struct Ring {
     sets: [Sets; 2],
     ids: [crate::objects::Tensor; 2],
@@ -634,12 +528,16 @@ pub(super) fn run(
                 s.running += 1;
                 s.counts.admitted += 1;
                 let state = p.stop.start();
+                let fed = ring.is_some() && p.sampler.params().is_greedy();
+                let last = p.prompt.last().copied().filter(|_| fed);
                 *slot = Some(Active {
                     seq: p.seq,
+                    fed: last.is_some(),
+                    last: last.unwrap_or(0),
+                    // A fed row's next decode step feeds its last prompt token.
+                    position: last.map_or(0, |_| p.prompt.len() as u32 - 1),
                     prompt: p.prompt,
                     prefilled: 0,
-                    last: 0,
-                    position: 0,
                     sampler: p.sampler,
                     stop: p.stop,
                     state,
@@ -682,47 +580,13 @@ pub(super) fn run(
                 continue;
             }
         }
-        // Up to `chunks_per_step` prefill chunks (lowest prefilling rows first; a long
-        // prompt takes several steps, so it never holds up the running rows for its
-        // whole prefill), then one decode step over every row with a token to feed: all
-        // queued on the compute unit back to back, so the device runs them without
-        // waiting for the host in between, then waited for in order.
-        let mut jobs: Vec<ChunkJob> = Vec::new();
-        let mut planned: Vec<usize> = slots
-            .iter()
-            .map(|a| a.as_ref().map_or(0, |a| a.prefilled))
-            .collect();
-        'plan: for (row, slot) in slots.iter().enumerate() {
-            let Some(a) = slot
-                .as_ref()
-                .filter(|a| a.prefilling() && a.paused_since.is_none())
-            else {
-                continue;
-            };
-            while planned[row] < a.prompt.len() {
-                if jobs.len() == chunks_per_step {
-                    break 'plan;
-                }
-                let n = (a.prompt.len() - planned[row]).min(chunk);
-                planned[row] += n;
-                jobs.push(ChunkJob {
-                    row,
-                    set: jobs.len(),
-                    tokens: n,
-                    last: planned[row] == a.prompt.len(),
-                });
-            }
-        }
-        let rows: Vec<usize> = (0..slots.len().min(batch))
-            .filter(|&r| {
-                slots[r].as_ref().is_some_and(|a| {
-                    !a.prefilling()
-                        && a.state.produced() > 0
-                        && a.paused_since.is_none()
-                        && !a.seq.is_full()
-                })
-            })
-            .collect();
+        // Up to `chunks_per_step` prefill chunks (a long prompt takes several steps, so
+        // it never holds up the running rows for its whole prefill), then one decode
+        // step over every row with a token to feed: queued on the compute unit back to
+        // back, so the device runs them without waiting for the host in between, then
+        // waited for in order.
+        let jobs = plan_chunks(&slots, chunk, chunks_per_step);
+        let rows = decoding_rows(&slots, batch);
         let in_flight = ring.as_ref().is_some_and(|r| r.in_flight.is_some());
         if jobs.is_empty() && rows.is_empty() && !in_flight {
             continue;
@@ -746,28 +610,45 @@ pub(super) fn run(
                 .and_then(|()| sets.schedule(&bundle, core.core, &compute));
             queued.push((job.set, request));
         }
-        let greedy = rows.iter().all(|&r| {
-            slots[r]
-                .as_ref()
-                .is_some_and(|a| a.sampler.params().is_greedy())
-        });
+        let greedy = all_greedy(&slots, &rows);
         // Greedy rows and device sampling: steps chained on the device (a step in
         // flight from a greedy phase is taken in first when a sampled row joins).
         if let Some(ring) = ring.as_mut().filter(|r| greedy || r.in_flight.is_some()) {
             let chain = greedy;
+            // A fed row's prefill ends with this iteration's chunks: no step is chained
+            // behind the one in flight (it could not take the row in: its ids come from
+            // that step); the next one is queued with the row once the step in flight is
+            // done, behind the chunks (which hide the host's turn from the device).
+            let joining: Vec<usize> = jobs
+                .iter()
+                .filter(|j| j.last && slots[j.row].as_ref().is_some_and(|a| a.fed))
+                .map(|j| j.row)
+                .collect();
+            let join = chain && !joining.is_empty();
             if let Err((failed, e)) = ring_step(
-                &core, &bundle, &compute, ring, &mut slots, &rows, &plan, chain,
-            ) {
-                let member = ring.sets[0].member.clone();
-                if e.is_fatal() || core_died(&e) {
-                    return die(&core, &mut slots, &member, e);
-                }
-                let mut s = core.state();
-                for r in failed {
-                    if let Some(a) = slots[r].as_ref() {
-                        a.seq.push(Err(step_error(&core, &member, &e)), true);
-                        leave(&core, &mut s, &mut slots[r], Leave::Failed);
-                    }
+                &core,
+                &bundle,
+                &compute,
+                ring,
+                &mut slots,
+                &rows,
+                &plan,
+                chain && !join,
+            ) && !ring_failed(&core, &mut slots, &ring.sets[0].member, failed, e)
+            {
+                return;
+            }
+            if join {
+                let mut rows = decoding_rows(&slots, batch);
+                rows.extend(joining.iter().filter(|&&r| slots[r].is_some()));
+                rows.sort_unstable();
+                if all_greedy(&slots, &rows)
+                    && let Err((failed, e)) = ring_step(
+                        &core, &bundle, &compute, ring, &mut slots, &rows, &plan, true,
+                    )
+                    && !ring_failed(&core, &mut slots, &ring.sets[0].member, failed, e)
+                {
+                    return;
                 }
             }
             if let Err(e) = finish_chunks(&core, &mut prefill, &jobs, queued, &mut slots, &plan) {
@@ -896,6 +777,79 @@ pub(super) fn run(
     }
 }
 
+/// An iteration's prefill chunks, at most `budget`, lowest prefilling rows first.
+fn plan_chunks(slots: &[Option<Active>], chunk: usize, budget: usize) -> Vec<ChunkJob> {
+    let mut jobs = Vec::new();
+    for (row, slot) in slots.iter().enumerate() {
+        let Some(a) = slot
+            .as_ref()
+            .filter(|a| a.prefilling() && a.paused_since.is_none())
+        else {
+            continue;
+        };
+        let mut at = a.prefilled;
+        while at < a.prefill_len() {
+            if jobs.len() == budget {
+                return jobs;
+            }
+            let tokens = (a.prefill_len() - at).min(chunk);
+            at += tokens;
+            jobs.push(ChunkJob {
+                row,
+                set: jobs.len(),
+                tokens,
+                last: at == a.prefill_len(),
+            });
+        }
+    }
+    jobs
+}
+
+/// The rows of a decode step now: prefilled, with a token to feed, not paused, with
+/// room in their stream.
+fn decoding_rows(slots: &[Option<Active>], batch: usize) -> Vec<usize> {
+    (0..slots.len().min(batch))
+        .filter(|&r| {
+            slots[r].as_ref().is_some_and(|a| {
+                !a.prefilling()
+                    && (a.state.produced() > 0 || a.fed)
+                    && a.paused_since.is_none()
+                    && !a.seq.is_full()
+            })
+        })
+        .collect()
+}
+
+fn all_greedy(slots: &[Option<Active>], rows: &[usize]) -> bool {
+    rows.iter().all(|&r| {
+        slots[r]
+            .as_ref()
+            .is_some_and(|a| a.sampler.params().is_greedy())
+    })
+}
+
+/// A chained step failed: its rows fail, or the core dies (`false`: the caller ends).
+fn ring_failed(
+    core: &Core,
+    slots: &mut [Option<Active>],
+    member: &str,
+    failed: Vec<usize>,
+    e: Error,
+) -> bool {
+    if e.is_fatal() || core_died(&e) {
+        die(core, slots, member, e);
+        return false;
+    }
+    let mut s = core.state();
+    for r in failed {
+        if let Some(a) = slots[r].as_ref() {
+            a.seq.push(Err(step_error(core, member, &e)), true);
+            leave(core, &mut s, &mut slots[r], Leave::Failed);
+        }
+    }
+    true
+}
+
 /// Takes in the results of an iteration's prefill chunks, in order: the last chunk of a
 /// prompt gives its first token. `Err`: the unit died (the caller ends the core).
 fn finish_chunks(
@@ -919,8 +873,10 @@ fn finish_chunks(
         );
         let entered = span.enter();
         let sets = &mut prefill[set];
+        // A fed row's first token comes from a decode step: no logits to read.
+        let first = job.last && slots[job.row].as_ref().is_some_and(|a| !a.fed);
         let ran = request.and_then(|r| sets.complete(r)).and_then(|()| {
-            if job.last {
+            if first {
                 sets.read_logits().map(Some)
             } else {
                 Ok(None)

@@ -10,11 +10,15 @@
 //!   [`BatchingOptions::max_waiting`] beyond its free slots, then
 //!   [`BatchError::Overloaded`]: never an unbounded queue.
 //! * At each step boundary, cancelled sequences (their stream dropped) leave, waiting
-//!   requests take the free slots, then the core runs **one prefill chunk** (the
-//!   smallest prefill member, e.g. 16 tokens at their positions, the cache holding the
-//!   chunks before) and **one decode step** over every row that has a token to feed. A
-//!   long prompt thus takes one chunk per step and never stalls the running rows for its
-//!   whole prefill.
+//!   requests take the free slots, then the core runs up to
+//!   [`BatchingOptions::prefill_chunks_per_step`] **prefill chunks** (the smallest
+//!   prefill member, e.g. 16 tokens at their positions, the cache holding the chunks
+//!   before) and **one decode step** over every row that has a token to feed. A long
+//!   prompt thus never stalls the running rows for its whole prefill.
+//! * With device sampling, a greedy row's last prompt token is fed by its first decode
+//!   step (the prefill covers the others): its first token is sampled on the device, and
+//!   that step is queued behind the prompt's last chunk without the host waiting for the
+//!   chunk, so the row's tokens are one step apart from the first.
 //! * Each sequence has its own position, sampling parameters and stop conditions. A step
 //!   whose rows are all greedy uses the decode member that samples on the device (its
 //!   argmax) when the bundle has one and [`BatchingOptions::device_sampling`] is on.
@@ -52,6 +56,7 @@
 
 mod core;
 mod error;
+mod sets;
 mod stream;
 mod types;
 
