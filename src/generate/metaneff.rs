@@ -19,6 +19,10 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::objects::TensorInfo;
 
+mod raw;
+
+use raw::{RawMetaNeff, RawMetaTensor};
+
 /// The name suffix the NKI / nkipy flow gives an input that the model updates in place:
 /// input `cache.must_alias_input` is aliased by output `cache`.
 pub const MUST_ALIAS_SUFFIX: &str = ".must_alias_input";
@@ -136,32 +140,6 @@ pub struct MetaNeff {
     pub outputs: Vec<MetaTensor>,
     /// Output index -> the index of the input it updates in place.
     pub output_aliases_to: BTreeMap<usize, usize>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RawMetaNeff {
-    #[prost(message, repeated, tag = "1")]
-    input_tensors: Vec<RawMetaTensor>,
-    #[prost(message, repeated, tag = "2")]
-    output_tensors: Vec<RawMetaTensor>,
-    #[prost(bytes = "vec", tag = "5")]
-    name: Vec<u8>,
-    #[prost(btree_map = "int64, int64", tag = "6")]
-    output_aliases_to: BTreeMap<i64, i64>,
-}
-
-#[derive(Clone, PartialEq, Message)]
-struct RawMetaTensor {
-    #[prost(bytes = "vec", tag = "1")]
-    name: Vec<u8>,
-    #[prost(int64, repeated, tag = "2")]
-    shape: Vec<i64>,
-    #[prost(int32, tag = "3")]
-    data_type: i32,
-    #[prost(bytes = "vec", tag = "6")]
-    checkpoint_key: Vec<u8>,
-    #[prost(int32, tag = "7")]
-    r#type: i32,
 }
 
 fn text(bytes: Vec<u8>) -> String {

@@ -1,6 +1,8 @@
 //! The `metaneff.pb` messages (protobuf, proto3, package `metaneff`) that the Neuron
-//! frameworks store beside a NEFF, as far as they are known; hand-written `prost`
-//! structs (no `.proto` is published, only generated Python).
+//! frameworks store beside a NEFF, as far as they are known; hand-written structs (no
+//! `.proto` is published, only generated Python) with `prost::Message` implemented by
+//! hand in `codec.rs` (no derive macro: prost-derive and its crates stay out of every
+//! build of the workspace).
 //!
 //! Field numbers: `MetaNeff` 1-6, `MetaTensor` 1-5, `ModelConfig` 1-5 and the
 //! `DataType` values are encoded in the serialized descriptor of torch-neuronx's
@@ -11,8 +13,10 @@
 
 use std::collections::BTreeMap;
 
+mod codec;
+
 /// `metaneff.MetaTensor.DataType`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(i32)]
 pub enum DataType {
     /// Not set.
@@ -46,7 +50,7 @@ pub enum DataType {
 }
 
 /// `metaneff.MetaTensor.Type`: the role of an input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(i32)]
 pub enum TensorType {
     /// Not set (outputs).
@@ -60,85 +64,62 @@ pub enum TensorType {
 }
 
 /// `metaneff.MetaTensor`: one input or output of the NEFF.
-#[derive(Clone, PartialEq, prost::Message)]
+#[derive(Clone, Default, PartialEq)]
 pub struct MetaTensor {
     /// The NEFF's tensor name.
-    #[prost(bytes = "vec", tag = "1")]
     pub name: Vec<u8>,
     /// Dimensions.
-    #[prost(int64, repeated, tag = "2")]
     pub shape: Vec<i64>,
     /// Element type ([`DataType`]).
-    #[prost(enumeration = "DataType", tag = "3")]
     pub data_type: i32,
     /// Constant content, if any.
-    #[prost(bytes = "vec", tag = "4")]
     pub content: Vec<u8>,
     /// Whether the first dimension may vary per call.
-    #[prost(bool, tag = "5")]
     pub allow_dynamic_batch_size: bool,
     /// The key of a weight or state in the checkpoint (proto3 `optional`).
-    #[prost(bytes = "vec", optional, tag = "6")]
     pub checkpoint_key: Option<Vec<u8>>,
     /// The role of an input ([`TensorType`]).
-    #[prost(enumeration = "TensorType", tag = "7")]
     pub r#type: i32,
     /// The caller's name of a user input (proto3 `optional`).
-    #[prost(bytes = "vec", optional, tag = "8")]
     pub user_input_key: Option<Vec<u8>>,
 }
 
 /// `metaneff.ModelConfig`.
-#[derive(Clone, PartialEq, prost::Message)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct ModelConfig {
     /// Field 1.
-    #[prost(int64, tag = "1")]
     pub num_infer: i64,
     /// Field 2.
-    #[prost(int64, tag = "2")]
     pub timeout: i64,
     /// Field 3.
-    #[prost(int64, tag = "3")]
     pub optimal_ncg_size: i64,
     /// Field 4.
-    #[prost(bool, tag = "4")]
     pub async_load: bool,
     /// Field 5.
-    #[prost(bool, tag = "5")]
     pub lazy_load: bool,
     /// Field 6 (single-source).
-    #[prost(bool, tag = "6")]
     pub return_aliases: bool,
 }
 
 /// `metaneff.MetaNeff`: the host-side description of one NEFF.
-#[derive(Clone, PartialEq, prost::Message)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MetaNeff {
     /// Inputs in the NEFF's order (user inputs, then states, then weights).
-    #[prost(message, repeated, tag = "1")]
     pub input_tensors: Vec<MetaTensor>,
     /// Outputs in the NEFF's order.
-    #[prost(message, repeated, tag = "2")]
     pub output_tensors: Vec<MetaTensor>,
     /// Load options.
-    #[prost(message, optional, tag = "3")]
     pub model_config: Option<ModelConfig>,
     /// The compiled graph (HLO), empty here.
-    #[prost(bytes = "vec", tag = "4")]
     pub serialized_graph_def: Vec<u8>,
     /// Model name.
-    #[prost(bytes = "vec", tag = "5")]
     pub name: Vec<u8>,
     /// Output index -> input index it updates in place.
-    #[prost(btree_map = "int64, int64", tag = "6")]
     pub output_aliases_to: BTreeMap<i64, i64>,
     /// Number of user inputs (single-source field).
-    #[prost(int64, tag = "7")]
     pub num_user_inputs: i64,
     /// Number of state inputs (single-source field).
-    #[prost(int64, tag = "8")]
     pub num_states: i64,
     /// Number of weight inputs (single-source field).
-    #[prost(int64, tag = "9")]
     pub num_weights: i64,
 }
