@@ -465,3 +465,49 @@ fn a_failed_greedy_step_then_the_batcher_serves_again() {
         let _ = sim.take_log();
     });
 }
+
+/// A non-streamed request whose client hangs up before the answer: the handler's future
+/// is dropped with the connection (hyper closes it at the read side's EOF mid-request),
+/// the sequence's stream with it, and the batcher cancels the sequence at the next step
+/// boundary: its slot is freed, and it never finishes (no timing asserted: with 5 ms
+/// steps the request would take 0.6 s; it must end cancelled, not finished).
+#[test]
+fn a_non_streamed_request_is_cancelled_when_its_client_disconnects() {
+    serialized(async {
+        let args = "--listen 127.0.0.1:0 --cores 1 --device-ms 5";
+        let o = crate::parse_args(args.split(' ').map(String::from)).expect("options");
+        let (addr, app, _server) = crate::start(&o).await.expect("service");
+        let service = app.openai.clone().expect("the generation service");
+        let totals = || -> (u64, u64, u64) {
+            let m = service.batcher.metrics();
+            let sum = |f: fn(&neuron_rt::generate::CoreBatchMetrics) -> u64| -> u64 {
+                m.iter().map(f).sum()
+            };
+            (sum(|c| c.cancelled), sum(|c| c.finished), sum(|c| c.tokens))
+        };
+        let (cancelled, finished, tokens) = totals();
+        let raw = raw_stream(addr, &greedy(MODEL, "Hang up", 120, false));
+        // Running, a few tokens in (never the whole answer: none is sent).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while totals().2 < tokens + 3 {
+            assert!(std::time::Instant::now() < deadline, "never ran");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        drop(raw);
+        assert!(
+            settles(&app, Duration::from_secs(30)).await,
+            "the slot stays taken"
+        );
+        let (now_cancelled, now_finished, now_tokens) = totals();
+        assert_eq!(now_cancelled, cancelled + 1, "not cancelled");
+        assert_eq!(now_finished, finished, "it ran to its end");
+        assert!(now_tokens - tokens < 120, "{} tokens", now_tokens - tokens);
+        let metrics = crate::observe::openmetrics(&app.pool, Some(&service));
+        for line in [
+            "neuron_rt_generation_free_slots{core=\"0\"} 4",
+            "neuron_rt_generation_running{core=\"0\"} 0",
+        ] {
+            assert!(metrics.contains(line), "{line} in {metrics}");
+        }
+    });
+}
