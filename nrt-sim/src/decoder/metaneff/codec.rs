@@ -37,6 +37,8 @@ macro_rules! enumeration {
     ($name:ident { $first:ident = $first_value:literal, $($variant:ident = $value:literal,)* }) => {
         impl $name {
             #[doc = concat!("Returns `true` if `value` is a variant of `", stringify!($name), "`.")]
+            // The variants are listed as the enum declares them, contiguous or not.
+            #[allow(clippy::manual_range_patterns)]
             pub const fn is_valid(value: i32) -> bool {
                 matches!(value, $first_value $(| $value)*)
             }
