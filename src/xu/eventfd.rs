@@ -33,8 +33,8 @@ pub(crate) fn block_on(fd: RawFd, timeout: Option<Duration>) {
     });
     let ts_ptr = ts.as_ref().map_or(std::ptr::null(), |t| t as *const _);
     // A timed block ends at its timeout within 1 us instead of the thread's timer slack
-    // (50 us by default): waits that block until shortly before a predicted completion
-    // (`timing.rs`) rely on it. The thread's own slack is put back afterwards.
+    // (50 us by default): `wait_timeout` and deadlines keep their precision. The
+    // thread's own slack is put back afterwards.
     // SAFETY: PR_GET_TIMERSLACK takes no pointer and returns this thread's slack.
     let slack = ts.map(|_| unsafe { libc::prctl(libc::PR_GET_TIMERSLACK) });
     let lowered = slack.is_some_and(|s| s > 1000);

@@ -12,9 +12,9 @@
 //!   than for every completion of the unit, `nrta_event_register_xu_completion`, so
 //!   that requests nobody awaits, e.g. blocking waits, wake no second thread.) When
 //!   the queue predicts the request's end (`timing.rs`), the event thread also wakes
-//!   itself shortly before it and watches for the completion (`near_end.rs`), so the
-//!   executor is woken by a thread already awake: one wake-up after the completion, not
-//!   two in a row.
+//!   itself shortly before it and looks for the completion for a few microseconds
+//!   (`near_end.rs`): the executor is then woken by a thread that is awake, or was
+//!   microseconds ago, not by one back from a long sleep.
 //! * With feature `tokio`, a future polled inside a tokio runtime registers an eventfd
 //!   of the unit that the runtime's own reactor watches instead (`tokio_events.rs`):
 //!   the event thread is not involved. Each waiter records its path; one polled again
@@ -38,9 +38,9 @@ use nrt_sys::Library;
 
 use super::eventfd::{block_on, drain, new_eventfd};
 use super::kind::XuKind;
-use super::near_end::{NearEnd, NearEnds};
+use super::near_end::{MORE_LOOKS, NearEnd, NearEnds, WATCH_FOR};
 use super::seq::SeqId;
-use super::timing::{AHEAD, Timing};
+use super::timing::Timing;
 use crate::objects::Capabilities;
 use crate::raw;
 
@@ -309,20 +309,23 @@ impl UnitEvents {
         }
         // The event thread's own path: watch near the predicted end, if there is one.
         if path == 0
-            && let Some(at) = self.timing.watch_from(number)
             && let Some(near) = event_loop().and_then(|lp| lp.near.as_ref())
+            && let Some(at) = self.timing.watch_from(number, near.lead())
         {
-            near.add(Arc::downgrade(self), number, at);
+            near.add(Arc::downgrade(self), number, at, MORE_LOOKS);
         }
         Waiter::Added
     }
 
     /// The event thread's watch of request `number`, due now (`near_end.rs`): while a
     /// future still waits for it on this path, looks at the queue's progress until the
-    /// request completed or `2 * AHEAD` passed, then wakes the futures whose request
+    /// request completed or [`WATCH_FOR`] passed, then wakes the futures whose request
     /// completed. A prediction that was wrong costs only the watch: the completion
-    /// event still wakes them.
-    fn watch(&self, number: u64, woken: &mut Vec<Waker>) {
+    /// event still wakes them. A look that gives up with the request still running is
+    /// followed by up to [`MORE_LOOKS`] more, from its predicted end on (a watch that
+    /// began early: the timer's lead or the queue's timing still being learned).
+    fn watch(self: &Arc<Self>, entry: &NearEnd<UnitEvents>, woken: &mut Vec<Waker>) {
+        let number = entry.number;
         if !self
             .lock()
             .iter()
@@ -330,7 +333,7 @@ impl UnitEvents {
         {
             return;
         }
-        let until = Instant::now() + 2 * AHEAD;
+        let until = Instant::now() + WATCH_FOR;
         let mut first = true;
         loop {
             match self.api.last_completed(self.core, self.kind, self.queue) {
@@ -340,7 +343,15 @@ impl UnitEvents {
                 Some(_) => {}
             }
             first = false;
-            if Instant::now() >= until {
+            let now = Instant::now();
+            if now >= until {
+                if entry.more > 0
+                    && let Some(end) = self.timing.watch_from(number, Duration::ZERO)
+                    && let Some(near) = event_loop().and_then(|lp| lp.near.as_ref())
+                {
+                    let at = end.max(now + WATCH_FOR);
+                    near.add(Arc::downgrade(self), number, at, entry.more - 1);
+                }
                 return;
             }
             // A few hundred nanoseconds between looks, not a call in a tight loop.
@@ -553,7 +564,7 @@ impl EventLoop {
                         near.take_due(Instant::now(), &mut due);
                         for entry in due.drain(..) {
                             if let Some(unit) = entry.unit.upgrade() {
-                                unit.watch(entry.number, &mut woken);
+                                unit.watch(&entry, &mut woken);
                             }
                         }
                     }

@@ -42,8 +42,8 @@ use nrt_sys::Library;
 /// Waking costs nothing while the request runs: with completion events the future is
 /// woken once, by the event thread, when its request completed (when the queue
 /// predicts the end of a request awaited right after its submission, the event thread
-/// wakes itself shortly before and watches for the completion, so the executor is woken
-/// by a thread already awake; with feature `tokio`,
+/// wakes itself shortly before and looks for the completion for a few microseconds, so
+/// the executor is woken by a thread that is awake; with feature `tokio`,
 /// awaited on a tokio runtime: by that runtime's own reactor, no thread of this crate in
 /// between; the runtime needs its IO driver, and must be driven, as for any tokio IO);
 /// without, the polling

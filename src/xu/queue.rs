@@ -121,8 +121,8 @@ pub(crate) struct QueueState {
     /// blocking wait watches the status slot: the next one then blocks at once instead
     /// of spinning (see `Request::wait`).
     pub(crate) long_waits: AtomicBool,
-    /// When its last request was submitted and how long its requests take, for waits
-    /// that block until shortly before the predicted end (`timing.rs`).
+    /// When its last request was submitted and how long its requests take, for the
+    /// event thread's watch near an awaited request's predicted end (`timing.rs`).
     pub(crate) timing: Arc<super::timing::Timing>,
 }
 

@@ -279,18 +279,21 @@ impl<T: Payload> Inner<T> {
         let long_waits = &inner.unit.state.long_waits;
         let spin = !long_waits.load(Ordering::Relaxed);
         let started = (!spin).then(Instant::now);
-        let mut watched = false;
+        // A long request is waited for by blocking on its completion event, woken by the
+        // completion itself: with the simulator's exact clock that wait is within 5-28 us
+        // of a synchronous call at the p50 (D = 100 us to 10 ms, guide::benchmarks), at
+        // its CPU. Blocking with a timer until shortly before a predicted end and then
+        // watching the slot was 1-20 us closer at 3 to 5 times the CPU: timer wake-ups
+        // on a VM end 30-60 us late, so the watch had to start that much earlier.
         if spin {
             inner.watch_slot(WATCH_SLOT);
-        } else {
-            watched = inner.wait_near_end();
         }
         // The slot is written when the request completes: confirm with libnrt once, and
         // wait (block) only if it is not complete yet.
         if matches!(inner.unit.is_completed(inner.seq), Ok(true)) {
             if !spin {
                 let timing = &inner.unit.state.timing;
-                timing.completed(inner.seq.number(), Instant::now(), watched);
+                timing.completed(inner.seq.number(), Instant::now(), false);
                 // Shorter than a watch after all: spin next time.
                 if started.is_some_and(|s| s.elapsed() < WATCH_SLOT) {
                     long_waits.store(false, Ordering::Relaxed);
@@ -349,29 +352,6 @@ impl<T: Payload> Inner<T> {
             std::hint::spin_loop();
         }
         true
-    }
-
-    /// For a long request whose end this queue can predict (`timing.rs`): blocks on the
-    /// completion event until [`AHEAD`](super::timing::AHEAD) before the predicted end,
-    /// then watches the slot for up to twice that, so that the completion is seen by a
-    /// thread already awake rather than by one woken for it (tens of microseconds late
-    /// on a VM). Returns whether the watch saw the slot written (the completion time is
-    /// then known to the microsecond); the caller confirms completion as usual.
-    fn wait_near_end(&self) -> bool {
-        use super::timing::{AHEAD, Plan};
-        match self.unit.state.timing.plan(self.seq.number()) {
-            Plan::Unknown => return false,
-            Plan::Watch => {}
-            Plan::BlockThenWatch(block) => {
-                if matches!(
-                    self.unit.wait_until(self.seq, Some(block)),
-                    Ok(true) | Err(_)
-                ) {
-                    return false;
-                }
-            }
-        }
-        self.watch_slot(2 * AHEAD)
     }
 
     /// Reads the status and takes the payload back. Only call after completion was

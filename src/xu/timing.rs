@@ -1,14 +1,16 @@
-//! When a queue's request will complete, predicted from the ones before it: what lets a
-//! blocking wait be awake (watching the status slot) when the request completes instead
-//! of being woken then.
+//! When a queue's request will complete, predicted from the ones before it: what lets the
+//! event thread be awake (watching the queue's progress) when an awaited request
+//! completes, so that the future's executor is woken by a thread already running
+//! (`near_end.rs`) instead of by one woken for the completion first.
 //!
 //! Why: a thread blocked on an eventfd is woken by the completion, and on a virtual
-//! machine whose idle vCPUs halt that wake-up costs tens of microseconds, more the longer
-//! the thread was idle. A wait that blocks only until shortly before the predicted end
-//! ([`AHEAD`]) and then watches the slot sees the completion within a microsecond, for at
-//! most `2 * AHEAD` of spinning per wait; a wrong prediction costs no latency (the
-//! completion event still wakes it, or it blocks again after the watch), and the next
-//! prediction learns from it.
+//! machine a generic future then pays two wake-ups in a row (the event thread's, then
+//! the executor's: 30-47 us behind a synchronous call at D = 500 us). A watch that starts
+//! shortly before the predicted end ([`AHEAD`]) sees the completion within a
+//! microsecond, for at most `2 * AHEAD` of spinning per request; a wrong prediction
+//! costs no latency (the completion event still wakes the future), and the next
+//! prediction learns from it. The blocking `Request::wait` does not use it: it is woken
+//! by the completion directly (one wake-up), within target at its CPU.
 //!
 //! The prediction is made only for a request that was the last one submitted to its
 //! queue and waited for right after (one request at a time): its device time then
@@ -18,12 +20,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long before the predicted end a wait stops blocking and watches the slot: more
-/// than a thread's wake-up from a timed block (its timer slack is lowered for it).
+/// The longest lead of a watch before the predicted end, and how far past it a request
+/// is still watched: a timer wake-up's lateness on a VM is 30-60 us at the p50
+/// (`near_end.rs` learns the real one).
 pub(crate) const AHEAD: Duration = Duration::from_micros(60);
-
-/// Shorter blocks than this are not worth a system call: the wait watches at once.
-const MIN_BLOCK: Duration = Duration::from_micros(30);
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -51,17 +51,6 @@ pub(crate) struct Timing {
     recorded: AtomicU64,
 }
 
-/// What a wait should do before it looks at completion the usual way.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Plan {
-    /// No prediction: the usual wait.
-    Unknown,
-    /// Block (on the completion event) for this long, then watch the slot.
-    BlockThenWatch(Duration),
-    /// The end is near: watch the slot now.
-    Watch,
-}
-
 impl Timing {
     /// A submission is about to be made (its time, for [`Timing::submitted`]).
     pub(crate) fn now() -> Instant {
@@ -85,31 +74,17 @@ impl Timing {
         (service > 0).then(|| epoch() + Duration::from_nanos(submitted.saturating_add(service)))
     }
 
-    /// What a wait for request `number` starting now should do first.
-    pub(crate) fn plan(&self, number: u64) -> Plan {
-        let Some(end) = self.predicted_end(number) else {
-            return Plan::Unknown;
-        };
+    /// When a watch of request `number` should start, `lead` before its predicted end
+    /// (at once if that has passed): `None` without a prediction, or when the predicted
+    /// end is more than [`AHEAD`] past (the prediction was too early; the completion
+    /// event wakes the waiter).
+    pub(crate) fn watch_from(&self, number: u64, lead: Duration) -> Option<Instant> {
+        let end = self.predicted_end(number)?;
         let now = Instant::now();
-        match end
-            .checked_sub(AHEAD)
-            .and_then(|w| w.checked_duration_since(now))
-        {
-            Some(block) if block >= MIN_BLOCK => Plan::BlockThenWatch(block),
-            // Already past the predicted end: the prediction was too early.
-            _ if now > end + AHEAD => Plan::Unknown,
-            _ => Plan::Watch,
+        if now > end + AHEAD {
+            return None;
         }
-    }
-
-    /// When a watch of request `number` should start, for a waiter that starts now (the
-    /// event thread's watches for futures, `near_end.rs`): `None` without a prediction.
-    pub(crate) fn watch_from(&self, number: u64) -> Option<Instant> {
-        match self.plan(number) {
-            Plan::Unknown => None,
-            Plan::Watch => Some(Instant::now()),
-            Plan::BlockThenWatch(block) => Some(Instant::now() + block),
-        }
+        Some(end.checked_sub(lead).map_or(now, |at| at.max(now)))
     }
 
     /// Request `number` was seen complete at `at`, by a thread watching the slot
@@ -151,13 +126,21 @@ mod tests {
         let t = Timing::default();
         let start = Instant::now();
         t.submitted(1, start);
-        assert_eq!(t.plan(1), Plan::Unknown, "not timed yet");
+        let lead = Duration::from_micros(20);
+        assert_eq!(t.watch_from(1, lead), None, "not timed yet");
         t.completed(1, start + Duration::from_millis(10), true);
-        t.submitted(2, Instant::now());
-        assert!(matches!(t.plan(2), Plan::BlockThenWatch(d) if d > Duration::from_millis(9)));
-        assert_eq!(t.plan(1), Plan::Unknown, "not the last submitted");
+        let submitted = Instant::now();
+        t.submitted(2, submitted);
+        let at = t.watch_from(2, lead).expect("predicted");
+        // Service 10 ms (to the nanosecond through the epoch), watched 20 us before.
+        let from = at.duration_since(submitted);
+        assert!(
+            from > Duration::from_micros(9_970) && from <= Duration::from_micros(9_990),
+            "{from:?}"
+        );
+        assert_eq!(t.watch_from(1, lead), None, "not the last submitted");
         t.submitted(3, Instant::now());
-        assert_eq!(t.plan(2), Plan::Unknown, "queued behind another");
+        assert_eq!(t.watch_from(2, lead), None, "queued behind another");
     }
 
     #[test]
@@ -192,8 +175,10 @@ mod tests {
         t.submitted(1, at);
         t.completed(1, at + Duration::from_micros(50), true);
         t.submitted(2, Instant::now());
-        assert_eq!(t.plan(2), Plan::Watch);
+        let before = Instant::now();
+        let at = t.watch_from(2, AHEAD).expect("predicted");
+        assert!(at >= before && at <= Instant::now(), "watched at once");
         t.submitted(3, Instant::now() - Duration::from_millis(5));
-        assert_eq!(t.plan(3), Plan::Unknown);
+        assert_eq!(t.watch_from(3, AHEAD), None);
     }
 }
