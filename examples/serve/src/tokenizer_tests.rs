@@ -135,3 +135,22 @@ fn a_tokenizer_past_the_vocabulary_is_refused() {
         assert!(e.contains("tokenizer.json"), "{e}");
     });
 }
+
+#[test]
+fn the_openai_load_runs_with_a_tokenizer_json() {
+    // `serve --load N --openai --tokenizer FILE`: every stream ends with [DONE], greedy
+    // texts equal each prompt's text generated alone, all slots free afterwards.
+    serialized(async {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let dir = temp.path();
+        std::fs::write(dir.join("tokenizer.json"), test_tokenizer_json()).expect("write");
+        let args = format!(
+            "--listen 127.0.0.1:0 --cores 1 --openai --load 48 --concurrency 8 --tokenizer {}",
+            dir.join("tokenizer.json").display()
+        );
+        let o = crate::parse_args(args.split(' ').map(String::from)).expect("options");
+        let (addr, app, _server) = crate::start(&o).await.expect("service");
+        assert!(app.openai.as_ref().is_some_and(|s| !s.tokenizer.is_bytes()));
+        assert!(crate::openai_load::load_run(&o, &app, addr).await);
+    });
+}
