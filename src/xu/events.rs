@@ -38,7 +38,7 @@ use nrt_sys::Library;
 
 use super::eventfd::{block_on, drain, new_eventfd};
 use super::kind::XuKind;
-use super::near_end::{MORE_LOOKS, NearEnd, NearEnds, WATCH_FOR};
+use super::near_end::{MORE_LOOKS, NearEnd, NearEnds, WATCH_FOR, look_gap};
 use super::seq::SeqId;
 use super::timing::Timing;
 use crate::objects::Capabilities;
@@ -322,8 +322,9 @@ impl UnitEvents {
     /// request completed or [`WATCH_FOR`] passed, then wakes the futures whose request
     /// completed. A prediction that was wrong costs only the watch: the completion
     /// event still wakes them. A look that gives up with the request still running is
-    /// followed by up to [`MORE_LOOKS`] more, from its predicted end on (a watch that
-    /// began early: the timer's lead or the queue's timing still being learned).
+    /// followed by up to [`MORE_LOOKS`] more, from its predicted end on, further and
+    /// further apart (a watch that began early: the timer's lead or the queue's timing
+    /// still being learned, or a loaded machine).
     fn watch(self: &Arc<Self>, entry: &NearEnd<UnitEvents>, woken: &mut Vec<Waker>) {
         let number = entry.number;
         if !self
@@ -346,10 +347,10 @@ impl UnitEvents {
             let now = Instant::now();
             if now >= until {
                 if entry.more > 0
-                    && let Some(end) = self.timing.watch_from(number, Duration::ZERO)
+                    && let Some(end) = self.timing.predicted_end(number)
                     && let Some(near) = event_loop().and_then(|lp| lp.near.as_ref())
                 {
-                    let at = end.max(now + WATCH_FOR);
+                    let at = end.max(now + look_gap(entry.more));
                     near.add(Arc::downgrade(self), number, at, entry.more - 1);
                 }
                 return;

@@ -35,9 +35,18 @@ use super::timing::AHEAD;
 const MAX_ENTRIES: usize = 4096;
 
 /// Looks at one request after the first: a look that finds it still running is
-/// followed by another (at its predicted end, then [`WATCH_FOR`] apart) while the
-/// prediction is not more than `AHEAD` past.
-pub(crate) const MORE_LOOKS: u8 = 4;
+/// followed by another, at its predicted end or [`look_gap`] later, whichever is later;
+/// the gaps double from [`WATCH_FOR`], so the looks cover about 4 ms past the end (a
+/// loaded machine's executions end late, and a request seen by no look teaches the
+/// queue's timing nothing). With libnrt's signals working the completion event usually
+/// wakes the future first, and the next look then finds nobody waiting and schedules no
+/// more: one timer wake-up wasted at most.
+pub(crate) const MORE_LOOKS: u8 = 8;
+
+/// How long after a look that gave up the next one is due, with `more` looks left.
+pub(crate) fn look_gap(more: u8) -> Duration {
+    WATCH_FOR * (1u32 << MORE_LOOKS.saturating_sub(more).min(16))
+}
 
 /// One watch due at `at`: request `number` of `unit`, with `more` looks after this one.
 pub(crate) struct NearEnd<T> {
@@ -293,6 +302,17 @@ mod tests {
             list.observe_lateness(Duration::from_micros(late));
         }
         assert_eq!(list.lead(), AHEAD);
+    }
+
+    #[test]
+    fn the_looks_after_a_first_one_double_their_gaps_to_about_4_ms() {
+        assert_eq!(look_gap(MORE_LOOKS), WATCH_FOR);
+        assert_eq!(look_gap(MORE_LOOKS - 1), 2 * WATCH_FOR);
+        let total: Duration = (1..=MORE_LOOKS).map(look_gap).sum();
+        assert!(
+            total >= Duration::from_millis(4) && total < Duration::from_millis(5),
+            "{total:?}"
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl Timing {
 
     /// The predicted end of request `number`, if it is the last one submitted and the
     /// queue's requests have been timed.
-    fn predicted_end(&self, number: u64) -> Option<Instant> {
+    pub(crate) fn predicted_end(&self, number: u64) -> Option<Instant> {
         if self.number.load(Ordering::Acquire) != number {
             return None;
         }
