@@ -6,10 +6,10 @@
 //! Why: a thread blocked on an eventfd is woken by the completion, and on a virtual
 //! machine a generic future then pays two wake-ups in a row (the event thread's, then
 //! the executor's: 30-47 us behind a synchronous call at D = 500 us). A watch that starts
-//! shortly before the predicted end ([`AHEAD`]) sees the completion within a
-//! microsecond, for at most `2 * AHEAD` of spinning per request; a wrong prediction
-//! costs no latency (the completion event still wakes the future), and the next
-//! prediction learns from it. The blocking `Request::wait` does not use it: it is woken
+//! shortly before the predicted end (a learned lead, at most [`AHEAD`]) sees the
+//! completion within a microsecond, or leaves it to the completion event after a short
+//! look; a wrong prediction costs no latency (the completion event still wakes the
+//! future), and the next prediction learns from it. The blocking `Request::wait` does not use it: it is woken
 //! by the completion directly (one wake-up), within target at its CPU.
 //!
 //! The prediction is made only for a request that was the last one submitted to its
@@ -20,9 +20,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The longest lead of a watch before the predicted end, and how far past it a request
-/// is still watched: a timer wake-up's lateness on a VM is 30-60 us at the p50
-/// (`near_end.rs` learns the real one).
+/// The longest lead of a watch before the predicted end (a timer wake-up's lateness on a
+/// VM is 30-60 us at the p50; `near_end.rs` learns the real one), and how far past the
+/// predicted end a future's first poll still gets a watch.
 pub(crate) const AHEAD: Duration = Duration::from_micros(60);
 
 fn epoch() -> Instant {
