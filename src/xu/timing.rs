@@ -9,8 +9,9 @@
 //! shortly before the predicted end (a learned lead, at most [`AHEAD`]) sees the
 //! completion within a microsecond, or leaves it to the completion event after a short
 //! look; a wrong prediction costs no latency (the completion event still wakes the
-//! future), and the next prediction learns from it. The blocking `Request::wait` does not use it: it is woken
-//! by the completion directly (one wake-up), within target at its CPU.
+//! future), and the next prediction learns from it. The blocking `Request::wait` does
+//! not use it: it is woken by the completion directly (one wake-up), within target at
+//! its CPU.
 //!
 //! The prediction is made only for a request that was the last one submitted to its
 //! queue and waited for right after (one request at a time): its device time then
