@@ -58,8 +58,6 @@ pub(crate) struct NearEnd<T> {
 
 /// Added to the learned lateness: the watch's own start (a lock, a look at the queue).
 const LEAD_MARGIN: Duration = Duration::from_micros(8);
-/// The least lead: the margin alone.
-const MIN_LEAD: Duration = LEAD_MARGIN;
 /// How long a watch looks at the queue's progress before it gives up and leaves the
 /// future to its completion event. Short on purpose: that event then wakes an event
 /// thread that was running microseconds ago, which costs a few microseconds, while
@@ -109,10 +107,9 @@ impl<T> NearEnds<T> {
     }
 
     /// How long before a predicted end a watch should be armed (see the module docs):
-    /// from [`MIN_LEAD`] to [`AHEAD`].
+    /// from [`LEAD_MARGIN`] to [`AHEAD`].
     pub(crate) fn lead(&self) -> Duration {
-        (Duration::from_nanos(self.late_ns.load(Ordering::Relaxed)) + LEAD_MARGIN)
-            .clamp(MIN_LEAD, AHEAD)
+        (Duration::from_nanos(self.late_ns.load(Ordering::Relaxed)) + LEAD_MARGIN).min(AHEAD)
     }
 
     /// Folds one firing's lateness into the estimate: up three times faster than down,
