@@ -12,13 +12,23 @@ use crate::textout::test_tokenizer_json;
 
 const MODEL: &str = "small-decoder";
 
-/// The generation service alone, with `dir/tokenizer.json`.
-async fn start(dir: &std::path::Path) -> Result<crate::openai::Service, String> {
+/// serve's options for one core, `flags` and `--tokenizer dir/tokenizer.json`.
+fn options(dir: &std::path::Path, flags: &str) -> Result<crate::Options, String> {
     let args = format!(
-        "--listen 127.0.0.1:0 --cores 1 --tokenizer {}",
+        "--listen 127.0.0.1:0 --cores 1 {flags} --tokenizer {}",
         dir.join("tokenizer.json").display()
     );
-    let o = crate::parse_args(args.split(' ').map(String::from))?;
+    crate::parse_args(args.split_whitespace().map(String::from))
+}
+
+/// `dir/tokenizer.json`: the small byte-level BPE tokenizer.
+fn write_tokenizer(dir: &std::path::Path) {
+    std::fs::write(dir.join("tokenizer.json"), test_tokenizer_json()).expect("write");
+}
+
+/// The generation service alone, with `dir/tokenizer.json`.
+async fn start(dir: &std::path::Path) -> Result<crate::openai::Service, String> {
+    let o = options(dir, "")?;
     let runtime = neuron_rt::Runtime::builder().library(nrt_sim::library());
     let runtime = runtime.build().map_err(crate::text)?;
     let config = crate::openai::Config {
@@ -43,17 +53,13 @@ fn completions_with_a_tokenizer_json_stream_the_same_text() {
     serialized(async {
         let temp = tempfile::tempdir().expect("temp dir");
         let dir = temp.path();
-        std::fs::write(dir.join("tokenizer.json"), test_tokenizer_json()).expect("write");
+        write_tokenizer(dir);
         let config = json!({"bos_token": "<s>", "eos_token": {"content": "<|eos|>"},
             "chat_template": "{{ bos_token }}{% for m in messages %}{{ m['content'] }}\n{% endfor %}{{ eos_token }}"});
         std::fs::write(dir.join("tokenizer_config.json"), config.to_string()).expect("write");
         let generation = json!({"eos_token_id": [254, 253]});
         std::fs::write(dir.join("generation_config.json"), generation.to_string()).expect("w");
-        let args = format!(
-            "--listen 127.0.0.1:0 --cores 1 --tokenizer {}",
-            dir.join("tokenizer.json").display()
-        );
-        let o = crate::parse_args(args.split(' ').map(String::from)).expect("options");
+        let o = options(dir, "").expect("options");
         let (addr, app, _server) = crate::start(&o).await.expect("service");
         let service = app.openai.clone().expect("the generation service");
         // `generation_config.json`'s ids and `eos_token`'s.
@@ -142,13 +148,8 @@ fn the_openai_load_runs_with_a_tokenizer_json() {
     // texts equal each prompt's text generated alone, all slots free afterwards.
     serialized(async {
         let temp = tempfile::tempdir().expect("temp dir");
-        let dir = temp.path();
-        std::fs::write(dir.join("tokenizer.json"), test_tokenizer_json()).expect("write");
-        let args = format!(
-            "--listen 127.0.0.1:0 --cores 1 --openai --load 48 --concurrency 8 --tokenizer {}",
-            dir.join("tokenizer.json").display()
-        );
-        let o = crate::parse_args(args.split(' ').map(String::from)).expect("options");
+        write_tokenizer(temp.path());
+        let o = options(temp.path(), "--openai --load 48 --concurrency 8").expect("options");
         let (addr, app, _server) = crate::start(&o).await.expect("service");
         assert!(app.openai.as_ref().is_some_and(|s| !s.tokenizer.is_bytes()));
         assert!(crate::openai_load::load_run(&o, &app, addr).await);
